@@ -1,0 +1,249 @@
+"""All configuration, in one place: environment variables, optionally from a ``.env`` file.
+
+Each setting is a dataclass field whose metadata names its variable, documents it, and states the
+values it accepts. ``load_settings()`` parses and validates everything at start-up; a wrong value stops
+the process with a message naming the variable and what it accepts (``ConfigError``), instead of failing
+later at the first request. ``hgr config`` prints the table the README carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from common.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+def _s(env: str, default: Any, help: str, *, choices: tuple[str, ...] | None = None,
+       min: float | None = None, max: float | None = None, secret: bool = False) -> Any:
+    return field(default=default, metadata={
+        "env": env, "help": help, "choices": choices, "min": min, "max": max, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- service ---
+    app_name: str = _s("APP_NAME", "hgr", "Service name shown in /status, logs and metrics.")
+    app_version: str = _s("APP_VERSION", "1.0.0", "Version reported by /status and the edge's birth message.")
+    debug: bool = _s("DEBUG", False, "Verbose logs and tracebacks in logs (never in responses).")
+    log_level: str = _s("LOG_LEVEL", "info", "Log level.", choices=("debug", "info", "warning", "error"))
+    log_format: str = _s("LOG_FORMAT", "json", "Log line format.", choices=("json", "text"))
+    host: str = _s("HOST", "127.0.0.1", "Address the HTTP/WebSocket server binds to.")
+    port: int = _s("PORT", 8000, "Port of `hgr up` and `hgr hub`.", min=0, max=65535)
+    edge_port: int = _s("EDGE_PORT", 8001, "Port of `hgr edge` when run on its own.", min=0, max=65535)
+    workers: int = _s("WORKERS", 0, "Inference worker processes; 0 = one per CPU core.", min=0, max=256)
+
+    # --- model ---
+    model_path: str = _s("HGR_MODEL_PATH", "", "Path to a `hand_landmarker.task` bundle; wins over all else.")
+    model_lite_path: str = _s("HGR_MODEL_LITE_PATH", "", "Path to the lite bundle, so a stream can pick "
+                              "`opts.model = lite` while the default stays full.")
+    model_variant: str = _s("HGR_MODEL_VARIANT", "full", "Model bundle to fetch or build.", choices=("full", "lite"))
+    model_cache_dir: str = _s("HGR_MODEL_CACHE_DIR", "~/.cache/hgr/models", "Where fetched/built bundles are kept.")
+    model_url: str = _s("HGR_MODEL_URL", "", "Override the official download URL of the bundle (empty = official).")
+    model_sha256: str = _s("HGR_MODEL_SHA256", "", "Expected SHA-256 of the download (empty = the official "
+                           "bundle's pinned digest).")
+    model_index_url: str = _s("HGR_MODEL_INDEX_URL", "https://pypi.org/simple",
+                              "Package index used to build the bundle from the mediapipe 0.10.21 wheel.")
+    model_download_timeout: float = _s("HGR_MODEL_DOWNLOAD_TIMEOUT", 10.0,
+                                       "Seconds before a model download attempt gives up.", min=0.1)
+    num_hands: int = _s("NUM_HANDS", 2, "Default maximum hands per image (a stream may ask for fewer).",
+                        min=1, max=4)
+    min_hand_detection_confidence: float = _s("MIN_HAND_DETECTION_CONFIDENCE", 0.5,
+                                              "Palm detector score threshold.", min=0, max=1)
+    min_hand_presence_confidence: float = _s("MIN_HAND_PRESENCE_CONFIDENCE", 0.5,
+                                             "Landmark model hand-presence threshold.", min=0, max=1)
+    min_tracking_confidence: float = _s("MIN_TRACKING_CONFIDENCE", 0.5,
+                                        "Tracking threshold in VIDEO mode (below: re-detect).", min=0, max=1)
+
+    # --- images and limits ---
+    max_image_size: int = _s("MAX_IMAGE_SIZE", 20 * MiB, "Largest accepted image, bytes.", min=1)
+    max_image_pixels: int = _s("MAX_IMAGE_PIXELS", 40_000_000,
+                               "Largest accepted width×height; checked from the header before decoding.", min=1)
+    max_request_size: int = _s("MAX_REQUEST_SIZE", 64 * MiB,
+                               "Largest REST request body (JSON or multipart), bytes.", min=1)
+    max_batch_images: int = _s("MAX_BATCH_IMAGES", 32, "Most images in one batch or upload request.", min=1)
+
+    # --- batching (edge and hub) ---
+    batch_size: int = _s("BATCH_SIZE", 8, "A batch closes at this many frames...", min=1, max=1024)
+    max_batch_delay_ms: float = _s("MAX_BATCH_DELAY_MS", 2.0, "...or this long after its first frame.",
+                                   min=0, max=1000)
+
+    # --- edge ---
+    edge_id: str = _s("EDGE_ID", "", "This edge's id in the fleet (default: hostname). No `+ # /`, ≤ 64 chars.")
+    max_frame_bytes: int = _s("MAX_FRAME_BYTES", 4 * MiB, "Largest WebSocket message, bytes (beyond: close 1009).",
+                              min=1)
+    max_fps: float = _s("MAX_FPS", 60.0, "Frames per second accepted per connection; excess is dropped.", min=0.1)
+    max_connections: int = _s("MAX_CONNECTIONS", 64, "WebSocket connections per edge (beyond: close 1013).",
+                              min=1)
+    idle_timeout: float = _s("IDLE_TIMEOUT", 60.0, "Seconds without a message before a stream is closed.",
+                             min=1)
+
+    # --- auth ---
+    auth_enabled: bool = _s("AUTH_ENABLED", False, "Require an API key on REST and WebSocket.")
+    api_keys: str = _s("API_KEYS", "", "`name:key[:requests/window_s]`, comma-separated, or `@/path/file`.",
+                       secret=True)
+
+    # --- rate limiting (hub) ---
+    rate_limit_enabled: bool = _s("RATE_LIMIT_ENABLED", True, "Global per-key/per-IP rate limit on REST.")
+    rate_limit_requests: int = _s("RATE_LIMIT_REQUESTS", 100, "Requests (images) allowed per window.", min=1)
+    rate_limit_window: float = _s("RATE_LIMIT_WINDOW", 60.0, "Window length, seconds.", min=0.001)
+    rate_limit_burst: int = _s("RATE_LIMIT_BURST", 0, "Extra requests allowed at once above the steady rate.",
+                               min=0)
+    rate_limit_shadow: bool = _s("RATE_LIMIT_SHADOW", False, "Count and report, but never block (rollout).")
+    rate_limit_fail: str = _s("RATE_LIMIT_FAIL", "open", "When Redis is unreachable: allow or refuse.",
+                              choices=("open", "closed"))
+    fleet_quota_frames: int = _s("FLEET_QUOTA_FRAMES", 0,
+                                 "Edge frames per key per RATE_LIMIT_WINDOW before the hub throttles it "
+                                 "fleet-wide; 0 = no fleet quota.", min=0)
+
+    # --- cache and redis (hub) ---
+    cache_enabled: bool = _s("CACHE_ENABLED", True, "Cache REST results by image hash + model + options.")
+    cache_ttl: int = _s("CACHE_TTL", 3600, "Seconds a cached result lives.", min=1)
+    cache_max_entries: int = _s("CACHE_MAX_ENTRIES", 10_000, "Entries kept by the in-process cache.", min=1)
+    redis_enabled: bool = _s("REDIS_ENABLED", False, "Use Redis for cache, rate limits and fleet state.")
+    redis_host: str = _s("REDIS_HOST", "127.0.0.1", "Redis host (when REDIS_URL is unset).")
+    redis_port: int = _s("REDIS_PORT", 6379, "Redis port (when REDIS_URL is unset).", min=1, max=65535)
+    redis_db: int = _s("REDIS_DB", 0, "Redis database number (when REDIS_URL is unset).", min=0)
+    redis_url: str = _s("REDIS_URL", "", "`redis://[:password@]host:port/db`; setting it enables Redis.",
+                        secret=True)
+    redis_key_prefix: str = _s("REDIS_KEY_PREFIX", "hgr:", "Prefix of every Redis key this service writes.")
+
+    # --- mqtt ---
+    mqtt_url: str = _s("MQTT_URL", "", "`mqtt://user:pass@host:port` or `mqtts://…`; unset = no broker.",
+                       secret=True)
+    mqtt_topic_prefix: str = _s("MQTT_TOPIC_PREFIX", "hgr/v1", "Prefix of every topic.")
+    mqtt_keepalive: int = _s("MQTT_KEEPALIVE", 30, "MQTT keepalive, seconds (the Will fires after ~1.5×).",
+                             min=5, max=65535)
+    mqtt_payload: str = _s("MQTT_PAYLOAD", "json", "Payload encoding.", choices=("json", "msgpack"))
+    mqtt_share_group: str = _s("MQTT_SHARE_GROUP", "hgr-hub", "Hub shared-subscription group.")
+    mqtt_outbox_size: int = _s("MQTT_OUTBOX_SIZE", 1000, "Messages kept while the broker is away.", min=1)
+    mqtt_results: bool = _s("MQTT_RESULTS", False, "Publish every frame's result (QoS 0) on `…/results`.")
+    mqtt_ca_file: str = _s("MQTT_CA_FILE", "", "CA bundle for `mqtts://` (empty = system store).")
+    mqtt_client_cert: str = _s("MQTT_CLIENT_CERT", "", "Client certificate for mutual TLS.")
+    mqtt_client_key: str = _s("MQTT_CLIENT_KEY", "", "Client key for mutual TLS.", secret=True)
+    metrics_interval: float = _s("METRICS_INTERVAL", 10.0, "Seconds between an edge's metrics messages.",
+                                 min=0.1)
+    edge_stale_after: float = _s("EDGE_STALE_AFTER", 45.0,
+                                 "Hub marks an edge offline after this many silent seconds.", min=1)
+    event_debounce_ms: float = _s("EVENT_DEBOUNCE_MS", 300.0,
+                                  "A count/gesture must hold this long before an event is published.", min=0)
+
+    # --- derived helpers (not settings) ---
+    def resolved_workers(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+    def resolved_edge_id(self) -> str:
+        return self.edge_id or validate_edge_id(socket.gethostname()[:64], "hostname")
+
+    def resolved_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_enabled:
+            return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        return None
+
+    def public(self) -> dict[str, Any]:
+        """Settings safe to show (secrets masked)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.metadata["env"]] = "***" if f.metadata["secret"] and value else value
+        return out
+
+
+def validate_edge_id(value: str, where: str = "EDGE_ID") -> str:
+    """An edge id becomes one MQTT topic level: no wildcards, no separators, bounded."""
+    if not value or len(value) > 64 or any(c in value for c in "+#/") or any(ord(c) < 33 for c in value):
+        raise ConfigError(f"{where}={value!r} is not a valid edge id: 1-64 printable characters, "
+                          f"no spaces and none of '+', '#', '/'")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    env, kind = f.metadata["env"], f.type
+    raw = raw.strip()
+    if kind == "bool":
+        low = raw.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"{env}={raw!r}: expected a boolean (true/false, 1/0, yes/no, on/off)")
+    if kind in ("int", "float"):
+        try:
+            value: Any = int(raw) if kind == "int" else float(raw)
+        except ValueError:
+            raise ConfigError(f"{env}={raw!r}: expected {'an integer' if kind == 'int' else 'a number'}") from None
+        lo, hi = f.metadata["min"], f.metadata["max"]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"{'≥ ' + str(lo) if lo is not None else ''}{' and ' if lo is not None and hi is not None else ''}" \
+                     f"{'≤ ' + str(hi) if hi is not None else ''}"
+            raise ConfigError(f"{env}={raw!r}: must be {bounds}")
+        return value
+    choices = f.metadata["choices"]
+    if choices:
+        low = raw.lower()
+        if low not in choices:
+            raise ConfigError(f"{env}={raw!r}: expected one of {', '.join(choices)}")
+        return low
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env",
+                  **overrides: Any) -> Settings:
+    """Build Settings from ``environ`` (default ``os.environ``) over an optional ``.env`` file.
+
+    Real environment variables win over the file, as with docker/compose. ``overrides`` take field
+    names and are applied last (used by tests and the CLI's flags).
+    """
+    source: dict[str, str] = {}
+    if env_file and Path(env_file).is_file():
+        source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    source.update(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        env = f.metadata["env"]
+        if env in source:
+            values[f.name] = _parse(f, source[env])
+    values.update(overrides)
+    settings = Settings(**values)
+    if settings.edge_id:
+        validate_edge_id(settings.edge_id)
+    if settings.api_keys.startswith("@") and not Path(settings.api_keys[1:]).is_file():
+        raise ConfigError(f"API_KEYS={settings.api_keys!r}: file not found")
+    if settings.auth_enabled and not settings.api_keys:
+        raise ConfigError("AUTH_ENABLED=true needs API_KEYS (`name:key`, comma-separated, or `@/path/file`)")
+    if settings.mqtt_url and not settings.mqtt_url.startswith(("mqtt://", "mqtts://")):
+        raise ConfigError(f"MQTT_URL: expected mqtt://[user:pass@]host[:port] or mqtts://…")
+    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL: expected redis://[:password@]host:port/db, rediss://… or unix://…")
+    return settings
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated so it cannot drift from the code."""
+    rows = ["| Variable | Default | Accepted | Meaning |", "| --- | --- | --- | --- |"]
+    for f in dataclasses.fields(Settings):
+        m = f.metadata
+        default = f.default
+        if isinstance(default, bool):
+            default = str(default).lower()
+        accepted = ", ".join(m["choices"]) if m["choices"] else {
+            "bool": "true/false", "int": "integer", "float": "number", "str": "text"}[f.type]
+        if m["min"] is not None or m["max"] is not None:
+            accepted += f" [{m['min'] if m['min'] is not None else ''}..{m['max'] if m['max'] is not None else ''}]"
+        rows.append(f"| `{m['env']}` | `{default}` | {accepted} | {m['help']} |")
+    return "\n".join(rows)

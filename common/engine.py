@@ -1,0 +1,206 @@
+"""The detection engine: MediaPipe Hand Landmarker in, the common result schema out.
+
+One schema serves every transport (CLI, WebSocket, REST, MQTT)::
+
+    {"hands": [{"handedness": "Left"|"Right", "score": float,
+                "landmarks": [[x, y, z] × 21],        # normalised to the image, x right, y down
+                "world_landmarks": [[x, y, z] × 21],  # metres, origin at the hand's centre
+                "bbox": [x_min, y_min, x_max, y_max], # normalised
+                "fingers_up": {"thumb": bool, ...}, "fingers": int, "gesture": str}, ...],
+     "total_fingers": int, "image_size": [width, height],
+     "timing": {"decode_ms": float, "infer_ms": float, "total_ms": float}}
+
+Handedness is the person's own hand. MediaPipe labels hands as if the picture were a mirrored selfie;
+ordinary camera frames and photos are not mirrored, so by default the label is swapped. A client that
+sends mirrored frames says so with the option ``mirrored: true``.
+
+``Detector`` owns landmarkers: one in IMAGE mode for stills, and one per stream in VIDEO mode (tracking
+across frames skips the palm detector while hands stay in view). VIDEO timestamps must strictly
+increase per landmarker; the detector guarantees that whatever clock the client uses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any
+
+import mediapipe as mp
+import numpy as np
+from mediapipe.tasks.python import BaseOptions, vision
+
+from common.config import Settings
+from common.errors import HgrError
+from common.fingers import count_fingers, fingers_up
+from common.gestures import classify
+from common.images import DecodedImage, ImageLimits, decode_image
+
+VARIANTS = ("full", "lite")
+
+
+class BadOptions(HgrError):
+    code = "bad_options"
+    status = 422
+
+
+@dataclass(frozen=True, slots=True)
+class DetectOptions:
+    """Per-request (or per-stream) choices; anything absent falls back to the settings."""
+
+    num_hands: int = 2
+    mirrored: bool = False
+    model: str = "full"
+
+    @classmethod
+    def parse(cls, raw: Any, defaults: "DetectOptions") -> "DetectOptions":
+        if raw is None:
+            return defaults
+        if not isinstance(raw, dict):
+            raise BadOptions("options must be an object")
+        unknown = set(raw) - {"num_hands", "mirrored", "model"}
+        if unknown:
+            raise BadOptions(f"unknown option(s): {', '.join(sorted(map(str, unknown)))}")
+        opts = defaults
+        if "num_hands" in raw:
+            n = raw["num_hands"]
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 4:
+                raise BadOptions("num_hands must be an integer from 1 to 4")
+            opts = replace(opts, num_hands=n)
+        if "mirrored" in raw:
+            if not isinstance(raw["mirrored"], bool):
+                raise BadOptions("mirrored must be true or false")
+            opts = replace(opts, mirrored=raw["mirrored"])
+        if "model" in raw:
+            if raw["model"] not in VARIANTS:
+                raise BadOptions(f"model must be one of {', '.join(VARIANTS)}")
+            opts = replace(opts, model=raw["model"])
+        return opts
+
+    def cache_key(self) -> str:
+        return f"n{self.num_hands}-m{int(self.mirrored)}-{self.model}"
+
+
+def default_options(settings: Settings) -> DetectOptions:
+    return DetectOptions(num_hands=settings.num_hands, model=settings.model_variant)
+
+
+def _r(v: float) -> float:
+    # Six decimals is far below landmark noise and halves the payload versus full floats.
+    return round(float(v), 6)
+
+
+def hand_to_dict(landmarks: Any, world: Any, category: Any, mirrored: bool) -> dict[str, Any]:
+    lm = [[_r(p.x), _r(p.y), _r(p.z)] for p in landmarks]
+    wl = [[_r(p.x), _r(p.y), _r(p.z)] for p in world] if world else None
+    label = category.category_name
+    if not mirrored:
+        label = {"Left": "Right", "Right": "Left"}.get(label, label)
+    up = fingers_up(wl or lm)
+    xs, ys = [p[0] for p in lm], [p[1] for p in lm]
+    clamp = lambda v: _r(min(1.0, max(0.0, v)))  # noqa: E731
+    return {
+        "handedness": label,
+        "score": _r(category.score),
+        "landmarks": lm,
+        "world_landmarks": wl,
+        "bbox": [clamp(min(xs)), clamp(min(ys)), clamp(max(xs)), clamp(max(ys))],
+        "fingers_up": up,
+        "fingers": count_fingers(up),
+        "gesture": classify(up, lm, wl),
+    }
+
+
+def result_to_hands(result: Any, mirrored: bool) -> list[dict[str, Any]]:
+    hands = [hand_to_dict(lm, result.hand_world_landmarks[i] if result.hand_world_landmarks else None,
+                          result.handedness[i][0], mirrored)
+             for i, lm in enumerate(result.hand_landmarks)]
+    # Left to right in the image, so clients can match hands across frames without guessing.
+    hands.sort(key=lambda h: h["bbox"][0])
+    return hands
+
+
+def make_result(hands: list[dict[str, Any]], image_size: tuple[int, int], decode_ms: float,
+                infer_ms: float, total_ms: float) -> dict[str, Any]:
+    return {
+        "hands": hands,
+        "total_fingers": sum(h["fingers"] for h in hands),
+        "image_size": list(image_size),
+        "timing": {"decode_ms": round(decode_ms, 3), "infer_ms": round(infer_ms, 3), "total_ms": round(total_ms, 3)},
+    }
+
+
+class Detector:
+    """Landmarkers for one process. Not thread-safe: use one per worker process or thread."""
+
+    def __init__(self, settings: Settings, model_paths: dict[str, str], *, max_streams: int = 256) -> None:
+        self.settings = settings
+        self.model_paths = model_paths  # variant -> .task path (only the variants available)
+        self.defaults = default_options(settings)
+        self.limits = ImageLimits(settings.max_image_size, settings.max_image_pixels)
+        self._image: dict[tuple[str, int], vision.HandLandmarker] = {}
+        self._video: OrderedDict[Any, tuple[vision.HandLandmarker, int]] = OrderedDict()
+        self._max_streams = max_streams
+
+    def _create(self, opts: DetectOptions, video: bool) -> vision.HandLandmarker:
+        path = self.model_paths.get(opts.model)
+        if path is None:
+            raise BadOptions(f"the {opts.model} model is not available on this node "
+                             f"(available: {', '.join(sorted(self.model_paths))})", code="model_unavailable")
+        s = self.settings
+        return vision.HandLandmarker.create_from_options(vision.HandLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=path),
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+            num_hands=opts.num_hands,
+            min_hand_detection_confidence=s.min_hand_detection_confidence,
+            min_hand_presence_confidence=s.min_hand_presence_confidence,
+            min_tracking_confidence=s.min_tracking_confidence,
+        ))
+
+    def warm_up(self) -> None:
+        """Load the default model now so the first request does not pay for it."""
+        self.detect_pixels(np.zeros((64, 64, 3), np.uint8), self.defaults)
+
+    def detect_pixels(self, rgb: np.ndarray, opts: DetectOptions, stream: Any = None) -> tuple[list, float]:
+        """Run the model on an upright RGB image. ``stream`` set → VIDEO mode with tracking."""
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+        start = time.perf_counter()
+        if stream is None:
+            key = (opts.model, opts.num_hands)
+            landmarker = self._image.get(key) or self._image.setdefault(key, self._create(opts, video=False))
+            result = landmarker.detect(image)
+        else:
+            key = (stream, opts.model, opts.num_hands)
+            landmarker, last_ts = self._video.pop(key, (None, -1))
+            if landmarker is None:
+                landmarker = self._create(opts, video=True)
+                self._evict()
+            ts = max(last_ts + 1, int(time.monotonic() * 1000))
+            try:
+                result = landmarker.detect_for_video(image, ts)
+            finally:
+                self._video[key] = (landmarker, ts)
+        return result_to_hands(result, opts.mirrored), (time.perf_counter() - start) * 1000
+
+    def detect_bytes(self, data: bytes, opts: DetectOptions | None = None, stream: Any = None) -> dict[str, Any]:
+        start = time.perf_counter()
+        image: DecodedImage = decode_image(data, self.limits)
+        hands, infer_ms = self.detect_pixels(image.rgb, opts or self.defaults, stream)
+        return make_result(hands, image.size, image.decode_ms, infer_ms, (time.perf_counter() - start) * 1000)
+
+    def close_stream(self, stream: Any) -> None:
+        for key in [k for k in self._video if k[0] == stream]:
+            self._video.pop(key)[0].close()
+
+    def _evict(self) -> None:
+        while len(self._video) >= self._max_streams:
+            _, (landmarker, _) = self._video.popitem(last=False)
+            landmarker.close()
+
+    def close(self) -> None:
+        for landmarker in self._image.values():
+            landmarker.close()
+        for landmarker, _ in self._video.values():
+            landmarker.close()
+        self._image.clear()
+        self._video.clear()

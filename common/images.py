@@ -1,0 +1,121 @@
+"""Turn untrusted bytes into an RGB pixel array, or a precise ``ImageError``.
+
+Order matters for safety: size limit, then format sniffing and header parsing (Pillow reads only the
+header, so a tiny file declaring 50 000 × 50 000 pixels is refused before a single pixel is
+allocated), then a truncation check, then the actual decode with OpenCV (faster than Pillow's), then
+EXIF orientation so a phone photo is upright for the model.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from common.errors import CorruptImage, EmptyImage, ImageTooLarge, TooManyPixels, UnsupportedImage
+
+# We enforce our own pixel limit (configurable); Pillow's global one would raise a different error.
+Image.MAX_IMAGE_PIXELS = None
+
+ACCEPTED_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    rgb: np.ndarray  # H×W×3 uint8, upright
+    format: str  # jpeg | png | webp | bmp
+    decode_ms: float
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) after orientation."""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHeader:
+    format: str
+    width: int
+    height: int
+    orientation: int  # EXIF orientation 1..8 (1 = as stored)
+
+
+def read_header(data: bytes, limits: ImageLimits) -> ImageHeader:
+    """Validate everything that can be known without decoding pixels."""
+    if not data:
+        raise EmptyImage("the image is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(f"the image is {len(data)} bytes; the limit is {limits.max_bytes} bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            pil_format, (width, height) = img.format, img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if pil_format in ("JPEG", "MPO", "WEBP") else 1
+    except UnidentifiedImageError:
+        raise UnsupportedImage("unrecognised image data; send JPEG, PNG, WebP or BMP") from None
+    except Exception as exc:  # Pillow raises assorted errors on malformed headers
+        raise CorruptImage(f"the image header is malformed ({exc.__class__.__name__})") from None
+    fmt = ACCEPTED_FORMATS.get(pil_format or "")
+    if fmt is None:
+        raise UnsupportedImage(f"{pil_format} images are not accepted; send JPEG, PNG, WebP or BMP")
+    if width <= 0 or height <= 0:
+        raise EmptyImage(f"the image has no pixels ({width}×{height})")
+    if width * height > limits.max_pixels:
+        raise TooManyPixels(f"the image is {width}×{height} = {width * height} pixels; "
+                            f"the limit is {limits.max_pixels}")
+    if _is_truncated(fmt, data):
+        raise CorruptImage(f"the {fmt.upper()} data is truncated")
+    return ImageHeader(fmt, width, height, orientation if orientation in range(1, 9) else 1)
+
+
+def _is_truncated(fmt: str, data: bytes) -> bool:
+    # Decoders happily return a half-grey picture for a cut-off file; the model would then count
+    # fingers on garbage. Each format has an end marker or a declared length to check.
+    if fmt == "jpeg":
+        return not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+    if fmt == "png":
+        return b"IEND" not in data[-16:]
+    if fmt == "webp":
+        return len(data) < int.from_bytes(data[4:8], "little") + 8
+    if fmt == "bmp":
+        return len(data) < int.from_bytes(data[2:6], "little")
+    return False
+
+
+def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
+    start = time.perf_counter()
+    header = read_header(data, limits)
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    if rgb is None or rgb.size == 0:
+        raise CorruptImage(f"the {header.format.upper()} data could not be decoded")
+    rgb = apply_orientation(rgb, header.orientation)
+    return DecodedImage(np.ascontiguousarray(rgb), header.format, (time.perf_counter() - start) * 1000)
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip per EXIF orientation (1-8) so the picture is upright."""
+    if orientation == 2:
+        return cv2.flip(img, 1)
+    if orientation == 3:
+        return cv2.rotate(img, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(img, 0)
+    if orientation == 5:
+        return cv2.flip(cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE), 1)
+    if orientation == 6:
+        return cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.flip(cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE), 1)
+    if orientation == 8:
+        return cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return img
