@@ -1,0 +1,112 @@
+"""Fixtures shared by every test: the model, the labelled photos, free ports, real Redis and Mosquitto.
+
+Services are real. Outside CI a test whose service is missing is skipped with the reason; in CI
+(CI=true) it fails instead, so a green CI run always means the real thing was exercised.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support import IN_CI, need, free_port, port_open, wait_for_port  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("HGR_SHARED_DIR", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    path = os.environ.get("HGR_MODEL_PATH") or str(SHARED / "models" / "hand_landmarker.task")
+    need(Path(path).is_file(), f"model bundle not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lite_model_path() -> str:
+    path = str(SHARED / "models" / "hand_landmarker_lite.task")
+    need(Path(path).is_file(), f"lite model bundle not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def hand_photos() -> list[tuple[Path, int]]:
+    """(path, labelled finger count) for every photo in ../shared/data/hands."""
+    folder = SHARED / "data" / "hands"
+    need((folder / "labels.csv").is_file(), f"labelled photos not found in {folder}")
+    with (folder / "labels.csv").open() as f:
+        return [(folder / row["file"], int(row["fingers"])) for row in csv.DictReader(f)]
+
+
+@pytest.fixture(autouse=True)
+def _model_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point every test (and subprocesses it starts) at the shared model, never at the network."""
+    if not os.environ.get("HGR_MODEL_PATH"):
+        candidate = SHARED / "models" / "hand_landmarker.task"
+        if candidate.is_file():
+            monkeypatch.setenv("HGR_MODEL_PATH", str(candidate))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (127.0.0.1:6379). Tests must use their own key prefix or db."""
+    need(port_open("127.0.0.1", 6379), "Redis is not running on 127.0.0.1:6379")
+    return "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def mqtt_url() -> str:
+    """The machine's Mosquitto (127.0.0.1:1883). Tests must use their own topic prefix."""
+    need(port_open("127.0.0.1", 1883), "Mosquitto is not running on 127.0.0.1:1883")
+    return "mqtt://127.0.0.1:1883"
+
+
+def _start_server(argv: list[str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port, 20)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
+    """A redis-server of the test's own on a free port (for tests that kill or flush it)."""
+    need(bool(_which("redis-server")), "redis-server is not installed")
+    port = free_port()
+    proc = _start_server(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no"], port)
+    yield f"redis://127.0.0.1:{port}/0", proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def private_mosquitto(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A mosquitto of the test's own on a free port (for tests that stop or restart the broker)."""
+    need(bool(_which("mosquitto")), "mosquitto is not installed")
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n")
+    proc = _start_server(["mosquitto", "-c", str(conf)], port)
+    yield f"mqtt://127.0.0.1:{port}", proc
+    proc.kill()
+    proc.wait()
+
+
+def _which(name: str) -> str | None:
+    from shutil import which
+    return which(name)
+
+
+PYTHON = sys.executable
