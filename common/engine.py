@@ -96,7 +96,8 @@ def hand_to_dict(landmarks: Any, world: Any, category: Any, mirrored: bool) -> d
     label = category.category_name
     if not mirrored:
         label = {"Left": "Right", "Right": "Left"}.get(label, label)
-    up = fingers_up(wl or lm)
+    # Plain bools: the result is serialised as JSON/msgpack, which do not know numpy types.
+    up = {name: bool(v) for name, v in fingers_up(wl or lm).items()}
     xs, ys = [p[0] for p in lm], [p[1] for p in lm]
     clamp = lambda v: _r(min(1.0, max(0.0, v)))  # noqa: E731
     return {

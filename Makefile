@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` (the all-in-one service) and `make test` (the whole suite).
+# Both create .venv on first use and reinstall when pyproject.toml changes.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SHARED ?= ../shared
+
+# Use the project's shared model bundle when it is next to the checkout (developers, CI); otherwise
+# `hgr` finds, downloads or builds the model itself (see README "Model").
+ifneq ($(wildcard $(SHARED)/models/hand_landmarker.task),)
+export HGR_MODEL_PATH ?= $(abspath $(SHARED)/models/hand_landmarker.task)
+endif
+
+.PHONY: run test install bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@# mediapipe depends on opencv-contrib-python (the GUI build, needs libGL); both builds ship the
+	@# `cv2` package. Keep exactly one: the headless build this project declares.
+	$(PY) -m pip uninstall -q -y opencv-contrib-python opencv-python 2>/dev/null || true
+	$(PY) -m pip install -q --force-reinstall --no-deps 'opencv-python-headless>=4.10'
+	$(PY) -c "import cv2, mediapipe; print('cv2', cv2.__version__, '| mediapipe', mediapipe.__version__)"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/hgr up
+
+test: install
+	$(PY) -m pytest -q -ra
+
+bench: install
+	$(VENV)/bin/hgr bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache artifacts

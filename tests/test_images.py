@@ -1,0 +1,92 @@
+"""Image decoding: every kind of bad input gets its own error code, before any large allocation."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.errors import CorruptImage, EmptyImage, ImageTooLarge, TooManyPixels, UnsupportedImage
+from common.images import ImageLimits, decode_image
+
+
+def _encode(fmt: str, w: int = 64, h: int = 48, **save: object) -> bytes:
+    img = Image.new("RGB", (w, h), (200, 30, 30))
+    img.putpixel((0, 0), (0, 255, 0))  # marks the top-left corner
+    buf = io.BytesIO()
+    img.save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt, name", [("JPEG", "jpeg"), ("PNG", "png"), ("WEBP", "webp"), ("BMP", "bmp")])
+def test_accepted_formats_decode_to_rgb(fmt: str, name: str) -> None:
+    out = decode_image(_encode(fmt, lossless=True) if fmt == "WEBP" else _encode(fmt))
+    assert out.format == name and out.size == (64, 48)
+    assert out.rgb.shape == (48, 64, 3) and out.rgb.dtype == np.uint8
+    r, g, b = out.rgb[24, 32]
+    assert r > 150 and g < 80 and b < 80, "channels must be RGB, not BGR"
+
+
+def test_exif_orientation_is_applied() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, displayed rotated 90° clockwise
+    data = _encode("JPEG", 64, 48, exif=exif.tobytes(), quality=95)
+    out = decode_image(data)
+    assert out.size == (48, 64)
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    # A real, tiny PNG whose header declares 50 000 × 50 000 pixels (2.5 gigapixels).
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    assert len(png) < 1100
+    with pytest.raises(TooManyPixels) as err:
+        decode_image(png, ImageLimits(max_pixels=40_000_000))
+    assert err.value.code == "too_many_pixels" and err.value.status == 413
+
+
+@pytest.mark.parametrize("data, error, code", [
+    (b"", EmptyImage, "empty_image"),
+    (b"definitely not an image", UnsupportedImage, "unsupported_format"),
+    (b"GIF89a" + b"\0" * 20, UnsupportedImage, "unsupported_format"),
+])
+def test_bad_bytes_get_distinct_codes(data: bytes, error: type, code: str) -> None:
+    with pytest.raises(error) as err:
+        decode_image(data)
+    assert err.value.code == code
+
+
+def test_gif_is_named_in_the_message() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "GIF")
+    with pytest.raises(UnsupportedImage, match="GIF"):
+        decode_image(buf.getvalue())
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_data_is_corrupt(fmt: str, hand_photos: list[tuple[Path, int]]) -> None:
+    data = hand_photos[0][0].read_bytes() if fmt == "JPEG" else _encode("PNG", 256, 256)
+    with pytest.raises(CorruptImage, match="truncated"):
+        decode_image(data[: len(data) * 2 // 3])
+
+
+def test_size_limit_is_checked_first() -> None:
+    with pytest.raises(ImageTooLarge) as err:
+        decode_image(b"x" * 1001, ImageLimits(max_bytes=1000))
+    assert err.value.status == 413
+
+
+def test_real_photo_matches_opencv(hand_photos: list[tuple[Path, int]]) -> None:
+    path = hand_photos[0][0]
+    out = decode_image(path.read_bytes())
+    reference = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    assert out.rgb.shape == reference.shape
+    assert np.array_equal(out.rgb, reference)

