@@ -1,0 +1,160 @@
+"""Global rate limits: one GCRA bucket per API key name (or per client IP when anonymous).
+
+Two stores with the same arithmetic (``hub.gcra``): Redis (one atomic Lua script per decision, so
+any number of hub processes share one budget) and an in-process dict for the all-in-one without
+Redis. When Redis is unreachable ``RATE_LIMIT_FAIL`` decides: ``open`` allows (and says so in the
+metrics), ``closed`` refuses with 503. ``RATE_LIMIT_SHADOW`` computes and reports everything but
+never refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+from common import metrics
+from common.config import Settings
+from common.errors import HgrError
+from hub.gcra import US, Decision, Policy, gcra
+from hub.redis_conn import RedisConn, RedisDown
+
+log = logging.getLogger("hgr.hub.ratelimit")
+
+LUA = files("hub").joinpath("ratelimit.lua").read_text()
+NEAR_LIMIT_FRACTION = 0.1  # "near limit": fewer than 10 % of the capacity left after this request
+
+
+class RateLimited(HgrError):
+    code = "rate_limited"
+    status = 429
+
+
+class LimiterUnavailable(HgrError):
+    code = "rate_limiter_unavailable"
+    status = 503
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the client is told: whether to proceed, and the RateLimit-* header values."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int
+    retry_after_s: int | None = None  # only when refused
+    reason: str = "ok"  # ok | limited | too_costly | shadow | store_down
+
+    def headers(self) -> dict[str, str]:
+        out = {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(max(0, self.remaining)),
+               "RateLimit-Reset": str(self.reset_s)}
+        if self.retry_after_s is not None:
+            out["Retry-After"] = str(self.retry_after_s)
+        return out
+
+
+class MemoryBuckets:
+    """TATs in a bounded dict; a bucket past its TAT is full again, so it is the first to go."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._tats: OrderedDict[str, int] = OrderedDict()
+        self._max = max_keys
+
+    async def decide(self, key: str, now_us: int, cost: int, policy: Policy) -> Decision:
+        decision = gcra(self._tats.get(key), now_us, cost, policy.interval_us, policy.capacity)
+        if decision.allowed:
+            self._tats[key] = decision.new_tat_us
+            self._tats.move_to_end(key)
+            while len(self._tats) > self._max:
+                self._tats.popitem(last=False)
+        return decision
+
+
+class RedisBuckets:
+    def __init__(self, conn: RedisConn) -> None:
+        self.conn = conn
+        self._script = conn.client.register_script(LUA)
+
+    async def decide(self, key: str, now_us: int, cost: int, policy: Policy) -> Decision:
+        reply = await self.conn.call(
+            lambda _: self._script(keys=[key], args=[now_us, cost, policy.interval_us, policy.capacity]))
+        allowed, new_tat, remaining, retry_after, reset = (int(v) for v in reply)
+        return Decision(bool(allowed), new_tat, remaining, retry_after, reset)
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings, redis: RedisConn | None = None) -> None:
+        self.settings = settings
+        self.enabled = settings.rate_limit_enabled
+        self.default = Policy(settings.rate_limit_requests, settings.rate_limit_window, settings.rate_limit_burst)
+        self.prefix = f"{settings.redis_key_prefix}rl:"
+        self.store: MemoryBuckets | RedisBuckets = RedisBuckets(redis) if redis else MemoryBuckets()
+
+    def policy_for(self, override: tuple[int, float] | None) -> Policy:
+        if override is None:
+            return self.default
+        return Policy(override[0], override[1], self.settings.rate_limit_burst)
+
+    async def check(self, identity: str, cost: int, override: tuple[int, float] | None = None,
+                    now_s: float | None = None) -> Verdict:
+        """Charge ``cost`` images to ``identity`` (``key:<name>`` or ``ip:<addr>``). Raises RateLimited
+        (429) or LimiterUnavailable (503, fail-closed) carrying the headers; else returns the verdict."""
+        policy = self.policy_for(override)
+        if not self.enabled:
+            return Verdict(True, policy.capacity, policy.capacity, 0)
+        now_us = int((time.time() if now_s is None else now_s) * US)
+        try:
+            decision = await self.store.decide(self.prefix + identity, now_us, cost, policy)
+        except RedisDown:
+            return self._store_down(policy)
+        verdict = _verdict(decision, policy)
+        if verdict.allowed:
+            near = verdict.remaining < policy.capacity * NEAR_LIMIT_FRACTION
+            metrics.RATE_LIMIT.labels("near_limit" if near else "allowed").inc()
+            return verdict
+        if self.settings.rate_limit_shadow:
+            metrics.RATE_LIMIT.labels("shadow_limited").inc()
+            log.info("rate limit exceeded (shadow mode: allowed)", extra={"identity": identity, "cost": cost})
+            return Verdict(True, verdict.limit, 0, verdict.reset_s, None, "shadow")
+        metrics.RATE_LIMIT.labels("limited").inc()
+        raise _refusal(verdict, cost, policy)
+
+    def _store_down(self, policy: Policy) -> Verdict:
+        if self.settings.rate_limit_fail == "open" or self.settings.rate_limit_shadow:
+            metrics.RATE_LIMIT.labels("error_allowed").inc()
+            return Verdict(True, policy.capacity, policy.capacity, 0, None, "store_down")
+        metrics.RATE_LIMIT.labels("error_refused").inc()
+        exc = LimiterUnavailable("the rate limiter's store is unreachable; try again shortly")
+        exc.headers = {"Retry-After": "1"}  # type: ignore[attr-defined]
+        raise exc
+
+    def status(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "store": "redis" if isinstance(self.store, RedisBuckets) else "memory",
+                "requests": self.default.requests, "window_s": self.default.window_s,
+                "burst": self.default.burst, "shadow": self.settings.rate_limit_shadow,
+                "fail": self.settings.rate_limit_fail}
+
+
+def _verdict(d: Decision, policy: Policy) -> Verdict:
+    reset_s = math.ceil(d.reset_us / US)
+    if d.allowed:
+        return Verdict(True, policy.capacity, d.remaining, reset_s)
+    if d.retry_after_us < 0:
+        return Verdict(False, policy.capacity, d.remaining, reset_s, math.ceil(policy.window_s), "too_costly")
+    return Verdict(False, policy.capacity, d.remaining, reset_s, max(1, math.ceil(d.retry_after_us / US)), "limited")
+
+
+def _refusal(verdict: Verdict, cost: int, policy: Policy) -> RateLimited:
+    if verdict.reason == "too_costly":
+        exc = RateLimited(f"this request costs {cost} images but the limit allows at most {policy.capacity} "
+                          f"at once; send smaller batches", code="batch_exceeds_rate_limit")
+    else:
+        exc = RateLimited(f"rate limit exceeded ({policy.requests} images per {policy.window_s:g} s); "
+                          f"retry after {verdict.retry_after_s} s")
+    exc.headers = verdict.headers()  # type: ignore[attr-defined]
+    return exc

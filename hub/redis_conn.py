@@ -1,0 +1,106 @@
+"""One Redis connection for the hub's cache, rate limiter and fleet state, with its health.
+
+Calls fail fast instead of hanging a request: short socket timeouts, no client-side retries, and
+after a failure the connection is marked down so further calls are refused at once (``RedisDown``)
+until a background ping sees Redis again. redis-py reconnects by itself on the next command; the
+pinger is what notices recovery when no traffic would, and what keeps ``/status`` and
+``hgr_redis_up`` truthful.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from common import metrics
+
+log = logging.getLogger("hgr.hub.redis")
+T = TypeVar("T")
+
+
+class RedisDown(Exception):
+    """Redis is unreachable (now or at the last attempt); callers apply their own fallback."""
+
+
+class RedisConn:
+    def __init__(self, url: str, *, timeout_s: float = 0.5, ping_interval_s: float = 1.0) -> None:
+        self.url = url
+        self.client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=False)
+        self.up = False
+        self.last_error: str | None = None
+        self.down_since: float | None = None
+        self._ping_interval = ping_interval_s
+        self._pinger: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.ping()
+        self._pinger = asyncio.create_task(self._ping_loop(), name="redis-ping")
+
+    async def close(self) -> None:
+        if self._pinger:
+            self._pinger.cancel()
+            await asyncio.gather(self._pinger, return_exceptions=True)
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+            return False
+        self._mark_up()
+        return True
+
+    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """Run ``fn(client)``; raise RedisDown (never a redis-py error) if Redis is or goes away."""
+        if not self.up:
+            raise RedisDown(self.last_error or "redis is down")
+        try:
+            result = await fn(self.client)
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+            raise RedisDown(str(exc)) from None
+        return result
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"configured": True, "up": self.up, "url": _mask(self.url)}
+        if not self.up:
+            out["error"] = self.last_error
+            out["down_for_s"] = round(time.monotonic() - self.down_since, 1) if self.down_since else None
+        return out
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            await self.ping()
+
+    def _mark_up(self) -> None:
+        if not self.up:
+            log.info("redis is up", extra={"redis": _mask(self.url)})
+        self.up, self.last_error, self.down_since = True, None, None
+        metrics.REDIS_UP.set(1)
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self.up or self.down_since is None:
+            log.warning("redis is down: %s", exc, extra={"redis": _mask(self.url)})
+            self.down_since = time.monotonic()
+        self.up, self.last_error = False, f"{exc.__class__.__name__}: {exc}"
+        metrics.REDIS_UP.set(0)
+
+
+def _mask(url: str) -> str:
+    """The URL without its password, for status and logs."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"

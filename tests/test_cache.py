@@ -1,0 +1,94 @@
+"""Result caches: the in-process LRU+TTL, the Redis store, the key, and failures degrading to misses."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+
+from common.engine import DetectOptions
+from hub.cache import MemoryCache, RedisCache, cache_key
+from hub.redis_conn import RedisConn
+
+RESULT = {"hands": [], "total_fingers": 0, "image_size": [10, 10], "timing": {"total_ms": 1.0}}
+
+
+def test_key_depends_on_bytes_model_and_options() -> None:
+    opts = DetectOptions(num_hands=2)
+    base = cache_key("p:", b"img", "model-a", opts)
+    assert base.startswith("p:cache:") and len(base.split(":")[2]) == 64
+    assert cache_key("p:", b"img", "model-a", opts) == base
+    assert cache_key("p:", b"img2", "model-a", opts) != base
+    assert cache_key("p:", b"img", "model-b", opts) != base
+    assert cache_key("p:", b"img", "model-a", DetectOptions(num_hands=1)) != base
+    assert cache_key("p:", b"img", "model-a", DetectOptions(num_hands=2, mirrored=True)) != base
+
+
+async def test_memory_cache_is_bounded_lru() -> None:
+    cache = MemoryCache(max_entries=2, ttl_s=60)
+    await cache.set("a", RESULT)
+    await cache.set("b", RESULT)
+    assert await cache.get("a") == RESULT  # a is now the most recent
+    await cache.set("c", RESULT)  # evicts b
+    assert await cache.get("b") is None
+    assert await cache.get("a") == RESULT and await cache.get("c") == RESULT
+    status = cache.status()
+    assert status["entries"] == 2 and status["hits"] == 3 and status["misses"] == 1 and status["hit_rate"] == 0.75
+
+
+async def test_memory_cache_expires_after_ttl() -> None:
+    cache = MemoryCache(max_entries=10, ttl_s=0.05)
+    await cache.set("a", RESULT)
+    assert await cache.get("a") == RESULT
+    deadline = time.monotonic() + 10
+    while await cache.get("a") is not None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    assert cache.status()["entries"] == 0
+
+
+async def test_redis_cache_round_trip_with_ttl(redis_url: str) -> None:
+    conn = RedisConn(redis_url)
+    await conn.start()
+    key = f"hgr-test:{uuid.uuid4().hex}:cache:x"
+    try:
+        cache = RedisCache(conn, ttl_s=30)
+        assert await cache.get(key) is None
+        await cache.set(key, RESULT)
+        assert await cache.get(key) == RESULT
+        assert 0 < await conn.client.ttl(key) <= 30
+        assert cache.status()["hits"] == 1 and cache.status()["misses"] == 1
+    finally:
+        await conn.client.delete(key)
+        await conn.close()
+
+
+async def test_redis_cache_errors_are_misses_and_it_reconnects(private_redis: tuple[str, subprocess.Popen]) -> None:
+    url, proc = private_redis
+    conn = RedisConn(url, ping_interval_s=0.1)
+    await conn.start()
+    cache = RedisCache(conn, ttl_s=30)
+    try:
+        await cache.set("k", RESULT)
+        assert await cache.get("k") == RESULT
+        proc.kill()
+        proc.wait()
+        assert await cache.get("k") is None  # an error, reported as a miss
+        await cache.set("k", RESULT)  # swallowed
+        assert cache.status()["errors"] >= 1 and not conn.up
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        restarted = subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while not conn.up:  # the background ping notices
+                assert time.monotonic() < deadline, "never reconnected"
+                await asyncio.sleep(0.05)
+            await cache.set("k", RESULT)
+            assert await cache.get("k") == RESULT
+        finally:
+            restarted.kill()
+            restarted.wait()
+    finally:
+        await conn.close()
