@@ -1,0 +1,103 @@
+"""One inference worker process: decode + detect, one frame at a time, on one core.
+
+Started by ``common.pool`` as ``python -m common.worker <fd>`` (a fresh interpreter, never a fork of the
+event-loop process), talking over a socketpair inherited as ``fd``. Messages are msgpack arrays, each
+prefixed by its 4-byte big-endian length:
+
+    parent → worker  ["init", settings_dict, model_paths]            once, first
+                     ["batch", [[job_id, image_bytes, num_hands, mirrored, model, stream], ...]]
+                     ["close_stream", stream]
+    worker → parent  ["ready", pid] | ["fatal", message]              once, after loading the model
+                     ["result", job_id, started_monotonic, result]
+                     ["error", job_id, started_monotonic, code, message, status]
+
+Compressed image bytes cross the process boundary, never pixels. ``started_monotonic`` is
+``time.monotonic()``, a system-wide clock on Linux, so the parent can compute queueing time. The worker
+exits when the parent closes its end (also when the parent dies), after answering what it has read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, BinaryIO
+
+import msgpack
+
+log = logging.getLogger("hgr.worker")
+
+_LEN = 4
+
+
+def frame_message(msg: Any) -> bytes:
+    payload = msgpack.packb(msg, use_bin_type=True)
+    return len(payload).to_bytes(_LEN, "big") + payload
+
+
+def read_message(rfile: BinaryIO) -> Any | None:
+    """The next message, or None at end of stream."""
+    header = rfile.read(_LEN)
+    if len(header) < _LEN:
+        return None
+    payload = rfile.read(int.from_bytes(header, "big"))
+    return msgpack.unpackb(payload, raw=False)
+
+
+def _serve(sock: socket.socket) -> int:
+    # Imported here so the parent can import frame_message without loading mediapipe twice over.
+    from common.config import Settings
+    from common.engine import DetectOptions, Detector
+    from common.errors import HgrError
+
+    rfile = sock.makefile("rb")
+
+    def send(msg: Any) -> None:
+        sock.sendall(frame_message(msg))
+
+    init = read_message(rfile)
+    if not init or init[0] != "init":
+        return 2
+    try:
+        settings = Settings(**init[1])
+        detector = Detector(settings, init[2])
+        detector.warm_up()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
+        send(["fatal", f"worker could not load the model: {exc}"])
+        return 1
+    send(["ready", os.getpid()])
+    try:
+        while (msg := read_message(rfile)) is not None:
+            if msg[0] == "batch":
+                for job_id, data, num_hands, mirrored, model, stream in msg[1]:
+                    started = time.monotonic()
+                    try:
+                        result = detector.detect_bytes(data, DetectOptions(num_hands, mirrored, model), stream)
+                        send(["result", job_id, started, result])
+                    except HgrError as exc:
+                        send(["error", job_id, started, exc.code, exc.message, exc.status])
+                    except Exception:  # noqa: BLE001 - one bad frame must not take the worker down
+                        log.exception("inference failed")
+                        send(["error", job_id, started, "internal_error", "inference failed", 500])
+            elif msg[0] == "close_stream":
+                detector.close_stream(msg[1])
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the parent went away; nothing left to answer
+    finally:
+        detector.close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop (by closing the socket).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    with socket.socket(fileno=int(argv[0])) as sock:
+        return _serve(sock)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

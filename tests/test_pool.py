@@ -1,0 +1,139 @@
+"""The inference pool with real worker processes and the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from common.config import load_settings
+from common.engine import BadOptions, DetectOptions
+from common.errors import CorruptImage, HgrError, ImageError, UnsupportedImage
+from common.pool import InferencePool
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def photos(hand_photos: list[tuple[Path, int]]) -> list[bytes]:
+    return [path.read_bytes() for path, _ in hand_photos[:8]]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool(model_path: str, lite_model_path: str) -> AsyncIterator[InferencePool]:
+    settings = load_settings(environ={}, env_file=None, model_path=model_path)
+    p = InferencePool(settings, {"full": model_path, "lite": lite_model_path}, service="edge", workers=2)
+    await p.start()
+    yield p
+    await p.close()
+
+
+def _done(pool: InferencePool) -> list[int]:
+    return [w["done"] for w in pool.stats()["per_worker"]]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); it is reaped by then if its parent waited for it
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+
+
+async def test_images_are_spread_over_workers_and_timed(pool: InferencePool, photos: list[bytes]) -> None:
+    before = _done(pool)
+    results = await asyncio.gather(*(pool.submit(p, DetectOptions()) for p in photos))
+    after = _done(pool)
+    assert all(a > b for a, b in zip(after, before)), f"both workers should have worked: {before} -> {after}"
+    for r in results:
+        assert list(r["timing"]) == ["queue_ms", "decode_ms", "infer_ms", "total_ms"]
+        assert r["timing"]["total_ms"] >= r["timing"]["infer_ms"] > 0
+        assert r["total_fingers"] == sum(h["fingers"] for h in r["hands"])
+    assert sum(r["total_fingers"] > 0 for r in results) >= len(results) // 2  # real hands were found
+
+
+async def test_a_stream_stays_on_one_worker(pool: InferencePool, photos: list[bytes]) -> None:
+    streams = pool.stats()["streams"]
+    before = _done(pool)
+    for p in photos[:4]:
+        await pool.submit(p, DetectOptions(num_hands=1), stream="cam-a")
+    delta = [a - b for a, b in zip(_done(pool), before)]
+    assert sorted(delta) == [0, 4], delta
+    await pool.submit(photos[0], DetectOptions(), stream="cam-b")
+    per_worker = pool.stats()["per_worker"]
+    assert [w["streams"] for w in per_worker] == [1, 1], "a second stream goes to the other worker"
+    pool.close_stream("cam-a")
+    pool.close_stream("cam-b")
+    assert pool.stats()["streams"] == streams
+
+
+async def test_bad_images_and_options_raise_precise_errors(pool: InferencePool, photos: list[bytes]) -> None:
+    with pytest.raises(UnsupportedImage):
+        await pool.submit(b"certainly not an image", DetectOptions())
+    with pytest.raises(CorruptImage) as info:
+        await pool.submit(photos[0][: len(photos[0]) // 2], DetectOptions(), stream="cam-c")
+    assert isinstance(info.value, ImageError) and info.value.status == 400
+    only_full = InferencePool(pool.settings, {"full": pool.model_paths["full"]}, service="edge", workers=1)
+    with pytest.raises(BadOptions) as opt_info:
+        only_full._started = True  # no process needed: the check happens before dispatch
+        await only_full.submit(photos[0], DetectOptions(model="lite"))
+    assert opt_info.value.code == "model_unavailable"
+    # the pool is unharmed
+    assert (await pool.submit(photos[1], DetectOptions()))["image_size"]
+    pool.close_stream("cam-c")
+
+
+async def test_a_killed_worker_fails_its_frame_and_is_restarted(pool: InferencePool) -> None:
+    # A big image keeps the worker busy long enough to be killed mid-frame.
+    big = cv2.imencode(".png", np.random.default_rng(1).integers(0, 255, (2000, 3000, 3), np.uint8))[1].tobytes()
+    restarts = pool.stats()["restarts"]
+    error = None
+    for _ in range(5):  # the frame might finish before the signal lands; try again
+        task = asyncio.create_task(pool.submit(big, DetectOptions(), stream="victim"))
+        deadline = time.monotonic() + 30
+        while pool.stats()["in_flight"] == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        victim_pid = pool.stats()["pids"][next(i for i, w in enumerate(pool.stats()["per_worker"])
+                                               if w["streams"] and w["alive"])]
+        os.kill(victim_pid, signal.SIGKILL)
+        try:
+            await task
+        except HgrError as exc:
+            error = exc
+            break
+    assert error is not None and error.code == "worker_restarted"
+    deadline = time.monotonic() + 120
+    while (pool.stats()["alive"] < 2) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    stats = pool.stats()
+    assert stats["alive"] == 2 and stats["restarts"] > restarts
+    assert victim_pid not in stats["pids"] and not _alive(victim_pid)
+    # the stream continues on the replacement worker
+    result = await pool.submit(big, DetectOptions(), stream="victim")
+    assert result["image_size"] == [3000, 2000]
+    pool.close_stream("victim")
+
+
+async def test_close_finishes_in_flight_work_and_leaves_no_process(model_path: str, photos: list[bytes]) -> None:
+    settings = load_settings(environ={}, env_file=None, model_path=model_path)
+    p = InferencePool(settings, {"full": model_path}, service="hub", workers=1)
+    await p.start()
+    assert p.ready
+    pids = [pid for pid in p.stats()["pids"] if pid]
+    in_flight = [asyncio.create_task(p.submit(photo, DetectOptions())) for photo in photos[:3]]
+    await asyncio.sleep(0)
+    await p.close()
+    assert all(t.done() and not t.exception() for t in in_flight), "in-flight frames were answered"
+    assert not p.ready and pids and not any(_alive(pid) for pid in pids)
+    with pytest.raises(HgrError) as info:
+        await p.submit(photos[0], DetectOptions())
+    assert info.value.code == "unavailable"
