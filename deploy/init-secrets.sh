@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Create the secrets docker-compose.hub.yml reads, once, on the hub host:
+#   deploy/hub.env                  REDIS_PASSWORD, MQTT_HUB_PASSWORD, GRAFANA_ADMIN_PASSWORD, PUBLIC_HOSTNAME
+#   deploy/secrets/api_keys.txt     API_KEYS file (one `name:key` per line), mounted as a Docker secret
+#   deploy/secrets/mosquitto.passwd broker users: `hub` and one per edge id
+#   deploy/secrets/edges/<id>.env   what each edge needs in its deploy/edge.env (EDGE_ID, MQTT_URL)
+#   deploy/secrets/htpasswd         nginx basic auth for /prometheus/ (user `admin`)
+#   deploy/secrets/tls/server.{crt,key}  a self-signed certificate, until you install a real one
+#
+#   deploy/init-secrets.sh hub.example.com edge-door edge-lobby
+#
+# Existing files are kept (re-run it to add edges). Needs openssl, and mosquitto_passwd or docker.
+set -euo pipefail
+umask 077
+cd "$(dirname "$0")"
+host=${1:?usage: init-secrets.sh PUBLIC_HOSTNAME [EDGE_ID...]}
+shift
+secrets=secrets
+mkdir -p "$secrets/tls" "$secrets/edges"
+
+random() { openssl rand -hex 24; }
+
+passwd_tool() {  # mosquitto_passwd from the host, else from the broker's image
+  if command -v mosquitto_passwd >/dev/null; then
+    mosquitto_passwd "$@"
+  else
+    docker run --rm -v "$PWD/$secrets:/s" eclipse-mosquitto:2.0.20 mosquitto_passwd "${@/#$secrets\//\/s\/}"
+  fi
+}
+
+if [ ! -f hub.env ]; then
+  cat > hub.env <<ENV
+PUBLIC_HOSTNAME=$host
+REDIS_PASSWORD=$(random)
+MQTT_HUB_PASSWORD=$(random)
+GRAFANA_ADMIN_PASSWORD=$(random)
+ENV
+fi
+# shellcheck disable=SC1091
+. ./hub.env
+
+[ -f "$secrets/api_keys.txt" ] || printf 'default:%s\n' "$(random)" > "$secrets/api_keys.txt"
+
+[ -f "$secrets/mosquitto.passwd" ] || : > "$secrets/mosquitto.passwd"
+grep -q '^hub:' "$secrets/mosquitto.passwd" || passwd_tool -b "$secrets/mosquitto.passwd" hub "$MQTT_HUB_PASSWORD"
+for edge in "$@"; do
+  case $edge in *[+#/\ ]*|'') echo "bad edge id: $edge" >&2; exit 2;; esac
+  if ! grep -q "^$edge:" "$secrets/mosquitto.passwd"; then
+    pw=$(random)
+    passwd_tool -b "$secrets/mosquitto.passwd" "$edge" "$pw"
+    printf 'EDGE_ID=%s\nMQTT_URL=mqtts://%s:%s@%s:8883\n' "$edge" "$edge" "$pw" "$host" > "$secrets/edges/$edge.env"
+  fi
+done
+# The broker runs as uid 1883 and must read its password file.
+chmod 644 "$secrets/mosquitto.passwd"
+
+if [ ! -f "$secrets/htpasswd" ]; then
+  pw=$(random)
+  printf 'admin:%s\n' "$(openssl passwd -apr1 "$pw")" > "$secrets/htpasswd"
+  echo "Prometheus (https://$host/prometheus/): user admin, password $pw"
+fi
+
+if [ ! -f "$secrets/tls/server.crt" ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=$host" \
+    -addext "subjectAltName=DNS:$host" \
+    -keyout "$secrets/tls/server.key" -out "$secrets/tls/server.crt" 2>/dev/null
+  # The broker reads them as its own unprivileged user inside its container.
+  chmod 755 "$secrets/tls"
+  chmod 644 "$secrets/tls/server.crt" "$secrets/tls/server.key"
+  echo "self-signed certificate for $host written; replace deploy/secrets/tls/server.{crt,key} with a real one"
+fi
+echo "secrets ready in deploy/secrets and deploy/hub.env"
