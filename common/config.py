@@ -86,6 +86,8 @@ class Settings:
                               min=1)
     idle_timeout: float = _s("IDLE_TIMEOUT", 60.0, "Seconds without a message before a stream is closed.",
                              min=1)
+    web_dir: str = _s("WEB_DIR", "", "Directory of the web demo served at `/` (empty = the `web/` folder "
+                      "next to the packages).")
 
     # --- auth ---
     auth_enabled: bool = _s("AUTH_ENABLED", False, "Require an API key on REST and WebSocket.")
@@ -126,6 +128,11 @@ class Settings:
     mqtt_payload: str = _s("MQTT_PAYLOAD", "json", "Payload encoding.", choices=("json", "msgpack"))
     mqtt_share_group: str = _s("MQTT_SHARE_GROUP", "hgr-hub", "Hub shared-subscription group.")
     mqtt_outbox_size: int = _s("MQTT_OUTBOX_SIZE", 1000, "Messages kept while the broker is away.", min=1)
+    mqtt_client_id: str = _s("MQTT_CLIENT_ID", "", "MQTT client id (default: `hgr-edge-<EDGE_ID>`, or "
+                             "`hgr-hub-<hostname>-<PORT>` for a hub: stable, so a restart resumes its session).")
+    mqtt_session_expiry: int = _s("MQTT_SESSION_EXPIRY", 60, "Seconds the broker keeps a hub's session (its "
+                                  "subscriptions and queued messages) while it is away; 0 = clean sessions.",
+                                  min=0, max=2**32 - 1)
     mqtt_results: bool = _s("MQTT_RESULTS", False, "Publish every frame's result (QoS 0) on `…/results`.")
     mqtt_ca_file: str = _s("MQTT_CA_FILE", "", "CA bundle for `mqtts://` (empty = system store).")
     mqtt_client_cert: str = _s("MQTT_CLIENT_CERT", "", "Client certificate for mutual TLS.")
@@ -134,6 +141,9 @@ class Settings:
                                  min=0.1)
     edge_stale_after: float = _s("EDGE_STALE_AFTER", 45.0,
                                  "Hub marks an edge offline after this many silent seconds.", min=1)
+    edge_forget_after: float = _s("EDGE_FORGET_AFTER", 86_400.0,
+                                  "Hub forgets an edge offline this many seconds (and drops its metric "
+                                  "series); 0 = never.", min=0)
     event_debounce_ms: float = _s("EVENT_DEBOUNCE_MS", 300.0,
                                   "A count/gesture must hold this long before an event is published.", min=0)
 

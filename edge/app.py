@@ -1,0 +1,213 @@
+"""The edge node: its routes (/ws, /health, /ready, /metrics, the web demo at /) and their wiring.
+
+``EdgeNode`` is what the all-in-one embeds next to the hub (sharing one ``InferencePool``);
+``create_app`` builds a standalone edge with its own pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from common import metrics, protocol
+from common.auth import AuthError, KeyRing
+from common.config import Settings
+from common.engine import default_options
+from common.pool import InferencePool
+from edge.session import Session
+from edge.slot import FpsGate
+from edge.stats import EdgeStats
+
+log = logging.getLogger("hgr.edge")
+
+
+class FrameReporter(Protocol):
+    def on_frame(self, stream_id: str, key_name: str | None, result: dict) -> None: ...
+    def on_stream_closed(self, stream_id: str) -> None: ...
+
+
+def web_dir(settings: Settings) -> Path:
+    return Path(settings.web_dir) if settings.web_dir else Path(__file__).resolve().parent.parent / "web"
+
+
+def presented_key(websocket: WebSocket, negotiated: protocol.Negotiated) -> str | None:
+    """The API key from ``Authorization: Bearer``, ``X-API-Key``, ``?token=`` or an ``hgr.key.<key>``
+    subprotocol entry (the only way a browser can attach one to a WebSocket besides the URL)."""
+    auth = websocket.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        return auth[7:].strip()
+    return websocket.headers.get("x-api-key") or websocket.query_params.get("token") or negotiated.key
+
+
+class EdgeNode:
+    def __init__(self, settings: Settings, pool: InferencePool, *, bus: Any = None) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.bus = bus
+        self.reporter: FrameReporter | None = None
+        self.defaults = default_options(settings)
+        self.edge_id = settings.resolved_edge_id()
+        self.keyring = KeyRing.from_spec(settings.api_keys) if settings.auth_enabled else None
+        self.counts = EdgeStats()
+        self.sessions: set[Session] = set()
+        self._throttles: dict[str, FpsGate] = {}
+        self._ids = itertools.count(1)
+        self._stopping = False
+        self.routes: list[BaseRoute] = [
+            WebSocketRoute("/ws", self.websocket),
+            Route("/health", self.health),
+            Route("/ready", self.ready),
+            Route("/metrics", self.metrics),
+            self._web_route(),  # a mount at / catches everything: keep it last
+        ]
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        self._stopping = False
+        log.info("edge node started", extra={"edge_id": self.edge_id, "auth": self.keyring is not None})
+
+    async def stop(self) -> None:
+        """Refuse new streams, answer the frames in inference, close every socket with 1001."""
+        self._stopping = True
+        await asyncio.gather(*(s.shutdown() for s in list(self.sessions)), return_exceptions=True)
+
+    # --- hooks for the fleet reporter ---
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.counts.snapshot(), "connections": len(self.sessions), "workers": self.pool.stats()}
+
+    def set_throttle(self, key_name: str, max_fps: float | None) -> None:
+        """Cap the frames of all of this key's streams on this edge (together) at ``max_fps``;
+        frames above it are dropped with reason ``throttled``. None lifts the cap."""
+        if max_fps is None:
+            self._throttles.pop(key_name, None)
+        else:
+            self._throttles[key_name] = FpsGate(max_fps)
+
+    def throttle_for(self, key_name: str | None) -> FpsGate | None:
+        return self._throttles.get(key_name) if key_name is not None and self._throttles else None
+
+    def report_frame(self, stream_id: str, key_name: str | None, message: dict) -> None:
+        if self.reporter is None:
+            return
+        try:
+            self.reporter.on_frame(stream_id, key_name, message)
+        except Exception:  # noqa: BLE001 - reporting must never break a stream
+            log.exception("reporter.on_frame failed")
+
+    # --- routes ---
+
+    async def websocket(self, websocket: WebSocket) -> None:
+        negotiated = protocol.negotiate(websocket.scope.get("subprotocols") or [])
+        key_name = None
+        if self.keyring is not None:
+            try:
+                key_name = self.keyring.verify(presented_key(websocket, negotiated)).name
+            except AuthError as exc:
+                await self._refuse(websocket, negotiated, protocol.CLOSE_POLICY, exc.message, exc.code)
+                return
+        if self._stopping or len(self.sessions) >= self.settings.max_connections:
+            await self._refuse(websocket, negotiated, protocol.CLOSE_OVERLOADED,
+                               f"edge overloaded: {self.settings.max_connections} connections", "overloaded")
+            return
+        stream_id = f"{next(self._ids):x}-{secrets.token_hex(3)}"
+        session = Session(self, websocket, negotiated, key_name, stream_id)
+        self.sessions.add(session)  # before any await, so the connection limit cannot be overshot
+        metrics.WS_CONNECTIONS.set(len(self.sessions))
+        try:
+            await websocket.accept(subprotocol=negotiated.subprotocol)
+            await session.run(self._hello(negotiated, stream_id))
+        finally:
+            self.sessions.discard(session)
+            metrics.WS_CONNECTIONS.set(len(self.sessions))
+            metrics.WS_CLOSED.labels(str(session.close_code or 1005)).inc()
+            self.pool.close_stream(stream_id)
+            if self.reporter is not None:
+                try:
+                    self.reporter.on_stream_closed(stream_id)
+                except Exception:  # noqa: BLE001
+                    log.exception("reporter.on_stream_closed failed")
+
+    async def _refuse(self, websocket: WebSocket, negotiated: protocol.Negotiated, code: int, reason: str,
+                      error_code: str) -> None:
+        # Accept first: refusing the handshake would give the client an HTTP 403 and no close code.
+        self.counts.error(error_code)
+        metrics.WS_CLOSED.labels(str(code)).inc()
+        try:
+            await websocket.accept(subprotocol=negotiated.subprotocol)
+            await websocket.close(code, reason[:120])
+        except Exception:  # noqa: BLE001 - the client left first
+            pass
+
+    def _hello(self, negotiated: protocol.Negotiated, stream_id: str) -> dict[str, Any]:
+        s, d = self.settings, self.defaults
+        message = protocol.hello(
+            edge_id=self.edge_id, encoding=negotiated.encoding, version=s.app_version,
+            limits={"max_frame_bytes": s.max_frame_bytes, "max_fps": s.max_fps,
+                    "idle_timeout_s": s.idle_timeout, "max_connections": s.max_connections},
+            models=sorted(self.pool.model_paths),
+            defaults={"num_hands": d.num_hands, "mirrored": d.mirrored, "model": d.model})
+        message["stream"] = stream_id
+        return message
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "edge_id": self.edge_id})
+
+    async def ready(self, request: Request) -> Response:
+        stats = self.pool.stats()
+        if self.pool.ready and not self._stopping:
+            return JSONResponse({"status": "ready", "workers": stats["alive"], "models": stats["models"]})
+        return JSONResponse({"status": "not_ready", "workers": stats["alive"],
+                             "error": {"code": "not_ready", "message": "model not loaded or no worker up"}},
+                            status_code=503)
+
+    async def metrics(self, request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    def _web_route(self) -> BaseRoute:
+        folder = web_dir(self.settings)
+        if folder.is_dir():
+            return Mount("/", app=StaticFiles(directory=folder, html=True), name="web")
+
+        async def no_web(request: Request) -> Response:
+            return PlainTextResponse(f"hgr edge {self.edge_id}: the web demo is not installed "
+                                     f"({folder} not found). Stream frames to /ws.\n")
+        return Route("/", no_web)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """A standalone edge: its own pool (model found via common.model), started and stopped with the app."""
+    from common.model import model_paths
+
+    pool = InferencePool(settings, model_paths(settings), service="edge")
+    node = EdgeNode(settings, pool)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await pool.start()
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+            await pool.close()
+
+    app = Starlette(routes=node.routes, lifespan=lifespan)
+    app.state.edge = node
+    app.state.pool = pool
+    return app

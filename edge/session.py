@@ -1,0 +1,210 @@
+"""One WebSocket stream: limits, parsing, the latest-frame-wins slot, inference, answers.
+
+Two tasks per connection. The *reader* takes messages off the socket, checks size and rate, parses
+them (``common.protocol``) and puts the frame in the connection's single waiting slot: a newer frame
+replaces an older waiting one (dropped, reason ``superseded``). The *processor* takes the slot's frame,
+submits it to the pool, waits for the result and sends it; only then does it look at the slot again.
+So a connection has at most one frame in inference and one waiting, whatever the client sends, and a
+flooding client only ever competes for its own slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket
+
+from common import protocol
+from common.engine import BadOptions, DetectOptions
+from common.errors import HgrError
+from edge.slot import FpsGate, LatestSlot
+
+if TYPE_CHECKING:
+    from edge.app import EdgeNode
+
+log = logging.getLogger("hgr.edge.session")
+
+SHUTDOWN_GRACE = 5.0  # seconds an in-flight frame gets to finish when the edge stops
+
+
+@dataclass(slots=True)
+class _Waiting:
+    seq: int
+    ts: Any
+    image: bytes
+    opts: DetectOptions
+    received_at: float
+
+
+class Session:
+    def __init__(self, node: "EdgeNode", websocket: WebSocket, negotiated: protocol.Negotiated,
+                 key_name: str | None, stream_id: str) -> None:
+        self.node = node
+        self.ws = websocket
+        self.encoding = negotiated.encoding
+        self.key_name = key_name
+        self.stream_id = stream_id
+        self.opts = node.defaults  # sticky: a frame's opts apply to it and to later frames
+        self.slot: LatestSlot[_Waiting] = LatestSlot()
+        self.gate = FpsGate(node.settings.max_fps)
+        self.dropped = 0  # since the last result
+        self.next_seq = 0
+        self.closed = False
+        self.draining = False  # the edge is stopping: no new frames
+        self.close_code: int | None = None
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_message = time.monotonic()
+        self._text = self.encoding == protocol.JSON
+
+    # --- sending ---
+
+    async def send(self, message: dict[str, Any]) -> bool:
+        if self.closed:
+            return False
+        data = protocol.encode(message, self.encoding)
+        try:
+            if self._text:
+                await self.ws.send_text(data)  # type: ignore[arg-type]
+            else:
+                await self.ws.send_bytes(data)  # type: ignore[arg-type]
+            return True
+        except Exception:  # noqa: BLE001 - the peer went away mid-send; the reader sees the disconnect
+            self.closed = True
+            return False
+
+    async def send_error(self, code: str, message: str, seq: int | None) -> None:
+        self.node.counts.error(code)
+        await self.send(protocol.error(code, message, seq))
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        try:
+            await self.ws.close(code, reason[:120])
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    # --- the connection's life ---
+
+    async def run(self, hello: dict[str, Any]) -> None:
+        await self.send(hello)
+        processor = asyncio.create_task(self._process(), name=f"hgr-stream-{self.stream_id}")
+        watchdog = asyncio.create_task(self._watch_idle())
+        try:
+            await self._read()
+        finally:
+            self.closed = True
+            watchdog.cancel()
+            processor.cancel()
+            await asyncio.gather(processor, watchdog, return_exceptions=True)
+
+    async def _read(self) -> None:
+        settings, counts = self.node.settings, self.node.counts
+        max_bytes = settings.max_frame_bytes
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                if self.close_code is None:
+                    self.close_code = message.get("code", 1005)
+                return
+            now = self._last_message = time.monotonic()
+            data, text = message.get("bytes"), message.get("text")
+            if self.closed or self.draining:
+                continue  # closing: read until the peer's close arrives, but process nothing
+            size = len(data) if data is not None else len(text or "")
+            if size > max_bytes:  # uvicorn enforces this too (ws_max_size); here for other servers
+                await self.close(protocol.CLOSE_TOO_BIG, f"message of {size} bytes; the limit is {max_bytes}")
+                continue
+            try:
+                if data is not None:
+                    frame = protocol.decode_binary(data)
+                    counts.received("image" if frame.seq is None else "msgpack")
+                elif self._text:
+                    frame = protocol.decode_text(text or "")
+                    counts.received("json")
+                else:
+                    await self.close(protocol.CLOSE_UNSUPPORTED, "text message on a msgpack connection; "
+                                     f"open with subprotocol {protocol.JSON} to send JSON")
+                    continue
+            except protocol.ProtocolError as exc:
+                counts.received("msgpack" if data is not None else "json")
+                await self.send_error(exc.code, exc.message, exc.seq)
+                continue
+            seq = self.next_seq if frame.seq is None else frame.seq
+            self.next_seq = max(self.next_seq, seq + 1)
+            if frame.opts is not None:
+                try:
+                    self.opts = DetectOptions.parse(frame.opts, self.node.defaults)
+                except BadOptions as exc:
+                    await self.send_error(exc.code, exc.message, seq)
+                    continue
+            self._accept(frame, seq, now)
+
+    def _accept(self, frame: protocol.Frame, seq: int, now: float) -> None:
+        """Rate checks, then the slot (replacing, and counting, a frame still waiting there)."""
+        counts = self.node.counts
+        if not self.gate.allow(now):
+            self.dropped += 1
+            counts.drop("rate_limited")
+            return
+        throttle = self.node.throttle_for(self.key_name)
+        if throttle is not None and not throttle.allow(now):
+            self.dropped += 1
+            counts.drop("throttled")
+            return
+        if self.slot.put(_Waiting(seq, frame.ts, frame.image, self.opts, now)) is not None:
+            self.dropped += 1
+            counts.drop("superseded")
+        self._wakeup.set()
+
+    async def _process(self) -> None:
+        node, pool, counts = self.node, self.node.pool, self.node.counts
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            waiting = self.slot.take()
+            if waiting is None or self.draining:
+                continue
+            self._idle.clear()
+            try:
+                try:
+                    result = await pool.submit(waiting.image, waiting.opts, stream=self.stream_id,
+                                               received_at=waiting.received_at)
+                except HgrError as exc:
+                    await self.send_error(exc.code, exc.message, waiting.seq)
+                    continue
+                message = protocol.result(waiting.seq, waiting.ts, result, self.dropped)
+                self.dropped = 0
+                if not await self.send(message):
+                    continue
+                counts.processed(self.key_name, time.monotonic() - waiting.received_at, result)
+                node.report_frame(self.stream_id, self.key_name, message)
+            finally:
+                self._idle.set()
+
+    async def _watch_idle(self) -> None:
+        timeout = self.node.settings.idle_timeout
+        while not self.closed:
+            remaining = self._last_message + timeout - time.monotonic()
+            if remaining <= 0:
+                await self.close(protocol.CLOSE_NORMAL, "idle timeout")
+                return
+            await asyncio.sleep(remaining)
+
+    async def shutdown(self) -> None:
+        """Edge stopping: let the frame in inference finish and be answered, then close 1001."""
+        self.draining = True
+        self.slot.take()
+        try:
+            await asyncio.wait_for(self._idle.wait(), SHUTDOWN_GRACE)
+        except asyncio.TimeoutError:
+            pass
+        await self.close(protocol.CLOSE_GOING_AWAY, "edge shutting down")

@@ -1,0 +1,68 @@
+"""What the edge counts: one object feeds both ``EdgeNode.stats()`` (for the fleet reporter) and the
+Prometheus metrics, so the two can never disagree."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import Any
+
+from common import metrics
+
+LATENCY_WINDOW = 2048  # recent frames the latency percentiles are computed over
+
+
+def percentiles(values: list[float], points: tuple[int, ...] = (50, 95, 99)) -> dict[str, float | None]:
+    """Nearest-rank percentiles; None for an empty window."""
+    if not values:
+        return {f"p{p}": None for p in points}
+    ordered = sorted(values)
+    n = len(ordered)
+    return {f"p{p}": round(ordered[min(n - 1, max(0, -(-p * n // 100) - 1))], 3) for p in points}
+
+
+class EdgeStats:
+    def __init__(self) -> None:
+        self.frames_received = 0
+        self.frames_processed = 0
+        self.dropped: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.by_key: Counter[str] = Counter()
+        self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._received = {enc: metrics.FRAMES_RECEIVED.labels(enc) for enc in ("msgpack", "json", "image")}
+        self._dropped: dict[str, Any] = {}
+
+    def received(self, encoding: str) -> None:
+        self.frames_received += 1
+        self._received[encoding].inc()
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] += n
+        child = self._dropped.get(reason)
+        if child is None:
+            child = self._dropped[reason] = metrics.FRAMES_DROPPED.labels(reason)
+        child.inc(n)
+
+    def error(self, code: str) -> None:
+        self.errors[code] += 1
+        metrics.ERRORS.labels("edge", code).inc()
+
+    def processed(self, key_name: str | None, latency_s: float, result: dict[str, Any]) -> None:
+        self.frames_processed += 1
+        if key_name is not None:
+            self.by_key[key_name] += 1
+        self.latency_ms.append(latency_s * 1000)
+        metrics.FRAMES_PROCESSED.inc()
+        metrics.FRAME_LATENCY.observe(latency_s)
+        metrics.QUEUE_DELAY.observe(result["timing"]["queue_ms"] / 1000)
+        for hand in result["hands"]:
+            metrics.GESTURES.labels(hand["gesture"]).inc()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "frames_received": self.frames_received,
+            "frames_processed": self.frames_processed,
+            "frames_dropped": dict(self.dropped),
+            "errors": dict(self.errors),
+            "latency_ms": percentiles(list(self.latency_ms)),
+            "frames_by_key": dict(self.by_key),
+        }

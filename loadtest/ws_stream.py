@@ -1,0 +1,156 @@
+"""Simulated cameras for an edge: real photos streamed over WebSocket, latency measured at the client.
+
+Also starts an edge in a subprocess for benchmarks and tests (``start_edge``), so the load generator
+and the server never share an event loop or a core's worth of Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+from common import protocol
+
+
+def load_frames(folder: str | Path, limit: int | None = None, max_side: int = 640) -> list[bytes]:
+    """Photos as camera frames: JPEG, at most ``max_side`` pixels wide or high (a 640×480 camera)."""
+    frames = []
+    for path in sorted(Path(folder).glob("*.jpg"))[:limit]:
+        image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        scale = max_side / max(image.shape[:2])
+        if scale < 1:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if ok:
+            frames.append(jpeg.tobytes())
+    if not frames:
+        raise FileNotFoundError(f"no JPEG photos in {folder}")
+    return frames
+
+
+# --- an edge in a subprocess ---
+
+def start_edge(port: int, env: dict[str, str] | None = None, *, log_file: Any = subprocess.DEVNULL) -> subprocess.Popen:
+    """``hgr edge`` on 127.0.0.1:``port`` with extra environment; wait with ``wait_ready``."""
+    full_env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "warning", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "edge.server", "--host", "127.0.0.1", "--port", str(port)],
+                            env=full_env, stdout=log_file, stderr=log_file)
+
+
+def wait_ready(base_url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
+    """Poll ``/ready`` until 200 (model loaded, workers up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the edge exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(base_url + "/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{base_url} not ready within {timeout:.0f} s")
+
+
+def stop_edge(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM (graceful: sockets closed, workers reaped), SIGKILL if it hangs."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- one client ---
+
+async def open_stream(url: str, *, subprotocols: list[str] | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[ClientConnection, dict]:
+    """Connect and read the edge's ``hello``."""
+    ws = await connect(url, subprotocols=subprotocols or [protocol.MSGPACK],  # type: ignore[arg-type]
+                       additional_headers=headers, compression=None, max_size=None, open_timeout=30)
+    hello = protocol.decode_server_message(await ws.recv())
+    return ws, hello
+
+
+@dataclass
+class StreamReport:
+    sent: int = 0
+    results: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0  # sum of the results' "dropped"
+    latencies_ms: list[float] = field(default_factory=list)  # send → result, client clock
+    seqs: list[int] = field(default_factory=list)  # result seqs in arrival order
+    duration_s: float = 0.0
+
+    @property
+    def unanswered(self) -> int:
+        return self.sent - self.results - sum(self.errors.values()) - self.dropped
+
+
+async def camera(url: str, frames: list[bytes], *, fps: float | None, duration: float,
+                 opts: dict | None = None, drain_timeout: float = 10.0) -> StreamReport:
+    """Stream ``frames`` in a loop at ``fps`` (None: as fast as the socket takes them) for ``duration``
+    seconds, then wait for the answer to the last frame. Sending never waits for results (a camera
+    doesn't), so an edge that falls behind shows it as drops or latency."""
+    ws, _ = await open_stream(url)
+    report, sent_at = StreamReport(), {}
+    last_seq = -1
+    done = asyncio.Event()
+
+    async def receive() -> None:
+        async for raw in ws:
+            msg = protocol.decode_server_message(raw)
+            now = time.perf_counter()
+            if msg["type"] == "result":
+                report.results += 1
+                report.dropped += msg["dropped"]
+                report.seqs.append(msg["seq"])
+                report.latencies_ms.append((now - sent_at.pop(msg["seq"])) * 1000)
+                for s in [s for s in sent_at if s < msg["seq"]]:
+                    del sent_at[s]  # replaced on the edge: will never be answered
+            elif msg["type"] == "error":
+                report.errors[msg["code"]] = report.errors.get(msg["code"], 0) + 1
+                sent_at.pop(msg.get("seq"), None)
+            if last_seq >= 0 and msg.get("seq") == last_seq:
+                done.set()
+                return
+
+    receiver = asyncio.create_task(receive())
+    start = time.perf_counter()
+    try:
+        seq = 0
+        while (now := time.perf_counter()) - start < duration:
+            if fps is not None:
+                await asyncio.sleep(max(0.0, start + seq / fps - now))
+            sent_at[seq] = time.perf_counter()
+            await ws.send(protocol.encode_frame(seq, frames[seq % len(frames)], ts=seq,
+                                                opts=opts if seq == 0 else None))
+            seq += 1
+        report.sent = seq
+        last_seq = seq - 1
+        if last_seq in sent_at:  # else: already answered
+            try:
+                await asyncio.wait_for(done.wait(), drain_timeout)
+            except asyncio.TimeoutError:
+                pass
+        report.duration_s = time.perf_counter() - start
+    finally:
+        receiver.cancel()
+        await ws.close()
+    return report

@@ -1,0 +1,181 @@
+"""Edge auth and per-connection limits, and fairness under flooding, on a one-worker edge in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from common import protocol
+from loadtest.ws_stream import load_frames, open_stream, start_edge, stop_edge, wait_ready
+from support import free_port
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+KEY, OTHER_KEY = "k-alpha-0123456789", "k-beta-9876543210"
+MAX_CONNECTIONS = 4
+IDLE_TIMEOUT = 3
+
+
+@pytest.fixture(scope="module")
+def frames(hand_photos: list[tuple[Path, int]]) -> list[bytes]:
+    return load_frames(hand_photos[0][0].parent, limit=6)
+
+
+@pytest.fixture(scope="module")
+def url(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path_factory.mktemp("log") / "edge.log").open("w")
+    proc = start_edge(port, {"HGR_MODEL_PATH": model_path, "WORKERS": "1", "AUTH_ENABLED": "true",
+                             "API_KEYS": f"alpha:{KEY},beta:{OTHER_KEY}", "MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+                             "MAX_FPS": "1000", "IDLE_TIMEOUT": str(IDLE_TIMEOUT)}, log_file=log)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        yield f"ws://127.0.0.1:{port}/ws"
+    finally:
+        stop_edge(proc)
+        log.close()
+
+
+async def _recv(ws, timeout: float = 60) -> dict:
+    return protocol.decode_server_message(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def _close_code(ws) -> int | None:
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            await asyncio.wait_for(ws.recv(), 30)
+    return info.value.rcvd.code if info.value.rcvd else None
+
+
+async def _works(ws, frame: bytes) -> None:
+    await ws.send(protocol.encode_frame(1, frame))
+    assert (await _recv(ws))["type"] == "result"
+    await ws.close()
+
+
+async def test_key_in_authorization_header(url: str, frames: list[bytes]) -> None:
+    ws, hello = await open_stream(url, headers={"Authorization": f"Bearer {KEY}"})
+    assert hello["type"] == "hello"
+    await _works(ws, frames[0])
+
+
+async def test_key_in_query_string(url: str, frames: list[bytes]) -> None:
+    ws, _ = await open_stream(url + "?token=" + urllib.parse.quote(OTHER_KEY))
+    await _works(ws, frames[0])
+
+
+async def test_key_in_subprotocol_list(url: str, frames: list[bytes]) -> None:
+    ws, _ = await open_stream(url, subprotocols=[f"hgr.key.{KEY}", protocol.JSON])
+    assert ws.subprotocol == protocol.JSON, "the encoding is answered, never the key entry"
+    await ws.send(protocol.encode_frame(1, frames[0], encoding=protocol.JSON))
+    assert (await _recv(ws))["type"] == "result"
+    await ws.close()
+
+
+@pytest.mark.parametrize("how", ["missing", "header", "query", "subprotocol"])
+async def test_wrong_or_missing_key_closes_1008(url: str, how: str) -> None:
+    kwargs: dict = {"missing": {}, "header": {"headers": {"Authorization": "Bearer nope"}},
+                    "subprotocol": {"subprotocols": ["hgr.key.nope", protocol.MSGPACK]}}.get(how, {})
+    target = url + "?token=nope" if how == "query" else url
+    from websockets.asyncio.client import connect
+
+    async with connect(target, additional_headers=kwargs.get("headers"), compression=None,
+                       subprotocols=kwargs.get("subprotocols")) as ws:
+        assert await _close_code(ws) == 1008
+
+
+async def test_connection_limit_closes_1013(url: str) -> None:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    held = [(await open_stream(url, headers=auth))[0] for _ in range(MAX_CONNECTIONS)]
+    from websockets.asyncio.client import connect
+
+    async with connect(url, additional_headers=auth, compression=None) as extra:
+        assert await _close_code(extra) == 1013
+    await held[0].close()
+    await held[0].wait_closed()
+    # a slot is free again (the edge may take a moment to see the close)
+    for _ in range(100):
+        ws, hello = await open_stream(url, headers=auth)
+        if hello.get("type") == "hello":
+            break
+        await asyncio.sleep(0.1)
+    assert hello["type"] == "hello"
+    for other in held[1:] + [ws]:
+        await other.close()
+
+
+async def test_idle_stream_is_closed(url: str) -> None:
+    ws, _ = await open_stream(url, headers={"Authorization": f"Bearer {KEY}"})
+    assert await _close_code(ws) == 1000  # after IDLE_TIMEOUT seconds without a message
+
+
+async def test_flooders_do_not_starve_a_well_behaved_stream(url: str, frames: list[bytes]) -> None:
+    """One worker, two flooding streams and one that sends a frame only after the previous answer:
+    the polite stream gets every frame answered, none dropped, and between its frame and its answer
+    each flooder gets at most about one frame through (the one already in inference)."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    events: list[tuple[str, int]] = []  # arrival order across all three sockets
+    stop = asyncio.Event()
+
+    async def flooder(name: str) -> tuple[int, int, int]:
+        ws, _ = await open_stream(url, headers=auth)
+        sent, results, dropped = 0, 0, 0
+
+        async def receive() -> None:
+            nonlocal results, dropped
+            async for raw in ws:
+                msg = protocol.decode_server_message(raw)
+                events.append((name, msg["seq"]))
+                results += 1
+                dropped += msg["dropped"]
+                if stop.is_set() and msg["seq"] == sent - 1:
+                    return
+
+        receiver = asyncio.create_task(receive())
+        while not stop.is_set():
+            await ws.send(protocol.encode_frame(sent, frames[sent % len(frames)]))
+            sent += 1
+            await asyncio.sleep(0.002)
+        await asyncio.wait_for(receiver, 120)
+        await ws.close()
+        return sent, results, dropped
+
+    async def polite() -> list[dict]:
+        ws, _ = await open_stream(url, headers=auth)
+        answers = []
+        for seq in range(15):
+            events.append(("polite-send", seq))
+            await ws.send(protocol.encode_frame(seq, frames[seq % len(frames)]))
+            answers.append(await _recv(ws, 120))
+            events.append(("polite", seq))
+        await ws.close()
+        return answers
+
+    flooders = [asyncio.create_task(flooder(f"flood{i}")) for i in range(2)]
+    await asyncio.sleep(0.5)
+    answers = await polite()
+    stop.set()
+    floods = await asyncio.gather(*flooders)
+
+    assert [m["type"] for m in answers] == ["result"] * 15 and [m["dropped"] for m in answers] == [0] * 15
+    for sent, results, dropped in floods:
+        assert dropped > 0 and results + dropped == sent, "flooders are answered or counted, no backlog"
+    # between each polite send and its answer, count the flooders' answers
+    between, counting = [], None
+    for name, _ in events:
+        if name == "polite-send":
+            counting = 0
+        elif name == "polite":
+            between.append(counting)
+            counting = None
+        elif counting is not None:
+            counting += 1
+    assert len(between) == 15
+    # Fair share with one worker: each flooder has at most one frame ahead of the polite one (2 in
+    # total); the socket reads of three connections may reorder by one more each way.
+    assert sum(between) <= 15 * 3, between

@@ -1,0 +1,166 @@
+"""EdgeNode's Python hooks (reporter, throttle, stats) and its shutdown, served in-process by uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import uvicorn
+from starlette.applications import Starlette
+from websockets.exceptions import ConnectionClosed
+
+from common import protocol
+from common.config import load_settings
+from common.pool import InferencePool
+from edge.app import EdgeNode
+from edge.server import uvicorn_options
+from loadtest.ws_stream import load_frames, open_stream
+from support import free_port
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+KEYS = "cam:key-cam-123456,other:key-other-654321"
+AUTH = {"Authorization": "Bearer key-cam-123456"}
+OTHER_AUTH = {"Authorization": "Bearer key-other-654321"}
+
+
+class Recorder:
+    """A fleet reporter stand-in that just remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, str | None, dict]] = []
+        self.closed: list[str] = []
+
+    def on_frame(self, stream_id: str, key_name: str | None, result: dict) -> None:
+        self.frames.append((stream_id, key_name, result))
+
+    def on_stream_closed(self, stream_id: str) -> None:
+        self.closed.append(stream_id)
+
+
+@pytest.fixture(scope="module")
+def frames(hand_photos: list[tuple[Path, int]]) -> list[bytes]:
+    return load_frames(hand_photos[0][0].parent, limit=6)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool(model_path: str) -> AsyncIterator[InferencePool]:
+    p = InferencePool(load_settings(environ={}, env_file=None, model_path=model_path), {"full": model_path},
+                      service="edge", workers=1)
+    await p.start()
+    yield p
+    await p.close()
+
+
+EdgeFactory = Callable[..., Awaitable[tuple[EdgeNode, str]]]
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def serve(pool: InferencePool) -> AsyncIterator[EdgeFactory]:
+    """serve(**settings) -> (node, ws url): an EdgeNode on the shared pool behind a real uvicorn."""
+    running: list[tuple[EdgeNode, uvicorn.Server, asyncio.Task]] = []
+
+    async def start(**overrides: object) -> tuple[EdgeNode, str]:
+        settings = load_settings(environ={}, env_file=None, auth_enabled=True, api_keys=KEYS, **overrides)
+        node = EdgeNode(settings, pool)
+        port = free_port()
+        options = {**uvicorn_options(settings), "lifespan": "off"}
+        server = uvicorn.Server(uvicorn.Config(Starlette(routes=node.routes), host="127.0.0.1", port=port,
+                                               **options))
+        task = asyncio.create_task(server.serve())
+        await node.start()
+        while not server.started:
+            assert not task.done(), "uvicorn failed to start"
+            await asyncio.sleep(0.01)
+        running.append((node, server, task))
+        return node, f"ws://127.0.0.1:{port}/ws"
+
+    yield start
+    for node, server, task in running:
+        await node.stop()
+        server.should_exit = True
+        await task
+
+
+async def _recv(ws, timeout: float = 60) -> dict:
+    return protocol.decode_server_message(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_reporter_hooks_and_stats(serve: EdgeFactory, frames: list[bytes]) -> None:
+    node, url = await serve()
+    node.reporter = recorder = Recorder()
+    ws, hello = await open_stream(url, headers=AUTH)
+    for seq in range(3):
+        await ws.send(protocol.encode_frame(seq, frames[seq]))
+        assert (await _recv(ws))["seq"] == seq
+    await ws.send(b"not an image")
+    assert (await _recv(ws))["code"] == "bad_message"
+    await _until(lambda: len(recorder.frames) == 3)
+    assert [(s, k, r["seq"]) for s, k, r in recorder.frames] == [(hello["stream"], "cam", i) for i in range(3)]
+    assert all(r["type"] == "result" and "hands" in r for _, _, r in recorder.frames)
+    stats = node.stats()
+    assert stats["frames_received"] == 4 and stats["frames_processed"] == 3
+    assert stats["errors"] == {"bad_message": 1} and stats["frames_by_key"] == {"cam": 3}
+    assert stats["connections"] == 1 and stats["workers"]["alive"] == 1
+    assert stats["latency_ms"]["p50"] > 0 and stats["latency_ms"]["p99"] >= stats["latency_ms"]["p50"]
+    await ws.close()
+    await _until(lambda: recorder.closed == [hello["stream"]])
+    assert node.stats()["connections"] == 0
+
+
+async def test_throttle_drops_one_keys_frames_only(serve: EdgeFactory, frames: list[bytes]) -> None:
+    node, url = await serve()
+    node.set_throttle("cam", 1.0)
+    cam, _ = await open_stream(url, headers=AUTH)
+    other, _ = await open_stream(url, headers=OTHER_AUTH)
+    for seq in range(10):  # 10 frames at once: the bucket lets ~1 through
+        await cam.send(protocol.encode_frame(seq, frames[seq % len(frames)]))
+    for seq in range(5):  # the other key is not throttled
+        await other.send(protocol.encode_frame(seq, frames[seq]))
+        msg = await _recv(other)
+        assert msg["type"] == "result" and msg["dropped"] == 0
+    await _until(lambda: node.stats()["frames_dropped"].get("throttled", 0) >= 8)
+    node.set_throttle("cam", None)
+    await cam.send(protocol.encode_frame(100, frames[0]))
+    results = []
+    while not results or results[-1]["seq"] != 100:
+        results.append(await _recv(cam))
+    assert sum(m["dropped"] for m in results) + len(results) == 11, "throttled frames are reported as dropped"
+    await cam.close()
+    await other.close()
+
+
+async def test_max_fps_drops_the_excess(serve: EdgeFactory, frames: list[bytes]) -> None:
+    node, url = await serve(max_fps=4.0)
+    ws, hello = await open_stream(url, headers=AUTH)
+    assert hello["limits"]["max_fps"] == 4.0
+    for seq in range(12):
+        await ws.send(protocol.encode_frame(seq, frames[seq % len(frames)]))
+    await _until(lambda: node.stats()["frames_received"] == 12)
+    assert node.stats()["frames_dropped"].get("rate_limited", 0) >= 6
+    await ws.close()
+
+
+async def test_stop_answers_in_flight_frames_then_closes_1001(serve: EdgeFactory, pool: InferencePool,
+                                                              frames: list[bytes]) -> None:
+    node, url = await serve()
+    ws, _ = await open_stream(url, headers=AUTH)
+    await ws.send(protocol.encode_frame(7, frames[0]))
+    await _until(lambda: pool.stats()["in_flight"] + pool.stats()["queued"] >= 1)
+    await node.stop()
+    msg = await _recv(ws)
+    assert msg["type"] == "result" and msg["seq"] == 7
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(ws.recv(), 30)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
