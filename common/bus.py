@@ -1,0 +1,363 @@
+"""Publish/subscribe for fleet reporting: MQTT (paho-mqtt 2.x, MQTT v5) or an in-process stand-in.
+
+``make_bus(settings)`` gives an ``MqttBus`` when ``MQTT_URL`` is set, else a ``LocalBus`` that the
+all-in-one shares between its edge and hub, so reporting keeps the same topics and payloads with no
+broker. Both have the same surface:
+
+- ``publish(topic, payload, qos=, retain=, content_type=)`` never blocks and never raises: while
+  disconnected the message waits in a bounded ``Outbox`` (flushed in order on reconnect).
+- ``subscribe(filter, handler, shared=)``: ``handler(topic, payload, props)`` runs on the asyncio
+  loop (sync or async); ``shared=True`` makes it an MQTT v5 shared subscription
+  (``$share/MQTT_SHARE_GROUP/…``) so several hubs split the traffic.
+- ``set_will`` before ``start``; ``add_connect_listener`` for work to redo on every (re)connect.
+
+Threading: paho's network loop runs in its own thread (``loop_start``). Its callbacks only append to
+a deque and wake the asyncio loop with ``call_soon_threadsafe`` once per burst, so handlers, the
+outbox and the ``connected`` flag are only ever touched on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from common import metrics
+from common.config import Settings
+from common.outbox import Message, Outbox
+from common.topics import KINDS, shared_filter, topic_matches
+
+log = logging.getLogger("hgr.bus")
+
+Handler = Callable[[str, bytes, dict[str, Any]], Any]
+JSON = "application/json"
+
+
+def _kind(topic: str) -> str:
+    kind = topic.rsplit("/", 1)[-1]
+    return kind if kind in KINDS else "other"  # metric labels stay bounded
+
+
+class Bus:
+    """What edge and hub code relies on; see the module docstring."""
+
+    service = "edge"
+
+    def __init__(self, settings: Settings, *, service: str = "edge") -> None:
+        self.settings = settings
+        self.service = service
+        self.connected = False
+        self.outbox = Outbox(settings.mqtt_outbox_size)
+        self.will: Message | None = None
+        self.handler_errors = 0
+        self._starts = 0
+        self._listeners: list[Callable[[], Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_error_log = 0.0
+
+    # --- lifecycle (reference-counted: the all-in-one's edge and hub share one bus) ---
+    async def start(self) -> None:
+        self._starts += 1
+        if self._starts == 1:
+            self._loop = asyncio.get_running_loop()
+            await self._start()
+
+    async def stop(self) -> None:
+        if self._starts == 0:
+            return
+        self._starts -= 1
+        if self._starts == 0:
+            await self._stop()
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+    def set_will(self, topic: str, payload: bytes, qos: int = 1, retain: bool = True,
+                 content_type: str | None = JSON) -> None:
+        self.will = Message(topic, payload, qos, retain, content_type)
+
+    def add_connect_listener(self, callback: Callable[[], Any]) -> None:
+        """``callback()`` runs on the loop after every (re)connect, before the outbox is flushed."""
+        self._listeners.append(callback)
+
+    # --- publishing ---
+    def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False,
+                content_type: str | None = JSON) -> None:
+        message = Message(topic, payload, qos, retain, content_type)
+        try:
+            if self.connected:
+                self._send(message)
+            elif qos == 0 and not retain:
+                # Per-frame results are worthless later: never let them take an outbox slot.
+                self.outbox.dropped[message.kind] = self.outbox.dropped.get(message.kind, 0) + 1
+                metrics.MQTT_OUTBOX_DROPPED.labels(_kind(topic)).inc()
+            else:
+                dropped = self.outbox.push(message)
+                if dropped is not None:
+                    metrics.MQTT_OUTBOX_DROPPED.labels(_kind(dropped.topic)).inc()
+                metrics.MQTT_OUTBOX.set(len(self.outbox))
+        except Exception:  # publishing must never break the caller (the frame path)
+            self._log_error("publish to %s failed", topic)
+
+    def _send(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        metrics.MQTT_CONNECTED.labels(self.service).set(1 if connected else 0)
+        if not connected:
+            return
+        for listener in list(self._listeners):
+            try:
+                result = listener()
+                if inspect.isawaitable(result):
+                    asyncio.ensure_future(result)
+            except Exception:
+                log.exception("connect listener failed")
+        for message in self.outbox.pop_all():
+            if not self.connected:  # lost again while flushing: keep the rest, in order
+                self.outbox.push(message)
+                continue
+            self._send(message)
+        metrics.MQTT_OUTBOX.set(len(self.outbox))
+
+    # --- subscribing ---
+    def subscribe(self, topic_filter: str, handler: Handler, *, shared: bool = False) -> None:
+        raise NotImplementedError
+
+    def _run_handler(self, handler: Handler, topic: str, payload: bytes, props: dict[str, Any]) -> None:
+        try:
+            result = handler(topic, payload, props)
+            if inspect.isawaitable(result):
+                asyncio.ensure_future(result)
+        except Exception:  # a bad message must not stop the others
+            self.handler_errors += 1
+            self._log_error("handler for %s failed", topic)
+
+    def _log_error(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= 1.0:  # at most one traceback a second under a flood
+            self._last_error_log = now
+            log.warning(msg, *args, exc_info=True)
+
+    async def wait_connected(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while not self.connected and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        return self.connected
+
+
+class LocalBus(Bus):
+    """In-process bus with MQTT semantics: wildcards, retained messages, shared subscriptions."""
+
+    def __init__(self, settings: Settings, *, service: str = "edge") -> None:
+        super().__init__(settings, service=service)
+        self._subs: list[tuple[str, Handler, bool]] = []
+        self._retained: dict[str, Message] = {}
+        self._round_robin = 0
+
+    async def _start(self) -> None:
+        self._set_connected(True)
+
+    async def _stop(self) -> None:
+        self.connected = False
+
+    def subscribe(self, topic_filter: str, handler: Handler, *, shared: bool = False) -> None:
+        self._subs.append((topic_filter, handler, shared))
+        if not shared and self._loop is not None:
+            for message in self._retained.values():  # like a broker: retained on subscribe
+                if topic_matches(topic_filter, message.topic):
+                    self._deliver(handler, message, retained=True)
+
+    def _send(self, message: Message) -> None:
+        if message.retain:
+            if message.payload:
+                self._retained[message.topic] = message
+            else:
+                self._retained.pop(message.topic, None)
+        shared: list[Handler] = []
+        for topic_filter, handler, is_shared in self._subs:
+            if topic_matches(topic_filter, message.topic):
+                if is_shared:
+                    shared.append(handler)
+                else:
+                    self._deliver(handler, message)
+        if shared:  # one member of the (single) share group gets it
+            self._round_robin += 1
+            self._deliver(shared[self._round_robin % len(shared)], message)
+        metrics.MQTT_PUBLISHED.labels(_kind(message.topic)).inc()
+
+    def _deliver(self, handler: Handler, message: Message, retained: bool = False) -> None:
+        props = {"content_type": message.content_type, "retain": retained, "qos": message.qos}
+        assert self._loop is not None
+        # Later, never inside publish(): the publisher (the frame path) must not run hub code.
+        self._loop.call_soon(self._run_handler, handler, message.topic, message.payload, props)
+
+
+class MqttBus(Bus):
+    def __init__(self, settings: Settings, *, service: str = "edge", client_id: str | None = None) -> None:
+        super().__init__(settings, service=service)
+        import paho.mqtt.client as mqtt
+
+        self._mqtt = mqtt
+        url = urlsplit(settings.mqtt_url)
+        self.tls = url.scheme == "mqtts"
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or (8883 if self.tls else 1883)
+        self.client_id = client_id or settings.mqtt_client_id or default_client_id(settings, service)
+        # A hub keeps its session across restarts (and broker restarts, with persistence): its shared
+        # subscription's messages wait for it instead of being lost. An edge needs no such session.
+        self.session_expiry = settings.mqtt_session_expiry if service == "hub" else 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                  protocol=mqtt.MQTTv5)
+        if url.username:
+            self.client.username_pw_set(unquote(url.username),
+                                        unquote(url.password) if url.password is not None else None)
+        if self.tls:
+            self.client.tls_set(ca_certs=settings.mqtt_ca_file or None,
+                                certfile=settings.mqtt_client_cert or None,
+                                keyfile=settings.mqtt_client_key or None)
+        # paho's own reconnect loop, with exponential backoff between attempts.
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.max_inflight_messages_set(200)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self._subs: list[tuple[str, int]] = []
+        self._inbox: deque[tuple[Handler, str, bytes, dict[str, Any]]] = deque()
+        self._drain_scheduled = False
+        self._last_info: Any = None
+        self._props_cache: dict[str | None, Any] = {}
+        self.connects = 0
+
+    def _props(self, content_type: str | None) -> Any:
+        props = self._props_cache.get(content_type)
+        if props is None:  # built once per content type: paho only reads them
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.PUBLISH)
+            if content_type:
+                props.ContentType = content_type
+            self._props_cache[content_type] = props
+        return props
+
+    async def _start(self) -> None:
+        if self.will is not None:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            will_props = Properties(PacketTypes.WILLMESSAGE)
+            if self.will.content_type:
+                will_props.ContentType = self.will.content_type
+            self.client.will_set(self.will.topic, self.will.payload, self.will.qos, self.will.retain,
+                                 properties=will_props)
+        # Not awaited: an edge serves its clients whether or not the broker is reachable; paho's
+        # thread keeps retrying with backoff.
+        connect_props = None
+        if self.session_expiry:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            connect_props = Properties(PacketTypes.CONNECT)
+            connect_props.SessionExpiryInterval = self.session_expiry
+        self.client.connect_async(self.host, self.port, keepalive=self.settings.mqtt_keepalive,
+                                  clean_start=not self.session_expiry, properties=connect_props)
+        self.client.loop_start()
+
+    async def _stop(self) -> None:
+        await self.flush(2.0)
+        self.client.disconnect()  # a clean DISCONNECT: the broker discards the Will
+        await asyncio.to_thread(self.client.loop_stop)
+        self._set_connected(False)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait (bounded) until the last QoS>0 message was acknowledged by the broker."""
+        end = time.monotonic() + timeout
+        while self._last_info is not None and not self._last_info.is_published():
+            if time.monotonic() >= end or not self.connected:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    # --- paho thread → loop ---
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT connect to %s:%s refused: %s", self.host, self.port, reason_code)
+            return
+        # Without a kept session the broker forgot our subscriptions: renew them (harmless with one).
+        for topic_filter, qos in self._subs:
+            client.subscribe(topic_filter, qos=qos)
+        self.connects += 1
+        self._call(self._set_connected, True)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self._call(self._set_connected, False)
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self.connected:
+            log.info("MQTT %s %s:%s", "connected to" if connected else "disconnected from",
+                     self.host, self.port)
+        super()._set_connected(connected)
+
+    def subscribe(self, topic_filter: str, handler: Handler, *, shared: bool = False, qos: int = 1) -> None:
+        wire_filter = shared_filter(self.settings.mqtt_share_group, topic_filter) if shared else topic_filter
+        inbox, call = self._inbox, self._call
+
+        def on_message(client: Any, userdata: Any, msg: Any) -> None:
+            # paho thread: as little as possible, then one wake-up per burst.
+            props = msg.properties
+            inbox.append((handler, msg.topic, msg.payload, {
+                "content_type": getattr(props, "ContentType", None) if props is not None else None,
+                "retain": msg.retain, "qos": msg.qos}))
+            if not self._drain_scheduled:
+                self._drain_scheduled = True
+                call(self._drain)
+
+        # paho matches the plain filter; the broker sees the $share form.
+        self.client.message_callback_add(topic_filter, on_message)
+        self._subs.append((wire_filter, qos))
+        if self.client.is_connected():
+            self.client.subscribe(wire_filter, qos=qos)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        inbox = self._inbox
+        while inbox:
+            self._run_handler(*inbox.popleft())
+
+    def _send(self, message: Message) -> None:
+        info = self.client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain,
+                                   properties=self._props(message.content_type))
+        if message.qos > 0:
+            self._last_info = info
+        metrics.MQTT_PUBLISHED.labels(_kind(message.topic)).inc()
+
+
+def make_bus(settings: Settings, *, service: str = "edge", client_id: str | None = None) -> Bus:
+    """MQTT when ``MQTT_URL`` is set, else the in-process bus."""
+    if settings.mqtt_url:
+        return MqttBus(settings, service=service, client_id=client_id)
+    return LocalBus(settings, service=service)
+
+
+def default_client_id(settings: Settings, service: str) -> str:
+    """Stable across restarts: an edge by its id, a hub by host and port (unique on one host)."""
+    if service == "edge":
+        return f"hgr-edge-{settings.resolved_edge_id()}"
+    return f"hgr-{service}-{socket.gethostname()[:40]}-{settings.port}"

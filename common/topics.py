@@ -1,0 +1,145 @@
+"""Fleet topic names and payload encoding: the MQTT contract between edges and hubs, as pure functions.
+
+Topics (``prefix`` is ``MQTT_TOPIC_PREFIX``, default ``hgr/v1``)::
+
+    {prefix}/edges/{edge_id}/status    retained, QoS 1: birth ("online") / Will + shutdown ("offline")
+    {prefix}/edges/{edge_id}/metrics   QoS 1, every METRICS_INTERVAL s, with a per-session sequence number
+    {prefix}/edges/{edge_id}/events    QoS 1, debounced per-stream finger/gesture changes (new/update/end)
+    {prefix}/edges/{edge_id}/results   QoS 0, every frame's result (only with MQTT_RESULTS=true)
+    {prefix}/edges/{edge_id}/control   QoS 1, hub → edge commands (throttle, rebirth)
+
+Payloads are JSON by default so any MQTT client can read them; msgpack when MQTT_PAYLOAD=msgpack. The
+MQTT v5 content type says which, and ``decode`` also sniffs it (JSON documents start with ``{``), so a
+hub reads both while a fleet migrates. docs/mqtt.md has example payloads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+
+KINDS = ("status", "metrics", "events", "results", "control")
+CONTENT_TYPES = {"json": "application/json", "msgpack": "application/vnd.msgpack"}
+SCHEMA_VERSION = 1
+MAX_PAYLOAD = 256 * 1024  # a fleet message is small; anything bigger is refused before parsing
+
+
+class PayloadError(ValueError):
+    """A fleet message that cannot be read: counted and dropped by the receiver, never fatal."""
+
+
+# --- topics ---
+
+def edge_topic(prefix: str, edge_id: str, kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown topic kind {kind!r}")
+    return f"{prefix}/edges/{edge_id}/{kind}"
+
+
+def edges_filter(prefix: str, kind: str) -> str:
+    """The filter matching ``kind`` messages of every edge."""
+    return f"{prefix}/edges/+/{kind}"
+
+
+def shared_filter(group: str, topic_filter: str) -> str:
+    """MQTT v5 shared subscription: the broker gives each message to one member of ``group``."""
+    return f"$share/{group}/{topic_filter}"
+
+
+def parse_edge_topic(prefix: str, topic: str) -> tuple[str, str] | None:
+    """(edge_id, kind) of a fleet topic, or None when ``topic`` is not one."""
+    head = f"{prefix}/edges/"
+    if not topic.startswith(head):
+        return None
+    rest = topic[len(head):].split("/")
+    if len(rest) != 2 or not rest[0] or rest[1] not in KINDS:
+        return None
+    return rest[0], rest[1]
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT filter matching (``+`` one level, ``#`` the rest); ``$share/group/`` is ignored."""
+    if topic_filter.startswith("$share/"):
+        topic_filter = topic_filter.split("/", 2)[2]
+    f_parts, t_parts = topic_filter.split("/"), topic.split("/")
+    # Wildcards never match topics starting with '$' (MQTT 4.7.2).
+    if topic.startswith("$") and f_parts[0] in ("+", "#"):
+        return False
+    for i, part in enumerate(f_parts):
+        if part == "#":
+            return True
+        if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
+            return False
+    return len(f_parts) == len(t_parts)
+
+
+# --- payload encoding ---
+
+def encode(doc: dict[str, Any], fmt: str = "json") -> tuple[bytes, str]:
+    """(bytes, MQTT v5 content type) of ``doc``."""
+    if fmt == "msgpack":
+        return msgpack.packb(doc, use_bin_type=True), CONTENT_TYPES["msgpack"]
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode(), CONTENT_TYPES["json"]
+
+
+def decode(payload: bytes, content_type: str | None = None) -> dict[str, Any]:
+    """The document in ``payload``; PayloadError when it is not a JSON/msgpack object."""
+    if len(payload) > MAX_PAYLOAD:
+        raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    if not payload:
+        raise PayloadError("empty payload")
+    try:
+        if content_type == CONTENT_TYPES["msgpack"] or (content_type is None and payload[:1] != b"{"):
+            doc = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        else:
+            doc = json.loads(payload)
+    except (ValueError, msgpack.UnpackException, TypeError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"undecodable payload: {type(exc).__name__}") from None
+    if not isinstance(doc, dict):
+        raise PayloadError("payload is not an object")
+    return doc
+
+
+# --- field readers: a hub must survive any payload, so every field is checked on the way in ---
+
+def as_int(doc: dict[str, Any], key: str, default: int | None = None, *, lo: int = 0,
+           hi: int = 2**53) -> int:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        if default is not None and key not in doc:
+            return default
+        raise PayloadError(f"{key}: expected an integer in [{lo}, {hi}]")
+    return int(value)
+
+
+def as_float(doc: dict[str, Any], key: str, default: float = 0.0, *, lo: float = 0.0,
+             hi: float = 1e12) -> float:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise PayloadError(f"{key}: expected a number in [{lo}, {hi}]")
+    return float(value)
+
+
+def as_str(doc: dict[str, Any], key: str, default: str | None = None, *, max_len: int = 128) -> str:
+    value = doc.get(key, default)
+    if not isinstance(value, str) or len(value) > max_len:
+        raise PayloadError(f"{key}: expected a string of at most {max_len} characters")
+    return value
+
+
+def as_counts(doc: dict[str, Any], key: str, *, max_items: int = 256) -> dict[str, int]:
+    """A ``{name: non-negative int}`` map (drops by reason, frames by key…)."""
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > max_items:
+        raise PayloadError(f"{key}: expected an object of at most {max_items} counters")
+    out: dict[str, int] = {}
+    for name, n in value.items():
+        if not isinstance(name, str) or len(name) > 128 or isinstance(n, bool) \
+                or not isinstance(n, (int, float)) or n < 0:
+            raise PayloadError(f"{key}: counters must be name → non-negative number")
+        out[name] = int(n)
+    return out

@@ -1,0 +1,235 @@
+"""The edge's fleet reporting: birth/offline status, periodic metrics, debounced events, control.
+
+``EdgeReporter(settings, bus, node)`` talks to the hub through ``common.bus`` (topics and payloads
+in ``common.topics`` and docs/mqtt.md):
+
+- on every (re)connect a retained ``online`` *birth* (version, model, capabilities, a birth sequence
+  number, the session id and the last metrics sequence number); the Will and a clean ``stop`` say
+  ``offline``;
+- every ``METRICS_INTERVAL`` s a metrics message built from ``node.stats()``, numbered per session so
+  the hub can detect gaps; ``frames_by_key`` carries the frames *since the previous message*;
+- ``on_frame`` (called by the edge for every result, on the event loop) feeds the per-stream event
+  debouncer and, with ``MQTT_RESULTS``, publishes the result at QoS 0. It does dictionary work and at
+  most a non-blocking ``bus.publish``: the frame path never waits for the broker;
+- ``…/control`` commands: ``throttle`` (calls ``node.set_throttle(key, max_fps)``, lifted after
+  ``duration_s``) and ``rebirth``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Protocol
+
+from common.bus import Bus
+from common.config import Settings
+from common.topics import SCHEMA_VERSION, PayloadError, as_float, as_str, decode, edge_topic, encode
+from edge.stream_events import EventTracker, state_fields
+
+log = logging.getLogger("hgr.edge.reporter")
+
+PROTOCOLS = ["hgr.msgpack.v1", "hgr.json.v1"]
+MAX_THROTTLE_S = 86_400.0
+
+
+class ReportingNode(Protocol):
+    def stats(self) -> dict[str, Any]: ...
+
+    def set_throttle(self, key_name: str, max_fps: float | None) -> None: ...
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: float) -> dict[str, Any]:
+    """The metrics message body from two consecutive ``node.stats()`` snapshots (pure)."""
+    processed = int(_num(stats.get("frames_processed")))
+    dropped = {str(k): int(_num(v)) for k, v in (stats.get("frames_dropped") or {}).items()}
+    by_key_now = {str(k): int(_num(v)) for k, v in (stats.get("frames_by_key") or {}).items()}
+    by_key_prev = (prev or {}).get("frames_by_key") or {}
+    by_key = {}
+    for key, n in by_key_now.items():
+        delta = n - int(_num(by_key_prev.get(key, 0)))
+        if delta < 0:  # the node's counter restarted: all of it is new
+            delta = n
+        if delta:
+            by_key[key] = delta
+    prev_processed = int(_num((prev or {}).get("frames_processed"))) if prev else 0
+    fps = max(0, processed - prev_processed) / elapsed_s if prev and elapsed_s > 0 else 0.0
+    return {
+        "frames": {"received": int(_num(stats.get("frames_received"))), "processed": processed,
+                   "dropped": sum(dropped.values())},
+        "fps": round(fps, 2),
+        "drops": dropped,
+        "latency_ms": {p: round(_num((stats.get("latency_ms") or {}).get(p)), 3) for p in ("p50", "p95", "p99")},
+        "connections": int(_num(stats.get("connections"))),
+        "workers": stats.get("workers") or {},
+        "errors": {str(k): int(_num(v)) for k, v in (stats.get("errors") or {}).items()},
+        "frames_by_key": by_key,
+        "interval_s": round(elapsed_s, 3),
+    }
+
+
+class EdgeReporter:
+    def __init__(self, settings: Settings, bus: Bus, node: ReportingNode) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.node = node
+        self.edge_id = settings.resolved_edge_id()
+        self.fmt = settings.mqtt_payload
+        self.session = uuid.uuid4().hex[:16]  # one per process: tells a restart from a reconnect
+        self.birth_seq = 0
+        self.metrics_seq = 0
+        self.event_seq = 0
+        self.events = EventTracker(settings.event_debounce_ms / 1000.0)
+        self.control_received: dict[str, int] = {}
+        self._topics = {kind: edge_topic(settings.mqtt_topic_prefix, self.edge_id, kind)
+                        for kind in ("status", "metrics", "events", "results", "control")}
+        self._prev_stats: dict[str, Any] | None = None
+        self._prev_at = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._lifts: dict[str, asyncio.TimerHandle] = {}
+        self._started = False
+
+    # --- lifecycle ---
+    async def start(self) -> None:
+        will, content_type = encode(self._envelope({"status": "offline", "reason": "will"}), self.fmt)
+        self.bus.set_will(self._topics["status"], will, qos=1, retain=True, content_type=content_type)
+        self.bus.add_connect_listener(self.publish_birth)
+        self.bus.subscribe(self._topics["control"], self._on_control)
+        self._prev_stats, self._prev_at = self._stats(), time.monotonic()
+        await self.bus.start()
+        self._started = True
+        self._task = asyncio.create_task(self._metrics_loop(), name="edge-metrics")
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for handle in self._lifts.values():
+            handle.cancel()
+        now = time.monotonic()
+        for stream_id in list(self.events.streams):
+            self.on_stream_closed(stream_id, _now=now)
+        self._publish("status", {"status": "offline", "reason": "shutdown", "ts": time.time()},
+                      qos=1, retain=True)
+        await self.bus.stop()
+
+    # --- messages ---
+    def _envelope(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"v": SCHEMA_VERSION, "edge_id": self.edge_id, "session": self.session, **body}
+
+    def _publish(self, kind: str, body: dict[str, Any], *, qos: int, retain: bool = False) -> None:
+        payload, content_type = encode(self._envelope(body), self.fmt)
+        self.bus.publish(self._topics[kind], payload, qos=qos, retain=retain, content_type=content_type)
+
+    def publish_birth(self) -> None:
+        self.birth_seq += 1
+        s = self.settings
+        self._publish("status", {
+            "status": "online", "birth_seq": self.birth_seq, "metrics_seq": self.metrics_seq,
+            "ts": time.time(), "version": s.app_version, "model": s.model_variant,
+            "metrics_interval_s": s.metrics_interval,
+            "capabilities": {"protocols": PROTOCOLS, "max_fps": s.max_fps, "max_connections": s.max_connections,
+                             "workers": s.resolved_workers(), "results_topic": s.mqtt_results,
+                             "payload": self.fmt, "control": ["throttle", "rebirth"]},
+        }, qos=1, retain=True)
+
+    def _stats(self) -> dict[str, Any]:
+        try:
+            return self.node.stats()
+        except Exception:
+            log.exception("node.stats() failed")
+            return {}
+
+    def publish_metrics(self) -> None:
+        stats, now = self._stats(), time.monotonic()
+        body = metrics_doc(stats, self._prev_stats, now - self._prev_at)
+        self._prev_stats, self._prev_at = stats, now
+        self.metrics_seq += 1
+        body.update(seq=self.metrics_seq, ts=time.time(),
+                    outbox={"queued": len(self.bus.outbox), "dropped": sum(self.bus.outbox.dropped.values())})
+        self._publish("metrics", body, qos=1)
+
+    async def _metrics_loop(self) -> None:
+        interval = self.settings.metrics_interval
+        next_at = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += interval
+            if next_at < time.monotonic():  # fell behind (a stalled loop): don't burst to catch up
+                next_at = time.monotonic() + interval
+            try:
+                self.publish_metrics()
+            except Exception:
+                log.exception("publishing metrics failed")
+
+    # --- called by the edge on the frame path: cheap, never blocks ---
+    def on_frame(self, stream_id: str, key_name: str | None, result: dict[str, Any]) -> None:
+        try:
+            if self.settings.mqtt_results:
+                self._publish("results", {"stream": stream_id, "key": key_name, "ts": time.time(),
+                                          "result": result}, qos=0)
+            change = self.events.observe(stream_id, result, time.monotonic())
+            if change is not None:
+                phase, state = change
+                self._publish_event(stream_id, key_name, phase, state_fields(state))
+        except Exception:  # reporting must never break a stream
+            log.exception("on_frame reporting failed")
+
+    def on_stream_closed(self, stream_id: str, *, _now: float | None = None) -> None:
+        try:
+            ended = self.events.end(stream_id, time.monotonic() if _now is None else _now)
+            if ended is not None:
+                state, duration = ended
+                self._publish_event(stream_id, None, "end", {**state_fields(state),
+                                                             "duration_s": round(duration, 3)})
+        except Exception:
+            log.exception("on_stream_closed reporting failed")
+
+    def _publish_event(self, stream_id: str, key_name: str | None, phase: str, fields: dict[str, Any]) -> None:
+        self.event_seq += 1
+        self._publish("events", {"seq": self.event_seq, "ts": time.time(), "stream": stream_id,
+                                 "key": key_name, "phase": phase, **fields}, qos=1)
+
+    # --- hub → edge ---
+    def _on_control(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
+        try:
+            doc = decode(payload, props.get("content_type"))
+            cmd = as_str(doc, "cmd", max_len=32)
+            if cmd == "rebirth":
+                self.publish_birth()
+            elif cmd == "throttle":
+                self._throttle(doc)
+            else:
+                raise PayloadError(f"unknown command {cmd!r}")
+            self.control_received[cmd] = self.control_received.get(cmd, 0) + 1
+        except PayloadError as exc:
+            log.warning("ignored control message: %s", exc)
+
+    def _throttle(self, doc: dict[str, Any]) -> None:
+        key = as_str(doc, "key", max_len=128)
+        max_fps = doc.get("max_fps")
+        if max_fps is not None:
+            max_fps = as_float(doc, "max_fps", lo=0.0, hi=10_000.0)
+        duration = as_float(doc, "duration_s", 0.0, lo=0.0, hi=MAX_THROTTLE_S) if "duration_s" in doc else 0.0
+        self.node.set_throttle(key, max_fps)
+        if old := self._lifts.pop(key, None):
+            old.cancel()
+        if max_fps is not None and duration > 0:
+            # Lifted here too, so a throttle cannot outlive its window if the hub goes away.
+            self._lifts[key] = asyncio.get_running_loop().call_later(duration, self._lift, key)
+        log.info("throttle %s: max_fps=%s for %ss", key, max_fps, duration or "∞")
+
+    def _lift(self, key: str) -> None:
+        self._lifts.pop(key, None)
+        try:
+            self.node.set_throttle(key, None)
+        except Exception:
+            log.exception("lifting the throttle of %s failed", key)

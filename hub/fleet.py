@@ -1,0 +1,308 @@
+"""The hub's fleet service: MQTT ingest, fleet state, staleness, gap → rebirth, fleet-wide key quota,
+Prometheus series and the REST view (``GET /fleet``, ``GET /fleet/edges/{edge_id}``).
+
+Ingest path (built for ≥ 10 000 messages/s per hub): the bus hands each message to a sync handler on
+the event loop, which decodes and validates it and folds it into an in-memory ``EdgeBatch`` per edge;
+every ``FLUSH_INTERVAL_S`` the batches go to the store in one Redis pipeline of Lua calls. Metrics and
+events come through a *shared* subscription (each message to one hub of the group); status comes
+through a plain subscription, so every hub sees every birth and Will, and a fresh hub gets the
+retained status of the whole fleet (retained messages are never sent to shared subscriptions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from common import metrics
+from common.config import Settings
+from common.topics import PayloadError, decode, edge_topic, edges_filter, encode, parse_edge_topic
+from hub.fleet_logic import (EdgeBatch, StatusMsg, edge_view, fleet_totals, over_quota, parse_event,
+                             parse_metrics, parse_status, quota_window, throttle_command)
+from hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFleetStore
+
+log = logging.getLogger("hgr.hub.fleet")
+
+FLUSH_INTERVAL_S = 0.1
+FLUSH_MAX_MESSAGES = 5000  # flush early under a burst so a batch (and a lost hub's loss) stays small
+REBIRTH_EVERY_S = 30.0  # at most one rebirth request per edge this often, across hubs
+
+
+class FleetService:
+    def __init__(self, settings: Settings, bus: Any, redis: Any = None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.prefix = settings.mqtt_topic_prefix
+        client = getattr(redis, "client", redis)  # hub.redis_conn.RedisConn or a plain redis.asyncio.Redis
+        self.store: FleetStore = (RedisFleetStore(client, settings.redis_key_prefix) if client is not None
+                                  else MemoryFleetStore())
+        self.redis_conn = redis
+        # A hole in an edge's sequence is "lost" only after this: messages of one edge are split across
+        # hubs and flushed out of order.
+        self.gap_grace_s = max(2.0, 10 * FLUSH_INTERVAL_S)
+        self.ingested: Counter[str] = Counter()  # this hub's accepted messages by kind (invalid, dups too)
+        self._batches: dict[str, EdgeBatch] = {}
+        self._pending = 0
+        self._status_queue: asyncio.Queue[tuple[str, StatusMsg, float]] = asyncio.Queue(maxsize=10_000)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._flush_now = asyncio.Event()
+        self._labelled: set[str] = set()
+        self._keys_labelled: set[str] = set()
+        self._started = False
+        self.last_flush_error: str | None = None
+        self.routes = [Route("/fleet", self.list_fleet, methods=["GET"]),
+                       Route("/fleet/edges/{edge_id}", self.get_edge, methods=["GET"])]
+
+    # --- lifecycle ---
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.bus.subscribe(edges_filter(self.prefix, "status"), self._on_status)
+        self.bus.subscribe(edges_filter(self.prefix, "metrics"), self._on_metrics, shared=True)
+        self.bus.subscribe(edges_filter(self.prefix, "events"), self._on_event, shared=True)
+        await self.bus.start()
+        self._tasks = [asyncio.create_task(self._flush_loop(), name="fleet-flush"),
+                       asyncio.create_task(self._status_loop(), name="fleet-status"),
+                       asyncio.create_task(self._sweep_loop(), name="fleet-sweep")]
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.bus.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()  # what this hub already took from the broker must not be lost
+
+    def status(self) -> dict[str, Any]:
+        return {"store": "redis" if isinstance(self.store, RedisFleetStore) else "memory",
+                "connected": bool(self.bus.connected), "ingested": dict(self.ingested),
+                "pending": self._pending, "last_flush_error": self.last_flush_error}
+
+    # --- ingest (sync handlers on the loop: decode, validate, fold into the batch) ---
+    def _edge_of(self, topic: str) -> str | None:
+        parsed = parse_edge_topic(self.prefix, topic)
+        return parsed[0] if parsed else None
+
+    def _reject(self, kind: str, topic: str, exc: Exception) -> None:
+        self.ingested["invalid"] += 1
+        metrics.FLEET_MESSAGES.labels("invalid").inc()
+        if self.ingested["invalid"] <= 10 or self.ingested["invalid"] % 1000 == 0:
+            log.warning("invalid %s message on %s: %s", kind, topic, exc)
+
+    def _on_status(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
+        edge_id = self._edge_of(topic)
+        if edge_id is None or not payload:  # an empty retained payload clears the topic
+            return
+        try:
+            msg = parse_status(decode(payload, props.get("content_type")))
+        except PayloadError as exc:
+            self._reject("status", topic, exc)
+            return
+        self.ingested["status"] += 1
+        metrics.FLEET_MESSAGES.labels("status").inc()
+        try:
+            self._status_queue.put_nowait((edge_id, msg, time.time()))
+        except asyncio.QueueFull:
+            self._reject("status", topic, RuntimeError("status queue full"))
+
+    def _on_metrics(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
+        edge_id = self._edge_of(topic)
+        try:
+            if edge_id is None:
+                raise PayloadError("not an edge topic")
+            msg = parse_metrics(decode(payload, props.get("content_type")))
+        except PayloadError as exc:
+            self._reject("metrics", topic, exc)
+            return
+        batch = self._batches.get(edge_id)
+        if batch is None:
+            batch = self._batches[edge_id] = EdgeBatch()
+        batch.add_metrics(msg)
+        self._count_pending()
+
+    def _on_event(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
+        edge_id = self._edge_of(topic)
+        try:
+            if edge_id is None:
+                raise PayloadError("not an edge topic")
+            event = parse_event(decode(payload, props.get("content_type")))
+        except PayloadError as exc:
+            self._reject("events", topic, exc)
+            return
+        batch = self._batches.get(edge_id)
+        if batch is None:
+            batch = self._batches[edge_id] = EdgeBatch()
+        batch.add_event(event)
+        self.ingested["events"] += 1
+        metrics.FLEET_MESSAGES.labels("events").inc()
+        self._count_pending()
+
+    def _count_pending(self) -> None:
+        self._pending += 1
+        if self._pending >= FLUSH_MAX_MESSAGES:
+            self._flush_now.set()
+
+    # --- flushing to the store ---
+    async def _flush_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._flush_now.wait(), FLUSH_INTERVAL_S)
+            except asyncio.TimeoutError:
+                pass
+            self._flush_now.clear()
+            try:
+                await self.flush()
+            except Exception:  # the loop must outlive any one bad flush
+                log.exception("fleet flush failed")
+
+    async def flush(self) -> None:
+        if not self._batches:
+            return
+        batches, self._batches, self._pending = self._batches, {}, 0
+        now = time.time()
+        try:
+            if isinstance(self.store, RedisFleetStore):
+                results = await self.store.apply_batches(batches, now, self.gap_grace_s)
+            else:
+                results = {e: await self.store.apply_batch(e, b, now, self.gap_grace_s) for e, b in batches.items()}
+            self.last_flush_error = None
+        except Exception as exc:  # Redis away: this batch is lost (and shows as gaps), the hub goes on
+            self.last_flush_error = f"{type(exc).__name__}: {exc}"
+            log.warning("fleet flush failed: %s", self.last_flush_error)
+            return
+        await self._after_flush(batches, results, now)
+
+    async def _after_flush(self, batches: dict[str, EdgeBatch], results: dict[str, IngestResult],
+                           now: float) -> None:
+        key_frames: dict[str, int] = {}
+        for edge_id, result in results.items():
+            accepted = len(result.accepted)
+            self.ingested["metrics"] += accepted
+            self.ingested["duplicates"] += result.duplicates
+            metrics.FLEET_MESSAGES.labels("metrics").inc(accepted)
+            if result.duplicates:
+                metrics.FLEET_MESSAGES.labels("duplicate").inc(result.duplicates)
+            if result.lost:
+                metrics.FLEET_GAPS.inc(result.lost)
+                log.warning("edge %s: %d metrics message(s) missing", edge_id, result.lost)
+                await self._request_rebirth(edge_id)
+            for key, n in batches[edge_id].key_frames(result.accepted).items():
+                key_frames[key] = key_frames.get(key, 0) + n
+        if key_frames and self.settings.fleet_quota_frames > 0:
+            await self._apply_quota(key_frames, now)
+
+    async def _request_rebirth(self, edge_id: str) -> None:
+        if await self.store.claim(f"rebirth:{edge_id}", REBIRTH_EVERY_S):
+            self._command(edge_id, {"cmd": "rebirth", "reason": "sequence_gap"})
+
+    async def _apply_quota(self, key_frames: dict[str, int], now: float) -> None:
+        window_s = self.settings.rate_limit_window
+        window, ends_at = quota_window(now, window_s)
+        totals = await self.store.add_key_frames(window, key_frames, 2 * window_s)
+        for key, used in totals.items():
+            metrics.FLEET_KEY_FRAMES.labels(key).set(used)
+            self._keys_labelled.add(key)
+            if over_quota(used, self.settings.fleet_quota_frames) \
+                    and await self.store.claim(f"throttle:{window}:{key}", window_s * 2):
+                command = throttle_command(key, ends_at, now)
+                online = [e for e, h in (await self.store.edges()).items() if h.get("status") == "online"]
+                log.warning("key %s used %d frames (fleet quota %d per %ss): throttling %d edge(s) for %ss",
+                            key, used, self.settings.fleet_quota_frames, window_s, len(online),
+                            command["duration_s"])
+                for edge_id in online:
+                    self._command(edge_id, command)
+
+    def _command(self, edge_id: str, command: dict[str, Any]) -> None:
+        payload, content_type = encode(command, self.settings.mqtt_payload)
+        self.bus.publish(edge_topic(self.prefix, edge_id, "control"), payload, qos=1, content_type=content_type)
+
+    async def _status_loop(self) -> None:
+        # One consumer, so an edge's status messages are applied in the order they arrived.
+        while True:
+            edge_id, msg, now = await self._status_queue.get()
+            try:
+                applied = await self.store.apply_status(edge_id, msg, now)
+                if applied:
+                    log.info("edge %s %s (%s)", edge_id, "online" if msg.online else "offline", msg.reason)
+            except Exception as exc:
+                log.warning("storing the status of %s failed: %s", edge_id, exc)
+
+    # --- staleness, forgetting, Prometheus ---
+    async def _sweep_loop(self) -> None:
+        interval = min(1.0, self.settings.edge_stale_after / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.warning("fleet sweep failed: %s", exc)
+
+    async def sweep(self) -> None:
+        s = self.settings
+        staled, forgotten = await self.store.sweep(time.time(), s.edge_stale_after, s.edge_forget_after)
+        for edge_id in staled:
+            log.warning("edge %s silent for %ss: marked offline", edge_id, s.edge_stale_after)
+        await self.refresh_gauges()
+
+    async def refresh_gauges(self) -> None:
+        now = time.time()
+        views = [edge_view(e, h, now) for e, h in (await self.store.edges()).items()]
+        by_status: Counter[str] = Counter(v["status"] for v in views)
+        for status in ("online", "offline"):
+            metrics.FLEET_EDGES.labels(status).set(by_status.get(status, 0))
+        seen = set()
+        for v in views:
+            edge_id = v["edge_id"]
+            seen.add(edge_id)
+            metrics.FLEET_EDGE_UP.labels(edge_id).set(1 if v["status"] == "online" else 0)
+            metrics.FLEET_EDGE_FPS.labels(edge_id).set(v["fps"])
+            metrics.FLEET_EDGE_LATENCY.labels(edge_id).set(v["latency_ms"].get("p95", 0.0) / 1000.0)
+            metrics.FLEET_EDGE_DROPS.labels(edge_id).set(v["drops"])
+            metrics.FLEET_EDGE_CONNECTIONS.labels(edge_id).set(v["connections"])
+        for gone in self._labelled - seen:  # forgotten edges: their series go too
+            for gauge in (metrics.FLEET_EDGE_UP, metrics.FLEET_EDGE_FPS, metrics.FLEET_EDGE_LATENCY,
+                          metrics.FLEET_EDGE_DROPS, metrics.FLEET_EDGE_CONNECTIONS):
+                try:
+                    gauge.remove(gone)
+                except KeyError:
+                    pass
+        self._labelled = seen
+
+    # --- REST ---
+    async def fleet_view(self) -> dict[str, Any]:
+        now = time.time()
+        edges = [edge_view(e, h, now) for e, h in (await self.store.edges()).items()]
+        return {"edges": edges, "totals": fleet_totals(edges), "ts": now}
+
+    async def list_fleet(self, request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await self.fleet_view())
+        except Exception as exc:
+            return _store_down(exc)
+
+    async def get_edge(self, request: Request) -> JSONResponse:
+        edge_id = request.path_params["edge_id"]
+        try:
+            raw = await self.store.edge(edge_id) if len(edge_id) <= 64 else None
+        except Exception as exc:
+            return _store_down(exc)
+        if raw is None:
+            return JSONResponse({"error": {"code": "edge_not_found",
+                                           "message": f"no edge {edge_id[:64]!r} in the fleet"}}, status_code=404)
+        return JSONResponse(edge_view(edge_id, raw, time.time()))
+
+
+def _store_down(exc: Exception) -> JSONResponse:
+    log.warning("fleet store unavailable: %s", exc)
+    return JSONResponse({"error": {"code": "fleet_unavailable",
+                                   "message": "the fleet store (Redis) is unreachable"}}, status_code=503)

@@ -1,0 +1,79 @@
+-- One hub's batch of one edge's messages, applied atomically (several hubs flush the same edge).
+-- Mirrors hub/fleet_logic.py apply_seqs(); tests run the memory and Redis stores through the same cases.
+-- KEYS[1] edge hash, KEYS[2] pending seqs (zset), KEYS[3] index of edge ids
+-- ARGV: edge_id, now, grace_s, session, snap_seq, snapshot_json, events_n, last_event_json, seqs...
+-- Returns {duplicates, lost, reset, accepted seq...}
+local h, pend, idx = KEYS[1], KEYS[2], KEYS[3]
+local edge_id, now, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local session, snap_seq, snapshot = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local events_n, last_event = tonumber(ARGV[7]), ARGV[8]
+local first = 9
+
+redis.call('SADD', idx, edge_id)
+local cur = redis.call('HMGET', h, 'session', 'seq_lo', 'seq_hi', 'hole_at', 'snap_seq', 'status', 'reason', 'last_seen')
+local accepted, dups, lost, reset = {}, 0, 0, 0
+
+if #ARGV >= first then
+  local lo, hi, hole_at = tonumber(cur[2]), tonumber(cur[3]) or 0, tonumber(cur[4]) or 0
+  if cur[1] ~= session or lo == nil then
+    -- first message of this session seen before its birth: start just below the lowest seq
+    local m = tonumber(ARGV[first])
+    for i = first + 1, #ARGV do
+      local s = tonumber(ARGV[i])
+      if s < m then m = s end
+    end
+    lo, hi, hole_at, reset = m - 1, m - 1, 0, 1
+    redis.call('DEL', pend)
+    redis.call('HSET', h, 'session', session, 'snap_seq', 0)
+    cur[5] = '0'
+  end
+  for i = first, #ARGV do
+    local s = tonumber(ARGV[i])
+    if s <= lo or redis.call('ZSCORE', pend, s) then
+      dups = dups + 1
+    else
+      redis.call('ZADD', pend, s, s)
+      accepted[#accepted + 1] = s
+      if s > hi then hi = s end
+    end
+  end
+  local function advance()
+    local moved = false
+    while redis.call('ZREM', pend, lo + 1) == 1 do
+      lo = lo + 1
+      moved = true
+    end
+    return moved
+  end
+  local advanced = advance()
+  if lo >= hi then
+    hole_at = 0
+  elseif hole_at == 0 or advanced then
+    hole_at = now
+  elseif now - hole_at >= grace then
+    local nxt = tonumber(redis.call('ZRANGE', pend, 0, 0)[1])
+    lost = nxt - lo - 1
+    lo = nxt - 1
+    advance()
+    if lo < hi then hole_at = now else hole_at = 0 end
+  end
+  redis.call('HSET', h, 'seq_lo', lo, 'seq_hi', hi, 'hole_at', hole_at)
+  if #accepted > 0 then redis.call('HINCRBY', h, 'msgs', #accepted) end
+  if dups > 0 then redis.call('HINCRBY', h, 'dups', dups) end
+  if lost > 0 then redis.call('HINCRBY', h, 'gaps', lost) end
+  if snap_seq > (tonumber(cur[5]) or 0) and snapshot ~= '' then
+    redis.call('HSET', h, 'snap_seq', snap_seq, 'snapshot', snapshot)
+  end
+  -- a silent edge marked stale is back; an edge never born (hub started late) is evidently up
+  if cur[6] == false or (cur[6] == 'offline' and cur[7] == 'stale' and cur[1] == session) then
+    redis.call('HSET', h, 'status', 'online', 'reason', 'seen', 'status_at', now, 'online_since', now)
+  end
+end
+if events_n > 0 then
+  redis.call('HINCRBY', h, 'events', events_n)
+  if last_event ~= '' then redis.call('HSET', h, 'last_event', last_event) end
+end
+if (tonumber(cur[8]) or 0) < now then redis.call('HSET', h, 'last_seen', now) end
+local out = {dups, lost, reset}
+for i = 1, #accepted do out[#out + 1] = accepted[i] end
+return out

@@ -1,0 +1,121 @@
+"""MqttBus against real Mosquitto: content type, retained, shared subscriptions, the outbox across a
+broker restart, and the shipped ACL (an edge can only publish under its own id)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from common.bus import MqttBus
+from common.config import load_settings
+from fleet_helpers import Broker, eventually
+
+
+def _settings(url: str, **env: str):
+    return load_settings({"MQTT_URL": url, "MQTT_KEEPALIVE": "5", **env}, env_file=None)
+
+
+async def test_publish_subscribe_with_content_type_and_retained(mqtt_url: str) -> None:
+    prefix = f"test/{uuid.uuid4().hex[:8]}"
+    pub = MqttBus(_settings(mqtt_url), service="edge", client_id=f"{prefix}-pub".replace("/", "-"))
+    sub = MqttBus(_settings(mqtt_url), service="edge", client_id=f"{prefix}-sub".replace("/", "-"))
+    got: list[tuple[str, bytes, dict]] = []
+    await pub.start()
+    assert await pub.wait_connected(10)
+    pub.publish(f"{prefix}/edges/a/status", b'{"status":"online"}', qos=1, retain=True)
+    assert await pub.flush(10)
+    sub.subscribe(f"{prefix}/edges/+/status", lambda t, p, props: got.append((t, p, props)))
+    await sub.start()
+    await eventually(lambda: got, 10, "the retained status")
+    topic, payload, props = got[0]
+    assert topic == f"{prefix}/edges/a/status" and payload == b'{"status":"online"}'
+    assert props["content_type"] == "application/json" and props["retain"]
+    pub.publish(f"{prefix}/edges/a/status", b"", qos=1, retain=True)  # clear the retained message
+    await pub.flush(10)
+    await pub.stop()
+    await sub.stop()
+    assert not pub.connected
+
+
+async def test_shared_subscription_gives_each_message_to_one_hub(mqtt_url: str) -> None:
+    prefix = f"test/{uuid.uuid4().hex[:8]}"
+    group = f"g{uuid.uuid4().hex[:6]}"
+    hubs = [MqttBus(_settings(mqtt_url, MQTT_SHARE_GROUP=group, MQTT_SESSION_EXPIRY="0"), service="hub",
+                    client_id=f"hub-{i}-{group}") for i in range(2)]
+    received: list[list[bytes]] = [[], []]
+    for i, hub in enumerate(hubs):
+        hub.subscribe(f"{prefix}/edges/+/metrics", lambda t, p, props, i=i: received[i].append(p), shared=True)
+        await hub.start()
+    for hub in hubs:
+        assert await hub.wait_connected(10)
+    await asyncio.sleep(0.3)  # the SUBACKs
+    pub = MqttBus(_settings(mqtt_url), client_id=f"pub-{group}")
+    await pub.start()
+    assert await pub.wait_connected(10)
+    sent = [str(i).encode() for i in range(200)]
+    for payload in sent:
+        pub.publish(f"{prefix}/edges/e{int(payload) % 3}/metrics", payload, qos=1)
+    await eventually(lambda: len(received[0]) + len(received[1]) >= 200, 20, "200 messages")
+    await asyncio.sleep(0.3)
+    assert sorted(received[0] + received[1], key=int) == sent  # each exactly once
+    assert received[0] and received[1]  # and both hubs got a share
+    for bus in (pub, *hubs):
+        await bus.stop()
+
+
+async def test_outbox_is_delivered_in_order_after_a_broker_restart(tmp_path) -> None:
+    broker = Broker(tmp_path, auth=False).start()
+    try:
+        url = broker.url()
+        hub = MqttBus(_settings(url, MQTT_SESSION_EXPIRY="60"), service="hub", client_id="hub-restart")
+        events: list[bytes] = []
+        hub.subscribe("p/edges/+/events", lambda t, p, props: events.append(p), shared=True)
+        await hub.start()
+        edge = MqttBus(_settings(url, MQTT_OUTBOX_SIZE="30"), service="edge", client_id="edge-restart")
+        await edge.start()
+        assert await hub.wait_connected(10) and await edge.wait_connected(10)
+        await asyncio.sleep(0.3)
+        edge.publish("p/edges/e/events", b"0", qos=1)
+        await eventually(lambda: events == [b"0"], 10, "the first event")
+
+        broker.stop()  # SIGTERM: persistence saved, the hub's session with it
+        await eventually(lambda: not edge.connected and not hub.connected, 20, "both to notice")
+        for i in range(1, 21):
+            edge.publish("p/edges/e/events", str(i).encode(), qos=1)
+            edge.publish("p/edges/e/metrics", b"m", qos=1)  # 40 messages into 30 slots: metrics go first
+            edge.publish("p/edges/e/results", b"r", qos=0)  # QoS 0 results are never outboxed
+        assert len(edge.outbox) == 30 and edge.outbox.dropped == {"metrics": 10, "results": 20}
+
+        broker.start()  # same port
+        await eventually(lambda: len(events) >= 21, 60, "the outbox after the restart")
+        assert events == [str(i).encode() for i in range(21)]  # nothing lost, in order
+        await edge.stop()
+        await hub.stop()
+    finally:
+        broker.stop()
+
+
+async def test_shipped_acl_keeps_an_edge_to_its_own_topics(tmp_path) -> None:
+    broker = Broker(tmp_path, auth=True).start()
+    try:
+        seen: list[str] = []
+        observer = MqttBus(_settings(broker.url("observer")), client_id="observer")
+        observer.subscribe("hgr/v1/#", lambda t, p, props: seen.append(t))
+        await observer.start()
+        edge = MqttBus(_settings(broker.url("edge-a")), client_id="edge-a")
+        await edge.start()
+        assert await observer.wait_connected(10) and await edge.wait_connected(10)
+        await asyncio.sleep(0.3)
+        edge.publish("hgr/v1/edges/edge-b/metrics", b"{}", qos=1)  # someone else's id: refused
+        edge.publish("hgr/v1/edges/edge-a/metrics", b"{}", qos=1)
+        await eventually(lambda: "hgr/v1/edges/edge-a/metrics" in seen, 10, "the edge's own message")
+        await asyncio.sleep(0.5)
+        assert seen == ["hgr/v1/edges/edge-a/metrics"]
+        intruder = MqttBus(_settings(broker.url("edge-a").replace("a-secret", "wrong")), client_id="intruder")
+        await intruder.start()
+        await asyncio.sleep(1.0)
+        assert not intruder.connected  # bad password: refused
+        for bus in (intruder, edge, observer):
+            await bus.stop()
+    finally:
+        broker.stop()

@@ -1,0 +1,142 @@
+"""EdgeReporter: birth, numbered metrics, debounced events, control commands, offline on stop; on the
+in-process bus and on a real broker that is unreachable (the frame path must not care)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from common.bus import LocalBus, MqttBus
+from common.config import load_settings
+from common.topics import decode
+from edge.reporter import EdgeReporter, metrics_doc
+from edge.stream_events import EventTracker, StreamDebouncer, hand_state
+from fleet_helpers import eventually
+from support import free_port
+
+
+class StandInNode:
+    """The two hooks the reporter uses, with counters a test can move."""
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self.by_key: dict[str, int] = {}
+        self.throttles: list[tuple[str, float | None]] = []
+
+    def stats(self) -> dict[str, Any]:
+        return {"frames_received": self.processed + 2, "frames_processed": self.processed,
+                "frames_dropped": {"replaced": 2}, "errors": {"bad_frame": 1},
+                "latency_ms": {"p50": 4.0, "p95": 9.5, "p99": 12.0}, "connections": 1,
+                "workers": {"alive": 1}, "frames_by_key": dict(self.by_key)}
+
+    def set_throttle(self, key_name: str, max_fps: float | None) -> None:
+        self.throttles.append((key_name, max_fps))
+
+
+def _result(total: int, gesture: str = "open") -> dict[str, Any]:
+    return {"hands": [{"handedness": "Right", "fingers": total, "gesture": gesture, "score": 0.9}] if total else [],
+            "total_fingers": total}
+
+
+# --- pure parts ---
+
+def test_debouncer_needs_a_state_to_hold() -> None:
+    d = StreamDebouncer(0.3)
+    three, four = hand_state(_result(3)), hand_state(_result(4))
+    assert d.observe(three, 0.0) is None
+    assert d.observe(three, 0.2) is None
+    assert d.observe(three, 0.3) == "new"
+    assert d.observe(four, 0.4) is None  # a one-frame flicker…
+    assert d.observe(three, 0.5) is None  # …is no change
+    assert d.observe(four, 0.6) is None
+    assert d.observe(four, 0.95) == "update"
+    assert d.observe(four, 2.0) is None  # still the same: nothing new to say
+
+
+def test_event_tracker_lifecycle_and_bound() -> None:
+    tracker = EventTracker(0.0, max_streams=2)
+    assert tracker.observe("a", _result(2), 0.0) == ("new", hand_state(_result(2)))
+    assert tracker.observe("a", _result(5), 1.0)[0] == "update"
+    assert tracker.end("a", 3.0) == (hand_state(_result(5)), 3.0)
+    assert tracker.end("a", 3.0) is None
+    for s in "xyz":
+        tracker.observe(s, _result(1), 0.0)
+    assert list(tracker.streams) == ["y", "z"]  # bounded: the oldest is forgotten
+
+
+def test_metrics_doc_deltas() -> None:
+    node = StandInNode()
+    node.processed, node.by_key = 100, {"alice": 60, "bob": 40}
+    first = node.stats()
+    node.processed, node.by_key = 150, {"alice": 90, "bob": 40}
+    doc = metrics_doc(node.stats(), first, 5.0)
+    assert doc["fps"] == 10.0 and doc["frames_by_key"] == {"alice": 30}
+    assert doc["frames"] == {"received": 152, "processed": 150, "dropped": 2}
+    assert doc["latency_ms"] == {"p50": 4.0, "p95": 9.5, "p99": 12.0}
+    node.by_key = {"alice": 5}  # the node restarted its counters
+    assert metrics_doc(node.stats(), first, 1.0)["frames_by_key"] == {"alice": 5}
+
+
+# --- the reporter on the in-process bus ---
+
+async def test_reporter_birth_metrics_events_control_and_offline() -> None:
+    settings = load_settings({"EDGE_ID": "cam-1", "METRICS_INTERVAL": "0.1", "EVENT_DEBOUNCE_MS": "0"},
+                             env_file=None)
+    bus = LocalBus(settings)
+    node = StandInNode()
+    got: dict[str, list[dict]] = {"status": [], "metrics": [], "events": []}
+    for kind in got:
+        bus.subscribe(f"hgr/v1/edges/+/{kind}",
+                      lambda t, p, props, kind=kind: got[kind].append(decode(p, props["content_type"])))
+    reporter = EdgeReporter(settings, bus, node)
+    await reporter.start()
+
+    birth = await eventually(lambda: got["status"] and got["status"][0], 5, "the birth")
+    assert birth["status"] == "online" and birth["birth_seq"] == 1 and birth["edge_id"] == "cam-1"
+    assert birth["version"] == settings.app_version and "throttle" in birth["capabilities"]["control"]
+
+    node.processed, node.by_key = 10, {"alice": 10}
+    await eventually(lambda: len(got["metrics"]) >= 3, 10, "three metrics messages")
+    seqs = [m["seq"] for m in got["metrics"]]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert sum(m["frames_by_key"].get("alice", 0) for m in got["metrics"]) == 10
+    assert all(m["session"] == birth["session"] for m in got["metrics"])
+
+    for total in (2, 2, 3):
+        reporter.on_frame("s1", "alice", _result(total))
+    reporter.on_stream_closed("s1")
+    await eventually(lambda: len(got["events"]) >= 3, 5, "three events")
+    assert [(e["phase"], e["total_fingers"]) for e in got["events"]] == [("new", 2), ("update", 3), ("end", 3)]
+    assert got["events"][0]["key"] == "alice" and got["events"][0]["hands"][0]["fingers"] == 2
+
+    control = "hgr/v1/edges/cam-1/control"
+    bus.publish(control, json.dumps({"cmd": "throttle", "key": "alice", "max_fps": 0, "duration_s": 0.2}).encode(),
+                qos=1)
+    bus.publish(control, b"not json", qos=1)  # ignored, logged
+    bus.publish(control, json.dumps({"cmd": "throttle", "key": 5}).encode(), qos=1)  # ignored
+    bus.publish(control, json.dumps({"cmd": "rebirth"}).encode(), qos=1)
+    await eventually(lambda: node.throttles == [("alice", 0.0), ("alice", None)], 5, "throttle then its lift")
+    await eventually(lambda: any(s.get("birth_seq") == 2 for s in got["status"]), 5, "a rebirth")
+    assert reporter.control_received == {"throttle": 1, "rebirth": 1}
+
+    await reporter.stop()
+    await eventually(lambda: got["status"][-1]["status"] == "offline", 5, "offline")
+    assert got["status"][-1]["reason"] == "shutdown"
+
+
+async def test_reporter_never_blocks_the_frame_path_without_a_broker() -> None:
+    # A broker address where nothing listens: the edge keeps working, events wait in the outbox.
+    settings = load_settings({"EDGE_ID": "cam-2", "MQTT_URL": f"mqtt://127.0.0.1:{free_port()}",
+                              "EVENT_DEBOUNCE_MS": "0", "MQTT_RESULTS": "true", "MQTT_OUTBOX_SIZE": "50"},
+                             env_file=None)
+    bus = MqttBus(settings, client_id="cam-2-test")
+    reporter = EdgeReporter(settings, bus, StandInNode())
+    await reporter.start()
+    for i in range(2000):
+        reporter.on_frame(f"s{i % 4}", None, _result(i % 6))
+    assert not bus.connected
+    assert len(bus.outbox) == 50  # bounded
+    assert bus.outbox.dropped["results"] == 2000  # QoS 0 results are never queued
+    assert bus.outbox.dropped["events"] > 0
+    await asyncio.wait_for(reporter.stop(), 10)
