@@ -78,12 +78,18 @@ class EdgeNode:
 
     async def start(self) -> None:
         self._stopping = False
+        if self.bus is not None and self.reporter is None:  # fleet reporting (edge/reporter.py)
+            from edge.reporter import EdgeReporter
+            self.reporter = EdgeReporter(self.settings, self.bus, self)
+            await self.reporter.start()
         log.info("edge node started", extra={"edge_id": self.edge_id, "auth": self.keyring is not None})
 
     async def stop(self) -> None:
         """Refuse new streams, answer the frames in inference, close every socket with 1001."""
         self._stopping = True
         await asyncio.gather(*(s.shutdown() for s in list(self.sessions)), return_exceptions=True)
+        if self.reporter is not None and hasattr(self.reporter, "stop"):
+            await self.reporter.stop()  # "offline" to the fleet, after the streams' "end" events
 
     # --- hooks for the fleet reporter ---
 
@@ -195,7 +201,8 @@ def create_app(settings: Settings) -> Starlette:
     from common.model import model_paths
 
     pool = InferencePool(settings, model_paths(settings), service="edge")
-    node = EdgeNode(settings, pool)
+    from common.bus import make_bus
+    node = EdgeNode(settings, pool, bus=make_bus(settings) if settings.mqtt_url else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
