@@ -1,0 +1,140 @@
+"""The hub: REST detection API, result cache, global rate limits, fleet view, ops endpoints.
+
+``Hub(settings, pool, bus=...)`` owns everything but the pool and the bus (shared with the edge in
+the all-in-one): its routes go into any Starlette app, together with ``HubMiddleware`` and
+``EXCEPTION_HANDLERS`` from ``hub.middleware``. ``create_app(settings)`` builds the standalone hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from common.auth import KeyRing
+from common.config import Settings
+from common.engine import default_options
+from hub import routes_detect, routes_ops
+from hub.cache import MemoryCache, NoCache, RedisCache, ResultCache
+from hub.detection import Detection, model_ids
+from hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
+from hub.ratelimit import RateLimiter
+from hub.redis_conn import RedisConn
+
+log = logging.getLogger("hgr.hub")
+
+
+def _fleet_service(settings: Settings, bus: Any, redis: RedisConn | None) -> Any:
+    """FleetService from hub.fleet when it is there and a bus is given (HOOK: fleet helper's module)."""
+    if bus is None:
+        return None
+    try:
+        from hub.fleet import FleetService
+    except ImportError:
+        return None
+    return FleetService(settings, bus, redis)
+
+
+class Hub:
+    def __init__(self, settings: Settings, pool: Any, *, bus: Any = None) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.bus = bus
+        self.keyring = KeyRing.from_spec(settings.api_keys)
+        self.defaults = default_options(settings)
+        url = settings.resolved_redis_url()
+        self.redis = RedisConn(url) if url else None
+        self.cache: ResultCache = (NoCache() if not settings.cache_enabled
+                                   else RedisCache(self.redis, settings.cache_ttl) if self.redis
+                                   else MemoryCache(settings.cache_max_entries, settings.cache_ttl))
+        self.limiter = RateLimiter(settings, self.redis)
+        self.model_ids = model_ids(pool.model_paths)
+        self.detection = Detection(pool, self.cache, self.model_ids, settings.redis_key_prefix)
+        self.fleet = _fleet_service(settings, bus, self.redis)
+        self.started = time.monotonic()
+        self.routes: list[BaseRoute] = [*routes_detect.routes(self), *routes_ops.routes(self),
+                                         *(self.fleet.routes if self.fleet else [])]
+
+    async def start(self) -> None:
+        self.started = time.monotonic()
+        if self.redis:
+            await self.redis.start()  # Redis down at start is not fatal: the pinger keeps trying
+        if self.fleet:
+            await self.fleet.start()
+        log.info("hub started", extra={
+            "redis": self.redis.status()["url"] if self.redis else None, "auth": self.settings.auth_enabled,
+            "keys": len(self.keyring.keys), "cache": self.cache.status().get("store", "off"),
+            "rate_limit": self.limiter.status()})
+
+    async def stop(self) -> None:
+        if self.fleet:
+            await self.fleet.stop()
+        if self.redis:
+            await self.redis.close()
+
+    def status(self) -> dict[str, Any]:
+        s = self.settings
+        redis = self.redis.status() if self.redis else {"configured": False}
+        degraded = [name for name, bad in (("redis", self.redis is not None and not self.redis.up),
+                                           ("workers", not self.pool.ready)) if bad]
+        bus = None
+        if self.bus is not None:
+            bus = {"kind": "mqtt" if s.mqtt_url else "in-process", "connected": bool(self.bus.connected)}
+        return {
+            "service": s.app_name, "version": s.app_version, "status": "degraded" if degraded else "ok",
+            "degraded": degraded, "uptime_s": round(time.monotonic() - self.started, 1),
+            "model": self.model_info(), "pool": self.pool.stats(), "redis": redis, "mqtt": bus,
+            "cache": self.cache.status(), "rate_limit": self.limiter.status(),
+            "auth": {"enabled": s.auth_enabled, "keys": len(self.keyring.keys)},
+            "fleet": self.fleet.status() if self.fleet else None,
+            "limits": {"max_image_size": s.max_image_size, "max_image_pixels": s.max_image_pixels,
+                       "max_request_size": s.max_request_size, "max_batch_images": s.max_batch_images},
+        }
+
+    def model_info(self) -> dict[str, Any]:
+        return {"default": self.defaults.model, "variants": self.model_ids,
+                "defaults": {"num_hands": self.defaults.num_hands, "mirrored": self.defaults.mirrored},
+                "ready": bool(self.pool.ready)}
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The standalone hub: its own pool, bus (for the fleet view) and Redis client."""
+    from common.model import model_paths
+    from common.pool import InferencePool
+
+    pool = InferencePool(settings, model_paths(settings), service="hub")
+    bus = _make_bus(settings)
+    hub = Hub(settings, pool, bus=bus)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await pool.start()
+        if bus is not None:
+            await bus.start()
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            if bus is not None:
+                await bus.stop()
+            await pool.close()
+
+    app = Starlette(routes=hub.routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=[Middleware(HubMiddleware, settings=settings)])
+    app.state.hub = hub
+    return app
+
+
+def _make_bus(settings: Settings) -> Any:
+    try:
+        from common.bus import make_bus
+    except ImportError:
+        return None
+    return make_bus(settings, service="hub")

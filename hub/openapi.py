@@ -1,0 +1,134 @@
+"""The hub's OpenAPI 3.1 document, written by hand (served at ``/openapi.json``; docs/api.md explains it).
+
+``tests/test_hub_openapi.py`` validates it against the OpenAPI 3.1 meta-schema and checks that every
+route the hub serves is listed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERR = _json(_ref("Error"), "error")
+_RL_HEADERS = {
+    "RateLimit-Limit": {"description": "Images allowed at once (requests + burst).", "schema": {"type": "integer"}},
+    "RateLimit-Remaining": {"description": "Images still allowed now.", "schema": {"type": "integer"}},
+    "RateLimit-Reset": {"description": "Seconds until the allowance is full again.", "schema": {"type": "integer"}},
+}
+_DETECT_ERRORS = {
+    "400": _ERR, "401": _ERR, "403": _ERR, "413": _ERR, "415": _ERR, "422": _ERR,
+    "429": {**_ERR, "headers": {**_RL_HEADERS, "Retry-After": {"schema": {"type": "integer"},
+                                                              "description": "Seconds to wait."}}},
+    "500": _ERR, "503": _ERR,
+}
+_SECURITY = [{}, {"bearer": []}, {"apiKey": []}]  # {} = anonymous allowed when AUTH_ENABLED=false
+
+_FLOAT3 = {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"}}}}},
+    "Options": {"type": "object", "additionalProperties": False, "properties": {
+        "num_hands": {"type": "integer", "minimum": 1, "maximum": 4},
+        "mirrored": {"type": "boolean", "description": "The image is a mirrored selfie."},
+        "model": {"type": "string", "enum": ["full", "lite"]}}},
+    "Hand": {"type": "object", "properties": {
+        "handedness": {"type": "string", "enum": ["Left", "Right"]},
+        "score": {"type": "number"},
+        "landmarks": {"type": "array", "items": _FLOAT3, "minItems": 21, "maxItems": 21},
+        "world_landmarks": {"type": ["array", "null"], "items": _FLOAT3},
+        "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+        "fingers_up": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        "fingers": {"type": "integer", "minimum": 0, "maximum": 5},
+        "gesture": {"type": "string"}}},
+    "Result": {"type": "object", "required": ["hands", "total_fingers", "image_size", "timing", "cached",
+                                              "processing_ms"], "properties": {
+        "image_id": {"type": ["string", "integer"]},
+        "filename": {"type": ["string", "null"]},
+        "hands": {"type": "array", "items": _ref("Hand")},
+        "total_fingers": {"type": "integer"},
+        "image_size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+        "timing": {"type": "object", "additionalProperties": {"type": "number"}},
+        "cached": {"type": "boolean"},
+        "processing_ms": {"type": "number"}}},
+    "ItemError": {"type": "object", "required": ["image_id", "error"], "properties": {
+        "image_id": {"type": ["string", "integer"]}, "filename": {"type": ["string", "null"]},
+        "error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"}}}}},
+    "BatchResult": {"type": "object", "required": ["results", "count"], "properties": {
+        "results": {"type": "array", "items": {"oneOf": [_ref("Result"), _ref("ItemError")]}},
+        "count": {"type": "integer"}, "succeeded": {"type": "integer"}, "failed": {"type": "integer"},
+        "processing_ms": {"type": "number"}}},
+    "DetectRequest": {"type": "object", "required": ["image_base64"], "properties": {
+        "image_base64": {"type": "string", "description": "JPEG, PNG, WebP or BMP bytes, base64 "
+                                                          "(a data: URL prefix is accepted)."},
+        "image_id": {"type": ["string", "integer"], "description": "Echoed back."},
+        "options": _ref("Options")}},
+    "BatchRequest": {"type": "object", "required": ["images"], "properties": {
+        "images": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["image_base64"], "properties": {
+                "image_id": {"type": ["string", "integer"]}, "image_base64": {"type": "string"},
+                "options": _ref("Options")}}},
+        "options": _ref("Options")}},
+}
+
+
+def _detect_op(summary: str, body: dict[str, Any], ok: str) -> dict[str, Any]:
+    return {"post": {"summary": summary, "security": _SECURITY, "requestBody": {"required": True, "content": body},
+                     "responses": {"200": {**_json(_ref(ok), "results"), "headers": _RL_HEADERS},
+                                   **_DETECT_ERRORS}}}
+
+
+def _get(summary: str, schema: dict[str, Any] | None = None, *, ready: bool = False,
+         media: str = "application/json") -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": summary, "content": {media: {"schema": schema or {
+        "type": "object"}}}}}
+    if ready:
+        responses["503"] = {"description": "not ready", "content": {"application/json": {"schema": {
+            "type": "object"}}}}
+    return {"get": {"summary": summary, "responses": responses}}
+
+
+def openapi_schema(version: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "hgr hub API", "version": version,
+                 "description": "Finger counting and hand landmarks for images. See docs/api.md."},
+        "paths": {
+            "/detect-fingers": _detect_op("Detect hands and count fingers in one image",
+                                          {"application/json": {"schema": _ref("DetectRequest")}}, "Result"),
+            "/detect-fingers-batch": _detect_op("Several images in one request (one result each, in order)",
+                                                {"application/json": {"schema": _ref("BatchRequest")}},
+                                                "BatchResult"),
+            "/detect-fingers-upload": _detect_op(
+                "Multipart upload of one or more image files (field `file`)",
+                {"multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "array", "items": {"type": "string", "contentMediaType": "image/*"}},
+                    "options": {"type": "string", "description": "Options as a JSON object string."}}}}},
+                "BatchResult"),
+            "/health": _get("Liveness: the process answers"),
+            "/ready": _get("Readiness: the inference workers are up", ready=True),
+            "/status": _get("Version, uptime, model, pool, Redis, MQTT, cache and rate-limit state"),
+            "/model/info": _get("Model variants and their ids"),
+            "/metrics": _get("Prometheus metrics", {"type": "string"}, media="text/plain"),
+            "/openapi.json": _get("This document"),
+            "/fleet": _get("The fleet of edges: status, rates, latency (when fleet reporting is on)"),
+            "/fleet/edges/{edge_id}": {"get": {
+                "summary": "One edge's details", "parameters": [
+                    {"name": "edge_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object"}, "the edge"), "404": _ERR}}},
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+    }

@@ -1,0 +1,133 @@
+"""The detection endpoints: one base64 image, a batch of them, or multipart file uploads.
+
+Every request: identify the caller (auth) → read the body within limits → charge the rate limiter
+one unit per image → run the images concurrently (the pool batches them across its workers, and
+concurrent requests interleave fairly there) → answer with the RateLimit-* headers.
+The single-image endpoint is charged before its body is read, so a limited client cannot make us
+read megabytes only to refuse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from common.engine import DetectOptions
+from common.errors import HgrError, ImageTooLarge
+from hub.bodies import InvalidRequest, RequestTooLarge, decode_base64_image, read_form, read_json
+from hub.callers import identify
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+
+def routes(hub: "Hub") -> list[Route]:
+    s = hub.settings
+
+    async def charge(request: Request, cost: int) -> dict[str, str]:
+        caller = identify(request, hub.keyring, s.auth_enabled)
+        request.state.images = cost
+        return (await hub.limiter.check(caller.bucket, cost, caller.limit)).headers()
+
+    def options(raw: Any, defaults: DetectOptions) -> DetectOptions:
+        return DetectOptions.parse(raw, defaults)
+
+    async def detect(request: Request) -> JSONResponse:
+        received = time.monotonic()
+        headers = await charge(request, 1)
+        body = await read_json(request, s.max_request_size)
+        if not isinstance(body, dict):
+            raise InvalidRequest("the body must be a JSON object with `image_base64`")
+        if "image_base64" not in body:
+            raise InvalidRequest("`image_base64` is required")
+        data = decode_base64_image(body["image_base64"], s.max_image_size)
+        opts = options(body.get("options"), hub.defaults)
+        result = await hub.detection.run(data, opts, received)
+        if "image_id" in body:
+            result = {"image_id": body["image_id"], **result}
+        return JSONResponse(result, headers=headers)
+
+    async def detect_batch(request: Request) -> JSONResponse:
+        received = time.monotonic()
+        identify(request, hub.keyring, s.auth_enabled)  # 401/403 before reading a byte
+        body = await read_json(request, s.max_request_size)
+        images = body.get("images") if isinstance(body, dict) else None
+        if not isinstance(images, list) or not images:
+            raise InvalidRequest("the body must be {\"images\": [{\"image_id\": ..., \"image_base64\": ...}, ...]}")
+        if len(images) > s.max_batch_images:
+            raise RequestTooLarge(f"{len(images)} images; at most {s.max_batch_images} per request",
+                                  code="too_many_images")
+        batch_opts = options(body.get("options"), hub.defaults)
+        headers = await charge(request, len(images))
+        jobs = []
+        for i, item in enumerate(images):
+            image_id, data, opts = _batch_item(item, i, batch_opts, s.max_image_size)
+            jobs.append(hub.detection.run_item(data, opts, received, {"image_id": image_id}))
+        results = await asyncio.gather(*jobs)
+        return JSONResponse(_batch_body(results, received), headers=headers)
+
+    async def detect_upload(request: Request) -> JSONResponse:
+        received = time.monotonic()
+        identify(request, hub.keyring, s.auth_enabled)
+        form = await read_form(request, s.max_request_size, s.max_batch_images)
+        try:
+            files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+            if not files:
+                raise InvalidRequest("no file: send one or more multipart fields named `file`")
+            raw_opts = form.get("options")
+            try:
+                opts = options(json.loads(raw_opts) if isinstance(raw_opts, str) else None, hub.defaults)
+            except ValueError:
+                raise InvalidRequest("`options` must be a JSON object") from None
+            headers = await charge(request, len(files))
+            jobs = []
+            for i, f in enumerate(files):
+                data: bytes | HgrError
+                if f.size is not None and f.size > s.max_image_size:
+                    data = ImageTooLarge(f"the file is {f.size} bytes; the limit is {s.max_image_size} bytes")
+                else:
+                    data = await f.read()
+                jobs.append(hub.detection.run_item(data, opts, received, {"image_id": str(i), "filename": f.filename}))
+            results = await asyncio.gather(*jobs)
+        finally:
+            await form.close()
+        return JSONResponse(_batch_body(results, received), headers=headers)
+
+    return [
+        Route("/detect-fingers", detect, methods=["POST"]),
+        Route("/detect-fingers-batch", detect_batch, methods=["POST"]),
+        Route("/detect-fingers-upload", detect_upload, methods=["POST"]),
+    ]
+
+
+def _batch_item(item: Any, index: int, defaults: DetectOptions,
+                max_bytes: int) -> tuple[str, bytes | HgrError, DetectOptions | HgrError]:
+    """(image_id, bytes or the error, options or the error) of one batch entry; never raises."""
+    if not isinstance(item, dict):
+        return str(index), InvalidRequest("each entry must be an object with `image_base64`"), defaults
+    image_id = item.get("image_id", str(index))
+    image_id = image_id if isinstance(image_id, (str, int)) and not isinstance(image_id, bool) else str(index)
+    opts: DetectOptions | HgrError
+    try:
+        opts = DetectOptions.parse(item.get("options"), defaults)
+    except HgrError as exc:
+        opts = exc
+    if "image_base64" not in item:
+        return image_id, InvalidRequest("`image_base64` is required"), opts
+    try:
+        return image_id, decode_base64_image(item["image_base64"], max_bytes), opts
+    except HgrError as exc:
+        return image_id, exc, opts
+
+
+def _batch_body(results: list[dict[str, Any]], received: float) -> dict[str, Any]:
+    failed = sum(1 for r in results if "error" in r)
+    return {"results": results, "count": len(results), "succeeded": len(results) - failed, "failed": failed,
+            "processing_ms": round((time.monotonic() - received) * 1000, 3)}

@@ -1,0 +1,54 @@
+"""Operational endpoints: liveness, readiness, status, model info, Prometheus metrics, OpenAPI schema.
+
+None needs an API key: probes and scrapers run without one, and nothing here reveals a secret
+(Redis URLs are shown without their password, keys only by count).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from common import metrics
+from hub.openapi import openapi_schema
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+
+def routes(hub: "Hub") -> list[Route]:
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> JSONResponse:
+        ok = bool(hub.pool.ready)
+        body = {"ready": ok, "workers": ok,
+                "redis": None if hub.redis is None else hub.redis.up}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    async def status(request: Request) -> JSONResponse:
+        return JSONResponse(hub.status())
+
+    async def model_info(request: Request) -> JSONResponse:
+        return JSONResponse(hub.model_info())
+
+    async def prometheus(request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    schema = openapi_schema(hub.settings.app_version)
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(schema)
+
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/status", status, methods=["GET"]),
+        Route("/model/info", model_info, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]

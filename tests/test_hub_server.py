@@ -1,0 +1,102 @@
+"""`hgr hub` as real processes: start-up, and three hubs sharing one rate limit through one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support import free_port
+
+KEY = "team-key-0123456789"
+
+
+def wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 240) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        assert proc.poll() is None, f"hub exited with {proc.returncode}"
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready within {deadline_s}s")
+
+
+@pytest.fixture
+def hubs(private_redis: tuple[str, subprocess.Popen], tmp_path: Path) -> Iterator[list[tuple[str, Path]]]:
+    """Three `hgr hub` processes (one worker each) on one private Redis; yields (url, log file)."""
+    redis_url, _ = private_redis
+    env = {**os.environ, "WORKERS": "1", "REDIS_URL": redis_url, "RATE_LIMIT_REQUESTS": "30",
+           "RATE_LIMIT_WINDOW": "60", "AUTH_ENABLED": "true", "API_KEYS": f"team:{KEY}", "LOG_FORMAT": "json",
+           "MQTT_URL": ""}
+    started: list[tuple[subprocess.Popen, str, Path]] = []
+    try:
+        for i in range(3):
+            port = free_port()
+            log = tmp_path / f"hub{i}.log"
+            with log.open("wb") as err:
+                proc = subprocess.Popen([sys.executable, "-m", "common.cli", "hub", "--port", str(port)], env=env,
+                                        stdout=subprocess.PIPE, stderr=err, cwd=tmp_path)
+            started.append((proc, f"http://127.0.0.1:{port}", log))
+        for proc, url, _ in started:
+            wait_ready(url, proc)
+        yield [(url, log) for _, url, log in started]
+    finally:
+        for proc, _, _ in started:
+            proc.terminate()
+        for proc, _, _ in started:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.slow
+def test_three_hub_processes_never_exceed_the_shared_limit(hubs: list[tuple[str, Path]]) -> None:
+    async def hammer() -> tuple[Counter, float]:
+        # Charged, then refused as an empty image: every request costs one unit and no inference.
+        body = {"image_base64": ""}
+        async with httpx.AsyncClient(timeout=60, headers={"X-API-Key": KEY}) as client:
+            async def one(url: str) -> int:
+                return (await client.post(f"{url}/detect-fingers", json=body)).status_code
+            start = time.time()
+            statuses = await asyncio.gather(*(one(url) for _ in range(40) for url, _ in hubs))
+            return Counter(statuses), time.time() - start
+
+    counts, elapsed = asyncio.run(hammer())
+    accepted = counts[400]
+    assert set(counts) <= {400, 429}, counts
+    assert 30 <= accepted <= 30 + elapsed * 30 / 60 + 1, (counts, elapsed)
+    for url, log in hubs:
+        status = httpx.get(f"{url}/status").json()
+        assert status["rate_limit"]["store"] == "redis" and status["redis"]["up"] is True
+        assert KEY not in log.read_text()
+
+
+def test_hgr_hub_prints_its_url_and_serves_the_schema(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "WORKERS": "1", "MQTT_URL": "", "REDIS_URL": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "hub", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, proc)
+        assert httpx.get(f"{url}/openapi.json").json()["openapi"].startswith("3.")
+        assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in out
+    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught, so -15 is a clean exit too
+    assert proc.returncode in (0, -15)
