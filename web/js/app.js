@@ -9,7 +9,8 @@ import { fmt, RateMeter, SampleWindow } from "./stats.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORAGE = "hgr.apiKey"; // sessionStorage only, and only when the user asks: never in URLs
-const LOST_AFTER_MS = 5000;
+const MIN_WAIT_MS = 1000;
+const MAX_WAIT_MS = 5000;
 const EDGE_MESSAGE_SHOWN_MS = 8000;
 
 const ui = {
@@ -51,7 +52,7 @@ const ui = {
 
 const connection = new EdgeConnection();
 const grabber = new FrameGrabber(ui.video);
-const flow = new InFlight(1, LOST_AFTER_MS);
+const flow = new InFlight(1, MAX_WAIT_MS);
 const stats = {
   sent: new RateMeter(),
   answered: new RateMeter(),
@@ -59,7 +60,6 @@ const stats = {
   queue: new SampleWindow(30),
   infer: new SampleWindow(30),
   droppedByEdge: 0,
-  lost: 0,
   skipped: 0,
   frameBytes: 0,
   frameSize: "",
@@ -147,8 +147,12 @@ function onResult(result) {
     stats.latency.add(now - result.ts);
   }
   if (typeof result.dropped === "number") {
-    stats.droppedByEdge = result.dropped;
+    stats.droppedByEdge += result.dropped; // the edge counts drops since its previous result
   }
+  // An unanswered frame is given up after a few round trips (the edge may have dropped it, e.g. over
+  // its fps limit; such drops are reported in the next result's `dropped`), never less than 1 s.
+  const p95 = stats.latency.percentile(95);
+  flow.timeoutMs = Math.min(MAX_WAIT_MS, Math.max(MIN_WAIT_MS, Number.isFinite(p95) ? 3 * p95 : MAX_WAIT_MS));
   const timing = result.timing || {};
   stats.queue.add(timing.queue_ms);
   stats.infer.add(timing.infer_ms);
@@ -205,7 +209,7 @@ function frameOptions() {
 }
 
 async function captureAndSend(now) {
-  stats.lost += flow.expire(now);
+  flow.expire(now);
   if (!connection.isOpen() || !grabber.ready()) {
     return;
   }
@@ -249,7 +253,7 @@ function resetStats() {
   for (const key of ["sent", "answered", "latency", "queue", "infer"]) {
     stats[key].reset();
   }
-  stats.droppedByEdge = stats.lost = stats.skipped = stats.frameBytes = 0;
+  stats.droppedByEdge = stats.skipped = stats.frameBytes = 0;
   stats.frameSize = "";
 }
 
@@ -259,7 +263,7 @@ function renderStats() {
   s.sent.textContent = state.running ? fmt(stats.sent.rate(now)) : "–";
   s.answered.textContent = state.running ? fmt(stats.answered.rate(now)) : "–";
   s.latency.textContent = `${fmt(stats.latency.percentile(50), 0)} / ${fmt(stats.latency.percentile(95), 0)}`;
-  s.dropped.textContent = String(stats.droppedByEdge + stats.lost);
+  s.dropped.textContent = String(stats.droppedByEdge);
   s.skipped.textContent = String(stats.skipped);
   s.server.textContent = `${fmt(stats.queue.mean())} / ${fmt(stats.infer.mean())}`;
   s.frame.textContent = stats.frameBytes ? `${stats.frameSize}, ${(stats.frameBytes / 1024).toFixed(0)} KB` : "–";
@@ -326,6 +330,7 @@ async function start() {
   state.result = null;
   state.hello = null;
   flow.limit = Number(ui.inFlight.value);
+  flow.timeoutMs = MAX_WAIT_MS;
   flow.clear();
   state.running = true;
   ui.stop.disabled = false;

@@ -12,7 +12,7 @@ export async function listCameras() {
 /** Why the camera cannot be used here, or "" if getUserMedia is available. */
 export function cameraUnavailableReason() {
   if (!window.isSecureContext) {
-    return "The camera needs a secure page: open the demo over https:// or on http://localhost.";
+    return "The camera needs a secure page: open the demo over HTTPS, or from localhost / 127.0.0.1.";
   }
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     return "This browser does not offer camera access (getUserMedia).";

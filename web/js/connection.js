@@ -29,6 +29,7 @@ export class EdgeConnection extends EventTarget {
 
   /** Open (or re-open) the connection and keep it open until stop(). */
   start(url, apiKey) {
+    this.state = "idle";
     this.stop();
     this.url = url;
     this.apiKey = apiKey;
@@ -47,7 +48,9 @@ export class EdgeConnection extends EventTarget {
       socket.onopen = socket.onclose = socket.onmessage = socket.onerror = null;
       socket.close(1000, "client stopped");
     }
-    this.setState("idle", "Not connected.");
+    if (this.state !== "failed") {
+      this.setState("idle", "Not connected."); // a failure stays on show until the next start()
+    }
   }
 
   isOpen() {
