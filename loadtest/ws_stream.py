@@ -95,6 +95,7 @@ class StreamReport:
     errors: dict[str, int] = field(default_factory=dict)
     dropped: int = 0  # sum of the results' "dropped"
     latencies_ms: list[float] = field(default_factory=list)  # send → result, client clock
+    overhead_ms: list[float] = field(default_factory=list)  # latency minus the worker's decode + inference
     seqs: list[int] = field(default_factory=list)  # result seqs in arrival order
     duration_s: float = 0.0
 
@@ -104,14 +105,16 @@ class StreamReport:
 
 
 async def camera(url: str, frames: list[bytes], *, fps: float | None, duration: float,
-                 opts: dict | None = None, drain_timeout: float = 10.0) -> StreamReport:
-    """Stream ``frames`` in a loop at ``fps`` (None: as fast as the socket takes them) for ``duration``
-    seconds, then wait for the answer to the last frame. Sending never waits for results (a camera
-    doesn't), so an edge that falls behind shows it as drops or latency."""
+                 opts: dict | None = None, window: int = 2, drain_timeout: float = 10.0) -> StreamReport:
+    """Stream ``frames`` in a loop at ``fps`` for ``duration`` seconds, then wait for the answer to the
+    last frame. A paced camera never waits for results (a real one doesn't), so an edge that falls
+    behind shows it as drops or latency. ``fps=None`` is an unthrottled stream: it keeps ``window``
+    frames outstanding, so the edge always has the next frame waiting and never starves."""
     ws, _ = await open_stream(url)
     report, sent_at = StreamReport(), {}
     last_seq = -1
     done = asyncio.Event()
+    answered = asyncio.Event()
 
     async def receive() -> None:
         async for raw in ws:
@@ -121,12 +124,15 @@ async def camera(url: str, frames: list[bytes], *, fps: float | None, duration: 
                 report.results += 1
                 report.dropped += msg["dropped"]
                 report.seqs.append(msg["seq"])
-                report.latencies_ms.append((now - sent_at.pop(msg["seq"])) * 1000)
+                latency = (now - sent_at.pop(msg["seq"])) * 1000
+                report.latencies_ms.append(latency)
+                report.overhead_ms.append(latency - msg["timing"]["decode_ms"] - msg["timing"]["infer_ms"])
                 for s in [s for s in sent_at if s < msg["seq"]]:
                     del sent_at[s]  # replaced on the edge: will never be answered
             elif msg["type"] == "error":
                 report.errors[msg["code"]] = report.errors.get(msg["code"], 0) + 1
                 sent_at.pop(msg.get("seq"), None)
+            answered.set()
             if last_seq >= 0 and msg.get("seq") == last_seq:
                 done.set()
                 return
@@ -138,6 +144,10 @@ async def camera(url: str, frames: list[bytes], *, fps: float | None, duration: 
         while (now := time.perf_counter()) - start < duration:
             if fps is not None:
                 await asyncio.sleep(max(0.0, start + seq / fps - now))
+            else:
+                while len(sent_at) >= window:
+                    answered.clear()
+                    await asyncio.wait_for(answered.wait(), drain_timeout)
             sent_at[seq] = time.perf_counter()
             await ws.send(protocol.encode_frame(seq, frames[seq % len(frames)], ts=seq,
                                                 opts=opts if seq == 0 else None))
