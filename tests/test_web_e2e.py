@@ -344,6 +344,12 @@ def test_live_camera_counts_fingers(edge: str, browser: Any) -> None:
     assert last["state"] == "open" and not last["message"], last
     assert re.fullmatch(r"\d+ / \d+", last["latency"]), last["latency"]
 
+    # Un-mirroring the preview flips only the display; the stream carries on.
+    page.uncheck("#mirrored")
+    assert page.evaluate("getComputedStyle(document.getElementById('video')).transform") == "none"
+    page.check("#mirrored")
+    assert page.evaluate("getComputedStyle(document.getElementById('video')).transform") != "none"
+
     # Stop releases the camera and clears the count.
     page.click("#stop")
     page.wait_for_function("document.getElementById('total-fingers').textContent === '–'")

@@ -225,7 +225,7 @@ async function captureAndSend(now) {
     return;
   }
   state.seq += 1;
-  const ts = Math.round(performance.now());
+  const ts = Math.round(now); // capture time: latency then includes JPEG encoding, as the user sees it
   if (connection.send(encodeFrame({ seq: state.seq, ts, image: frame.bytes, opts: frameOptions() }))) {
     flow.sent(state.seq, ts);
     stats.sent.mark(ts);
