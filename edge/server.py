@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import logging
+import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -36,6 +39,24 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn closes every open WebSocket with 1012 *before* the app's lifespan shutdown runs, which
+    would cut off frames in inference. This server runs ``before_shutdown`` hooks first (for the edge:
+    ``EdgeNode.stop`` — answer the frames in inference, then close with 1001), then shuts down as usual."""
+
+    def __init__(self, config: uvicorn.Config, before_shutdown: list[Callable[[], Awaitable[None]]]) -> None:
+        super().__init__(config)
+        self.before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for hook in self.before_shutdown:
+            try:
+                await asyncio.wait_for(hook(), 30)
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                log.exception("shutdown hook failed")
+        await super().shutdown(sockets)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hgr edge", description="Start an edge node.")
     settings = load_settings()
@@ -49,7 +70,8 @@ def main(argv: list[str]) -> int:
     app = create_app(settings)
     print(f"hgr edge {settings.resolved_edge_id()}: ws://{args.host}:{args.port}/ws  "
           f"(web demo http://{args.host}:{args.port}/)", flush=True)
-    uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, **uvicorn_options(settings))).run()
+    config = uvicorn.Config(app, host=args.host, port=args.port, **uvicorn_options(settings))
+    GracefulServer(config, before_shutdown=[app.state.edge.stop]).run()
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +180,31 @@ async def test_flooders_do_not_starve_a_well_behaved_stream(url: str, frames: li
     # Fair share with one worker: each flooder has at most one frame ahead of the polite one (2 in
     # total); the socket reads of three connections may reorder by one more each way.
     assert sum(between) <= 15 * 3, between
+
+
+async def test_sigterm_answers_in_flight_then_closes_1001_and_leaves_no_process(
+        model_path: str, frames: list[bytes], tmp_path: Path) -> None:
+    port = free_port()
+    with (tmp_path / "edge.log").open("w") as log:
+        proc = start_edge(port, {"HGR_MODEL_PATH": model_path, "WORKERS": "1"}, log_file=log)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", proc)
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            assert children, "the worker process is a child of the edge"
+            ws, _ = await open_stream(f"ws://127.0.0.1:{port}/ws")
+            await ws.send(protocol.encode_frame(1, frames[0]))
+            await asyncio.sleep(0.05)  # let the frame reach the edge
+            proc.terminate()
+            answers = []
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    answers.append(protocol.decode_server_message(await asyncio.wait_for(ws.recv(), 60)))
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+            assert [m["seq"] for m in answers] == [1] and answers[0]["type"] == "result"
+            # uvicorn re-raises the captured SIGTERM after its graceful shutdown
+            assert await asyncio.to_thread(proc.wait, 60) in (0, -signal.SIGTERM)
+        finally:
+            stop_edge(proc)
+    assert "Traceback" not in (tmp_path / "edge.log").read_text()
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
