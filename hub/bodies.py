@@ -17,7 +17,7 @@ from typing import Any
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.types import Message, Receive
+from starlette.types import Message
 
 from common.errors import HgrError, ImageTooLarge
 
@@ -89,7 +89,7 @@ async def read_form(request: Request, limit: int, max_files: int) -> FormData:
         raise BadRequest(f"malformed multipart body: {detail}", code="bad_multipart") from None
 
 
-_DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,", re.I)
+_DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,", re.IGNORECASE)
 
 
 def decode_base64_image(value: Any, max_bytes: int, field: str = "image_base64") -> bytes:

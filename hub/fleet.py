@@ -40,7 +40,8 @@ class FleetService:
         self.settings = settings
         self.bus = bus
         self.prefix = settings.mqtt_topic_prefix
-        client = getattr(redis, "client", redis)  # hub.redis_conn.RedisConn or a plain redis.asyncio.Redis
+        # hub.redis_conn.RedisConn (the hub's, with health tracking) or a plain redis.asyncio.Redis
+        client = redis if redis is None or hasattr(redis, "register_script") else redis.client
         self.store: FleetStore = (RedisFleetStore(client, settings.redis_key_prefix) if client is not None
                                   else MemoryFleetStore())
         self.redis_conn = redis

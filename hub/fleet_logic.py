@@ -67,7 +67,7 @@ def parse_metrics(doc: dict[str, Any]) -> MetricsMsg:
     if not isinstance(outbox, dict):
         raise PayloadError("outbox must be an object")
     workers_text = json.dumps(workers, separators=(",", ":"))
-    if len(workers_text) > 4096:
+    if len(workers_text) > 16384:
         raise PayloadError("workers: too large")
     snapshot = {
         "fps": as_float(doc, "fps", 0.0, hi=1e6),

@@ -1,15 +1,15 @@
 """The detection endpoints: one base64 image, a batch of them, or multipart file uploads.
 
 Every request: identify the caller (auth) → read the body within limits → charge the rate limiter
-one unit per image → run the images concurrently (the pool batches them across its workers, and
-concurrent requests interleave fairly there) → answer with the RateLimit-* headers.
+one unit per image → run the images concurrently (the pool batches them across its workers; each
+request keeps only a few images queued at a time, so concurrent requests interleave fairly) → answer
+with the RateLimit-* headers.
 The single-image endpoint is charged before its body is read, so a limited client cannot make us
 read megabytes only to refuse them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,12 +23,13 @@ from common.engine import DetectOptions
 from common.errors import HgrError, ImageTooLarge
 from hub.bodies import InvalidRequest, RequestTooLarge, decode_base64_image, read_form, read_json
 from hub.callers import identify
+from hub.detection import Item
 
 if TYPE_CHECKING:
     from hub.app import Hub
 
 
-def routes(hub: "Hub") -> list[Route]:
+def routes(hub: Hub) -> list[Route]:
     s = hub.settings
 
     async def charge(request: Request, cost: int) -> dict[str, str]:
@@ -66,11 +67,11 @@ def routes(hub: "Hub") -> list[Route]:
                                   code="too_many_images")
         batch_opts = options(body.get("options"), hub.defaults)
         headers = await charge(request, len(images))
-        jobs = []
+        items: list[Item] = []
         for i, item in enumerate(images):
             image_id, data, opts = _batch_item(item, i, batch_opts, s.max_image_size)
-            jobs.append(hub.detection.run_item(data, opts, received, {"image_id": image_id}))
-        results = await asyncio.gather(*jobs)
+            items.append((data, opts, {"image_id": image_id}))
+        results = await hub.detection.run_all(items, received)
         return JSONResponse(_batch_body(results, received), headers=headers)
 
     async def detect_upload(request: Request) -> JSONResponse:
@@ -87,15 +88,15 @@ def routes(hub: "Hub") -> list[Route]:
             except ValueError:
                 raise InvalidRequest("`options` must be a JSON object") from None
             headers = await charge(request, len(files))
-            jobs = []
+            items: list[Item] = []
             for i, f in enumerate(files):
                 data: bytes | HgrError
                 if f.size is not None and f.size > s.max_image_size:
                     data = ImageTooLarge(f"the file is {f.size} bytes; the limit is {s.max_image_size} bytes")
                 else:
                     data = await f.read()
-                jobs.append(hub.detection.run_item(data, opts, received, {"image_id": str(i), "filename": f.filename}))
-            results = await asyncio.gather(*jobs)
+                items.append((data, opts, {"image_id": str(i), "filename": f.filename}))
+            results = await hub.detection.run_all(items, received)
         finally:
             await form.close()
         return JSONResponse(_batch_body(results, received), headers=headers)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from hub.app import Hub
 
 
-def routes(hub: "Hub") -> list[Route]:
+def routes(hub: Hub) -> list[Route]:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 

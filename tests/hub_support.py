@@ -12,11 +12,11 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from support import free_port
 
 from common.config import Settings, load_settings
 from hub.app import Hub
 from hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
-from support import free_port
 
 
 def hub_settings(**overrides: Any) -> Settings:

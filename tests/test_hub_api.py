@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from hub_support import b64, hub_app, hub_settings, serve_hub
 from openapi_spec_validator import validate
 from PIL import Image
 from starlette.applications import Starlette
@@ -25,7 +26,6 @@ from common.logs import JsonFormatter
 from common.pool import InferencePool
 from hub.app import Hub
 from hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
-from hub_support import b64, hub_app, hub_settings, serve_hub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -251,7 +251,7 @@ async def test_body_limit_is_enforced_while_reading(tight: str) -> None:
             await writer.drain()
             try:
                 response = await asyncio.wait_for(reader.read(4096), 0.2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             break
         if not response:
@@ -346,3 +346,32 @@ async def test_unexpected_exception_is_500_with_request_id(caplog: pytest.LogCap
     assert error["code"] == "internal_error" and error["request_id"] == r.headers["x-request-id"]
     assert "boom" not in r.text
     assert any(rec.exc_info and "boom" in str(rec.exc_info[1]) for rec in caplog.records)
+
+
+async def test_rest_load_generator_smoke(secured: str, photos: list[bytes]) -> None:
+    from loadtest.rest import run_rest
+
+    for kind in ("single", "batch", "upload"):
+        report = await run_rest(secured, 3, 2, kind, photos, api_key=ALICE, batch_size=2)
+        assert report["status"] == {"200": 3}, report
+        assert report["images_per_s"] > 0 and report["latency_ms"]["p50"] is not None
+
+
+async def test_a_big_batch_does_not_hold_up_a_single_image(secured: str, photos: list[bytes],
+                                                          pool: InferencePool) -> None:
+    """With one worker, a single image sent while a 16-image batch runs waits behind at most a couple of
+    the batch's images (per-request cap), so it is answered while the batch is still going."""
+    from loadtest.rest import uniquify
+
+    batch = {"images": [{"image_base64": b64(uniquify(photos[i % len(photos)], 9000 + i))} for i in range(16)]}
+    single = {"image_base64": b64(uniquify(photos[0], 9999))}
+    async with httpx.AsyncClient(base_url=secured, headers=auth(), timeout=300) as client:
+        batch_task = asyncio.create_task(client.post("/detect-fingers-batch", json=batch))
+        deadline = asyncio.get_running_loop().time() + 60
+        while pool.stats()["in_flight"] + pool.stats()["queued"] == 0:  # the batch has reached the pool
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.005)
+        r = await client.post("/detect-fingers", json=single)
+        assert r.status_code == 200 and r.json()["cached"] is False
+        assert not batch_task.done(), "the single image waited for the whole batch"
+        assert (await batch_task).json()["succeeded"] == 16

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from hub_support import b64, hub_settings, serve_hub
 
 from common.pool import InferencePool
-from hub_support import b64, hub_settings, serve_hub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -51,7 +51,7 @@ async def test_cache_and_limits_live_in_redis(pool: InferencePool, photo: bytes,
     settings = hub_settings(redis_url=url, rate_limit_requests=50, cache_ttl=120)
     client_redis = aioredis.Redis.from_url(url)
     try:
-        async with serve_hub(settings, pool) as (base, hub):
+        async with serve_hub(settings, pool) as (base, _):
             async with httpx.AsyncClient(base_url=base, timeout=120) as client:
                 first = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
                 assert first.status_code == 200 and first.json()["cached"] is False
@@ -77,7 +77,7 @@ async def test_redis_killed_fail_open_keeps_serving_then_recovers(
         pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen]) -> None:
     url, proc = private_redis
     settings = hub_settings(redis_url=url, rate_limit_requests=1000, rate_limit_fail="open")
-    async with serve_hub(settings, pool) as (base, hub):
+    async with serve_hub(settings, pool) as (base, _):
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
             assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
             proc.kill()

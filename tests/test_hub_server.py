@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from support import free_port
 
 KEY = "team-key-0123456789"

@@ -1,0 +1,167 @@
+"""REST load generator for the hub (the seed's interface), and the ``rest`` section of ``hgr bench``.
+
+    python -m loadtest.rest --url http://127.0.0.1:8000 --requests 1000 --concurrency 50 \
+        --type single|batch|upload [--api-key K] [--batch-size 8] [--allow-cache]
+
+Prints one JSON object: throughput (requests/s and images/s), client-side latency percentiles (ms),
+status counts and error codes. Every image is made unique (a JPEG comment with a nonce) unless
+``--allow-cache``, so the numbers measure the model path, not the result cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edge.stats import percentiles
+
+DEFAULT_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hands"
+KINDS = ("single", "batch", "upload")
+
+
+def load_photos(folder: Path) -> list[bytes]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    if not files:
+        raise SystemExit(f"no JPEG photos in {folder}")
+    return [p.read_bytes() for p in files]
+
+
+def uniquify(jpeg: bytes, nonce: int) -> bytes:
+    """The same picture with a COM segment carrying ``nonce``: new bytes, so a new cache key."""
+    if not jpeg.startswith(b"\xff\xd8"):
+        return jpeg
+    text = f"hgr-load-{nonce}".encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
+
+
+def _request(kind: str, images: list[bytes]) -> dict[str, Any]:
+    """httpx.post keyword arguments for one request of ``kind``."""
+    if kind == "single":
+        return {"url": "/detect-fingers", "json": {"image_base64": base64.b64encode(images[0]).decode()}}
+    if kind == "batch":
+        return {"url": "/detect-fingers-batch", "json": {"images": [
+            {"image_id": str(i), "image_base64": base64.b64encode(img).decode()} for i, img in enumerate(images)]}}
+    return {"url": "/detect-fingers-upload",
+            "files": [("file", (f"{i}.jpg", img, "image/jpeg")) for i, img in enumerate(images)]}
+
+
+async def run_rest(url: str, requests: int, concurrency: int, kind: str, photos: list[bytes] | Path,
+                   api_key: str | None = None, *, batch_size: int = 8, unique: bool = True,
+                   timeout_s: float = 120.0) -> dict[str, Any]:
+    """Send ``requests`` requests of ``kind`` with at most ``concurrency`` in flight; return the report."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    pictures = load_photos(photos) if isinstance(photos, Path) else list(photos)
+    per_request = 1 if kind == "single" else batch_size
+    source = itertools.cycle(pictures)
+    nonces = itertools.count(int(time.time() * 1000) % 10**9 * 1000)
+    headers = {"X-API-Key": api_key} if api_key else {}
+    statuses: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    latencies: list[float] = []
+    images_ok = 0
+    todo = iter(range(requests))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal images_ok
+        for _ in todo:  # one shared iterator: each request is taken exactly once
+            batch = [uniquify(next(source), next(nonces)) if unique else next(source) for _ in range(per_request)]
+            start = time.perf_counter()
+            try:
+                r = await client.post(**_request(kind, batch))
+            except httpx.HTTPError as exc:
+                statuses[type(exc).__name__] += 1
+                continue
+            latencies.append((time.perf_counter() - start) * 1000)
+            statuses[str(r.status_code)] += 1
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            if r.status_code != 200:
+                codes[body.get("error", {}).get("code", "?")] += 1
+            elif kind == "single":
+                images_ok += 1
+            else:
+                for item in body.get("results", []):
+                    if "error" in item:
+                        codes[item["error"]["code"]] += 1
+                    else:
+                        images_ok += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout_s, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(max(1, concurrency))))
+        elapsed = time.perf_counter() - started
+    return {
+        "url": url, "type": kind, "requests": requests, "concurrency": concurrency,
+        "images_per_request": per_request, "duration_s": round(elapsed, 3),
+        "requests_per_s": round(requests / elapsed, 2) if elapsed else None,
+        "images_per_s": round(images_ok / elapsed, 2) if elapsed else None,
+        "latency_ms": {**percentiles(latencies), "max": round(max(latencies), 3) if latencies else None},
+        "status": dict(statuses), "error_codes": dict(codes),
+    }
+
+
+async def run(ctx: Any) -> dict[str, Any]:
+    """``hgr bench --sections rest``: a hub in a subprocess (cache and rate limit off, so every image
+    reaches the model), then single and batch requests for about ``--duration`` seconds each."""
+    from loadtest.bench import ws_stream_port
+    from loadtest.ws_stream import stop_edge, wait_ready
+
+    port = ws_stream_port()
+    env = {**os.environ, "CACHE_ENABLED": "false", "RATE_LIMIT_ENABLED": "false", "AUTH_ENABLED": "false",
+           "REDIS_URL": "", "REDIS_ENABLED": "false", "MQTT_URL": "", "LOG_LEVEL": "warning"}
+    if ctx.args.workers:
+        env["WORKERS"] = str(ctx.args.workers)
+    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "hub", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(wait_ready, url, proc)
+        out: dict[str, Any] = {"url": url}
+        workers = ctx.settings.resolved_workers() if not ctx.args.workers else ctx.args.workers
+        # a rough request count for ~duration seconds at ~30 images/s per worker
+        images = max(20, int(ctx.args.duration * 30 * workers))
+        ctx.log(f"rest: {images} single requests, concurrency {4 * workers}")
+        out["single"] = await run_rest(url, images, 4 * workers, "single", ctx.frames)
+        ctx.log(f"rest: {max(3, images // 8)} batch requests of 8, concurrency {workers}")
+        out["batch"] = await run_rest(url, max(3, images // 8), workers, "batch", ctx.frames)
+        return out
+    finally:
+        stop_edge(proc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loadtest.rest", description=__doc__.splitlines()[0])
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--type", dest="kind", choices=KINDS, default="single")
+    p.add_argument("--api-key", default=os.environ.get("HGR_API_KEY"))
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch/upload request")
+    p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
+    p.add_argument("--allow-cache", action="store_true", help="send the photos as they are (cache hits)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = asyncio.run(run_rest(args.url, args.requests, args.concurrency, args.kind, args.photos, args.api_key,
+                                  batch_size=args.batch_size, unique=not args.allow_cache))
+    print(json.dumps(report, indent=2))
+    return 0 if report["status"].get("200") == args.requests else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
