@@ -366,3 +366,47 @@ def test_mosquitto_accepts_the_generated_passwords(generated_secrets: Path, tmp_
     finally:
         broker.kill()
         broker.wait()
+
+
+@pytest.mark.parametrize("name, port_var", [("Dockerfile.edge", "EDGE_PORT"), ("Dockerfile.hub", "PORT")])
+def test_healthcheck_command_tells_healthy_from_not(name: str, port_var: str) -> None:
+    """The image's HEALTHCHECK command, run as is: 0 while /health answers 200, non-zero otherwise."""
+    import json
+    import os
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    final = parse_dockerfile((ROOT / name).read_text())[-1]
+    check = next(i.args for i in final if i.keyword == "HEALTHCHECK")
+    argv = json.loads(check[check.index("CMD ") + 4:])
+    assert argv[0] == "python"
+    healthy = {"value": True}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            ok = self.path == "/health" and healthy["value"]
+            self.send_response(200 if ok else 503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {**os.environ, port_var: str(server.server_address[1])}
+        run = lambda: subprocess.run(["python3", *argv[1:]], env=env, capture_output=True, timeout=30).returncode  # noqa: E731
+        assert run() == 0
+        healthy["value"] = False
+        assert run() != 0
+    finally:
+        server.shutdown()
+    env = {**os.environ, port_var: str(free_port())}  # nothing listening
+    assert subprocess.run(["python3", *argv[1:]], env=env, capture_output=True, timeout=30).returncode != 0
+
+
+def test_hub_sees_client_addresses_through_nginx() -> None:
+    """Per-IP rate limits behind the proxy: nginx overwrites X-Forwarded-For, uvicorn trusts it."""
+    hub = load_yaml("docker-compose.hub.yml")["services"]["hub"]
+    assert hub["environment"]["FORWARDED_ALLOW_IPS"] == "*" and "ports" not in hub
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in (ROOT / "deploy/nginx/nginx.conf").read_text()
