@@ -281,7 +281,7 @@ def test_pure_modules_in_the_browser(edge: str, browser: Any) -> None:
         close1008: protocol.describeClose(1008, ''),
         close1013: protocol.describeClose(1013, ''),
         close1009: protocol.describeClose(1009, ''),
-        error: protocol.describeError({ code: 'unauthorized', message: 'bad key' }),
+        error: protocol.describeError({ code: 'image_too_large', message: 'frame of 5000000 bytes' }),
         flowLog,
         p50: percentile(Array.from({ length: 100 }, (_, i) => i + 1), 50),
         p95: percentile(Array.from({ length: 100 }, (_, i) => i + 1), 95),
@@ -302,7 +302,7 @@ def test_pure_modules_in_the_browser(edge: str, browser: Any) -> None:
     assert out["close1008"]["retry"] is False and "API key" in out["close1008"]["text"]
     assert out["close1013"]["retry"] is True and "overloaded" in out["close1013"]["text"]
     assert out["close1009"]["retry"] is True and "too large" in out["close1009"]["text"]
-    assert "API key" in out["error"]
+    assert "lower the resolution" in out["error"] and "5000000 bytes" in out["error"]
     assert out["flowLog"] == [True, False, 1, True, 1]
     assert (out["p50"], out["p95"]) == (50, 95)
     assert 9 <= out["rate"] <= 12  # 11 events over one second

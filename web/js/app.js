@@ -71,6 +71,7 @@ const state = {
   seq: 0,
   result: null,
   hello: null,
+  sentOpts: "", // JSON of the opts this connection last received
   messageTimer: null,
 };
 
@@ -90,6 +91,7 @@ connection.addEventListener("state", (event) => {
   ui.badge.dataset.state = connState;
   ui.badge.textContent = text;
   if (connState === "open") {
+    state.sentOpts = ""; // a new connection starts from the edge's defaults: send ours again
     showMessage("");
   } else {
     // Frames sent on a closed socket will never be answered; free the slots now.
@@ -117,6 +119,9 @@ connection.addEventListener("message", (event) => {
   } else if (message.type === "error") {
     if (typeof message.seq === "number") {
       flow.answered(message.seq); // an answered-with-error frame no longer holds a slot
+    }
+    if (message.code === "bad_options" || message.code === "model_unavailable") {
+      state.sentOpts = ""; // the edge kept its previous options; offer ours again with the next frame
     }
     showMessage(describeError(message), { transient: true });
   }
@@ -208,6 +213,18 @@ function frameOptions() {
   return { num_hands: Number(ui.numHands.value), mirrored: false, model: ui.model.value };
 }
 
+/** The options to attach to the next frame: only when they differ from what this connection has
+ *  (options are sticky on the edge: they hold until a frame sends new ones). */
+function optionsToSend() {
+  const opts = frameOptions();
+  const key = JSON.stringify(opts);
+  if (key === state.sentOpts) {
+    return undefined;
+  }
+  state.sentOpts = key;
+  return opts;
+}
+
 async function captureAndSend(now) {
   flow.expire(now);
   if (!connection.isOpen() || !grabber.ready()) {
@@ -226,7 +243,8 @@ async function captureAndSend(now) {
   }
   state.seq += 1;
   const ts = Math.round(now); // capture time: latency then includes JPEG encoding, as the user sees it
-  if (connection.send(encodeFrame({ seq: state.seq, ts, image: frame.bytes, opts: frameOptions() }))) {
+  const opts = optionsToSend();
+  if (connection.send(encodeFrame({ seq: state.seq, ts, image: frame.bytes, opts }))) {
     flow.sent(state.seq, ts);
     stats.sent.mark(ts);
     stats.frameBytes = frame.bytes.length;

@@ -67,16 +67,17 @@ export function describeClose(code, reason) {
 
 // Error messages the edge sends while the connection stays open, keyed by their stable code.
 const ERROR_HINTS = {
-  unauthorized: "API key missing or wrong.",
-  frame_too_large: "Frame too large: lower the resolution or JPEG quality.",
-  image_too_large: "Frame too large: lower the resolution or JPEG quality.",
-  too_many_pixels: "Frame has too many pixels: lower the resolution.",
-  rate_limited: "Sending faster than the edge allows: lower the target fps.",
-  overloaded: "The edge is overloaded.",
-  bad_options: "The edge rejected the options (hands/model).",
+  bad_message: "The edge could not read a message from this page.",
+  bad_frame: "The edge rejected a frame from this page.",
+  bad_options: "The edge rejected the options (max hands / model).",
   model_unavailable: "That model is not available on this edge.",
+  empty_image: "The camera produced an empty frame.",
   corrupt_image: "The edge could not decode a frame.",
   unsupported_format: "The edge does not accept this image format.",
+  image_too_large: "Frame too large: lower the resolution or JPEG quality.",
+  too_many_pixels: "Frame has too many pixels: lower the resolution.",
+  worker_restarted: "The edge's model process restarted; the stream continues.",
+  unavailable: "The edge is shutting down.",
 };
 
 /** A sentence for an `{"type": "error", code, message}` message. */
