@@ -94,8 +94,13 @@ connection.addEventListener("state", (event) => {
     state.sentOpts = ""; // a new connection starts from the edge's defaults: send ours again
     showMessage("");
   } else {
-    // Frames sent on a closed socket will never be answered; free the slots now.
+    // Frames sent on a closed socket will never be answered; free the slots now, and stop showing
+    // hands from a result that is no longer live.
     flow.clear();
+    if (state.result) {
+      state.result = null;
+      renderResult();
+    }
   }
   // The badge always says what is going on; the message box is for what the user can act on.
   if (connState === "failed" || (connState === "waiting" && [1003, 1008, 1009, 1013].includes(code))) {
