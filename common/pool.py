@@ -38,8 +38,15 @@ import msgpack
 from common import metrics
 from common.config import Settings
 from common.engine import BadOptions, DetectOptions
-from common.errors import (CorruptImage, EmptyImage, HgrError, ImageTooLarge, ModelUnavailable, TooManyPixels,
-                           UnsupportedImage)
+from common.errors import (
+    CorruptImage,
+    EmptyImage,
+    HgrError,
+    ImageTooLarge,
+    ModelUnavailable,
+    TooManyPixels,
+    UnsupportedImage,
+)
 from common.worker import frame_message
 
 log = logging.getLogger("hgr.pool")
@@ -72,7 +79,7 @@ class _Job:
     stream: str | None
     received_at: float
     future: asyncio.Future
-    batch: "_Batch | None" = None
+    batch: _Batch | None = None
 
 
 @dataclass(eq=False)
@@ -155,7 +162,7 @@ class InferencePool:
         self._closing = True
         try:
             await asyncio.wait_for(self._idle.wait(), DRAIN_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("inference pool closing with work still in flight")
         await self._stop_workers()
         for variant in self.model_paths:
@@ -324,7 +331,7 @@ class InferencePool:
                 await self._serve(w)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a supervisor must survive anything to restart the worker
+            except Exception:  # a supervisor must survive anything, to restart the worker
                 log.exception("worker %d failed", w.index)
             finally:
                 was_alive, w.alive = w.alive, False
@@ -392,6 +399,6 @@ class InferencePool:
             return
         try:
             await asyncio.wait_for(proc.wait(), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()

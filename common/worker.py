@@ -79,7 +79,7 @@ def _serve(sock: socket.socket) -> int:
                         send(["result", job_id, started, result])
                     except HgrError as exc:
                         send(["error", job_id, started, exc.code, exc.message, exc.status])
-                    except Exception:  # noqa: BLE001 - one bad frame must not take the worker down
+                    except Exception:  # one bad frame must not take the worker down
                         log.exception("inference failed")
                         send(["error", job_id, started, "internal_error", "inference failed", 500])
             elif msg[0] == "close_stream":

@@ -112,7 +112,7 @@ class EdgeNode:
             return
         try:
             self.reporter.on_frame(stream_id, key_name, message)
-        except Exception:  # noqa: BLE001 - reporting must never break a stream
+        except Exception:  # reporting must never break a stream
             log.exception("reporter.on_frame failed")
 
     # --- routes ---
@@ -145,7 +145,7 @@ class EdgeNode:
             if self.reporter is not None:
                 try:
                     self.reporter.on_stream_closed(stream_id)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("reporter.on_stream_closed failed")
 
     async def _refuse(self, websocket: WebSocket, negotiated: protocol.Negotiated, code: int, reason: str,
@@ -156,8 +156,8 @@ class EdgeNode:
         try:
             await websocket.accept(subprotocol=negotiated.subprotocol)
             await websocket.close(code, reason[:120])
-        except Exception:  # noqa: BLE001 - the client left first
-            pass
+        except Exception as exc:  # noqa: BLE001 - the client left first
+            log.debug("refused client already gone: %s", exc)
 
     def _hello(self, negotiated: protocol.Negotiated, stream_id: str) -> dict[str, Any]:
         s, d = self.settings, self.defaults

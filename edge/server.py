@@ -52,7 +52,7 @@ class GracefulServer(uvicorn.Server):
         for hook in self.before_shutdown:
             try:
                 await asyncio.wait_for(hook(), 30)
-            except Exception:  # noqa: BLE001 - shutting down regardless
+            except Exception:  # shutting down regardless
                 log.exception("shutdown hook failed")
         await super().shutdown(sockets)
 

@@ -41,7 +41,7 @@ class _Waiting:
 
 
 class Session:
-    def __init__(self, node: "EdgeNode", websocket: WebSocket, negotiated: protocol.Negotiated,
+    def __init__(self, node: EdgeNode, websocket: WebSocket, negotiated: protocol.Negotiated,
                  key_name: str | None, stream_id: str) -> None:
         self.node = node
         self.ws = websocket
@@ -89,8 +89,8 @@ class Session:
         self.close_code = code
         try:
             await self.ws.close(code, reason[:120])
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        except Exception as exc:  # noqa: BLE001 - already gone
+            log.debug("close on a gone connection: %s", exc)
 
     # --- the connection's life ---
 
@@ -205,6 +205,6 @@ class Session:
         self.slot.take()
         try:
             await asyncio.wait_for(self._idle.wait(), SHUTDOWN_GRACE)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await self.close(protocol.CLOSE_GOING_AWAY, "edge shutting down")

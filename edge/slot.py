@@ -48,7 +48,7 @@ class FpsGate:
     letting a flooding client through at more than ``rate`` on average.
     """
 
-    __slots__ = ("rate", "burst", "_tokens", "_last")
+    __slots__ = ("_last", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         self.rate = rate

@@ -122,7 +122,8 @@ async def section_edge(ctx: BenchContext) -> dict[str, Any]:
     log_file = None
     if url is None:
         port = ws_stream_port()
-        log_file = tempfile.NamedTemporaryFile("w", prefix="hgr-bench-edge-", suffix=".log", delete=False)
+        # kept open for the edge's whole run; closed in the finally below
+        log_file = tempfile.NamedTemporaryFile("w", prefix="hgr-bench-edge-", suffix=".log", delete=False)  # noqa: SIM115
         env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(max(args.streams) + 8), "AUTH_ENABLED": "false",
                "LOG_LEVEL": "warning"}
         if args.workers:
@@ -193,7 +194,7 @@ SECTIONS = {"raw": section_raw, "edge": section_edge}
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
     for name in ctx.args.sections:
-        runner = SECTIONS.get(name) or getattr(importlib.import_module(f"loadtest.{name}"), "run")
+        runner = SECTIONS.get(name) or importlib.import_module(f"loadtest.{name}").run
         started = time.perf_counter()
         ctx.results[name] = await runner(ctx)
         ctx.log(f"{name}: done in {time.perf_counter() - started:.1f} s")

@@ -157,7 +157,7 @@ async def camera(url: str, frames: list[bytes], *, fps: float | None, duration: 
         if last_seq in sent_at:  # else: already answered
             try:
                 await asyncio.wait_for(done.wait(), drain_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         report.duration_s = time.perf_counter() - start
     finally:

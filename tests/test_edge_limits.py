@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import free_port
 from websockets.exceptions import ConnectionClosed
 
 from common import protocol
 from loadtest.ws_stream import load_frames, open_stream, start_edge, stop_edge, wait_ready
-from support import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from starlette.applications import Starlette
+from support import free_port
 from websockets.exceptions import ConnectionClosed
 
 from common import protocol
@@ -19,7 +20,6 @@ from common.pool import InferencePool
 from edge.app import EdgeNode
 from edge.server import uvicorn_options
 from loadtest.ws_stream import load_frames, open_stream
-from support import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
