@@ -48,6 +48,8 @@ def routes(hub: Hub) -> list[Route]:
             raise InvalidRequest("the body must be a JSON object with `image_base64`")
         if "image_base64" not in body:
             raise InvalidRequest("`image_base64` is required")
+        if "image_id" in body and (not isinstance(body["image_id"], (str, int)) or isinstance(body["image_id"], bool)):
+            raise InvalidRequest("`image_id` must be a string or an integer")
         data = decode_base64_image(body["image_base64"], s.max_image_size)
         opts = options(body.get("options"), hub.defaults)
         result = await hub.detection.run(data, opts, received)

@@ -194,6 +194,8 @@ async def test_bad_input_errors(tight: str, photos: list[bytes]) -> None:
         await err(await post("/detect-fingers", json={"image": "x"}), 422, "invalid_request")
         await err(await post("/detect-fingers", json=[1, 2]), 422, "invalid_request")
         await err(await post("/detect-fingers", json={"image_base64": 5}), 422, "invalid_request")
+        await err(await post("/detect-fingers", json={"image_base64": "AAAA", "image_id": {"a": 1}}), 422,
+                  "invalid_request")
         await err(await post("/detect-fingers", json={"image_base64": b64(small_photo),
                                                       "options": {"colour": "red"}}), 422, "bad_options")
         gif = io.BytesIO()

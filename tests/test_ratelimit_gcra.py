@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from common.config import load_settings
 from hub.gcra import US, Policy, gcra
@@ -67,15 +68,21 @@ def test_retry_after_is_when_the_request_fits() -> None:
     assert gcra(tat, refused.retry_after_us, 1, policy.interval_us, policy.capacity).allowed
 
 
+def decisions(name: str) -> float:
+    return REGISTRY.get_sample_value("hgr_rate_limit_decisions_total", {"decision": name}) or 0.0
+
+
 async def test_memory_limiter_raises_429_with_headers() -> None:
     settings = load_settings({}, env_file=None, rate_limit_requests=3, rate_limit_window=60.0)
     limiter = RateLimiter(settings)
+    before = {d: decisions(d) for d in ("allowed", "near_limit", "limited")}
     verdicts = [await limiter.check("ip:1.2.3.4", 1, now_s=100.0) for _ in range(3)]
     assert [v.remaining for v in verdicts] == [2, 1, 0]
     assert verdicts[0].headers()["RateLimit-Limit"] == "3"
     with pytest.raises(RateLimited) as info:
         await limiter.check("ip:1.2.3.4", 1, now_s=100.0)
     assert info.value.status == 429 and info.value.headers["Retry-After"] == "20"
+    assert {d: decisions(d) - before[d] for d in before} == {"allowed": 2, "near_limit": 1, "limited": 1}
     # another identity has its own bucket; a key's own limit overrides the global one
     assert (await limiter.check("ip:5.6.7.8", 1, now_s=100.0)).allowed
     assert (await limiter.check("key:big", 50, (100, 60.0), now_s=100.0)).remaining == 50
