@@ -52,6 +52,15 @@ def presented_key(websocket: WebSocket, negotiated: protocol.Negotiated) -> str 
     return websocket.headers.get("x-api-key") or websocket.query_params.get("token") or negotiated.key
 
 
+_KNOWN_CLOSE_CODES = {1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013}
+
+
+def close_label(code: int | None) -> str:
+    """A metric label for a close code; clients may send any code 1000-4999, so bound the set."""
+    code = code or 1005
+    return str(code) if code in _KNOWN_CLOSE_CODES else "other"
+
+
 class EdgeNode:
     def __init__(self, settings: Settings, pool: InferencePool, *, bus: Any = None) -> None:
         self.settings = settings
@@ -140,7 +149,7 @@ class EdgeNode:
         finally:
             self.sessions.discard(session)
             metrics.WS_CONNECTIONS.set(len(self.sessions))
-            metrics.WS_CLOSED.labels(str(session.close_code or 1005)).inc()
+            metrics.WS_CLOSED.labels(close_label(session.close_code)).inc()
             self.pool.close_stream(stream_id)
             if self.reporter is not None:
                 try:
@@ -152,7 +161,7 @@ class EdgeNode:
                       error_code: str) -> None:
         # Accept first: refusing the handshake would give the client an HTTP 403 and no close code.
         self.counts.error(error_code)
-        metrics.WS_CLOSED.labels(str(code)).inc()
+        metrics.WS_CLOSED.labels(close_label(code)).inc()
         try:
             await websocket.accept(subprotocol=negotiated.subprotocol)
             await websocket.close(code, reason[:120])

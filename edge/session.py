@@ -136,6 +136,10 @@ class Session:
                     continue
             except protocol.ProtocolError as exc:
                 counts.received("msgpack" if data is not None else "json")
+                if not self.gate.allow(now):  # a flood of garbage gets no more answers than MAX_FPS
+                    self.dropped += 1
+                    counts.drop("rate_limited")
+                    continue
                 await self.send_error(exc.code, exc.message, exc.seq)
                 continue
             seq = self.next_seq if frame.seq is None else frame.seq

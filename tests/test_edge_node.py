@@ -152,6 +152,24 @@ async def test_max_fps_drops_the_excess(serve: EdgeFactory, frames: list[bytes])
     await ws.close()
 
 
+async def test_a_garbage_flood_gets_no_more_answers_than_max_fps(serve: EdgeFactory, frames: list[bytes]) -> None:
+    node, url = await serve(max_fps=4.0)
+    ws, _ = await open_stream(url, headers=AUTH)
+    for _ in range(40):
+        await ws.send(b"garbage")
+    await _until(lambda: node.stats()["frames_received"] == 40)
+    stats = node.stats()
+    assert stats["errors"].get("bad_message", 0) + stats["frames_dropped"].get("rate_limited", 0) == 40
+    assert stats["errors"]["bad_message"] <= 10 and stats["frames_dropped"]["rate_limited"] >= 30
+    await ws.send(protocol.encode_frame(1, frames[0]))  # after the flood, valid frames are answered again
+    await asyncio.sleep(1.0)
+    await ws.send(protocol.encode_frame(2, frames[0]))
+    while (msg := await _recv(ws))["type"] != "result":
+        pass
+    assert msg["seq"] in (1, 2) and msg["dropped"] >= 30
+    await ws.close()
+
+
 async def test_stop_answers_in_flight_frames_then_closes_1001(serve: EdgeFactory, pool: InferencePool,
                                                               frames: list[bytes]) -> None:
     node, url = await serve()
