@@ -311,7 +311,7 @@ class LiveStack:
         base = {**os.environ, "WORKERS": "1", "LOG_FORMAT": "text", "LOG_LEVEL": "warning",
                 "MQTT_TOPIC_PREFIX": self.prefix, "METRICS_INTERVAL": "0.5", "HOST": "127.0.0.1"}
         self.hub_env = {**base, "PORT": str(self.hub_port), "MQTT_URL": mqtt_url, "REDIS_URL": redis_url,
-                        "REDIS_KEY_PREFIX": f"{self.prefix}:", "RATE_LIMIT_REQUESTS": "6",
+                        "REDIS_KEY_PREFIX": f"{self.prefix}:", "RATE_LIMIT_REQUESTS": "15",
                         "RATE_LIMIT_WINDOW": "600", "FLEET_QUOTA_FRAMES": "1000000", "EDGE_STALE_AFTER": "30"}
         self.edge_env = {**base, "EDGE_PORT": str(self.edge_port), "EDGE_ID": LIVE_EDGE, "MQTT_URL": mqtt_url,
                          "AUTH_ENABLED": "true", "API_KEYS": f"monitor:{self.key}"}
@@ -360,22 +360,26 @@ def live_stack(tmp_path: Path, private_mosquitto: tuple[str, subprocess.Popen], 
         stack.stop()
 
 
-async def rest_traffic(client: httpx.AsyncClient, hub: str, photos: list[Path]) -> dict[int, int]:
-    """Real detections, a cache hit, bad requests, then a burst past RATE_LIMIT_REQUESTS=6."""
+async def rest_traffic(client: httpx.AsyncClient, hub: str, photos: list[Path], stop: asyncio.Event
+                       ) -> dict[int, int]:
+    """Once a second until ``stop``: a real detection (three photos, then cache hits), a corrupt image
+    and a malformed body; past RATE_LIMIT_REQUESTS everything is refused with 429."""
     statuses: dict[int, int] = {}
 
     async def post(body: Any) -> None:
         response = await client.post(f"{hub}/detect-fingers", json=body, timeout=60)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
-    images = [base64.b64encode(p.read_bytes()).decode() for p in photos[:3]]
-    for image in images:
-        await post({"image_base64": image})
-    await post({"image_base64": images[0]})  # cached
-    await post({"image_base64": base64.b64encode(b"\xff\xd8\xff\xe0 not really a jpeg").decode()})  # corrupt
-    await post({"image_base64": "%%% not base64 %%%"})
-    await asyncio.gather(*(post({"image_base64": images[1]}) for _ in range(6)))  # over the limit: 429
     statuses[(await client.get(f"{hub}/no-such-route")).status_code] = 1
+    images = [base64.b64encode(p.read_bytes()).decode() for p in photos[:3]]
+    corrupt = base64.b64encode(b"\xff\xd8\xff\xe0 not really a jpeg").decode()
+    n = 0
+    while not (stop.is_set() and statuses.get(429)) and n < 120:  # ends having been limited
+        await post({"image_base64": images[n % len(images)]})
+        await post({"image_base64": corrupt})
+        await post({"image_base64": "%%% not base64 %%%"})
+        n += 1
+        await asyncio.sleep(1)
     return statuses
 
 
@@ -425,11 +429,14 @@ async def test_every_expression_returns_data_from_a_live_fleet(live_stack: LiveS
     hub, prom = f"http://127.0.0.1:{stack.hub_port}", f"http://127.0.0.1:{stack.prom_port}"
     stop = asyncio.Event()
     async with httpx.AsyncClient() as client:
+        # Traffic starts once Prometheus has scraped every target, so rates see it grow.
+        deadline = time.monotonic() + 60
+        while len(await query(client, prom, "up == 1")) < 3:
+            assert time.monotonic() < deadline, "Prometheus did not scrape the three targets"
+            await asyncio.sleep(0.5)
         streamer = asyncio.create_task(
             stream_frames(f"ws://127.0.0.1:{stack.edge_port}/ws", stack.key, photos, stop))
-        statuses = await rest_traffic(client, hub, photos)
-        assert statuses.get(200, 0) >= 3 and statuses.get(429, 0) >= 1 and statuses.get(404) == 1, statuses
-        assert any(400 <= s < 500 and s not in (404, 429) for s in statuses), statuses
+        rest = asyncio.create_task(rest_traffic(client, hub, photos, stop))
 
         # Poll every expression until it has data (the rules need a few evaluations of rates over
         # several scrapes, and the hub hears from the edge every 0.5 s); generous for a loaded machine.
@@ -444,10 +451,13 @@ async def test_every_expression_returns_data_from_a_live_fleet(live_stack: LiveS
                 await asyncio.sleep(1)
         stop.set()
         seen = await asyncio.wait_for(streamer, 60)
+        statuses = await asyncio.wait_for(rest, 60)
 
         targets = (await client.get(f"{prom}/api/v1/targets")).json()["data"]["activeTargets"]
         edge_ids = (await client.get(f"{prom}/api/v1/label/edge_id/values")).json()["data"]
     assert seen["results"] > 0 and seen["errors"] > 0 and seen["closed_with"] == 1003, seen
+    assert statuses.get(200, 0) >= 3 and statuses.get(429, 0) >= 1 and statuses.get(404) == 1, statuses
+    assert any(400 <= s < 500 and s not in (404, 429) for s in statuses), statuses
     assert sorted((t["labels"]["job"], t["health"]) for t in targets) == [
         ("hgr-edge", "up"), ("hgr-edge", "up"), ("hgr-hub", "up")], targets
     # The edge dashboard's variable (label_values(edge_id)) lists the edges.
