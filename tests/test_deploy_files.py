@@ -410,3 +410,87 @@ def test_hub_sees_client_addresses_through_nginx() -> None:
     hub = load_yaml("docker-compose.hub.yml")["services"]["hub"]
     assert hub["environment"]["FORWARDED_ALLOW_IPS"] == "*" and "ports" not in hub
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in (ROOT / "deploy/nginx/nginx.conf").read_text()
+
+
+# ----------------------------------------------------------------------------------------- edge broker bridge
+def _mosquitto(conf: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port, 20)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc
+
+
+def _receive_while_publishing(sub: list[str], pub: list[str], deadline_s: float = 60) -> str:
+    """Start `sub` (exits after one message), re-run `pub` until it has received: the bridge connects
+    asynchronously, so the first publishes may go nowhere."""
+    import time
+
+    receiver = subprocess.Popen(sub, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + deadline_s
+    try:
+        while receiver.poll() is None and time.monotonic() < end:
+            subprocess.run(pub, check=True, capture_output=True, timeout=20)
+            time.sleep(0.5)
+        out, err = receiver.communicate(timeout=10)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    assert receiver.returncode == 0, err
+    return out.strip()
+
+
+def test_edge_bridge_forwards_only_its_own_topics(tmp_path: Path) -> None:
+    """deploy/mosquitto's edge bridge against a hub broker with monitoring/mosquitto's ACL: the edge's
+    messages go up, its control messages come down, another edge's topics stay local. (Test-only
+    change: plain TCP on loopback instead of TLS to the hub.)"""
+    for tool in ("mosquitto", "mosquitto_pub", "mosquitto_sub", "mosquitto_passwd"):
+        need(shutil.which(tool) is not None, f"{tool} is not installed")
+    acl = ROOT / "monitoring/mosquitto/acl"
+    need(acl.is_file(), "monitoring/mosquitto/acl is missing")
+    hub_port, edge_port = free_port(), free_port()
+    passwd = tmp_path / "passwd"
+    passwd.touch()
+    for user, password in (("hub", "hub-pw"), ("edge-x", "edge-x-pw")):
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, timeout=20)
+    hub_conf = tmp_path / "hub.conf"
+    hub_conf.write_text(f"user root\nper_listener_settings false\nlistener {hub_port} 127.0.0.1\n"
+                        f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")
+
+    (tmp_path / "bridge.d").mkdir()
+    bridge = (ROOT / "deploy/mosquitto/bridge.conf.example").read_text()
+    bridge = (bridge.replace("EDGE_ID", "edge-x").replace("CHANGE_ME", "edge-x-pw")
+              .replace("hub.example.com:8883", f"127.0.0.1:{hub_port}"))
+    bridge = "\n".join(line for line in bridge.splitlines() if not line.startswith(("bridge_cafile", "bridge_insecure")))
+    (tmp_path / "bridge.d" / "hub.conf").write_text(bridge + "\n")
+    edge_conf_text = (ROOT / "deploy/mosquitto/edge-bridge.conf").read_text()
+    assert "listener 1883 0.0.0.0" in edge_conf_text and "include_dir /mosquitto/config/bridge.d" in edge_conf_text
+    edge_conf = tmp_path / "edge.conf"
+    edge_conf.write_text("user root\n" + edge_conf_text
+                         .replace("listener 1883 0.0.0.0", f"listener {edge_port} 127.0.0.1")
+                         .replace("/mosquitto/data/", f"{tmp_path}/")
+                         .replace("/mosquitto/config/bridge.d", str(tmp_path / "bridge.d")))
+
+    hub_broker = _mosquitto(hub_conf, hub_port)
+    edge_broker = _mosquitto(edge_conf, edge_port)
+    try:
+        at_hub = ["-h", "127.0.0.1", "-p", str(hub_port), "-u", "hub", "-P", "hub-pw"]
+        at_edge = ["-h", "127.0.0.1", "-p", str(edge_port)]
+        # Up: another edge's topic published first must not arrive (in-order delivery makes this exact).
+        got = _receive_while_publishing(
+            ["mosquitto_sub", *at_hub, "-t", "hgr/v1/edges/+/metrics", "-C", "1", "-W", "60", "-v"],
+            ["sh", "-c", f"mosquitto_pub {' '.join(at_edge)} -q 1 -t hgr/v1/edges/edge-y/metrics -m spoof && "
+                         f"mosquitto_pub {' '.join(at_edge)} -q 1 -t hgr/v1/edges/edge-x/metrics -m real"])
+        assert got == "hgr/v1/edges/edge-x/metrics real"
+        # Down: the hub's command reaches the edge's local broker.
+        got = _receive_while_publishing(
+            ["mosquitto_sub", *at_edge, "-t", "hgr/v1/edges/edge-x/control", "-C", "1", "-W", "60", "-v"],
+            ["mosquitto_pub", *at_hub, "-q", "1", "-t", "hgr/v1/edges/edge-x/control", "-m", "rebirth"])
+        assert got == "hgr/v1/edges/edge-x/control rebirth"
+    finally:
+        for proc in (edge_broker, hub_broker):
+            proc.kill()
+            proc.wait()
