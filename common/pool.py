@@ -13,7 +13,12 @@ Scheduling, per worker:
   frames or ``MAX_BATCH_DELAY_MS`` after its first frame, or at once when the worker is idle (holding a
   frame back from an idle worker would only add latency). Under load batches fill up and the per-frame
   IPC cost is amortised; at low load a frame goes straight through.
+- A worker holds at most its current frame plus one batch: the next batch is sent while it works on
+  its last frame (so it never waits for the event loop), never earlier. Everything else waits in the
+  dispatcher, where it is still cheap to reorder or replace.
 - Results come back one by one as the worker finishes each frame, not at the end of the batch.
+- ``submit_latest`` (the edge's streams) queues a *turn*, not a frame: the frame is pulled from the
+  stream's latest-frame slot when the batch is sent, so under load the frame that runs is the newest.
 
 A worker that dies is restarted (with back-off if it keeps dying); the frames it had been sent fail
 with ``worker_restarted`` and frames still waiting for it go to its replacement. Other workers, and the
@@ -30,6 +35,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +56,9 @@ from common.errors import (
 from common.worker import frame_message
 
 log = logging.getLogger("hgr.pool")
+
+# A stream's frame source for submit_latest: (image bytes, options, arrival time.monotonic()) or None.
+Pull = Callable[[], "tuple[bytes, DetectOptions, float] | None"]
 
 START_TIMEOUT = 180.0  # seconds for a worker to import mediapipe and load the model on a loaded machine
 DRAIN_TIMEOUT = 10.0
@@ -79,6 +88,7 @@ class _Job:
     stream: str | None
     received_at: float
     future: asyncio.Future
+    pull: Pull | None = None  # submit_latest: where to fetch the frame at dispatch time
     batch: _Batch | None = None
 
 
@@ -98,6 +108,7 @@ class _Worker:
     pending: list[_Job] = field(default_factory=list)
     in_flight: dict[int, _Job] = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
+    pending_since: float = 0.0  # when the oldest job in ``pending`` was queued (or the last batch left)
     streams: int = 0
     done: int = 0  # frames answered (results and errors) by this slot's processes
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -210,15 +221,32 @@ class InferencePool:
                      received_at: float | None = None) -> dict:
         """Run one image through a worker. ``received_at`` is ``time.monotonic()`` at arrival (the
         queueing time in the result counts from it). Raises HgrError only."""
+        self._check_model(opts)
+        job = _Job(next(self._ids), bytes(data), opts, stream,
+                   time.monotonic() if received_at is None else received_at, self._new_future())
+        return await self._run(job)
+
+    async def submit_latest(self, pull: Pull, *, stream: str) -> dict | None:
+        """Take a turn for ``stream`` and fetch the frame only when the turn comes: ``pull()`` is called
+        at dispatch time and returns ``(data, opts, received_at)``, or None if there is nothing to run
+        any more (then this returns None). So the frame that runs is the newest one the stream has at
+        that moment, not the one it had when it queued — under load a stream's frames are never stale
+        by more than the pool's queueing. Raises HgrError only."""
+        job = _Job(next(self._ids), b"", DetectOptions(), stream, time.monotonic(), self._new_future(), pull=pull)
+        return await self._run(job)
+
+    def _new_future(self) -> asyncio.Future:
         if not self._started or self._closing:
             raise PoolUnavailable("the inference pool is not running")
+        return asyncio.get_running_loop().create_future()
+
+    def _check_model(self, opts: DetectOptions) -> None:
         if opts.model not in self.model_paths:
             raise BadOptions(f"the {opts.model} model is not available on this node "
                              f"(available: {', '.join(sorted(self.model_paths))})", code="model_unavailable")
-        loop = asyncio.get_running_loop()
-        job = _Job(next(self._ids), bytes(data), opts, stream,
-                   time.monotonic() if received_at is None else received_at, loop.create_future())
-        worker = self._pick(stream)
+
+    async def _run(self, job: _Job) -> Any:
+        worker = self._pick(job.stream)
         self._idle.clear()
         self._m_active.inc()
         try:
@@ -226,6 +254,22 @@ class InferencePool:
             return await job.future
         finally:
             self._m_active.dec()
+
+    def _pull(self, job: _Job) -> bool:
+        """Fill a ``submit_latest`` job from its source; False (and the job settled) if it has nothing."""
+        try:
+            item = job.pull()  # type: ignore[misc]
+            if item is not None:
+                self._check_model(item[1])
+        except HgrError as exc:
+            job.future.set_exception(exc)
+            return False
+        if item is None:
+            job.future.set_result(None)
+            return False
+        job.data, job.opts, job.received_at = item
+        job.pull = None
+        return True
 
     def close_stream(self, stream: str) -> None:
         """Free the stream's landmarker in its worker (call when the stream ends)."""
@@ -247,34 +291,48 @@ class InferencePool:
         return worker
 
     def _enqueue(self, w: _Worker, job: _Job) -> None:
+        if not w.pending:
+            w.pending_since = time.monotonic()
         w.pending.append(job)
-        if not w.alive:
-            return  # flushed when the worker (re)starts
-        if len(w.pending) >= self._batch_size or not w.in_flight or self._delay <= 0:
-            self._flush(w)
-        elif w.timer is None:
-            w.timer = asyncio.get_running_loop().call_later(self._delay, self._flush, w)
+        self._dispatch(w)
 
-    def _flush(self, w: _Worker) -> None:
+    def _dispatch(self, w: _Worker) -> None:
+        """Send ``w`` its next batch when it is due. A worker never has more than its current frame and
+        one batch queued behind it: frames (and latest-frame turns) wait here, where a stream's newer
+        frame can still replace them, not in the worker's pipe. A batch is due when the worker is idle,
+        or — with the worker on its last frame — at BATCH_SIZE jobs or MAX_BATCH_DELAY_MS."""
+        while w.alive and w.writer is not None and w.pending and len(w.in_flight) <= 1:
+            waited = time.monotonic() - w.pending_since
+            if w.in_flight and len(w.pending) < self._batch_size and waited < self._delay:
+                if w.timer is None:
+                    w.timer = asyncio.get_running_loop().call_later(self._delay - waited, self._on_timer, w)
+                return
+            self._send_batch(w)
+        self._check_idle()
+
+    def _on_timer(self, w: _Worker) -> None:
+        w.timer = None
+        self._dispatch(w)
+
+    def _send_batch(self, w: _Worker) -> None:
+        assert w.writer is not None
         if w.timer is not None:
             w.timer.cancel()
             w.timer = None
-        if not w.alive or w.writer is None:
+        taken, w.pending = w.pending[:self._batch_size], w.pending[self._batch_size:]
+        w.pending_since = time.monotonic()
+        # A submitter that gave up (its connection closed) no longer needs its frame run; a turn whose
+        # stream has nothing left to send is settled without running.
+        jobs = [j for j in taken if not j.future.done() and (j.pull is None or self._pull(j))]
+        if not jobs:
             return
-        while w.pending:
-            # A submitter that gave up (its connection closed) no longer needs its frame run.
-            jobs = [j for j in w.pending[:self._batch_size] if not j.future.done()]
-            del w.pending[:self._batch_size]
-            if not jobs:
-                continue
-            batch = _Batch(time.monotonic(), len(jobs))
-            for job in jobs:
-                job.batch = batch
-                w.in_flight[job.id] = job
-            w.writer.write(frame_message(["batch", [
-                [j.id, j.data, j.opts.num_hands, j.opts.mirrored, j.opts.model, j.stream] for j in jobs]]))
-            self._m_batch.observe(len(jobs))
-        self._check_idle()
+        batch = _Batch(time.monotonic(), len(jobs))
+        for job in jobs:
+            job.batch = batch
+            w.in_flight[job.id] = job
+        w.writer.write(frame_message(["batch", [
+            [j.id, j.data, j.opts.num_hands, j.opts.mirrored, j.opts.model, j.stream] for j in jobs]]))
+        self._m_batch.observe(len(jobs))
 
     # --- results ---
 
@@ -305,9 +363,7 @@ class InferencePool:
             batch.left -= 1
             if batch.left == 0:
                 self._m_batch_s.observe(now - batch.sent_at)
-        if not w.in_flight and w.pending:
-            self._flush(w)  # the worker just went idle: don't make waiting frames wait any longer
-        self._check_idle()
+        self._dispatch(w)
 
     def _check_idle(self) -> None:
         if all(not w.pending and not w.in_flight for w in self._workers):
@@ -383,8 +439,7 @@ class InferencePool:
                 w.fatal = None
                 self._m_alive.set(sum(x.alive for x in self._workers))
                 w.ready.set()
-                if w.pending:
-                    self._flush(w)
+                self._dispatch(w)
             elif kind == "fatal":
                 w.fatal = msg[1]
                 log.error("worker %d: %s", w.index, msg[1])

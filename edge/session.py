@@ -2,10 +2,11 @@
 
 Two tasks per connection. The *reader* takes messages off the socket, checks size and rate, parses
 them (``common.protocol``) and puts the frame in the connection's single waiting slot: a newer frame
-replaces an older waiting one (dropped, reason ``superseded``). The *processor* takes the slot's frame,
-submits it to the pool, waits for the result and sends it; only then does it look at the slot again.
-So a connection has at most one frame in inference and one waiting, whatever the client sends, and a
-flooding client only ever competes for its own slot.
+replaces an older waiting one (dropped, reason ``superseded``). The *processor* takes a turn in the pool
+(``submit_latest``); when the turn comes the pool pulls whatever frame is in the slot *then*, so the
+newest frame runs, however long the turn took. The processor sends the result, and only then takes the
+next turn. So a connection has at most one frame in inference and one waiting, whatever the client
+sends, and a flooding client only ever competes for its own slot.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Session:
         self.closed = False
         self.draining = False  # the edge is stopping: no new frames
         self.close_code: int | None = None
+        self.current: _Waiting | None = None  # the frame in inference
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -169,21 +171,30 @@ class Session:
             counts.drop("superseded")
         self._wakeup.set()
 
+    def _pull(self) -> tuple[bytes, DetectOptions, float] | None:
+        """Called by the pool when this stream's turn comes: hand over the newest frame."""
+        waiting = self.current = self.slot.take()
+        return None if waiting is None else (waiting.image, waiting.opts, waiting.received_at)
+
     async def _process(self) -> None:
         node, pool, counts = self.node, self.node.pool, self.node.counts
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            waiting = self.slot.take()
-            if waiting is None or self.draining:
+            if not self.slot or self.draining:
                 continue
             self._idle.clear()
+            self.current = None
             try:
                 try:
-                    result = await pool.submit(waiting.image, waiting.opts, stream=self.stream_id,
-                                               received_at=waiting.received_at)
+                    # The frame is taken from the slot only at dispatch: until then a newer one replaces it.
+                    result = await pool.submit_latest(self._pull, stream=self.stream_id)
                 except HgrError as exc:
-                    await self.send_error(exc.code, exc.message, waiting.seq)
+                    if self.current is not None:
+                        await self.send_error(exc.code, exc.message, self.current.seq)
+                    continue
+                waiting = self.current
+                if result is None or waiting is None:
                     continue
                 message = protocol.result(waiting.seq, waiting.ts, result, self.dropped)
                 self.dropped = 0

@@ -40,6 +40,13 @@ def _done(pool: InferencePool) -> list[int]:
     return [w["done"] for w in pool.stats()["per_worker"]]
 
 
+async def _until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -74,6 +81,35 @@ async def test_a_stream_stays_on_one_worker(pool: InferencePool, photos: list[by
     pool.close_stream("cam-a")
     pool.close_stream("cam-b")
     assert pool.stats()["streams"] == streams
+
+
+async def test_submit_latest_pulls_the_frame_when_its_turn_comes(pool: InferencePool, photos: list[bytes]) -> None:
+    def sized(width: int) -> bytes:
+        image = cv2.imdecode(np.frombuffer(photos[0], np.uint8), cv2.IMREAD_COLOR)
+        return cv2.imencode(".jpg", cv2.resize(image, (width, 240)))[1].tobytes()
+
+    # Give the stream's worker its current frame and one queued behind it: a turn must then wait.
+    busy = cv2.imencode(".png", np.random.default_rng(2).integers(0, 255, (1500, 2000, 3), np.uint8))[1].tobytes()
+    blockers = [asyncio.create_task(pool.submit(busy, DetectOptions(), stream="latest")) for _ in range(2)]
+    await _until(lambda: pool.stats()["in_flight"] == 2)
+    current = {"frame": sized(320)}
+    pulls = []
+
+    def pull() -> tuple[bytes, DetectOptions, float] | None:
+        pulls.append(time.monotonic())
+        frame, current["frame"] = current["frame"], None
+        return None if frame is None else (frame, DetectOptions(num_hands=1), time.monotonic())
+
+    turn = asyncio.create_task(pool.submit_latest(pull, stream="latest"))
+    await asyncio.sleep(0)
+    current["frame"] = sized(400)  # a newer frame arrives while the turn waits
+    assert pulls == [], "nothing is pulled while the worker has a frame queued"
+    await asyncio.gather(*blockers)
+    result = await turn
+    assert len(pulls) == 1 and result is not None and result["image_size"] == [400, 240]
+    # nothing left to pull: the turn ends without running anything
+    assert await pool.submit_latest(pull, stream="latest") is None
+    pool.close_stream("latest")
 
 
 async def test_bad_images_and_options_raise_precise_errors(pool: InferencePool, photos: list[bytes]) -> None:
