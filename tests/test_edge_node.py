@@ -182,3 +182,12 @@ async def test_stop_answers_in_flight_frames_then_closes_1001(serve: EdgeFactory
     with pytest.raises(ConnectionClosed) as info:
         await asyncio.wait_for(ws.recv(), 30)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+async def test_without_a_web_directory_the_root_says_so(serve: EdgeFactory, tmp_path: Path) -> None:
+    import urllib.request
+
+    _, url = await serve(web_dir=str(tmp_path / "absent"))
+    base = url.replace("ws://", "http://").removesuffix("/ws")
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/", timeout=10).read())
+    assert b"web demo is not installed" in body and b"/ws" in body

@@ -32,13 +32,13 @@ def frames(hand_photos: list[tuple[Path, int]]) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def edge(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def edge(model_path: str, lite_model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """(ws url, server pid)"""
     port = free_port()
     web = tmp_path_factory.mktemp("web")
     (web / "index.html").write_text("<h1>hgr demo</h1>")
     log = (tmp_path_factory.mktemp("log") / "edge.log").open("w")
-    proc = start_edge(port, {"HGR_MODEL_PATH": model_path, "WORKERS": "2", "AUTH_ENABLED": "false",
+    proc = start_edge(port, {"HGR_MODEL_PATH": model_path, "HGR_MODEL_LITE_PATH": lite_model_path, "WORKERS": "2", "AUTH_ENABLED": "false",
                              "MAX_FPS": "1000", "MAX_CONNECTIONS": "40", "WEB_DIR": str(web),
                              "MAX_FRAME_BYTES": str(MAX_FRAME_BYTES), "EDGE_ID": "edge-test"}, log_file=log)
     try:
@@ -81,6 +81,24 @@ async def test_hello_then_results_with_seq_and_ts_echoed(edge: tuple[str, int], 
     await ws.send(frames[1])
     assert (await _recv(ws))["seq"] == 42
     await ws.close()
+
+
+async def test_a_stream_chooses_its_model_and_hands_and_they_stick(edge: tuple[str, int], frames: list[bytes]) -> None:
+    ws, hello = await open_stream(edge[0])
+    assert sorted(hello["models"]) == ["full", "lite"]
+    await ws.send(protocol.encode_frame(1, frames[3], opts={"model": "lite", "num_hands": 1}))
+    first = await _recv(ws)
+    await ws.send(protocol.encode_frame(2, frames[3]))  # no opts: the stream keeps lite, one hand
+    second = await _recv(ws)
+    assert [first["type"], second["type"]] == ["result", "result"]
+    assert len(first["hands"]) <= 1 and len(second["hands"]) <= 1
+    await ws.send(protocol.encode_frame(3, frames[3], opts={"model": "huge"}))
+    assert (await _recv(ws))["code"] == "bad_options"
+    await ws.close()
+    _, body = _http(edge[0].replace("ws://", "http://").replace("/ws", "/metrics"))
+    lite = [line for line in body.decode().splitlines()
+            if line.startswith('ml_inference_total{model="lite",service="edge",status="ok"}')]
+    assert lite and float(lite[0].split()[-1]) >= 2, "both frames ran on the lite model"
 
 
 async def test_json_mode_for_debugging(edge: tuple[str, int], frames: list[bytes]) -> None:
