@@ -28,6 +28,7 @@ streams on them, are untouched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -137,6 +138,7 @@ class InferencePool:
         self._restarts = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopping = asyncio.Event()
         self._m_active = metrics.ACTIVE_REQUESTS.labels(service)
         self._m_alive = metrics.WORKERS_ALIVE.labels(service)
         self._m_restarts = metrics.WORKER_RESTARTS.labels(service)
@@ -181,6 +183,7 @@ class InferencePool:
 
     async def _stop_workers(self) -> None:
         self._closing = True
+        self._stopping.set()
         for w in self._workers:
             if w.writer is not None and not w.writer.is_closing():
                 try:
@@ -404,7 +407,9 @@ class InferencePool:
             log.warning("worker %d exited; restarting", w.index,
                         extra={"lost_frames": len(lost), "was_alive": was_alive})
             if time.monotonic() - began < 5:
-                await asyncio.sleep(backoff)
+                # back off a worker that keeps dying, but wake at once if the pool is closing
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)
             else:
                 backoff = 0.5
