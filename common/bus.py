@@ -55,11 +55,18 @@ class Bus:
         self.connected = False
         self.outbox = Outbox(settings.mqtt_outbox_size)
         self.will: Message | None = None
+        self._will_factory: Callable[[int], bytes] | None = None
+        self.connects = 0  # connections made so far; the current one's number while connected
         self.handler_errors = 0
         self._starts = 0
         self._listeners: list[Callable[[], Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_error_log = 0.0
+        # After a reconnect the outbox waits ``settle_s`` before flushing; until then new messages
+        # queue behind it so the order holds (retained status goes straight out: it is state).
+        self.settle_s = 0.0
+        self._holding = False
+        self._flush_handle: asyncio.TimerHandle | None = None
 
     # --- lifecycle (reference-counted: the all-in-one's edge and hub share one bus) ---
     async def start(self) -> None:
@@ -81,9 +88,13 @@ class Bus:
     async def _stop(self) -> None:
         raise NotImplementedError
 
-    def set_will(self, topic: str, payload: bytes, qos: int = 1, retain: bool = True,
+    def set_will(self, topic: str, payload: bytes | Callable[[int], bytes], qos: int = 1, retain: bool = True,
                  content_type: str | None = JSON) -> None:
-        self.will = Message(topic, payload, qos, retain, content_type)
+        """The Last Will. ``payload`` may be a function of the connection number, so each connection's
+        Will names the connection it belongs to (and a late Will of an old one can be told apart)."""
+        self._will_factory = payload if callable(payload) else None
+        self.will = Message(topic, payload(self.connects + 1) if callable(payload) else payload,
+                            qos, retain, content_type)
 
     def add_connect_listener(self, callback: Callable[[], Any]) -> None:
         """``callback()`` runs on the loop after every (re)connect, before the outbox is flushed."""
@@ -94,7 +105,7 @@ class Bus:
                 content_type: str | None = JSON) -> None:
         message = Message(topic, payload, qos, retain, content_type)
         try:
-            if self.connected:
+            if self.connected and (not self._holding or retain):
                 self._send(message)
             elif qos == 0 and not retain:
                 # Per-frame results are worthless later: never let them take an outbox slot.
@@ -114,7 +125,11 @@ class Bus:
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected
         metrics.MQTT_CONNECTED.labels(self.service).set(1 if connected else 0)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         if not connected:
+            self._holding = False
             return
         for listener in list(self._listeners):
             try:
@@ -123,10 +138,18 @@ class Bus:
                     asyncio.ensure_future(result)
             except Exception:
                 log.exception("connect listener failed")
+        if len(self.outbox) and self.settle_s > 0 and self._loop is not None:
+            self._holding = True
+            self._flush_handle = self._loop.call_later(self.settle_s, self._flush_outbox)
+        else:
+            self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        self._flush_handle = None
+        self._holding = False
+        if not self.connected:
+            return
         for message in self.outbox.pop_all():
-            if not self.connected:  # lost again while flushing: keep the rest, in order
-                self.outbox.push(message)
-                continue
             self._send(message)
         metrics.MQTT_OUTBOX.set(len(self.outbox))
 
@@ -166,6 +189,7 @@ class LocalBus(Bus):
         self._round_robin = 0
 
     async def _start(self) -> None:
+        self.connects += 1
         self._set_connected(True)
 
     async def _stop(self) -> None:
@@ -226,8 +250,10 @@ class MqttBus(Bus):
             self.client.tls_set(ca_certs=settings.mqtt_ca_file or None,
                                 certfile=settings.mqtt_client_cert or None,
                                 keyfile=settings.mqtt_client_key or None)
-        # paho's own reconnect loop, with exponential backoff between attempts.
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # paho's own reconnect loop, with exponential backoff between attempts. Hubs are few and must
+        # be back (subscribed) before the edges flush their outboxes: they retry every ≤ 2 s.
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2 if service == "hub" else 30)
+        self.settle_s = settings.mqtt_outbox_settle if service != "hub" else 0.0
         self.client.max_inflight_messages_set(200)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -236,7 +262,6 @@ class MqttBus(Bus):
         self._drain_scheduled = False
         self._last_info: Any = None
         self._props_cache: dict[str | None, Any] = {}
-        self.connects = 0
 
     def _props(self, content_type: str | None) -> Any:
         props = self._props_cache.get(content_type)
@@ -251,15 +276,7 @@ class MqttBus(Bus):
         return props
 
     async def _start(self) -> None:
-        if self.will is not None:
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            will_props = Properties(PacketTypes.WILLMESSAGE)
-            if self.will.content_type:
-                will_props.ContentType = self.will.content_type
-            self.client.will_set(self.will.topic, self.will.payload, self.will.qos, self.will.retain,
-                                 properties=will_props)
+        self._arm_will()
         # Not awaited: an edge serves its clients whether or not the broker is reachable; paho's
         # thread keeps retrying with backoff.
         connect_props = None
@@ -299,8 +316,48 @@ class MqttBus(Bus):
         self.connects += 1
         self._call(self._set_connected, True)
 
+    def _arm_will(self) -> None:
+        """Set the Will paho sends with the next CONNECT (paho thread or before start)."""
+        if self.will is None:
+            return
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        will_props = Properties(PacketTypes.WILLMESSAGE)
+        if self.will.content_type:
+            will_props.ContentType = self.will.content_type
+        payload = self._will_factory(self.connects + 1) if self._will_factory else self.will.payload
+        self.client.will_set(self.will.topic, payload, self.will.qos, self.will.retain, properties=will_props)
+
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        self._call(self._set_connected, False)
+        try:
+            self._arm_will()  # before paho reconnects: the next connection's Will
+        except Exception:
+            log.exception("setting the Will failed")
+        self._call(self._connection_lost)
+
+    def _connection_lost(self) -> None:
+        self._set_connected(False)
+        # paho would resend its unacknowledged messages right at the next CONNACK, before any hub is
+        # back: take them into the outbox instead (in front: they are the oldest), so they wait for the
+        # settle time and keep their order. A duplicate that the broker did get is dropped by the hub.
+        unacked = self._take_unacked()
+        if unacked:
+            self.outbox.requeue(unacked)
+            metrics.MQTT_OUTBOX.set(len(self.outbox))
+
+    def _take_unacked(self) -> list[Message]:
+        client = self.client
+        mutex, pending = getattr(client, "_out_message_mutex", None), getattr(client, "_out_messages", None)
+        if mutex is None or pending is None:  # paho internals changed: paho resends them itself
+            return []
+        with mutex:
+            taken = [m for m in pending.values() if m.qos > 0]
+            pending.clear()
+            client._inflight_messages = 0
+        return [Message(m.topic, m.payload, m.qos, m.retain,
+                        getattr(m.properties, "ContentType", None) if m.properties is not None else None)
+                for m in taken]
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._loop is not None and not self._loop.is_closed():

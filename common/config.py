@@ -128,6 +128,9 @@ class Settings:
     mqtt_payload: str = _s("MQTT_PAYLOAD", "json", "Payload encoding.", choices=("json", "msgpack"))
     mqtt_share_group: str = _s("MQTT_SHARE_GROUP", "hgr-hub", "Hub shared-subscription group.")
     mqtt_outbox_size: int = _s("MQTT_OUTBOX_SIZE", 1000, "Messages kept while the broker is away.", min=1)
+    mqtt_outbox_settle: float = _s("MQTT_OUTBOX_SETTLE", 3.0, "Seconds an edge waits after a reconnect before "
+                                   "flushing its outbox, so the hubs have resubscribed (Mosquitto 2.0 does not "
+                                   "restore shared subscriptions after a restart).", min=0, max=60)
     mqtt_client_id: str = _s("MQTT_CLIENT_ID", "", "MQTT client id (default: `hgr-edge-<EDGE_ID>`, or "
                              "`hgr-hub-<hostname>-<PORT>` for a hub: stable, so a restart resumes its session).")
     mqtt_session_expiry: int = _s("MQTT_SESSION_EXPIRY", 60, "Seconds the broker keeps a hub's session (its "

@@ -52,13 +52,21 @@ class Outbox:
             self.dropped[dropped.kind] = self.dropped.get(dropped.kind, 0) + 1
         return dropped
 
-    def _evict(self, incoming: Message) -> Message:
+    def requeue(self, messages: list[Message]) -> None:
+        """Put ``messages`` (older than everything queued, e.g. unacknowledged when the connection
+        dropped) back at the front, in order; the drop policy applies if that overfills the box."""
+        self._items.extendleft(reversed(messages))
+        while len(self._items) > self.capacity:
+            dropped = self._evict(None)
+            self.dropped[dropped.kind] = self.dropped.get(dropped.kind, 0) + 1
+
+    def _evict(self, incoming: Message | None) -> Message:
         for kind in DROP_FIRST:
             for i, queued in enumerate(self._items):
                 if queued.kind == kind:
                     del self._items[i]
                     return queued
-            if incoming.kind == kind:  # nothing queued is less valuable than the newcomer
+            if incoming is not None and incoming.kind == kind:  # nothing queued is less valuable
                 return incoming
         return self._items.popleft()
 

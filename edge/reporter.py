@@ -96,7 +96,11 @@ class EdgeReporter:
 
     # --- lifecycle ---
     async def start(self) -> None:
-        will, content_type = encode(self._envelope({"status": "offline", "reason": "will"}), self.fmt)
+        content_type = encode({}, self.fmt)[1]
+
+        def will(conn: int) -> bytes:  # names its connection: a late Will of an old one is ignored
+            return encode(self._envelope({"status": "offline", "reason": "will", "conn": conn}), self.fmt)[0]
+
         self.bus.set_will(self._topics["status"], will, qos=1, retain=True, content_type=content_type)
         self.bus.add_connect_listener(self.publish_birth)
         self.bus.subscribe(self._topics["control"], self._on_control)
@@ -117,8 +121,8 @@ class EdgeReporter:
         now = time.monotonic()
         for stream_id in list(self.events.streams):
             self.on_stream_closed(stream_id, _now=now)
-        self._publish("status", {"status": "offline", "reason": "shutdown", "ts": time.time()},
-                      qos=1, retain=True)
+        self._publish("status", {"status": "offline", "reason": "shutdown", "conn": self.bus.connects,
+                                 "ts": time.time()}, qos=1, retain=True)
         await self.bus.stop()
 
     # --- messages ---
@@ -133,7 +137,8 @@ class EdgeReporter:
         self.birth_seq += 1
         s = self.settings
         self._publish("status", {
-            "status": "online", "birth_seq": self.birth_seq, "metrics_seq": self.metrics_seq,
+            "status": "online", "birth_seq": self.birth_seq, "conn": self.bus.connects,
+            "metrics_seq": self.metrics_seq,
             "ts": time.time(), "version": s.app_version, "model": s.model_variant,
             "metrics_interval_s": s.metrics_interval,
             "capabilities": {"protocols": PROTOCOLS, "max_fps": s.max_fps, "max_connections": s.max_connections,

@@ -24,7 +24,7 @@ if #ARGV >= first then
     end
     lo, hi, hole_at, reset = m - 1, m - 1, 0, 1
     redis.call('DEL', pend)
-    redis.call('HSET', h, 'session', session, 'snap_seq', 0)
+    redis.call('HSET', h, 'session', session, 'snap_seq', 0, 'conn', 0)
     cur[5] = '0'
   end
   for i = first, #ARGV do

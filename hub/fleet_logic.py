@@ -28,6 +28,7 @@ class StatusMsg:
     model: str = ""
     capabilities: str = "{}"  # JSON text, stored as is
     metrics_interval_s: float = 0.0
+    conn: int = 0  # the edge's connection number: orders a Will against the births of the same session
 
 
 def parse_status(doc: dict[str, Any]) -> StatusMsg:
@@ -43,9 +44,10 @@ def parse_status(doc: dict[str, Any]) -> StatusMsg:
         return StatusMsg(True, session, "birth", as_int(doc, "birth_seq", lo=1, hi=MAX_SEQ),
                          as_int(doc, "metrics_seq", 0, hi=MAX_SEQ), as_str(doc, "version", "", max_len=64),
                          as_str(doc, "model", "", max_len=64), caps_text,
-                         as_float(doc, "metrics_interval_s", 0.0, hi=86_400))
+                         as_float(doc, "metrics_interval_s", 0.0, hi=86_400), as_int(doc, "conn", 0, hi=MAX_SEQ))
     if status == "offline":
-        return StatusMsg(False, session, as_str(doc, "reason", "offline", max_len=32))
+        return StatusMsg(False, session, as_str(doc, "reason", "offline", max_len=32),
+                         conn=as_int(doc, "conn", 0, hi=MAX_SEQ))
     raise PayloadError(f"status: expected online or offline, got {status!r}")
 
 

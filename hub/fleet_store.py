@@ -68,18 +68,21 @@ class MemoryFleetStore:
     async def apply_status(self, edge_id: str, msg: StatusMsg, now: float) -> bool:
         h = self._edges.get(edge_id, {})
         if msg.online:
-            if h.get("session") == msg.session and int(h.get("birth_seq", 0)) >= msg.birth_seq:
+            if h.get("session") == msg.session \
+                    and (int(h.get("conn", 0)), int(h.get("birth_seq", 0))) >= (msg.conn, msg.birth_seq):
                 return False
             if h.get("session") != msg.session:
                 self._seqs[edge_id] = SeqState(msg.session, msg.metrics_seq, msg.metrics_seq)
                 h.update(session=msg.session, snap_seq="0")
             if h.get("status") != "online":
                 h["online_since"] = str(now)
-            h.update(status="online", reason=msg.reason, birth_seq=str(msg.birth_seq), version=msg.version,
+            h.update(status="online", reason=msg.reason, birth_seq=str(msg.birth_seq), conn=str(msg.conn),
+                     version=msg.version,
                      model=msg.model, capabilities=msg.capabilities,
                      metrics_interval_s=str(msg.metrics_interval_s), status_at=str(now), last_seen=str(now))
         else:
-            if h.get("session") not in (None, msg.session) or h.get("status") == "offline":
+            if h.get("session") not in (None, msg.session) or h.get("status") == "offline" \
+                    or msg.conn < int(h.get("conn", 0)):
                 return False
             h.update(status="offline", reason=msg.reason, status_at=str(now), session=msg.session)
         self._edges[edge_id] = h
@@ -94,7 +97,7 @@ class MemoryFleetStore:
             old_session = h.get("session")
             outcome = apply_seqs(state, batch.session, batch.seqs, now, grace_s)
             if outcome.reset:
-                h.update(session=batch.session, snap_seq="0")
+                h.update(session=batch.session, snap_seq="0", conn="0")
             for field, n in (("msgs", len(outcome.accepted)), ("dups", outcome.duplicates),
                              ("gaps", outcome.lost)):
                 if n:
@@ -174,7 +177,7 @@ class RedisFleetStore:
     async def apply_status(self, edge_id: str, msg: StatusMsg, now: float) -> bool:
         applied = await self._status(keys=self._keys(edge_id), args=[
             edge_id, repr(now), "1" if msg.online else "0", msg.session, msg.reason, msg.birth_seq,
-            msg.metrics_seq, msg.version, msg.model, msg.capabilities, repr(msg.metrics_interval_s)])
+            msg.metrics_seq, msg.version, msg.model, msg.capabilities, repr(msg.metrics_interval_s), msg.conn])
         return bool(int(applied))
 
     async def apply_batches(self, batches: dict[str, EdgeBatch], now: float,

@@ -112,3 +112,15 @@ async def test_local_bus_survives_a_failing_handler() -> None:
         await asyncio.sleep(0.01)
     assert got == [b"a", b"b"] and bus.handler_errors == 2
     await bus.stop()
+
+
+def test_outbox_requeue_puts_unacknowledged_messages_first() -> None:
+    box = Outbox(4)
+    box.push(_m("events", 3))
+    box.push(_m("metrics", 4))
+    box.requeue([_m("events", 1), _m("metrics", 2)])
+    assert [m.payload for m in box.pop_all()] == [b"1", b"2", b"3", b"4"]
+    box.push(_m("events", 5))
+    box.push(_m("metrics", 6))
+    box.requeue([_m("events", 1), _m("events", 2), _m("metrics", 3)])  # 5 into 4: oldest metrics goes
+    assert [m.payload for m in box.pop_all()] == [b"1", b"2", b"5", b"6"]

@@ -165,6 +165,20 @@ async def test_store_offline_only_from_the_current_session(store) -> None:
     assert raw["status"] == "offline" and raw["reason"] == "will"
 
 
+async def test_store_a_late_will_of_an_older_connection_is_ignored(store) -> None:
+    birth = lambda conn, seq: parse_status({"status": "online", "session": "s", "birth_seq": seq, "conn": conn})
+    assert await store.apply_status("e1", birth(1, 1), 0.0)
+    assert await store.apply_status("e1", birth(1, 2), 1.0)  # a rebirth on the same connection
+    assert await store.apply_status("e1", birth(2, 3), 2.0)  # reconnected (broker restart)
+    will_of_conn_1 = parse_status({"status": "offline", "session": "s", "reason": "will", "conn": 1})
+    assert not await store.apply_status("e1", will_of_conn_1, 3.0)  # queued during the restart: stale
+    assert not await store.apply_status("e1", birth(1, 2), 3.5)  # an old birth replayed
+    assert (await store.edge("e1"))["status"] == "online"
+    assert await store.apply_status("e1", parse_status({"status": "offline", "session": "s", "reason": "will",
+                                                        "conn": 2}), 4.0)
+    assert (await store.edge("e1"))["status"] == "offline"
+
+
 async def test_store_sweep_marks_stale_then_metrics_revive_then_forgets(store) -> None:
     await store.apply_status("e1", _birth(), 0.0)
     assert await store.sweep(10.0, 45.0, 0.0) == ([], [])

@@ -1,0 +1,245 @@
+"""The fleet for real: two `hgr edge` and two `hgr hub` processes, a Mosquitto running the shipped
+config (auth, per-edge ACL, persistence) and real Redis. Tests run in order on one fleet:
+
+1. both edges appear on both hubs' /fleet;
+2. every metrics message is consumed exactly once across the hubs;
+3. `kill -9` of an edge: offline through its Will, well before the staleness timeout;
+4. broker restart on the same port: edges reconnect and deliver their outbox, nothing lost;
+5. hub restart: its fleet view is intact (state in Redis; its broker session resumed);
+6. a plain `mosquitto_sub` reads status and events payloads (events from real frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fleet_helpers import USERS, Broker
+from support import free_port, need, port_open
+
+pytestmark = pytest.mark.slow
+
+KEEPALIVE = 5
+HGR = [sys.executable, "-m", "common.cli"]
+
+
+def poll(check: Callable[[], Any], deadline_s: float, what: str) -> Any:
+    end = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            last = check()
+            if last:
+                return last
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+class Fleet:
+    def __init__(self, folder: Path, redis_url: str, model: str) -> None:
+        self.folder = folder
+        self.broker = Broker(folder / "broker", auth=True).start()
+        tag = uuid.uuid4().hex[:8]
+        self.base = {**{k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "REDIS_", "EDGE_"))},
+                     "HGR_MODEL_PATH": model, "WORKERS": "1", "LOG_FORMAT": "text", "LOG_LEVEL": "info",
+                     "MQTT_KEEPALIVE": str(KEEPALIVE), "METRICS_INTERVAL": "0.2", "EVENT_DEBOUNCE_MS": "0",
+                     "EDGE_STALE_AFTER": "60", "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": f"test:{tag}:",
+                     "MQTT_SHARE_GROUP": f"hubs{tag}", "AUTH_ENABLED": "false", "RATE_LIMIT_ENABLED": "false"}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.ports: dict[str, int] = {}
+
+    def start(self, name: str) -> None:
+        port = self.ports.setdefault(name, free_port())
+        env = dict(self.base)
+        if name.startswith("edge"):
+            env.update(EDGE_ID=name, MQTT_URL=self.broker.url(name), EDGE_PORT=str(port))
+            argv = [*HGR, "edge", "--port", str(port)]
+        else:
+            env.update(MQTT_URL=self.broker.url("hub"), PORT=str(port))
+            argv = [*HGR, "hub", "--port", str(port)]
+        log = open(self.folder / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=Path(__file__).resolve().parent.parent)
+        poll(lambda: port_open("127.0.0.1", port) or self._died(name), 120, f"{name} to listen")
+
+    def _died(self, name: str) -> bool:
+        if self.procs[name].poll() is not None:
+            raise RuntimeError(f"{name} exited: {(self.folder / f'{name}.log').read_text()[-3000:]}")
+        return False
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def get(self, hub: str, path: str) -> dict:
+        return httpx.get(f"http://127.0.0.1:{self.ports[hub]}{path}", timeout=5).json()
+
+    def edges(self, hub: str) -> dict[str, dict]:
+        return {e["edge_id"]: e for e in self.get(hub, "/fleet")["edges"]}
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+        self.broker.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, redis_url: str, lite_model_path: str) -> Iterator[Fleet]:
+    need(bool(subprocess.run(["which", "mosquitto_passwd"], capture_output=True).returncode == 0),
+         "mosquitto_passwd is not installed")
+    f = Fleet(tmp_path_factory.mktemp("fleet"), redis_url, lite_model_path)
+    try:
+        for name in ("hub-1", "hub-2", "edge-a", "edge-b"):
+            f.start(name)
+        yield f
+    finally:
+        f.close()
+        import redis
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(f"{f.base['REDIS_KEY_PREFIX']}*"))
+        if keys:
+            client.delete(*keys)
+
+
+def _online(edges: dict[str, dict]) -> set[str]:
+    return {e for e, v in edges.items() if v["status"] == "online" and v["metrics_seq"] > 0}
+
+
+def test_both_edges_appear_on_both_hubs(fleet: Fleet) -> None:
+    for hub in ("hub-1", "hub-2"):
+        poll(lambda: _online(fleet.edges(hub)) == {"edge-a", "edge-b"}, 90, f"both edges on {hub}")
+        edge = fleet.edges(hub)["edge-a"]
+        assert edge["capabilities"]["workers"] == 1 and edge["workers"]["alive"] == 1
+    totals = fleet.get("hub-1", "/fleet")["totals"]
+    assert totals["edges"] == 2 and totals["online"] == 2
+
+
+def test_every_metrics_message_is_consumed_exactly_once_across_hubs(fleet: Fleet) -> None:
+    def balanced() -> tuple | None:
+        ingested = [fleet.get(h, "/status")["fleet"]["ingested"] for h in ("hub-1", "hub-2")]
+        edges = fleet.edges("hub-1")
+        sent = sum(e["metrics_seq"] for e in edges.values())
+        stored = sum(e["messages"]["metrics"] for e in edges.values())
+        per_hub = [i.get("metrics", 0) for i in ingested]
+        if sum(per_hub) == sent == stored and sent >= 20:
+            return per_hub, edges
+        return None
+
+    per_hub, edges = poll(balanced, 60, "hub counts to add up to the messages sent")
+    assert all(n > 0 for n in per_hub), per_hub  # the shared subscription split the traffic
+    for e in edges.values():
+        assert e["messages"]["duplicates"] == 0 and e["messages"]["gaps"] == 0
+
+
+def test_kill_9_edge_is_offline_by_its_will(fleet: Fleet) -> None:
+    poll(lambda: fleet.edges("hub-2")["edge-b"]["status"] == "online", 30, "edge-b online")
+    started = time.monotonic()
+    fleet.stop("edge-b", signal.SIGKILL)
+    view = poll(lambda: (e := fleet.edges("hub-2")["edge-b"])["status"] == "offline" and e, 60, "edge-b offline")
+    elapsed = time.monotonic() - started
+    print(f"edge-b offline {elapsed:.1f}s after kill -9 (keepalive {KEEPALIVE}s)")
+    assert view["reason"] == "will"  # the broker's Will, not the hub's 60 s staleness timeout
+    assert elapsed < 60
+    assert fleet.edges("hub-1")["edge-b"]["status"] == "offline"  # every hub sees status
+    fleet.start("edge-b")  # a new process: a new session, born again
+    poll(lambda: _online(fleet.edges("hub-1")) == {"edge-a", "edge-b"}, 90, "edge-b back")
+
+
+def test_broker_restart_edges_reconnect_and_deliver_their_outbox(fleet: Fleet) -> None:
+    before = fleet.edges("hub-1")
+    fleet.broker.stop()  # SIGTERM, persistence saved
+    time.sleep(2.0)  # ~10 metrics per edge go to the outbox meanwhile
+    fleet.broker.start()
+
+    seen: list[dict] = []
+
+    def delivered() -> dict | None:
+        now = fleet.edges("hub-1")
+        seen[:] = [{e: (v["status"], v["metrics_seq"], v["messages"], v["birth_seq"]) for e, v in now.items()}]
+        for edge_id in ("edge-a", "edge-b"):
+            b, a = before[edge_id], now[edge_id]
+            if a["status"] != "online" or a["metrics_seq"] < b["metrics_seq"] + 15:
+                return None
+            if a["messages"]["metrics"] - b["messages"]["metrics"] != a["metrics_seq"] - b["metrics_seq"]:
+                return None
+        return now
+
+    try:
+        after = poll(delivered, 90, "every metrics message across the outage to be ingested")
+    except AssertionError:
+        raise AssertionError(f"before {[(e, v['metrics_seq'], v['messages']) for e, v in before.items()]}, "
+                             f"last {seen}") from None
+    for edge_id in ("edge-a", "edge-b"):
+        assert after[edge_id]["messages"]["gaps"] == before[edge_id]["messages"]["gaps"]
+        assert after[edge_id]["birth_seq"] > before[edge_id]["birth_seq"]  # reborn on reconnect
+
+
+def test_hub_restart_keeps_the_fleet_view(fleet: Fleet) -> None:
+    before = fleet.edges("hub-1")
+    fleet.stop("hub-1")
+    poll(lambda: _online(fleet.edges("hub-2")) == {"edge-a", "edge-b"}, 30, "hub-2 still serving")
+    fleet.start("hub-1")
+    after = fleet.edges("hub-1")  # straight away: from Redis, nothing to rebuild
+    assert set(after) == {"edge-a", "edge-b"}
+    for edge_id in after:
+        assert after[edge_id]["status"] == "online"
+        assert after[edge_id]["metrics_seq"] >= before[edge_id]["metrics_seq"]
+    # and it ingests again (its session resumed, so what was queued for it arrives too)
+    poll(lambda: fleet.get("hub-1", "/status")["fleet"]["ingested"].get("metrics", 0) > 0, 60,
+         "hub-1 to ingest again")
+    gaps = sum(e["messages"]["gaps"] for e in fleet.edges("hub-1").values())
+    assert gaps == 0
+
+
+def test_mosquitto_sub_reads_status_and_events(fleet: Fleet, hand_photos) -> None:
+    websockets = pytest.importorskip("websockets")
+    port = fleet.broker.port
+    sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-u", "observer", "-P",
+                            USERS["observer"], "-V", "mqttv5", "-v", "-t", "hgr/v1/edges/+/status",
+                            "-t", "hgr/v1/edges/edge-a/events", "-W", "60"],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        photo = next(p for p, fingers in hand_photos if fingers > 0).read_bytes()
+
+        async def stream() -> None:
+            async with websockets.connect(f"ws://127.0.0.1:{fleet.ports['edge-a']}/ws") as ws:
+                await ws.recv()  # hello
+                for _ in range(3):
+                    await ws.send(photo)
+                    await asyncio.wait_for(ws.recv(), 60)
+
+        asyncio.run(stream())
+        lines: list[tuple[str, dict]] = []
+        while len([t for t, _ in lines if t.endswith("/events")]) < 2:  # new, then end on close
+            line = sub.stdout.readline()
+            assert line, f"mosquitto_sub ended early; got {lines}"
+            topic, payload = line.rstrip("\n").split(" ", 1)
+            lines.append((topic, json.loads(payload)))  # plain JSON: readable by anyone
+    finally:
+        sub.terminate()
+        sub.wait(10)
+    statuses = {t: d for t, d in lines if t.endswith("/status")}
+    assert statuses["hgr/v1/edges/edge-a/status"]["status"] == "online"
+    events = [d for t, d in lines if t.endswith("/events")]
+    assert [e["phase"] for e in events] == ["new", "end"]
+    assert events[0]["total_fingers"] >= 0 and events[0]["edge_id"] == "edge-a"
