@@ -19,7 +19,9 @@ from common.config import Settings
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-_STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+# uvicorn adds ``color_message`` (the message with ANSI colours) to its records: noise in JSON.
+_STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName",
+                                                                     "color_message"}
 # Keys whose values must never be logged, whatever the caller passes.
 _SECRET_KEYS = re.compile(r"(authorization|api[_-]?key|token|password|secret|image_base64|image)$", re.I)
 # Credentials embedded in text: Bearer tokens, ?token=..., user:pass@ in URLs, long base64 runs.
