@@ -30,7 +30,7 @@ from hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFle
 
 log = logging.getLogger("hgr.hub.fleet")
 
-FLUSH_INTERVAL_S = 0.1
+FLUSH_INTERVAL_S = 0.5
 FLUSH_MAX_MESSAGES = 5000  # flush early under a burst so a batch (and a lost hub's loss) stays small
 REBIRTH_EVERY_S = 30.0  # at most one rebirth request per edge this often, across hubs
 
@@ -170,6 +170,9 @@ class FleetService:
         if not self._batches:
             return
         batches, self._batches, self._pending = self._batches, {}, 0
+        for edge_id, batch in batches.items():
+            if not batch.prepare():
+                self._reject("metrics", edge_id, PayloadError("invalid fields in the newest metrics message"))
         now = time.time()
         try:
             if isinstance(self.store, RedisFleetStore):

@@ -197,11 +197,12 @@ class RedisFleetStore:
     @staticmethod
     def _ingest_args(edge_id: str, batch: EdgeBatch, now: float, grace_s: float) -> list[Any]:
         return [edge_id, repr(now), repr(grace_s), batch.session, batch.snap_seq, _snapshot_text(batch),
-                batch.events, _event_text(batch), *batch.seqs]
+                batch.events, _event_text(batch), ",".join(map(str, batch.seqs))]
 
     @staticmethod
     def _result(reply: list[Any]) -> IngestResult:
-        return IngestResult([int(s) for s in reply[3:]], int(reply[0]), int(reply[1]))
+        accepted = _text(reply[3])
+        return IngestResult([int(s) for s in accepted.split(",")] if accepted else [], int(reply[0]), int(reply[1]))
 
     async def add_key_frames(self, window: int, counts: dict[str, int], ttl_s: float) -> dict[str, int]:
         key = f"{self.prefix}quota:{window}"

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from common.topics import PayloadError
 from hub.fleet_logic import (EdgeBatch, MetricsMsg, SeqState, StatusMsg, apply_seqs, edge_view, fleet_totals,
-                             over_quota, parse_metrics, parse_status, quota_window, throttle_command)
+                             metrics_snapshot, over_quota, parse_metrics, parse_status, quota_window, throttle_command)
 from hub.fleet_store import MemoryFleetStore, RedisFleetStore
 
 
@@ -75,7 +75,10 @@ def test_parsing_rejects_bad_payloads_with_payload_error() -> None:
                 {"session": "s", "seq": 1, "fps": "fast"}, {"session": "s", "seq": 1, "drops": {"x": -1}},
                 {"session": "s", "seq": 1, "frames_by_key": []}, {"session": "s", "seq": True}):
         with pytest.raises(PayloadError):
-            parse_metrics(doc)
+            metrics_snapshot(parse_metrics(doc).doc)  # identity on arrival, the rest when kept
+    batch = EdgeBatch()
+    batch.add_metrics(parse_metrics({"session": "s", "seq": 1, "fps": "fast"}))
+    assert not batch.prepare() and batch.snapshot is None  # counted as invalid, no snapshot stored
     for doc in ({"status": "maybe", "session": "s"}, {"status": "online", "session": "s"},
                 {"status": "online", "session": "s", "birth_seq": 1, "capabilities": "x"}):
         with pytest.raises(PayloadError):
@@ -93,6 +96,7 @@ def _batch(*seqs: int, session: str = "s1") -> EdgeBatch:
     batch = EdgeBatch()
     for seq in seqs:
         batch.add_metrics(_metrics(seq, session))
+    assert batch.prepare()
     return batch
 
 

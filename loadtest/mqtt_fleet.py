@@ -1,0 +1,307 @@
+"""Simulated fleet → one hub's MQTT ingest rate. Prints JSON.
+
+    python -m loadtest.mqtt_fleet --edges 200 --rate 12000 --duration 10
+
+Processes: a private Mosquitto running the shipped config (monitoring/mosquitto, auth off, on a free
+port; or ``--mqtt-url`` for a broker of yours), one *hub* process running the real ``FleetService``
+(MqttBus + Redis store: decode, validate, batch, Lua flush), and ``--publishers`` processes that play
+``--edges`` edges, each with a birth and then numbered metrics messages shaped like a real edge's, at
+``--rate`` messages/s in total. The hub's rate is measured over the steady part of the run (its
+accepted-message counter, sampled, between 10 % and 90 % of the final count), and at the end every
+edge's stored sequence is checked: messages the hub never got show up as ``gaps`` (the broker dropped
+them, or the hub fell behind).
+
+``--mode live`` (default): publishers and hub run at the same time; on a small machine the
+publishers' CPU caps what the hub is offered. ``--mode backlog``: the hub subscribes (a kept session)
+and goes away, the publishers fill the broker's queue for it, then the hub comes back and drains it
+alone: the hub's own ceiling.
+Traffic stays on 127.0.0.1; every loop is bounded by ``--duration``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CONF = ROOT / "monitoring" / "mosquitto" / "mosquitto.conf"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_broker(folder: Path) -> tuple[str, subprocess.Popen]:
+    """The shipped broker config without auth (no passwd file needed), on a free port."""
+    if not shutil.which("mosquitto"):
+        raise SystemExit("mosquitto is not installed; pass --mqtt-url")
+    port = _free_port()
+    lines = []
+    for line in SHIPPED_CONF.read_text().splitlines():
+        word = line.split(" ", 1)[0]
+        if word == "listener" and "1883" in line:
+            line = f"listener {port} 127.0.0.1"
+        elif word in ("password_file", "acl_file"):
+            line = ""
+        elif word == "allow_anonymous":
+            line = "allow_anonymous true"
+        elif word == "persistence_location":
+            line = f"persistence_location {folder}/"
+        elif word == "log_dest":
+            line = f"log_dest file {folder / 'mosquitto.log'}"
+        lines.append(line)
+    conf = folder / "mosquitto.conf"
+    conf.write_text("\n".join(lines + ["user root"]) + "\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return f"mqtt://127.0.0.1:{port}", proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("mosquitto did not start")
+
+
+def _env(args: argparse.Namespace) -> dict[str, str]:
+    return {"MQTT_URL": args.mqtt_url, "MQTT_TOPIC_PREFIX": args.prefix, "REDIS_URL": args.redis_url,
+            "REDIS_KEY_PREFIX": args.redis_prefix, "MQTT_SHARE_GROUP": args.group, "MQTT_SESSION_EXPIRY": "0",
+            "MQTT_KEEPALIVE": "30", "EDGE_STALE_AFTER": "3600", "LOG_LEVEL": "warning", "PORT": "0"}
+
+
+# --- hub process ---
+
+def hub_main(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> None:
+    try:
+        import uvloop  # type: ignore[import-not-found]
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_hub(args, samples, stop, drain))
+
+
+async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> None:
+    import redis.asyncio as aioredis
+
+    from common.bus import MqttBus
+    from common.config import load_settings
+    from hub.fleet import FleetService
+
+    env = _env(args)
+    if args.mode == "backlog":
+        env["MQTT_SESSION_EXPIRY"] = "600"  # the broker queues for the hub while it is away
+    settings = load_settings(env, env_file=None)
+    redis = aioredis.Redis.from_url(args.redis_url)
+    client_id = f"loadtest-hub-{uuid.uuid4().hex[:6]}"
+    bus = MqttBus(settings, service="hub", client_id=client_id)
+    service = FleetService(settings, bus, redis)
+    await service.start()
+    await bus.wait_connected(10)
+    await asyncio.sleep(0.5)  # SUBACKs
+    if args.mode == "backlog":
+        await service.stop()  # a clean DISCONNECT: the session (and its subscriptions) stays
+        samples.put(("ready", time.time(), 0))
+        await asyncio.get_running_loop().run_in_executor(None, drain.wait)
+        bus = MqttBus(settings, service="hub", client_id=client_id)
+        service = FleetService(settings, bus, redis)
+        await service.start()
+    else:
+        samples.put(("ready", time.time(), 0))
+    while not stop.is_set():
+        await asyncio.sleep(0.25)
+        samples.put(("sample", time.time(), service.ingested["metrics"]))
+    await service.flush()
+    edges = await service.store.edges()
+    gaps = sum(int(h.get("gaps", 0)) for h in edges.values())
+    stored = sum(int(h.get("msgs", 0)) for h in edges.values())
+    seq = sum(int(h.get("snap_seq", 0)) for h in edges.values())
+    samples.put(("final", time.time(), {"ingested": service.ingested["metrics"], "stored": stored,
+                                        "max_seq_sum": seq, "gaps": gaps, "duplicates": service.ingested["duplicates"],
+                                        "invalid": service.ingested["invalid"], "edges": len(edges)}))
+    await service.stop()
+    keys = [k async for k in redis.scan_iter(f"{args.redis_prefix}*")]
+    for i in range(0, len(keys), 500):
+        await redis.delete(*keys[i:i + 500])
+    await redis.aclose()
+
+
+# --- publisher processes ---
+
+def _metrics_payload(edge_id: str, session: str, seq: int) -> bytes:
+    return json.dumps({
+        "v": 1, "edge_id": edge_id, "session": session, "seq": seq, "ts": time.time(),
+        "frames": {"received": seq * 30, "processed": seq * 29, "dropped": seq},
+        "fps": 29.0, "drops": {"replaced": seq}, "latency_ms": {"p50": 6.1, "p95": 11.4, "p99": 15.2},
+        "connections": 2, "workers": {"workers": 2, "alive": 2, "restarts": 0, "queued": 0, "in_flight": 1},
+        "errors": {}, "frames_by_key": {"demo": 29}, "interval_s": 1.0, "outbox": {"queued": 0, "dropped": 0},
+    }, separators=(",", ":")).encode()
+
+
+def publisher_main(args: argparse.Namespace, index: int, go: Any, results: Any) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from common.bus import MqttBus  # noqa: F401  (same paho setup as the edges)
+
+    host, port = args.mqtt_url.rsplit("/", 1)[-1].rsplit("@", 1)[-1].split(":")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loadtest-pub-{index}-{uuid.uuid4().hex[:6]}",
+                         protocol=mqtt.MQTTv5)
+    # paho walks its whole queue on every PUBACK: keep both small or the publisher, not the hub, is
+    # what gets measured.
+    client.max_inflight_messages_set(100)
+    client.connect(host, int(port), keepalive=30)
+    client.loop_start()
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = "application/json"
+    edges = [f"sim-{i:05d}" for i in range(index, args.edges, args.publishers)]
+    sessions = {e: uuid.uuid4().hex[:16] for e in edges}
+    for e in edges:
+        birth = {"v": 1, "edge_id": e, "session": sessions[e], "status": "online", "birth_seq": 1, "conn": 1,
+                 "metrics_seq": 0, "version": "loadtest", "model": "full", "capabilities": {}}
+        client.publish(f"{args.prefix}/edges/{e}/status", json.dumps(birth).encode(), qos=1, properties=props)
+    go.wait()
+    rate = args.rate / args.publishers
+    seqs = dict.fromkeys(edges, 0)
+    sent, started, tick = 0, time.monotonic(), 0.01
+    deadline = started + args.duration
+    i = 0
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        due = int((now - started) * rate) - sent
+        for _ in range(max(0, min(due, int(rate * 0.2) + 1))):  # bounded catch-up
+            e = edges[i % len(edges)]
+            i += 1
+            seqs[e] += 1
+            client.publish(f"{args.prefix}/edges/{e}/metrics", _metrics_payload(e, sessions[e], seqs[e]),
+                           qos=args.qos, properties=props)
+            sent += 1
+            while len(client._out_messages) > 300 and time.monotonic() < deadline:
+                time.sleep(0.0005)
+        time.sleep(tick)
+    elapsed = time.monotonic() - started
+    end = time.monotonic() + 30
+    while client._out_messages and time.monotonic() < end:  # let QoS 1 acks drain (bounded)
+        time.sleep(0.05)
+    client.disconnect()
+    client.loop_stop()
+    results.put({"publisher": index, "sent": sent, "seconds": round(elapsed, 3)})
+
+
+# --- orchestration ---
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    broker = None
+    tmp = tempfile.TemporaryDirectory(prefix="hgr-mqtt-fleet-")
+    if not args.mqtt_url:
+        args.mqtt_url, broker = start_broker(Path(tmp.name))
+    ctx = mp.get_context("spawn")
+    samples, results, stop, go, drain = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Event()
+    hub = ctx.Process(target=hub_main, args=(args, samples, stop, drain), daemon=True)
+    hub.start()
+    try:
+        kind, _, _ = samples.get(timeout=60)
+        assert kind == "ready"
+        pubs = [ctx.Process(target=publisher_main, args=(args, i, go, results), daemon=True)
+                for i in range(args.publishers)]
+        for p in pubs:
+            p.start()
+        time.sleep(1.0)  # births in, publishers connected
+        go.set()
+        t0 = time.time()
+        series: list[tuple[float, int]] = []
+        sent = []
+        while len(sent) < len(pubs):
+            while not samples.empty():
+                kind, ts, value = samples.get()
+                if kind == "sample":
+                    series.append((ts, value))
+            while not results.empty():
+                sent.append(results.get())
+            if time.time() - t0 > args.duration + 60:
+                break
+            time.sleep(0.05)
+        total_sent = sum(s["sent"] for s in sent)
+        drain.set()  # backlog mode: the hub comes back now
+        # until the hub has everything (or stops making progress)
+        last_change, last_value = time.time(), -1
+        while time.time() - last_change < 5.0 and time.time() - t0 < args.duration + 300:
+            while not samples.empty():
+                kind, ts, value = samples.get()
+                if kind == "sample":
+                    series.append((ts, value))
+            value = series[-1][1] if series else 0
+            if value != last_value:
+                last_change, last_value = time.time(), value
+            if value >= total_sent:
+                break
+            time.sleep(0.1)
+        stop.set()
+        final = None
+        end = time.time() + 60
+        while final is None and time.time() < end:
+            kind, ts, value = samples.get(timeout=60)
+            if kind == "sample":
+                series.append((ts, value))
+            elif kind == "final":
+                final = value
+        hub.join(30)
+    finally:
+        stop.set()
+        if hub.is_alive():
+            hub.kill()
+        if broker is not None:
+            broker.send_signal(signal.SIGTERM)
+            broker.wait(20)
+        tmp.cleanup()
+    # steady state: between 10 % and 90 % of what the hub got (ramp-up and tail excluded)
+    top = series[-1][1] if series else 0
+    window = [(ts, n) for ts, n in series if 0.1 * top <= n <= 0.9 * top]
+    rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) >= 2 else 0.0
+    return {
+        "test": "mqtt_fleet_ingest", "mode": args.mode, "edges": args.edges, "publishers": args.publishers, "qos": args.qos,
+        "target_rate": args.rate, "duration_s": args.duration,
+        "sent": total_sent, "publish_rate": round(total_sent / max(s["seconds"] for s in sent), 1) if sent else 0,
+        "hub_ingest_rate": round(rate, 1),
+        "hub": final,
+        "lost": (total_sent - final["stored"]) if final else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.mqtt_fleet", description=__doc__.splitlines()[0])
+    parser.add_argument("--edges", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=12000.0, help="metrics messages/s, all edges together")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing (bounded)")
+    parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    parser.add_argument("--mode", choices=("live", "backlog"), default="live")
+    parser.add_argument("--mqtt-url", default="", help="default: a private mosquitto with the shipped config")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args(argv)
+    args.duration = min(args.duration, 300.0)
+    tag = uuid.uuid4().hex[:8]
+    args.prefix, args.redis_prefix, args.group = f"loadtest/{tag}", f"loadtest:{tag}:", f"lt{tag}"
+    print(json.dumps(run(args), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
