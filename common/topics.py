@@ -54,9 +54,14 @@ def parse_edge_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     if not topic.startswith(head):
         return None
     rest = topic[len(head):].split("/")
-    if len(rest) != 2 or not rest[0] or rest[1] not in KINDS:
+    if len(rest) != 2 or rest[1] not in KINDS or not valid_edge_id(rest[0]):
         return None
     return rest[0], rest[1]
+
+
+def valid_edge_id(edge_id: str) -> bool:
+    """Same rule as config.validate_edge_id: it becomes a Redis key and a metric label on the hub."""
+    return 0 < len(edge_id) <= 64 and all(ord(c) > 32 for c in edge_id) and not any(c in edge_id for c in "+#/")
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

@@ -20,6 +20,8 @@ def test_topics_round_trip_and_filters() -> None:
     assert parse_edge_topic("hgr/v1", "hgr/v1/edges/cam-1/metrics/extra") is None
     assert parse_edge_topic("hgr/v1", "hgr/v1/edges/cam-1/bogus") is None
     assert parse_edge_topic("other", topic) is None
+    assert parse_edge_topic("hgr/v1", f"hgr/v1/edges/{'x' * 65}/metrics") is None  # ids are bounded
+    assert parse_edge_topic("hgr/v1", "hgr/v1/edges/a b/metrics") is None
     assert shared_filter("g", edges_filter("hgr/v1", "metrics")) == "$share/g/hgr/v1/edges/+/metrics"
     with pytest.raises(ValueError):
         edge_topic("hgr/v1", "cam-1", "nope")
