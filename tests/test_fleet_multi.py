@@ -6,7 +6,8 @@ config (auth, per-edge ACL, persistence) and real Redis. Tests run in order on o
 3. `kill -9` of an edge: offline through its Will, well before the staleness timeout;
 4. broker restart on the same port: edges reconnect and deliver their outbox, nothing lost;
 5. hub restart: its fleet view is intact (state in Redis; its broker session resumed);
-6. a plain `mosquitto_sub` reads status and events payloads (events from real frames).
+6. a plain `mosquitto_sub` reads status and events payloads (events from real frames);
+7. the fleet-wide key quota: frames of one key on edge-a get that key throttled on edge-b too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from support import free_port, need, port_open
 pytestmark = pytest.mark.slow
 
 KEEPALIVE = 5
+KEYS = {"kiosk": "kiosk-secret-key-0123456789", "other": "other-secret-key-0123456789"}
+QUOTA = 6
 HGR = [sys.executable, "-m", "common.cli"]
 
 
@@ -58,7 +61,9 @@ class Fleet:
                      "HGR_MODEL_PATH": model, "WORKERS": "1", "LOG_FORMAT": "text", "LOG_LEVEL": "info",
                      "MQTT_KEEPALIVE": str(KEEPALIVE), "METRICS_INTERVAL": "0.2", "EVENT_DEBOUNCE_MS": "0",
                      "EDGE_STALE_AFTER": "60", "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": f"test:{tag}:",
-                     "MQTT_SHARE_GROUP": f"hubs{tag}", "AUTH_ENABLED": "false", "RATE_LIMIT_ENABLED": "false"}
+                     "MQTT_SHARE_GROUP": f"hubs{tag}", "RATE_LIMIT_ENABLED": "false",
+                     "API_KEYS": ",".join(f"{n}:{k}" for n, k in KEYS.items()),
+                     "FLEET_QUOTA_FRAMES": str(QUOTA), "RATE_LIMIT_WINDOW": "3600"}
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
 
@@ -66,10 +71,10 @@ class Fleet:
         port = self.ports.setdefault(name, free_port())
         env = dict(self.base)
         if name.startswith("edge"):
-            env.update(EDGE_ID=name, MQTT_URL=self.broker.url(name), EDGE_PORT=str(port))
+            env.update(EDGE_ID=name, MQTT_URL=self.broker.url(name), EDGE_PORT=str(port), AUTH_ENABLED="true")
             argv = [*HGR, "edge", "--port", str(port)]
         else:
-            env.update(MQTT_URL=self.broker.url("hub"), PORT=str(port))
+            env.update(MQTT_URL=self.broker.url("hub"), PORT=str(port), AUTH_ENABLED="false")
             argv = [*HGR, "hub", "--port", str(port)]
         log = open(self.folder / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -211,24 +216,30 @@ def test_hub_restart_keeps_the_fleet_view(fleet: Fleet) -> None:
     assert gaps == 0
 
 
+async def stream_frames(fleet: Fleet, edge: str, key: str, photo: bytes, n: int, *, wait: bool = True) -> None:
+    import websockets
+
+    async with websockets.connect(f"ws://127.0.0.1:{fleet.ports[edge]}/ws",
+                                  additional_headers={"Authorization": f"Bearer {KEYS[key]}"}) as ws:
+        await ws.recv()  # hello
+        for _ in range(n):
+            await ws.send(photo)
+            if wait:
+                await asyncio.wait_for(ws.recv(), 60)
+
+
+def _photo(hand_photos) -> bytes:
+    return next(p for p, fingers in hand_photos if fingers > 0).read_bytes()
+
+
 def test_mosquitto_sub_reads_status_and_events(fleet: Fleet, hand_photos) -> None:
-    websockets = pytest.importorskip("websockets")
     port = fleet.broker.port
     sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-u", "observer", "-P",
                             USERS["observer"], "-V", "mqttv5", "-v", "-t", "hgr/v1/edges/+/status",
                             "-t", "hgr/v1/edges/edge-a/events", "-W", "60"],
                            stdout=subprocess.PIPE, text=True)
     try:
-        photo = next(p for p, fingers in hand_photos if fingers > 0).read_bytes()
-
-        async def stream() -> None:
-            async with websockets.connect(f"ws://127.0.0.1:{fleet.ports['edge-a']}/ws") as ws:
-                await ws.recv()  # hello
-                for _ in range(3):
-                    await ws.send(photo)
-                    await asyncio.wait_for(ws.recv(), 60)
-
-        asyncio.run(stream())
+        asyncio.run(stream_frames(fleet, "edge-a", "kiosk", _photo(hand_photos), 3))  # under the quota
         lines: list[tuple[str, dict]] = []
         while len([t for t, _ in lines if t.endswith("/events")]) < 2:  # new, then end on close
             line = sub.stdout.readline()
@@ -243,3 +254,16 @@ def test_mosquitto_sub_reads_status_and_events(fleet: Fleet, hand_photos) -> Non
     events = [d for t, d in lines if t.endswith("/events")]
     assert [e["phase"] for e in events] == ["new", "end"]
     assert events[0]["total_fingers"] >= 0 and events[0]["edge_id"] == "edge-a"
+
+
+def test_fleet_quota_throttles_a_key_on_every_edge(fleet: Fleet, hand_photos) -> None:
+    photo = _photo(hand_photos)
+    asyncio.run(stream_frames(fleet, "edge-a", "kiosk", photo, QUOTA + 2))  # over the fleet quota
+
+    def throttled_on_edge_b() -> bool:
+        # kiosk's frames on the *other* edge are dropped as "throttled" once the hub has told it
+        asyncio.run(stream_frames(fleet, "edge-b", "kiosk", photo, 2, wait=False))
+        return fleet.edges("hub-1")["edge-b"]["drops_by_reason"].get("throttled", 0) > 0
+
+    poll(throttled_on_edge_b, 60, "kiosk to be throttled on edge-b")
+    asyncio.run(stream_frames(fleet, "edge-b", "other", photo, 1))  # another key is still served
