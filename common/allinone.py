@@ -10,7 +10,6 @@ finish, the edge publishes ``offline``, then the workers exit.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -18,8 +17,8 @@ from collections.abc import AsyncIterator, Sequence
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
-from common.config import Settings, load_settings
-from common.logs import setup_logging
+from common.config import Settings
+from common.serve import run
 
 log = logging.getLogger("hgr.up")
 
@@ -77,23 +76,10 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def main(argv: Sequence[str]) -> int:
-    import uvicorn
-
-    from edge.server import GracefulServer, uvicorn_options
-
-    parser = argparse.ArgumentParser(prog="hgr up", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=None)
-    parser.add_argument("--port", type=int, default=None)
-    args = parser.parse_args(list(argv))
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = load_settings(**overrides)
-    setup_logging(settings)
-    app = create_app(settings)
-    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    url = f"http://{shown}:{settings.port}/"
-    print(f"hgr up: web demo at {url}  (REST API {url}detect-fingers, fleet {url}fleet, "
-          f"WebSocket ws://{shown}:{settings.port}/ws)", flush=True)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
-    # Answer the frames in inference and close sockets with 1001 before uvicorn's own 1012 closes.
-    GracefulServer(config, before_shutdown=[app.state.edge.stop]).run()
-    return 0
+    return run(argv, prog="hgr up", description=__doc__.splitlines()[0], port_setting="port",
+               create_app=create_app,
+               banner=lambda s, host, port: f"hgr up: web demo at http://{host}:{port}/  (REST API "
+                                            f"http://{host}:{port}/detect-fingers, fleet http://{host}:{port}/fleet, "
+                                            f"WebSocket ws://{host}:{port}/ws)",
+               # Answer the frames in inference and close sockets with 1001 before uvicorn's 1012.
+               before_shutdown=lambda app: [app.state.edge.stop])

@@ -18,7 +18,7 @@ from common import protocol
 from common.config import load_settings
 from common.pool import InferencePool
 from edge.app import EdgeNode
-from edge.server import uvicorn_options
+from common.serve import uvicorn_options
 from loadtest.ws_stream import load_frames, open_stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -1,0 +1,82 @@
+"""Running an app under uvicorn: the one way `hgr edge`, `hgr hub` and `hgr up` start a server.
+
+Server options are the ones measured fastest for JPEG frames over WebSocket (docs/protocol.md):
+websockets-sansio, uvloop, httptools, and no permessage-deflate (it cannot shrink JPEG and cost 50×
+in throughput).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from common.config import Settings, load_settings
+from common.logs import setup_logging
+
+log = logging.getLogger("hgr.serve")
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    ws = "websockets-sansio"
+    if importlib.util.find_spec("uvicorn.protocols.websockets.websockets_sansio_impl") is None:  # older uvicorn
+        ws = "websockets"
+    return {
+        "ws": ws,
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "ws_per_message_deflate": False,
+        # uvicorn closes a larger message with 1009 before buffering it; the session checks again.
+        "ws_max_size": settings.max_frame_bytes,
+        "lifespan": "on",
+        "log_config": None,  # common.logs owns logging
+        "access_log": False,  # the hub's middleware logs requests, scrubbed
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn closes every open WebSocket with 1012 *before* the app's lifespan shutdown runs, which
+    would cut off frames in inference. This server runs ``before_shutdown`` hooks first (for the edge:
+    ``EdgeNode.stop`` — answer the frames in inference, then close with 1001), then shuts down as usual."""
+
+    def __init__(self, config: uvicorn.Config, before_shutdown: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        super().__init__(config)
+        self.before_shutdown = list(before_shutdown)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for hook in self.before_shutdown:
+            try:
+                await asyncio.wait_for(hook(), 30)
+            except Exception:  # shutting down regardless
+                log.exception("shutdown hook failed")
+        await super().shutdown(sockets)
+
+
+def run(argv: Sequence[str], *, prog: str, description: str, port_setting: str,
+        create_app: Callable[[Settings], Starlette], banner: Callable[[Settings, str, int], str],
+        before_shutdown: Callable[[Starlette], Sequence[Callable[[], Awaitable[None]]]] = lambda app: ()) -> int:
+    """Parse ``--host/--port`` (defaults: HOST and the ``port_setting`` field), configure logging,
+    build the app, print the banner, serve until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", default=None, help="bind address (default: HOST)")
+    parser.add_argument("--port", type=int, default=None, help=f"port (default: {port_setting.upper()})")
+    args = parser.parse_args(list(argv))
+    overrides = {k: v for k, v in (("host", args.host), (port_setting, args.port)) if v is not None}
+    settings = load_settings(**overrides)
+    setup_logging(settings)
+    app = create_app(settings)
+    port = getattr(settings, port_setting)
+    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    print(banner(settings, shown, port), flush=True)
+    config = uvicorn.Config(app, host=settings.host, port=port, **uvicorn_options(settings))
+    GracefulServer(config, before_shutdown=before_shutdown(app)).run()
+    return 0
