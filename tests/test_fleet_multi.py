@@ -170,6 +170,23 @@ def test_kill_9_edge_is_offline_by_its_will(fleet: Fleet) -> None:
     poll(lambda: _online(fleet.edges("hub-1")) == {"edge-a", "edge-b"}, 90, "edge-b back")
 
 
+def test_a_frozen_edge_is_offline_within_1_5_keepalives(fleet: Fleet) -> None:
+    # SIGSTOP keeps the socket open but silent, like a cut network path: only keepalive can tell.
+    proc = fleet.procs["edge-b"]
+    started = time.monotonic()
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        view = poll(lambda: (e := fleet.edges("hub-1")["edge-b"])["status"] == "offline" and e, 60,
+                    "frozen edge-b offline")
+        elapsed = time.monotonic() - started
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    print(f"frozen edge-b offline after {elapsed:.1f}s (keepalive {KEEPALIVE}s)")
+    assert view["reason"] == "will" and elapsed >= KEEPALIVE  # the broker's keepalive check fired…
+    assert elapsed < 1.5 * KEEPALIVE + 10  # …around 1.5 × keepalive, far from the 60 s staleness
+    poll(lambda: _online(fleet.edges("hub-1")) == {"edge-a", "edge-b"}, 90, "edge-b reconnected")
+
+
 def test_broker_restart_edges_reconnect_and_deliver_their_outbox(fleet: Fleet) -> None:
     before = fleet.edges("hub-1")
     fleet.broker.stop()  # SIGTERM, persistence saved
