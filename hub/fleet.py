@@ -158,7 +158,7 @@ class FleetService:
         while True:
             try:
                 await asyncio.wait_for(self._flush_now.wait(), FLUSH_INTERVAL_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._flush_now.clear()
             try:
@@ -253,7 +253,7 @@ class FleetService:
 
     async def sweep(self) -> None:
         s = self.settings
-        staled, forgotten = await self.store.sweep(time.time(), s.edge_stale_after, s.edge_forget_after)
+        staled, _forgotten = await self.store.sweep(time.time(), s.edge_stale_after, s.edge_forget_after)
         for edge_id in staled:
             log.warning("edge %s silent for %ss: marked offline", edge_id, s.edge_stale_after)
         await self.refresh_gauges()

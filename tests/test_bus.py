@@ -9,8 +9,16 @@ import pytest
 from common.bus import LocalBus, make_bus
 from common.config import load_settings
 from common.outbox import Message, Outbox
-from common.topics import (PayloadError, decode, edge_topic, edges_filter, encode, parse_edge_topic,
-                           shared_filter, topic_matches)
+from common.topics import (
+    PayloadError,
+    decode,
+    edge_topic,
+    edges_filter,
+    encode,
+    parse_edge_topic,
+    shared_filter,
+    topic_matches,
+)
 
 
 def test_topics_round_trip_and_filters() -> None:

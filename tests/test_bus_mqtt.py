@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from fleet_helpers import Broker, eventually
+
 from common.bus import MqttBus
 from common.config import load_settings
-from fleet_helpers import Broker, eventually
 
 
 def _settings(url: str, **env: str):

@@ -10,10 +10,22 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.topics import PayloadError
-from hub.fleet_logic import (EdgeBatch, MetricsMsg, SeqState, StatusMsg, apply_seqs, edge_view, fleet_totals,
-                             metrics_snapshot, over_quota, parse_metrics, parse_status, quota_window, throttle_command)
+from hub.fleet_logic import (
+    EdgeBatch,
+    MetricsMsg,
+    SeqState,
+    StatusMsg,
+    apply_seqs,
+    edge_view,
+    fleet_totals,
+    metrics_snapshot,
+    over_quota,
+    parse_metrics,
+    parse_status,
+    quota_window,
+    throttle_command,
+)
 from hub.fleet_store import MemoryFleetStore, RedisFleetStore
-
 
 # --- pure rules ---
 

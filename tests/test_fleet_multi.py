@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from fleet_helpers import USERS, Broker
 from support import free_port, need, port_open
 
@@ -110,8 +110,7 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, redis_url: str, lite_model_path: str) -> Iterator[Fleet]:
-    need(bool(subprocess.run(["which", "mosquitto_passwd"], capture_output=True).returncode == 0),
-         "mosquitto_passwd is not installed")
+    need(shutil.which("mosquitto_passwd") is not None, "mosquitto_passwd is not installed")
     f = Fleet(tmp_path_factory.mktemp("fleet"), redis_url, lite_model_path)
     try:
         for name in ("hub-1", "hub-2", "edge-a", "edge-b"):
@@ -132,7 +131,7 @@ def _online(edges: dict[str, dict]) -> set[str]:
 
 def test_both_edges_appear_on_both_hubs(fleet: Fleet) -> None:
     for hub in ("hub-1", "hub-2"):
-        poll(lambda: _online(fleet.edges(hub)) == {"edge-a", "edge-b"}, 90, f"both edges on {hub}")
+        poll(lambda hub=hub: _online(fleet.edges(hub)) == {"edge-a", "edge-b"}, 90, f"both edges on {hub}")
         edge = fleet.edges(hub)["edge-a"]
         assert edge["capabilities"]["workers"] == 1 and edge["workers"]["alive"] == 1
     totals = fleet.get("hub-1", "/fleet")["totals"]

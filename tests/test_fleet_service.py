@@ -4,23 +4,23 @@ path (in-process bus, memory store)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 import uuid
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from fleet_helpers import eventually
 from starlette.applications import Starlette
+from test_reporter import StandInNode
 
 from common import metrics
 from common.bus import LocalBus, MqttBus
 from common.config import load_settings
 from common.topics import encode
 from edge.reporter import EdgeReporter
-from fleet_helpers import eventually
 from hub.fleet import FleetService
-from test_reporter import StandInNode
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ async def test_gap_asks_for_rebirth_and_silence_marks_stale(env, redis_client) -
         for seq in (1, 2, 5):  # 3 and 4 never come
             send("metrics", {"seq": seq, "fps": 1.0})
         await eventually(async_seq_above(client, "fake", 4), 10, "seq 5 stored")
-        time.sleep(0.6)  # past the (shortened) grace: the next batch declares the hole
+        await asyncio.sleep(0.6)  # past the (shortened) grace: the next batch declares the hole
         send("metrics", {"seq": 6})
         await eventually(lambda: {"cmd": "rebirth", "reason": "sequence_gap"} in controls, 10, "a rebirth request")
         body = (await client.get("/fleet/edges/fake")).json()

@@ -7,13 +7,14 @@ import asyncio
 import json
 from typing import Any
 
+from fleet_helpers import eventually
+from support import free_port
+
 from common.bus import LocalBus, MqttBus
 from common.config import load_settings
 from common.topics import decode
 from edge.reporter import EdgeReporter, metrics_doc
 from edge.stream_events import EventTracker, StreamDebouncer, hand_state
-from fleet_helpers import eventually
-from support import free_port
 
 
 class StandInNode:
@@ -86,9 +87,9 @@ async def test_reporter_birth_metrics_events_control_and_offline() -> None:
     bus = LocalBus(settings)
     node = StandInNode()
     got: dict[str, list[dict]] = {"status": [], "metrics": [], "events": []}
-    for kind in got:
+    for kind, into in got.items():
         bus.subscribe(f"hgr/v1/edges/+/{kind}",
-                      lambda t, p, props, kind=kind: got[kind].append(decode(p, props["content_type"])))
+                      lambda t, p, props, into=into: into.append(decode(p, props["content_type"])))
     reporter = EdgeReporter(settings, bus, node)
     await reporter.start()
 
