@@ -45,27 +45,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_broker(folder: Path) -> tuple[str, subprocess.Popen]:
-    """The shipped broker config without auth (no passwd file needed), on a free port."""
-    if not shutil.which("mosquitto"):
-        raise SystemExit("mosquitto is not installed; pass --mqtt-url")
-    port = _free_port()
+def shipped_broker_config(port: int, folder: Path, *, passwd: Path | None = None, acl: Path | None = None) -> str:
+    """The shipped broker config (monitoring/mosquitto/mosquitto.conf) for a local run: its plain
+    listener moved to 127.0.0.1:``port``, its TLS listener left out (it needs the deployment's
+    certificate), data and log in ``folder``; with ``passwd`` and ``acl`` the shipped auth, else anonymous."""
     lines = []
     for line in SHIPPED_CONF.read_text().splitlines():
         word = line.split(" ", 1)[0]
+        if (word == "listener" and "8883" in line) or word in ("certfile", "keyfile", "require_certificate"):
+            continue
         if word == "listener" and "1883" in line:
             line = f"listener {port} 127.0.0.1"
-        elif word in ("password_file", "acl_file"):
-            line = ""
-        elif word == "allow_anonymous":
+        elif word == "password_file":
+            line = f"password_file {passwd}" if passwd else ""
+        elif word == "acl_file":
+            line = f"acl_file {acl}" if acl else ""
+        elif word == "allow_anonymous" and not passwd:
             line = "allow_anonymous true"
         elif word == "persistence_location":
             line = f"persistence_location {folder}/"
         elif word == "log_dest":
             line = f"log_dest file {folder / 'mosquitto.log'}"
         lines.append(line)
+    # Run as the caller: mosquitto started as root would switch to 'mosquitto' and lose the folder.
+    return "\n".join(lines + ["user root"]) + "\n"
+
+
+def start_broker(folder: Path) -> tuple[str, subprocess.Popen]:
+    """The shipped broker config without auth (no passwd file needed), on a free port."""
+    if not shutil.which("mosquitto"):
+        raise SystemExit("mosquitto is not installed; pass --mqtt-url")
+    port = _free_port()
     conf = folder / "mosquitto.conf"
-    conf.write_text("\n".join(lines + ["user root"]) + "\n")
+    conf.write_text(shipped_broker_config(port, folder))
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     end = time.monotonic() + 20
     while time.monotonic() < end:

@@ -14,6 +14,8 @@ from typing import Any
 
 from support import free_port, need, wait_for_port
 
+from loadtest.mqtt_fleet import shipped_broker_config
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "monitoring" / "mosquitto"
 USERS = {"hub": "hub-secret", "observer": "observer-secret", "edge-a": "a-secret", "edge-b": "b-secret"}
@@ -33,25 +35,10 @@ class Broker:
         self.conf.write_text(self._config())
 
     def _config(self) -> str:
-        lines = []
-        for line in (SHIPPED / "mosquitto.conf").read_text().splitlines():
-            word = line.split(" ", 1)[0]
-            if word == "listener" and "1883" in line:
-                line = f"listener {self.port} 127.0.0.1"
-            elif word == "password_file":
-                line = f"password_file {self._passwd()}" if self.auth else ""
-            elif word == "acl_file":
-                line = f"acl_file {SHIPPED / 'acl'}" if self.auth else ""
-            elif word == "allow_anonymous" and not self.auth:
-                line = "allow_anonymous true"
-            elif word == "persistence_location":
-                line = f"persistence_location {self.folder / 'data'}/"
-            elif word == "log_dest":
-                line = f"log_dest file {self.folder / 'mosquitto.log'}"
-            lines.append(line)
-        # Run as the test's user: mosquitto started as root would switch to 'mosquitto' and lose
-        # access to the test's folder.
-        return "\n".join(lines + ["user root"]) + "\n"
+        data = self.folder / "data"
+        text = shipped_broker_config(self.port, data, passwd=self._passwd() if self.auth else None,
+                                     acl=SHIPPED / "acl" if self.auth else None)
+        return text.replace(f"log_dest file {data / 'mosquitto.log'}", f"log_dest file {self.folder / 'mosquitto.log'}")
 
     def _passwd(self) -> Path:
         path = self.folder / "passwd"
@@ -67,7 +54,7 @@ class Broker:
             return f"mqtt://127.0.0.1:{self.port}"
         return f"mqtt://{user}:{USERS[user]}@127.0.0.1:{self.port}"
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         try:
