@@ -54,24 +54,25 @@ class BenchContext:
 # --- raw: the model alone ---
 
 def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], duration: float,
-                barrier: Any, index: int) -> tuple[int, list[float]]:
+                barrier: Any, index: int, video: bool = True) -> tuple[int, list[float]]:
     from common.engine import Detector
 
     detector = Detector(settings, paths)
     detector.warm_up()
-    detector.detect_bytes(frames[0], stream=f"raw-{index}")  # create the VIDEO landmarker before timing
+    stream = f"raw-{index}" if video else None  # VIDEO mode like an edge stream, IMAGE mode like REST
+    detector.detect_bytes(frames[0], stream=stream)  # create the landmarker before timing
     barrier.wait()
     times, n, start = [], 0, time.perf_counter()
     while time.perf_counter() - start < duration:
         t = time.perf_counter()
-        detector.detect_bytes(frames[n % len(frames)], stream=f"raw-{index}")
+        detector.detect_bytes(frames[n % len(frames)], stream=stream)
         times.append((time.perf_counter() - t) * 1000)
         n += 1
     detector.close()
     return n, times
 
 
-async def _raw_run(ctx: BenchContext, processes: int) -> tuple[int, list[float]]:
+async def _raw_run(ctx: BenchContext, processes: int, video: bool = True) -> tuple[int, list[float]]:
     from common.model import model_paths
 
     paths = model_paths(ctx.settings)
@@ -81,7 +82,7 @@ async def _raw_run(ctx: BenchContext, processes: int) -> tuple[int, list[float]]
         loop = asyncio.get_running_loop()
         runs = await asyncio.gather(*(
             loop.run_in_executor(executor, _raw_worker, ctx.settings, paths, ctx.frames, ctx.args.duration,
-                                 barrier, i) for i in range(processes)))
+                                 barrier, i, video) for i in range(processes)))
     return sum(n for n, _ in runs), [t for _, ts in runs for t in ts]
 
 
@@ -94,8 +95,13 @@ async def section_raw(ctx: BenchContext) -> dict[str, Any]:
     _, single = await _raw_run(ctx, 1)
     ctx.log(f"raw: {workers} processes × {ctx.args.duration:.0f} s")
     frames, parallel = await _raw_run(ctx, workers)
-    return {"workers": workers, "frames": frames, "fps": round(frames / ctx.args.duration, 1),
-            "per_frame_ms": percentiles(single), "per_frame_ms_all_workers": percentiles(parallel)}
+    out = {"workers": workers, "frames": frames, "fps": round(frames / ctx.args.duration, 1),
+           "per_frame_ms": percentiles(single), "per_frame_ms_all_workers": percentiles(parallel)}
+    if "rest" in ctx.args.sections:  # REST images are stills: compare them with IMAGE mode
+        ctx.log(f"raw: {workers} processes in IMAGE mode × {ctx.args.duration:.0f} s")
+        frames, times = await _raw_run(ctx, workers, video=False)
+        out["image_mode"] = {"fps": round(frames / ctx.args.duration, 1), "per_frame_ms": percentiles(times)}
+    return out
 
 
 # --- edge: the service over WebSocket ---

@@ -137,6 +137,10 @@ async def run(ctx: Any) -> dict[str, Any]:
         out["single"] = await run_rest(url, images, 4 * workers, "single", ctx.frames)
         ctx.log(f"rest: {max(3, images // 8)} batch requests of 8, concurrency {workers}")
         out["batch"] = await run_rest(url, max(3, images // 8), workers, "batch", ctx.frames)
+        raw = ctx.results.get("raw", {}).get("image_mode")
+        if raw:
+            for kind in ("single", "batch"):
+                out[kind]["ratio_to_raw"] = round(out[kind]["images_per_s"] / raw["fps"], 3)
         return out
     finally:
         stop_edge(proc)
