@@ -150,20 +150,25 @@ async def section_edge(ctx: BenchContext) -> dict[str, Any]:
     out: dict[str, Any] = {"url": url, "fps_per_stream": args.fps, "rows": []}
 
     def with_cpu(row: dict[str, Any], cpu_before: float | None) -> dict[str, Any]:
-        # The edge process's own CPU per answered frame (event loop + IPC; workers excluded).
+        # The edge process's own CPU per answered frame (event loop + IPC; workers excluded), and the
+        # load generator's share of the machine: it runs on the same cores as the workers, which the
+        # raw section's processes have to themselves.
         if proc is not None and cpu_before is not None and row["results"]:
             row["edge_cpu_ms_per_frame"] = round((cpu_seconds(proc.pid) - cpu_before) * 1000 / row["results"], 3)
+        row["client_cpu_cores"] = round((cpu_seconds(os.getpid()) - client_before) / args.duration, 3)
         return row
 
     try:
         for n in args.streams:
             ctx.log(f"edge: {n} stream(s) at {args.fps} fps × {args.duration:.0f} s")
+            client_before = cpu_seconds(os.getpid())
             before = cpu_seconds(proc.pid) if proc else None
             reports = await asyncio.gather(*(ws_stream.camera(url, ctx.frames, fps=args.fps, duration=args.duration)
                                              for _ in range(n)))
             out["rows"].append(with_cpu({"streams": n, "offered_fps": n * args.fps,
                                          **_summarise(list(reports), args.duration, raw_fps)}, before))
         ctx.log(f"edge: 1 unthrottled stream × {args.duration:.0f} s")
+        client_before = cpu_seconds(os.getpid())
         before = cpu_seconds(proc.pid) if proc else None
         report = await ws_stream.camera(url, ctx.frames, fps=None, duration=args.duration)
         out["rows"].append(with_cpu({"streams": 1, "offered_fps": round(report.sent / args.duration, 1),
