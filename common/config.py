@@ -73,7 +73,9 @@ class Settings:
     max_batch_images: int = _s("MAX_BATCH_IMAGES", 32, "Most images in one batch or upload request.", min=1)
 
     # --- batching (edge and hub) ---
-    batch_size: int = _s("BATCH_SIZE", 8, "A batch closes at this many frames...", min=1, max=1024)
+    # Measured (docs/benchmarks.md): 8 let an overloaded worker's queue hold 8 frames, doubling p99
+    # latency under overload for no throughput gain; 2 keeps the batching and the latency.
+    batch_size: int = _s("BATCH_SIZE", 2, "A batch for one worker closes at this many frames...", min=1, max=1024)
     max_batch_delay_ms: float = _s("MAX_BATCH_DELAY_MS", 2.0, "...or this long after its first frame.",
                                    min=0, max=1000)
 
