@@ -242,8 +242,8 @@ class MqttBus(Bus):
         # A hub keeps its session across restarts (and broker restarts, with persistence): its shared
         # subscription's messages wait for it instead of being lost. An edge needs no such session.
         self.session_expiry = settings.mqtt_session_expiry if service == "hub" else 0
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                  protocol=mqtt.MQTTv5)
+        self.client = buffered_client_class(mqtt)(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                                  protocol=mqtt.MQTTv5)
         if url.username:
             self.client.username_pw_set(unquote(url.username),
                                         unquote(url.password) if url.password is not None else None)
@@ -422,6 +422,86 @@ class MqttBus(Bus):
         if message.qos > 0:
             self._last_info = info
         metrics.MQTT_PUBLISHED.labels(_kind(message.topic)).inc()
+
+
+READ_CHUNK = 64 * 1024  # bytes per socket read: many MQTT packets per system call
+READ_BURST = 500  # packets handled per wakeup before paho gets to write (PUBACKs) and keep alive
+_PAHO_INTERNALS = ("_packet_read", "_packet_write", "_sock_recv", "_loop_rc_handle", "_out_packet")
+
+
+def buffered_client_class(mqtt: Any) -> type:
+    """paho's ``Client`` with its socket reads buffered and its PUBACKs written together.
+
+    Stock paho reads a packet with three or four ``recv`` calls (type byte, length bytes one at a time,
+    body), handles one packet per ``select`` and writes each PUBACK with its own ``send``: at 10k
+    messages/s those system calls, not the hub's code, were what its network thread spent its time on.
+    Here one ``recv`` takes up to ``READ_CHUNK`` bytes that paho's parser is then served from, a wakeup
+    handles up to ``READ_BURST`` packets, and queued PUBACKs leave in one ``send``. Packets, acks and their
+    order on the wire are unchanged. It relies on paho internals: when they are not there (another
+    paho version) it is the stock client.
+    """
+    base = mqtt.Client
+    if not all(hasattr(base, name) for name in _PAHO_INTERNALS[:4]):
+        return base
+    ok, again, no_conn = mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN, mqtt.MQTT_ERR_NO_CONN
+    puback = int(mqtt.PUBACK)
+
+    class BufferedClient(base):  # type: ignore[misc, valid-type]
+        _rbuf: bytes = b""
+        _rpos = 0
+        _rsock: Any = None
+        _finishing = False
+
+        def _sock_recv(self, bufsize: int) -> bytes:
+            if self._rsock is not self._sock:  # a new connection: nothing of the old one carries over
+                self._rbuf, self._rpos, self._rsock = b"", 0, self._sock
+            if self._rpos >= len(self._rbuf):
+                if self._finishing:  # the burst is over: take only what the current packet needs
+                    return super()._sock_recv(bufsize)
+                data = super()._sock_recv(READ_CHUNK)
+                if len(data) <= bufsize:
+                    return data
+                self._rbuf, self._rpos = data, 0
+            start = self._rpos
+            self._rpos = min(start + bufsize, len(self._rbuf))
+            return self._rbuf[start:self._rpos]
+
+        def loop_read(self, max_packets: int = 1) -> Any:
+            if self._sock is None:
+                return no_conn
+            handled = 0
+            # Stop only with the buffer empty: select() cannot see bytes already taken off the socket.
+            # After the burst the buffered packets are handled without reading more into the buffer.
+            try:
+                while handled < READ_BURST or self._rpos < len(self._rbuf):
+                    self._finishing = handled >= READ_BURST
+                    rc = self._packet_read()
+                    if rc > 0:
+                        return self._loop_rc_handle(rc)
+                    if rc == again or self._sock is None:
+                        break
+                    handled += 1
+            finally:
+                self._finishing = False
+            if self._sock is not None and self._out_packet:
+                self._packet_write()  # the burst's PUBACKs now, in one send (see below)
+            return ok
+
+        def _packet_write(self) -> Any:
+            # Consecutive unsent PUBACKs (the network thread queues one per QoS 1 message) become one
+            # packet for one send; nothing else is merged, so callbacks of PUBLISH/DISCONNECT still fire.
+            out = self._out_packet
+            if len(out) > 1 and out[0]["pos"] == 0 and out[0]["command"] & 0xF0 == puback \
+                    and out[1]["command"] & 0xF0 == puback:
+                parts = []
+                while out and out[0]["pos"] == 0 and out[0]["command"] & 0xF0 == puback and len(parts) < 4096:
+                    parts.append(out.popleft()["packet"])
+                data = b"".join(parts)
+                out.appendleft({"command": puback, "mid": 0, "qos": 0, "pos": 0, "to_process": len(data),
+                                "packet": data, "info": None})
+            return super()._packet_write()
+
+    return BufferedClient
 
 
 def make_bus(settings: Settings, *, service: str = "edge", client_id: str | None = None) -> Bus:
