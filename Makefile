@@ -11,6 +11,9 @@ ifneq ($(wildcard $(SHARED)/models/hand_landmarker.task),)
 export HGR_MODEL_PATH ?= $(abspath $(SHARED)/models/hand_landmarker.task)
 endif
 
+# Tools installed with the package (hgr, hadolint from the test extras) are found without activating.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
 .PHONY: run test install bench clean
 
 $(VENV)/.installed: pyproject.toml
