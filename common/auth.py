@@ -70,7 +70,7 @@ class KeyRing:
         self.keys = keys
 
     @classmethod
-    def from_spec(cls, spec: str) -> "KeyRing":
+    def from_spec(cls, spec: str) -> KeyRing:
         return cls(parse_api_keys(spec) if spec else [])
 
     def verify(self, presented: str | None) -> ApiKey:

@@ -27,7 +27,7 @@ SERVICES = {
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from common.engine import Detector, DetectOptions
+    from common.engine import DetectOptions, Detector
     from common.model import model_paths
 
     settings = load_settings()

@@ -242,7 +242,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
     if settings.auth_enabled and not settings.api_keys:
         raise ConfigError("AUTH_ENABLED=true needs API_KEYS (`name:key`, comma-separated, or `@/path/file`)")
     if settings.mqtt_url and not settings.mqtt_url.startswith(("mqtt://", "mqtts://")):
-        raise ConfigError(f"MQTT_URL: expected mqtt://[user:pass@]host[:port] or mqtts://…")
+        raise ConfigError("MQTT_URL: expected mqtt://[user:pass@]host[:port] or mqtts://…")
     if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL: expected redis://[:password@]host:port/db, rediss://… or unix://…")
     return settings

@@ -53,7 +53,7 @@ class DetectOptions:
     model: str = "full"
 
     @classmethod
-    def parse(cls, raw: Any, defaults: "DetectOptions") -> "DetectOptions":
+    def parse(cls, raw: Any, defaults: DetectOptions) -> DetectOptions:
         if raw is None:
             return defaults
         if not isinstance(raw, dict):
@@ -99,7 +99,7 @@ def hand_to_dict(landmarks: Any, world: Any, category: Any, mirrored: bool) -> d
     # Plain bools: the result is serialised as JSON/msgpack, which do not know numpy types.
     up = {name: bool(v) for name, v in fingers_up(wl or lm).items()}
     xs, ys = [p[0] for p in lm], [p[1] for p in lm]
-    clamp = lambda v: _r(min(1.0, max(0.0, v)))  # noqa: E731
+    clamp = lambda v: _r(min(1.0, max(0.0, v)))
     return {
         "handedness": label,
         "score": _r(category.score),

@@ -23,7 +23,7 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName",
                                                                      "color_message"}
 # Keys whose values must never be logged, whatever the caller passes.
-_SECRET_KEYS = re.compile(r"(authorization|api[_-]?key|token|password|secret|image_base64|image)$", re.I)
+_SECRET_KEYS = re.compile(r"(authorization|api[_-]?key|token|password|secret|image_base64|image)$", re.IGNORECASE)
 # Credentials embedded in text: Bearer tokens, ?token=..., user:pass@ in URLs, long base64 runs.
 _SECRET_TEXT = [
     (re.compile(r"(?i)(bearer\s+)[^\s,;\"']+"), r"\1***"),

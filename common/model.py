@@ -118,7 +118,7 @@ def resolve_model(settings: Settings, *, allow_network: bool = True) -> ModelInf
         except ValueError as exc:
             log.warning("ignoring broken cached model %s: %s", target, exc)
 
-    tried: list[str] = [f"HGR_MODEL_PATH (unset)", f"cache {target} (absent)"]
+    tried: list[str] = ["HGR_MODEL_PATH (unset)", f"cache {target} (absent)"]
     if allow_network:
         for source, fetch in (("download", _download_official), ("wheel", _build_from_wheel)):
             try:
@@ -139,7 +139,7 @@ def resolve_model(settings: Settings, *, allow_network: bool = True) -> ModelInf
 
 def _get(url: str, timeout: float, accept: str | None = None) -> bytes:
     req = urllib.request.Request(url, headers={"User-Agent": "hgr-model-loader", **({"Accept": accept} if accept else {})})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URLs come from config
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         return resp.read()
 
 
@@ -155,7 +155,7 @@ def _download_official(settings: Settings) -> bytes:
     return data
 
 
-_LINK = re.compile(r'<a[^>]+href="([^"]+)"[^>]*>([^<]+)</a>', re.I)
+_LINK = re.compile(r'<a[^>]+href="([^"]+)"[^>]*>([^<]+)</a>', re.IGNORECASE)
 
 
 def _wheel_links(settings: Settings) -> list[tuple[str, str]]:

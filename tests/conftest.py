@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from support import IN_CI, need, free_port, port_open, wait_for_port  # noqa: F401
+from support import IN_CI, free_port, need, port_open, wait_for_port  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("HGR_SHARED_DIR", ROOT.parent / "shared"))

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from support import free_port
 from websockets.exceptions import ConnectionClosed
 
 from common import protocol
 from loadtest.ws_stream import open_stream, wait_ready
-from support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -85,7 +85,7 @@ def test_every_variable_is_documented_in_the_readme() -> None:
 
 def test_shipped_env_files_load() -> None:
     for name in ("env.example", "env.production"):
-        values = dict(re.findall(r"^([A-Z_0-9]+)=(.*)$", (ROOT / name).read_text(), re.M))
+        values = dict(re.findall(r"^([A-Z_0-9]+)=(.*)$", (ROOT / name).read_text(), re.MULTILINE))
         known = {f.metadata["env"] for f in dataclasses.fields(Settings)}
         assert set(values) <= known, f"{name} sets unknown variables {set(values) - known}"
         if name == "env.production":

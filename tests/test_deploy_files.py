@@ -25,7 +25,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
 from support import free_port, need, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,7 +184,7 @@ def test_env_examples_cover_every_required_variable() -> None:
                              ("docker-compose.edge.yml", "deploy/edge.env.example")):
         required = set(re.findall(r"\$\{(\w+):\?", (ROOT / compose).read_text()))
         assert required
-        documented = set(re.findall(r"^(\w+)=", (ROOT / example).read_text(), re.M))
+        documented = set(re.findall(r"^(\w+)=", (ROOT / example).read_text(), re.MULTILINE))
         assert required <= documented, (compose, required - documented)
 
 
@@ -387,7 +386,7 @@ def test_healthcheck_command_tells_healthy_from_not(name: str, port_var: str) ->
     healthy = {"value": True}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             ok = self.path == "/health" and healthy["value"]
             self.send_response(200 if ok else 503)
             self.end_headers()
@@ -399,7 +398,7 @@ def test_healthcheck_command_tells_healthy_from_not(name: str, port_var: str) ->
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         env = {**os.environ, port_var: str(server.server_address[1])}
-        run = lambda: subprocess.run(["python3", *argv[1:]], env=env, capture_output=True, timeout=30).returncode  # noqa: E731
+        run = lambda: subprocess.run(["python3", *argv[1:]], env=env, capture_output=True, timeout=30).returncode
         assert run() == 0
         healthy["value"] = False
         assert run() != 0

@@ -17,8 +17,8 @@ from websockets.exceptions import ConnectionClosed
 from common import protocol
 from common.config import load_settings
 from common.pool import InferencePool
-from edge.app import EdgeNode
 from common.serve import uvicorn_options
+from edge.app import EdgeNode
 from loadtest.ws_stream import load_frames, open_stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

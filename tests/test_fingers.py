@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fixtures.hands import (
+    INDEX,
+    MIDDLE,
+    PINKY,
+    RING,
+    THUMB,
+    bend,
+    hand,
+    mirror,
+    palm_axes,
+    photos,
+    random_rotation,
+    scored_hands,
+    transplant,
+    world,
+)
 
 from common.fingers import (
-    DEFAULT, FINGER_NAMES, as_points, count_fingers, finger_curl, fingers_up, measure, palm_frame, pinch_gap,
+    DEFAULT,
+    FINGER_NAMES,
+    as_points,
+    count_fingers,
+    finger_curl,
+    fingers_up,
+    measure,
+    palm_frame,
+    pinch_gap,
     thumb_reach_out,
-)
-from fixtures.hands import (
-    INDEX, MIDDLE, PINKY, RING, THUMB, bend, hand, mirror, palm_axes, photos, random_rotation, scored_hands,
-    transplant, world,
 )
 from loadtest.accuracy import holdout
 

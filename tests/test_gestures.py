@@ -6,13 +6,22 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from fixtures.hands import (
+    INDEX,
+    PINKY,
+    THUMB,
+    mirror,
+    point_up,
+    project,
+    random_rotation,
+    scored_hands,
+    transplant,
+    turn_in_picture,
+    world,
+)
 
 from common.fingers import fingers_up
 from common.gestures import GESTURES, PATTERNS, classify
-from fixtures.hands import (
-    INDEX, PINKY, THUMB, mirror, point_up, project, random_rotation, scored_hands, transplant,
-    turn_in_picture, world,
-)
 
 OPEN, FIST, ONE = "p_0069.jpg", "p_0182.jpg", "p_0138.jpg"  # real left hands: open palm, fist, index up
 

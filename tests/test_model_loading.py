@@ -34,7 +34,7 @@ class FakeOrigin:
         origin = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 origin.requests.append(self.path)
                 time.sleep(origin.delays.get(self.path, 0))
                 body, ctype = origin.files.get(self.path, (None, ""))

@@ -33,7 +33,6 @@ import httpx
 import msgpack
 import pytest
 import yaml
-
 from support import free_port, need, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +40,7 @@ MONITORING = ROOT / "monitoring"
 RULES = MONITORING / "alerts.yml"
 DASHBOARDS = MONITORING / "grafana" / "dashboards"
 sys.path.insert(0, str(MONITORING / "grafana"))
-import dashboards as dashboard_source  # noqa: E402  (monitoring/grafana/dashboards.py)
+import dashboards as dashboard_source
 
 LIVE_EDGE = "edge-live"
 RATE_WINDOW = "2m"  # replaces $__rate_interval: the whole live run fits in it
@@ -76,7 +75,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return out
 
 
-_THRESHOLD = re.compile(r"^(?P<value>.*?)\s*(==|!=|>=|<=|>|<)\s*-?[0-9.]+(e[+-]?\d+)?\s*$", re.S)
+_THRESHOLD = re.compile(r"^(?P<value>.*?)\s*(==|!=|>=|<=|>|<)\s*-?[0-9.]+(e[+-]?\d+)?\s*$", re.DOTALL)
 
 
 def without_threshold(expr: str) -> str:

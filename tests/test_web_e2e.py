@@ -21,7 +21,6 @@ from typing import Any
 import cv2
 import httpx
 import pytest
-
 from support import free_port, need, wait_for_port
 from webvideo import build_fake_camera, load_letterboxed
 
