@@ -32,6 +32,7 @@ log = logging.getLogger("hgr.hub.fleet")
 
 FLUSH_INTERVAL_S = 0.5
 FLUSH_MAX_MESSAGES = 5000  # flush early under a burst so a batch (and a lost hub's loss) stays small
+TOPIC_CACHE_MAX = 100_000
 REBIRTH_EVERY_S = 30.0  # at most one rebirth request per edge this often, across hubs
 
 
@@ -55,6 +56,7 @@ class FleetService:
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_now = asyncio.Event()
         self._labelled: set[str] = set()
+        self._topic_edges: dict[str, str | None] = {}  # topic → edge id (None: not an edge topic)
         self._keys_labelled: set[str] = set()
         self._started = False
         self.last_flush_error: str | None = None
@@ -91,8 +93,15 @@ class FleetService:
 
     # --- ingest (sync handlers on the loop: decode, validate, fold into the batch) ---
     def _edge_of(self, topic: str) -> str | None:
+        try:
+            return self._topic_edges[topic]
+        except KeyError:
+            pass
         parsed = parse_edge_topic(self.prefix, topic)
-        return parsed[0] if parsed else None
+        if len(self._topic_edges) >= TOPIC_CACHE_MAX:  # topics are per edge: bounded, but be safe
+            self._topic_edges.clear()
+        edge_id = self._topic_edges[topic] = parsed[0] if parsed else None
+        return edge_id
 
     def _reject(self, kind: str, topic: str, exc: Exception) -> None:
         self.ingested["invalid"] += 1

@@ -96,6 +96,54 @@ async def test_outbox_is_delivered_in_order_after_a_broker_restart(tmp_path) -> 
         broker.stop()
 
 
+async def test_buffered_client_reads_bursts_exactly_once_in_order_and_acknowledges_them(tmp_path) -> None:
+    """The hub's paho client reads 64 KiB at a time, parses PUBLISH itself and sends a burst's PUBACKs
+    together: every message arrives once, in order, with its own content type (messages bigger than
+    a read included), and the broker got every ack (nothing comes again after a reconnect)."""
+    broker = Broker(tmp_path, auth=False).start()
+    try:
+        url = broker.url()
+        got: list[tuple[bytes, str | None]] = []
+
+        def on_message(topic: str, payload: bytes, props: dict) -> None:
+            got.append((payload, props["content_type"]))
+
+        def make_hub() -> MqttBus:
+            hub = MqttBus(_settings(url, MQTT_SESSION_EXPIRY="60"), service="hub", client_id="hub-burst")
+            hub.subscribe("b/edges/+/metrics", on_message)
+            return hub
+
+        hub = make_hub()
+        assert type(hub.client).__name__ == "BufferedClient"  # the fast path is what is tested here
+        await hub.start()
+        edge = MqttBus(_settings(url), service="edge", client_id="edge-burst")
+        await edge.start()
+        assert await hub.wait_connected(10) and await edge.wait_connected(10)
+        await asyncio.sleep(0.3)  # the SUBACK
+        content_types = ["application/json", "application/vnd.msgpack", None]
+        sent: list[tuple[bytes, str | None]] = []
+        for i in range(3000):
+            size = 100_000 if i % 700 == 5 else 40  # a few span several socket reads
+            payload = f"{i:06d}".encode() + b"x" * size
+            sent.append((payload, content_types[i % 3]))
+            edge.publish("b/edges/e/metrics", payload, qos=1, content_type=content_types[i % 3])
+        await eventually(lambda: len(got) >= len(sent), 60, "3000 messages")
+        assert got == sent  # once each, in order, each with its content type
+
+        await hub.stop()  # clean DISCONNECT: the session stays and keeps whatever was not acknowledged
+        got.clear()
+        hub = make_hub()
+        await hub.start()
+        assert await hub.wait_connected(10)
+        edge.publish("b/edges/e/metrics", b"after", qos=1)
+        await eventually(lambda: (b"after", "application/json") in got, 20, "the message after the reconnect")
+        assert got == [(b"after", "application/json")]  # nothing of the 3000 came again: all were acked
+        await edge.stop()
+        await hub.stop()
+    finally:
+        broker.stop()
+
+
 async def test_shipped_acl_keeps_an_edge_to_its_own_topics(tmp_path) -> None:
     broker = Broker(tmp_path, auth=True).start()
     try:
