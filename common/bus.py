@@ -11,7 +11,8 @@ broker. Both have the same surface:
   (``$share/MQTT_SHARE_GROUP/…``) so several hubs split the traffic.
 - ``set_will`` before ``start``; ``add_connect_listener`` for work to redo on every (re)connect.
 
-Threading: paho's network loop runs in its own thread (``loop_start``). Its callbacks only append to
+Threading: paho's network loop runs in its own thread (``loop_start``), with a paho client that reads
+in bursts (``buffered_client_class``). Its callbacks only append to
 a deque and wake the asyncio loop with ``call_soon_threadsafe`` once per burst, so handlers, the
 outbox and the ``connected`` flag are only ever touched on the event loop thread.
 """
@@ -441,6 +442,8 @@ def buffered_client_class(mqtt: Any) -> type:
     were what its network thread spent its time on. Here one ``recv`` takes up to ``READ_CHUNK`` bytes
     that paho's parser is then served from, a wakeup handles up to ``READ_BURST`` packets, and their
     PUBACKs leave in one ``send``, in order, once the burst is handled (as paho: after ``on_message``).
+    paho also built and parsed a new ``Properties`` object per received PUBLISH (its slowest part):
+    here each distinct property block is parsed once and shared, read-only, by its messages.
     The packets on the wire are the same. It relies on paho internals: when they are not there
     (another paho version) it is the stock client.
     """
@@ -518,7 +521,7 @@ def buffered_client_class(mqtt: Any) -> type:
                     if len(self._props_seen) < PROPS_CACHE_MAX:
                         self._props_seen[raw] = props
                 payload = bytes(packet[start:])
-            except Exception:  # malformed: paho's parser reports it as it always does
+            except Exception:  # noqa: BLE001 - malformed (paho's parsers raise many types): paho reports it
                 return super()._handle_publish()
             message = mqtt.MQTTMessage(mid=mid, topic=topic)
             message.dup = bool(header & 0x08)
