@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -24,8 +25,18 @@ from starlette.routing import Route
 from common import metrics
 from common.config import Settings
 from common.topics import PayloadError, decode, edge_topic, edges_filter, encode, parse_edge_topic
-from hub.fleet_logic import (EdgeBatch, StatusMsg, edge_view, fleet_totals, over_quota, parse_event,
-                             parse_metrics, parse_status, quota_window, throttle_command)
+from hub.fleet_logic import (
+    EdgeBatch,
+    StatusMsg,
+    edge_view,
+    fleet_totals,
+    over_quota,
+    parse_event,
+    parse_metrics,
+    parse_status,
+    quota_window,
+    throttle_command,
+)
 from hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFleetStore
 
 log = logging.getLogger("hgr.hub.fleet")
@@ -126,36 +137,36 @@ class FleetService:
             self._reject("status", topic, RuntimeError("status queue full"))
 
     def _on_metrics(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
-        edge_id = self._edge_of(topic)
-        try:
-            if edge_id is None:
-                raise PayloadError("not an edge topic")
-            msg = parse_metrics(decode(payload, props.get("content_type")))
-        except PayloadError as exc:
-            self._reject("metrics", topic, exc)
-            return
-        batch = self._batches.get(edge_id)
-        if batch is None:
-            batch = self._batches[edge_id] = EdgeBatch()
-        batch.add_metrics(msg)
-        self._count_pending()
+        parsed = self._parse("metrics", topic, payload, props, parse_metrics)
+        if parsed is not None:
+            self._batch(parsed[0]).add_metrics(parsed[1])
+            self._count_pending()
 
     def _on_event(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
+        parsed = self._parse("events", topic, payload, props, parse_event)
+        if parsed is not None:
+            self._batch(parsed[0]).add_event(parsed[1])
+            self.ingested["events"] += 1
+            metrics.FLEET_MESSAGES.labels("events").inc()
+            self._count_pending()
+
+    def _parse(self, kind: str, topic: str, payload: bytes, props: dict[str, Any],
+               parse: Callable[[Any], Any]) -> tuple[str, Any] | None:
+        """(edge id, parsed message), or None after counting the message as rejected."""
         edge_id = self._edge_of(topic)
         try:
             if edge_id is None:
                 raise PayloadError("not an edge topic")
-            event = parse_event(decode(payload, props.get("content_type")))
+            return edge_id, parse(decode(payload, props.get("content_type")))
         except PayloadError as exc:
-            self._reject("events", topic, exc)
-            return
+            self._reject(kind, topic, exc)
+            return None
+
+    def _batch(self, edge_id: str) -> EdgeBatch:
         batch = self._batches.get(edge_id)
-        if batch is None:
+        if batch is None:  # not setdefault: no EdgeBatch built per message on the hot path
             batch = self._batches[edge_id] = EdgeBatch()
-        batch.add_event(event)
-        self.ingested["events"] += 1
-        metrics.FLEET_MESSAGES.labels("events").inc()
-        self._count_pending()
+        return batch
 
     def _count_pending(self) -> None:
         self._pending += 1

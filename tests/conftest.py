@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import IN_CI, free_port, need, port_open, wait_for_port  # noqa: F401
+from support import IN_CI, free_port, need, port_open, start_server, wait_for_port  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("HGR_SHARED_DIR", ROOT.parent / "shared"))
@@ -66,22 +66,12 @@ def mqtt_url() -> str:
     return "mqtt://127.0.0.1:1883"
 
 
-def _start_server(argv: list[str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port("127.0.0.1", port, 20)
-    except TimeoutError:
-        proc.kill()
-        raise
-    return proc
-
-
 @pytest.fixture
 def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
     """A redis-server of the test's own on a free port (for tests that kill or flush it)."""
     need(bool(_which("redis-server")), "redis-server is not installed")
     port = free_port()
-    proc = _start_server(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    proc = start_server(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "no"], port)
     yield f"redis://127.0.0.1:{port}/0", proc
     proc.kill()
@@ -95,7 +85,7 @@ def private_mosquitto(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n")
-    proc = _start_server(["mosquitto", "-c", str(conf)], port)
+    proc = start_server(["mosquitto", "-c", str(conf)], port)
     yield f"mqtt://127.0.0.1:{port}", proc
     proc.kill()
     proc.wait()

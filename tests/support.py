@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 
 import pytest
@@ -42,3 +43,14 @@ def wait_for_port(host: str, port: int, deadline_s: float = 60.0) -> None:
     raise TimeoutError(f"{host}:{port} did not open within {deadline_s}s")
 
 
+
+
+def start_server(argv: list[str], port: int, deadline_s: float = 20) -> subprocess.Popen:
+    """Start a server process and wait for its port; kill it if the port never opens."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port, deadline_s)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc

@@ -25,7 +25,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from support import free_port, need, wait_for_port
+from support import free_port, need, start_server, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
@@ -417,13 +417,7 @@ def test_hub_sees_client_addresses_through_nginx() -> None:
 
 # ----------------------------------------------------------------------------------------- edge broker bridge
 def _mosquitto(conf: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port("127.0.0.1", port, 20)
-    except TimeoutError:
-        proc.kill()
-        raise
-    return proc
+    return start_server(["mosquitto", "-c", str(conf)], port)
 
 
 def _receive_while_publishing(sub: list[str], pub: list[str], deadline_s: float = 60) -> str:
