@@ -113,6 +113,17 @@ class EdgeNode:
         else:
             self._throttles[key_name] = FpsGate(max_fps)
 
+    def set_stream_throttle(self, stream_id: str, max_fps: float | None) -> bool:
+        """Cap one stream (the id of its ``hello`` and its fleet events) at ``max_fps``; frames above it
+        are dropped with reason ``throttled``. None lifts the cap. False when no open stream has that id.
+        The gate lives on the session, so it ends with its connection: nothing here to clean up."""
+        # A scan, not an index: at most MAX_CONNECTIONS sessions, and control commands are rare.
+        session = next((s for s in self.sessions if s.stream_id == stream_id), None)
+        if session is None:
+            return False
+        session.throttle = None if max_fps is None else FpsGate(max_fps)
+        return True
+
     def throttle_for(self, key_name: str | None) -> FpsGate | None:
         return self._throttles.get(key_name) if key_name is not None and self._throttles else None
 

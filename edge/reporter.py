@@ -11,8 +11,9 @@ in ``common.topics`` and docs/mqtt.md):
 - ``on_frame`` (called by the edge for every result, on the event loop) feeds the per-stream event
   debouncer and, with ``MQTT_RESULTS``, publishes the result at QoS 0. It does dictionary work and at
   most a non-blocking ``bus.publish``: the frame path never waits for the broker;
-- ``…/control`` commands: ``throttle`` (calls ``node.set_throttle(key, max_fps)``, lifted after
-  ``duration_s``) and ``rebirth``.
+- ``…/control`` commands: ``throttle`` of a key (``node.set_throttle(key, max_fps)``) or of one stream
+  (``node.set_stream_throttle(stream, max_fps)``), lifted after ``duration_s``; and ``rebirth``. Invalid
+  commands, and throttles of streams this edge does not have, are counted in ``control_ignored``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ class ReportingNode(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
     def set_throttle(self, key_name: str, max_fps: float | None) -> None: ...
+
+    def set_stream_throttle(self, stream_id: str, max_fps: float | None) -> bool: ...
+
+
+# What a throttle applies to: ("key", key name) or ("stream", stream id).
+ThrottleTarget = tuple[str, str]
 
 
 def _num(value: Any) -> float:
@@ -86,12 +93,13 @@ class EdgeReporter:
         self.event_seq = 0
         self.events = EventTracker(settings.event_debounce_ms / 1000.0)
         self.control_received: dict[str, int] = {}
+        self.control_ignored: dict[str, int] = {}  # by reason: invalid, unknown_stream
         self._topics = {kind: edge_topic(settings.mqtt_topic_prefix, self.edge_id, kind)
                         for kind in ("status", "metrics", "events", "results", "control")}
         self._prev_stats: dict[str, Any] | None = None
         self._prev_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
-        self._lifts: dict[str, asyncio.TimerHandle] = {}
+        self._lifts: dict[ThrottleTarget, asyncio.TimerHandle] = {}
         self._started = False
 
     # --- lifecycle ---
@@ -143,7 +151,7 @@ class EdgeReporter:
             "metrics_interval_s": s.metrics_interval,
             "capabilities": {"protocols": PROTOCOLS, "max_fps": s.max_fps, "max_connections": s.max_connections,
                              "workers": s.resolved_workers(), "results_topic": s.mqtt_results,
-                             "payload": self.fmt, "control": ["throttle", "rebirth"]},
+                             "payload": self.fmt, "control": ["throttle", "throttle_stream", "rebirth"]},
         }, qos=1, retain=True)
 
     def _stats(self) -> dict[str, Any]:
@@ -189,6 +197,9 @@ class EdgeReporter:
             log.exception("on_frame reporting failed")
 
     def on_stream_closed(self, stream_id: str, *, _now: float | None = None) -> None:
+        # The stream's throttle went with its session; its timer goes too (the table stays bounded).
+        if lift := self._lifts.pop(("stream", stream_id), None):
+            lift.cancel()
         try:
             ended = self.events.end(stream_id, time.monotonic() if _now is None else _now)
             if ended is not None:
@@ -211,30 +222,59 @@ class EdgeReporter:
             if cmd == "rebirth":
                 self.publish_birth()
             elif cmd == "throttle":
-                self._throttle(doc)
+                if not self._throttle(doc):
+                    return
             else:
                 raise PayloadError(f"unknown command {cmd!r}")
             self.control_received[cmd] = self.control_received.get(cmd, 0) + 1
         except PayloadError as exc:
+            self._ignore("invalid")
             log.warning("ignored control message: %s", exc)
+        except Exception:  # a command must never take the edge down
+            self._ignore("invalid")
+            log.exception("control message failed")
 
-    def _throttle(self, doc: dict[str, Any]) -> None:
-        key = as_str(doc, "key", max_len=128)
+    def _ignore(self, reason: str) -> None:
+        self.control_ignored[reason] = self.control_ignored.get(reason, 0) + 1
+
+    def _throttle(self, doc: dict[str, Any]) -> bool:
+        """Apply a throttle command (all fields checked first); False when its stream is not here."""
+        target = throttle_target(doc)
         max_fps = doc.get("max_fps")
         if max_fps is not None:
             max_fps = as_float(doc, "max_fps", lo=0.0, hi=10_000.0)
         duration = as_float(doc, "duration_s", 0.0, lo=0.0, hi=MAX_THROTTLE_S) if "duration_s" in doc else 0.0
-        self.node.set_throttle(key, max_fps)
-        if old := self._lifts.pop(key, None):
+        if not self._apply(target, max_fps):
+            self._ignore("unknown_stream")
+            log.debug("throttle of unknown stream %s ignored", target[1])
+            return False
+        if old := self._lifts.pop(target, None):
             old.cancel()
         if max_fps is not None and duration > 0:
-            # Lifted here too, so a throttle cannot outlive its window if the hub goes away.
-            self._lifts[key] = asyncio.get_running_loop().call_later(duration, self._lift, key)
-        log.info("throttle %s: max_fps=%s for %ss", key, max_fps, duration or "∞")
+            # Lifted here too, so a throttle cannot outlive its window even if the hub goes away.
+            self._lifts[target] = asyncio.get_running_loop().call_later(duration, self._lift, target)
+        log.info("throttle %s %s: max_fps=%s for %ss", *target, max_fps, duration or "∞")
+        return True
 
-    def _lift(self, key: str) -> None:
-        self._lifts.pop(key, None)
+    def _apply(self, target: ThrottleTarget, max_fps: float | None) -> bool:
+        kind, name = target
+        if kind == "stream":
+            return self.node.set_stream_throttle(name, max_fps)
+        self.node.set_throttle(name, max_fps)
+        return True
+
+    def _lift(self, target: ThrottleTarget) -> None:
+        self._lifts.pop(target, None)
         try:
-            self.node.set_throttle(key, None)
+            self._apply(target, None)
         except Exception:
-            log.exception("lifting the throttle of %s failed", key)
+            log.exception("lifting the throttle of %s %s failed", *target)
+
+
+def throttle_target(doc: dict[str, Any]) -> ThrottleTarget:
+    """What a throttle command names: exactly one of ``key`` (a key name) or ``stream`` (a stream id)."""
+    if "stream" in doc:
+        if "key" in doc:
+            raise PayloadError("throttle: give key or stream, not both")
+        return "stream", as_str(doc, "stream", max_len=64)
+    return "key", as_str(doc, "key", max_len=128)

@@ -52,6 +52,7 @@ class Session:
         self.opts = node.defaults  # sticky: a frame's opts apply to it and to later frames
         self.slot: LatestSlot[_Waiting] = LatestSlot()
         self.gate = FpsGate(node.settings.max_fps)
+        self.throttle: FpsGate | None = None  # a hub's cap on this stream (EdgeNode.set_stream_throttle)
         self.dropped = 0  # since the last result
         self.next_seq = 0
         self.closed = False
@@ -160,6 +161,11 @@ class Session:
         if not self.gate.allow(now):
             self.dropped += 1
             counts.drop("rate_limited")
+            return
+        # The stream's own cap first, so a frame it drops does not spend its key's shared budget.
+        if self.throttle is not None and not self.throttle.allow(now):
+            self.dropped += 1
+            counts.drop("throttled")
             return
         throttle = self.node.throttle_for(self.key_name)
         if throttle is not None and not throttle.allow(now):

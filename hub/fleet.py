@@ -24,7 +24,15 @@ from starlette.routing import Route
 
 from common import metrics
 from common.config import Settings
-from common.topics import PayloadError, decode, edge_topic, edges_filter, encode, parse_edge_topic
+from common.topics import (
+    PayloadError,
+    decode,
+    edge_topic,
+    edges_filter,
+    encode,
+    parse_edge_topic,
+    valid_edge_id,
+)
 from hub.fleet_logic import (
     EdgeBatch,
     StatusMsg,
@@ -35,6 +43,7 @@ from hub.fleet_logic import (
     parse_metrics,
     parse_status,
     quota_window,
+    stream_throttle_command,
     throttle_command,
 )
 from hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFleetStore
@@ -245,6 +254,14 @@ class FleetService:
                             command["duration_s"])
                 for edge_id in online:
                     self._command(edge_id, command)
+
+    def throttle_stream(self, edge_id: str, stream_id: str, max_fps: float | None,
+                        duration_s: float | None = None, reason: str = "operator") -> None:
+        """Ask one edge to cap one of its streams (the ``stream`` of its events); None lifts the cap.
+        Fire and forget (QoS 1): an edge that no longer has the stream ignores it."""
+        if not valid_edge_id(edge_id):
+            raise ValueError(f"invalid edge id {edge_id!r}")
+        self._command(edge_id, stream_throttle_command(stream_id, max_fps, duration_s, reason))
 
     def _command(self, edge_id: str, command: dict[str, Any]) -> None:
         payload, content_type = encode(command, self.settings.mqtt_payload)

@@ -247,6 +247,22 @@ def throttle_command(key_name: str, window_end: float, now: float) -> dict[str, 
             "reason": "fleet_quota"}
 
 
+def stream_throttle_command(stream_id: str, max_fps: float | None, duration_s: float | None = None,
+                            reason: str = "operator") -> dict[str, Any]:
+    """Cap one stream of an edge (its id from the edge's events) at ``max_fps`` (0 stops it; None lifts
+    the cap); with ``duration_s`` the edge lifts it itself then. Same fields as a key's throttle."""
+    if not stream_id or len(stream_id) > 64:
+        raise ValueError("stream id: 1-64 characters")
+    if max_fps is not None and not 0 <= max_fps <= 10_000:
+        raise ValueError("max_fps: a number in [0, 10000] or None")
+    command: dict[str, Any] = {"cmd": "throttle", "stream": stream_id, "max_fps": max_fps, "reason": reason}
+    if max_fps is not None and duration_s is not None:
+        if not 0 < duration_s <= 86_400:
+            raise ValueError("duration_s: in (0, 86400]")
+        command["duration_s"] = round(duration_s, 3)
+    return command
+
+
 # --- views ---
 
 def _f(raw: dict[str, str], key: str, default: float = 0.0) -> float:

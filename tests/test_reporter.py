@@ -24,6 +24,8 @@ class StandInNode:
         self.processed = 0
         self.by_key: dict[str, int] = {}
         self.throttles: list[tuple[str, float | None]] = []
+        self.streams: set[str] = set()  # the open streams a stream throttle may name
+        self.stream_throttles: list[tuple[str, float | None]] = []
 
     def stats(self) -> dict[str, Any]:
         return {"frames_received": self.processed + 2, "frames_processed": self.processed,
@@ -33,6 +35,12 @@ class StandInNode:
 
     def set_throttle(self, key_name: str, max_fps: float | None) -> None:
         self.throttles.append((key_name, max_fps))
+
+    def set_stream_throttle(self, stream_id: str, max_fps: float | None) -> bool:
+        if stream_id not in self.streams:
+            return False
+        self.stream_throttles.append((stream_id, max_fps))
+        return True
 
 
 def _result(total: int, gesture: str = "open") -> dict[str, Any]:

@@ -1,0 +1,200 @@
+"""A hub throttles one *stream* of an edge over MQTT: a real broker, a real FleetService issuing the
+command, a real EdgeNode (one-worker pool, the real model) behind uvicorn, real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import uvicorn
+from fleet_helpers import eventually
+from prometheus_client import REGISTRY
+from starlette.applications import Starlette
+from support import free_port
+from test_edge_node import _recv, frames, pool  # noqa: F401 - fixtures shared with the edge tests
+from test_reporter import StandInNode
+
+from common import protocol
+from common.bus import LocalBus, MqttBus, make_bus
+from common.config import load_settings
+from common.pool import InferencePool
+from common.serve import uvicorn_options
+from edge.app import EdgeNode
+from edge.reporter import EdgeReporter
+from hub.fleet import FleetService
+from hub.fleet_logic import stream_throttle_command
+from loadtest.ws_stream import open_stream
+
+on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the shared pool lives on the module loop
+
+
+def _throttled_total() -> float:
+    return REGISTRY.get_sample_value("hgr_frames_dropped_total", {"reason": "throttled"}) or 0.0
+
+
+# --- pure parts ---
+
+def test_stream_throttle_command_has_the_key_throttles_fields() -> None:
+    assert stream_throttle_command("1a-3f9c2e", 0, 30) == {"cmd": "throttle", "stream": "1a-3f9c2e", "max_fps": 0,
+                                                           "reason": "operator", "duration_s": 30}
+    assert stream_throttle_command("1a-3f9c2e", None, 30) == {"cmd": "throttle", "stream": "1a-3f9c2e",
+                                                              "max_fps": None, "reason": "operator"}
+    for bad in (("", 1, None), ("s", -1, None), ("s", 1, 0), ("x" * 65, 1, None)):
+        with pytest.raises(ValueError):
+            stream_throttle_command(*bad)
+
+
+@on_module_loop
+async def test_reporter_routes_stream_throttles_and_counts_what_it_ignores() -> None:
+    settings = load_settings({"EDGE_ID": "cam-st", "METRICS_INTERVAL": "60"}, env_file=None)
+    bus, node = LocalBus(settings), StandInNode()
+    node.streams = {"1-aaaaaa"}
+    reporter = EdgeReporter(settings, bus, node)
+    await reporter.start()
+    control = "hgr/v1/edges/cam-st/control"
+    for doc in ({"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": 0, "duration_s": 0.2},
+                {"cmd": "throttle", "stream": "9-ffffff", "max_fps": 0},  # not here: ignored
+                {"cmd": "throttle", "stream": 7, "max_fps": 0},  # bad types: ignored
+                {"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": "0"},
+                {"cmd": "throttle", "stream": "1-aaaaaa", "key": "kiosk", "max_fps": 0}):
+        bus.publish(control, json.dumps(doc).encode(), qos=1)
+    await eventually(lambda: node.stream_throttles == [("1-aaaaaa", 0.0), ("1-aaaaaa", None)], 5,
+                     "throttle then its lift after duration_s")
+    assert reporter.control_ignored == {"unknown_stream": 1, "invalid": 3}
+    assert reporter.control_received == {"throttle": 1} and node.throttles == []
+    # A stream that closes takes its pending lift with it: the timer table does not grow.
+    bus.publish(control, json.dumps({"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": 1, "duration_s": 600}).encode(),
+                qos=1)
+    await eventually(lambda: ("stream", "1-aaaaaa") in reporter._lifts, 5, "the lift timer")
+    reporter.on_stream_closed("1-aaaaaa")
+    assert not reporter._lifts
+    await reporter.stop()
+
+
+# --- hub → broker → edge → WebSocket clients ---
+
+class Fleet:
+    def __init__(self, node: EdgeNode, hub: FleetService, hub_bus: MqttBus, url: str, edge_id: str,
+                 control: str) -> None:
+        self.node, self.hub, self.hub_bus, self.url, self.edge_id, self.control = node, hub, hub_bus, url, edge_id, control
+
+    @property
+    def reporter(self) -> Any:
+        return self.node.reporter
+
+    def raw(self, payload: bytes) -> None:
+        """A control message as any client of the broker could send it."""
+        self.hub_bus.publish(self.control, payload, qos=1)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def fleet(mqtt_url: str, pool: InferencePool) -> AsyncIterator[Fleet]:  # noqa: F811
+    tag = uuid.uuid4().hex[:8]
+    env = {"MQTT_URL": mqtt_url, "MQTT_TOPIC_PREFIX": f"test/{tag}", "MQTT_SHARE_GROUP": f"g{tag}",
+           "MQTT_SESSION_EXPIRY": "0", "METRICS_INTERVAL": "0.5", "EVENT_DEBOUNCE_MS": "0", "MAX_FPS": "1000",
+           "MQTT_KEEPALIVE": "5"}
+    edge_id = f"edge-{tag}"
+    edge_settings = load_settings({**env, "EDGE_ID": edge_id}, env_file=None)
+    node = EdgeNode(edge_settings, pool, bus=make_bus(edge_settings))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=node.routes), host="127.0.0.1", port=port,
+                                           **{**uvicorn_options(edge_settings), "lifespan": "off"}))
+    task = asyncio.create_task(server.serve())
+    hub_settings = load_settings(env, env_file=None)
+    hub_bus = MqttBus(hub_settings, service="hub", client_id=f"hub-{tag}")
+    hub = FleetService(hub_settings, hub_bus)
+    await hub.start()
+    await node.start()
+    try:
+        while not server.started:
+            assert not task.done(), "uvicorn failed to start"
+            await asyncio.sleep(0.01)
+
+        async def online() -> bool:
+            view = await hub.fleet_view()
+            return any(e["edge_id"] == edge_id and e["status"] == "online" for e in view["edges"])
+
+        # The edge subscribes to its control topic before it publishes its birth.
+        await eventually(online, 30, "the edge online at the hub")
+        yield Fleet(node, hub, hub_bus, f"ws://127.0.0.1:{port}/ws", edge_id,
+                    f"test/{tag}/edges/{edge_id}/control")
+    finally:
+        await node.stop()
+        server.should_exit = True
+        await task
+        await hub.stop()
+
+
+async def _result(ws, seq: int) -> dict:
+    """Read until the result of ``seq``."""
+    while (msg := await _recv(ws))["type"] != "result" or msg["seq"] != seq:
+        pass
+    return msg
+
+
+@on_module_loop
+async def test_hub_throttles_one_stream_and_lifts_it(fleet: Fleet, frames: list[bytes]) -> None:  # noqa: F811
+    node, reporter = fleet.node, fleet.reporter
+    a, hello_a = await open_stream(fleet.url)
+    b, hello_b = await open_stream(fleet.url)
+    stream_a, stream_b = hello_a["stream"], hello_b["stream"]
+    before = _throttled_total()
+
+    # Throttled to 0: every frame of A is dropped; B, on the same edge, keeps getting results.
+    fleet.hub.throttle_stream(fleet.edge_id, stream_a, 0)
+    await eventually(lambda: reporter.control_received.get("throttle") == 1, 30, "the throttle at the edge")
+    for seq in range(4):
+        await a.send(protocol.encode_frame(seq, frames[seq]))
+    for seq in range(3):
+        await b.send(protocol.encode_frame(seq, frames[seq]))
+        msg = await _result(b, seq)
+        assert msg["dropped"] == 0
+    await eventually(lambda: node.stats()["frames_dropped"].get("throttled") == 4, 30, "A's 4 frames dropped")
+    assert _throttled_total() - before == 4
+
+    # Unknown stream ids and malformed commands change nothing.
+    fleet.hub.throttle_stream(fleet.edge_id, "ffff-000000", None)
+    fleet.raw(b"not json")
+    fleet.raw(json.dumps({"cmd": "throttle", "stream": ["x"], "max_fps": None}).encode())
+    fleet.raw(json.dumps({"cmd": "throttle", "stream": stream_a, "max_fps": "none"}).encode())
+    fleet.raw(json.dumps({"cmd": "throttle", "stream": stream_a, "max_fps": None, "duration_s": -1}).encode())
+    fleet.raw(json.dumps({"cmd": "throttle", "stream": stream_b, "key": "k", "max_fps": 0}).encode())
+    await eventually(lambda: reporter.control_ignored == {"unknown_stream": 1, "invalid": 5}, 30,
+                     "the ignored commands")
+    await a.send(protocol.encode_frame(4, frames[4]))
+    await b.send(protocol.encode_frame(3, frames[3]))
+    assert (await _result(b, 3))["dropped"] == 0
+    await eventually(lambda: node.stats()["frames_dropped"].get("throttled") == 5, 30, "A still throttled")
+
+    # Lifted explicitly: A's next result reports the frames the throttle dropped.
+    fleet.hub.throttle_stream(fleet.edge_id, stream_a, None)
+    await eventually(lambda: reporter.control_received.get("throttle") == 2, 30, "the lift at the edge")
+    await a.send(protocol.encode_frame(5, frames[5]))
+    assert (await _result(a, 5))["dropped"] == 5
+
+    # With duration_s the edge lifts it by itself.
+    fleet.hub.throttle_stream(fleet.edge_id, stream_a, 0, duration_s=1.0)
+    session_a = next(s for s in node.sessions if s.stream_id == stream_a)
+    await eventually(lambda: session_a.throttle is not None, 30, "the timed throttle at the edge")
+    await a.send(protocol.encode_frame(6, frames[0]))
+    await eventually(lambda: node.stats()["frames_dropped"].get("throttled") == 6, 30, "frame 6 dropped")
+    await eventually(lambda: session_a.throttle is None and not reporter._lifts, 30, "the throttle lifted after 1 s")
+    await a.send(protocol.encode_frame(7, frames[1]))
+    assert (await _result(a, 7))["dropped"] == 1
+    assert _throttled_total() - before == 6
+
+    # A throttle does not outlive its stream: closing B drops its gate and its pending lift.
+    fleet.hub.throttle_stream(fleet.edge_id, stream_b, 0, duration_s=600)
+    await eventually(lambda: ("stream", stream_b) in reporter._lifts, 30, "B's throttle and lift timer")
+    await b.close()
+    await eventually(lambda: not reporter._lifts and len(node.sessions) == 1, 30, "B's timer gone with B")
+    fleet.hub.throttle_stream(fleet.edge_id, stream_b, 0)  # B is gone: nothing to throttle
+    await eventually(lambda: reporter.control_ignored.get("unknown_stream") == 2, 30, "the command for B ignored")
+    await a.send(protocol.encode_frame(8, frames[2]))
+    assert (await _result(a, 8))["dropped"] == 0
+    await a.close()
