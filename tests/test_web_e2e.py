@@ -84,7 +84,7 @@ def stop_process(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory, model_path: str) -> Iterator[str]:
     need((ROOT / "edge" / "server.py").is_file(), "the edge (edge/server.py) is not built yet")
-    proc, url, log = start_edge(tmp_path_factory.mktemp("edge"), model_path)
+    proc, url, _log = start_edge(tmp_path_factory.mktemp("edge"), model_path)
     yield url
     stop_process(proc)
 
@@ -108,7 +108,7 @@ def pick_photos(hand_photos: list[tuple[Path, int]], model_path: str) -> list[Pa
             for path, label in hand_photos:
                 if label != count:
                     continue
-                ok, jpeg = cv2.imencode(".jpg", load_letterboxed(path), [cv2.IMWRITE_JPEG_QUALITY, 75])
+                _ok, jpeg = cv2.imencode(".jpg", load_letterboxed(path), [cv2.IMWRITE_JPEG_QUALITY, 75])
                 result = detector.detect_bytes(jpeg.tobytes(), DetectOptions(num_hands=2))
                 hands = result["hands"]
                 if (len(hands) == 1 and hands[0]["fingers"] == count and hands[0]["score"] >= 0.9
@@ -381,7 +381,7 @@ def test_phone_sized_screen(edge: str, browser: Any) -> None:
 def auth_edge(tmp_path_factory: pytest.TempPathFactory, model_path: str) -> Iterator[str]:
     """An edge that requires an API key and takes a single connection at a time."""
     need((ROOT / "edge" / "server.py").is_file(), "the edge (edge/server.py) is not built yet")
-    proc, url, log = start_edge(tmp_path_factory.mktemp("auth-edge"), model_path, AUTH_ENABLED="true",
+    proc, url, _log = start_edge(tmp_path_factory.mktemp("auth-edge"), model_path, AUTH_ENABLED="true",
                                 API_KEYS=f"web:{API_KEY}", MAX_CONNECTIONS="1")
     yield url
     stop_process(proc)
