@@ -57,13 +57,11 @@ def create_app(settings: Settings) -> Starlette:
         # The edge first: its reporter sets the Last Will, which must precede the bus's first
         # connection. The bus is reference-counted, so the hub's start/stop pair nests inside.
         await edge.start()
-        await bus.start()
         await hub.start()
         try:
             yield
         finally:
             await hub.stop()
-            await bus.stop()
             await edge.stop()
             await pool.close()
             log.info("stopped")

@@ -65,6 +65,8 @@ class Hub:
         self.started = time.monotonic()
         if self.redis:
             await self.redis.start()  # Redis down at start is not fatal: the pinger keeps trying
+        if self.bus is not None:
+            await self.bus.start()  # reference-counted: shared with the edge in the all-in-one
         if self.fleet:
             await self.fleet.start()
         log.info("hub started", extra={
@@ -75,6 +77,8 @@ class Hub:
     async def stop(self) -> None:
         if self.fleet:
             await self.fleet.stop()
+        if self.bus is not None:
+            await self.bus.stop()
         if self.redis:
             await self.redis.close()
 
@@ -115,15 +119,11 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await pool.start()
-        if bus is not None:
-            await bus.start()
         await hub.start()
         try:
             yield
         finally:
             await hub.stop()
-            if bus is not None:
-                await bus.stop()
             await pool.close()
 
     app = Starlette(routes=hub.routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
