@@ -140,8 +140,7 @@ class Session:
             except protocol.ProtocolError as exc:
                 counts.received("msgpack" if data is not None else "json")
                 if not self.gate.allow(now):  # a flood of garbage gets no more answers than MAX_FPS
-                    self.dropped += 1
-                    counts.drop("rate_limited")
+                    self._drop("rate_limited")
                     continue
                 await self.send_error(exc.code, exc.message, exc.seq)
                 continue
@@ -157,25 +156,20 @@ class Session:
 
     def _accept(self, frame: protocol.Frame, seq: int, now: float) -> None:
         """Rate checks, then the slot (replacing, and counting, a frame still waiting there)."""
-        counts = self.node.counts
-        if not self.gate.allow(now):
-            self.dropped += 1
-            counts.drop("rate_limited")
-            return
-        # The stream's own cap first, so a frame it drops does not spend its key's shared budget.
-        if self.throttle is not None and not self.throttle.allow(now):
-            self.dropped += 1
-            counts.drop("throttled")
-            return
-        throttle = self.node.throttle_for(self.key_name)
-        if throttle is not None and not throttle.allow(now):
-            self.dropped += 1
-            counts.drop("throttled")
-            return
+        # The stream's own cap before its key's, so a frame it drops does not spend the key's shared budget.
+        for gate, reason in ((self.gate, "rate_limited"), (self.throttle, "throttled"),
+                             (self.node.throttle_for(self.key_name), "throttled")):
+            if gate is not None and not gate.allow(now):
+                self._drop(reason)
+                return
         if self.slot.put(_Waiting(seq, frame.ts, frame.image, self.opts, now)) is not None:
-            self.dropped += 1
-            counts.drop("superseded")
+            self._drop("superseded")
         self._wakeup.set()
+
+    def _drop(self, reason: str) -> None:
+        """Counted for the client (``dropped`` in its next result) and for the edge's metrics."""
+        self.dropped += 1
+        self.node.counts.drop(reason)
 
     def _pull(self) -> tuple[bytes, DetectOptions, float] | None:
         """Called by the pool when this stream's turn comes: hand over the newest frame."""
