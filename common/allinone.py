@@ -10,15 +10,14 @@ finish, the edge publishes ``offline``, then the workers exit.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
 from common.config import Settings
-from common.serve import run
+from common.serve import lifespan, run
 
 log = logging.getLogger("hgr.up")
 
@@ -47,26 +46,13 @@ def create_app(settings: Settings) -> Starlette:
     hub = Hub(settings, pool, bus=bus)
     edge = EdgeNode(settings, pool, bus=bus)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        log.info("starting", extra={
-            "broker": "mqtt" if settings.mqtt_url else "in-process bus",
-            "redis": "redis" if settings.resolved_redis_url() else "in-process cache, limiter and fleet store",
-            "workers": settings.resolved_workers()})
-        await pool.start()
-        # The edge first: its reporter sets the Last Will, which must precede the bus's first
-        # connection. The bus is reference-counted, so the hub's start/stop pair nests inside.
-        await edge.start()
-        await hub.start()
-        try:
-            yield
-        finally:
-            await hub.stop()
-            await edge.stop()
-            await pool.close()
-            log.info("stopped")
-
-    app = Starlette(routes=combine_routes(hub.routes, edge.routes), lifespan=lifespan,
+    describe = {"broker": "mqtt" if settings.mqtt_url else "in-process bus",
+                "redis": "redis" if settings.resolved_redis_url() else "in-process cache, limiter and fleet store",
+                "workers": settings.resolved_workers()}
+    # The edge starts first: its reporter sets the Last Will, which must precede the bus's first
+    # connection. The bus is reference-counted, so the hub's start/stop pair nests inside the edge's.
+    app = Starlette(routes=combine_routes(hub.routes, edge.routes),
+                    lifespan=lifespan(pool, edge, hub, describe=describe),
                     exception_handlers=EXCEPTION_HANDLERS)
     app.add_middleware(HubMiddleware, settings=settings)
     app.state.edge, app.state.hub, app.state.pool = edge, hub, pool

@@ -7,11 +7,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +25,7 @@ from common.auth import AuthError, KeyRing
 from common.config import Settings
 from common.engine import default_options
 from common.pool import InferencePool
+from common.serve import lifespan
 from edge.session import Session
 from edge.slot import FpsGate
 from edge.stats import EdgeStats
@@ -224,17 +223,7 @@ def create_app(settings: Settings) -> Starlette:
     from common.bus import make_bus
     node = EdgeNode(settings, pool, bus=make_bus(settings) if settings.mqtt_url else None)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await pool.start()
-        await node.start()
-        try:
-            yield
-        finally:
-            await node.stop()
-            await pool.close()
-
-    app = Starlette(routes=node.routes, lifespan=lifespan)
+    app = Starlette(routes=node.routes, lifespan=lifespan(pool, node))
     app.state.edge = node
     app.state.pool = pool
     return app

@@ -7,10 +7,8 @@ the all-in-one): its routes go into any Starlette app, together with ``HubMiddle
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,25 +18,16 @@ from starlette.routing import BaseRoute
 from common.auth import KeyRing
 from common.config import Settings
 from common.engine import default_options
+from common.serve import lifespan
 from hub import routes_detect, routes_ops
 from hub.cache import MemoryCache, NoCache, RedisCache, ResultCache
 from hub.detection import Detection, model_ids
+from hub.fleet import FleetService
 from hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 from hub.ratelimit import RateLimiter
 from hub.redis_conn import RedisConn
 
 log = logging.getLogger("hgr.hub")
-
-
-def _fleet_service(settings: Settings, bus: Any, redis: RedisConn | None) -> Any:
-    """FleetService from hub.fleet when it is there and a bus is given (HOOK: fleet helper's module)."""
-    if bus is None:
-        return None
-    try:
-        from hub.fleet import FleetService
-    except ImportError:
-        return None
-    return FleetService(settings, bus, redis)
 
 
 class Hub:
@@ -56,7 +45,7 @@ class Hub:
         self.limiter = RateLimiter(settings, self.redis)
         self.model_ids = model_ids(pool.model_paths)
         self.detection = Detection(pool, self.cache, self.model_ids, settings.redis_key_prefix)
-        self.fleet = _fleet_service(settings, bus, self.redis)
+        self.fleet = FleetService(settings, bus, self.redis) if bus is not None else None
         self.started = time.monotonic()
         self.routes: list[BaseRoute] = [*routes_detect.routes(self), *routes_ops.routes(self),
                                          *(self.fleet.routes if self.fleet else [])]
@@ -109,32 +98,14 @@ class Hub:
 
 def create_app(settings: Settings) -> Starlette:
     """The standalone hub: its own pool, bus (for the fleet view) and Redis client."""
+    from common.bus import make_bus
     from common.model import model_paths
     from common.pool import InferencePool
 
     pool = InferencePool(settings, model_paths(settings), service="hub")
-    bus = _make_bus(settings)
-    hub = Hub(settings, pool, bus=bus)
+    hub = Hub(settings, pool, bus=make_bus(settings, service="hub"))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await pool.start()
-        await hub.start()
-        try:
-            yield
-        finally:
-            await hub.stop()
-            await pool.close()
-
-    app = Starlette(routes=hub.routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+    app = Starlette(routes=hub.routes, lifespan=lifespan(pool, hub), exception_handlers=EXCEPTION_HANDLERS,
                     middleware=[Middleware(HubMiddleware, settings=settings)])
     app.state.hub = hub
     return app
-
-
-def _make_bus(settings: Settings) -> Any:
-    try:
-        from common.bus import make_bus
-    except ImportError:
-        return None
-    return make_bus(settings, service="hub")
