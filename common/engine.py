@@ -34,7 +34,7 @@ from common.config import Settings
 from common.errors import HgrError
 from common.fingers import count_fingers, fingers_up
 from common.gestures import classify
-from common.images import DecodedImage, ImageLimits, decode_image
+from common.images import EXPOSURE_BRACKETS, DecodedImage, ImageLimits, decode_image, with_gamma
 
 VARIANTS = ("full", "lite")
 
@@ -170,6 +170,9 @@ class Detector:
             key = (opts.model, opts.num_hands)
             landmarker = self._image.get(key) or self._image.setdefault(key, self._create(opts, video=False))
             result = landmarker.detect(image)
+            # Stills only: a stream would pay the extra passes on every frame without a hand in view.
+            if not result.hand_landmarks and self.settings.exposure_retry:
+                result = self._detect_bracketed(landmarker, rgb) or result
         else:
             key = (stream, opts.model, opts.num_hands)
             landmarker, last_ts = self._video.pop(key, (None, -1))
@@ -182,6 +185,15 @@ class Detector:
             finally:
                 self._video[key] = (landmarker, ts)
         return result_to_hands(result, opts.mirrored), (time.perf_counter() - start) * 1000
+
+    @staticmethod
+    def _detect_bracketed(landmarker: vision.HandLandmarker, rgb: np.ndarray) -> Any:
+        """The first exposure bracket on which the model finds a hand, or None."""
+        for gamma in EXPOSURE_BRACKETS:
+            result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=with_gamma(rgb, gamma)))
+            if result.hand_landmarks:
+                return result
+        return None
 
     def detect_bytes(self, data: bytes, opts: DetectOptions | None = None, stream: Any = None) -> dict[str, Any]:
         start = time.perf_counter()

@@ -119,3 +119,18 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     if orientation == 8:
         return cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
     return img
+
+
+# Exposure brackets for a second look at a still where no hand was found: gamma 2 darkens (a pale hand
+# against an overexposed window gets its contrast back), gamma 0.5 brightens (a backlit, nearly black
+# hand). Pixel positions do not change, so landmarks found on a bracket belong to the original image.
+EXPOSURE_BRACKETS = (2.0, 0.5)
+_GAMMA_LUTS = {g: np.round(np.linspace(0.0, 1.0, 256) ** g * 255).astype(np.uint8) for g in EXPOSURE_BRACKETS}
+
+
+def with_gamma(rgb: np.ndarray, gamma: float) -> np.ndarray:
+    """``rgb`` with every channel value v (0..1) mapped to v ** gamma: > 1 darker, < 1 brighter."""
+    lut = _GAMMA_LUTS.get(gamma)
+    if lut is None:
+        lut = np.round(np.linspace(0.0, 1.0, 256) ** gamma * 255).astype(np.uint8)
+    return cv2.LUT(rgb, lut)

@@ -123,7 +123,8 @@ def evaluate(records: Sequence[dict[str, Any]], count: Callable[[dict[str, Any]]
                                "detection_rate": _ratio(v["detected"], v["photos"]), "correct": v["correct"],
                                "accuracy": _ratio(v["correct"], v["detected"])} for c, v in per.items()},
         "overall": {"photos": len(records), "detected": detected, "correct": correct,
-                    "detection_rate": _ratio(detected, len(records)), "accuracy": _ratio(correct, detected)},
+                    "detection_rate": _ratio(detected, len(records)), "accuracy": _ratio(correct, detected),
+                    "end_to_end": _ratio(correct, len(records))},
         "confusion": {str(c): {str(p): n for p, n in row.items()} for c, row in confusion.items()},
         "misses": misses,
     }
@@ -175,7 +176,7 @@ def sensitivity(records: Sequence[dict[str, Any]]) -> dict[str, list[list[float]
             for k, values in GRID.items()}
 
 
-def build_report(records: Sequence[dict[str, Any]], model: str) -> dict[str, Any]:
+def build_report(records: Sequence[dict[str, Any]], model: str, exposure_retry: bool = False) -> dict[str, Any]:
     def ours(hand: dict[str, Any]) -> int:
         return hand["fingers"]
 
@@ -188,6 +189,7 @@ def build_report(records: Sequence[dict[str, Any]], model: str) -> dict[str, Any
         sessions[key]["detected"] += bool(r["hands"])
     return {
         "model": model,
+        "exposure_retry": exposure_retry,
         "scoring": "one hand per photo; if the model reports two, the highest-score hand is scored",
         "thresholds": asdict(DEFAULT),
         **result,
@@ -210,13 +212,14 @@ def _pct(x: float | None) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     o, n = report["overall"], report["naive_baseline"]
     lines = [
-        f"Model: `{report['model']}`. Thresholds: "
+        f"Model: `{report['model']}`, `EXPOSURE_RETRY={str(report['exposure_retry']).lower()}`. Thresholds: "
         + ", ".join(f"`{k}={v}`" for k, v in report["thresholds"].items()) + ".",
         "",
         f"**Overall: {o['correct']}/{o['detected']} detected hands counted correctly "
         f"({_pct(o['accuracy'])})**; naive baseline {n['overall']['correct']}/{n['overall']['detected']} "
         f"({_pct(n['overall']['accuracy'])}). "
-        f"Detected: {o['detected']}/{o['photos']} photos ({_pct(o['detection_rate'])}).",
+        f"Detected: {o['detected']}/{o['photos']} photos ({_pct(o['detection_rate'])}); "
+        f"counted correctly end to end: {o['correct']}/{o['photos']} photos ({_pct(o['end_to_end'])}).",
         "",
         "| fingers | photos | detected | detection rate | correct | accuracy | naive baseline |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -263,7 +266,7 @@ def render_summary(report: dict[str, Any]) -> str:
         rows.append(f"{c:>5} {v['photos']:>6} {v['detected']:>8} {_pct(v['accuracy']):>8}")
     rows.append(f"overall: {o['correct']}/{o['detected']} = {_pct(o['accuracy'])} "
                 f"(naive {_pct(n['accuracy'])}), "
-                f"detected {o['detected']}/{o['photos']}; misses: "
+                f"detected {o['detected']}/{o['photos']}, end to end {_pct(o['end_to_end'])}; misses: "
                 + ", ".join(f"{m['file']} {m['label']}→{m['predicted']}" for m in report["misses"]))
     return "\n".join(rows) + "\n"
 
@@ -298,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dump.write_text(fixture(records))
         print(f"wrote {len(records)} photos to {args.dump}", file=sys.stderr)
         return 0
-    report = build_report(records, Path(model_paths(settings)[settings.model_variant]).name)
+    report = build_report(records, Path(model_paths(settings)[settings.model_variant]).name,
+                          settings.exposure_retry)
     if args.json:
         print(json.dumps(report, indent=1))
     elif args.markdown:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from common.config import load_settings
+from common.engine import Detector
 from common.fingers import count_fingers, fingers_up
-from loadtest.accuracy import detect_all, evaluate, load_photos, naive_count
+from loadtest.accuracy import detect_all, evaluate, load_photos, naive_count, scored_hand
 
 pytestmark = pytest.mark.slow
 
@@ -53,3 +55,25 @@ def test_clearly_beats_the_naive_rule(records: list[dict]) -> None:
     ours = evaluate(records, lambda hand: hand["fingers"])["overall"]["accuracy"]
     naive = evaluate(records, naive_count)["overall"]["accuracy"]
     assert ours - naive >= 0.10, (ours, naive)
+
+
+def test_exposure_retry_finds_hands_the_plain_pass_misses(records: list[dict], model_path: str,
+                                                          hand_photos: list[tuple[Path, int]]) -> None:
+    """EXPOSURE_RETRY=true: stills with no hand get a darker and a brighter look; most of the hands found
+    there (overexposed window, backlight) are counted right. Streams never pay for it."""
+    folder = hand_photos[0][0].parent
+    missed = [(r["file"], r["label"]) for r in records if not r["hands"]]
+    assert missed, "every photo already has a hand: nothing to retry"
+    settings = load_settings({"HGR_MODEL_PATH": model_path}, env_file=None, exposure_retry=True)
+    detector = Detector(settings, {"full": model_path})
+    try:
+        found = {f: hand["fingers"] for f, _ in missed
+                 if (hand := scored_hand(detector.detect_bytes((folder / f).read_bytes())["hands"]))}
+        right = [f for f, label in missed if found.get(f) == label]
+        assert len(found) >= len(missed) // 2, (found, missed)
+        assert len(right) >= 0.75 * len(found), (found, missed)  # measured: 11 of 14
+        # The same frame in a stream (VIDEO mode) is looked at once: an empty scene costs one pass.
+        stream_hands = detector.detect_bytes((folder / next(iter(found))).read_bytes(), stream="s")["hands"]
+        assert stream_hands == []
+    finally:
+        detector.close()

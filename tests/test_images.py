@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from common.errors import CorruptImage, EmptyImage, ImageTooLarge, TooManyPixels, UnsupportedImage
-from common.images import ImageLimits, decode_image
+from common.images import EXPOSURE_BRACKETS, ImageLimits, decode_image, with_gamma
 
 
 def _encode(fmt: str, w: int = 64, h: int = 48, **save: object) -> bytes:
@@ -90,3 +90,17 @@ def test_real_photo_matches_opencv(hand_photos: list[tuple[Path, int]]) -> None:
     reference = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     assert out.rgb.shape == reference.shape
     assert np.array_equal(out.rgb, reference)
+
+
+def test_exposure_brackets_darken_and_brighten_without_moving_pixels() -> None:
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # 1×256×3, every value
+    darker, brighter = (with_gamma(ramp, g).astype(int) for g in sorted(EXPOSURE_BRACKETS, reverse=True))
+    assert darker.shape == brighter.shape == ramp.shape
+    mid = ramp.astype(int)[0, 1:255]
+    assert (darker[0, 1:255] <= mid).all() and (darker[0, 1:255] < mid).any()
+    assert (brighter[0, 1:255] >= mid).all() and (brighter[0, 1:255] > mid).any()
+    # Black stays black and white stays white, and the order of values is kept (a monotone curve).
+    for out in (darker, brighter):
+        assert out[0, 0].tolist() == [0, 0, 0] and out[0, 255].tolist() == [255, 255, 255]
+        assert (np.diff(out[0, :, 0]) >= 0).all()
+    assert with_gamma(ramp, 1.0).tolist() == ramp.tolist()
