@@ -119,7 +119,7 @@ class Bus:
                 if dropped is not None:
                     metrics.MQTT_OUTBOX_DROPPED.labels(_kind(dropped.topic)).inc()
                 metrics.MQTT_OUTBOX.set(len(self.outbox))
-        except Exception:  # publishing must never break the caller (the frame path)
+        except Exception:  # noqa: BLE001 - publishing must never break the caller (the frame path)
             self._log_error("publish to %s failed", topic)
 
     def _send(self, message: Message) -> None:
@@ -165,7 +165,7 @@ class Bus:
             result = handler(topic, payload, props)
             if result is not None and inspect.isawaitable(result):  # the hot path's handlers are sync
                 asyncio.ensure_future(result)
-        except Exception:  # a bad message must not stop the others
+        except Exception:  # noqa: BLE001 - a bad message must not stop the others
             self.handler_errors += 1
             self._log_error("handler for %s failed", topic)
 
@@ -173,7 +173,7 @@ class Bus:
         now = time.monotonic()
         if now - self._last_error_log >= 1.0:  # at most one traceback a second under a flood
             self._last_error_log = now
-            log.warning(msg, *args, exc_info=True)
+            log.warning(msg, *args, exc_info=True)  # noqa: LOG014 - only called from except blocks
 
     async def wait_connected(self, timeout: float) -> bool:
         end = time.monotonic() + timeout

@@ -43,13 +43,15 @@ def _detect(args: argparse.Namespace) -> int:
             except HgrError as exc:
                 out, failed = {"file": file, "error": exc.to_dict()}, failed + 1
             except OSError as exc:
-                out, failed = {"file": file, "error": {"code": "unreadable", "message": exc.strerror or str(exc)}}, failed + 1
+                error = {"code": "unreadable", "message": exc.strerror or str(exc)}
+                out, failed = {"file": file, "error": error}, failed + 1
             if args.json:
                 print(json.dumps(out, separators=(",", ":")), flush=True)
             elif "error" in out:
                 print(f"{file}: error {out['error']['code']}: {out['error']['message']}")
             else:
-                desc = ", ".join(f"{h['handedness']} {h['fingers']} ({h['gesture']})" for h in out["hands"]) or "no hand"
+                desc = (", ".join(f"{h['handedness']} {h['fingers']} ({h['gesture']})" for h in out["hands"])
+                        or "no hand")
                 print(f"{file}: {out['total_fingers']} finger(s) — {desc}")
     finally:
         detector.close()

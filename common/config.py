@@ -208,8 +208,7 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
             raise ConfigError(f"{env}={raw!r}: expected {'an integer' if kind == 'int' else 'a number'}") from None
         lo, hi = f.metadata["min"], f.metadata["max"]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            bounds = f"{'≥ ' + str(lo) if lo is not None else ''}{' and ' if lo is not None and hi is not None else ''}" \
-                     f"{'≤ ' + str(hi) if hi is not None else ''}"
+            bounds = " and ".join(b for b in (lo is not None and f"≥ {lo}", hi is not None and f"≤ {hi}") if b)
             raise ConfigError(f"{env}={raw!r}: must be {bounds}")
         return value
     choices = f.metadata["choices"]

@@ -63,7 +63,7 @@ def read_header(data: bytes, limits: ImageLimits) -> ImageHeader:
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if pil_format in ("JPEG", "MPO", "WEBP") else 1
     except UnidentifiedImageError:
         raise UnsupportedImage("unrecognised image data; send JPEG, PNG, WebP or BMP") from None
-    except Exception as exc:  # Pillow raises assorted errors on malformed headers
+    except Exception as exc:  # noqa: BLE001 - Pillow raises assorted errors on malformed headers
         raise CorruptImage(f"the image header is malformed ({exc.__class__.__name__})") from None
     fmt = ACCEPTED_FORMATS.get(pil_format or "")
     if fmt is None:

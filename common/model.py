@@ -138,7 +138,8 @@ def resolve_model(settings: Settings, *, allow_network: bool = True) -> ModelInf
 
 
 def _get(url: str, timeout: float, accept: str | None = None) -> bytes:
-    req = urllib.request.Request(url, headers={"User-Agent": "hgr-model-loader", **({"Accept": accept} if accept else {})})
+    headers = {"User-Agent": "hgr-model-loader", **({"Accept": accept} if accept else {})}
+    req = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return resp.read()
 

@@ -127,12 +127,9 @@ class EdgeNode:
         return self._throttles.get(key_name) if key_name is not None and self._throttles else None
 
     def report_frame(self, stream_id: str, key_name: str | None, message: dict) -> None:
-        if self.reporter is None:
-            return
-        try:
+        # EdgeReporter.on_frame guards itself: reporting never breaks a stream.
+        if self.reporter is not None:
             self.reporter.on_frame(stream_id, key_name, message)
-        except Exception:  # reporting must never break a stream
-            log.exception("reporter.on_frame failed")
 
     # --- routes ---
 

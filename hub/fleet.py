@@ -209,7 +209,7 @@ class FleetService:
             else:
                 results = {e: await self.store.apply_batch(e, b, now, self.gap_grace_s) for e, b in batches.items()}
             self.last_flush_error = None
-        except Exception as exc:  # Redis away: this batch is lost (and shows as gaps), the hub goes on
+        except Exception as exc:  # noqa: BLE001 - Redis away: this batch is lost (and shows as gaps), the hub goes on
             self.last_flush_error = f"{type(exc).__name__}: {exc}"
             log.warning("fleet flush failed: %s", self.last_flush_error)
             return
@@ -275,7 +275,7 @@ class FleetService:
                 applied = await self.store.apply_status(edge_id, msg, now)
                 if applied:
                     log.info("edge %s %s (%s)", edge_id, "online" if msg.online else "offline", msg.reason)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a store failure loses this status, not the hub
                 log.warning("storing the status of %s failed: %s", edge_id, exc)
 
     # --- staleness, forgetting, Prometheus ---
@@ -285,7 +285,7 @@ class FleetService:
             await asyncio.sleep(interval)
             try:
                 await self.sweep()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the sweep runs again next interval
                 log.warning("fleet sweep failed: %s", exc)
 
     async def sweep(self) -> None:
@@ -328,14 +328,14 @@ class FleetService:
     async def list_fleet(self, request: Request) -> JSONResponse:
         try:
             return JSONResponse(await self.fleet_view())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any store failure is a 503, not a 500
             return _store_down(exc)
 
     async def get_edge(self, request: Request) -> JSONResponse:
         edge_id = request.path_params["edge_id"]
         try:
             raw = await self.store.edge(edge_id) if len(edge_id) <= 64 else None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any store failure is a 503, not a 500
             return _store_down(exc)
         if raw is None:
             return JSONResponse({"error": {"code": "edge_not_found",

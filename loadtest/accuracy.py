@@ -215,11 +215,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Model: `{report['model']}`, `EXPOSURE_RETRY={str(report['exposure_retry']).lower()}`. Thresholds: "
         + ", ".join(f"`{k}={v}`" for k, v in report["thresholds"].items()) + ".",
         "",
-        f"**Overall: {o['correct']}/{o['detected']} detected hands counted correctly "
+        (f"**Overall: {o['correct']}/{o['detected']} detected hands counted correctly "
         f"({_pct(o['accuracy'])})**; naive baseline {n['overall']['correct']}/{n['overall']['detected']} "
         f"({_pct(n['overall']['accuracy'])}). "
         f"Detected: {o['detected']}/{o['photos']} photos ({_pct(o['detection_rate'])}); "
-        f"counted correctly end to end: {o['correct']}/{o['photos']} photos ({_pct(o['end_to_end'])}).",
+        f"counted correctly end to end: {o['correct']}/{o['photos']} photos ({_pct(o['end_to_end'])})."),
         "",
         "| fingers | photos | detected | detection rate | correct | accuracy | naive baseline |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -237,8 +237,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     for k, v in report["detection_by_session"].items():
         lines.append(f"| {k} | {v['photos']} | {v['detected']} | {_pct(v['detection_rate'])} |")
     lines += ["", "Hold-out (thresholds tuned by grid search on one half, tested on the other):", "",
-              "| tuned on | tuned thresholds | grid points tied at best | train acc. | test acc. (tuned) "
-              "| test acc. (defaults) | test hands |",
+              ("| tuned on | tuned thresholds | grid points tied at best | train acc. | test acc. (tuned) "
+              "| test acc. (defaults) | test hands |"),
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for h in report["holdout"]:
         tuned = ", ".join(f"{v:g}" for v in h["tuned"].values())

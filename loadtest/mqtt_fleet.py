@@ -288,8 +288,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     window = [(ts, n) for ts, n in series if 0.1 * top <= n <= 0.9 * top]
     rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) >= 2 else 0.0
     return {
-        "test": "mqtt_fleet_ingest", "mode": args.mode, "edges": args.edges, "publishers": args.publishers, "qos": args.qos,
-        "target_rate": args.rate, "duration_s": args.duration,
+        "test": "mqtt_fleet_ingest", "mode": args.mode, "edges": args.edges, "publishers": args.publishers,
+        "qos": args.qos, "target_rate": args.rate, "duration_s": args.duration,
         "sent": total_sent, "publish_rate": round(total_sent / max(s["seconds"] for s in sent), 1) if sent else 0,
         "hub_ingest_rate": round(rate, 1),
         "hub": final,

@@ -124,7 +124,7 @@ async def run(ctx: Any) -> dict[str, Any]:
            "REDIS_URL": "", "REDIS_ENABLED": "false", "MQTT_URL": "", "LOG_LEVEL": "warning"}
     if ctx.args.workers:
         env["WORKERS"] = str(ctx.args.workers)
-    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "hub", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "hub", "--host", "127.0.0.1", "--port", str(port)],  # noqa: ASYNC220 - returns at once
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

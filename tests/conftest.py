@@ -10,11 +10,15 @@ import csv
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from support import IN_CI, free_port, need, port_open, start_server, wait_for_port  # noqa: F401
+
+from common.config import load_settings
+from common.pool import InferencePool
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("HGR_SHARED_DIR", ROOT.parent / "shared"))
@@ -41,6 +45,15 @@ def hand_photos() -> list[tuple[Path, int]]:
     need((folder / "labels.csv").is_file(), f"labelled photos not found in {folder}")
     with (folder / "labels.csv").open() as f:
         return [(folder / row["file"], int(row["fingers"])) for row in csv.DictReader(f)]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def hub_pool(model_path: str) -> AsyncIterator[InferencePool]:
+    """One inference worker labelled "hub", shared by a module's hub servers."""
+    p = InferencePool(load_settings({}, env_file=None, workers=1), {"full": model_path}, service="hub", workers=1)
+    await p.start()
+    yield p
+    await p.close()
 
 
 @pytest.fixture(autouse=True)

@@ -88,7 +88,7 @@ async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]], de
                 last = await last
             if last:
                 return last
-        except Exception as exc:  # e.g. a server not up yet
+        except Exception as exc:  # noqa: BLE001 - e.g. a server not up yet
             last = exc
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")

@@ -39,7 +39,7 @@ def _start_up(port: int, log: Path, **env: str) -> subprocess.Popen:
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], check=False, capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
 
 

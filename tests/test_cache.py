@@ -78,7 +78,7 @@ async def test_redis_cache_errors_are_misses_and_it_reconnects(private_redis: tu
         await cache.set("k", RESULT)  # swallowed
         assert cache.status()["errors"] >= 1 and not conn.up
         port = url.rsplit(":", 1)[1].split("/")[0]
-        restarted = subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+        restarted = subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",  # noqa: ASYNC220 - returns at once
                                       "--appendonly", "no"], stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30

@@ -71,7 +71,7 @@ def test_public_view_masks_secrets() -> None:
 
 
 def test_cli_reports_bad_config_and_exits_nonzero() -> None:
-    proc = subprocess.run([sys.executable, "-m", "common.cli", "config", "--check"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "common.cli", "config", "--check"], check=False, capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin", "WORKERS": "-1"}, cwd=ROOT)
     assert proc.returncode == 2
     assert "WORKERS='-1'" in proc.stderr

@@ -38,8 +38,8 @@ def edge(model_path: str, lite_model_path: str, tmp_path_factory: pytest.TempPat
     web = tmp_path_factory.mktemp("web")
     (web / "index.html").write_text("<h1>hgr demo</h1>")
     log = (tmp_path_factory.mktemp("log") / "edge.log").open("w")
-    proc = start_edge(port, {"HGR_MODEL_PATH": model_path, "HGR_MODEL_LITE_PATH": lite_model_path, "WORKERS": "2", "AUTH_ENABLED": "false",
-                             "MAX_FPS": "1000", "MAX_CONNECTIONS": "40", "WEB_DIR": str(web),
+    proc = start_edge(port, {"HGR_MODEL_PATH": model_path, "HGR_MODEL_LITE_PATH": lite_model_path, "WORKERS": "2",
+                             "AUTH_ENABLED": "false", "MAX_FPS": "1000", "MAX_CONNECTIONS": "40", "WEB_DIR": str(web),
                              "MAX_FRAME_BYTES": str(MAX_FRAME_BYTES), "EDGE_ID": "edge-test"}, log_file=log)
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc)

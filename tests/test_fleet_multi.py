@@ -76,7 +76,7 @@ class Fleet:
         else:
             env.update(MQTT_URL=self.broker.url("hub"), PORT=str(port), AUTH_ENABLED="false")
             argv = [*HGR, "hub", "--port", str(port)]
-        log = open(self.folder / f"{name}.log", "ab")
+        log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 - the child writes to it for its lifetime
         self.procs[name] = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             cwd=Path(__file__).resolve().parent.parent)
         poll(lambda: port_open("127.0.0.1", port) or self._died(name), 120, f"{name} to listen")
@@ -224,8 +224,8 @@ def test_broker_restart_edges_reconnect_and_deliver_their_outbox(fleet: Fleet) -
     try:
         after = poll(delivered, 90, "every metrics message across the outage to be ingested")
     except AssertionError:
-        raise AssertionError(f"offsets {offsets}, before {[(e, v['metrics_seq'], v['messages']) for e, v in before.items()]}, "
-                             f"last {seen}") from None
+        counters = [(e, v["metrics_seq"], v["messages"]) for e, v in before.items()]
+        raise AssertionError(f"offsets {offsets}, before {counters}, last {seen}") from None
     for edge_id in ("edge-a", "edge-b"):
         assert after[edge_id]["messages"]["gaps"] == before[edge_id]["messages"]["gaps"]
         assert after[edge_id]["birth_seq"] > before[edge_id]["birth_seq"]  # reborn on reconnect

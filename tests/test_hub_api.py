@@ -1,6 +1,7 @@
 """The hub's REST API end to end: real uvicorn, real inference pool and model, real photos.
 
-One pool (one worker) serves every hub in this module; each hub differs only in its settings.
+One inference pool (one worker, the `hub_pool` fixture) serves every hub in this module; each hub
+differs only in its settings.
 """
 
 from __future__ import annotations
@@ -34,27 +35,19 @@ KEYS = f"alice:{ALICE},small:{SMALL}:3/60"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(model_path: str) -> AsyncIterator[InferencePool]:
-    p = InferencePool(hub_settings(), {"full": model_path}, service="hub", workers=1)
-    await p.start()
-    yield p
-    await p.close()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def secured(pool: InferencePool) -> AsyncIterator[str]:
+async def secured(hub_pool: InferencePool) -> AsyncIterator[str]:
     """Auth on, two keys (small: 3 images per minute), generous global limit."""
     settings = hub_settings(auth_enabled=True, api_keys=KEYS, rate_limit_requests=1000)
-    async with serve_hub(settings, pool) as (url, _):
+    async with serve_hub(settings, hub_pool) as (url, _):
         yield url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def tight(pool: InferencePool) -> AsyncIterator[str]:
+async def tight(hub_pool: InferencePool) -> AsyncIterator[str]:
     """Anonymous, small size limits, 3 images per batch."""
     settings = hub_settings(max_image_size=60_000, max_request_size=200_000, max_batch_images=3,
                             rate_limit_requests=1000)
-    async with serve_hub(settings, pool) as (url, _):
+    async with serve_hub(settings, hub_pool) as (url, _):
         yield url
 
 
@@ -170,11 +163,11 @@ async def test_ops_endpoints(secured: str) -> None:
         assert 'route="/detect-fingers"' in metrics.text
 
 
-async def test_openapi_is_valid_and_lists_every_route(secured: str, pool: InferencePool) -> None:
+async def test_openapi_is_valid_and_lists_every_route(secured: str, hub_pool: InferencePool) -> None:
     async with httpx.AsyncClient(base_url=secured, timeout=30) as client:
         schema = (await client.get("/openapi.json")).json()
     validate(schema)
-    hub = Hub(hub_settings(), pool)
+    hub = Hub(hub_settings(), hub_pool)
     served = {(r.path, m.lower()) for r in hub.routes for m in r.methods or () if m != "HEAD"}
     documented = {(path, method) for path, ops in schema["paths"].items() for method in ops}
     assert served <= documented
@@ -278,12 +271,12 @@ async def test_declared_oversize_body_is_refused_unread(tight: str) -> None:
     assert response.startswith(b"HTTP/1.1 413") and b"request_too_large" in response
 
 
-async def test_anonymous_callers_are_limited_per_ip(pool: InferencePool) -> None:
+async def test_anonymous_callers_are_limited_per_ip(hub_pool: InferencePool) -> None:
     body = {"image_base64": "AAAA"}  # charged, then refused as a bad image: no inference needed
-    async with serve_hub(hub_settings(rate_limit_requests=6, rate_limit_window=60.0), pool) as (url, _):
-        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-            statuses = [(await client.post("/detect-fingers", json=body)).status_code for _ in range(8)]
-            last = await client.post("/detect-fingers", json=body)
+    async with (serve_hub(hub_settings(rate_limit_requests=6, rate_limit_window=60.0), hub_pool) as (url, _),
+                httpx.AsyncClient(base_url=url, timeout=60) as client):
+        statuses = [(await client.post("/detect-fingers", json=body)).status_code for _ in range(8)]
+        last = await client.post("/detect-fingers", json=body)
     assert statuses == [415] * 6 + [429] * 2  # AAAA is three zero bytes: not an image
     assert last.status_code == 429 and int(last.headers["Retry-After"]) >= 1
 
@@ -360,7 +353,7 @@ async def test_rest_load_generator_smoke(secured: str, photos: list[bytes]) -> N
 
 
 async def test_a_big_batch_does_not_hold_up_a_single_image(secured: str, photos: list[bytes],
-                                                          pool: InferencePool) -> None:
+                                                          hub_pool: InferencePool) -> None:
     """With one worker, a single image sent while a 16-image batch runs waits behind at most a couple of
     the batch's images (per-request cap), so it is answered while the batch is still going."""
     from loadtest.rest import uniquify
@@ -370,7 +363,7 @@ async def test_a_big_batch_does_not_hold_up_a_single_image(secured: str, photos:
     async with httpx.AsyncClient(base_url=secured, headers=auth(), timeout=300) as client:
         batch_task = asyncio.create_task(client.post("/detect-fingers-batch", json=batch))
         deadline = asyncio.get_running_loop().time() + 60
-        while pool.stats()["in_flight"] + pool.stats()["queued"] == 0:  # the batch has reached the pool
+        while hub_pool.stats()["in_flight"] + hub_pool.stats()["queued"] == 0:  # the batch has reached the pool
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.005)
         r = await client.post("/detect-fingers", json=single)

@@ -5,26 +5,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 from hub_support import b64, hub_settings, serve_hub
 
 from common.pool import InferencePool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(model_path: str) -> AsyncIterator[InferencePool]:
-    p = InferencePool(hub_settings(), {"full": model_path}, service="hub", workers=1)
-    await p.start()
-    yield p
-    await p.close()
 
 
 @pytest.fixture(scope="module")
@@ -45,102 +35,102 @@ async def wait_until(predicate, what: str, deadline_s: float = 30) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_cache_and_limits_live_in_redis(pool: InferencePool, photo: bytes,
+async def test_cache_and_limits_live_in_redis(hub_pool: InferencePool, photo: bytes,
                                               private_redis: tuple[str, subprocess.Popen]) -> None:
     url, _ = private_redis
     settings = hub_settings(redis_url=url, rate_limit_requests=50, cache_ttl=120)
     client_redis = aioredis.Redis.from_url(url)
     try:
-        async with serve_hub(settings, pool) as (base, _):
-            async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-                first = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
-                assert first.status_code == 200 and first.json()["cached"] is False
-                assert first.headers["RateLimit-Remaining"] == "49"
-                second = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
-                assert second.json()["cached"] is True and second.headers["RateLimit-Remaining"] == "48"
-                status = (await client.get("/status")).json()
+        async with (serve_hub(settings, hub_pool) as (base, _),
+                    httpx.AsyncClient(base_url=base, timeout=120) as client):
+            first = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
+            assert first.status_code == 200 and first.json()["cached"] is False
+            assert first.headers["RateLimit-Remaining"] == "49"
+            second = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
+            assert second.json()["cached"] is True and second.headers["RateLimit-Remaining"] == "48"
+            status = (await client.get("/status")).json()
             assert status["cache"]["store"] == "redis" and status["rate_limit"]["store"] == "redis"
             assert status["redis"]["up"] is True and status["status"] == "ok"
             cache_keys = [k async for k in client_redis.scan_iter("hgr:cache:*")]
             assert len(cache_keys) == 1 and 0 < await client_redis.ttl(cache_keys[0]) <= 120
             assert await client_redis.exists("hgr:rl:ip:127.0.0.1")
             # a second hub on the same Redis shares both: a cache hit and the same budget
-            async with serve_hub(settings, pool) as (base2, _):
-                async with httpx.AsyncClient(base_url=base2, timeout=120) as client:
-                    third = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
+            async with (serve_hub(settings, hub_pool) as (base2, _),
+                        httpx.AsyncClient(base_url=base2, timeout=120) as client):
+                third = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
             assert third.json()["cached"] is True and third.headers["RateLimit-Remaining"] == "47"
     finally:
         await client_redis.aclose()
 
 
 async def test_redis_killed_fail_open_keeps_serving_then_recovers(
-        pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen]) -> None:
+        hub_pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen]) -> None:
     url, proc = private_redis
     settings = hub_settings(redis_url=url, rate_limit_requests=1000, rate_limit_fail="open")
-    async with serve_hub(settings, pool) as (base, _):
-        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-            assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
-            proc.kill()
-            proc.wait()
-            statuses = []
-            for _ in range(3):
-                r = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
-                statuses.append(r.status_code)
-                assert r.status_code == 200, r.text
-                assert r.json()["cached"] is False  # the cache is down: a miss, answered by the model
-            bad = await client.post("/detect-fingers", json={"image_base64": "%%%"})
-            assert bad.status_code == 400
-            status = (await client.get("/status")).json()
-            assert status["status"] == "degraded" and "redis" in status["degraded"]
-            assert status["redis"]["up"] is False and status["redis"]["error"]
-            assert (await client.get("/health")).status_code == 200
-            assert (await client.get("/ready")).status_code == 200  # fail-open: still serving
-            metrics = (await client.get("/metrics")).text
-            assert "hgr_redis_up 0.0" in metrics
-            assert 'hgr_rate_limit_decisions_total{decision="error_allowed"}' in metrics
+    async with (serve_hub(settings, hub_pool) as (base, _),
+                httpx.AsyncClient(base_url=base, timeout=120) as client):
+        assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
+        proc.kill()
+        proc.wait()
+        statuses = []
+        for _ in range(3):
+            r = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
+            statuses.append(r.status_code)
+            assert r.status_code == 200, r.text
+            assert r.json()["cached"] is False  # the cache is down: a miss, answered by the model
+        bad = await client.post("/detect-fingers", json={"image_base64": "%%%"})
+        assert bad.status_code == 400
+        status = (await client.get("/status")).json()
+        assert status["status"] == "degraded" and "redis" in status["degraded"]
+        assert status["redis"]["up"] is False and status["redis"]["error"]
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/ready")).status_code == 200  # fail-open: still serving
+        metrics = (await client.get("/metrics")).text
+        assert "hgr_redis_up 0.0" in metrics
+        assert 'hgr_rate_limit_decisions_total{decision="error_allowed"}' in metrics
 
-            restarted = restart_redis(url)
-            try:
-                async def recovered() -> bool:
-                    return (await client.get("/status")).json()["status"] == "ok"
-                await wait_until(recovered, "the hub to see Redis again")
-                r = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
-                assert r.status_code == 200 and r.headers["RateLimit-Remaining"] == "999"  # a fresh Redis
-            finally:
-                restarted.kill()
-                restarted.wait()
+        restarted = restart_redis(url)
+        try:
+            async def recovered() -> bool:
+                return (await client.get("/status")).json()["status"] == "ok"
+            await wait_until(recovered, "the hub to see Redis again")
+            r = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
+            assert r.status_code == 200 and r.headers["RateLimit-Remaining"] == "999"  # a fresh Redis
+        finally:
+            restarted.kill()
+            restarted.wait()
 
 
 async def test_redis_killed_fail_closed_refuses_with_503(
-        pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen]) -> None:
+        hub_pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen]) -> None:
     url, proc = private_redis
     settings = hub_settings(redis_url=url, rate_limit_fail="closed")
-    async with serve_hub(settings, pool) as (base, _):
-        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-            assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
-            proc.kill()
-            proc.wait()
-            for path, body in (("/detect-fingers", {"image_base64": b64(photo)}),
-                               ("/detect-fingers-batch", {"images": [{"image_base64": b64(photo)}]})):
-                r = await client.post(path, json=body)
-                assert r.status_code == 503, r.text
-                assert r.json()["error"]["code"] == "rate_limiter_unavailable" and r.headers["Retry-After"] == "1"
-            assert (await client.get("/status")).json()["status"] == "degraded"
-            assert (await client.get("/health")).status_code == 200
+    async with (serve_hub(settings, hub_pool) as (base, _),
+                httpx.AsyncClient(base_url=base, timeout=120) as client):
+        assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
+        proc.kill()
+        proc.wait()
+        for path, body in (("/detect-fingers", {"image_base64": b64(photo)}),
+                           ("/detect-fingers-batch", {"images": [{"image_base64": b64(photo)}]})):
+            r = await client.post(path, json=body)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "rate_limiter_unavailable" and r.headers["Retry-After"] == "1"
+        assert (await client.get("/status")).json()["status"] == "degraded"
+        assert (await client.get("/health")).status_code == 200
 
 
-async def test_hub_starts_with_redis_down_and_connects_later(pool: InferencePool, photo: bytes) -> None:
+async def test_hub_starts_with_redis_down_and_connects_later(hub_pool: InferencePool, photo: bytes) -> None:
     from support import free_port
     url = f"redis://127.0.0.1:{free_port()}/0"
-    async with serve_hub(hub_settings(redis_url=url), pool) as (base, _):
-        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-            assert (await client.get("/status")).json()["redis"]["up"] is False
-            assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
-            server = restart_redis(url)
-            try:
-                async def up() -> bool:
-                    return (await client.get("/status")).json()["redis"]["up"] is True
-                await wait_until(up, "the first connection to Redis")
-            finally:
-                server.kill()
-                server.wait()
+    async with (serve_hub(hub_settings(redis_url=url), hub_pool) as (base, _),
+                httpx.AsyncClient(base_url=base, timeout=120) as client):
+        assert (await client.get("/status")).json()["redis"]["up"] is False
+        assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
+        server = restart_redis(url)
+        try:
+            async def up() -> bool:
+                return (await client.get("/status")).json()["redis"]["up"] is True
+            await wait_until(up, "the first connection to Redis")
+        finally:
+            server.kill()
+            server.wait()

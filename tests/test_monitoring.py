@@ -53,7 +53,8 @@ def need_promtool() -> str:
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([need_promtool(), *args], capture_output=True, text=True, timeout=120, cwd=MONITORING)
+    return subprocess.run([need_promtool(), *args], check=False, capture_output=True, text=True, timeout=120,
+                          cwd=MONITORING)
 
 
 # ------------------------------------------------------------------------------ expressions
@@ -185,7 +186,7 @@ def test_every_query_parses(tmp_path: Path) -> None:
         {"record": f"dashboard:query_{i}", "expr": substitute(expr)} for i, (_, expr) in enumerate(queries)]}]}
     path = tmp_path / "dashboard_queries.yml"
     path.write_text(yaml.safe_dump(doc))
-    result = subprocess.run([need_promtool(), "check", "rules", str(path)], capture_output=True, text=True,
+    result = subprocess.run([need_promtool(), "check", "rules", str(path)], check=False, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(queries)} rules found" in result.stdout
@@ -439,7 +440,7 @@ async def test_every_expression_returns_data_from_a_live_fleet(live_stack: LiveS
 
         # Poll every expression until it has data (the rules need a few evaluations of rates over
         # several scrapes, and the hub hears from the edge every 0.5 s); generous for a loaded machine.
-        pending = dict((where, expr) for where, expr in live_expressions())
+        pending = {where: expr for where, expr in live_expressions()}
         deadline = time.monotonic() + 90
         while pending and time.monotonic() < deadline:
             for where, expr in list(pending.items()):

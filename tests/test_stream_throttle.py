@@ -68,8 +68,8 @@ async def test_reporter_routes_stream_throttles_and_counts_what_it_ignores() -> 
     assert reporter.control_ignored == {"unknown_stream": 1, "invalid": 3}
     assert reporter.control_received == {"throttle": 1} and node.throttles == []
     # A stream that closes takes its pending lift with it: the timer table does not grow.
-    bus.publish(control, json.dumps({"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": 1, "duration_s": 600}).encode(),
-                qos=1)
+    command = {"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": 1, "duration_s": 600}
+    bus.publish(control, json.dumps(command).encode(), qos=1)
     await eventually(lambda: ("stream", "1-aaaaaa") in reporter._lifts, 5, "the lift timer")
     reporter.on_stream_closed("1-aaaaaa")
     assert not reporter._lifts
@@ -81,7 +81,8 @@ async def test_reporter_routes_stream_throttles_and_counts_what_it_ignores() -> 
 class Fleet:
     def __init__(self, node: EdgeNode, hub: FleetService, hub_bus: MqttBus, url: str, edge_id: str,
                  control: str) -> None:
-        self.node, self.hub, self.hub_bus, self.url, self.edge_id, self.control = node, hub, hub_bus, url, edge_id, control
+        self.node, self.hub, self.hub_bus = node, hub, hub_bus
+        self.url, self.edge_id, self.control = url, edge_id, control
 
     @property
     def reporter(self) -> Any:

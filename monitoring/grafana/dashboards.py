@@ -277,8 +277,8 @@ def hub_overview() -> dict[str, Any]:
                   [(f"sum by (result) (rate(hgr_cache_requests_total{{{HUB}}}[{RATE}]))", "{{result}}")],
                   unit="hz", width=8),
             Panel("Cache hit ratio", [
-                (f'sum(rate(hgr_cache_requests_total{{{HUB}, result="hit"}}[{RATE}]) or rate(hgr_cache_requests_total{{{HUB}}}[{RATE}]) * 0)'
-                 f" / sum(rate(hgr_cache_requests_total{{{HUB}}}[{RATE}]))", "hit ratio")], unit="percentunit",
+                ((f'sum(rate(hgr_cache_requests_total{{{HUB}, result="hit"}}[{RATE}]) or rate(hgr_cache_requests_total{{{HUB}}}[{RATE}]) * 0)'
+                 f" / sum(rate(hgr_cache_requests_total{{{HUB}}}[{RATE}]))"), "hit ratio")], unit="percentunit",
                   width=8),
             Panel("Rate-limit decisions",
                   [(f"sum by (decision) (rate(hgr_rate_limit_decisions_total{{{HUB}}}[{RATE}]))", "{{decision}}")],
