@@ -158,11 +158,8 @@ class EdgeNode:
             metrics.WS_CONNECTIONS.set(len(self.sessions))
             metrics.WS_CLOSED.labels(close_label(session.close_code)).inc()
             self.pool.close_stream(stream_id)
-            if self.reporter is not None:
-                try:
-                    self.reporter.on_stream_closed(stream_id)
-                except Exception:
-                    log.exception("reporter.on_stream_closed failed")
+            if self.reporter is not None:  # guards itself, like on_frame
+                self.reporter.on_stream_closed(stream_id)
 
     async def _refuse(self, websocket: WebSocket, negotiated: protocol.Negotiated, code: int, reason: str,
                       error_code: str) -> None:

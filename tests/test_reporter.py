@@ -149,3 +149,22 @@ async def test_reporter_never_blocks_the_frame_path_without_a_broker() -> None:
     assert bus.outbox.dropped["results"] == 2000  # QoS 0 results are never queued
     assert bus.outbox.dropped["events"] > 0
     await asyncio.wait_for(reporter.stop(), 10)
+
+
+async def test_reporter_errors_never_reach_the_stream() -> None:
+    """The edge calls on_frame/on_stream_closed unguarded on the frame path; the reporter contains its own
+    failures (here a result it cannot read) and keeps reporting the next good frames."""
+    settings = load_settings({"EDGE_ID": "cam-3", "EVENT_DEBOUNCE_MS": "0"}, env_file=None)
+    bus = LocalBus(settings)
+    events: list[dict] = []
+    bus.subscribe("hgr/v1/edges/+/events", lambda t, p, props: events.append(decode(p, props["content_type"])))
+    reporter = EdgeReporter(settings, bus, StandInNode())
+    await reporter.start()
+    try:
+        reporter.on_frame("s1", None, {"hands": "not a list", "total_fingers": None})
+        reporter.on_frame("s1", None, _result(4))
+        reporter.on_stream_closed("s1")
+        await eventually(lambda: [e["phase"] for e in events] == ["new", "end"], 5, "events after the bad frame")
+        assert events[0]["total_fingers"] == 4
+    finally:
+        await reporter.stop()
