@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -104,5 +106,11 @@ def run(argv: Sequence[str], *, prog: str, description: str, port_setting: str,
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(banner(settings, shown, port), flush=True)
     config = uvicorn.Config(app, host=settings.host, port=port, **uvicorn_options(settings))
-    GracefulServer(config, before_shutdown=before_shutdown(app)).run()
+    try:
+        GracefulServer(config, before_shutdown=before_shutdown(app)).run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises Ctrl-C once its graceful shutdown is done. Die of SIGINT as the shell expects,
+        # without a traceback for a normal stop.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     return 0
