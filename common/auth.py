@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,14 @@ def parse_api_keys(spec: str) -> list[ApiKey]:
                                   f"e.g. 100/60") from None
         keys.append(ApiKey(name, _digest(key), limit))
     return keys
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The key from ``Authorization: Bearer <key>``, else ``X-API-Key`` (headers as Starlette gives them)."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("x-api-key") or None
 
 
 class KeyRing:

@@ -12,10 +12,13 @@ class HgrError(Exception):
 
     code: str = "internal_error"
     status: int = 500
+    headers: dict[str, str] | None = None  # extra HTTP response headers (e.g. Retry-After)
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
         if code is not None:
             self.code = code
         if status is not None:

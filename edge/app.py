@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from common import metrics, protocol
-from common.auth import AuthError, KeyRing
+from common.auth import AuthError, KeyRing, key_from_headers
 from common.config import Settings
 from common.engine import default_options
 from common.pool import InferencePool
@@ -45,10 +45,7 @@ def web_dir(settings: Settings) -> Path:
 def presented_key(websocket: WebSocket, negotiated: protocol.Negotiated) -> str | None:
     """The API key from ``Authorization: Bearer``, ``X-API-Key``, ``?token=`` or an ``hgr.key.<key>``
     subprotocol entry (the only way a browser can attach one to a WebSocket besides the URL)."""
-    auth = websocket.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer " and auth[7:].strip():
-        return auth[7:].strip()
-    return websocket.headers.get("x-api-key") or websocket.query_params.get("token") or negotiated.key
+    return key_from_headers(websocket.headers) or websocket.query_params.get("token") or negotiated.key
 
 
 _KNOWN_CLOSE_CODES = {1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013}

@@ -45,7 +45,9 @@ class Hub:
         self.limiter = RateLimiter(settings, self.redis)
         self.model_ids = model_ids(pool.model_paths)
         self.detection = Detection(pool, self.cache, self.model_ids, settings.redis_key_prefix)
-        self.fleet = FleetService(settings, bus, self.redis) if bus is not None else None
+        # The fleet talks to Redis directly (its own retries), not through RedisConn's fail-fast wrapper.
+        self.fleet = (FleetService(settings, bus, self.redis.client if self.redis else None)
+                      if bus is not None else None)
         self.started = time.monotonic()
         self.routes: list[BaseRoute] = [*routes_detect.routes(self), *routes_ops.routes(self),
                                          *(self.fleet.routes if self.fleet else [])]
@@ -54,10 +56,8 @@ class Hub:
         self.started = time.monotonic()
         if self.redis:
             await self.redis.start()  # Redis down at start is not fatal: the pinger keeps trying
-        if self.bus is not None:
-            await self.bus.start()  # reference-counted: shared with the edge in the all-in-one
         if self.fleet:
-            await self.fleet.start()
+            await self.fleet.start()  # starts the bus (reference-counted: shared with the edge in `hgr up`)
         log.info("hub started", extra={
             "redis": self.redis.status()["url"] if self.redis else None, "auth": self.settings.auth_enabled,
             "keys": len(self.keyring.keys), "cache": self.cache.status().get("store", "off"),
@@ -66,8 +66,6 @@ class Hub:
     async def stop(self) -> None:
         if self.fleet:
             await self.fleet.stop()
-        if self.bus is not None:
-            await self.bus.stop()
         if self.redis:
             await self.redis.close()
 

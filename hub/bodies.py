@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
-from common.errors import HgrError, ImageTooLarge
+from common.errors import EmptyImage, HgrError, ImageTooLarge
 
 
 class BadRequest(HgrError):
@@ -98,7 +98,7 @@ def decode_base64_image(value: Any, max_bytes: int, field: str = "image_base64")
         raise InvalidRequest(f"`{field}` must be a base64 string")
     value = _DATA_URL.sub("", value, count=1).strip()
     if not value:
-        raise BadRequest(f"`{field}` is empty", code="empty_image")
+        raise EmptyImage(f"`{field}` is empty")
     # Refuse before decoding: 4 base64 characters carry 3 bytes.
     if len(value) // 4 * 3 - 2 > max_bytes:
         raise ImageTooLarge(f"the image is about {len(value) // 4 * 3} bytes; the limit is {max_bytes} bytes")

@@ -28,6 +28,8 @@ def cache_key(prefix: str, data: bytes, model_id: str, opts: DetectOptions) -> s
 
 
 class ResultCache(Protocol):
+    enabled: bool  # False: callers skip the lookup, and hashing the image for its key
+
     async def get(self, key: str) -> dict[str, Any] | None: ...
     async def set(self, key: str, result: dict[str, Any]) -> None: ...
     def status(self) -> dict[str, Any]: ...
@@ -55,6 +57,8 @@ class _Counts:
 
 
 class MemoryCache:
+    enabled = True
+
     def __init__(self, max_entries: int, ttl_s: float) -> None:
         self._items: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self._max, self._ttl = max_entries, ttl_s
@@ -83,6 +87,8 @@ class MemoryCache:
 
 
 class RedisCache:
+    enabled = True
+
     def __init__(self, conn: RedisConn, ttl_s: int) -> None:
         self.conn, self._ttl = conn, ttl_s
         self.counts = _Counts()
@@ -110,6 +116,8 @@ class RedisCache:
 
 
 class NoCache:
+    enabled = False
+
     async def get(self, key: str) -> dict[str, Any] | None:
         return None
 

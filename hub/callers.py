@@ -11,26 +11,17 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from common.auth import AuthError, KeyRing
+from common.auth import AuthError, KeyRing, key_from_headers
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     bucket: str  # rate-limit identity: "key:<name>" or "ip:<address>"
-    key_name: str | None
     limit: tuple[int, float] | None  # the key's own requests/window, if it has one
 
 
-def presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return request.headers.get("x-api-key") or None
-
-
 def identify(request: Request, keyring: KeyRing, auth_enabled: bool) -> Caller:
-    key = presented_key(request)
+    key = key_from_headers(request.headers)
     if auth_enabled or (key and keyring.keys):
         try:
             entry = keyring.verify(key)
@@ -39,6 +30,6 @@ def identify(request: Request, keyring: KeyRing, auth_enabled: bool) -> Caller:
                 raise
         else:
             request.state.key_name = entry.name
-            return Caller(f"key:{entry.name}", entry.name, entry.limit)
+            return Caller(f"key:{entry.name}", entry.limit)
     host = request.client.host if request.client else "unknown"
-    return Caller(f"ip:{host}", None, None)
+    return Caller(f"ip:{host}", None)

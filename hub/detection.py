@@ -44,14 +44,16 @@ class Detection:
     async def run(self, data: bytes, opts: DetectOptions, received_at: float) -> dict[str, Any]:
         """The common result schema plus ``cached`` and ``processing_ms`` (since ``received_at``,
         a ``time.monotonic()``). Raises HgrError only."""
-        key = cache_key(self.prefix, data, self.model_ids.get(opts.model, "absent"), opts)
-        result = await self.cache.get(key)
+        key = cache_key(self.prefix, data, self.model_ids.get(opts.model, "absent"), opts) \
+            if self.cache.enabled else None
+        result = await self.cache.get(key) if key else None
         cached = result is not None
         if result is None:
             if not self.pool.ready:
                 raise NotReady("the inference workers are not ready yet; retry shortly")
             result = await self.pool.submit(data, opts, received_at=received_at)
-            await self.cache.set(key, result)
+            if key:
+                await self.cache.set(key, result)
         return {**result, "cached": cached, "processing_ms": round((time.monotonic() - received_at) * 1000, 3)}
 
     async def run_all(self, items: list[Item], received_at: float) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from common import metrics
 from common.config import Settings
+from common.errors import HgrError
 from common.topics import (
     PayloadError,
     decode,
@@ -50,6 +51,17 @@ from hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFle
 
 log = logging.getLogger("hgr.hub.fleet")
 
+
+class EdgeNotFound(HgrError):
+    code = "edge_not_found"
+    status = 404
+
+
+class FleetUnavailable(HgrError):
+    code = "fleet_unavailable"
+    status = 503
+
+
 FLUSH_INTERVAL_S = 0.5
 FLUSH_MAX_MESSAGES = 5000  # flush early under a burst so a batch (and a lost hub's loss) stays small
 TOPIC_CACHE_MAX = 100_000
@@ -61,11 +73,8 @@ class FleetService:
         self.settings = settings
         self.bus = bus
         self.prefix = settings.mqtt_topic_prefix
-        # hub.redis_conn.RedisConn (the hub's, with health tracking) or a plain redis.asyncio.Redis
-        client = redis if redis is None or hasattr(redis, "register_script") else redis.client
-        self.store: FleetStore = (RedisFleetStore(client, settings.redis_key_prefix) if client is not None
+        self.store: FleetStore = (RedisFleetStore(redis, settings.redis_key_prefix) if redis is not None
                                   else MemoryFleetStore())
-        self.redis_conn = redis
         # A hole in an edge's sequence is "lost" only after this: messages of one edge are split across
         # hubs and flushed out of order.
         self.gap_grace_s = max(2.0, 10 * FLUSH_INTERVAL_S)
@@ -77,7 +86,6 @@ class FleetService:
         self._flush_now = asyncio.Event()
         self._labelled: set[str] = set()
         self._topic_edges: dict[str, str | None] = {}  # topic → edge id (None: not an edge topic)
-        self._keys_labelled: set[str] = set()
         self._started = False
         self.last_flush_error: str | None = None
         self.routes = [Route("/fleet", self.list_fleet, methods=["GET"]),
@@ -204,10 +212,7 @@ class FleetService:
                 self._reject("metrics", edge_id, PayloadError("invalid fields in the newest metrics message"))
         now = time.time()
         try:
-            if isinstance(self.store, RedisFleetStore):
-                results = await self.store.apply_batches(batches, now, self.gap_grace_s)
-            else:
-                results = {e: await self.store.apply_batch(e, b, now, self.gap_grace_s) for e, b in batches.items()}
+            results = await self.store.apply_batches(batches, now, self.gap_grace_s)
             self.last_flush_error = None
         except Exception as exc:  # noqa: BLE001 - Redis away: this batch is lost (and shows as gaps), the hub goes on
             self.last_flush_error = f"{type(exc).__name__}: {exc}"
@@ -244,7 +249,6 @@ class FleetService:
         totals = await self.store.add_key_frames(window, key_frames, 2 * window_s)
         for key, used in totals.items():
             metrics.FLEET_KEY_FRAMES.labels(key).set(used)
-            self._keys_labelled.add(key)
             if over_quota(used, self.settings.fleet_quota_frames) \
                     and await self.store.claim(f"throttle:{window}:{key}", window_s * 2):
                 command = throttle_command(key, ends_at, now)
@@ -329,21 +333,19 @@ class FleetService:
         try:
             return JSONResponse(await self.fleet_view())
         except Exception as exc:  # noqa: BLE001 - any store failure is a 503, not a 500
-            return _store_down(exc)
+            raise _store_down(exc) from None
 
     async def get_edge(self, request: Request) -> JSONResponse:
         edge_id = request.path_params["edge_id"]
         try:
             raw = await self.store.edge(edge_id) if len(edge_id) <= 64 else None
         except Exception as exc:  # noqa: BLE001 - any store failure is a 503, not a 500
-            return _store_down(exc)
+            raise _store_down(exc) from None
         if raw is None:
-            return JSONResponse({"error": {"code": "edge_not_found",
-                                           "message": f"no edge {edge_id[:64]!r} in the fleet"}}, status_code=404)
+            raise EdgeNotFound(f"no edge {edge_id[:64]!r} in the fleet")
         return JSONResponse(edge_view(edge_id, raw, time.time()))
 
 
-def _store_down(exc: Exception) -> JSONResponse:
+def _store_down(exc: Exception) -> FleetUnavailable:
     log.warning("fleet store unavailable: %s", exc)
-    return JSONResponse({"error": {"code": "fleet_unavailable",
-                                   "message": "the fleet store (Redis) is unreachable"}}, status_code=503)
+    return FleetUnavailable("the fleet store (Redis) is unreachable")

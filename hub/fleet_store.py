@@ -37,6 +37,9 @@ class FleetStore(Protocol):
 
     async def apply_batch(self, edge_id: str, batch: EdgeBatch, now: float, grace_s: float) -> IngestResult: ...
 
+    async def apply_batches(self, batches: dict[str, EdgeBatch], now: float,
+                            grace_s: float) -> dict[str, IngestResult]: ...
+
     async def add_key_frames(self, window: int, counts: dict[str, int], ttl_s: float) -> dict[str, int]: ...
 
     async def claim(self, name: str, ttl_s: float) -> bool: ...
@@ -87,6 +90,10 @@ class MemoryFleetStore:
             h.update(status="offline", reason=msg.reason, status_at=str(now), session=msg.session)
         self._edges[edge_id] = h
         return True
+
+    async def apply_batches(self, batches: dict[str, EdgeBatch], now: float,
+                            grace_s: float) -> dict[str, IngestResult]:
+        return {e: await self.apply_batch(e, b, now, grace_s) for e, b in batches.items()}
 
     async def apply_batch(self, edge_id: str, batch: EdgeBatch, now: float, grace_s: float) -> IngestResult:
         h = self._edges.setdefault(edge_id, {})

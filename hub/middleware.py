@@ -94,7 +94,7 @@ class HubMiddleware:
             status = exc.status
             scope.setdefault("state", {})["error_code"] = exc.code
             if not started:
-                await error_response(exc.status, exc.code, exc.message, getattr(exc, "headers", None))(
+                await error_response(exc.status, exc.code, exc.message, exc.headers)(
                     scope, receive, send_wrapper)
         except Exception:
             log.exception("unhandled error", extra={"method": scope["method"], "route": route_label(scope)})

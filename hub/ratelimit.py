@@ -129,9 +129,8 @@ class RateLimiter:
             metrics.RATE_LIMIT.labels("error_allowed").inc()
             return Verdict(True, policy.capacity, policy.capacity, 0, None, "store_down")
         metrics.RATE_LIMIT.labels("error_refused").inc()
-        exc = LimiterUnavailable("the rate limiter's store is unreachable; try again shortly")
-        exc.headers = {"Retry-After": "1"}  # type: ignore[attr-defined]
-        raise exc
+        raise LimiterUnavailable("the rate limiter's store is unreachable; try again shortly",
+                                 headers={"Retry-After": "1"})
 
     def status(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "store": "redis" if isinstance(self.store, RedisBuckets) else "memory",
@@ -151,10 +150,8 @@ def _verdict(d: Decision, policy: Policy) -> Verdict:
 
 def _refusal(verdict: Verdict, cost: int, policy: Policy) -> RateLimited:
     if verdict.reason == "too_costly":
-        exc = RateLimited(f"this request costs {cost} images but the limit allows at most {policy.capacity} "
-                          f"at once; send smaller batches", code="batch_exceeds_rate_limit")
-    else:
-        exc = RateLimited(f"rate limit exceeded ({policy.requests} images per {policy.window_s:g} s); "
-                          f"retry after {verdict.retry_after_s} s")
-    exc.headers = verdict.headers()  # type: ignore[attr-defined]
-    return exc
+        return RateLimited(f"this request costs {cost} images but the limit allows at most {policy.capacity} "
+                           f"at once; send smaller batches", code="batch_exceeds_rate_limit",
+                           headers=verdict.headers())
+    return RateLimited(f"rate limit exceeded ({policy.requests} images per {policy.window_s:g} s); "
+                       f"retry after {verdict.retry_after_s} s", headers=verdict.headers())

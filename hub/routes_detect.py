@@ -22,7 +22,7 @@ from starlette.routing import Route
 from common.engine import DetectOptions
 from common.errors import HgrError, ImageTooLarge
 from hub.bodies import InvalidRequest, RequestTooLarge, decode_base64_image, read_form, read_json
-from hub.callers import identify
+from hub.callers import Caller, identify
 from hub.detection import Item
 
 if TYPE_CHECKING:
@@ -32,26 +32,22 @@ if TYPE_CHECKING:
 def routes(hub: Hub) -> list[Route]:
     s = hub.settings
 
-    async def charge(request: Request, cost: int) -> dict[str, str]:
-        caller = identify(request, hub.keyring, s.auth_enabled)
+    async def charge(request: Request, caller: Caller, cost: int) -> dict[str, str]:
         request.state.images = cost
         return (await hub.limiter.check(caller.bucket, cost, caller.limit)).headers()
 
-    def options(raw: Any, defaults: DetectOptions) -> DetectOptions:
-        return DetectOptions.parse(raw, defaults)
-
     async def detect(request: Request) -> JSONResponse:
         received = time.monotonic()
-        headers = await charge(request, 1)
+        headers = await charge(request, identify(request, hub.keyring, s.auth_enabled), 1)
         body = await read_json(request, s.max_request_size)
         if not isinstance(body, dict):
             raise InvalidRequest("the body must be a JSON object with `image_base64`")
         if "image_base64" not in body:
             raise InvalidRequest("`image_base64` is required")
-        if "image_id" in body and (not isinstance(body["image_id"], (str, int)) or isinstance(body["image_id"], bool)):
+        if "image_id" in body and not _is_id(body["image_id"]):
             raise InvalidRequest("`image_id` must be a string or an integer")
         data = decode_base64_image(body["image_base64"], s.max_image_size)
-        opts = options(body.get("options"), hub.defaults)
+        opts = DetectOptions.parse(body.get("options"), hub.defaults)
         result = await hub.detection.run(data, opts, received)
         if "image_id" in body:
             result = {"image_id": body["image_id"], **result}
@@ -59,7 +55,7 @@ def routes(hub: Hub) -> list[Route]:
 
     async def detect_batch(request: Request) -> JSONResponse:
         received = time.monotonic()
-        identify(request, hub.keyring, s.auth_enabled)  # 401/403 before reading a byte
+        caller = identify(request, hub.keyring, s.auth_enabled)  # 401/403 before reading a byte
         body = await read_json(request, s.max_request_size)
         images = body.get("images") if isinstance(body, dict) else None
         if not isinstance(images, list) or not images:
@@ -67,8 +63,8 @@ def routes(hub: Hub) -> list[Route]:
         if len(images) > s.max_batch_images:
             raise RequestTooLarge(f"{len(images)} images; at most {s.max_batch_images} per request",
                                   code="too_many_images")
-        batch_opts = options(body.get("options"), hub.defaults)
-        headers = await charge(request, len(images))
+        batch_opts = DetectOptions.parse(body.get("options"), hub.defaults)
+        headers = await charge(request, caller, len(images))
         items: list[Item] = []
         for i, item in enumerate(images):
             image_id, data, opts = _batch_item(item, i, batch_opts, s.max_image_size)
@@ -78,7 +74,7 @@ def routes(hub: Hub) -> list[Route]:
 
     async def detect_upload(request: Request) -> JSONResponse:
         received = time.monotonic()
-        identify(request, hub.keyring, s.auth_enabled)
+        caller = identify(request, hub.keyring, s.auth_enabled)
         form = await read_form(request, s.max_request_size, s.max_batch_images)
         try:
             files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
@@ -86,10 +82,10 @@ def routes(hub: Hub) -> list[Route]:
                 raise InvalidRequest("no file: send one or more multipart fields named `file`")
             raw_opts = form.get("options")
             try:
-                opts = options(json.loads(raw_opts) if isinstance(raw_opts, str) else None, hub.defaults)
+                opts = DetectOptions.parse(json.loads(raw_opts) if isinstance(raw_opts, str) else None, hub.defaults)
             except ValueError:
                 raise InvalidRequest("`options` must be a JSON object") from None
-            headers = await charge(request, len(files))
+            headers = await charge(request, caller, len(files))
             items: list[Item] = []
             for i, f in enumerate(files):
                 data: bytes | HgrError
@@ -116,7 +112,7 @@ def _batch_item(item: Any, index: int, defaults: DetectOptions,
     if not isinstance(item, dict):
         return str(index), InvalidRequest("each entry must be an object with `image_base64`"), defaults
     image_id = item.get("image_id", str(index))
-    image_id = image_id if isinstance(image_id, (str, int)) and not isinstance(image_id, bool) else str(index)
+    image_id = image_id if _is_id(image_id) else str(index)
     opts: DetectOptions | HgrError
     try:
         opts = DetectOptions.parse(item.get("options"), defaults)
@@ -128,6 +124,10 @@ def _batch_item(item: Any, index: int, defaults: DetectOptions,
         return image_id, decode_base64_image(item["image_base64"], max_bytes), opts
     except HgrError as exc:
         return image_id, exc, opts
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def _batch_body(results: list[dict[str, Any]], received: float) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from fleet_helpers import eventually
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from test_reporter import StandInNode
 
 from common import metrics
@@ -21,6 +22,7 @@ from common.config import load_settings
 from common.topics import encode
 from edge.reporter import EdgeReporter
 from hub.fleet import FleetService
+from hub.middleware import HubMiddleware
 
 
 @pytest.fixture
@@ -45,7 +47,8 @@ async def _cleanup(client: aioredis.Redis, prefix: str) -> None:
 
 
 def _client(service: FleetService) -> httpx.AsyncClient:
-    app = Starlette(routes=service.routes)
+    # As the hub serves them: HubMiddleware turns the fleet's errors into the common error body.
+    app = Starlette(routes=service.routes, middleware=[Middleware(HubMiddleware)])
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub")
 
 
