@@ -11,6 +11,7 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from common.config import load_settings, settings_table
@@ -27,13 +28,12 @@ SERVICES = {
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from common.engine import DetectOptions, Detector
+    from common.engine import Detector
     from common.model import model_paths
 
     settings = load_settings()
     detector = Detector(settings, model_paths(settings))
-    opts = DetectOptions(num_hands=args.num_hands or settings.num_hands, mirrored=args.mirrored,
-                         model=settings.model_variant)
+    opts = replace(detector.defaults, num_hands=args.num_hands or settings.num_hands, mirrored=args.mirrored)
     failed = 0
     try:
         for file in args.images:

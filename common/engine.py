@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
 from typing import Any
 
 import mediapipe as mp
@@ -31,58 +30,10 @@ import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
 from common.config import Settings
-from common.errors import HgrError
 from common.fingers import count_fingers, fingers_up
 from common.gestures import classify
 from common.images import EXPOSURE_BRACKETS, DecodedImage, ImageLimits, decode_image, with_gamma
-
-VARIANTS = ("full", "lite")
-
-
-class BadOptions(HgrError):
-    code = "bad_options"
-    status = 422
-
-
-@dataclass(frozen=True, slots=True)
-class DetectOptions:
-    """Per-request (or per-stream) choices; anything absent falls back to the settings."""
-
-    num_hands: int = 2
-    mirrored: bool = False
-    model: str = "full"
-
-    @classmethod
-    def parse(cls, raw: Any, defaults: DetectOptions) -> DetectOptions:
-        if raw is None:
-            return defaults
-        if not isinstance(raw, dict):
-            raise BadOptions("options must be an object")
-        unknown = set(raw) - {"num_hands", "mirrored", "model"}
-        if unknown:
-            raise BadOptions(f"unknown option(s): {', '.join(sorted(map(str, unknown)))}")
-        opts = defaults
-        if "num_hands" in raw:
-            n = raw["num_hands"]
-            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 4:
-                raise BadOptions("num_hands must be an integer from 1 to 4")
-            opts = replace(opts, num_hands=n)
-        if "mirrored" in raw:
-            if not isinstance(raw["mirrored"], bool):
-                raise BadOptions("mirrored must be true or false")
-            opts = replace(opts, mirrored=raw["mirrored"])
-        if "model" in raw:
-            if raw["model"] not in VARIANTS:
-                raise BadOptions(f"model must be one of {', '.join(VARIANTS)}")
-            opts = replace(opts, model=raw["model"])
-        return opts
-
-    def cache_key(self) -> str:
-        return f"n{self.num_hands}-m{int(self.mirrored)}-{self.model}"
-
-
-def default_options(settings: Settings) -> DetectOptions:
-    return DetectOptions(num_hands=settings.num_hands, model=settings.model_variant)
+from common.options import DetectOptions, check_model, default_options
 
 
 def _r(v: float) -> float:
@@ -144,10 +95,8 @@ class Detector:
         self._max_streams = max_streams
 
     def _create(self, opts: DetectOptions, video: bool) -> vision.HandLandmarker:
-        path = self.model_paths.get(opts.model)
-        if path is None:
-            raise BadOptions(f"the {opts.model} model is not available on this node "
-                             f"(available: {', '.join(sorted(self.model_paths))})", code="model_unavailable")
+        check_model(opts.model, self.model_paths)
+        path = self.model_paths[opts.model]
         s = self.settings
         return vision.HandLandmarker.create_from_options(vision.HandLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=path),

@@ -8,6 +8,7 @@ EXIF orientation so a phone photo is upright for the model.
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from dataclasses import dataclass
@@ -125,12 +126,13 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
 # against an overexposed window gets its contrast back), gamma 0.5 brightens (a backlit, nearly black
 # hand). Pixel positions do not change, so landmarks found on a bracket belong to the original image.
 EXPOSURE_BRACKETS = (2.0, 0.5)
-_GAMMA_LUTS = {g: np.round(np.linspace(0.0, 1.0, 256) ** g * 255).astype(np.uint8) for g in EXPOSURE_BRACKETS}
+
+
+@functools.cache
+def _gamma_lut(gamma: float) -> np.ndarray:
+    return np.round(np.linspace(0.0, 1.0, 256) ** gamma * 255).astype(np.uint8)
 
 
 def with_gamma(rgb: np.ndarray, gamma: float) -> np.ndarray:
     """``rgb`` with every channel value v (0..1) mapped to v ** gamma: > 1 darker, < 1 brighter."""
-    lut = _GAMMA_LUTS.get(gamma)
-    if lut is None:
-        lut = np.round(np.linspace(0.0, 1.0, 256) ** gamma * 255).astype(np.uint8)
-    return cv2.LUT(rgb, lut)
+    return cv2.LUT(rgb, _gamma_lut(gamma))

@@ -44,17 +44,9 @@ import msgpack
 
 from common import metrics
 from common.config import Settings
-from common.engine import BadOptions, DetectOptions
-from common.errors import (
-    CorruptImage,
-    EmptyImage,
-    HgrError,
-    ImageTooLarge,
-    ModelUnavailable,
-    TooManyPixels,
-    UnsupportedImage,
-)
-from common.worker import frame_message
+from common.errors import HgrError, ImageError, ModelUnavailable
+from common.options import BadOptions, DetectOptions, check_model
+from common.worker import HEADER_LEN, frame_message
 
 log = logging.getLogger("hgr.pool")
 
@@ -77,8 +69,7 @@ class PoolUnavailable(HgrError):
 
 # Worker errors arrive as (code, message, status); rebuilt as their own class so callers can still
 # tell an image problem (isinstance ImageError) from the rest.
-_ERROR_CLASSES: dict[str, type[HgrError]] = {
-    c.code: c for c in (ImageTooLarge, TooManyPixels, UnsupportedImage, CorruptImage, EmptyImage, BadOptions)}
+_ERROR_CLASSES: dict[str, type[HgrError]] = {c.code: c for c in (*ImageError.__subclasses__(), BadOptions)}
 
 
 @dataclass(eq=False)
@@ -144,6 +135,10 @@ class InferencePool:
         self._m_restarts = metrics.WORKER_RESTARTS.labels(service)
         self._m_batch = metrics.BATCH_SIZE.labels(service)
         self._m_batch_s = metrics.BATCH_DURATION.labels(service)
+        # Per model variant: (ok count, error count, inference time); a job's model is checked on entry.
+        self._m_infer = {v: (metrics.INFERENCE_TOTAL.labels(service, v, "ok"),
+                             metrics.INFERENCE_TOTAL.labels(service, v, "error"),
+                             metrics.INFERENCE_DURATION.labels(service, v)) for v in self.model_paths}
 
     # --- lifecycle ---
 
@@ -205,6 +200,8 @@ class InferencePool:
         return self._started and not self._closing and any(w.alive for w in self._workers)
 
     def stats(self) -> dict[str, Any]:
+        per_worker = [{"pid": w.proc.pid if w.proc and w.alive else None, "alive": w.alive,
+                       "streams": w.streams, "done": w.done} for w in self._workers]
         return {
             "workers": self.size,
             "alive": sum(w.alive for w in self._workers),
@@ -212,10 +209,9 @@ class InferencePool:
             "queued": sum(len(w.pending) for w in self._workers),
             "in_flight": sum(len(w.in_flight) for w in self._workers),
             "streams": len(self._affinity),
-            "pids": [w.proc.pid if w.proc and w.alive else None for w in self._workers],
+            "pids": [p["pid"] for p in per_worker],
             "models": sorted(self.model_paths),
-            "per_worker": [{"pid": w.proc.pid if w.proc and w.alive else None, "alive": w.alive,
-                            "streams": w.streams, "done": w.done} for w in self._workers],
+            "per_worker": per_worker,
         }
 
     # --- submitting ---
@@ -224,7 +220,7 @@ class InferencePool:
                      received_at: float | None = None) -> dict:
         """Run one image through a worker. ``received_at`` is ``time.monotonic()`` at arrival (the
         queueing time in the result counts from it). Raises HgrError only."""
-        self._check_model(opts)
+        check_model(opts.model, self.model_paths)
         job = _Job(next(self._ids), bytes(data), opts, stream,
                    time.monotonic() if received_at is None else received_at, self._new_future())
         return await self._run(job)
@@ -243,11 +239,6 @@ class InferencePool:
             raise PoolUnavailable("the inference pool is not running")
         return asyncio.get_running_loop().create_future()
 
-    def _check_model(self, opts: DetectOptions) -> None:
-        if opts.model not in self.model_paths:
-            raise BadOptions(f"the {opts.model} model is not available on this node "
-                             f"(available: {', '.join(sorted(self.model_paths))})", code="model_unavailable")
-
     async def _run(self, job: _Job) -> Any:
         worker = self._pick(job.stream)
         self._idle.clear()
@@ -263,7 +254,7 @@ class InferencePool:
         try:
             item = job.pull()  # type: ignore[misc]
             if item is not None:
-                self._check_model(item[1])
+                check_model(item[1].model, self.model_paths)
         except HgrError as exc:
             job.future.set_exception(exc)
             return False
@@ -346,18 +337,19 @@ class InferencePool:
             return
         w.done += 1
         now = time.monotonic()
+        m_ok, m_error, m_seconds = self._m_infer[job.opts.model]
         if kind == "result":
             result = msg[3]
             t = result["timing"]
             result["timing"] = {"queue_ms": round(max(0.0, started - job.received_at) * 1000, 3),
                                 "decode_ms": t["decode_ms"], "infer_ms": t["infer_ms"],
                                 "total_ms": round((now - job.received_at) * 1000, 3)}
-            metrics.INFERENCE_TOTAL.labels(self.service, job.opts.model, "ok").inc()
-            metrics.INFERENCE_DURATION.labels(self.service, job.opts.model).observe(t["infer_ms"] / 1000)
+            m_ok.inc()
+            m_seconds.observe(t["infer_ms"] / 1000)
             if not job.future.done():
                 job.future.set_result(result)
         else:
-            metrics.INFERENCE_TOTAL.labels(self.service, job.opts.model, "error").inc()
+            m_error.inc()
             if not job.future.done():
                 cls = _ERROR_CLASSES.get(msg[3], HgrError)
                 job.future.set_exception(cls(msg[4], code=msg[3], status=msg[5]))
@@ -432,7 +424,7 @@ class InferencePool:
         reader = w.reader
         while True:
             try:
-                header = await reader.readexactly(4)
+                header = await reader.readexactly(HEADER_LEN)
                 msg = msgpack.unpackb(await reader.readexactly(int.from_bytes(header, "big")), raw=False)
             except (asyncio.IncompleteReadError, ConnectionError):
                 return

@@ -170,8 +170,5 @@ def encode_frame(seq: int, image: bytes, *, ts: float | None = None, opts: dict[
     msg: dict[str, Any] = {"type": "frame", "seq": seq, "ts": ts}
     if opts is not None:
         msg["opts"] = opts
-    if encoding == JSON:
-        msg["image"] = base64.b64encode(image).decode()
-        return json.dumps(msg, separators=(",", ":"))
-    msg["image"] = image
-    return msgpack.packb(msg, use_bin_type=True)
+    msg["image"] = base64.b64encode(image).decode() if encoding == JSON else image
+    return encode(msg, encoding)

@@ -30,18 +30,18 @@ import msgpack
 
 log = logging.getLogger("hgr.worker")
 
-_LEN = 4
+HEADER_LEN = 4  # bytes of big-endian length before each msgpack message
 
 
 def frame_message(msg: Any) -> bytes:
     payload = msgpack.packb(msg, use_bin_type=True)
-    return len(payload).to_bytes(_LEN, "big") + payload
+    return len(payload).to_bytes(HEADER_LEN, "big") + payload
 
 
 def read_message(rfile: BinaryIO) -> Any | None:
     """The next message, or None at end of stream."""
-    header = rfile.read(_LEN)
-    if len(header) < _LEN:
+    header = rfile.read(HEADER_LEN)
+    if len(header) < HEADER_LEN:
         return None
     payload = rfile.read(int.from_bytes(header, "big"))
     return msgpack.unpackb(payload, raw=False)

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 from common import metrics, protocol
 from common.auth import AuthError, KeyRing, key_from_headers
 from common.config import Settings
-from common.engine import default_options
+from common.options import default_options
 from common.pool import InferencePool
 from common.serve import lifespan
 from edge.session import Session

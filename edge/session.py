@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.websockets import WebSocket
 
 from common import protocol
-from common.engine import BadOptions, DetectOptions
 from common.errors import HgrError
+from common.options import BadOptions, DetectOptions
 from edge.slot import FpsGate, LatestSlot
 
 if TYPE_CHECKING:

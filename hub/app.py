@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 
 from common.auth import KeyRing
 from common.config import Settings
-from common.engine import default_options
+from common.options import default_options
 from common.serve import lifespan
 from hub import routes_detect, routes_ops
 from hub.cache import MemoryCache, NoCache, RedisCache, ResultCache

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from typing import Any, Protocol
 
 from common import metrics
-from common.engine import DetectOptions
+from common.options import DetectOptions
 from hub.redis_conn import RedisConn, RedisDown
 
 log = logging.getLogger("hgr.hub.cache")

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from common import metrics
-from common.engine import DetectOptions
 from common.errors import HgrError
 from common.model import describe
+from common.options import DetectOptions
 from hub.cache import ResultCache, cache_key
 
 log = logging.getLogger("hgr.hub.detect")

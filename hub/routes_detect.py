@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from common.engine import DetectOptions
 from common.errors import HgrError, ImageTooLarge
+from common.options import DetectOptions
 from hub.bodies import InvalidRequest, RequestTooLarge, decode_base64_image, read_form, read_json
 from hub.callers import Caller, identify
 from hub.detection import Item

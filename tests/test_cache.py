@@ -7,7 +7,7 @@ import subprocess
 import time
 import uuid
 
-from common.engine import DetectOptions
+from common.options import DetectOptions
 from hub.cache import MemoryCache, RedisCache, cache_key
 from hub.redis_conn import RedisConn
 

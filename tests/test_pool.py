@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from common.config import load_settings
-from common.engine import BadOptions, DetectOptions
+from common.options import BadOptions, DetectOptions
 from common.errors import CorruptImage, HgrError, ImageError, UnsupportedImage
 from common.pool import InferencePool
 
