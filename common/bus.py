@@ -33,12 +33,12 @@ from common import metrics
 from common.config import Settings
 from common.mqtt_client import buffered_client_class
 from common.outbox import Message, Outbox
-from common.topics import KINDS, shared_filter, topic_matches
+from common.topics import CONTENT_TYPES, KINDS, shared_filter, topic_matches
 
 log = logging.getLogger("hgr.bus")
 
 Handler = Callable[[str, bytes, dict[str, Any]], Any]
-JSON = "application/json"
+JSON = CONTENT_TYPES["json"]
 DRAIN_DELAY_S = 0.005
 
 
@@ -50,15 +50,14 @@ def _kind(topic: str) -> str:
 class Bus:
     """What edge and hub code relies on; see the module docstring."""
 
-    service = "edge"
-
     def __init__(self, settings: Settings, *, service: str = "edge") -> None:
         self.settings = settings
         self.service = service
         self.connected = False
-        self.outbox = Outbox(settings.mqtt_outbox_size)
-        self.will: Message | None = None
-        self._will_factory: Callable[[int], bytes] | None = None
+        self.outbox = Outbox(settings.mqtt_outbox_size,
+                             on_drop=lambda m: metrics.MQTT_OUTBOX_DROPPED.labels(_kind(m.topic)).inc())
+        # The Last Will: (topic, payload by connection number, qos, retain, content type).
+        self._will: tuple[str, Callable[[int], bytes], int, bool, str | None] | None = None
         self.connects = 0  # connections made so far; the current one's number while connected
         self.handler_errors = 0
         self._starts = 0
@@ -95,29 +94,27 @@ class Bus:
                  content_type: str | None = JSON) -> None:
         """The Last Will. ``payload`` may be a function of the connection number, so each connection's
         Will names the connection it belongs to (and a late Will of an old one can be told apart)."""
-        self._will_factory = payload if callable(payload) else None
-        self.will = Message(topic, payload(self.connects + 1) if callable(payload) else payload,
-                            qos, retain, content_type)
+        self._will = (topic, payload if callable(payload) else (lambda _conn: payload), qos, retain, content_type)
 
     def add_connect_listener(self, callback: Callable[[], Any]) -> None:
         """``callback()`` runs on the loop after every (re)connect, before the outbox is flushed."""
         self._listeners.append(callback)
 
     # --- publishing ---
+    def sends_now(self, retain: bool = False) -> bool:
+        """Whether a message published now goes straight to the broker (else it queues or, at QoS 0, drops)."""
+        return self.connected and (not self._holding or retain)
+
     def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False,
                 content_type: str | None = JSON) -> None:
         message = Message(topic, payload, qos, retain, content_type)
         try:
-            if self.connected and (not self._holding or retain):
+            if self.sends_now(retain):
                 self._send(message)
             elif qos == 0 and not retain:
-                # Per-frame results are worthless later: never let them take an outbox slot.
-                self.outbox.dropped[message.kind] = self.outbox.dropped.get(message.kind, 0) + 1
-                metrics.MQTT_OUTBOX_DROPPED.labels(_kind(topic)).inc()
+                self.outbox.drop(message)  # per-frame results are worthless later: never queued
             else:
-                dropped = self.outbox.push(message)
-                if dropped is not None:
-                    metrics.MQTT_OUTBOX_DROPPED.labels(_kind(dropped.topic)).inc()
+                self.outbox.push(message)
                 metrics.MQTT_OUTBOX.set(len(self.outbox))
         except Exception:  # noqa: BLE001 - publishing must never break the caller (the frame path)
             self._log_error("publish to %s failed", topic)
@@ -325,16 +322,16 @@ class MqttBus(Bus):
 
     def _arm_will(self) -> None:
         """Set the Will paho sends with the next CONNECT (paho thread or before start)."""
-        if self.will is None:
+        if self._will is None:
             return
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
+        topic, payload, qos, retain, content_type = self._will
         will_props = Properties(PacketTypes.WILLMESSAGE)
-        if self.will.content_type:
-            will_props.ContentType = self.will.content_type
-        payload = self._will_factory(self.connects + 1) if self._will_factory else self.will.payload
-        self.client.will_set(self.will.topic, payload, self.will.qos, self.will.retain, properties=will_props)
+        if content_type:
+            will_props.ContentType = content_type
+        self.client.will_set(topic, payload(self.connects + 1), qos, retain, properties=will_props)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         try:
@@ -348,6 +345,8 @@ class MqttBus(Bus):
         # paho would resend its unacknowledged messages right at the next CONNACK, before any hub is
         # back: take them into the outbox instead (in front: they are the oldest), so they wait for the
         # settle time and keep their order. A duplicate that the broker did get is dropped by the hub.
+        # (On the loop, not in paho's callback: paho holds its callback lock there, and taking its
+        # message lock under it could deadlock against a publish on the loop. paho waits ≥ 1 s to reconnect.)
         unacked = self._take_unacked()
         if unacked:
             self.outbox.requeue(unacked)

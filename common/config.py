@@ -19,6 +19,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from common.errors import ConfigError
+from common.topics import valid_edge_id
 
 MiB = 1024 * 1024
 
@@ -181,7 +182,7 @@ class Settings:
 
 def validate_edge_id(value: str, where: str = "EDGE_ID") -> str:
     """An edge id becomes one MQTT topic level: no wildcards, no separators, bounded."""
-    if not value or len(value) > 64 or any(c in value for c in "+#/") or any(ord(c) < 33 for c in value):
+    if not valid_edge_id(value):
         raise ConfigError(f"{where}={value!r} is not a valid edge id: 1-64 printable characters, "
                           f"no spaces and none of '+', '#', '/'")
     return value

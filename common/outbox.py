@@ -9,6 +9,7 @@ therefore survive an outage as long as possible. Pure data structure: no I/O, no
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -26,17 +27,25 @@ class Message:
         return self.topic.rsplit("/", 1)[-1]
 
 
-# Dropped first when full, in this order; anything else only after these are gone.
-DROP_FIRST = ("results", "metrics")
+# Dropped first when full; anything else only after these are gone. (Per-frame results never get here:
+# the bus drops QoS 0 messages instead of queueing them.)
+DROP_FIRST = ("metrics",)
 
 
 class Outbox:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, on_drop: Callable[[Message], None] | None = None) -> None:
         if capacity < 1:
             raise ValueError("outbox capacity must be ≥ 1")
         self.capacity = capacity
         self._items: deque[Message] = deque()
         self.dropped: dict[str, int] = {}
+        self._on_drop = on_drop
+
+    def drop(self, message: Message) -> None:
+        """Count ``message`` as dropped (every drop, queued or never queued, is counted here)."""
+        self.dropped[message.kind] = self.dropped.get(message.kind, 0) + 1
+        if self._on_drop is not None:
+            self._on_drop(message)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -49,7 +58,7 @@ class Outbox:
         if dropped is not message:
             self._items.append(message)
         if dropped is not None:
-            self.dropped[dropped.kind] = self.dropped.get(dropped.kind, 0) + 1
+            self.drop(dropped)
         return dropped
 
     def requeue(self, messages: list[Message]) -> None:
@@ -57,8 +66,7 @@ class Outbox:
         dropped) back at the front, in order; the drop policy applies if that overfills the box."""
         self._items.extendleft(reversed(messages))
         while len(self._items) > self.capacity:
-            dropped = self._evict(None)
-            self.dropped[dropped.kind] = self.dropped.get(dropped.kind, 0) + 1
+            self.drop(self._evict(None))
 
     def _evict(self, incoming: Message | None) -> Message:
         for kind in DROP_FIRST:

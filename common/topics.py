@@ -60,7 +60,8 @@ def parse_edge_topic(prefix: str, topic: str) -> tuple[str, str] | None:
 
 
 def valid_edge_id(edge_id: str) -> bool:
-    """Same rule as config.validate_edge_id: it becomes a Redis key and a metric label on the hub."""
+    """1-64 printable characters, no spaces, none of ``+ # /``: an edge id is one topic level, a Redis
+    key part and a metric label on the hub."""
     return 0 < len(edge_id) <= 64 and all(ord(c) > 32 for c in edge_id) and not any(c in edge_id for c in "+#/")
 
 
@@ -113,8 +114,6 @@ def as_int(doc: dict[str, Any], key: str, default: int | None = None, *, lo: int
            hi: int = 2**53) -> int:
     value = doc.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        if default is not None and key not in doc:
-            return default
         raise PayloadError(f"{key}: expected an integer in [{lo}, {hi}]")
     return int(value)
 

@@ -26,12 +26,14 @@ from typing import Any, Protocol
 
 from common.bus import Bus
 from common.config import Settings
-from common.topics import SCHEMA_VERSION, PayloadError, as_float, as_str, decode, edge_topic, encode
+from common.outbox import Message
+from common.protocol import ENCODINGS
+from common.topics import KINDS, SCHEMA_VERSION, PayloadError, as_float, as_str, decode, edge_topic, encode
 from edge.stream_events import EventTracker, state_fields
 
 log = logging.getLogger("hgr.edge.reporter")
 
-PROTOCOLS = ["hgr.msgpack.v1", "hgr.json.v1"]
+PROTOCOLS = list(ENCODINGS)
 MAX_THROTTLE_S = 86_400.0
 
 
@@ -95,7 +97,7 @@ class EdgeReporter:
         self.control_received: dict[str, int] = {}
         self.control_ignored: dict[str, int] = {}  # by reason: invalid, unknown_stream
         self._topics = {kind: edge_topic(settings.mqtt_topic_prefix, self.edge_id, kind)
-                        for kind in ("status", "metrics", "events", "results", "control")}
+                        for kind in KINDS}
         self._prev_stats: dict[str, Any] | None = None
         self._prev_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
@@ -187,8 +189,11 @@ class EdgeReporter:
     def on_frame(self, stream_id: str, key_name: str | None, result: dict[str, Any]) -> None:
         try:
             if self.settings.mqtt_results:
-                self._publish("results", {"stream": stream_id, "key": key_name, "ts": time.time(),
-                                          "result": result}, qos=0)
+                if self.bus.sends_now():
+                    self._publish("results", {"stream": stream_id, "key": key_name, "ts": time.time(),
+                                              "result": result}, qos=0)
+                else:  # would be dropped unsent: count it without encoding every frame's landmarks
+                    self.bus.outbox.drop(Message(self._topics["results"], b""))
             change = self.events.observe(stream_id, result, time.monotonic())
             if change is not None:
                 phase, state = change

@@ -35,12 +35,12 @@ class EdgeStats:
         self.frames_received += 1
         self._received[encoding].inc()
 
-    def drop(self, reason: str, n: int = 1) -> None:
-        self.dropped[reason] += n
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
         child = self._dropped.get(reason)
         if child is None:
             child = self._dropped[reason] = metrics.FRAMES_DROPPED.labels(reason)
-        child.inc(n)
+        child.inc()
 
     def error(self, code: str) -> None:
         self.errors[code] += 1
