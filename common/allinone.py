@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(routes=combine_routes(hub.routes, edge.routes),
                     lifespan=lifespan(pool, edge, hub, describe=describe),
                     exception_handlers=EXCEPTION_HANDLERS)
-    app.add_middleware(HubMiddleware, settings=settings)
+    app.add_middleware(HubMiddleware)
     app.state.edge, app.state.hub, app.state.pool = edge, hub, pool
     return app
 

@@ -104,6 +104,6 @@ def create_app(settings: Settings) -> Starlette:
     hub = Hub(settings, pool, bus=make_bus(settings, service="hub"))
 
     app = Starlette(routes=hub.routes, lifespan=lifespan(pool, hub), exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=[Middleware(HubMiddleware, settings=settings)])
+                    middleware=[Middleware(HubMiddleware)])
     app.state.hub = hub
     return app

@@ -61,11 +61,12 @@ def route_label(scope: Scope) -> str:
 
 
 class HubMiddleware:
-    """``app.add_middleware(HubMiddleware, settings=settings)``; ``service`` labels the metrics."""
+    """``app.add_middleware(HubMiddleware)``: request ids, the common error body, HTTP metrics, access log."""
 
-    def __init__(self, app: ASGIApp, *, settings: Any = None, service: str = "hub") -> None:
+    service = "hub"  # the metrics' service label
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
