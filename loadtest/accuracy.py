@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from common.fingers import DEFAULT, Measurements, Thresholds, count_fingers, decide, measure
+from loadtest.helpers import DEFAULT_PHOTOS
 
 CLASSES = tuple(range(6))
-DEFAULT_FOLDER = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hands"
 # Grid for the hold-out tuning: wide ranges around each physical boundary.
 GRID = {
     "finger_max_curl_deg": [60.0 + 5 * i for i in range(13)],  # 60..120
@@ -285,7 +285,7 @@ def fixture(records: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.accuracy", description=__doc__.split("\n")[0])
-    parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER, help="photos with labels.csv")
+    parser.add_argument("--folder", type=Path, default=DEFAULT_PHOTOS, help="photos with labels.csv")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the full report as JSON")
     out.add_argument("--markdown", action="store_true", help="print the generated part of docs/accuracy.md")

@@ -34,8 +34,7 @@ from typing import Any
 from common.config import Settings, load_settings
 from edge.stats import percentiles
 from loadtest import ws_stream
-
-DEFAULT_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hands"
+from loadtest.helpers import DEFAULT_PHOTOS, free_port, stop_process, wait_ready
 
 
 @dataclass
@@ -136,7 +135,7 @@ async def section_edge(ctx: BenchContext) -> dict[str, Any]:
     proc, url = None, args.url
     log_file = None
     if url is None:
-        port = ws_stream_port()
+        port = free_port()
         # kept open for the edge's whole run; closed in the finally below
         log_file = tempfile.NamedTemporaryFile("w", prefix="hgr-bench-edge-", suffix=".log", delete=False)  # noqa: SIM115
         env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(max(args.streams) + 8), "AUTH_ENABLED": "false",
@@ -145,7 +144,7 @@ async def section_edge(ctx: BenchContext) -> dict[str, Any]:
             env["WORKERS"] = str(args.workers)
         ctx.log(f"edge: starting on port {port} (log {log_file.name})")
         proc = ws_stream.start_edge(port, env, log_file=log_file)
-        ws_stream.wait_ready(f"http://127.0.0.1:{port}", proc)
+        wait_ready(f"http://127.0.0.1:{port}", proc)
         url = f"ws://127.0.0.1:{port}/ws"
     out: dict[str, Any] = {"url": url, "fps_per_stream": args.fps, "rows": []}
 
@@ -175,7 +174,7 @@ async def section_edge(ctx: BenchContext) -> dict[str, Any]:
                                      "unthrottled": True, **_summarise([report], args.duration, raw_fps)}, before))
     finally:
         if proc is not None:
-            ws_stream.stop_edge(proc)
+            stop_process(proc)
             log_file.close()  # type: ignore[union-attr]
     out["targets"] = _targets(out["rows"], raw)
     return out
@@ -205,14 +204,6 @@ def _targets(rows: list[dict], raw: dict | None) -> dict[str, Any]:
         targets.update(overload_streams=worst["streams"], overload_p99_ms=worst["latency_ms"]["p99"],
                        overload_dropped=worst["dropped"], overload_drops_visible=worst["dropped"] > 0)
     return targets
-
-
-def ws_stream_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SECTIONS = {"raw": section_raw, "edge": section_edge}

@@ -25,8 +25,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,15 +32,13 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from common.topics import edge_topic, encode
+from loadtest.helpers import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "monitoring" / "mosquitto" / "mosquitto.conf"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def shipped_broker_config(port: int, folder: Path, *, passwd: Path | None = None, acl: Path | None = None) -> str:
@@ -75,19 +71,16 @@ def start_broker(folder: Path) -> tuple[str, subprocess.Popen]:
     """The shipped broker config without auth (no passwd file needed), on a free port."""
     if not shutil.which("mosquitto"):
         raise SystemExit("mosquitto is not installed; pass --mqtt-url")
-    port = _free_port()
+    port = free_port()
     conf = folder / "mosquitto.conf"
     conf.write_text(shipped_broker_config(port, folder))
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return f"mqtt://127.0.0.1:{port}", proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("mosquitto did not start")
+    try:
+        wait_for_port("127.0.0.1", port, 20)
+    except TimeoutError:
+        proc.kill()
+        raise SystemExit("mosquitto did not start") from None
+    return f"mqtt://127.0.0.1:{port}", proc
 
 
 def _env(args: argparse.Namespace) -> dict[str, str]:
@@ -155,13 +148,13 @@ async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) ->
 # --- publisher processes ---
 
 def _metrics_payload(edge_id: str, session: str, seq: int) -> bytes:
-    return json.dumps({
+    return encode({
         "v": 1, "edge_id": edge_id, "session": session, "seq": seq, "ts": time.time(),
         "frames": {"received": seq * 30, "processed": seq * 29, "dropped": seq},
         "fps": 29.0, "drops": {"replaced": seq}, "latency_ms": {"p50": 6.1, "p95": 11.4, "p99": 15.2},
         "connections": 2, "workers": {"workers": 2, "alive": 2, "restarts": 0, "queued": 0, "in_flight": 1},
         "errors": {}, "frames_by_key": {"demo": 29}, "interval_s": 1.0, "outbox": {"queued": 0, "dropped": 0},
-    }, separators=(",", ":")).encode()
+    })[0]
 
 
 def publisher_main(args: argparse.Namespace, index: int, go: Any, results: Any) -> None:
@@ -169,15 +162,15 @@ def publisher_main(args: argparse.Namespace, index: int, go: Any, results: Any) 
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from common.bus import MqttBus  # noqa: F401  (same paho setup as the edges)
-
-    host, port = args.mqtt_url.rsplit("/", 1)[-1].rsplit("@", 1)[-1].split(":")
+    url = urlsplit(args.mqtt_url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loadtest-pub-{index}-{uuid.uuid4().hex[:6]}",
                          protocol=mqtt.MQTTv5)
+    if url.username:
+        client.username_pw_set(unquote(url.username), unquote(url.password) if url.password is not None else None)
     # paho walks its whole queue on every PUBACK: keep both small or the publisher, not the hub, is
     # what gets measured.
     client.max_inflight_messages_set(100)
-    client.connect(host, int(port), keepalive=30)
+    client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
     client.loop_start()
     props = Properties(PacketTypes.PUBLISH)
     props.ContentType = "application/json"
@@ -186,7 +179,7 @@ def publisher_main(args: argparse.Namespace, index: int, go: Any, results: Any) 
     for e in edges:
         birth = {"v": 1, "edge_id": e, "session": sessions[e], "status": "online", "birth_seq": 1, "conn": 1,
                  "metrics_seq": 0, "version": "loadtest", "model": "full", "capabilities": {}}
-        client.publish(f"{args.prefix}/edges/{e}/status", json.dumps(birth).encode(), qos=1, properties=props)
+        client.publish(edge_topic(args.prefix, e, "status"), json.dumps(birth).encode(), qos=1, properties=props)
     go.wait()
     rate = args.rate / args.publishers
     seqs = dict.fromkeys(edges, 0)
@@ -202,7 +195,7 @@ def publisher_main(args: argparse.Namespace, index: int, go: Any, results: Any) 
             e = edges[i % len(edges)]
             i += 1
             seqs[e] += 1
-            client.publish(f"{args.prefix}/edges/{e}/metrics", _metrics_payload(e, sessions[e], seqs[e]),
+            client.publish(edge_topic(args.prefix, e, "metrics"), _metrics_payload(e, sessions[e], seqs[e]),
                            qos=args.qos, properties=props)
             sent += 1
             while len(client._out_messages) > 300 and time.monotonic() < deadline:
@@ -280,8 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if hub.is_alive():
             hub.kill()
         if broker is not None:
-            broker.send_signal(signal.SIGTERM)
-            broker.wait(20)
+            stop_process(broker, 20)
         tmp.cleanup()
     # steady state: between 10 % and 90 % of what the hub got (ramp-up and tail excluded)
     top = series[-1][1] if series else 0

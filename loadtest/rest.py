@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 
 from edge.stats import percentiles
+from loadtest.helpers import DEFAULT_PHOTOS, free_port, stop_process, wait_ready
 
-DEFAULT_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hands"
 KINDS = ("single", "batch", "upload")
 
 
@@ -116,10 +116,7 @@ async def run_rest(url: str, requests: int, concurrency: int, kind: str, photos:
 async def run(ctx: Any) -> dict[str, Any]:
     """``hgr bench --sections rest``: a hub in a subprocess (cache and rate limit off, so every image
     reaches the model), then single and batch requests for about ``--duration`` seconds each."""
-    from loadtest.bench import ws_stream_port
-    from loadtest.ws_stream import stop_edge, wait_ready
-
-    port = ws_stream_port()
+    port = free_port()
     env = {**os.environ, "CACHE_ENABLED": "false", "RATE_LIMIT_ENABLED": "false", "AUTH_ENABLED": "false",
            "REDIS_URL": "", "REDIS_ENABLED": "false", "MQTT_URL": "", "LOG_LEVEL": "warning"}
     if ctx.args.workers:
@@ -143,7 +140,7 @@ async def run(ctx: Any) -> dict[str, Any]:
                 out[kind]["ratio_to_raw"] = round(out[kind]["images_per_s"] / raw["fps"], 3)
         return out
     finally:
-        stop_edge(proc)
+        stop_process(proc)
 
 
 def build_parser() -> argparse.ArgumentParser:

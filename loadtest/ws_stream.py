@@ -7,11 +7,12 @@ and the server never share an event loop or a core's worth of Python.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
-import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
 from common import protocol
+from loadtest.helpers import free_port, stop_process, wait_ready
 
 
 def load_frames(folder: str | Path, limit: int | None = None, max_side: int = 640) -> list[bytes]:
@@ -44,37 +46,25 @@ def load_frames(folder: str | Path, limit: int | None = None, max_side: int = 64
 # --- an edge in a subprocess ---
 
 def start_edge(port: int, env: dict[str, str] | None = None, *, log_file: Any = subprocess.DEVNULL) -> subprocess.Popen:
-    """``hgr edge`` on 127.0.0.1:``port`` with extra environment; wait with ``wait_ready``."""
+    """``hgr edge`` on 127.0.0.1:``port`` with extra environment; wait with ``helpers.wait_ready``, stop with
+    ``helpers.stop_process``."""
     full_env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "warning", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "edge.server", "--host", "127.0.0.1", "--port", str(port)],
                             env=full_env, stdout=log_file, stderr=log_file)
 
 
-def wait_ready(base_url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
-    """Poll ``/ready`` until 200 (model loaded, workers up)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the edge exited with code {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(base_url + "/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{base_url} not ready within {timeout:.0f} s")
-
-
-def stop_edge(proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    """SIGTERM (graceful: sockets closed, workers reaped), SIGKILL if it hangs."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+@contextlib.contextmanager
+def running_edge(env: dict[str, str] | None = None, *, log_file: Any = subprocess.DEVNULL,
+                 timeout: float = 180.0) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``start_edge`` on a free port, ready (``/ready`` answers 200); yields (port, process) and stops
+    it on the way out."""
+    port = free_port()
+    proc = start_edge(port, env, log_file=log_file)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, timeout)
+        yield port, proc
+    finally:
+        stop_process(proc)
 
 
 # --- one client ---

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from support import IN_CI, free_port, need, port_open, start_server, wait_for_port  # noqa: F401
+from support import SHARED, free_port, need, port_open, redis_argv, start_server
 
 from common.config import load_settings
 from common.pool import InferencePool
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("HGR_SHARED_DIR", ROOT.parent / "shared"))
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +44,28 @@ def hand_photos() -> list[tuple[Path, int]]:
         return [(folder / row["file"], int(row["fingers"])) for row in csv.DictReader(f)]
 
 
+@pytest.fixture(scope="session")
+def frames(hand_photos: list[tuple[Path, int]]) -> list[bytes]:
+    """The first 6 labelled photos as 640×480 camera frames (JPEG)."""
+    from loadtest.ws_stream import load_frames
+
+    return load_frames(hand_photos[0][0].parent, limit=6)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hub_pool(model_path: str) -> AsyncIterator[InferencePool]:
     """One inference worker labelled "hub", shared by a module's hub servers."""
     p = InferencePool(load_settings({}, env_file=None, workers=1), {"full": model_path}, service="hub", workers=1)
+    await p.start()
+    yield p
+    await p.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def edge_pool(model_path: str) -> AsyncIterator[InferencePool]:
+    """One inference worker labelled "edge", shared by a module's in-process edges."""
+    p = InferencePool(load_settings(environ={}, env_file=None, model_path=model_path), {"full": model_path},
+                      service="edge", workers=1)
     await p.start()
     yield p
     await p.close()
@@ -82,10 +97,9 @@ def mqtt_url() -> str:
 @pytest.fixture
 def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
     """A redis-server of the test's own on a free port (for tests that kill or flush it)."""
-    need(bool(_which("redis-server")), "redis-server is not installed")
+    need(bool(shutil.which("redis-server")), "redis-server is not installed")
     port = free_port()
-    proc = start_server(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no"], port)
+    proc = start_server(redis_argv(port), port)
     yield f"redis://127.0.0.1:{port}/0", proc
     proc.kill()
     proc.wait()
@@ -94,7 +108,7 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
 @pytest.fixture
 def private_mosquitto(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """A mosquitto of the test's own on a free port (for tests that stop or restart the broker)."""
-    need(bool(_which("mosquitto")), "mosquitto is not installed")
+    need(bool(shutil.which("mosquitto")), "mosquitto is not installed")
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n")
@@ -102,11 +116,3 @@ def private_mosquitto(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     yield f"mqtt://127.0.0.1:{port}", proc
     proc.kill()
     proc.wait()
-
-
-def _which(name: str) -> str | None:
-    from shutil import which
-    return which(name)
-
-
-PYTHON = sys.executable

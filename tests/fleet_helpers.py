@@ -1,18 +1,16 @@
 """Helpers for the fleet tests: a Mosquitto of the test's own running the *shipped* broker config
-(monitoring/mosquitto/mosquitto.conf + acl), restartable on the same port, and polling."""
+(monitoring/mosquitto/mosquitto.conf + acl), restartable on the same port, and a stand-in for the
+EdgeNode the reporter talks to."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from support import free_port, need, wait_for_port
+from support import free_port, need, start_server
 
 from loadtest.mqtt_fleet import shipped_broker_config
 
@@ -35,10 +33,8 @@ class Broker:
         self.conf.write_text(self._config())
 
     def _config(self) -> str:
-        data = self.folder / "data"
-        text = shipped_broker_config(self.port, data, passwd=self._passwd() if self.auth else None,
+        return shipped_broker_config(self.port, self.folder / "data", passwd=self._passwd() if self.auth else None,
                                      acl=SHIPPED / "acl" if self.auth else None)
-        return text.replace(f"log_dest file {data / 'mosquitto.log'}", f"log_dest file {self.folder / 'mosquitto.log'}")
 
     def _passwd(self) -> Path:
         path = self.folder / "passwd"
@@ -55,13 +51,7 @@ class Broker:
         return f"mqtt://{user}:{USERS[user]}@127.0.0.1:{self.port}"
 
     def start(self) -> Broker:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        try:
-            wait_for_port("127.0.0.1", self.port, 20)
-        except TimeoutError:
-            self.proc.kill()
-            raise
+        self.proc = start_server(["mosquitto", "-c", str(self.conf)], self.port)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -71,24 +61,28 @@ class Broker:
             self.proc.wait(20)
         self.proc = None
 
-    def log(self) -> str:
-        path = self.folder / "mosquitto.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
+class StandInNode:
+    """The hooks the reporter uses (stats, key and stream throttles), with counters a test can move."""
 
-async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]], deadline_s: float = 30.0,
-                     what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after the deadline."""
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            last = check()
-            if asyncio.iscoroutine(last):
-                last = await last
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - e.g. a server not up yet
-            last = exc
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    def __init__(self) -> None:
+        self.processed = 0
+        self.by_key: dict[str, int] = {}
+        self.throttles: list[tuple[str, float | None]] = []
+        self.streams: set[str] = set()  # the open streams a stream throttle may name
+        self.stream_throttles: list[tuple[str, float | None]] = []
+
+    def stats(self) -> dict[str, Any]:
+        return {"frames_received": self.processed + 2, "frames_processed": self.processed,
+                "frames_dropped": {"replaced": 2}, "errors": {"bad_frame": 1},
+                "latency_ms": {"p50": 4.0, "p95": 9.5, "p99": 12.0}, "connections": 1,
+                "workers": {"alive": 1}, "frames_by_key": dict(self.by_key)}
+
+    def set_throttle(self, key_name: str, max_fps: float | None) -> None:
+        self.throttles.append((key_name, max_fps))
+
+    def set_stream_throttle(self, stream_id: str, max_fps: float | None) -> bool:
+        if stream_id not in self.streams:
+            return False
+        self.stream_throttles.append((stream_id, max_fps))
+        return True

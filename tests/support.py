@@ -1,13 +1,32 @@
-"""Helpers for tests (import with `from support import ...`): real-service checks, ports, waiting."""
+"""Helpers for tests (import with `from support import ...`): real-service checks, ports, processes,
+waiting, in-process servers. Ports and process helpers live in loadtest.helpers (the load generators
+use them too) and are re-exported here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
+
+from common import protocol
+from loadtest.helpers import (  # noqa: F401 - re-exported for the tests
+    SHARED,
+    free_port,
+    port_open,
+    stop_process,
+    wait_for_port,
+    wait_ready,
+)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -20,30 +39,7 @@ def need(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for_port(host: str, port: int, deadline_s: float = 60.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if port_open(host, port):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{host}:{port} did not open within {deadline_s}s")
-
-
-
+# --- processes ---
 
 def start_server(argv: list[str], port: int, deadline_s: float = 20) -> subprocess.Popen:
     """Start a server process and wait for its port; kill it if the port never opens."""
@@ -54,3 +50,129 @@ def start_server(argv: list[str], port: int, deadline_s: float = 20) -> subproce
         proc.kill()
         raise
     return proc
+
+
+def redis_argv(port: int | str) -> list[str]:
+    """A throw-away redis-server on 127.0.0.1:``port``: nothing saved, nothing appended."""
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie still answers kill(0))."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:  # reaped in between
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # the name in (...) may contain spaces
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid``, started by any of its threads (from /proc, like ``ps --ppid``)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended in between
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return sorted(found)
+
+
+# --- HTTP ---
+
+def http_get(url: str, timeout: float = 30) -> tuple[int, bytes]:
+    """(status, body) of a GET; an HTTP error status is returned, not raised."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# --- waiting ---
+
+async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]], deadline_s: float = 30.0,
+                     what: str = "condition", *, interval: float = 0.1,
+                     ignore: tuple[type[BaseException], ...] = (Exception,)) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy and return that; fail with
+    ``what`` after the deadline. Exceptions in ``ignore`` count as "not yet" (e.g. a server not up
+    yet); ``ignore=()`` lets every exception through."""
+    end = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            last = check()
+            if asyncio.iscoroutine(last):
+                last = await last
+            if last:
+                return last
+        except ignore as exc:
+            last = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def poll(check: Callable[[], Any], deadline_s: float = 30.0, what: str = "condition", *, interval: float = 0.1,
+         ignore: tuple[type[BaseException], ...] = (Exception,)) -> Any:
+    """``eventually`` for synchronous code."""
+    end = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            last = check()
+            if last:
+                return last
+        except ignore as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+# --- in-process servers ---
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, *, start_timeout: float = 30.0, stop_timeout: float | None = None,
+                    **options: Any) -> AsyncIterator[int]:
+    """``app`` behind a real uvicorn on a free 127.0.0.1 port, in the running loop; yields the port.
+    ``options`` are uvicorn.Config keywords; the server must be up within ``start_timeout`` seconds."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
+    task = asyncio.create_task(server.serve())
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not server.started:
+            if task.done():
+                task.result()
+                raise AssertionError("uvicorn exited before it started")
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, stop_timeout)
+
+
+@contextlib.asynccontextmanager
+async def serve_edge(settings: Any, pool: Any, **node_options: Any) -> AsyncIterator[tuple[Any, str]]:
+    """An EdgeNode on ``pool`` behind ``serve_app``; yields (node, ws url). On the way out the node
+    stops first (its streams get their 1001 close), then the server."""
+    from starlette.applications import Starlette
+
+    from common.serve import uvicorn_options
+    from edge.app import EdgeNode
+
+    node = EdgeNode(settings, pool, **node_options)
+    await node.start()
+    async with serve_app(Starlette(routes=node.routes), **{**uvicorn_options(settings), "lifespan": "off"}) as port:
+        try:
+            yield node, f"ws://127.0.0.1:{port}/ws"
+        finally:
+            await node.stop()
+
+
+# --- WebSocket ---
+
+async def recv_msg(ws: Any, timeout: float = 60) -> dict:
+    """The next server message on an edge WebSocket, decoded."""
+    return protocol.decode_server_message(await asyncio.wait_for(ws.recv(), timeout))

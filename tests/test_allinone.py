@@ -23,11 +23,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from support import free_port
+from support import alive, children, eventually, free_port, http_get, stop_process, wait_ready
 from websockets.exceptions import ConnectionClosed
 
 from common import protocol
-from loadtest.ws_stream import open_stream, wait_ready
+from loadtest.ws_stream import open_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,28 +36,6 @@ def _start_up(port: int, log: Path, **env: str) -> subprocess.Popen:
     full = {**os.environ, "WORKERS": "1", "METRICS_INTERVAL": "0.5", "LOG_FORMAT": "json", **env}
     return subprocess.Popen([sys.executable, "-m", "common.cli", "up", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, env=full, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], check=False, capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
 
 
 def _post_json(url: str, body: dict) -> tuple[int, dict]:
@@ -80,11 +58,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subproce
         wait_ready(base, proc)
         yield base, proc, log
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 60, signal.SIGINT)
 
 
 def test_prints_the_url_and_says_which_stand_ins_it_uses(up: tuple[str, subprocess.Popen, Path]) -> None:
@@ -99,16 +73,16 @@ def test_prints_the_url_and_says_which_stand_ins_it_uses(up: tuple[str, subproce
 def test_one_port_serves_demo_rest_and_openapi(up: tuple[str, subprocess.Popen, Path],
                                                hand_photos: list[tuple[Path, int]]) -> None:
     base, _, _ = up
-    status, page = _get(base + "/")
+    status, page = http_get(base + "/")
     assert status == 200 and b"<html" in page.lower()
     five = next(p for p, n in hand_photos if n == 5)
     status, body = _post_json(base + "/detect-fingers", {"image_base64": base64.b64encode(five.read_bytes()).decode()})
     assert status == 200 and body["total_fingers"] == 5 and body["cached"] is False
     status, again = _post_json(base + "/detect-fingers", {"image_base64": base64.b64encode(five.read_bytes()).decode()})
     assert again["cached"] is True, "the in-process cache answers a repeated image"
-    status, missing = _get(base + "/no-such-thing")
+    status, missing = http_get(base + "/no-such-thing")
     assert status == 404 and json.loads(missing)["error"]["code"] == "not_found"
-    status, spec = _get(base + "/openapi.json")
+    status, spec = http_get(base + "/openapi.json")
     assert status == 200 and "/detect-fingers" in json.loads(spec)["paths"]
 
 
@@ -128,7 +102,7 @@ async def test_websocket_frames_show_up_in_the_fleet_view(up: tuple[str, subproc
     # The edge reports to the hub through the in-process bus, as it would over MQTT.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        _, body = _get(base + "/fleet/edges/allinone-test")
+        _, body = http_get(base + "/fleet/edges/allinone-test")
         edge = json.loads(body)
         if edge.get("status") == "online" and edge.get("frames", {}).get("processed", 0) >= 5:
             break
@@ -150,7 +124,7 @@ async def test_ctrl_c_drains_publishes_offline_and_leaves_no_processes(
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, proc)
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         assert workers, "the pool runs worker processes"
         frame = next(p for p, n in hand_photos if n == 5).read_bytes()
         ws, _ = await open_stream(base.replace("http", "ws") + "/ws")
@@ -165,10 +139,8 @@ async def test_ctrl_c_drains_publishes_offline_and_leaves_no_processes(
         # uvicorn re-raises the signal after its graceful shutdown, as a Ctrl-C'd program should.
         assert proc.wait(60) in (0, -signal.SIGINT)
         assert '"msg": "stopped"' in (tmp_path / "up.log").read_text(), "the lifespan shutdown ran to the end"
-        assert not [pid for pid in workers if _alive(pid)], "no orphaned worker processes"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(s.get("status") == "offline" for s in statuses):
-            await asyncio.sleep(0.1)
+        assert not [pid for pid in workers if alive(pid)], "no orphaned worker processes"
+        await eventually(lambda: any(s.get("status") == "offline" for s in statuses), 10, "the offline status")
         assert any(s.get("status") == "online" for s in statuses)
         offline = [s for s in statuses if s.get("status") == "offline"]
         assert offline and offline[-1]["reason"] == "shutdown"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from fleet_helpers import Broker, eventually
+from fleet_helpers import Broker
+from support import eventually
 
 from common.bus import MqttBus
 from common.config import load_settings

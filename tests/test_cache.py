@@ -7,6 +7,8 @@ import subprocess
 import time
 import uuid
 
+from support import eventually, redis_argv
+
 from common.options import DetectOptions
 from hub.cache import MemoryCache, RedisCache, cache_key
 from hub.redis_conn import RedisConn
@@ -78,13 +80,9 @@ async def test_redis_cache_errors_are_misses_and_it_reconnects(private_redis: tu
         await cache.set("k", RESULT)  # swallowed
         assert cache.status()["errors"] >= 1 and not conn.up
         port = url.rsplit(":", 1)[1].split("/")[0]
-        restarted = subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",  # noqa: ASYNC220 - returns at once
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        restarted = subprocess.Popen(redis_argv(port), stdout=subprocess.DEVNULL)  # noqa: ASYNC220 - returns at once
         try:
-            deadline = time.monotonic() + 30
-            while not conn.up:  # the background ping notices
-                assert time.monotonic() < deadline, "never reconnected"
-                await asyncio.sleep(0.05)
+            await eventually(lambda: conn.up, 30, "the background ping to reconnect", interval=0.05)
             await cache.set("k", RESULT)
             assert await cache.get("k") == RESULT
         finally:

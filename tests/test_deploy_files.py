@@ -25,7 +25,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from support import free_port, need, start_server, wait_for_port
+from support import free_port, need, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
@@ -351,9 +351,8 @@ def test_mosquitto_accepts_the_generated_passwords(generated_secrets: Path, tmp_
     # private tmp directories.
     conf.write_text(f"user root\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
                     f"password_file {generated_secrets / 'secrets' / 'mosquitto.passwd'}\n")
-    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = _mosquitto(conf, port)
     try:
-        wait_for_port("127.0.0.1", port, 20)
         hub_password = dict(line.split("=", 1) for line in (generated_secrets / "hub.env").read_text().split())[
             "MQTT_HUB_PASSWORD"]
         edge_url = (generated_secrets / "secrets" / "edges" / "edge-c.env").read_text().split("MQTT_URL=")[1]

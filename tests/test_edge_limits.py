@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import free_port
+from support import alive, children, recv_msg
 from websockets.exceptions import ConnectionClosed
 
 from common import protocol
-from loadtest.ws_stream import load_frames, open_stream, start_edge, stop_edge, wait_ready
+from loadtest.ws_stream import open_stream, running_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -23,27 +23,12 @@ IDLE_TIMEOUT = 3
 
 
 @pytest.fixture(scope="module")
-def frames(hand_photos: list[tuple[Path, int]]) -> list[bytes]:
-    return load_frames(hand_photos[0][0].parent, limit=6)
-
-
-@pytest.fixture(scope="module")
 def url(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path_factory.mktemp("log") / "edge.log").open("w")
-    proc = start_edge(port, {"HGR_MODEL_PATH": model_path, "WORKERS": "1", "AUTH_ENABLED": "true",
-                             "API_KEYS": f"alpha:{KEY},beta:{OTHER_KEY}", "MAX_CONNECTIONS": str(MAX_CONNECTIONS),
-                             "MAX_FPS": "1000", "IDLE_TIMEOUT": str(IDLE_TIMEOUT)}, log_file=log)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
+    with ((tmp_path_factory.mktemp("log") / "edge.log").open("w") as log,
+          running_edge({"HGR_MODEL_PATH": model_path, "WORKERS": "1", "AUTH_ENABLED": "true",
+                        "API_KEYS": f"alpha:{KEY},beta:{OTHER_KEY}", "MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+                        "MAX_FPS": "1000", "IDLE_TIMEOUT": str(IDLE_TIMEOUT)}, log_file=log) as (port, _)):
         yield f"ws://127.0.0.1:{port}/ws"
-    finally:
-        stop_edge(proc)
-        log.close()
-
-
-async def _recv(ws, timeout: float = 60) -> dict:
-    return protocol.decode_server_message(await asyncio.wait_for(ws.recv(), timeout))
 
 
 async def _close_code(ws) -> int | None:
@@ -55,7 +40,7 @@ async def _close_code(ws) -> int | None:
 
 async def _works(ws, frame: bytes) -> None:
     await ws.send(protocol.encode_frame(1, frame))
-    assert (await _recv(ws))["type"] == "result"
+    assert (await recv_msg(ws))["type"] == "result"
     await ws.close()
 
 
@@ -74,7 +59,7 @@ async def test_key_in_subprotocol_list(url: str, frames: list[bytes]) -> None:
     ws, _ = await open_stream(url, subprotocols=[f"hgr.key.{KEY}", protocol.JSON])
     assert ws.subprotocol == protocol.JSON, "the encoding is answered, never the key entry"
     await ws.send(protocol.encode_frame(1, frames[0], encoding=protocol.JSON))
-    assert (await _recv(ws))["type"] == "result"
+    assert (await recv_msg(ws))["type"] == "result"
     await ws.close()
 
 
@@ -152,7 +137,7 @@ async def test_flooders_do_not_starve_a_well_behaved_stream(url: str, frames: li
         for seq in range(15):
             events.append(("polite-send", seq))
             await ws.send(protocol.encode_frame(seq, frames[seq % len(frames)]))
-            answers.append(await _recv(ws, 120))
+            answers.append(await recv_msg(ws, 120))
             events.append(("polite", seq))
         await ws.close()
         return answers
@@ -184,27 +169,22 @@ async def test_flooders_do_not_starve_a_well_behaved_stream(url: str, frames: li
 
 async def test_sigterm_answers_in_flight_then_closes_1001_and_leaves_no_process(
         model_path: str, frames: list[bytes], tmp_path: Path) -> None:
-    port = free_port()
-    with (tmp_path / "edge.log").open("w") as log:
-        proc = start_edge(port, {"HGR_MODEL_PATH": model_path, "WORKERS": "1"}, log_file=log)
-        try:
-            wait_ready(f"http://127.0.0.1:{port}", proc)
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-            assert children, "the worker process is a child of the edge"
-            ws, _ = await open_stream(f"ws://127.0.0.1:{port}/ws")
-            await ws.send(protocol.encode_frame(1, frames[0]))
-            await asyncio.sleep(0.05)  # let the frame reach the edge
-            proc.terminate()
-            answers = []
-            with pytest.raises(ConnectionClosed) as info:
-                while True:
-                    answers.append(protocol.decode_server_message(await asyncio.wait_for(ws.recv(), 60)))
-            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
-            assert [m["seq"] for m in answers] == [1] and answers[0]["type"] == "result"
-            # uvicorn re-raises the captured SIGTERM after its graceful shutdown
-            assert await asyncio.to_thread(proc.wait, 60) in (0, -signal.SIGTERM)
-        finally:
-            stop_edge(proc)
+    with ((tmp_path / "edge.log").open("w") as log,
+          running_edge({"HGR_MODEL_PATH": model_path, "WORKERS": "1"}, log_file=log) as (port, proc)):
+        child_pids = children(proc.pid)
+        assert child_pids, "the worker process is a child of the edge"
+        ws, _ = await open_stream(f"ws://127.0.0.1:{port}/ws")
+        await ws.send(protocol.encode_frame(1, frames[0]))
+        await asyncio.sleep(0.05)  # let the frame reach the edge
+        proc.terminate()
+        answers = []
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                answers.append(protocol.decode_server_message(await asyncio.wait_for(ws.recv(), 60)))
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        assert [m["seq"] for m in answers] == [1] and answers[0]["type"] == "result"
+        # uvicorn re-raises the captured SIGTERM after its graceful shutdown
+        assert await asyncio.to_thread(proc.wait, 60) in (0, -signal.SIGTERM)
     assert "Traceback" not in (tmp_path / "edge.log").read_text()
-    for pid in children:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    for pid in child_pids:
+        assert not alive(pid)

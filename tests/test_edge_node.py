@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import uvicorn
-from starlette.applications import Starlette
-from support import free_port
+from support import eventually, recv_msg, serve_edge
 from websockets.exceptions import ConnectionClosed
 
 from common import protocol
 from common.config import load_settings
 from common.pool import InferencePool
-from common.serve import uvicorn_options
 from edge.app import EdgeNode
-from loadtest.ws_stream import load_frames, open_stream
+from loadtest.ws_stream import open_stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -42,59 +39,18 @@ class Recorder:
         self.closed.append(stream_id)
 
 
-@pytest.fixture(scope="module")
-def frames(hand_photos: list[tuple[Path, int]]) -> list[bytes]:
-    return load_frames(hand_photos[0][0].parent, limit=6)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(model_path: str) -> AsyncIterator[InferencePool]:
-    p = InferencePool(load_settings(environ={}, env_file=None, model_path=model_path), {"full": model_path},
-                      service="edge", workers=1)
-    await p.start()
-    yield p
-    await p.close()
-
-
 EdgeFactory = Callable[..., Awaitable[tuple[EdgeNode, str]]]
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def serve(pool: InferencePool) -> AsyncIterator[EdgeFactory]:
+async def serve(edge_pool: InferencePool) -> AsyncIterator[EdgeFactory]:
     """serve(**settings) -> (node, ws url): an EdgeNode on the shared pool behind a real uvicorn."""
-    running: list[tuple[EdgeNode, uvicorn.Server, asyncio.Task]] = []
+    async with contextlib.AsyncExitStack() as running:
+        async def start(**overrides: object) -> tuple[EdgeNode, str]:
+            settings = load_settings(environ={}, env_file=None, auth_enabled=True, api_keys=KEYS, **overrides)
+            return await running.enter_async_context(serve_edge(settings, edge_pool))
 
-    async def start(**overrides: object) -> tuple[EdgeNode, str]:
-        settings = load_settings(environ={}, env_file=None, auth_enabled=True, api_keys=KEYS, **overrides)
-        node = EdgeNode(settings, pool)
-        port = free_port()
-        options = {**uvicorn_options(settings), "lifespan": "off"}
-        server = uvicorn.Server(uvicorn.Config(Starlette(routes=node.routes), host="127.0.0.1", port=port,
-                                               **options))
-        task = asyncio.create_task(server.serve())
-        await node.start()
-        while not server.started:
-            assert not task.done(), "uvicorn failed to start"
-            await asyncio.sleep(0.01)
-        running.append((node, server, task))
-        return node, f"ws://127.0.0.1:{port}/ws"
-
-    yield start
-    for node, server, task in running:
-        await node.stop()
-        server.should_exit = True
-        await task
-
-
-async def _recv(ws, timeout: float = 60) -> dict:
-    return protocol.decode_server_message(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+        yield start
 
 
 async def test_reporter_hooks_and_stats(serve: EdgeFactory, frames: list[bytes]) -> None:
@@ -103,10 +59,10 @@ async def test_reporter_hooks_and_stats(serve: EdgeFactory, frames: list[bytes])
     ws, hello = await open_stream(url, headers=AUTH)
     for seq in range(3):
         await ws.send(protocol.encode_frame(seq, frames[seq]))
-        assert (await _recv(ws))["seq"] == seq
+        assert (await recv_msg(ws))["seq"] == seq
     await ws.send(b"not an image")
-    assert (await _recv(ws))["code"] == "bad_message"
-    await _until(lambda: len(recorder.frames) == 3)
+    assert (await recv_msg(ws))["code"] == "bad_message"
+    await eventually(lambda: len(recorder.frames) == 3, interval=0.01)
     assert [(s, k, r["seq"]) for s, k, r in recorder.frames] == [(hello["stream"], "cam", i) for i in range(3)]
     assert all(r["type"] == "result" and "hands" in r for _, _, r in recorder.frames)
     stats = node.stats()
@@ -115,7 +71,7 @@ async def test_reporter_hooks_and_stats(serve: EdgeFactory, frames: list[bytes])
     assert stats["connections"] == 1 and stats["workers"]["alive"] == 1
     assert stats["latency_ms"]["p50"] > 0 and stats["latency_ms"]["p99"] >= stats["latency_ms"]["p50"]
     await ws.close()
-    await _until(lambda: recorder.closed == [hello["stream"]])
+    await eventually(lambda: recorder.closed == [hello["stream"]], interval=0.01)
     assert node.stats()["connections"] == 0
 
 
@@ -128,14 +84,14 @@ async def test_throttle_drops_one_keys_frames_only(serve: EdgeFactory, frames: l
         await cam.send(protocol.encode_frame(seq, frames[seq % len(frames)]))
     for seq in range(5):  # the other key is not throttled
         await other.send(protocol.encode_frame(seq, frames[seq]))
-        msg = await _recv(other)
+        msg = await recv_msg(other)
         assert msg["type"] == "result" and msg["dropped"] == 0
-    await _until(lambda: node.stats()["frames_dropped"].get("throttled", 0) >= 8)
+    await eventually(lambda: node.stats()["frames_dropped"].get("throttled", 0) >= 8, interval=0.01)
     node.set_throttle("cam", None)
     await cam.send(protocol.encode_frame(100, frames[0]))
     results = []
     while not results or results[-1]["seq"] != 100:
-        results.append(await _recv(cam))
+        results.append(await recv_msg(cam))
     assert sum(m["dropped"] for m in results) + len(results) == 11, "throttled frames are reported as dropped"
     await cam.close()
     await other.close()
@@ -147,7 +103,7 @@ async def test_max_fps_drops_the_excess(serve: EdgeFactory, frames: list[bytes])
     assert hello["limits"]["max_fps"] == 4.0
     for seq in range(12):
         await ws.send(protocol.encode_frame(seq, frames[seq % len(frames)]))
-    await _until(lambda: node.stats()["frames_received"] == 12)
+    await eventually(lambda: node.stats()["frames_received"] == 12, interval=0.01)
     assert node.stats()["frames_dropped"].get("rate_limited", 0) >= 6
     await ws.close()
 
@@ -157,27 +113,27 @@ async def test_a_garbage_flood_gets_no_more_answers_than_max_fps(serve: EdgeFact
     ws, _ = await open_stream(url, headers=AUTH)
     for _ in range(40):
         await ws.send(b"garbage")
-    await _until(lambda: node.stats()["frames_received"] == 40)
+    await eventually(lambda: node.stats()["frames_received"] == 40, interval=0.01)
     stats = node.stats()
     assert stats["errors"].get("bad_message", 0) + stats["frames_dropped"].get("rate_limited", 0) == 40
     assert stats["errors"]["bad_message"] <= 10 and stats["frames_dropped"]["rate_limited"] >= 30
     await ws.send(protocol.encode_frame(1, frames[0]))  # after the flood, valid frames are answered again
     await asyncio.sleep(1.0)
     await ws.send(protocol.encode_frame(2, frames[0]))
-    while (msg := await _recv(ws))["type"] != "result":
+    while (msg := await recv_msg(ws))["type"] != "result":
         pass
     assert msg["seq"] in (1, 2) and msg["dropped"] >= 30
     await ws.close()
 
 
-async def test_stop_answers_in_flight_frames_then_closes_1001(serve: EdgeFactory, pool: InferencePool,
+async def test_stop_answers_in_flight_frames_then_closes_1001(serve: EdgeFactory, edge_pool: InferencePool,
                                                               frames: list[bytes]) -> None:
     node, url = await serve()
     ws, _ = await open_stream(url, headers=AUTH)
     await ws.send(protocol.encode_frame(7, frames[0]))
-    await _until(lambda: pool.stats()["in_flight"] + pool.stats()["queued"] >= 1)
+    await eventually(lambda: edge_pool.stats()["in_flight"] + edge_pool.stats()["queued"] >= 1, interval=0.01)
     await node.stop()
-    msg = await _recv(ws)
+    msg = await recv_msg(ws)
     assert msg["type"] == "result" and msg["seq"] == 7
     with pytest.raises(ConnectionClosed) as info:
         await asyncio.wait_for(ws.recv(), 30)

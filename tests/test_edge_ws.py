@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +13,11 @@ import cv2
 import msgpack
 import numpy as np
 import pytest
-from support import free_port
+from support import children, eventually, http_get, recv_msg
 from websockets.exceptions import ConnectionClosed
 
 from common import protocol
-from loadtest.ws_stream import load_frames, open_stream, start_edge, stop_edge, wait_ready
+from loadtest.ws_stream import load_frames, open_stream, running_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -28,43 +26,25 @@ MAX_FRAME_BYTES = 512 * 1024
 
 @pytest.fixture(scope="module")
 def frames(hand_photos: list[tuple[Path, int]]) -> list[bytes]:
+    """12 photos, not conftest's 6: the many-client, flooding and worker-kill tests cycle through them."""
     return load_frames(hand_photos[0][0].parent, limit=12)
 
 
 @pytest.fixture(scope="module")
 def edge(model_path: str, lite_model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """(ws url, server pid)"""
-    port = free_port()
     web = tmp_path_factory.mktemp("web")
     (web / "index.html").write_text("<h1>hgr demo</h1>")
-    log = (tmp_path_factory.mktemp("log") / "edge.log").open("w")
-    proc = start_edge(port, {"HGR_MODEL_PATH": model_path, "HGR_MODEL_LITE_PATH": lite_model_path, "WORKERS": "2",
-                             "AUTH_ENABLED": "false", "MAX_FPS": "1000", "MAX_CONNECTIONS": "40", "WEB_DIR": str(web),
-                             "MAX_FRAME_BYTES": str(MAX_FRAME_BYTES), "EDGE_ID": "edge-test"}, log_file=log)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
+    with ((tmp_path_factory.mktemp("log") / "edge.log").open("w") as log,
+          running_edge({"HGR_MODEL_PATH": model_path, "HGR_MODEL_LITE_PATH": lite_model_path, "WORKERS": "2",
+                        "AUTH_ENABLED": "false", "MAX_FPS": "1000", "MAX_CONNECTIONS": "40", "WEB_DIR": str(web),
+                        "MAX_FRAME_BYTES": str(MAX_FRAME_BYTES), "EDGE_ID": "edge-test"},
+                       log_file=log) as (port, proc)):
         yield f"ws://127.0.0.1:{port}/ws", proc.pid
-    finally:
-        stop_edge(proc)
-        log.close()
-
-
-def _http(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def _worker_pids(server_pid: int) -> list[int]:
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    return [int(pid) for pid in children
-            if b"common.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-
-
-async def _recv(ws, timeout: float = 60) -> dict:
-    return protocol.decode_server_message(await asyncio.wait_for(ws.recv(), timeout))
+    return [pid for pid in children(server_pid) if b"common.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 async def test_hello_then_results_with_seq_and_ts_echoed(edge: tuple[str, int], frames: list[bytes]) -> None:
@@ -73,13 +53,13 @@ async def test_hello_then_results_with_seq_and_ts_echoed(edge: tuple[str, int], 
     assert hello["limits"]["max_frame_bytes"] == MAX_FRAME_BYTES and "full" in hello["models"]
     assert ws.subprotocol == protocol.MSGPACK
     await ws.send(protocol.encode_frame(41, frames[0], ts=1700000000123, opts={"num_hands": 1}))
-    msg = await _recv(ws)
+    msg = await recv_msg(ws)
     assert msg["type"] == "result" and msg["seq"] == 41 and msg["ts"] == 1700000000123
     assert msg["dropped"] == 0 and isinstance(msg["hands"], list) and len(msg["hands"]) <= 1
     assert set(msg["timing"]) == {"queue_ms", "decode_ms", "infer_ms", "total_ms"}
     # a bare JPEG is a frame too, numbered after the last seq
     await ws.send(frames[1])
-    assert (await _recv(ws))["seq"] == 42
+    assert (await recv_msg(ws))["seq"] == 42
     await ws.close()
 
 
@@ -87,15 +67,15 @@ async def test_a_stream_chooses_its_model_and_hands_and_they_stick(edge: tuple[s
     ws, hello = await open_stream(edge[0])
     assert sorted(hello["models"]) == ["full", "lite"]
     await ws.send(protocol.encode_frame(1, frames[3], opts={"model": "lite", "num_hands": 1}))
-    first = await _recv(ws)
+    first = await recv_msg(ws)
     await ws.send(protocol.encode_frame(2, frames[3]))  # no opts: the stream keeps lite, one hand
-    second = await _recv(ws)
+    second = await recv_msg(ws)
     assert [first["type"], second["type"]] == ["result", "result"]
     assert len(first["hands"]) <= 1 and len(second["hands"]) <= 1
     await ws.send(protocol.encode_frame(3, frames[3], opts={"model": "huge"}))
-    assert (await _recv(ws))["code"] == "bad_options"
+    assert (await recv_msg(ws))["code"] == "bad_options"
     await ws.close()
-    _, body = _http(edge[0].replace("ws://", "http://").replace("/ws", "/metrics"))
+    _, body = http_get(edge[0].replace("ws://", "http://").replace("/ws", "/metrics"))
     lite = [line for line in body.decode().splitlines()
             if line.startswith('ml_inference_total{model="lite",service="edge",status="ok"}')]
     assert lite and float(lite[0].split()[-1]) >= 2, "both frames ran on the lite model"
@@ -123,7 +103,7 @@ async def test_many_clients_get_their_own_results(edge: tuple[str, int], frames:
         got, image = [], sized(n)
         for i in range(4):
             await ws.send(protocol.encode_frame(n * 1000 + i, image, ts=n))
-            got.append(await _recv(ws, 120))
+            got.append(await recv_msg(ws, 120))
         await ws.close()
         return got
 
@@ -149,14 +129,14 @@ async def test_bad_frames_get_errors_and_the_connection_survives(edge: tuple[str
         (protocol.encode_frame(15, jpeg, opts="lite"), "bad_options", 15),
     ]
     await ws.send(frames[1])  # seq 0, so the truncated bare JPEG gets seq 1
-    assert (await _recv(ws))["seq"] == 0
+    assert (await recv_msg(ws))["seq"] == 0
     for message, code, seq in bad:
         await ws.send(message)
-        msg = await _recv(ws)
+        msg = await recv_msg(ws)
         assert msg["type"] == "error" and msg["code"] == code and msg.get("seq") == seq, (code, msg)
         assert msg["message"]
     await ws.send(protocol.encode_frame(16, jpeg))
-    msg = await _recv(ws)
+    msg = await recv_msg(ws)
     assert msg["type"] == "result" and msg["seq"] == 16
     await ws.close()
 
@@ -184,7 +164,7 @@ async def test_a_flooding_client_gets_drops_not_a_backlog(edge: tuple[str, int],
 
     async def receive() -> None:
         while True:
-            msg = await _recv(ws, 120)
+            msg = await recv_msg(ws, 120)
             results.append(msg)
             if msg.get("seq") == sent - 1:
                 return
@@ -214,7 +194,7 @@ async def test_killing_a_worker_fails_only_its_frame(edge: tuple[str, int], fram
         ws = streams[i][0]
         for seq in range(30):
             await ws.send(protocol.encode_frame(seq, frames[seq % len(frames)]))
-            outcomes[i].append(await _recv(ws, 180))
+            outcomes[i].append(await recv_msg(ws, 180))
 
     tasks = [asyncio.create_task(run(i)) for i in range(len(streams))]
     while not killed and not all(t.done() for t in tasks):
@@ -230,29 +210,27 @@ async def test_killing_a_worker_fails_only_its_frame(edge: tuple[str, int], fram
     for i, msgs in outcomes.items():
         # every stream finished all its frames, in order; no frame went unanswered
         assert [m["seq"] for m in msgs] == list(range(30)), i
-    deadline = time.monotonic() + 120
-    while len(_worker_pids(server_pid)) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await eventually(lambda: len(_worker_pids(server_pid)) >= 2, 120, "the killed worker to be replaced")
     new_pids = _worker_pids(server_pid)
     assert len(new_pids) == 2 and pids[0] not in new_pids
     for ws, _ in streams:
         await ws.close()
-    status, body = _http(edge[0].replace("ws://", "http://").replace("/ws", "/metrics"))
+    status, body = http_get(edge[0].replace("ws://", "http://").replace("/ws", "/metrics"))
     assert status == 200 and b'hgr_worker_restarts_total{service="edge"} 1.0' in body
 
 
 async def test_http_endpoints(edge: tuple[str, int]) -> None:
     base = edge[0].replace("ws://", "http://").removesuffix("/ws")
-    status, body = _http(base + "/health")
+    status, body = http_get(base + "/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
-    status, body = _http(base + "/ready")
+    status, body = http_get(base + "/ready")
     assert status == 200 and json.loads(body)["status"] == "ready"
-    status, body = _http(base + "/metrics")
+    status, body = http_get(base + "/metrics")
     text = body.decode()
     assert status == 200
     for name in ("hgr_frames_received_total", "hgr_frames_processed_total", "hgr_frame_latency_seconds_bucket",
                  "hgr_websocket_connections", 'ml_inference_total{model="full",service="edge",status="ok"}',
                  "batch_processing_size_bucket", 'hand_gesture_errors_total{code="bad_message",service="edge"}'):
         assert name in text, name
-    status, body = _http(base + "/")
+    status, body = http_get(base + "/")
     assert status == 200 and b"hgr demo" in body

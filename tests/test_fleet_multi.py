@@ -13,6 +13,7 @@ config (auth, per-edge ACL, persistence) and real Redis. Tests run in order on o
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -21,14 +22,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+import support
 from fleet_helpers import USERS, Broker
-from support import free_port, need, port_open
+from support import free_port, need, port_open, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +39,9 @@ QUOTA = 6
 HGR = [sys.executable, "-m", "common.cli"]
 
 
-def poll(check: Callable[[], Any], deadline_s: float, what: str) -> Any:
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            last = check()
-            if last:
-                return last
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+# Only the errors of a fleet still settling count as "not yet": Fleet.start relies on the RuntimeError of
+# a process that died getting through.
+poll = functools.partial(support.poll, interval=0.2, ignore=(httpx.HTTPError, KeyError, ValueError))
 
 
 class Fleet:
@@ -88,13 +80,8 @@ class Fleet:
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
-        if proc and proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc:
+            stop_process(proc, 30, sig)
 
     def get(self, hub: str, path: str) -> dict:
         return httpx.get(f"http://127.0.0.1:{self.ports[hub]}{path}", timeout=5).json()

@@ -11,10 +11,10 @@ import uuid
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from fleet_helpers import eventually
+from fleet_helpers import StandInNode
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from test_reporter import StandInNode
+from support import eventually
 
 from common import metrics
 from common.bus import LocalBus, MqttBus

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 from hub_support import b64, hub_settings, serve_hub
+from support import eventually, free_port, redis_argv
 
 from common.pool import InferencePool
 
@@ -23,16 +22,8 @@ def photo(hand_photos: list[tuple[Path, int]]) -> bytes:
 
 
 def restart_redis(url: str) -> subprocess.Popen:
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    return subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                             "no"], stdout=subprocess.DEVNULL)
-
-
-async def wait_until(predicate, what: str, deadline_s: float = 30) -> None:
-    end = time.monotonic() + deadline_s
-    while not await predicate():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
+    """A fresh redis-server on the port of ``url`` (the test waits for the hub to notice)."""
+    return subprocess.Popen(redis_argv(url.rsplit(":", 1)[1].split("/")[0]), stdout=subprocess.DEVNULL)
 
 
 async def test_cache_and_limits_live_in_redis(hub_pool: InferencePool, photo: bytes,
@@ -93,7 +84,7 @@ async def test_redis_killed_fail_open_keeps_serving_then_recovers(
         try:
             async def recovered() -> bool:
                 return (await client.get("/status")).json()["status"] == "ok"
-            await wait_until(recovered, "the hub to see Redis again")
+            await eventually(recovered, 30, "the hub to see Redis again", ignore=())
             r = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
             assert r.status_code == 200 and r.headers["RateLimit-Remaining"] == "999"  # a fresh Redis
         finally:
@@ -120,7 +111,6 @@ async def test_redis_killed_fail_closed_refuses_with_503(
 
 
 async def test_hub_starts_with_redis_down_and_connects_later(hub_pool: InferencePool, photo: bytes) -> None:
-    from support import free_port
     url = f"redis://127.0.0.1:{free_port()}/0"
     async with (serve_hub(hub_settings(redis_url=url), hub_pool) as (base, _),
                 httpx.AsyncClient(base_url=base, timeout=120) as client):
@@ -130,7 +120,7 @@ async def test_hub_starts_with_redis_down_and_connects_later(hub_pool: Inference
         try:
             async def up() -> bool:
                 return (await client.get("/status")).json()["redis"]["up"] is True
-            await wait_until(up, "the first connection to Redis")
+            await eventually(up, 30, "the first connection to Redis", ignore=())
         finally:
             server.kill()
             server.wait()

@@ -13,22 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import free_port
+from support import free_port, stop_process, wait_ready
 
 KEY = "team-key-0123456789"
-
-
-def wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 240) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        assert proc.poll() is None, f"hub exited with {proc.returncode}"
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"{url} not ready within {deadline_s}s")
 
 
 @pytest.fixture
@@ -48,17 +35,11 @@ def hubs(private_redis: tuple[str, subprocess.Popen], tmp_path: Path) -> Iterato
                                         stdout=subprocess.PIPE, stderr=err, cwd=tmp_path)
             started.append((proc, f"http://127.0.0.1:{port}", log))
         for proc, url, _ in started:
-            wait_ready(url, proc)
+            wait_ready(url, proc, 240, interval=0.25)
         yield [(url, log) for _, url, log in started]
     finally:
         for proc, _, _ in started:
-            proc.terminate()
-        for proc, _, _ in started:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 30)
 
 
 @pytest.mark.slow
@@ -90,7 +71,7 @@ def test_hgr_hub_prints_its_url_and_serves_the_schema(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url, proc)
+        wait_ready(url, proc, 240, interval=0.25)
         assert httpx.get(f"{url}/openapi.json").json()["openapi"].startswith("3.")
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     finally:

@@ -33,7 +33,7 @@ import httpx
 import msgpack
 import pytest
 import yaml
-from support import free_port, need, wait_for_port
+from support import free_port, need, stop_process, wait_for_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "monitoring"
@@ -257,30 +257,6 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
                             cwd=log.parent)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path, deadline_s: float = 120) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"{url} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready within {deadline_s}s:\n{log.read_text()[-3000:]}")
-
-
 def live_prometheus_config(hub_port: int, edges: dict[str, int], rules_path: Path) -> dict[str, Any]:
     """monitoring/prometheus.yml with its service discovery swapped for the local processes."""
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
@@ -326,7 +302,10 @@ class LiveStack:
             log = self.tmp / f"{name}.log"
             proc = _start([*hgr, "hub" if name == "hub" else "edge"], {**env, "PYTHONPATH": str(ROOT)}, log)
             self.procs.append(proc)
-            _wait_ready(f"http://127.0.0.1:{port}{path}", proc, log)
+            try:
+                wait_ready(f"http://127.0.0.1:{port}", proc, 120, path=path)
+            except (RuntimeError, TimeoutError) as exc:
+                raise AssertionError(f"{exc}:\n{log.read_text()[-3000:]}") from None
 
     def start_prometheus(self) -> None:
         prometheus = shutil.which("prometheus")
@@ -344,7 +323,7 @@ class LiveStack:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            _stop(proc)
+            stop_process(proc, 15)
 
 
 @pytest.fixture

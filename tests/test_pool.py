@@ -13,10 +13,11 @@ import cv2
 import numpy as np
 import pytest
 import pytest_asyncio
+from support import alive, eventually
 
 from common.config import load_settings
-from common.options import BadOptions, DetectOptions
 from common.errors import CorruptImage, HgrError, ImageError, UnsupportedImage
+from common.options import BadOptions, DetectOptions
 from common.pool import InferencePool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -38,22 +39,6 @@ async def pool(model_path: str, lite_model_path: str) -> AsyncIterator[Inference
 
 def _done(pool: InferencePool) -> list[int]:
     return [w["done"] for w in pool.stats()["per_worker"]]
-
-
-async def _until(condition, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); it is reaped by then if its parent waited for it
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
 
 
 async def test_images_are_spread_over_workers_and_timed(pool: InferencePool, photos: list[bytes]) -> None:
@@ -91,7 +76,7 @@ async def test_submit_latest_pulls_the_frame_when_its_turn_comes(pool: Inference
     # Give the stream's worker its current frame and one queued behind it: a turn must then wait.
     busy = cv2.imencode(".png", np.random.default_rng(2).integers(0, 255, (1500, 2000, 3), np.uint8))[1].tobytes()
     blockers = [asyncio.create_task(pool.submit(busy, DetectOptions(), stream="latest")) for _ in range(2)]
-    await _until(lambda: pool.stats()["in_flight"] == 2)
+    await eventually(lambda: pool.stats()["in_flight"] == 2, 60, interval=0.001)
     current = {"frame": sized(320)}
     pulls = []
 
@@ -147,12 +132,10 @@ async def test_a_killed_worker_fails_its_frame_and_is_restarted(pool: InferenceP
             error = exc
             break
     assert error is not None and error.code == "worker_restarted"
-    deadline = time.monotonic() + 120
-    while (pool.stats()["alive"] < 2) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await eventually(lambda: pool.stats()["alive"] >= 2, 120, "the killed worker to be replaced")
     stats = pool.stats()
     assert stats["alive"] == 2 and stats["restarts"] > restarts
-    assert victim_pid not in stats["pids"] and not _alive(victim_pid)
+    assert victim_pid not in stats["pids"] and not alive(victim_pid)
     # the stream continues on the replacement worker
     result = await pool.submit(big, DetectOptions(), stream="victim")
     assert result["image_size"] == [3000, 2000]
@@ -169,7 +152,7 @@ async def test_close_finishes_in_flight_work_and_leaves_no_process(model_path: s
     await asyncio.sleep(0)
     await p.close()
     assert all(t.done() and not t.exception() for t in in_flight), "in-flight frames were answered"
-    assert not p.ready and pids and not any(_alive(pid) for pid in pids)
+    assert not p.ready and pids and not any(alive(pid) for pid in pids)
     with pytest.raises(HgrError) as info:
         await p.submit(photos[0], DetectOptions())
     assert info.value.code == "unavailable"

@@ -7,40 +7,14 @@ import asyncio
 import json
 from typing import Any
 
-from fleet_helpers import eventually
-from support import free_port
+from fleet_helpers import StandInNode
+from support import eventually, free_port
 
 from common.bus import LocalBus, MqttBus
 from common.config import load_settings
 from common.topics import decode
 from edge.reporter import EdgeReporter, metrics_doc
 from edge.stream_events import EventTracker, StreamDebouncer, hand_state
-
-
-class StandInNode:
-    """The two hooks the reporter uses, with counters a test can move."""
-
-    def __init__(self) -> None:
-        self.processed = 0
-        self.by_key: dict[str, int] = {}
-        self.throttles: list[tuple[str, float | None]] = []
-        self.streams: set[str] = set()  # the open streams a stream throttle may name
-        self.stream_throttles: list[tuple[str, float | None]] = []
-
-    def stats(self) -> dict[str, Any]:
-        return {"frames_received": self.processed + 2, "frames_processed": self.processed,
-                "frames_dropped": {"replaced": 2}, "errors": {"bad_frame": 1},
-                "latency_ms": {"p50": 4.0, "p95": 9.5, "p99": 12.0}, "connections": 1,
-                "workers": {"alive": 1}, "frames_by_key": dict(self.by_key)}
-
-    def set_throttle(self, key_name: str, max_fps: float | None) -> None:
-        self.throttles.append((key_name, max_fps))
-
-    def set_stream_throttle(self, stream_id: str, max_fps: float | None) -> bool:
-        if stream_id not in self.streams:
-            return False
-        self.stream_throttles.append((stream_id, max_fps))
-        return True
 
 
 def _result(total: int, gesture: str = "open") -> dict[str, Any]:

@@ -3,7 +3,6 @@ command, a real EdgeNode (one-worker pool, the real model) behind uvicorn, real 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -11,19 +10,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import uvicorn
-from fleet_helpers import eventually
+from fleet_helpers import StandInNode
 from prometheus_client import REGISTRY
-from starlette.applications import Starlette
-from support import free_port
-from test_edge_node import _recv, frames, pool  # noqa: F401 - fixtures shared with the edge tests
-from test_reporter import StandInNode
+from support import eventually, recv_msg, serve_edge
 
 from common import protocol
 from common.bus import LocalBus, MqttBus, make_bus
 from common.config import load_settings
 from common.pool import InferencePool
-from common.serve import uvicorn_options
 from edge.app import EdgeNode
 from edge.reporter import EdgeReporter
 from hub.fleet import FleetService
@@ -94,52 +88,39 @@ class Fleet:
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def fleet(mqtt_url: str, pool: InferencePool) -> AsyncIterator[Fleet]:  # noqa: F811
+async def fleet(mqtt_url: str, edge_pool: InferencePool) -> AsyncIterator[Fleet]:
     tag = uuid.uuid4().hex[:8]
     env = {"MQTT_URL": mqtt_url, "MQTT_TOPIC_PREFIX": f"test/{tag}", "MQTT_SHARE_GROUP": f"g{tag}",
            "MQTT_SESSION_EXPIRY": "0", "METRICS_INTERVAL": "0.5", "EVENT_DEBOUNCE_MS": "0", "MAX_FPS": "1000",
            "MQTT_KEEPALIVE": "5"}
     edge_id = f"edge-{tag}"
     edge_settings = load_settings({**env, "EDGE_ID": edge_id}, env_file=None)
-    node = EdgeNode(edge_settings, pool, bus=make_bus(edge_settings))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=node.routes), host="127.0.0.1", port=port,
-                                           **{**uvicorn_options(edge_settings), "lifespan": "off"}))
-    task = asyncio.create_task(server.serve())
     hub_settings = load_settings(env, env_file=None)
     hub_bus = MqttBus(hub_settings, service="hub", client_id=f"hub-{tag}")
     hub = FleetService(hub_settings, hub_bus)
     await hub.start()
-    await node.start()
     try:
-        while not server.started:
-            assert not task.done(), "uvicorn failed to start"
-            await asyncio.sleep(0.01)
+        async with serve_edge(edge_settings, edge_pool, bus=make_bus(edge_settings)) as (node, url):
+            async def online() -> bool:
+                view = await hub.fleet_view()
+                return any(e["edge_id"] == edge_id and e["status"] == "online" for e in view["edges"])
 
-        async def online() -> bool:
-            view = await hub.fleet_view()
-            return any(e["edge_id"] == edge_id and e["status"] == "online" for e in view["edges"])
-
-        # The edge subscribes to its control topic before it publishes its birth.
-        await eventually(online, 30, "the edge online at the hub")
-        yield Fleet(node, hub, hub_bus, f"ws://127.0.0.1:{port}/ws", edge_id,
-                    f"test/{tag}/edges/{edge_id}/control")
+            # The edge subscribes to its control topic before it publishes its birth.
+            await eventually(online, 30, "the edge online at the hub")
+            yield Fleet(node, hub, hub_bus, url, edge_id, f"test/{tag}/edges/{edge_id}/control")
     finally:
-        await node.stop()
-        server.should_exit = True
-        await task
         await hub.stop()
 
 
 async def _result(ws, seq: int) -> dict:
     """Read until the result of ``seq``."""
-    while (msg := await _recv(ws))["type"] != "result" or msg["seq"] != seq:
+    while (msg := await recv_msg(ws))["type"] != "result" or msg["seq"] != seq:
         pass
     return msg
 
 
 @on_module_loop
-async def test_hub_throttles_one_stream_and_lifts_it(fleet: Fleet, frames: list[bytes]) -> None:  # noqa: F811
+async def test_hub_throttles_one_stream_and_lifts_it(fleet: Fleet, frames: list[bytes]) -> None:
     node, reporter = fleet.node, fleet.reporter
     a, hello_a = await open_stream(fleet.url)
     b, hello_b = await open_stream(fleet.url)

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import httpx
 import pytest
-from support import free_port, need, wait_for_port
+from support import free_port, need, stop_process, wait_for_port
 from webvideo import build_fake_camera, load_letterboxed
 
 pytestmark = pytest.mark.browser
@@ -72,21 +72,12 @@ def start_edge(tmp: Path, model_path: str, **env: str) -> tuple[subprocess.Popen
     return proc, f"http://127.0.0.1:{port}", log
 
 
-def stop_process(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory, model_path: str) -> Iterator[str]:
     need((ROOT / "edge" / "server.py").is_file(), "the edge (edge/server.py) is not built yet")
     proc, url, _log = start_edge(tmp_path_factory.mktemp("edge"), model_path)
     yield url
-    stop_process(proc)
+    stop_process(proc, 20)
 
 
 # ---------- the fake camera and the browser ----------
@@ -384,7 +375,7 @@ def auth_edge(tmp_path_factory: pytest.TempPathFactory, model_path: str) -> Iter
     proc, url, _log = start_edge(tmp_path_factory.mktemp("auth-edge"), model_path, AUTH_ENABLED="true",
                                 API_KEYS=f"web:{API_KEY}", MAX_CONNECTIONS="1")
     yield url
-    stop_process(proc)
+    stop_process(proc, 20)
 
 
 API_KEY = "s3cret-web-key-42"

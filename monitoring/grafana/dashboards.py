@@ -92,12 +92,9 @@ def dashboard(uid: str, title: str, description: str, rows: list[Row],
     }
 
 
-def quantiles(metric: str, selector: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.95, 0.99)
-              ) -> list[tuple[str, str]]:
-    group = f"{by}, le" if by else "le"
-    prefix = f"{{{{{by}}}}} " if by else ""
-    return [(f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket{{{selector}}}[{RATE}])))",
-             f"{prefix}p{int(q * 100)}") for q in qs]
+def quantiles(metric: str, selector: str, qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> list[tuple[str, str]]:
+    return [(f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{selector}}}[{RATE}])))",
+             f"p{int(q * 100)}") for q in qs]
 
 
 # ------------------------------------------------------------------------------------------ fleet
