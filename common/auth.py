@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import ConfigError, HgrError
+from hgr.common.errors import ConfigError, HgrError
 
 
 class AuthError(HgrError):

@@ -29,11 +29,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from common import metrics
-from common.config import Settings
-from common.mqtt_client import buffered_client_class
-from common.outbox import Message, Outbox
-from common.topics import CONTENT_TYPES, KINDS, shared_filter, topic_matches
+from hgr.common import metrics
+from hgr.common.config import Settings
+from hgr.common.mqtt_client import buffered_client_class
+from hgr.common.outbox import Message, Outbox
+from hgr.common.topics import CONTENT_TYPES, KINDS, shared_filter, topic_matches
 
 log = logging.getLogger("hgr.bus")
 

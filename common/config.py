@@ -18,8 +18,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from common.errors import ConfigError
-from common.topics import valid_edge_id
+from hgr.common.errors import ConfigError
+from hgr.common.topics import valid_edge_id
 
 MiB = 1024 * 1024
 

@@ -29,11 +29,11 @@ import mediapipe as mp
 import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
-from common.config import Settings
-from common.fingers import count_fingers, fingers_up
-from common.gestures import classify
-from common.images import EXPOSURE_BRACKETS, DecodedImage, ImageLimits, decode_image, with_gamma
-from common.options import DetectOptions, check_model, default_options
+from hgr.common.config import Settings
+from hgr.common.fingers import count_fingers, fingers_up
+from hgr.common.gestures import classify
+from hgr.common.images import EXPOSURE_BRACKETS, DecodedImage, ImageLimits, decode_image, with_gamma
+from hgr.common.options import DetectOptions, check_model, default_options
 
 
 def _r(v: float) -> float:

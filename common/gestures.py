@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from common.fingers import DEFAULT, FINGER_NAMES, as_points, pinch_gap
+from hgr.common.fingers import DEFAULT, FINGER_NAMES, as_points, pinch_gap
 
 # The full, bounded set of names (a metric label): keep in sync with what classify can return.
 GESTURES = ("none", "fist", "one", "pointing_up", "victory", "three", "four", "open_palm", "thumb_up",

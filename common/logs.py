@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from common.config import Settings
+from hgr.common.config import Settings
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 

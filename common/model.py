@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urljoin
 
-from common.config import Settings
-from common.errors import ModelUnavailable
+from hgr.common.config import Settings
+from hgr.common.errors import ModelUnavailable
 
 log = logging.getLogger("hgr.model")
 

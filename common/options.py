@@ -10,8 +10,8 @@ from collections.abc import Container
 from dataclasses import dataclass, replace
 from typing import Any
 
-from common.config import Settings
-from common.errors import HgrError
+from hgr.common.config import Settings
+from hgr.common.errors import HgrError
 
 VARIANTS = ("full", "lite")
 

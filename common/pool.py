@@ -42,11 +42,11 @@ from typing import Any
 
 import msgpack
 
-from common import metrics
-from common.config import Settings
-from common.errors import HgrError, ImageError, ModelUnavailable
-from common.options import BadOptions, DetectOptions, check_model
-from common.worker import HEADER_LEN, frame_message
+from hgr.common import metrics
+from hgr.common.config import Settings
+from hgr.common.errors import HgrError, ImageError, ModelUnavailable
+from hgr.common.options import BadOptions, DetectOptions, check_model
+from hgr.common.worker import HEADER_LEN, frame_message
 
 log = logging.getLogger("hgr.pool")
 
@@ -412,7 +412,7 @@ class InferencePool:
             env = {**os.environ, "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2"),
                    "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
             w.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "common.worker", str(child.fileno()),
+                sys.executable, "-m", "hgr.common.worker", str(child.fileno()),
                 pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=env)
         finally:
             child.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-from common.errors import HgrError
+from hgr.common.errors import HgrError
 
 VERSION = 1
 MSGPACK = "hgr.msgpack.v1"

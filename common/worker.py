@@ -1,6 +1,6 @@
 """One inference worker process: decode + detect, one frame at a time, on one core.
 
-Started by ``common.pool`` as ``python -m common.worker <fd>`` (a fresh interpreter, never a fork of the
+Started by ``common.pool`` as ``python -m hgr.common.worker <fd>`` (a fresh interpreter, never a fork of the
 event-loop process), talking over a socketpair inherited as ``fd``. Messages are msgpack arrays, each
 prefixed by its 4-byte big-endian length:
 
@@ -49,9 +49,9 @@ def read_message(rfile: BinaryIO) -> Any | None:
 
 def _serve(sock: socket.socket) -> int:
     # Imported here so the parent can import frame_message without loading mediapipe twice over.
-    from common.config import Settings
-    from common.engine import DetectOptions, Detector
-    from common.errors import HgrError
+    from hgr.common.config import Settings
+    from hgr.common.engine import DetectOptions, Detector
+    from hgr.common.errors import HgrError
 
     rfile = sock.makefile("rb")
 

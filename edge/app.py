@@ -20,15 +20,15 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from common import metrics, protocol
-from common.auth import AuthError, KeyRing, key_from_headers
-from common.config import Settings
-from common.options import default_options
-from common.pool import InferencePool
-from common.serve import lifespan
-from edge.session import Session
-from edge.slot import FpsGate
-from edge.stats import EdgeStats
+from hgr.common import metrics, protocol
+from hgr.common.auth import AuthError, KeyRing, key_from_headers
+from hgr.common.config import Settings
+from hgr.common.options import default_options
+from hgr.common.pool import InferencePool
+from hgr.common.lifespan import lifespan
+from hgr.edge.session import Session
+from hgr.edge.slot import FpsGate
+from hgr.edge.stats import EdgeStats
 
 log = logging.getLogger("hgr.edge")
 
@@ -84,7 +84,7 @@ class EdgeNode:
     async def start(self) -> None:
         self._stopping = False
         if self.bus is not None and self.reporter is None:  # fleet reporting (edge/reporter.py)
-            from edge.reporter import EdgeReporter
+            from hgr.edge.reporter import EdgeReporter
             self.reporter = EdgeReporter(self.settings, self.bus, self)
             await self.reporter.start()
         log.info("edge node started", extra={"edge_id": self.edge_id, "auth": self.keyring is not None})
@@ -208,10 +208,10 @@ class EdgeNode:
 
 def create_app(settings: Settings) -> Starlette:
     """A standalone edge: its own pool (model found via common.model), started and stopped with the app."""
-    from common.model import model_paths
+    from hgr.common.model import model_paths
 
     pool = InferencePool(settings, model_paths(settings), service="edge")
-    from common.bus import make_bus
+    from hgr.common.bus import make_bus
     node = EdgeNode(settings, pool, bus=make_bus(settings) if settings.mqtt_url else None)
 
     app = Starlette(routes=node.routes, lifespan=lifespan(pool, node))

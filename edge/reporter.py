@@ -24,12 +24,12 @@ import time
 import uuid
 from typing import Any, Protocol
 
-from common.bus import Bus
-from common.config import Settings
-from common.outbox import Message
-from common.protocol import ENCODINGS
-from common.topics import KINDS, SCHEMA_VERSION, PayloadError, as_float, as_str, decode, edge_topic, encode
-from edge.stream_events import EventTracker, state_fields
+from hgr.common.bus import Bus
+from hgr.common.config import Settings
+from hgr.common.outbox import Message
+from hgr.common.protocol import ENCODINGS
+from hgr.common.topics import KINDS, SCHEMA_VERSION, PayloadError, as_float, as_str, decode, edge_topic, encode
+from hgr.edge.stream_events import EventTracker, state_fields
 
 log = logging.getLogger("hgr.edge.reporter")
 

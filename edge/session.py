@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
 
-from common import protocol
-from common.errors import HgrError
-from common.options import BadOptions, DetectOptions
-from edge.slot import FpsGate, LatestSlot
+from hgr.common import protocol
+from hgr.common.errors import HgrError
+from hgr.common.options import BadOptions, DetectOptions
+from hgr.edge.slot import FpsGate, LatestSlot
 
 if TYPE_CHECKING:
-    from edge.app import EdgeNode
+    from hgr.edge.app import EdgeNode
 
 log = logging.getLogger("hgr.edge.session")
 

@@ -6,18 +6,10 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Any
 
-from common import metrics
+from hgr.common import metrics
+from hgr.common.percentiles import percentiles
 
 LATENCY_WINDOW = 2048  # recent frames the latency percentiles are computed over
-
-
-def percentiles(values: list[float], points: tuple[int, ...] = (50, 95, 99)) -> dict[str, float | None]:
-    """Nearest-rank percentiles; None for an empty window."""
-    if not values:
-        return {f"p{p}": None for p in points}
-    ordered = sorted(values)
-    n = len(ordered)
-    return {f"p{p}": round(ordered[min(n - 1, max(0, -(-p * n // 100) - 1))], 3) for p in points}
 
 
 class EdgeStats:

@@ -15,17 +15,17 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from common.auth import KeyRing
-from common.config import Settings
-from common.options import default_options
-from common.serve import lifespan
-from hub import routes_detect, routes_ops
-from hub.cache import MemoryCache, NoCache, RedisCache, ResultCache
-from hub.detection import Detection, model_ids
-from hub.fleet import FleetService
-from hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
-from hub.ratelimit import RateLimiter
-from hub.redis_conn import RedisConn
+from hgr.common.auth import KeyRing
+from hgr.common.config import Settings
+from hgr.common.options import default_options
+from hgr.common.lifespan import lifespan
+from hgr.hub import routes_detect, routes_ops
+from hgr.hub.cache import MemoryCache, NoCache, RedisCache, ResultCache
+from hgr.hub.detection import Detection, model_ids
+from hgr.hub.fleet import FleetService
+from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
+from hgr.hub.ratelimit import RateLimiter
+from hgr.hub.redis_conn import RedisConn
 
 log = logging.getLogger("hgr.hub")
 
@@ -96,9 +96,9 @@ class Hub:
 
 def create_app(settings: Settings) -> Starlette:
     """The standalone hub: its own pool, bus (for the fleet view) and Redis client."""
-    from common.bus import make_bus
-    from common.model import model_paths
-    from common.pool import InferencePool
+    from hgr.common.bus import make_bus
+    from hgr.common.model import model_paths
+    from hgr.common.pool import InferencePool
 
     pool = InferencePool(settings, model_paths(settings), service="hub")
     hub = Hub(settings, pool, bus=make_bus(settings, service="hub"))

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
-from common.errors import EmptyImage, HgrError, ImageTooLarge
+from hgr.common.errors import EmptyImage, HgrError, ImageTooLarge
 
 
 class BadRequest(HgrError):

@@ -16,9 +16,9 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from common import metrics
-from common.options import DetectOptions
-from hub.redis_conn import RedisConn, RedisDown
+from hgr.common import metrics
+from hgr.common.options import DetectOptions
+from hgr.hub.redis_conn import RedisConn, RedisDown
 
 log = logging.getLogger("hgr.hub.cache")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from common.auth import AuthError, KeyRing, key_from_headers
+from hgr.common.auth import AuthError, KeyRing, key_from_headers
 
 
 @dataclass(frozen=True, slots=True)

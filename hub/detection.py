@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import metrics
-from common.errors import HgrError
-from common.model import describe
-from common.options import DetectOptions
-from hub.cache import ResultCache, cache_key
+from hgr.common import metrics
+from hgr.common.errors import HgrError
+from hgr.common.model import describe
+from hgr.common.options import DetectOptions
+from hgr.hub.cache import ResultCache, cache_key
 
 log = logging.getLogger("hgr.hub.detect")
 

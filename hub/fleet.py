@@ -22,10 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from common import metrics
-from common.config import Settings
-from common.errors import HgrError
-from common.topics import (
+from hgr.common import metrics
+from hgr.common.config import Settings
+from hgr.common.errors import HgrError
+from hgr.common.topics import (
     PayloadError,
     decode,
     edge_topic,
@@ -34,7 +34,7 @@ from common.topics import (
     parse_edge_topic,
     valid_edge_id,
 )
-from hub.fleet_logic import (
+from hgr.hub.fleet_logic import (
     EdgeBatch,
     StatusMsg,
     edge_view,
@@ -47,7 +47,7 @@ from hub.fleet_logic import (
     stream_throttle_command,
     throttle_command,
 )
-from hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFleetStore
+from hgr.hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFleetStore
 
 log = logging.getLogger("hgr.hub.fleet")
 

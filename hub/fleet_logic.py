@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.topics import PayloadError, as_counts, as_float, as_int, as_str
+from hgr.common.topics import PayloadError, as_counts, as_float, as_int, as_str
 
 MAX_SEQ = 2**53  # JSON-safe integers
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Protocol
 
-from hub.fleet_logic import EdgeBatch, SeqState, StatusMsg, apply_seqs
+from hgr.hub.fleet_logic import EdgeBatch, SeqState, StatusMsg, apply_seqs
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +173,7 @@ class RedisFleetStore:
         self.redis = redis
         self.prefix = f"{key_prefix}fleet:"
         self.index = self.prefix + "edges"
-        scripts = files("hub")
+        scripts = files("hgr.hub")
         self._ingest = redis.register_script(scripts.joinpath("fleet_ingest.lua").read_text())
         self._status = redis.register_script(scripts.joinpath("fleet_status.lua").read_text())
         self._sweep = redis.register_script(scripts.joinpath("fleet_sweep.lua").read_text())

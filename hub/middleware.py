@@ -22,9 +22,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common import metrics
-from common.errors import HgrError
-from common.logs import request_id_var
+from hgr.common import metrics
+from hgr.common.errors import HgrError
+from hgr.common.logs import request_id_var
 
 log = logging.getLogger("hgr.http")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

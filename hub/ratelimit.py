@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
-from common import metrics
-from common.config import Settings
-from common.errors import HgrError
-from hub.gcra import US, Decision, Policy, gcra
-from hub.redis_conn import RedisConn, RedisDown
+from hgr.common import metrics
+from hgr.common.config import Settings
+from hgr.common.errors import HgrError
+from hgr.hub.gcra import US, Decision, Policy, gcra
+from hgr.hub.redis_conn import RedisConn, RedisDown
 
 log = logging.getLogger("hgr.hub.ratelimit")
 
-LUA = files("hub").joinpath("ratelimit.lua").read_text()
+LUA = files("hgr.hub").joinpath("ratelimit.lua").read_text()
 NEAR_LIMIT_FRACTION = 0.1  # "near limit": fewer than 10 % of the capacity left after this request
 
 

@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from common import metrics
+from hgr.common import metrics
 
 log = logging.getLogger("hgr.hub.redis")
 T = TypeVar("T")

@@ -19,14 +19,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from common.errors import HgrError, ImageTooLarge
-from common.options import DetectOptions
-from hub.bodies import InvalidRequest, RequestTooLarge, decode_base64_image, read_form, read_json
-from hub.callers import Caller, identify
-from hub.detection import Item
+from hgr.common.errors import HgrError, ImageTooLarge
+from hgr.common.options import DetectOptions
+from hgr.hub.bodies import InvalidRequest, RequestTooLarge, decode_base64_image, read_form, read_json
+from hgr.hub.callers import Caller, identify
+from hgr.hub.detection import Item
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hgr.hub.app import Hub
 
 
 def routes(hub: Hub) -> list[Route]:

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from common import metrics
-from hub.openapi import openapi_schema
+from hgr.common import metrics
+from hgr.hub.openapi import openapi_schema
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hgr.hub.app import Hub
 
 
 def routes(hub: Hub) -> list[Route]:

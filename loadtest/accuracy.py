@@ -1,9 +1,9 @@
 """Finger-count accuracy of the real model + ``common.fingers`` on the labelled photos.
 
-    python -m loadtest.accuracy            # summary table
-    python -m loadtest.accuracy --json     # the full report as JSON
-    python -m loadtest.accuracy --markdown # the generated part of docs/accuracy.md
-    python -m loadtest.accuracy --dump tests/fixtures/landmarks.json   # landmarks for unit tests
+    python -m hgr.loadtest.accuracy            # summary table
+    python -m hgr.loadtest.accuracy --json     # the full report as JSON
+    python -m hgr.loadtest.accuracy --markdown # the generated part of docs/accuracy.md
+    python -m hgr.loadtest.accuracy --dump tests/fixtures/landmarks.json   # landmarks for unit tests
 
 Runs ``common.engine.Detector`` in IMAGE mode with ``num_hands=2`` and the settings of
 ``load_settings()`` (``HGR_MODEL_PATH``) over every photo in ``<shared>/data/hands`` (labels.csv).
@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from common.fingers import DEFAULT, Measurements, Thresholds, count_fingers, decide, measure
-from loadtest.helpers import DEFAULT_PHOTOS
+from hgr.common.fingers import DEFAULT, Measurements, Thresholds, count_fingers, decide, measure
+from hgr.loadtest.helpers import DEFAULT_PHOTOS
 
 CLASSES = tuple(range(6))
 # Grid for the hold-out tuning: wide ranges around each physical boundary.
@@ -70,9 +70,9 @@ def load_photos(folder: Path) -> list[Photo]:
 
 def detect_all(folder: Path, photos: Sequence[Photo]) -> list[dict[str, Any]]:
     """Run the real model over every photo: [{photo fields..., "hands": [engine hand dicts]}]."""
-    from common.config import load_settings
-    from common.engine import DetectOptions, Detector
-    from common.model import model_paths
+    from hgr.common.config import load_settings
+    from hgr.common.engine import DetectOptions, Detector
+    from hgr.common.model import model_paths
 
     settings = load_settings()
     detector = Detector(settings, model_paths(settings))
@@ -284,7 +284,7 @@ def fixture(records: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.accuracy", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hgr.loadtest.accuracy", description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, default=DEFAULT_PHOTOS, help="photos with labels.csv")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -292,8 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.add_argument("--dump", type=Path, help="write every photo's landmarks to this JSON fixture file")
     args = parser.parse_args(argv)
 
-    from common.config import load_settings
-    from common.model import model_paths
+    from hgr.common.config import load_settings
+    from hgr.common.model import model_paths
 
     settings = load_settings()
     records = detect_all(args.folder, load_photos(args.folder))

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.config import Settings, load_settings
-from edge.stats import percentiles
-from loadtest import ws_stream
-from loadtest.helpers import DEFAULT_PHOTOS, free_port, stop_process, wait_ready
+from hgr.common.config import Settings, load_settings
+from hgr.common.percentiles import percentiles
+from hgr.loadtest import ws_stream
+from hgr.loadtest.helpers import DEFAULT_PHOTOS, free_port, stop_process, wait_ready
 
 
 @dataclass
@@ -54,7 +54,7 @@ class BenchContext:
 
 def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], duration: float,
                 barrier: Any, index: int, video: bool = True) -> tuple[int, list[float]]:
-    from common.engine import Detector
+    from hgr.common.engine import Detector
 
     detector = Detector(settings, paths)
     detector.warm_up()
@@ -72,7 +72,7 @@ def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], 
 
 
 async def _raw_run(ctx: BenchContext, processes: int, video: bool = True) -> tuple[int, list[float]]:
-    from common.model import model_paths
+    from hgr.common.model import model_paths
 
     paths = model_paths(ctx.settings)
     spawn = multiprocessing.get_context("spawn")
@@ -211,7 +211,7 @@ SECTIONS = {"raw": section_raw, "edge": section_edge}
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
     for name in ctx.args.sections:
-        runner = SECTIONS.get(name) or importlib.import_module(f"loadtest.{name}").run
+        runner = SECTIONS.get(name) or importlib.import_module(f"hgr.loadtest.{name}").run
         started = time.perf_counter()
         ctx.results[name] = await runner(ctx)
         ctx.log(f"{name}: done in {time.perf_counter() - started:.1f} s")

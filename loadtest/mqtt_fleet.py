@@ -1,6 +1,6 @@
 """Simulated fleet → one hub's MQTT ingest rate. Prints JSON.
 
-    python -m loadtest.mqtt_fleet --edges 200 --rate 12000 --duration 10
+    python -m hgr.loadtest.mqtt_fleet --edges 200 --rate 12000 --duration 10
 
 Processes: a private Mosquitto running the shipped config (monitoring/mosquitto, auth off, on a free
 port; or ``--mqtt-url`` for a broker of yours), one *hub* process running the real ``FleetService``
@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from common.topics import edge_topic, encode
-from loadtest.helpers import free_port, stop_process, wait_for_port
+from hgr.common.topics import edge_topic, encode
+from hgr.loadtest.helpers import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "monitoring" / "mosquitto" / "mosquitto.conf"
@@ -103,9 +103,9 @@ def hub_main(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> N
 async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> None:
     import redis.asyncio as aioredis
 
-    from common.bus import MqttBus
-    from common.config import load_settings
-    from hub.fleet import FleetService
+    from hgr.common.bus import MqttBus
+    from hgr.common.config import load_settings
+    from hgr.hub.fleet import FleetService
 
     env = _env(args)
     if args.mode == "backlog":
@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.mqtt_fleet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m hgr.loadtest.mqtt_fleet", description=__doc__.splitlines()[0])
     parser.add_argument("--edges", type=int, default=200)
     parser.add_argument("--rate", type=float, default=12000.0, help="metrics messages/s, all edges together")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing (bounded)")

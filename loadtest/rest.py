@@ -1,6 +1,6 @@
 """REST load generator for the hub (the seed's interface), and the ``rest`` section of ``hgr bench``.
 
-    python -m loadtest.rest --url http://127.0.0.1:8000 --requests 1000 --concurrency 50 \
+    python -m hgr.loadtest.rest --url http://127.0.0.1:8000 --requests 1000 --concurrency 50 \
         --type single|batch|upload [--api-key K] [--batch-size 8] [--allow-cache]
 
 Prints one JSON object: throughput (requests/s and images/s), client-side latency percentiles (ms),
@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
-from edge.stats import percentiles
-from loadtest.helpers import DEFAULT_PHOTOS, free_port, stop_process, wait_ready
+from hgr.common.percentiles import percentiles
+from hgr.loadtest.helpers import DEFAULT_PHOTOS, free_port, stop_process, wait_ready
 
 KINDS = ("single", "batch", "upload")
 
@@ -121,7 +121,7 @@ async def run(ctx: Any) -> dict[str, Any]:
            "REDIS_URL": "", "REDIS_ENABLED": "false", "MQTT_URL": "", "LOG_LEVEL": "warning"}
     if ctx.args.workers:
         env["WORKERS"] = str(ctx.args.workers)
-    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "hub", "--host", "127.0.0.1", "--port", str(port)],  # noqa: ASYNC220 - returns at once
+    proc = subprocess.Popen([sys.executable, "-m", "hgr", "hub", "--host", "127.0.0.1", "--port", str(port)],  # noqa: ASYNC220 - returns at once
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -144,7 +144,7 @@ async def run(ctx: Any) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loadtest.rest", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m hgr.loadtest.rest", description=__doc__.splitlines()[0])
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=50)

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from common import protocol
-from loadtest.helpers import free_port, stop_process, wait_ready
+from hgr.common import protocol
+from hgr.loadtest.helpers import free_port, stop_process, wait_ready
 
 
 def load_frames(folder: str | Path, limit: int | None = None, max_side: int = 640) -> list[bytes]:
@@ -49,7 +49,7 @@ def start_edge(port: int, env: dict[str, str] | None = None, *, log_file: Any = 
     """``hgr edge`` on 127.0.0.1:``port`` with extra environment; wait with ``helpers.wait_ready``, stop with
     ``helpers.stop_process``."""
     full_env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "warning", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "edge.server", "--host", "127.0.0.1", "--port", str(port)],
+    return subprocess.Popen([sys.executable, "-m", "hgr", "edge", "--host", "127.0.0.1", "--port", str(port)],
                             env=full_env, stdout=log_file, stderr=log_file)
 
 

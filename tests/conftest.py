@@ -17,8 +17,8 @@ import pytest
 import pytest_asyncio
 from support import SHARED, free_port, need, port_open, redis_argv, start_server
 
-from common.config import load_settings
-from common.pool import InferencePool
+from hgr.common.config import load_settings
+from hgr.common.pool import InferencePool
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +47,7 @@ def hand_photos() -> list[tuple[Path, int]]:
 @pytest.fixture(scope="session")
 def frames(hand_photos: list[tuple[Path, int]]) -> list[bytes]:
     """The first 6 labelled photos as 640×480 camera frames (JPEG)."""
-    from loadtest.ws_stream import load_frames
+    from hgr.loadtest.ws_stream import load_frames
 
     return load_frames(hand_photos[0][0].parent, limit=6)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from support import free_port, need, start_server
 
-from loadtest.mqtt_fleet import shipped_broker_config
+from hgr.loadtest.mqtt_fleet import shipped_broker_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "monitoring" / "mosquitto"

@@ -11,9 +11,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from support import serve_app
 
-from common.config import Settings, load_settings
-from hub.app import Hub
-from hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
+from hgr.common.config import Settings, load_settings
+from hgr.hub.app import Hub
+from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 
 
 def hub_settings(**overrides: Any) -> Settings:

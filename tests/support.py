@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from common import protocol
-from loadtest.helpers import (  # noqa: F401 - re-exported for the tests
+from hgr.common import protocol
+from hgr.loadtest.helpers import (  # noqa: F401 - re-exported for the tests
     SHARED,
     free_port,
     port_open,
@@ -159,8 +159,8 @@ async def serve_edge(settings: Any, pool: Any, **node_options: Any) -> AsyncIter
     stops first (its streams get their 1001 close), then the server."""
     from starlette.applications import Starlette
 
-    from common.serve import uvicorn_options
-    from edge.app import EdgeNode
+    from hgr.serve import uvicorn_options
+    from hgr.edge.app import EdgeNode
 
     node = EdgeNode(settings, pool, **node_options)
     await node.start()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from common.config import load_settings
-from common.engine import Detector
-from common.fingers import count_fingers, fingers_up
-from loadtest.accuracy import detect_all, evaluate, load_photos, naive_count, scored_hand
+from hgr.common.config import load_settings
+from hgr.common.engine import Detector
+from hgr.common.fingers import count_fingers, fingers_up
+from hgr.loadtest.accuracy import detect_all, evaluate, load_photos, naive_count, scored_hand
 
 pytestmark = pytest.mark.slow
 

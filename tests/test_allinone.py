@@ -26,15 +26,15 @@ import pytest
 from support import alive, children, eventually, free_port, http_get, stop_process, wait_ready
 from websockets.exceptions import ConnectionClosed
 
-from common import protocol
-from loadtest.ws_stream import open_stream
+from hgr.common import protocol
+from hgr.loadtest.ws_stream import open_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _start_up(port: int, log: Path, **env: str) -> subprocess.Popen:
     full = {**os.environ, "WORKERS": "1", "METRICS_INTERVAL": "0.5", "LOG_FORMAT": "json", **env}
-    return subprocess.Popen([sys.executable, "-m", "common.cli", "up", "--host", "127.0.0.1", "--port", str(port)],
+    return subprocess.Popen([sys.executable, "-m", "hgr", "up", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, env=full, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 

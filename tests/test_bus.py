@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from common.bus import LocalBus, make_bus
-from common.config import load_settings
-from common.outbox import Message, Outbox
-from common.topics import (
+from hgr.common.bus import LocalBus, make_bus
+from hgr.common.config import load_settings
+from hgr.common.outbox import Message, Outbox
+from hgr.common.topics import (
     PayloadError,
     decode,
     edge_topic,

@@ -9,8 +9,8 @@ import uuid
 from fleet_helpers import Broker
 from support import eventually
 
-from common.bus import MqttBus
-from common.config import load_settings
+from hgr.common.bus import MqttBus
+from hgr.common.config import load_settings
 
 
 def _settings(url: str, **env: str):

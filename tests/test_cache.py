@@ -9,9 +9,9 @@ import uuid
 
 from support import eventually, redis_argv
 
-from common.options import DetectOptions
-from hub.cache import MemoryCache, RedisCache, cache_key
-from hub.redis_conn import RedisConn
+from hgr.common.options import DetectOptions
+from hgr.hub.cache import MemoryCache, RedisCache, cache_key
+from hgr.hub.redis_conn import RedisConn
 
 RESULT = {"hands": [], "total_fingers": 0, "image_size": [10, 10], "timing": {"total_ms": 1.0}}
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _hgr(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], check=False, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hgr", *args], check=False, capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, **env}, timeout=120)
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from common.config import Settings, load_settings, settings_table, validate_edge_id
-from common.errors import ConfigError
+from hgr.common.config import Settings, load_settings, settings_table, validate_edge_id
+from hgr.common.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def test_public_view_masks_secrets() -> None:
 
 
 def test_cli_reports_bad_config_and_exits_nonzero() -> None:
-    proc = subprocess.run([sys.executable, "-m", "common.cli", "config", "--check"], check=False, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "hgr", "config", "--check"], check=False, capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin", "WORKERS": "-1"}, cwd=ROOT)
     assert proc.returncode == 2
     assert "WORKERS='-1'" in proc.stderr

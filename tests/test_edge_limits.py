@@ -12,8 +12,8 @@ import pytest
 from support import alive, children, recv_msg
 from websockets.exceptions import ConnectionClosed
 
-from common import protocol
-from loadtest.ws_stream import open_stream, running_edge
+from hgr.common import protocol
+from hgr.loadtest.ws_stream import open_stream, running_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

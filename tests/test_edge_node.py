@@ -12,11 +12,11 @@ import pytest_asyncio
 from support import eventually, recv_msg, serve_edge
 from websockets.exceptions import ConnectionClosed
 
-from common import protocol
-from common.config import load_settings
-from common.pool import InferencePool
-from edge.app import EdgeNode
-from loadtest.ws_stream import open_stream
+from hgr.common import protocol
+from hgr.common.config import load_settings
+from hgr.common.pool import InferencePool
+from hgr.edge.app import EdgeNode
+from hgr.loadtest.ws_stream import open_stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

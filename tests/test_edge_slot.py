@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.slot import FpsGate, LatestSlot
-from edge.stats import percentiles
+from hgr.edge.slot import FpsGate, LatestSlot
+from hgr.common.percentiles import percentiles
 
 
 def test_latest_frame_wins_and_replacements_are_counted() -> None:

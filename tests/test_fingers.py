@@ -21,7 +21,7 @@ from fixtures.hands import (
     world,
 )
 
-from common.fingers import (
+from hgr.common.fingers import (
     DEFAULT,
     FINGER_NAMES,
     as_points,
@@ -33,7 +33,7 @@ from common.fingers import (
     pinch_gap,
     thumb_reach_out,
 )
-from loadtest.accuracy import holdout
+from hgr.loadtest.accuracy import holdout
 
 OPEN, FIST = "p_0069.jpg", "p_0182.jpg"  # a real open palm and a real fist, both left hands
 

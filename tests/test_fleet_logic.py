@@ -9,8 +9,8 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from common.topics import PayloadError
-from hub.fleet_logic import (
+from hgr.common.topics import PayloadError
+from hgr.hub.fleet_logic import (
     EdgeBatch,
     MetricsMsg,
     SeqState,
@@ -25,7 +25,7 @@ from hub.fleet_logic import (
     quota_window,
     throttle_command,
 )
-from hub.fleet_store import MemoryFleetStore, RedisFleetStore
+from hgr.hub.fleet_store import MemoryFleetStore, RedisFleetStore
 
 # --- pure rules ---
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 KEEPALIVE = 5
 KEYS = {"kiosk": "kiosk-secret-key-0123456789", "other": "other-secret-key-0123456789"}
 QUOTA = 6
-HGR = [sys.executable, "-m", "common.cli"]
+HGR = [sys.executable, "-m", "hgr"]
 
 
 # Only the errors of a fleet still settling count as "not yet": Fleet.start relies on the RuntimeError of

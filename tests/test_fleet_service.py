@@ -16,13 +16,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from support import eventually
 
-from common import metrics
-from common.bus import LocalBus, MqttBus
-from common.config import load_settings
-from common.topics import encode
-from edge.reporter import EdgeReporter
-from hub.fleet import FleetService
-from hub.middleware import HubMiddleware
+from hgr.common import metrics
+from hgr.common.bus import LocalBus, MqttBus
+from hgr.common.config import load_settings
+from hgr.common.topics import encode
+from hgr.edge.reporter import EdgeReporter
+from hgr.hub.fleet import FleetService
+from hgr.hub.middleware import HubMiddleware
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from common.logs import JsonFormatter
-from common.pool import InferencePool
-from hub.app import Hub
-from hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
+from hgr.common.logs import JsonFormatter
+from hgr.common.pool import InferencePool
+from hgr.hub.app import Hub
+from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -344,7 +344,7 @@ async def test_unexpected_exception_is_500_with_request_id(caplog: pytest.LogCap
 
 
 async def test_rest_load_generator_smoke(secured: str, photos: list[bytes]) -> None:
-    from loadtest.rest import run_rest
+    from hgr.loadtest.rest import run_rest
 
     for kind in ("single", "batch", "upload"):
         report = await run_rest(secured, 3, 2, kind, photos, api_key=ALICE, batch_size=2)
@@ -356,7 +356,7 @@ async def test_a_big_batch_does_not_hold_up_a_single_image(secured: str, photos:
                                                           hub_pool: InferencePool) -> None:
     """With one worker, a single image sent while a 16-image batch runs waits behind at most a couple of
     the batch's images (per-request cap), so it is answered while the batch is still going."""
-    from loadtest.rest import uniquify
+    from hgr.loadtest.rest import uniquify
 
     batch = {"images": [{"image_base64": b64(uniquify(photos[i % len(photos)], 9000 + i))} for i in range(16)]}
     single = {"image_base64": b64(uniquify(photos[0], 9999))}

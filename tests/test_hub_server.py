@@ -31,7 +31,7 @@ def hubs(private_redis: tuple[str, subprocess.Popen], tmp_path: Path) -> Iterato
             port = free_port()
             log = tmp_path / f"hub{i}.log"
             with log.open("wb") as err:
-                proc = subprocess.Popen([sys.executable, "-m", "common.cli", "hub", "--port", str(port)], env=env,
+                proc = subprocess.Popen([sys.executable, "-m", "hgr", "hub", "--port", str(port)], env=env,
                                         stdout=subprocess.PIPE, stderr=err, cwd=tmp_path)
             started.append((proc, f"http://127.0.0.1:{port}", log))
         for proc, url, _ in started:
@@ -67,7 +67,7 @@ def test_three_hub_processes_never_exceed_the_shared_limit(hubs: list[tuple[str,
 def test_hgr_hub_prints_its_url_and_serves_the_schema(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "WORKERS": "1", "MQTT_URL": "", "REDIS_URL": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "hub", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "hgr", "hub", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path, text=True)
     try:
         url = f"http://127.0.0.1:{port}"

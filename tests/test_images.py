@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.errors import CorruptImage, EmptyImage, ImageTooLarge, TooManyPixels, UnsupportedImage
-from common.images import EXPOSURE_BRACKETS, ImageLimits, decode_image, with_gamma
+from hgr.common.errors import CorruptImage, EmptyImage, ImageTooLarge, TooManyPixels, UnsupportedImage
+from hgr.common.images import EXPOSURE_BRACKETS, ImageLimits, decode_image, with_gamma
 
 
 def _encode(fmt: str, w: int = 64, h: int = 48, **save: object) -> bytes:

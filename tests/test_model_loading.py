@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from common.config import load_settings
-from common.engine import Detector
-from common.errors import ModelUnavailable
-from common.model import WHEEL_MEMBERS, resolve_model
+from hgr.common.config import load_settings
+from hgr.common.engine import Detector
+from hgr.common.errors import ModelUnavailable
+from hgr.common.model import WHEEL_MEMBERS, resolve_model
 
 
 class FakeOrigin:

@@ -214,7 +214,7 @@ def defined_metric_names() -> set[str]:
     """Every series name the services export: common/metrics.py plus the client's process_* and up."""
     from prometheus_client import REGISTRY
 
-    import common.metrics  # noqa: F401  (registers everything)
+    import hgr.common.metrics  # noqa: F401  (registers everything)
 
     names = {"up"}
     for family in REGISTRY.collect():
@@ -295,7 +295,7 @@ class LiveStack:
                         "MQTT_OUTBOX_SIZE": "1", "METRICS_INTERVAL": "0.2"}
 
     def start_services(self) -> None:
-        hgr = [sys.executable, "-m", "common.cli"]
+        hgr = [sys.executable, "-m", "hgr"]
         for name, env, port, path in (("hub", self.hub_env, self.hub_port, "/ready"),
                                       ("edge", self.edge_env, self.edge_port, "/ready"),
                                       ("edge-cut", self.cut_env, self.cut_port, "/health")):

@@ -15,10 +15,10 @@ import pytest
 import pytest_asyncio
 from support import alive, eventually
 
-from common.config import load_settings
-from common.errors import CorruptImage, HgrError, ImageError, UnsupportedImage
-from common.options import BadOptions, DetectOptions
-from common.pool import InferencePool
+from hgr.common.config import load_settings
+from hgr.common.errors import CorruptImage, HgrError, ImageError, UnsupportedImage
+from hgr.common.options import BadOptions, DetectOptions
+from hgr.common.pool import InferencePool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

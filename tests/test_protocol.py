@@ -8,8 +8,8 @@ import json
 import msgpack
 import pytest
 
-from common import protocol
-from common.protocol import ProtocolError
+from hgr.common import protocol
+from hgr.common.protocol import ProtocolError
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16 + b"\xff\xd9"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16

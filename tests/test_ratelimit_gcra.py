@@ -9,10 +9,10 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from common.config import load_settings
-from hub.gcra import US, Policy, gcra
-from hub.ratelimit import LUA, RateLimited, RateLimiter
-from hub.redis_conn import RedisConn
+from hgr.common.config import load_settings
+from hgr.hub.gcra import US, Policy, gcra
+from hgr.hub.ratelimit import LUA, RateLimited, RateLimiter
+from hgr.hub.redis_conn import RedisConn
 
 
 def run(policy: Policy, events: list[tuple[float, int]]) -> list[bool]:

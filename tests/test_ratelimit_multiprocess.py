@@ -12,9 +12,9 @@ import pytest
 # Each process: the real RateLimiter on the real Redis, as fast as it can from a common start time.
 HAMMER = r"""
 import asyncio, json, sys, time
-from common.config import load_settings
-from hub.ratelimit import RateLimited, RateLimiter
-from hub.redis_conn import RedisConn
+from hgr.common.config import load_settings
+from hgr.hub.ratelimit import RateLimited, RateLimiter
+from hgr.hub.redis_conn import RedisConn
 
 async def main(url, start_at, attempts):
     settings = load_settings({}, env_file=None, redis_url=url, rate_limit_requests=50,

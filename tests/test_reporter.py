@@ -10,11 +10,11 @@ from typing import Any
 from fleet_helpers import StandInNode
 from support import eventually, free_port
 
-from common.bus import LocalBus, MqttBus
-from common.config import load_settings
-from common.topics import decode
-from edge.reporter import EdgeReporter, metrics_doc
-from edge.stream_events import EventTracker, StreamDebouncer, hand_state
+from hgr.common.bus import LocalBus, MqttBus
+from hgr.common.config import load_settings
+from hgr.common.topics import decode
+from hgr.edge.reporter import EdgeReporter, metrics_doc
+from hgr.edge.stream_events import EventTracker, StreamDebouncer, hand_state
 
 
 def _result(total: int, gesture: str = "open") -> dict[str, Any]:

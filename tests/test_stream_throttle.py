@@ -14,15 +14,15 @@ from fleet_helpers import StandInNode
 from prometheus_client import REGISTRY
 from support import eventually, recv_msg, serve_edge
 
-from common import protocol
-from common.bus import LocalBus, MqttBus, make_bus
-from common.config import load_settings
-from common.pool import InferencePool
-from edge.app import EdgeNode
-from edge.reporter import EdgeReporter
-from hub.fleet import FleetService
-from hub.fleet_logic import stream_throttle_command
-from loadtest.ws_stream import open_stream
+from hgr.common import protocol
+from hgr.common.bus import LocalBus, MqttBus, make_bus
+from hgr.common.config import load_settings
+from hgr.common.pool import InferencePool
+from hgr.edge.app import EdgeNode
+from hgr.edge.reporter import EdgeReporter
+from hgr.hub.fleet import FleetService
+from hgr.hub.fleet_logic import stream_throttle_command
+from hgr.loadtest.ws_stream import open_stream
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the shared pool lives on the module loop
 

@@ -61,7 +61,7 @@ def start_edge(tmp: Path, model_path: str, **env: str) -> tuple[subprocess.Popen
         child_env.setdefault("HGR_MODEL_LITE_PATH", str(lite))
     with log.open("wb") as out:
         # cwd=tmp: no developer .env file can change the edge under test.
-        proc = subprocess.Popen([sys.executable, "-m", "common.cli", "edge", "--host", "127.0.0.1",
+        proc = subprocess.Popen([sys.executable, "-m", "hgr", "edge", "--host", "127.0.0.1",
                                  "--port", str(port)], cwd=tmp, env=child_env, stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
@@ -74,7 +74,6 @@ def start_edge(tmp: Path, model_path: str, **env: str) -> tuple[subprocess.Popen
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory, model_path: str) -> Iterator[str]:
-    need((ROOT / "edge" / "server.py").is_file(), "the edge (edge/server.py) is not built yet")
     proc, url, _log = start_edge(tmp_path_factory.mktemp("edge"), model_path)
     yield url
     stop_process(proc, 20)
@@ -88,8 +87,8 @@ def pick_photos(hand_photos: list[tuple[Path, int]], model_path: str) -> list[Pa
     Chosen with the real model on the same letterboxed 640×480 frame the camera will show, so the
     browser test checks the page and the pipeline, not the model's accuracy on hard photos.
     """
-    from common.config import load_settings
-    from common.engine import DetectOptions, Detector
+    from hgr.common.config import load_settings
+    from hgr.common.engine import DetectOptions, Detector
 
     settings = load_settings(environ={"HGR_MODEL_PATH": model_path}, env_file=None)
     detector = Detector(settings, {"full": model_path})
@@ -371,7 +370,6 @@ def test_phone_sized_screen(edge: str, browser: Any) -> None:
 @pytest.fixture(scope="module")
 def auth_edge(tmp_path_factory: pytest.TempPathFactory, model_path: str) -> Iterator[str]:
     """An edge that requires an API key and takes a single connection at a time."""
-    need((ROOT / "edge" / "server.py").is_file(), "the edge (edge/server.py) is not built yet")
     proc, url, _log = start_edge(tmp_path_factory.mktemp("auth-edge"), model_path, AUTH_ENABLED="true",
                                 API_KEYS=f"web:{API_KEY}", MAX_CONNECTIONS="1")
     yield url

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
-from common.config import Settings
-from common.serve import lifespan, run
+from hgr.common.config import Settings
+from hgr.common.lifespan import lifespan
+from hgr.serve import run
 
 log = logging.getLogger("hgr.up")
 
@@ -34,12 +35,12 @@ def combine_routes(hub_routes: Sequence[BaseRoute], edge_routes: Sequence[BaseRo
 
 
 def create_app(settings: Settings) -> Starlette:
-    from common.bus import make_bus
-    from common.model import model_paths
-    from common.pool import InferencePool
-    from edge.app import EdgeNode
-    from hub.app import Hub
-    from hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
+    from hgr.common.bus import make_bus
+    from hgr.common.model import model_paths
+    from hgr.common.pool import InferencePool
+    from hgr.edge.app import EdgeNode
+    from hgr.hub.app import Hub
+    from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 
     pool = InferencePool(settings, model_paths(settings), service="edge")
     bus = make_bus(settings)

@@ -14,22 +14,22 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from common.config import load_settings, settings_table
-from common.errors import HgrError
+from hgr.common.config import load_settings, settings_table
+from hgr.common.errors import HgrError
 
 # name -> ("module:function", help). Each function takes the parsed argparse namespace's remaining
 # argv (a list of strings) and returns an exit code.
 SERVICES = {
-    "edge": ("edge.server:main", "start an edge node (WebSocket frames in, results out)"),
-    "hub": ("hub.server:main", "start the hub (REST API, fleet aggregation)"),
-    "up": ("common.allinone:main", "start hub + edge + web demo on one port, no broker or Redis needed"),
-    "bench": ("loadtest.bench:main", "measure the edge and hub against the raw model; prints JSON"),
+    "edge": ("hgr.servers:edge_main", "start an edge node (WebSocket frames in, results out)"),
+    "hub": ("hgr.servers:hub_main", "start the hub (REST API, fleet aggregation)"),
+    "up": ("hgr.allinone:main", "start hub + edge + web demo on one port, no broker or Redis needed"),
+    "bench": ("hgr.loadtest.bench:main", "measure the edge and hub against the raw model; prints JSON"),
 }
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from common.engine import Detector
-    from common.model import model_paths
+    from hgr.common.engine import Detector
+    from hgr.common.model import model_paths
 
     settings = load_settings()
     detector = Detector(settings, model_paths(settings))
@@ -59,7 +59,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from common.model import resolve_model
+    from hgr.common.model import resolve_model
 
     settings = load_settings()
     info = resolve_model(settings, allow_network=args.action == "fetch")

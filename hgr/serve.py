@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
 import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
-from common.config import Settings, load_settings
-from common.logs import setup_logging
+from hgr.common.config import Settings, load_settings
+from hgr.common.logs import setup_logging
 
 log = logging.getLogger("hgr.serve")
 
@@ -44,31 +43,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "server_header": False,
         "timeout_graceful_shutdown": 10,
     }
-
-
-def lifespan(pool: Any, *parts: Any, describe: dict[str, Any] | None = None
-             ) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
-    """An app lifespan: the inference pool first, then each part (``start()``/``stop()``) in order;
-    on shutdown the parts in reverse and the pool last, so in-flight work finishes before the workers
-    exit. ``describe`` goes into the "starting" log line."""
-
-    @contextlib.asynccontextmanager
-    async def run(app: Starlette) -> AsyncIterator[None]:
-        log.info("starting", extra=describe or {})
-        await pool.start()
-        started: list[Any] = []
-        try:
-            for part in parts:
-                await part.start()
-                started.append(part)
-            yield
-        finally:
-            for part in reversed(started):
-                await part.stop()
-            await pool.close()
-            log.info("stopped")
-
-    return run
 
 
 class GracefulServer(uvicorn.Server):
