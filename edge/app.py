@@ -23,9 +23,9 @@ from starlette.websockets import WebSocket
 from hgr.common import metrics, protocol
 from hgr.common.auth import AuthError, KeyRing, key_from_headers
 from hgr.common.config import Settings
+from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.common.pool import InferencePool
-from hgr.common.lifespan import lifespan
 from hgr.edge.session import Session
 from hgr.edge.slot import FpsGate
 from hgr.edge.stats import EdgeStats

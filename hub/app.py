@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute
 
 from hgr.common.auth import KeyRing
 from hgr.common.config import Settings
-from hgr.common.options import default_options
 from hgr.common.lifespan import lifespan
+from hgr.common.options import default_options
 from hgr.hub import routes_detect, routes_ops
 from hgr.hub.cache import MemoryCache, NoCache, RedisCache, ResultCache
 from hgr.hub.detection import Detection, model_ids

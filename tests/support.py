@@ -159,8 +159,8 @@ async def serve_edge(settings: Any, pool: Any, **node_options: Any) -> AsyncIter
     stops first (its streams get their 1001 close), then the server."""
     from starlette.applications import Starlette
 
-    from hgr.serve import uvicorn_options
     from hgr.edge.app import EdgeNode
+    from hgr.serve import uvicorn_options
 
     node = EdgeNode(settings, pool, **node_options)
     await node.start()

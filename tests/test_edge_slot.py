@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hgr.edge.slot import FpsGate, LatestSlot
 from hgr.common.percentiles import percentiles
+from hgr.edge.slot import FpsGate, LatestSlot
 
 
 def test_latest_frame_wins_and_replacements_are_counted() -> None:
