@@ -21,7 +21,6 @@ from hgr.common.errors import ConfigError, HgrError
 
 class AuthError(HgrError):
     code = "unauthorized"
-    status = 401
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,5 +91,5 @@ class KeyRing:
             if hmac.compare_digest(key.digest, digest):
                 match = key
         if match is None:
-            raise AuthError("invalid API key", code="forbidden", status=403)
+            raise AuthError("invalid API key", code="forbidden")
         return match

@@ -18,7 +18,6 @@ VARIANTS = ("full", "lite")
 
 class BadOptions(HgrError):
     code = "bad_options"
-    status = 422
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,15 +59,13 @@ DRAIN_TIMEOUT = 10.0
 
 class WorkerRestarted(HgrError):
     code = "worker_restarted"
-    status = 503
 
 
 class PoolUnavailable(HgrError):
     code = "unavailable"
-    status = 503
 
 
-# Worker errors arrive as (code, message, status); rebuilt as their own class so callers can still
+# Worker errors arrive as (code, message); rebuilt as their own class so callers can still
 # tell an image problem (isinstance ImageError) from the rest.
 _ERROR_CLASSES: dict[str, type[HgrError]] = {c.code: c for c in (*ImageError.__subclasses__(), BadOptions)}
 
@@ -352,7 +350,7 @@ class InferencePool:
             m_error.inc()
             if not job.future.done():
                 cls = _ERROR_CLASSES.get(msg[3], HgrError)
-                job.future.set_exception(cls(msg[4], code=msg[3], status=msg[5]))
+                job.future.set_exception(cls(msg[4], code=msg[3]))
         batch = job.batch
         if batch is not None:
             batch.left -= 1

@@ -43,7 +43,6 @@ class ProtocolError(HgrError):
     """A message the edge cannot use; ``seq`` is set when the message got far enough to carry one."""
 
     code = "bad_frame"
-    status = 400
 
     def __init__(self, message: str, *, code: str | None = None, seq: int | None = None) -> None:
         super().__init__(message, code=code)

@@ -9,7 +9,7 @@ prefixed by its 4-byte big-endian length:
                      ["close_stream", stream]
     worker → parent  ["ready", pid] | ["fatal", message]              once, after loading the model
                      ["result", job_id, started_monotonic, result]
-                     ["error", job_id, started_monotonic, code, message, status]
+                     ["error", job_id, started_monotonic, code, message]  (the status is the catalogue's)
 
 Compressed image bytes cross the process boundary, never pixels. ``started_monotonic`` is
 ``time.monotonic()``, a system-wide clock on Linux, so the parent can compute queueing time. The worker
@@ -78,10 +78,10 @@ def _serve(sock: socket.socket) -> int:
                         result = detector.detect_bytes(data, DetectOptions(num_hands, mirrored, model), stream)
                         send(["result", job_id, started, result])
                     except HgrError as exc:
-                        send(["error", job_id, started, exc.code, exc.message, exc.status])
+                        send(["error", job_id, started, exc.code, exc.message])
                     except Exception:  # one bad frame must not take the worker down
                         log.exception("inference failed")
-                        send(["error", job_id, started, "internal_error", "inference failed", 500])
+                        send(["error", job_id, started, "internal_error", "inference failed"])
             elif msg[0] == "close_stream":
                 detector.close_stream(msg[1])
     except (BrokenPipeError, ConnectionResetError):

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 from hgr.common import metrics, protocol
 from hgr.common.auth import AuthError, KeyRing, key_from_headers
 from hgr.common.config import Settings
+from hgr.common.errors import spec
 from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.common.pool import InferencePool
@@ -137,11 +138,11 @@ class EdgeNode:
             try:
                 key_name = self.keyring.verify(presented_key(websocket, negotiated)).name
             except AuthError as exc:
-                await self._refuse(websocket, negotiated, protocol.CLOSE_POLICY, exc.message, exc.code)
+                await self._refuse(websocket, negotiated, exc.message, exc.code)
                 return
         if self._stopping or len(self.sessions) >= self.settings.max_connections:
-            await self._refuse(websocket, negotiated, protocol.CLOSE_OVERLOADED,
-                               f"edge overloaded: {self.settings.max_connections} connections", "overloaded")
+            await self._refuse(websocket, negotiated, f"edge overloaded: {self.settings.max_connections} connections",
+                               error_code="overloaded")
             return
         stream_id = f"{next(self._ids):x}-{secrets.token_hex(3)}"
         session = Session(self, websocket, negotiated, key_name, stream_id)
@@ -158,9 +159,12 @@ class EdgeNode:
             if self.reporter is not None:  # guards itself, like on_frame
                 self.reporter.on_stream_closed(stream_id)
 
-    async def _refuse(self, websocket: WebSocket, negotiated: protocol.Negotiated, code: int, reason: str,
+    async def _refuse(self, websocket: WebSocket, negotiated: protocol.Negotiated, reason: str,
                       error_code: str) -> None:
+        """Close with the catalogue's close code for ``error_code`` (1008 auth, 1013 overloaded)."""
         # Accept first: refusing the handshake would give the client an HTTP 403 and no close code.
+        code = spec(error_code).ws_close
+        assert code is not None, f"{error_code} has no WebSocket close code in the catalogue"
         self.counts.error(error_code)
         metrics.WS_CLOSED.labels(close_label(code)).inc()
         try:

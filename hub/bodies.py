@@ -24,24 +24,20 @@ from hgr.common.errors import EmptyImage, HgrError, ImageTooLarge
 
 class BadRequest(HgrError):
     code = "bad_request"
-    status = 400
 
 
 class RequestTooLarge(HgrError):
     code = "request_too_large"
-    status = 413
 
 
 class InvalidRequest(HgrError):
     """Well-formed JSON that does not follow the endpoint's schema."""
 
     code = "invalid_request"
-    status = 422
 
 
 class UnsupportedMediaType(HgrError):
     code = "unsupported_media_type"
-    status = 415
 
 
 def bounded(request: Request, limit: int) -> Request:

@@ -19,7 +19,6 @@ log = logging.getLogger("hgr.hub.detect")
 
 class NotReady(HgrError):
     code = "not_ready"
-    status = 503
 
 
 def model_ids(paths: dict[str, str]) -> dict[str, str]:

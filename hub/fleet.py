@@ -54,12 +54,10 @@ log = logging.getLogger("hgr.hub.fleet")
 
 class EdgeNotFound(HgrError):
     code = "edge_not_found"
-    status = 404
 
 
 class FleetUnavailable(HgrError):
     code = "fleet_unavailable"
-    status = 503
 
 
 FLUSH_INTERVAL_S = 0.5

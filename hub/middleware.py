@@ -23,14 +23,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hgr.common import metrics
-from hgr.common.errors import HgrError
+from hgr.common.errors import CATALOGUE, HgrError
 from hgr.common.logs import request_id_var
 
 log = logging.getLogger("hgr.http")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# The code of a response some other layer (Starlette's HTTPException, a bare status) made: the generic
+# code of that status in the catalogue.
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type",
-                 422: "invalid_request", 429: "rate_limited", 503: "not_ready"}
+                 422: "invalid_request", 429: "rate_limited", 500: "internal_error", 503: "not_ready"}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -43,8 +45,10 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, _STATUS_CODES.get(exc.status_code, "http_error"), str(exc.detail),
-                          dict(exc.headers or {}))
+    # A status without a code of its own is answered as the generic code of its class (400 or 500), with
+    # that code's status: one status per code, whatever raised it.
+    code = _STATUS_CODES.get(exc.status_code) or ("bad_request" if exc.status_code < 500 else "internal_error")
+    return error_response(CATALOGUE[code].status, code, str(exc.detail), dict(exc.headers or {}))
 
 
 EXCEPTION_HANDLERS = {HTTPException: _http_exception}

@@ -31,12 +31,10 @@ NEAR_LIMIT_FRACTION = 0.1  # "near limit": fewer than 10 % of the capacity left 
 
 class RateLimited(HgrError):
     code = "rate_limited"
-    status = 429
 
 
 class LimiterUnavailable(HgrError):
     code = "rate_limiter_unavailable"
-    status = 503
 
 
 @dataclass(frozen=True, slots=True)
