@@ -15,17 +15,17 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 
 from hgr.common import protocol
+from hgr.common.config import Settings
 from hgr.common.errors import HgrError
 from hgr.common.options import BadOptions, DetectOptions
+from hgr.common.pool import InferencePool
 from hgr.edge.slot import FpsGate, LatestSlot
-
-if TYPE_CHECKING:
-    from hgr.edge.app import EdgeNode
+from hgr.edge.stats import EdgeStats
 
 log = logging.getLogger("hgr.edge.session")
 
@@ -41,8 +41,26 @@ class _Waiting:
     received_at: float
 
 
+class StreamHost(Protocol):
+    """What a session needs from the node that owns it (``edge.app.EdgeNode``), stated here so the
+    dependency points one way: the node imports the session, never the reverse."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def defaults(self) -> DetectOptions: ...
+    @property
+    def counts(self) -> EdgeStats: ...
+    @property
+    def pool(self) -> InferencePool: ...
+
+    def throttle_for(self, key_name: str | None) -> FpsGate | None: ...
+
+    def report_frame(self, stream_id: str, key_name: str | None, message: dict[str, Any]) -> None: ...
+
+
 class Session:
-    def __init__(self, node: EdgeNode, websocket: WebSocket, negotiated: protocol.Negotiated,
+    def __init__(self, node: StreamHost, websocket: WebSocket, negotiated: protocol.Negotiated,
                  key_name: str | None, stream_id: str) -> None:
         self.node = node
         self.ws = websocket

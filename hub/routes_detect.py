@@ -12,24 +12,40 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from hgr.common.auth import KeyRing
+from hgr.common.config import Settings
 from hgr.common.errors import HgrError, ImageTooLarge
 from hgr.common.options import DetectOptions
 from hgr.hub.bodies import InvalidRequest, RequestTooLarge, decode_base64_image, read_form, read_json
 from hgr.hub.callers import Caller, identify
-from hgr.hub.detection import Item
-
-if TYPE_CHECKING:
-    from hgr.hub.app import Hub
+from hgr.hub.detection import Detection, Item
+from hgr.hub.ratelimit import RateLimiter
 
 
-def routes(hub: Hub) -> list[Route]:
+class DetectHost(Protocol):
+    """What these routes need from the hub (``hub.app.Hub``), stated here so the hub imports its
+    routes and never the reverse."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def keyring(self) -> KeyRing: ...
+    @property
+    def defaults(self) -> DetectOptions: ...
+    @property
+    def limiter(self) -> RateLimiter: ...
+    @property
+    def detection(self) -> Detection: ...
+
+
+def routes(hub: DetectHost) -> list[Route]:
     s = hub.settings
 
     async def charge(request: Request, caller: Caller, cost: int) -> dict[str, str]:

@@ -6,20 +6,36 @@ None needs an API key: probes and scrapers run without one, and nothing here rev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hgr.common import metrics
+from hgr.common.config import Settings
+from hgr.common.pool import InferencePool
 from hgr.hub.openapi import openapi_schema
-
-if TYPE_CHECKING:
-    from hgr.hub.app import Hub
+from hgr.hub.redis_conn import RedisConn
 
 
-def routes(hub: Hub) -> list[Route]:
+class OpsHost(Protocol):
+    """What these routes need from the hub (``hub.app.Hub``), stated here so the hub imports its
+    routes and never the reverse."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def pool(self) -> InferencePool: ...
+    @property
+    def redis(self) -> RedisConn | None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def model_info(self) -> dict[str, Any]: ...
+
+
+def routes(hub: OpsHost) -> list[Route]:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
