@@ -1,0 +1,98 @@
+"""What a stream's next frame must run: the per-stream scheduler of the shared hand pipeline. Pure: no I/O,
+no model, no clock (the caller passes ``now_ms``), so it is tested frame by frame.
+
+A stream's state is data: the ROIs it tracks, when the palm detector last ran, and a 64×48 grey thumbnail
+of the last frame it looked at fully. Per frame:
+
+1. **Motion gate** (``plan``). A stream tracking no hand whose frame has not changed since its last full
+   look reuses the empty result: no model runs. "Changed" is the largest per-pixel difference of the grey
+   thumbnails (``cv2.resize`` INTER_AREA averages ~10×10 pixels, which cancels sensor noise and JPEG
+   re-encoding). Measured on the 210 photos (docs/benchmarks.md): noise σ=10 plus a JPEG q80 re-encode moves
+   no thumbnail pixel by more than 4 grey levels; a hand pasted in at 15 % of the frame height moves one
+   by at least 34. So the default ``MOTION_THRESHOLD`` of 12 gates a still camera and never hides a hand.
+   The mean difference cannot tell the two apart (0.79 for noise, 0.71 for the smallest hand) and is not
+   used. The gate compares with the last *full look*, not the previous frame, so a slow change adds up;
+   and a full look happens at least every ``MOTION_MAX_SKIP_MS`` whatever the thumbnail says.
+2. **Tracking** (``plan``). Every tracked ROI gets the landmark model (no palm detector).
+3. **Detection** (``should_detect``, after the landmarks ran), the rules:
+   - a track was lost (the landmark model's presence fell below its threshold): at once, this frame;
+   - no hand tracked (and the frame not gated): every frame, so a hand entering is found on the first
+     frame that shows it;
+   - some but fewer than ``num_hands`` tracked: every ``DETECT_INTERVAL_MS``, to find the next hand;
+   - ``num_hands`` tracked: never, as MediaPipe's own VIDEO mode (there is no room for another hand, and
+     a track that loses its hand is caught by its presence score).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
+
+import cv2
+import numpy as np
+
+R = TypeVar("R")  # a tracked region (common.hands.Roi); opaque here
+
+THUMB_SIZE = (64, 48)  # (width, height) of the motion thumbnail
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    detect_interval_ms: float = 200.0
+    motion_gate: bool = True
+    motion_threshold: float = 12.0  # grey levels, largest per-pixel change of the thumbnail
+    motion_max_skip_ms: float = 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState(Generic[R]):
+    tracked: tuple[R, ...] = ()
+    last_detect_ms: float | None = None  # None: the detector never ran for this stream
+    last_look_ms: float | None = None  # last frame not gated
+    thumb: np.ndarray | None = field(default=None, compare=False)  # thumbnail of that frame
+
+
+@dataclass(frozen=True, slots=True)
+class Plan(Generic[R]):
+    gated: bool  # reuse the empty result; nothing runs
+    track: tuple[R, ...]  # ROIs to run the landmark model on
+
+
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """The motion thumbnail of an RGB frame: 64×48 grey, int16 so differences do not wrap."""
+    small = cv2.resize(rgb, THUMB_SIZE, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.int16)
+
+
+def changed(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
+    """Whether two thumbnails differ beyond camera noise (any pixel by more than ``threshold``)."""
+    return a.shape != b.shape or int(np.abs(a - b).max()) > threshold
+
+
+def plan(state: StreamState[R], now_ms: float, thumb: np.ndarray, cfg: ScheduleConfig) -> Plan[R]:
+    if state.tracked:
+        return Plan(False, state.tracked)
+    gated = (cfg.motion_gate and state.thumb is not None and state.last_look_ms is not None
+             and now_ms - state.last_look_ms < cfg.motion_max_skip_ms
+             and not changed(thumb, state.thumb, cfg.motion_threshold))
+    return Plan(gated, ())
+
+
+def should_detect(state: StreamState[R], now_ms: float, kept: int, lost: int, num_hands: int,
+                  cfg: ScheduleConfig) -> bool:
+    """After the landmark model ran on the tracked ROIs (``kept`` still hold a hand, ``lost`` do not):
+    whether the palm detector runs on this frame (the rules are in the module's docstring)."""
+    if kept >= num_hands:
+        return False
+    if lost or kept == 0 or state.last_detect_ms is None:
+        return True
+    return now_ms - state.last_detect_ms >= cfg.detect_interval_ms
+
+
+def advance(state: StreamState[R], now_ms: float, thumb: np.ndarray, *, gated: bool, detected: bool,
+            next_rois: tuple[R, ...]) -> StreamState[R]:
+    """The state after this frame: ``next_rois`` are the ROIs to track on the next frame."""
+    if gated:
+        return state
+    return replace(state, tracked=next_rois, last_look_ms=now_ms, thumb=thumb,
+                   last_detect_ms=now_ms if detected else state.last_detect_ms)

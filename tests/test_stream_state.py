@@ -1,0 +1,195 @@
+"""The stream scheduler, frame by frame, without a model: which frames are gated, when the palm detector
+runs, and that gating never hides a hand that appears. A small simulated camera stands in for the model:
+its frames are thumbnails, and a "hand" is a patch of the thumbnail that differs from the background."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hgr.common.stream_state import (
+    THUMB_SIZE,
+    Plan,
+    ScheduleConfig,
+    StreamState,
+    advance,
+    changed,
+    plan,
+    should_detect,
+    thumbnail,
+)
+
+FRAME_MS = 1000 / 30
+CFG = ScheduleConfig(detect_interval_ms=200, motion_gate=True, motion_threshold=12, motion_max_skip_ms=1000)
+
+
+@dataclass
+class Step:
+    plan: Plan[int]
+    detected: bool
+    reported: tuple[int, ...]  # hands the frame's result shows
+
+
+class Scene:
+    """A camera on a grey background; ``hands`` are ids of hands in view, each a bright patch of its own."""
+
+    def __init__(self, seed: int = 0, noise: int = 3) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.background = self.rng.integers(60, 190, (THUMB_SIZE[1], THUMB_SIZE[0])).astype(np.int16)
+        self.noise = noise
+
+    def thumb(self, hands: set[int]) -> np.ndarray:
+        t = self.background + self.rng.integers(-self.noise, self.noise + 1, self.background.shape)
+        for h in hands:
+            t[8:20, 4 + 14 * h:14 + 14 * h] = 250
+        return t
+
+
+def run_frame(state: StreamState[int], now: float, thumb: np.ndarray, in_view: set[int], num_hands: int,
+              cfg: ScheduleConfig = CFG) -> tuple[StreamState[int], Step]:
+    """One frame through the scheduler with a perfect model: landmarks keep a tracked hand while it is in
+    view, the palm detector finds every hand in view."""
+    p = plan(state, now, thumb, cfg)
+    if p.gated:
+        return advance(state, now, thumb, gated=True, detected=False, next_rois=()), Step(p, False, ())
+    kept = tuple(h for h in p.track if h in in_view)
+    detect = should_detect(state, now, len(kept), len(p.track) - len(kept), num_hands, cfg)
+    found = tuple(h for h in sorted(in_view) if h not in kept)[:num_hands - len(kept)] if detect else ()
+    hands = kept + found
+    return advance(state, now, thumb, gated=False, detected=detect, next_rois=hands), Step(p, detect, hands)
+
+
+def run(script: list[set[int]], num_hands: int = 2, cfg: ScheduleConfig = CFG, noise: int = 3) -> list[Step]:
+    scene, steps = Scene(noise=noise), []
+    state: StreamState[int] = StreamState()
+    for i, in_view in enumerate(script):
+        state, step = run_frame(state, i * FRAME_MS, scene.thumb(in_view), in_view, num_hands, cfg)
+        steps.append(step)
+    return steps
+
+
+def test_a_still_empty_scene_is_gated_after_the_first_look() -> None:
+    steps = run([set()] * 20)
+    assert not steps[0].plan.gated and steps[0].detected
+    assert all(s.plan.gated and not s.detected for s in steps[1:])
+
+
+def test_a_hand_entering_a_gated_scene_is_looked_for_on_the_next_frame() -> None:
+    steps = run([set()] * 10 + [{0}] * 5)
+    assert steps[9].plan.gated
+    assert not steps[10].plan.gated and steps[10].detected and steps[10].reported == (0,)
+
+
+def test_a_still_scene_is_looked_at_fully_every_max_skip() -> None:
+    steps = run([set()] * 100)
+    looks = [i for i, s in enumerate(steps) if not s.plan.gated]
+    assert looks[0] == 0 and len(looks) >= 3
+    most = int(np.ceil(CFG.motion_max_skip_ms / FRAME_MS)) + 1  # frames; +1 for the clock rounding
+    assert all(b - a <= most for a, b in itertools.pairwise(looks))
+
+
+def test_gating_off_looks_at_every_frame() -> None:
+    steps = run([set()] * 10, cfg=ScheduleConfig(motion_gate=False))
+    assert all(not s.plan.gated and s.detected for s in steps)
+
+
+def test_a_tracked_hand_skips_the_detector_until_the_interval() -> None:
+    steps = run([{0}] * 30, num_hands=2)
+    detector_frames = [i for i, s in enumerate(steps) if s.detected]
+    assert detector_frames[0] == 0
+    gaps = [b - a for a, b in itertools.pairwise(detector_frames)]
+    assert gaps and all(g == int(np.ceil(CFG.detect_interval_ms / FRAME_MS)) for g in gaps)
+    assert all(s.reported == (0,) and s.plan.track == (0,) for s in steps[1:])
+
+
+def test_num_hands_tracked_never_runs_the_detector() -> None:
+    steps = run([{0}] * 30, num_hands=1)
+    assert [i for i, s in enumerate(steps) if s.detected] == [0]
+    steps = run([{0, 1}] * 30, num_hands=2)
+    assert [i for i, s in enumerate(steps) if s.detected] == [0]
+
+
+def test_a_lost_track_runs_the_detector_at_once() -> None:
+    steps = run([{0, 1}] * 10 + [{1}] * 10, num_hands=2)
+    assert not steps[9].detected and steps[10].detected
+    assert steps[10].reported == (1,)
+
+
+def test_a_hand_leaving_then_the_scene_is_gated_again() -> None:
+    steps = run([{0}] * 5 + [set()] * 10, num_hands=1)
+    assert steps[5].detected and steps[5].reported == ()
+    assert all(s.plan.gated for s in steps[6:])
+
+
+def test_a_second_hand_is_found_within_the_detect_interval() -> None:
+    steps = run([{0}] * 20 + [{0, 1}] * 20, num_hands=2)
+    first_with_two = next(i for i, s in enumerate(steps) if len(s.reported) == 2)
+    assert (first_with_two - 20) * FRAME_MS <= CFG.detect_interval_ms
+
+
+@settings(max_examples=200, deadline=None)
+@given(script=st.lists(st.sets(st.integers(0, 3), max_size=4), min_size=1, max_size=60),
+       num_hands=st.integers(1, 4), noise=st.integers(0, 6), seed=st.integers(0, 2**16))
+def test_gating_never_hides_a_hand(script: list[set[int]], num_hands: int, noise: int, seed: int) -> None:
+    """Whatever hands come and go, with noise below the threshold: no frame with a hand in view is gated,
+    and a frame with a hand in view never reports none (a perfect model finds it on that very frame)."""
+    scene = Scene(seed, noise)
+    state: StreamState[int] = StreamState()
+    for i, in_view in enumerate(script):
+        state, step = run_frame(state, i * FRAME_MS, scene.thumb(in_view), in_view, num_hands)
+        if in_view:
+            assert not step.plan.gated
+            assert step.reported, f"frame {i}: hands {in_view} in view, none reported"
+        assert len(step.reported) <= num_hands and set(step.reported) <= in_view
+
+
+def _read(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path))
+    assert bgr is not None, path
+    return bgr
+
+
+def _camera(bgr: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    noisy = np.clip(bgr.astype(np.float32) + rng.normal(0, sigma, bgr.shape), 0, 255).astype(np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    decoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    assert decoded is not None
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+
+
+def test_camera_noise_and_reencoding_stay_under_the_threshold(hand_photos: list[tuple[Path, int]]) -> None:
+    """Real photos as a still camera: noise σ=10 and a JPEG re-encode per frame are not motion."""
+    rng = np.random.default_rng(7)
+    for path, _ in hand_photos[:30]:
+        bgr = _read(path)
+        a, b = thumbnail(_camera(bgr, rng, 10)), thumbnail(_camera(bgr, rng, 10))
+        assert not changed(a, b, CFG.motion_threshold), path.name
+
+
+def test_a_small_object_entering_is_motion(hand_photos: list[tuple[Path, int]]) -> None:
+    """A patch of another photo at 15 % of the frame height (a small hand's size) changes the thumbnail."""
+    rng = np.random.default_rng(8)
+    photos = [_read(p) for p, _ in hand_photos[:20]]
+    for i, bgr in enumerate(photos):
+        donor = photos[(i + 7) % len(photos)]
+        side = int(0.15 * bgr.shape[0])
+        patch = cv2.resize(donor[donor.shape[0] // 3:, donor.shape[1] // 3:], (side, side))
+        with_patch = bgr.copy()
+        y, x = rng.integers(0, bgr.shape[0] - side), rng.integers(0, bgr.shape[1] - side)
+        with_patch[y:y + side, x:x + side] = patch
+        assert changed(thumbnail(_camera(bgr, rng, 6)), thumbnail(_camera(with_patch, rng, 6)),
+                       CFG.motion_threshold), f"photo {i}"
+
+
+@pytest.mark.parametrize("shape", [(480, 640, 3), (600, 800, 3), (1080, 1920, 3), (31, 17, 3)])
+def test_thumbnail_has_a_fixed_size_whatever_the_frame(shape: tuple[int, int, int]) -> None:
+    t = thumbnail(np.zeros(shape, np.uint8))
+    assert t.shape == (THUMB_SIZE[1], THUMB_SIZE[0]) and t.dtype == np.int16
