@@ -1,6 +1,9 @@
-"""The public API of the hand pipeline: palms → hand ROIs → landmarks, and the next frame's ROI.
+"""The hand pipeline's API: palms → hand ROIs → landmarks, and each hand's ROI for the next frame.
 
-Work in progress: signatures are final, bodies are being filled in (issue 14).
+One ``HandPipeline`` per worker process, shared by all its streams: it holds the bundle's two models
+(LiteRT interpreters) and nothing per stream. A stream tracks hands by keeping ``Hand.next_roi`` and
+passing it to ``landmarks`` on its next frame; ``dedupe`` tells which detector ROIs are new hands.
+Not thread-safe (the interpreters are reused): one caller at a time.
 """
 
 from __future__ import annotations
@@ -9,20 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-untyped]
 
+from hgr.common.hands import association, crop, landmarks, palms
+from hgr.common.hands.bundle import load_models
+from hgr.common.hands.roi import Roi, landmarks_to_roi, palm_to_roi
 
-@dataclass(frozen=True)
-class Roi:
-    """A rotated rectangle in normalised image coordinates (x right, y down).
-
-    ``w`` and ``h`` are fractions of the image width and height; ``rotation`` is in radians.
-    """
-
-    cx: float
-    cy: float
-    w: float
-    h: float
-    rotation: float
+__all__ = ["Hand", "HandPipeline", "Roi", "dedupe"]
 
 
 @dataclass(frozen=True)
@@ -36,9 +32,15 @@ class Hand:
     next_roi: Roi  # the ROI to look at in the next frame (from these landmarks)
 
 
-def dedupe(tracked: list[Roi], found: list[Roi], threshold: float = 0.5) -> list[Roi]:
-    """The ROIs of ``found`` that overlap no ``tracked`` ROI by IoU ≥ ``threshold`` (new hands)."""
-    raise NotImplementedError
+def dedupe(tracked: list[Roi], found: list[Roi], threshold: float = association.MIN_SIMILARITY) -> list[Roi]:
+    """The ROIs of ``found`` that are new hands: IoU ≤ ``threshold`` with every tracked ROI (and each other)."""
+    return association.new_rois(tracked, found, threshold)
+
+
+def _check_image(rgb: np.ndarray) -> tuple[int, int]:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f"expected an H×W×3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+    return rgb.shape[1], rgb.shape[0]
 
 
 class HandPipeline:
@@ -46,19 +48,52 @@ class HandPipeline:
 
     def __init__(self, bundle: str | Path, *, threads: int = 1, min_detection: float = 0.5,
                  min_presence: float = 0.5) -> None:
-        raise NotImplementedError
+        models = load_models(bundle, threads)
+        self._palm: Interpreter | None = models.palm
+        self._palm_input = int(models.palm.get_input_details()[0]["index"])
+        self._palm_outputs = [int(d["index"]) for d in models.palm.get_output_details()]
+        self._landmark: landmarks.LandmarkModel | None = landmarks.LandmarkModel(models.landmark)
+        self.min_detection = min_detection
+        self.min_presence = min_presence
 
     def palms(self, rgb: np.ndarray, max_hands: int) -> list[Roi]:
         """Palm detector → hand ROIs, best first (at most ``max_hands``)."""
-        raise NotImplementedError
+        width, height = _check_image(rgb)
+        if self._palm is None:
+            raise RuntimeError("hand pipeline is closed")
+        box = crop.letterbox(width, height)
+        self._palm.set_tensor(self._palm_input, crop.crop(rgb, box, palms.INPUT_SIZE, zero_border=True))
+        self._palm.invoke()
+        raw_boxes, raw_scores = (self._palm.get_tensor(i) for i in self._palm_outputs)
+        found = palms.weighted_nms(palms.decode(raw_boxes, raw_scores, self.min_detection))[:max(0, max_hands)]
+        rois = []
+        for palm in found:
+            # DetectionProjectionCalculator: from the letterboxed square back to the image.
+            corners = crop.project(palm.box.reshape(2, 2), box)
+            rois.append(palm_to_roi(corners.reshape(4), crop.project(palm.keypoints, box), width, height))
+        return rois
 
     def landmarks(self, rgb: np.ndarray, roi: Roi) -> Hand | None:
         """One landmark-model run on ``roi``; None if the presence score is below ``min_presence``."""
-        raise NotImplementedError
+        width, height = _check_image(rgb)
+        if self._landmark is None:
+            raise RuntimeError("hand pipeline is closed")
+        out = self._landmark.run(crop.crop(rgb, roi, landmarks.INPUT_SIZE, zero_border=False))
+        if out.presence < self.min_presence:
+            return None
+        points = crop.project(out.landmarks, roi)
+        label, score = landmarks.handedness(out.right)
+        return Hand(points, crop.rotate_world(out.world, roi.rotation), out.presence, label, score, roi,
+                    landmarks_to_roi(points, width, height))
 
     def detect(self, rgb: np.ndarray, max_hands: int) -> list[Hand]:
-        """A still: palms, then landmarks per ROI."""
-        raise NotImplementedError
+        """A still: palms, then landmarks per ROI (duplicates of one hand dropped, as Tasks does)."""
+        width, height = _check_image(rgb)
+        hands = [h for h in (self.landmarks(rgb, roi) for roi in self.palms(rgb, max_hands)) if h is not None]
+        dropped = association.duplicates([h.landmarks for h in hands], width, height)
+        return [h for i, h in enumerate(hands) if i not in dropped]
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Drop the interpreters (their memory goes with the last reference)."""
+        self._palm = None
+        self._landmark = None
