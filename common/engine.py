@@ -30,6 +30,7 @@ import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
 from hgr.common.config import Settings
+from hgr.common.contracts import DetectionResult, HandResult
 from hgr.common.fingers import count_fingers, fingers_up
 from hgr.common.gestures import classify
 from hgr.common.images import EXPOSURE_BRACKETS, DecodedImage, ImageLimits, decode_image, with_gamma
@@ -41,7 +42,7 @@ def _r(v: float) -> float:
     return round(float(v), 6)
 
 
-def hand_to_dict(landmarks: Any, world: Any, category: Any, mirrored: bool) -> dict[str, Any]:
+def hand_to_dict(landmarks: Any, world: Any, category: Any, mirrored: bool) -> HandResult:
     lm = [[_r(p.x), _r(p.y), _r(p.z)] for p in landmarks]
     wl = [[_r(p.x), _r(p.y), _r(p.z)] for p in world] if world else None
     label = category.category_name
@@ -63,7 +64,7 @@ def hand_to_dict(landmarks: Any, world: Any, category: Any, mirrored: bool) -> d
     }
 
 
-def result_to_hands(result: Any, mirrored: bool) -> list[dict[str, Any]]:
+def result_to_hands(result: Any, mirrored: bool) -> list[HandResult]:
     hands = [hand_to_dict(lm, result.hand_world_landmarks[i] if result.hand_world_landmarks else None,
                           result.handedness[i][0], mirrored)
              for i, lm in enumerate(result.hand_landmarks)]
@@ -72,8 +73,8 @@ def result_to_hands(result: Any, mirrored: bool) -> list[dict[str, Any]]:
     return hands
 
 
-def make_result(hands: list[dict[str, Any]], image_size: tuple[int, int], decode_ms: float,
-                infer_ms: float, total_ms: float) -> dict[str, Any]:
+def make_result(hands: list[HandResult], image_size: tuple[int, int], decode_ms: float,
+                infer_ms: float, total_ms: float) -> DetectionResult:
     return {
         "hands": hands,
         "total_fingers": sum(h["fingers"] for h in hands),
@@ -111,7 +112,7 @@ class Detector:
         """Load the default model now so the first request does not pay for it."""
         self.detect_pixels(np.zeros((64, 64, 3), np.uint8), self.defaults)
 
-    def detect_pixels(self, rgb: np.ndarray, opts: DetectOptions, stream: Any = None) -> tuple[list, float]:
+    def detect_pixels(self, rgb: np.ndarray, opts: DetectOptions, stream: Any = None) -> tuple[list[HandResult], float]:
         """Run the model on an upright RGB image. ``stream`` set → VIDEO mode with tracking."""
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
         start = time.perf_counter()
@@ -144,7 +145,7 @@ class Detector:
                 return result
         return None
 
-    def detect_bytes(self, data: bytes, opts: DetectOptions | None = None, stream: Any = None) -> dict[str, Any]:
+    def detect_bytes(self, data: bytes, opts: DetectOptions | None = None, stream: Any = None) -> DetectionResult:
         start = time.perf_counter()
         image: DecodedImage = decode_image(data, self.limits)
         hands, infer_ms = self.detect_pixels(image.rgb, opts or self.defaults, stream)

@@ -5,14 +5,24 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
+
+from hgr.common.contracts import DetectionPool
 
 log = logging.getLogger("hgr.serve")
 
 
-def lifespan(pool: Any, *parts: Any, describe: dict[str, Any] | None = None
+class Part(Protocol):
+    """A service part with a lifecycle: ``EdgeNode``, ``Hub``."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def lifespan(pool: DetectionPool, *parts: Part, describe: dict[str, Any] | None = None
              ) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     """An app lifespan: the inference pool first, then each part (``start()``/``stop()``) in order;
     on shutdown the parts in reverse and the pool last, so in-flight work finishes before the workers
@@ -22,7 +32,7 @@ def lifespan(pool: Any, *parts: Any, describe: dict[str, Any] | None = None
     async def run(app: Starlette) -> AsyncIterator[None]:
         log.info("starting", extra=describe or {})
         await pool.start()
-        started: list[Any] = []
+        started: list[Part] = []
         try:
             for part in parts:
                 await part.start()

@@ -36,7 +36,6 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,14 +43,12 @@ import msgpack
 
 from hgr.common import metrics
 from hgr.common.config import Settings
+from hgr.common.contracts import DetectionResult, Pull
 from hgr.common.errors import HgrError, ImageError, ModelUnavailable
 from hgr.common.options import BadOptions, DetectOptions, check_model
 from hgr.common.worker import HEADER_LEN, frame_message
 
 log = logging.getLogger("hgr.pool")
-
-# A stream's frame source for submit_latest: (image bytes, options, arrival time.monotonic()) or None.
-Pull = Callable[[], "tuple[bytes, DetectOptions, float] | None"]
 
 START_TIMEOUT = 180.0  # seconds for a worker to import mediapipe and load the model on a loaded machine
 DRAIN_TIMEOUT = 10.0
@@ -215,7 +212,7 @@ class InferencePool:
     # --- submitting ---
 
     async def submit(self, data: bytes, opts: DetectOptions, *, stream: str | None = None,
-                     received_at: float | None = None) -> dict:
+                     received_at: float | None = None) -> DetectionResult:
         """Run one image through a worker. ``received_at`` is ``time.monotonic()`` at arrival (the
         queueing time in the result counts from it). Raises HgrError only."""
         check_model(opts.model, self.model_paths)
@@ -223,7 +220,7 @@ class InferencePool:
                    time.monotonic() if received_at is None else received_at, self._new_future())
         return await self._run(job)
 
-    async def submit_latest(self, pull: Pull, *, stream: str) -> dict | None:
+    async def submit_latest(self, pull: Pull, *, stream: str) -> DetectionResult | None:
         """Take a turn for ``stream`` and fetch the frame only when the turn comes: ``pull()`` is called
         at dispatch time and returns ``(data, opts, received_at)``, or None if there is nothing to run
         any more (then this returns None). So the frame that runs is the newest one the stream has at

@@ -12,11 +12,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
+from hgr.common.contracts import (
+    DetectionResult,
+    ErrorMessage,
+    FrameMessage,
+    HelloMessage,
+    Limits,
+    OptionsDoc,
+    ResultMessage,
+)
 from hgr.common.errors import HgrError
 
 VERSION = 1
@@ -52,7 +62,7 @@ class ProtocolError(HgrError):
 @dataclass(frozen=True, slots=True)
 class Frame:
     seq: int | None  # None: a bare image; the session numbers it
-    ts: Any  # the client's timestamp, echoed untouched (a number, or None when absent)
+    ts: float | None  # the client's timestamp (an int or a float), echoed untouched; None when absent
     image: bytes
     opts: Any  # raw options (validated later by DetectOptions.parse), None when absent
 
@@ -131,43 +141,47 @@ def _frame_from_map(msg: Any, *, binary_image: bool) -> Frame:
     return Frame(seq, ts, image, msg.get("opts"))
 
 
-def hello(*, edge_id: str, encoding: str, limits: dict[str, Any], models: list[str],
-          defaults: dict[str, Any], version: str) -> dict[str, Any]:
+def hello(*, edge_id: str, encoding: str, limits: Limits, models: list[str],
+          defaults: OptionsDoc, version: str) -> HelloMessage:
     return {"type": "hello", "protocol": VERSION, "edge_id": edge_id, "version": version,
             "encoding": encoding, "limits": limits, "models": models, "opts": defaults}
 
 
-def result(seq: int, ts: Any, detection: dict[str, Any], dropped: int) -> dict[str, Any]:
+def result(seq: int, ts: float | None, detection: DetectionResult, dropped: int) -> ResultMessage:
     """A result message from the pool's result (hands, total_fingers, image_size, timing)."""
     return {"type": "result", "seq": seq, "ts": ts, "hands": detection["hands"],
             "total_fingers": detection["total_fingers"], "image_size": detection.get("image_size"),
             "timing": detection["timing"], "dropped": dropped}
 
 
-def error(code: str, message: str, seq: int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "error", "code": code, "message": message}
+def error(code: str, message: str, seq: int | None = None) -> ErrorMessage:
+    out: ErrorMessage = {"type": "error", "code": code, "message": message}
     if seq is not None:
         out["seq"] = seq
     return out
 
 
-def encode(message: dict[str, Any], encoding: str) -> bytes | str:
-    """msgpack bytes (send as binary) or JSON text (send as text)."""
+def encode(message: Mapping[str, Any], encoding: str) -> bytes | str:
+    """msgpack bytes (send as binary) or JSON text (send as text) of a message (``contracts.ServerMessage``
+    or ``FrameMessage``)."""
     if encoding == JSON:
         return json.dumps(message, separators=(",", ":"))
-    return msgpack.packb(message, use_bin_type=True)
+    packed: bytes = msgpack.packb(message, use_bin_type=True)
+    return packed
 
 
 def decode_server_message(data: bytes | str) -> dict[str, Any]:
-    """For clients (tests, load generators): an edge message in either encoding."""
-    return json.loads(data) if isinstance(data, str) else msgpack.unpackb(data, raw=False)
+    """For clients (tests, load generators): an edge message in either encoding (unchecked: a
+    ``contracts.ServerMessage`` from a well-behaved edge)."""
+    doc: dict[str, Any] = json.loads(data) if isinstance(data, str) else msgpack.unpackb(data, raw=False)
+    return doc
 
 
-def encode_frame(seq: int, image: bytes, *, ts: float | None = None, opts: dict[str, Any] | None = None,
+def encode_frame(seq: int, image: bytes, *, ts: float | None = None, opts: OptionsDoc | None = None,
                  encoding: str = MSGPACK) -> bytes | str:
     """For clients: a ``frame`` message."""
-    msg: dict[str, Any] = {"type": "frame", "seq": seq, "ts": ts}
+    msg: FrameMessage = {"type": "frame", "seq": seq, "ts": ts,
+                         "image": base64.b64encode(image).decode() if encoding == JSON else image}
     if opts is not None:
         msg["opts"] = opts
-    msg["image"] = base64.b64encode(image).decode() if encoding == JSON else image
     return encode(msg, encoding)

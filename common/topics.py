@@ -16,6 +16,7 @@ hub reads both while a fleet migrates. docs/mqtt.md has example payloads.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -83,10 +84,11 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 
 # --- payload encoding ---
 
-def encode(doc: dict[str, Any], fmt: str = "json") -> tuple[bytes, str]:
-    """(bytes, MQTT v5 content type) of ``doc``."""
+def encode(doc: Mapping[str, Any], fmt: str = "json") -> tuple[bytes, str]:
+    """(bytes, MQTT v5 content type) of ``doc`` (a ``contracts.EdgePayload`` or ``ControlCommand``)."""
     if fmt == "msgpack":
-        return msgpack.packb(doc, use_bin_type=True), CONTENT_TYPES["msgpack"]
+        packed: bytes = msgpack.packb(doc, use_bin_type=True)
+        return packed, CONTENT_TYPES["msgpack"]
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode(), CONTENT_TYPES["json"]
 
 

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 from hgr.common import metrics, protocol
 from hgr.common.auth import AuthError, KeyRing, key_from_headers
 from hgr.common.config import Settings
+from hgr.common.contracts import DetectionPool, HelloMessage, MessageBus, ResultMessage
 from hgr.common.errors import spec
 from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
@@ -35,7 +36,15 @@ log = logging.getLogger("hgr.edge")
 
 
 class FrameReporter(Protocol):
-    def on_frame(self, stream_id: str, key_name: str | None, result: dict) -> None: ...
+    """Fleet reporting as the node drives it (``edge.reporter.EdgeReporter``). ``on_frame`` and
+    ``on_stream_closed`` run on the frame path: they must not block and must not raise."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def on_frame(self, stream_id: str, key_name: str | None, result: ResultMessage) -> None: ...
+
     def on_stream_closed(self, stream_id: str) -> None: ...
 
 
@@ -59,7 +68,7 @@ def close_label(code: int | None) -> str:
 
 
 class EdgeNode:
-    def __init__(self, settings: Settings, pool: InferencePool, *, bus: Any = None) -> None:
+    def __init__(self, settings: Settings, pool: DetectionPool, *, bus: MessageBus | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self.bus = bus
@@ -86,15 +95,15 @@ class EdgeNode:
         self._stopping = False
         if self.bus is not None and self.reporter is None:  # fleet reporting (edge/reporter.py)
             from hgr.edge.reporter import EdgeReporter
-            self.reporter = EdgeReporter(self.settings, self.bus, self)
-            await self.reporter.start()
+            self.reporter = reporter = EdgeReporter(self.settings, self.bus, self)
+            await reporter.start()
         log.info("edge node started", extra={"edge_id": self.edge_id, "auth": self.keyring is not None})
 
     async def stop(self) -> None:
         """Refuse new streams, answer the frames in inference, close every socket with 1001."""
         self._stopping = True
         await asyncio.gather(*(s.shutdown() for s in list(self.sessions)), return_exceptions=True)
-        if self.reporter is not None and hasattr(self.reporter, "stop"):
+        if self.reporter is not None:
             await self.reporter.stop()  # "offline" to the fleet, after the streams' "end" events
 
     # --- hooks for the fleet reporter ---
@@ -124,7 +133,7 @@ class EdgeNode:
     def throttle_for(self, key_name: str | None) -> FpsGate | None:
         return self._throttles.get(key_name) if key_name is not None and self._throttles else None
 
-    def report_frame(self, stream_id: str, key_name: str | None, message: dict) -> None:
+    def report_frame(self, stream_id: str, key_name: str | None, message: ResultMessage) -> None:
         # EdgeReporter.on_frame guards itself: reporting never breaks a stream.
         if self.reporter is not None:
             self.reporter.on_frame(stream_id, key_name, message)
@@ -173,7 +182,7 @@ class EdgeNode:
         except Exception as exc:  # noqa: BLE001 - the client left first
             log.debug("refused client already gone: %s", exc)
 
-    def _hello(self, negotiated: protocol.Negotiated, stream_id: str) -> dict[str, Any]:
+    def _hello(self, negotiated: protocol.Negotiated, stream_id: str) -> HelloMessage:
         s, d = self.settings, self.defaults
         message = protocol.hello(
             edge_id=self.edge_id, encoding=negotiated.encoding, version=s.app_version,

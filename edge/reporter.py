@@ -22,10 +22,20 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from hgr.common.bus import Bus
 from hgr.common.config import Settings
+from hgr.common.contracts import (
+    EdgePayload,
+    Envelope,
+    EventFields,
+    EventPayload,
+    MessageBus,
+    MetricsBody,
+    MetricsPayload,
+    ResultMessage,
+    StatusOffline,
+)
 from hgr.common.outbox import Message
 from hgr.common.protocol import ENCODINGS
 from hgr.common.topics import KINDS, SCHEMA_VERSION, PayloadError, as_float, as_str, decode, edge_topic, encode
@@ -53,7 +63,7 @@ def _num(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
-def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: float) -> dict[str, Any]:
+def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: float) -> MetricsBody:
     """The metrics message body from two consecutive ``node.stats()`` snapshots (pure)."""
     processed = int(_num(stats.get("frames_processed")))
     dropped = {str(k): int(_num(v)) for k, v in (stats.get("frames_dropped") or {}).items()}
@@ -83,7 +93,7 @@ def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: f
 
 
 class EdgeReporter:
-    def __init__(self, settings: Settings, bus: Bus, node: ReportingNode) -> None:
+    def __init__(self, settings: Settings, bus: MessageBus, node: ReportingNode) -> None:
         self.settings = settings
         self.bus = bus
         self.node = node
@@ -109,7 +119,7 @@ class EdgeReporter:
         content_type = encode({}, self.fmt)[1]
 
         def will(conn: int) -> bytes:  # names its connection: a late Will of an old one is ignored
-            return encode(self._envelope({"status": "offline", "reason": "will", "conn": conn}), self.fmt)[0]
+            return encode(self._offline("will", conn), self.fmt)[0]
 
         self.bus.set_will(self._topics["status"], will, qos=1, retain=True, content_type=content_type)
         self.bus.add_connect_listener(self.publish_birth)
@@ -131,22 +141,29 @@ class EdgeReporter:
         now = time.monotonic()
         for stream_id in list(self.events.streams):
             self.on_stream_closed(stream_id, _now=now)
-        self._publish("status", {"status": "offline", "reason": "shutdown", "conn": self.bus.connects,
-                                 "ts": time.time()}, qos=1, retain=True)
+        self._publish("status", self._offline("shutdown", self.bus.connects, time.time()), qos=1, retain=True)
         await self.bus.stop()
 
-    # --- messages ---
-    def _envelope(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"v": SCHEMA_VERSION, "edge_id": self.edge_id, "session": self.session, **body}
+    # --- messages (contracts.EdgePayload) ---
+    def _envelope(self) -> Envelope:
+        return {"v": SCHEMA_VERSION, "edge_id": self.edge_id, "session": self.session}
 
-    def _publish(self, kind: str, body: dict[str, Any], *, qos: int, retain: bool = False) -> None:
-        payload, content_type = encode(self._envelope(body), self.fmt)
-        self.bus.publish(self._topics[kind], payload, qos=qos, retain=retain, content_type=content_type)
+    def _offline(self, reason: str, conn: int, ts: float | None = None) -> StatusOffline:
+        offline = StatusOffline(v=SCHEMA_VERSION, edge_id=self.edge_id, session=self.session, status="offline",
+                                reason=reason, conn=conn)
+        if ts is not None:  # not in the Will: it is written at connect time
+            offline["ts"] = ts
+        return offline
+
+    def _publish(self, kind: str, payload: EdgePayload, *, qos: int, retain: bool = False) -> None:
+        data, content_type = encode(payload, self.fmt)
+        self.bus.publish(self._topics[kind], data, qos=qos, retain=retain, content_type=content_type)
 
     def publish_birth(self) -> None:
         self.birth_seq += 1
         s = self.settings
         self._publish("status", {
+            **self._envelope(),
             "status": "online", "birth_seq": self.birth_seq, "conn": self.bus.connects,
             "metrics_seq": self.metrics_seq,
             "ts": time.time(), "version": s.app_version, "model": s.model_variant,
@@ -168,9 +185,10 @@ class EdgeReporter:
         body = metrics_doc(stats, self._prev_stats, now - self._prev_at)
         self._prev_stats, self._prev_at = stats, now
         self.metrics_seq += 1
-        body.update(seq=self.metrics_seq, ts=time.time(),
-                    outbox={"queued": len(self.bus.outbox), "dropped": sum(self.bus.outbox.dropped.values())})
-        self._publish("metrics", body, qos=1)
+        payload: MetricsPayload = {
+            **self._envelope(), **body, "seq": self.metrics_seq, "ts": time.time(),
+            "outbox": {"queued": len(self.bus.outbox), "dropped": sum(self.bus.outbox.dropped.values())}}
+        self._publish("metrics", payload, qos=1)
 
     async def _metrics_loop(self) -> None:
         interval = self.settings.metrics_interval
@@ -186,12 +204,12 @@ class EdgeReporter:
                 log.exception("publishing metrics failed")
 
     # --- called by the edge on the frame path: cheap, never blocks ---
-    def on_frame(self, stream_id: str, key_name: str | None, result: dict[str, Any]) -> None:
+    def on_frame(self, stream_id: str, key_name: str | None, result: ResultMessage) -> None:
         try:
             if self.settings.mqtt_results:
                 if self.bus.sends_now():
-                    self._publish("results", {"stream": stream_id, "key": key_name, "ts": time.time(),
-                                              "result": result}, qos=0)
+                    self._publish("results", {**self._envelope(), "stream": stream_id, "key": key_name,
+                                              "ts": time.time(), "result": result}, qos=0)
                 else:  # would be dropped unsent: count it without encoding every frame's landmarks
                     self.bus.outbox.drop(Message(self._topics["results"], b""))
             change = self.events.observe(stream_id, result, time.monotonic())
@@ -209,15 +227,19 @@ class EdgeReporter:
             ended = self.events.end(stream_id, time.monotonic() if _now is None else _now)
             if ended is not None:
                 state, duration = ended
-                self._publish_event(stream_id, None, "end", {**state_fields(state),
-                                                             "duration_s": round(duration, 3)})
+                self._publish_event(stream_id, None, "end", state_fields(state), round(duration, 3))
         except Exception:
             log.exception("on_stream_closed reporting failed")
 
-    def _publish_event(self, stream_id: str, key_name: str | None, phase: str, fields: dict[str, Any]) -> None:
+    def _publish_event(self, stream_id: str, key_name: str | None, phase: Literal["new", "update", "end"],
+                       fields: EventFields, duration_s: float | None = None) -> None:
         self.event_seq += 1
-        self._publish("events", {"seq": self.event_seq, "ts": time.time(), "stream": stream_id,
-                                 "key": key_name, "phase": phase, **fields}, qos=1)
+        event = EventPayload(v=SCHEMA_VERSION, edge_id=self.edge_id, session=self.session, seq=self.event_seq,
+                             ts=time.time(), stream=stream_id, key=key_name, phase=phase,
+                             total_fingers=fields["total_fingers"], hands=fields["hands"])
+        if duration_s is not None:
+            event["duration_s"] = duration_s
+        self._publish("events", event, qos=1)
 
     # --- hub → edge ---
     def _on_control(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:

@@ -15,15 +15,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.websockets import WebSocket
 
 from hgr.common import protocol
 from hgr.common.config import Settings
+from hgr.common.contracts import DetectionPool, HelloMessage, ResultMessage, ServerMessage
 from hgr.common.errors import HgrError
 from hgr.common.options import BadOptions, DetectOptions
-from hgr.common.pool import InferencePool
 from hgr.edge.slot import FpsGate, LatestSlot
 from hgr.edge.stats import EdgeStats
 
@@ -35,7 +35,7 @@ SHUTDOWN_GRACE = 5.0  # seconds an in-flight frame gets to finish when the edge 
 @dataclass(slots=True)
 class _Waiting:
     seq: int
-    ts: Any
+    ts: float | None
     image: bytes
     opts: DetectOptions
     received_at: float
@@ -52,11 +52,11 @@ class StreamHost(Protocol):
     @property
     def counts(self) -> EdgeStats: ...
     @property
-    def pool(self) -> InferencePool: ...
+    def pool(self) -> DetectionPool: ...
 
     def throttle_for(self, key_name: str | None) -> FpsGate | None: ...
 
-    def report_frame(self, stream_id: str, key_name: str | None, message: dict[str, Any]) -> None: ...
+    def report_frame(self, stream_id: str, key_name: str | None, message: ResultMessage) -> None: ...
 
 
 class Session:
@@ -85,7 +85,7 @@ class Session:
 
     # --- sending ---
 
-    async def send(self, message: dict[str, Any]) -> bool:
+    async def send(self, message: ServerMessage) -> bool:
         if self.closed:
             return False
         data = protocol.encode(message, self.encoding)
@@ -115,7 +115,7 @@ class Session:
 
     # --- the connection's life ---
 
-    async def run(self, hello: dict[str, Any]) -> None:
+    async def run(self, hello: HelloMessage) -> None:
         await self.send(hello)
         processor = asyncio.create_task(self._process(), name=f"hgr-stream-{self.stream_id}")
         watchdog = asyncio.create_task(self._watch_idle())

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
+
+from hgr.common.contracts import DetectionResult, EventFields, ResultMessage
 
 # (total fingers, ((handedness, fingers, gesture), ...)) — what an event reports and compares.
 HandState = tuple[int, tuple[tuple[str, int, str], ...]]
+Phase = Literal["new", "update"]
 
 
-def hand_state(result: dict[str, Any]) -> HandState:
+def hand_state(result: DetectionResult | ResultMessage) -> HandState:
     hands = tuple(sorted((str(h.get("handedness", "")), int(h.get("fingers", 0)), str(h.get("gesture", "")))
                          for h in result.get("hands") or ()))
     return int(result.get("total_fingers", sum(h[1] for h in hands))), hands
 
 
-def state_fields(state: HandState) -> dict[str, Any]:
+def state_fields(state: HandState) -> EventFields:
     total, hands = state
     return {"total_fingers": total,
             "hands": [{"handedness": h, "fingers": f, "gesture": g} for h, f, g in hands]}
@@ -36,7 +39,7 @@ class StreamDebouncer:
     candidate_since: float = 0.0
     started_at: float | None = None
 
-    def observe(self, state: HandState, now: float) -> str | None:
+    def observe(self, state: HandState, now: float) -> Phase | None:
         """The event phase to publish for this frame's ``state`` (``new``/``update``), or None."""
         if state != self.candidate:
             self.candidate, self.candidate_since = state, now
@@ -57,7 +60,8 @@ class EventTracker:
     max_streams: int = 4096
     streams: OrderedDict[str, StreamDebouncer] = field(default_factory=OrderedDict)
 
-    def observe(self, stream_id: str, result: dict[str, Any], now: float) -> tuple[str, HandState] | None:
+    def observe(self, stream_id: str, result: DetectionResult | ResultMessage,
+                now: float) -> tuple[Phase, HandState] | None:
         debouncer = self.streams.get(stream_id)
         if debouncer is None:
             debouncer = self.streams[stream_id] = StreamDebouncer(self.debounce_s)

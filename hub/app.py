@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute
 
 from hgr.common.auth import KeyRing
 from hgr.common.config import Settings
+from hgr.common.contracts import DetectionPool, MessageBus
 from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.hub import routes_detect, routes_ops
@@ -31,7 +32,7 @@ log = logging.getLogger("hgr.hub")
 
 
 class Hub:
-    def __init__(self, settings: Settings, pool: Any, *, bus: Any = None) -> None:
+    def __init__(self, settings: Settings, pool: DetectionPool, *, bus: MessageBus | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self.bus = bus

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Any, Protocol
 
 from hgr.common import metrics
+from hgr.common.contracts import DetectionResult
 from hgr.common.options import DetectOptions
 from hgr.hub.redis_conn import RedisConn, RedisDown
 
@@ -30,8 +31,8 @@ def cache_key(prefix: str, data: bytes, model_id: str, opts: DetectOptions) -> s
 class ResultCache(Protocol):
     enabled: bool  # False: callers skip the lookup, and hashing the image for its key
 
-    async def get(self, key: str) -> dict[str, Any] | None: ...
-    async def set(self, key: str, result: dict[str, Any]) -> None: ...
+    async def get(self, key: str) -> DetectionResult | None: ...
+    async def set(self, key: str, result: DetectionResult) -> None: ...
     def status(self) -> dict[str, Any]: ...
 
 
@@ -60,11 +61,11 @@ class MemoryCache:
     enabled = True
 
     def __init__(self, max_entries: int, ttl_s: float) -> None:
-        self._items: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, DetectionResult]] = OrderedDict()
         self._max, self._ttl = max_entries, ttl_s
         self.counts = _Counts()
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> DetectionResult | None:
         item = self._items.get(key)
         if item is None or item[0] < time.monotonic():
             if item is not None:
@@ -75,7 +76,7 @@ class MemoryCache:
         self.counts.record("hit")
         return item[1]
 
-    async def set(self, key: str, result: dict[str, Any]) -> None:
+    async def set(self, key: str, result: DetectionResult) -> None:
         self._items[key] = (time.monotonic() + self._ttl, result)
         self._items.move_to_end(key)
         while len(self._items) > self._max:
@@ -93,10 +94,11 @@ class RedisCache:
         self.conn, self._ttl = conn, ttl_s
         self.counts = _Counts()
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> DetectionResult | None:
         try:
             raw = await self.conn.call(lambda r: r.get(key))
-            result = json.loads(raw) if raw is not None else None
+            # Written by ``set`` below; the hub trusts its own Redis.
+            result: DetectionResult | None = json.loads(raw) if raw is not None else None
         except (RedisDown, ValueError) as exc:
             log.debug("cache get failed: %s", exc)
             self.counts.record("error")
@@ -104,7 +106,7 @@ class RedisCache:
         self.counts.record("hit" if result is not None else "miss")
         return result
 
-    async def set(self, key: str, result: dict[str, Any]) -> None:
+    async def set(self, key: str, result: DetectionResult) -> None:
         payload = json.dumps(result, separators=(",", ":"))
         try:
             await self.conn.call(lambda r: r.set(key, payload, ex=self._ttl))
@@ -118,10 +120,10 @@ class RedisCache:
 class NoCache:
     enabled = False
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> DetectionResult | None:
         return None
 
-    async def set(self, key: str, result: dict[str, Any]) -> None:
+    async def set(self, key: str, result: DetectionResult) -> None:
         return None
 
     def status(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hgr.common import metrics
+from hgr.common.contracts import DetectionPool
 from hgr.common.errors import HgrError
 from hgr.common.model import describe
 from hgr.common.options import DetectOptions
@@ -30,7 +31,7 @@ Item = tuple[bytes | HgrError, DetectOptions | HgrError, dict[str, Any]]  # data
 
 
 class Detection:
-    def __init__(self, pool: Any, cache: ResultCache, model_ids: dict[str, str], key_prefix: str) -> None:
+    def __init__(self, pool: DetectionPool, cache: ResultCache, model_ids: dict[str, str], key_prefix: str) -> None:
         self.pool = pool
         self.cache = cache
         self.model_ids = model_ids
@@ -38,7 +39,7 @@ class Detection:
         # Fairness: one request keeps at most this many of its images in the pool's queues at once, so
         # a 32-image batch fills every worker but a single image sent meanwhile waits behind only a
         # couple of the batch's images, not all of them.
-        self.per_request = 2 * max(1, int(getattr(pool, "size", 1)))
+        self.per_request = 2 * max(1, pool.size)
 
     async def run(self, data: bytes, opts: DetectOptions, received_at: float) -> dict[str, Any]:
         """The common result schema plus ``cached`` and ``processing_ms`` (since ``received_at``,

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from hgr.common import metrics
 from hgr.common.config import Settings
+from hgr.common.contracts import ControlCommand, MessageBus
 from hgr.common.errors import HgrError
 from hgr.common.topics import (
     PayloadError,
@@ -67,7 +68,7 @@ REBIRTH_EVERY_S = 30.0  # at most one rebirth request per edge this often, acros
 
 
 class FleetService:
-    def __init__(self, settings: Settings, bus: Any, redis: Any = None) -> None:
+    def __init__(self, settings: Settings, bus: MessageBus, redis: Any = None) -> None:
         self.settings = settings
         self.bus = bus
         self.prefix = settings.mqtt_topic_prefix
@@ -265,7 +266,7 @@ class FleetService:
             raise ValueError(f"invalid edge id {edge_id!r}")
         self._command(edge_id, stream_throttle_command(stream_id, max_fps, duration_s, reason))
 
-    def _command(self, edge_id: str, command: dict[str, Any]) -> None:
+    def _command(self, edge_id: str, command: ControlCommand) -> None:
         payload, content_type = encode(command, self.settings.mqtt_payload)
         self.bus.publish(edge_topic(self.prefix, edge_id, "control"), payload, qos=1, content_type=content_type)
 

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from hgr.common.contracts import ThrottleCommand
 from hgr.common.topics import PayloadError, as_counts, as_float, as_int, as_str
 
 MAX_SEQ = 2**53  # JSON-safe integers
@@ -241,21 +242,21 @@ def over_quota(used: int, quota: int) -> bool:
     return quota > 0 and used > quota
 
 
-def throttle_command(key_name: str, window_end: float, now: float) -> dict[str, Any]:
+def throttle_command(key_name: str, window_end: float, now: float) -> ThrottleCommand:
     """Stop the key's frames on an edge until the window ends (the edge lifts it itself then)."""
     return {"cmd": "throttle", "key": key_name, "max_fps": 0, "duration_s": round(max(0.0, window_end - now), 3),
             "reason": "fleet_quota"}
 
 
 def stream_throttle_command(stream_id: str, max_fps: float | None, duration_s: float | None = None,
-                            reason: str = "operator") -> dict[str, Any]:
+                            reason: str = "operator") -> ThrottleCommand:
     """Cap one stream of an edge (its id from the edge's events) at ``max_fps`` (0 stops it; None lifts
     the cap); with ``duration_s`` the edge lifts it itself then. Same fields as a key's throttle."""
     if not stream_id or len(stream_id) > 64:
         raise ValueError("stream id: 1-64 characters")
     if max_fps is not None and not 0 <= max_fps <= 10_000:
         raise ValueError("max_fps: a number in [0, 10000] or None")
-    command: dict[str, Any] = {"cmd": "throttle", "stream": stream_id, "max_fps": max_fps, "reason": reason}
+    command: ThrottleCommand = {"cmd": "throttle", "stream": stream_id, "max_fps": max_fps, "reason": reason}
     if max_fps is not None and duration_s is not None:
         if not 0 < duration_s <= 86_400:
             raise ValueError("duration_s: in (0, 86400]")

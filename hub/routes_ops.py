@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from hgr.common import metrics
 from hgr.common.config import Settings
-from hgr.common.pool import InferencePool
+from hgr.common.contracts import DetectionPool
 from hgr.hub.openapi import openapi_schema
 from hgr.hub.redis_conn import RedisConn
 
@@ -26,7 +26,7 @@ class OpsHost(Protocol):
     @property
     def settings(self) -> Settings: ...
     @property
-    def pool(self) -> InferencePool: ...
+    def pool(self) -> DetectionPool: ...
     @property
     def redis(self) -> RedisConn | None: ...
 

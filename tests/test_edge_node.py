@@ -32,6 +32,12 @@ class Recorder:
         self.frames: list[tuple[str, str | None, dict]] = []
         self.closed: list[str] = []
 
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
     def on_frame(self, stream_id: str, key_name: str | None, result: dict) -> None:
         self.frames.append((stream_id, key_name, result))
 

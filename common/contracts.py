@@ -1,0 +1,291 @@
+"""The shapes that cross a boundary, in one place: what a reader checks before calling a seam.
+
+- **Data** (``TypedDict``, so the messages stay plain dicts on the wire): the detection result the
+  workers produce, the WebSocket messages of docs/protocol.md and the MQTT payloads of docs/mqtt.md.
+  The code that builds them (``common.engine``, ``common.protocol``, ``edge.reporter``,
+  ``hub.fleet_logic``) and the code that reads them (``edge.session``, ``edge.stream_events``,
+  ``hub.detection``) are typed with these.
+- **Services** (``typing.Protocol``): the inference pool and the message bus as edge and hub use them,
+  so neither depends on a concrete class (``common.pool.InferencePool``, ``common.bus.Bus`` fit them).
+
+Untrusted input (a client's frame, an edge's payload on the hub) is *validated* into these shapes by
+``common.protocol`` and ``hub.fleet_logic``; the types describe the result, they check nothing at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
+
+from hgr.common.options import DetectOptions
+from hgr.common.outbox import Outbox
+
+# --- the detection result (common.engine → worker → pool → edge / hub) ---
+
+
+class HandResult(TypedDict):
+    handedness: str  # "Left" | "Right", from the person's point of view
+    score: float
+    landmarks: list[list[float]]  # 21 × [x, y, z], normalised to the image
+    world_landmarks: list[list[float]] | None  # 21 × [x, y, z] in metres, when the model gives them
+    bbox: list[float]  # [x0, y0, x1, y1], normalised
+    fingers_up: dict[str, bool]  # thumb, index, middle, ring, pinky
+    fingers: int
+    gesture: str
+
+
+class Timing(TypedDict):
+    queue_ms: NotRequired[float]  # added by the pool (arrival → a worker starts)
+    decode_ms: float
+    infer_ms: float
+    total_ms: float
+
+
+class DetectionResult(TypedDict):
+    hands: list[HandResult]  # left to right in the image
+    total_fingers: int
+    image_size: list[int]  # [width, height]
+    timing: Timing
+    retry: NotRequired[str]  # "darker" | "brighter": a still whose hands were found on an exposure bracket
+
+
+# --- the edge's WebSocket messages (docs/protocol.md; built and parsed in common.protocol) ---
+
+WsEncoding = Literal["hgr.msgpack.v1", "hgr.json.v1"]
+
+
+class OptionsDoc(TypedDict, total=False):
+    """Detection options as a client sends them (validated by ``DetectOptions.parse``)."""
+
+    num_hands: int
+    mirrored: bool
+    model: str
+
+
+class Limits(TypedDict):
+    max_frame_bytes: int
+    max_fps: float
+    idle_timeout_s: float
+    max_connections: int
+
+
+class HelloMessage(TypedDict):
+    type: Literal["hello"]
+    protocol: int
+    edge_id: str
+    version: str
+    encoding: str
+    limits: Limits
+    models: list[str]
+    opts: OptionsDoc
+    stream: NotRequired[str]  # set by the edge node once it has numbered the connection
+
+
+class FrameMessage(TypedDict):
+    """Client → edge. ``image`` is bytes in msgpack, a base64 string in JSON. ``opts`` are sticky."""
+
+    type: Literal["frame"]
+    seq: int
+    ts: NotRequired[float | None]
+    image: bytes | str
+    opts: NotRequired[OptionsDoc]
+
+
+class ResultMessage(TypedDict):
+    type: Literal["result"]
+    seq: int
+    ts: float | None  # the frame's, echoed untouched
+    hands: list[HandResult]
+    total_fingers: int
+    image_size: list[int] | None
+    timing: Timing
+    dropped: int
+
+
+class ErrorMessage(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    seq: NotRequired[int]
+
+
+ServerMessage = HelloMessage | ResultMessage | ErrorMessage
+
+# --- MQTT payloads (docs/mqtt.md; built by edge.reporter, read by hub.fleet_logic) ---
+
+
+class Envelope(TypedDict):
+    """What every edge → hub message carries."""
+
+    v: int
+    edge_id: str
+    session: str
+
+
+class Capabilities(TypedDict):
+    protocols: list[str]
+    max_fps: float
+    max_connections: int
+    workers: int
+    results_topic: bool
+    payload: str
+    control: list[str]
+
+
+class StatusOnline(Envelope):
+    status: Literal["online"]
+    birth_seq: int
+    conn: int
+    metrics_seq: int
+    ts: float
+    version: str
+    model: str
+    metrics_interval_s: float
+    capabilities: Capabilities
+
+
+class StatusOffline(Envelope):
+    status: Literal["offline"]
+    reason: str  # "will" | "shutdown"
+    conn: int
+    ts: NotRequired[float]  # absent in the Will (written before the edge goes away)
+
+
+class FrameCounts(TypedDict):
+    received: int
+    processed: int
+    dropped: int
+
+
+class OutboxCounts(TypedDict):
+    queued: int
+    dropped: int
+
+
+class MetricsBody(TypedDict):
+    """The part of a metrics message computed from two ``node.stats()`` snapshots (``metrics_doc``)."""
+
+    frames: FrameCounts
+    fps: float
+    drops: dict[str, int]
+    latency_ms: dict[str, float]  # p50, p95, p99
+    connections: int
+    workers: dict[str, Any]  # the pool's stats
+    errors: dict[str, int]
+    frames_by_key: dict[str, int]  # since the previous message
+    interval_s: float
+
+
+class MetricsPayload(Envelope, MetricsBody):
+    seq: int
+    ts: float
+    outbox: OutboxCounts
+
+
+class EventHand(TypedDict):
+    handedness: str
+    fingers: int
+    gesture: str
+
+
+class EventFields(TypedDict):
+    """A stream's stable hand state, as events carry it (``edge.stream_events.state_fields``)."""
+
+    total_fingers: int
+    hands: list[EventHand]
+
+
+class EventPayload(Envelope, EventFields):
+    seq: int
+    ts: float
+    stream: str
+    key: str | None
+    phase: Literal["new", "update", "end"]
+    duration_s: NotRequired[float]  # on "end"
+
+
+class ResultsPayload(Envelope):
+    stream: str
+    key: str | None
+    ts: float
+    result: ResultMessage
+
+
+EdgePayload = StatusOnline | StatusOffline | MetricsPayload | EventPayload | ResultsPayload
+
+
+class ThrottleCommand(TypedDict):
+    """Hub → edge on ``…/control``: exactly one of ``key`` or ``stream``; ``max_fps`` None lifts the cap."""
+
+    cmd: Literal["throttle"]
+    key: NotRequired[str]
+    stream: NotRequired[str]
+    max_fps: NotRequired[float | None]
+    duration_s: NotRequired[float]
+    reason: NotRequired[str]
+
+
+class RebirthCommand(TypedDict):
+    cmd: Literal["rebirth"]
+    reason: NotRequired[str]
+
+
+ControlCommand = ThrottleCommand | RebirthCommand
+
+# --- services ---
+
+# A stream's frame source for ``submit_latest``: (image bytes, options, arrival time.monotonic()) or None.
+Pull = Callable[[], "tuple[bytes, DetectOptions, float] | None"]
+# A subscription handler: (topic, payload, properties such as content_type); sync or async.
+Handler = Callable[[str, bytes, dict[str, Any]], Any]
+
+
+class DetectionPool(Protocol):
+    """The inference pool as edge and hub use it (``common.pool.InferencePool``)."""
+
+    @property
+    def model_paths(self) -> dict[str, str]: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def ready(self) -> bool: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def submit(self, data: bytes, opts: DetectOptions, *, stream: str | None = None,
+                     received_at: float | None = None) -> DetectionResult: ...
+
+    async def submit_latest(self, pull: Pull, *, stream: str) -> DetectionResult | None: ...
+
+    def close_stream(self, stream: str) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MessageBus(Protocol):
+    """Publish/subscribe as edge and hub use it (``common.bus.Bus``: MQTT or in-process)."""
+
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def connects(self) -> int: ...
+    @property
+    def outbox(self) -> Outbox: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def set_will(self, topic: str, payload: bytes | Callable[[int], bytes], qos: int = 1, retain: bool = True,
+                 content_type: str | None = ...) -> None: ...
+
+    def add_connect_listener(self, callback: Callable[[], Any]) -> None: ...
+
+    def sends_now(self, retain: bool = False) -> bool: ...
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False,
+                content_type: str | None = ...) -> None: ...
+
+    def subscribe(self, topic_filter: str, handler: Handler, *, shared: bool = False) -> None: ...
