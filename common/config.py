@@ -19,6 +19,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from hgr.common.errors import ConfigError
+from hgr.common.redis_url import SENTINEL_SCHEMES, parse_redis_url
 from hgr.common.topics import valid_edge_id
 
 MiB = 1024 * 1024
@@ -122,7 +123,8 @@ class Settings:
     redis_host: str = _s("REDIS_HOST", "127.0.0.1", "Redis host (when REDIS_URL is unset).")
     redis_port: int = _s("REDIS_PORT", 6379, "Redis port (when REDIS_URL is unset).", min=1, max=65535)
     redis_db: int = _s("REDIS_DB", 0, "Redis database number (when REDIS_URL is unset).", min=0)
-    redis_url: str = _s("REDIS_URL", "", "`redis://[:password@]host:port/db`; setting it enables Redis.",
+    redis_url: str = _s("REDIS_URL", "", "`redis://[:password@]host:port/db`, `redis+sentinel://host:port,…/"
+                        "master[/db]` or `redis+cluster://host:port,…`; setting it enables Redis.",
                         secret=True)
     redis_key_prefix: str = _s("REDIS_KEY_PREFIX", "hgr:", "Prefix of every Redis key this service writes.")
 
@@ -161,6 +163,12 @@ class Settings:
     def resolved_workers(self) -> int:
         return self.workers or (os.cpu_count() or 1)
 
+    redis_cluster: bool = _s("REDIS_CLUSTER", False, "REDIS_URL (or REDIS_HOST:REDIS_PORT) is a node of a Redis "
+                             "Cluster; same as a `redis+cluster://` URL.")
+    redis_sentinels: str = _s("REDIS_SENTINELS", "", "`host:port,…` of Redis Sentinels to ask for the master "
+                              "(when REDIS_URL is unset; enables Redis).")
+    redis_sentinel_master: str = _s("REDIS_SENTINEL_MASTER", "mymaster",
+                                    "The master's name in the Sentinels (with REDIS_SENTINELS).")
     def resolved_edge_id(self) -> str:
         return self.edge_id or validate_edge_id(socket.gethostname()[:64], "hostname")
 
@@ -202,9 +210,18 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
         if low in _FALSE:
             return False
         raise ConfigError(f"{env}={raw!r}: expected a boolean (true/false, 1/0, yes/no, on/off)")
+        """One URL for every topology (common.redis_url parses it): REDIS_CLUSTER and REDIS_SENTINELS
+        become the `redis+cluster://` and `redis+sentinel://` forms."""
     if kind in ("int", "float"):
+            if self.redis_cluster and self.redis_url.startswith(("redis://", "rediss://")):
+                scheme, rest = self.redis_url.split("://", 1)
+                return f"{scheme}+cluster://{rest}"
         try:
+        if self.redis_sentinels:
+            return f"redis+sentinel://{self.redis_sentinels}/{self.redis_sentinel_master}/{self.redis_db}"
             value: Any = int(raw) if kind == "int" else float(raw)
+            if self.redis_cluster:
+                return f"redis+cluster://{self.redis_host}:{self.redis_port}"
         except ValueError:
             raise ConfigError(f"{env}={raw!r}: expected {'an integer' if kind == 'int' else 'a number'}") from None
         lo, hi = f.metadata["min"], f.metadata["max"]
@@ -247,8 +264,18 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         raise ConfigError("AUTH_ENABLED=true needs API_KEYS (`name:key`, comma-separated, or `@/path/file`)")
     if settings.mqtt_url and not settings.mqtt_url.startswith(("mqtt://", "mqtts://")):
         raise ConfigError("MQTT_URL: expected mqtt://[user:pass@]host[:port] or mqtts://…")
-    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("REDIS_URL: expected redis://[:password@]host:port/db, rediss://… or unix://…")
+    if settings.redis_cluster and (settings.redis_sentinels
+                                   or settings.redis_url.startswith(("unix://",) + SENTINEL_SCHEMES)):
+        raise ConfigError("REDIS_CLUSTER=true needs a redis:// URL or REDIS_HOST:REDIS_PORT of a cluster node "
+                          "(a cluster is neither behind Sentinels nor on a unix socket)")
+    redis_url = settings.resolved_redis_url()
+    if redis_url:
+        try:
+            parse_redis_url(redis_url)
+        except ValueError as exc:
+            variable = "REDIS_URL" if settings.redis_url else "REDIS_SENTINELS" if settings.redis_sentinels \
+                else "REDIS_HOST"
+            raise ConfigError(f"{variable}: {exc}") from None
     return settings
 
 

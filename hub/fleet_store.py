@@ -1,7 +1,9 @@
 """Where fleet state lives: Redis (shared by every hub, survives a hub restart) or memory (one hub).
 
 Both stores behave the same; tests run one suite through both. Redis layout (prefix
-``REDIS_KEY_PREFIX`` + ``fleet:``):
+``{REDIS_KEY_PREFIX + fleet}:``, e.g. ``{hgr:fleet}:edges``: the braces are a Redis Cluster hash tag,
+so every fleet key lives in one slot and the scripts, which touch an edge's keys, the index and (the
+sweep) every edge, run on a cluster too; the price is that the whole fleet state sits on one shard):
 
 - ``edges``: set of known edge ids;
 - ``edge:{id}``: hash with status, reason, session, birth_seq, version, model, capabilities, last_seen,
@@ -16,13 +18,18 @@ Every read-modify-write is a Lua script (fleet_*.lua), so hubs flushing the same
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Protocol
 
+from redis.asyncio.cluster import RedisCluster
+
 from hgr.hub.fleet_logic import EdgeBatch, SeqState, StatusMsg, apply_seqs
+
+CLUSTER_CONCURRENCY = 32  # scripts in flight at once on a Redis Cluster (below the client's 100 connections)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +178,7 @@ class RedisFleetStore:
 
     def __init__(self, redis: Any, key_prefix: str) -> None:
         self.redis = redis
-        self.prefix = f"{key_prefix}fleet:"
+        self.prefix = f"{{{key_prefix}fleet}}:"  # one hash tag for all: see the module docstring
         self.index = self.prefix + "edges"
         scripts = files("hgr.hub")
         self._ingest = redis.register_script(scripts.joinpath("fleet_ingest.lua").read_text())
@@ -190,13 +197,27 @@ class RedisFleetStore:
     async def apply_batches(self, batches: dict[str, EdgeBatch], now: float,
                             grace_s: float) -> dict[str, IngestResult]:
         """Every edge's batch in one pipeline (one round trip per flush, whatever the fleet size)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            order = list(batches.items())
-            for edge_id, batch in order:
-                await self._ingest(keys=self._keys(edge_id),
-                                   args=self._ingest_args(edge_id, batch, now, grace_s), client=pipe)
-            replies = await pipe.execute()
+        order = list(batches.items())
+        if isinstance(self.redis, RedisCluster):
+            replies = await self._ingest_concurrently(order, now, grace_s)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for edge_id, batch in order:
+                    await self._ingest(keys=self._keys(edge_id),
+                                       args=self._ingest_args(edge_id, batch, now, grace_s), client=pipe)
+                replies = await pipe.execute()
         return {edge_id: self._result(reply) for (edge_id, _), reply in zip(order, replies)}
+
+    async def _ingest_concurrently(self, order: list[tuple[str, EdgeBatch]], now: float,
+                                   grace_s: float) -> list[Any]:
+        """redis-py refuses EVALSHA in a cluster pipeline: the scripts go out concurrently instead, a
+        bounded number at a time (each in flight holds one of the client's pooled connections)."""
+        replies: list[Any] = []
+        for start in range(0, len(order), CLUSTER_CONCURRENCY):
+            replies += await asyncio.gather(*(
+                self._ingest(keys=self._keys(edge_id), args=self._ingest_args(edge_id, batch, now, grace_s))
+                for edge_id, batch in order[start:start + CLUSTER_CONCURRENCY]))
+        return replies
 
     async def apply_batch(self, edge_id: str, batch: EdgeBatch, now: float, grace_s: float) -> IngestResult:
         return (await self.apply_batches({edge_id: batch}, now, grace_s))[edge_id]

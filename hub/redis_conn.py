@@ -5,6 +5,11 @@ after a failure the connection is marked down so further calls are refused at on
 until a background ping sees Redis again. redis-py reconnects by itself on the next command; the
 pinger is what notices recovery when no traffic would, and what keeps ``/status`` and
 ``hgr_redis_up`` truthful.
+
+The URL picks the topology (``hgr.common.redis_url``): one server, a master found through Sentinels
+(every new connection asks them, so after a failover the next connection lands on the new master), or
+a Redis Cluster (redis-py's RedisCluster routes each key to its shard). Callers see the same client
+interface and the same RedisDown in all three.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from hgr.common import metrics
+from hgr.common.redis_url import RedisTarget, parse_redis_url
 
 log = logging.getLogger("hgr.hub.redis")
 T = TypeVar("T")
+Client = aioredis.Redis | RedisCluster
 
 
 class RedisDown(Exception):
@@ -33,9 +42,8 @@ class RedisDown(Exception):
 class RedisConn:
     def __init__(self, url: str, *, timeout_s: float = 0.5, ping_interval_s: float = 1.0) -> None:
         self.url = url
-        self.client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=False)
+        self.target = parse_redis_url(url)
+        self.client: Client = make_client(self.target, timeout_s)
         self.up = False
         self.last_error: str | None = None
         self.down_since: float | None = None
@@ -61,7 +69,7 @@ class RedisConn:
         self._mark_up()
         return True
 
-    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    async def call(self, fn: Callable[[Client], Awaitable[T]]) -> T:
         """Run ``fn(client)``; raise RedisDown (never a redis-py error) if Redis is or goes away."""
         if not self.up:
             raise RedisDown(self.last_error or "redis is down")
@@ -73,7 +81,8 @@ class RedisConn:
         return result
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"configured": True, "up": self.up, "url": _mask(self.url)}
+        out: dict[str, Any] = {"configured": True, "up": self.up, "url": _mask(self.url),
+                               "topology": self.target.kind}
         if not self.up:
             out["error"] = self.last_error
             out["down_for_s"] = round(time.monotonic() - self.down_since, 1) if self.down_since else None
@@ -96,6 +105,25 @@ class RedisConn:
             self.down_since = time.monotonic()
         self.up, self.last_error = False, f"{exc.__class__.__name__}: {exc}"
         metrics.REDIS_UP.set(0)
+
+
+def make_client(target: RedisTarget, timeout_s: float) -> Client:
+    """A fail-fast client for ``target``: short timeouts and no retries (RedisConn decides what a failure
+    means), raw bytes in and out."""
+    options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+                               "retry": Retry(NoBackoff(), 0), "health_check_interval": 0,
+                               "decode_responses": False}
+    if target.kind == "single":
+        return aioredis.Redis.from_url(target.url, **options)
+    options.update(username=target.username, password=target.password, ssl=target.tls)
+    if target.kind == "cluster":
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], **options)
+    # Sentinels are asked without the master's password (Sentinel auth is its own setting) and as
+    # quickly as the master itself; the master connection is re-resolved through them on every connect.
+    sentinel = Sentinel(list(target.nodes),  # type: ignore[no-untyped-call]
+                        sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s})
+    client: aioredis.Redis = sentinel.master_for(target.master, db=target.db, **options)
+    return client
 
 
 def _mask(url: str) -> str:

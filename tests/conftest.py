@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from support import SHARED, free_port, need, port_open, redis_argv, start_server
+from redis_topologies import ClusterOf3, SentinelSet
 
 from hgr.common.config import load_settings
 from hgr.common.pool import InferencePool
@@ -116,3 +117,25 @@ def private_mosquitto(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     yield f"mqtt://127.0.0.1:{port}", proc
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterOf3]:
+    """A Redis Cluster of three masters on free ports (url: ``redis+cluster://…``), shared by the session:
+    tests use their own key prefix."""
+    cluster = ClusterOf3(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path: Path) -> Iterator[SentinelSet]:
+    """A master + replica + 3 Sentinels of the test's own (url: ``redis+sentinel://…/mymaster/0``);
+    the test may kill the master."""
+    sentinels = SentinelSet(tmp_path)
+    try:
+        yield sentinels.start()
+    finally:
+        sentinels.stop()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from support import serve_app
+from support import free_port, serve_app, stop_process, wait_ready
 
 from hgr.common.config import Settings, load_settings
 from hgr.hub.app import Hub
@@ -41,3 +44,24 @@ async def serve_hub(settings: Settings, pool: Any) -> AsyncIterator[tuple[str, H
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+@contextlib.contextmanager
+def hub_processes(env: dict[str, str], count: int, folder: Path) -> Iterator[list[tuple[str, Path]]]:
+    """``count`` `hgr hub` processes with ``env``, each on a free port with its stderr in ``folder``;
+    yields (base url, log file) once every one is ready, and stops them all on the way out."""
+    started: list[tuple[subprocess.Popen, str, Path]] = []
+    try:
+        for i in range(count):
+            port = free_port()
+            log = folder / f"hub{i}.log"
+            with log.open("wb") as err:
+                proc = subprocess.Popen([sys.executable, "-m", "hgr", "hub", "--port", str(port)], env=env,
+                                        stdout=subprocess.PIPE, stderr=err, cwd=folder)
+            started.append((proc, f"http://127.0.0.1:{port}", log))
+        for proc, url, _ in started:
+            wait_ready(url, proc, 240, interval=0.25)
+        yield [(url, log) for _, url, log in started]
+    finally:
+        for proc, _, _ in started:
+            stop_process(proc, 30)

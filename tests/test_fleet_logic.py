@@ -9,6 +9,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
+from hgr.common.redis_url import parse_redis_url
 from hgr.common.topics import PayloadError
 from hgr.hub.fleet_logic import (
     EdgeBatch,
@@ -26,6 +27,7 @@ from hgr.hub.fleet_logic import (
     throttle_command,
 )
 from hgr.hub.fleet_store import MemoryFleetStore, RedisFleetStore
+from hgr.hub.redis_conn import make_client
 
 # --- pure rules ---
 
@@ -120,15 +122,18 @@ def _birth(session: str = "s1", birth_seq: int = 1, metrics_seq: int = 0) -> Sta
 
 # --- the two stores, same behaviour ---
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def store(request, redis_url):
     if request.param == "memory":
         yield MemoryFleetStore()
         return
-    client = aioredis.Redis.from_url(redis_url)
+    if request.param == "redis-cluster":  # the hub's own client for a 3-master cluster
+        client = make_client(parse_redis_url(request.getfixturevalue("redis_cluster").url), 2.0)
+    else:
+        client = aioredis.Redis.from_url(redis_url)
     prefix = f"test:{uuid.uuid4().hex[:8]}:"
     yield RedisFleetStore(client, prefix)
-    keys = [k async for k in client.scan_iter(f"{prefix}*")]
+    keys = [k async for k in client.scan_iter(f"*{prefix}*")]
     if keys:
         await client.delete(*keys)
     await client.aclose()

@@ -107,7 +107,7 @@ def fleet(tmp_path_factory, redis_url: str, lite_model_path: str) -> Iterator[Fl
         f.close()
         import redis
         client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{f.base['REDIS_KEY_PREFIX']}*"))
+        keys = list(client.scan_iter(f"*{f.base['REDIS_KEY_PREFIX']}*"))
         if keys:
             client.delete(*keys)
 

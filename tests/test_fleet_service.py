@@ -17,10 +17,12 @@ from starlette.middleware import Middleware
 from support import eventually
 
 from hgr.common import metrics
+from hgr.common.auth import KeyRing
 from hgr.common.bus import LocalBus, MqttBus
 from hgr.common.config import load_settings
 from hgr.common.topics import encode
 from hgr.edge.reporter import EdgeReporter
+from hgr.hub import routes_fleet
 from hgr.hub.fleet import FleetService
 from hgr.hub.middleware import HubMiddleware
 
@@ -41,14 +43,14 @@ def env(mqtt_url: str, redis_url: str) -> dict[str, str]:
 
 
 async def _cleanup(client: aioredis.Redis, prefix: str) -> None:
-    keys = [k async for k in client.scan_iter(f"{prefix}*")]
+    keys = [k async for k in client.scan_iter(f"*{prefix}*")]
     if keys:
         await client.delete(*keys)
 
 
 def _client(service: FleetService) -> httpx.AsyncClient:
     # As the hub serves them: HubMiddleware turns the fleet's errors into the common error body.
-    app = Starlette(routes=service.routes, middleware=[Middleware(HubMiddleware)])
+    app = Starlette(routes=routes_fleet.routes(service, KeyRing.from_spec("")), middleware=[Middleware(HubMiddleware)])
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub")
 
 

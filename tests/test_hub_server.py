@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import free_port, stop_process, wait_ready
+from hub_support import hub_processes
+from support import free_port, wait_ready
 
 KEY = "team-key-0123456789"
 
@@ -25,21 +26,8 @@ def hubs(private_redis: tuple[str, subprocess.Popen], tmp_path: Path) -> Iterato
     env = {**os.environ, "WORKERS": "1", "REDIS_URL": redis_url, "RATE_LIMIT_REQUESTS": "30",
            "RATE_LIMIT_WINDOW": "60", "AUTH_ENABLED": "true", "API_KEYS": f"team:{KEY}", "LOG_FORMAT": "json",
            "MQTT_URL": ""}
-    started: list[tuple[subprocess.Popen, str, Path]] = []
-    try:
-        for i in range(3):
-            port = free_port()
-            log = tmp_path / f"hub{i}.log"
-            with log.open("wb") as err:
-                proc = subprocess.Popen([sys.executable, "-m", "hgr", "hub", "--port", str(port)], env=env,
-                                        stdout=subprocess.PIPE, stderr=err, cwd=tmp_path)
-            started.append((proc, f"http://127.0.0.1:{port}", log))
-        for proc, url, _ in started:
-            wait_ready(url, proc, 240, interval=0.25)
-        yield [(url, log) for _, url, log in started]
-    finally:
-        for proc, _, _ in started:
-            stop_process(proc, 30)
+    with hub_processes(env, 3, tmp_path) as hubs:
+        yield hubs
 
 
 @pytest.mark.slow

@@ -1,0 +1,136 @@
+"""Real Redis topologies on loopback for the tests: a 3-master Redis Cluster, and a master + replica
+watched by 3 Sentinels. Every process is Debian's ``redis-server`` (``--sentinel`` for the Sentinels),
+on free ports, with its files in a folder of the test's own; readiness is read from the servers
+themselves (CLUSTER INFO, INFO replication, SENTINEL ...), never assumed after a sleep."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import redis
+from support import free_port, need, poll, redis_argv, start_server, stop_process
+
+MASTER_NAME = "mymaster"
+DOWN_AFTER_MS = 1000  # a Sentinel calls the master down after this long without an answer
+FAILOVER_TIMEOUT_MS = 3000
+
+
+def _need_redis() -> None:
+    need(bool(shutil.which("redis-server")), "redis-server is not installed")
+    need(bool(shutil.which("redis-cli")), "redis-cli is not installed")
+
+
+def _info(port: int, section: str) -> dict[str, str]:
+    with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+        return {k: str(v) for k, v in client.info(section).items()}
+
+
+class ClusterOf3:
+    """Three masters (no replicas) splitting the 16 384 slots, ``redis-cli --cluster create``d."""
+
+    def __init__(self, folder: Path) -> None:
+        _need_redis()
+        self.folder = folder
+        self.ports = [free_port() for _ in range(3)]
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self) -> ClusterOf3:
+        for port in self.ports:
+            conf = self.folder / f"nodes-{port}.conf"
+            self.procs.append(start_server(redis_argv(port) + [
+                "--cluster-enabled", "yes", "--cluster-config-file", str(conf), "--dir", str(self.folder),
+                "--cluster-node-timeout", "2000",
+                # the bus port defaults to port + 10000, which may be taken or above 65535: pick a free one
+                "--cluster-port", str(free_port())], port))
+        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        poll(lambda: all(_info_cluster(p) == "ok" for p in self.ports), 30, "cluster_state:ok on every node")
+        return self
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_process(proc, 10)
+
+
+def _info_cluster(port: int) -> str:
+    with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+        text = str(client.execute_command("CLUSTER", "INFO"))
+    return dict(line.split(":", 1) for line in text.split() if ":" in line).get("cluster_state", "")
+
+
+class SentinelSet:
+    """A master, one replica, and three Sentinels (quorum 2) with a short down-after and failover
+    timeout, so a killed master is replaced within a few seconds."""
+
+    def __init__(self, folder: Path) -> None:
+        _need_redis()
+        self.folder = folder
+        self.master_port, self.replica_port = free_port(), free_port()
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.data: dict[int, subprocess.Popen] = {}
+        self.sentinels: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{MASTER_NAME}/0"
+
+    def start(self) -> SentinelSet:
+        self.data[self.master_port] = start_server(redis_argv(self.master_port), self.master_port)
+        self.data[self.replica_port] = start_server(
+            redis_argv(self.replica_port) + ["--replicaof", "127.0.0.1", str(self.master_port)], self.replica_port)
+        poll(lambda: _info(self.replica_port, "replication").get("master_link_status") == "up", 30,
+             "the replica in sync with the master")
+        for port in self.sentinel_ports:
+            conf = self.folder / f"sentinel-{port}.conf"  # a Sentinel rewrites its own file: one each
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.folder}\n"
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
+                f"sentinel parallel-syncs {MASTER_NAME} 1\n")
+            self.sentinels.append(start_server(["redis-server", str(conf), "--sentinel"], port))
+        # A failover needs each Sentinel to know the replica and the two other Sentinels (hello messages).
+        poll(self._sentinels_acquainted, 30, "every Sentinel knowing the replica and the other Sentinels")
+        return self
+
+    def _sentinels_acquainted(self) -> bool:
+        for port in self.sentinel_ports:
+            with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as s:
+                if len(s.sentinel_slaves(MASTER_NAME)) < 1 or len(s.sentinel_sentinels(MASTER_NAME)) < 2:
+                    return False
+        return True
+
+    def master_addr(self, sentinel_port: int | None = None) -> tuple[str, int]:
+        port = sentinel_port or self.sentinel_ports[0]
+        with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as s:
+            host, master_port = s.sentinel_get_master_addr_by_name(MASTER_NAME)
+        return str(host), int(master_port)
+
+    def kill_master(self) -> int:
+        """SIGKILL the current master; returns its port."""
+        _, port = self.master_addr()
+        proc = self.data.pop(port)
+        proc.kill()
+        proc.wait(10)
+        return port
+
+    def wait_failover(self, old_port: int, deadline_s: float) -> int:
+        """The new master's port, once every Sentinel names a master other than ``old_port`` and that
+        server says it is a master."""
+        def promoted() -> int | None:
+            ports = {self.master_addr(p)[1] for p in self.sentinel_ports}
+            if len(ports) != 1 or old_port in ports:
+                return None
+            port = ports.pop()
+            return port if _info(port, "replication").get("role") == "master" else None
+        return int(poll(promoted, deadline_s, "the Sentinels promoting the replica"))
+
+    def stop(self) -> None:
+        for proc in [*self.sentinels, *self.data.values()]:
+            stop_process(proc, 10)
