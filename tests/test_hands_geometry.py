@@ -1,0 +1,220 @@
+"""The hand pipeline's geometry, without the models: anchors, decoding, NMS, ROI rules, crop and projection."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hgr.common.hands import association, crop, palms
+from hgr.common.hands.bundle import read_models
+from hgr.common.hands.pipeline import Roi, dedupe
+from hgr.common.hands.roi import iou, landmarks_to_roi, normalize_radians, palm_to_roi, rotation_of, transform
+
+
+def mediapipe_anchors() -> np.ndarray:
+    """SsdAnchorsCalculator's loop, written out as MediaPipe has it (sizes left out: fixed_anchor_size)."""
+    strides, n = [8, 16, 16, 16], 4
+    out = []
+    layer = 0
+    while layer < n:
+        last = layer
+        per_cell = 0
+        while last < n and strides[last] == strides[layer]:
+            per_cell += 2  # aspect ratio 1.0, then the interpolated scale
+            last += 1
+        size = math.ceil(192 / strides[layer])
+        for y in range(size):
+            for x in range(size):
+                out += [((x + 0.5) / size, (y + 0.5) / size)] * per_cell
+        layer = last
+    return np.array(out)
+
+
+def test_anchors_are_mediapipes() -> None:
+    anchors = palms.ssd_anchors()
+    assert anchors.shape == (2016, 2)
+    np.testing.assert_allclose(anchors, mediapipe_anchors(), atol=1e-7)
+    assert anchors[0].tolist() == pytest.approx([0.5 / 24, 0.5 / 24])
+    assert anchors[-1].tolist() == pytest.approx([11.5 / 12, 11.5 / 12])
+
+
+def raw_palm(anchor: int, cx: float, cy: float, size: float, logit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Model-like outputs with one palm at (cx, cy) (normalised), encoded relative to ``anchor``."""
+    boxes = np.zeros((1, 2016, 18), np.float32)
+    scores = np.full((1, 2016, 1), -50.0, np.float32)
+    ax, ay = palms.ssd_anchors()[anchor]
+    boxes[0, anchor, :4] = [(cx - ax) * 192, (cy - ay) * 192, size * 192, size * 192]
+    for k in range(7):  # keypoints on a vertical line through the centre, wrist lowest
+        boxes[0, anchor, 4 + 2 * k: 6 + 2 * k] = [(cx - ax) * 192, (cy + size / 2 - k * size / 6 - ay) * 192]
+    scores[0, anchor, 0] = logit
+    return boxes, scores
+
+
+def test_decode_reads_centre_size_and_keypoints() -> None:
+    boxes, scores = raw_palm(700, 0.4, 0.6, 0.2, 2.0)
+    (palm,) = palms.decode(boxes, scores, 0.5)
+    assert palm.score == pytest.approx(1 / (1 + math.exp(-2.0)))
+    np.testing.assert_allclose(palm.box, [0.3, 0.5, 0.5, 0.7], atol=1e-6)
+    np.testing.assert_allclose(palm.keypoints[0], [0.4, 0.7], atol=1e-6)
+    assert palms.decode(boxes, scores, 0.9) == []
+
+
+def test_score_logits_are_clipped() -> None:
+    boxes, scores = raw_palm(3, 0.5, 0.5, 0.1, 1e6)
+    (palm,) = palms.decode(boxes, scores, 0.5)
+    assert palm.score == pytest.approx(1 / (1 + math.exp(-100.0)))
+
+
+def test_weighted_nms_merges_a_cluster_by_score_and_keeps_separate_palms() -> None:
+    kp = np.zeros((7, 2), np.float32)
+    a = palms.Palm(0.9, np.array([0.0, 0.0, 0.2, 0.2], np.float32), kp)
+    b = palms.Palm(0.6, np.array([0.02, 0.0, 0.22, 0.2], np.float32), kp + 0.1)
+    far = palms.Palm(0.7, np.array([0.6, 0.6, 0.8, 0.8], np.float32), kp)
+    out = palms.weighted_nms([b, far, a])
+    assert [p.score for p in out] == [0.9, 0.7]
+    np.testing.assert_allclose(out[0].box, [0.6 * 0.02 / 1.5, 0, 0.2 + 0.6 * 0.02 / 1.5, 0.2], atol=1e-6)
+    np.testing.assert_allclose(out[0].keypoints, np.full((7, 2), 0.6 * 0.1 / 1.5), atol=1e-6)
+    assert palms.weighted_nms([]) == []
+
+
+@given(st.floats(-20, 20))
+def test_normalize_radians_range_and_angle(angle: float) -> None:
+    r = normalize_radians(angle)
+    assert -math.pi <= r < math.pi
+    assert math.cos(r) == pytest.approx(math.cos(angle), abs=1e-9)
+    assert math.sin(r) == pytest.approx(math.sin(angle), abs=1e-9)
+
+
+def test_rotation_turns_the_wrist_to_middle_vector_upright() -> None:
+    assert rotation_of((0.5, 0.6), (0.5, 0.4), 640, 480) == pytest.approx(0.0)  # fingers up
+    assert rotation_of((0.5, 0.5), (0.6, 0.5), 640, 480) == pytest.approx(math.pi / 2)  # fingers right
+    # Pixels, not normalised units: 0.1 of width vs 0.1333 of height on 640×480 is a 45° diagonal.
+    assert rotation_of((0.5, 0.5), (0.6, 0.5 - 64 / 480), 640, 480) == pytest.approx(math.pi / 4)
+
+
+def test_transform_shifts_along_the_rois_own_axis_and_squares_in_pixels() -> None:
+    upright = transform(Roi(0.5, 0.5, 0.1, 0.2, 0.0), 640, 480, scale=2.0, shift_y=-0.5)
+    assert (upright.cx, upright.cy) == pytest.approx((0.5, 0.4))
+    assert upright.w * 640 == pytest.approx(upright.h * 480) == pytest.approx(2 * 0.2 * 480)
+    sideways = transform(Roi(0.5, 0.5, 0.1, 0.2, math.pi / 2), 640, 480, scale=1.0, shift_y=-0.5)
+    assert sideways.cx == pytest.approx(0.5 + 0.5 * 0.2 * 480 / 640)  # "up" in the ROI is +x on screen
+    assert sideways.cy == pytest.approx(0.5)
+
+
+def test_palm_to_roi_grows_the_palm_over_the_hand() -> None:
+    kp = np.array([[0.5, 0.6]] + [[0.5, 0.4]] * 6, np.float32)
+    roi = palm_to_roi(np.array([0.45, 0.4, 0.55, 0.6], np.float32), kp, 400, 400)
+    assert roi.rotation == pytest.approx(0.0)
+    assert (roi.cx, roi.cy) == pytest.approx((0.5, 0.5 - 0.5 * 0.2))
+    assert (roi.w, roi.h) == pytest.approx((0.2 * 2.6, 0.2 * 2.6))
+
+
+def synthetic_hand(cx: float, cy: float, angle: float, size: float) -> np.ndarray:
+    """21 points of an upright open hand (in pixels of a 400×400 image), rotated by ``angle`` on screen."""
+    pts = [(0, 0)]
+    for f, x in enumerate((-0.5, -0.2, 0.0, 0.2, 0.4)):
+        base = 0.6 if f else 0.3
+        pts += [(x * (1.6 if f == 0 else 1), -base - k * 0.3) for k in range(4)]
+    p = np.array(pts) * size
+    c, s = math.cos(angle), math.sin(angle)
+    rot = np.stack([c * p[:, 0] - s * p[:, 1], s * p[:, 0] + c * p[:, 1]], axis=1)
+    out = np.zeros((21, 3), np.float32)
+    out[:, :2] = (rot + [cx, cy]) / 400
+    return out
+
+
+@given(st.floats(-3.0, 3.0), st.floats(150, 250), st.floats(150, 250))
+@settings(max_examples=50)
+def test_next_roi_follows_the_hands_rotation_and_contains_it(angle: float, cx: float, cy: float) -> None:
+    hand = synthetic_hand(cx, cy, angle, 60)
+    roi = landmarks_to_roi(hand, 400, 400)
+    assert math.cos(roi.rotation - angle) == pytest.approx(1.0, abs=1e-3)
+    # Every landmark lies inside the next ROI (in its own frame).
+    back = crop_coords(hand, roi, 400, 400)
+    assert (back[:, :2] > 0).all() and (back[:, :2] < 1).all()
+
+
+def crop_coords(points: np.ndarray, roi: Roi, width: int, height: int) -> np.ndarray:
+    """Image-normalised points → normalised to the ROI's crop (via the crop's affine map)."""
+    m = crop.crop_matrix(roi, width, height, 1)
+    px = points[:, :2] * [width, height]
+    return np.asarray(px @ m[:, :2].T + m[:, 2])
+
+
+@given(st.floats(0.1, 0.9), st.floats(0.1, 0.9), st.floats(20, 600), st.floats(-3.1, 3.1), st.integers(64, 1000),
+       st.integers(64, 1000))
+@settings(max_examples=100)
+def test_projection_inverts_the_crop(cx: float, cy: float, side: float, angle: float, width: int, height: int) -> None:
+    # The pipeline's ROIs are square in pixels (square_long); for those MediaPipe's projection, which rotates
+    # in crop units, is the exact inverse of the crop.
+    roi = Roi(cx, cy, side / width, side / height, angle)
+    rng = np.random.default_rng(0)
+    in_crop = np.concatenate([rng.uniform(0, 1, (21, 2)), rng.uniform(-0.2, 0.2, (21, 1))], axis=1)
+    on_image = crop.project(in_crop, roi)
+    np.testing.assert_allclose(crop_coords(on_image, roi, width, height), in_crop[:, :2], atol=1e-4)
+    np.testing.assert_allclose(on_image[:, 2], in_crop[:, 2] * roi.w, atol=1e-6)
+
+
+def test_crop_samples_the_rotated_roi() -> None:
+    """A bright square under the ROI's top-left corner lands in the crop's top-left, whatever the rotation."""
+    for angle in (0.0, math.pi / 2, -math.pi / 3):
+        roi = Roi(0.5, 0.5, 0.5, 0.5, angle)
+        image = np.zeros((400, 400, 3), np.uint8)
+        corner = crop.project(np.array([[0.1, 0.1]]), roi)[0] * 400
+        cv2.circle(image, (int(corner[0]), int(corner[1])), 8, (255, 255, 255), -1)
+        tensor = crop.crop(image, roi, 100, zero_border=True)
+        assert tensor.shape == (1, 100, 100, 3) and tensor.dtype == np.float32
+        ys, xs = np.nonzero(tensor[0, :, :, 0] > 0.5)
+        assert abs(xs.mean() - 10) < 2 and abs(ys.mean() - 10) < 2
+
+
+def test_letterbox_pads_the_short_side() -> None:
+    assert crop.letterbox(640, 480) == Roi(0.5, 0.5, 1.0, 640 / 480, 0.0)
+    image = np.full((480, 640, 3), 255, np.uint8)
+    tensor = crop.crop(image, crop.letterbox(640, 480), 192, zero_border=True)[0]
+    assert tensor[96, 96, 0] == pytest.approx(1.0)
+    assert tensor[5, 96, 0] == 0 and tensor[186, 96, 0] == 0  # 24 rows of zero padding top and bottom
+
+
+def test_world_landmarks_turn_with_the_roi() -> None:
+    pts = np.array([[0.0, -0.05, 0.01]], np.float32)
+    np.testing.assert_allclose(crop.rotate_world(pts, math.pi / 2), [[0.05, 0.0, 0.01]], atol=1e-7)
+
+
+def test_iou_and_dedupe() -> None:
+    a = Roi(0.3, 0.3, 0.2, 0.2, 0.0)
+    assert iou(a, a) == pytest.approx(1.0)
+    assert iou(a, Roi(0.8, 0.8, 0.2, 0.2, 0.0)) == 0.0
+    assert iou(a, Roi(0.35, 0.3, 0.2, 0.2, 1.0)) == pytest.approx(0.15 / 0.25)  # rotation ignored, as MediaPipe
+    moved = Roi(0.32, 0.31, 0.2, 0.2, 0.1)
+    new = Roi(0.7, 0.6, 0.2, 0.2, 0.0)
+    assert dedupe([a], [moved, new]) == [new]
+    assert dedupe([], [moved, a, new]) == [moved, new]  # the detector's own repeats too
+    assert dedupe([a], [moved], threshold=0.9) == [moved]
+
+
+def test_duplicate_hands_are_found_by_landmarks() -> None:
+    h = synthetic_hand(200, 200, 0.3, 50)
+    near = h + 0.003
+    other = synthetic_hand(100, 300, 0.0, 50)
+    assert association.duplicates([h, near, other], 400, 400) == {1}
+    assert association.duplicates([h, other], 400, 400) == set()
+
+
+def test_bundle_errors_are_clear(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.task"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a model bundle"):
+        read_models(junk)
+    other = tmp_path / "face.task"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("face_detector.tflite", b"")
+    with pytest.raises(ValueError, match="missing hand_detector.tflite, hand_landmarks_detector.tflite"):
+        read_models(other)
