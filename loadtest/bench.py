@@ -8,6 +8,9 @@ Sections (``--sections``, comma-separated, run in this order):
 - ``edge``: an edge started in a subprocess (or ``--url`` of a running one), fed by 1, 4 and 16 simulated
   30 fps cameras (``--streams``) and then one unthrottled stream; frames/s, the ratio to raw, latency
   percentiles measured by the client (send → result) and drop counts.
+- ``camera``: realistic camera clips (sensor noise, drift, JPEG per frame; empty, one-hand and two-hand
+  scenes) as closed-loop streams, the edge against raw MediaPipe VIDEO mode on the same clips, per scene
+  kind (``loadtest/camera.py``; ``--camera-mix``, ``--edge-env``).
 - anything else, e.g. ``rest``: the module ``loadtest.<name>`` must define
   ``async def run(ctx: BenchContext) -> dict`` (so other load generators plug in without touching this file).
 
@@ -33,7 +36,7 @@ from typing import Any
 
 from hgr.common.config import Settings, load_settings
 from hgr.common.percentiles import percentiles
-from hgr.loadtest import ws_stream
+from hgr.loadtest import camera, ws_stream
 from hgr.loadtest.helpers import DEFAULT_PHOTOS, free_port, stop_process, wait_ready
 
 
@@ -206,7 +209,7 @@ def _targets(rows: list[dict], raw: dict | None) -> dict[str, Any]:
     return targets
 
 
-SECTIONS = {"raw": section_raw, "edge": section_edge}
+SECTIONS = {"raw": section_raw, "edge": section_edge, "camera": camera.run}
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
@@ -232,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames each photo stays in view, as in a real camera's video (default 15)")
     p.add_argument("--workers", type=int, default=0, help="inference processes (default WORKERS or cores)")
     p.add_argument("--sections", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-                   default=["raw", "edge"], help="comma-separated: raw, edge, or a loadtest module (rest)")
+                   default=["raw", "edge"], help="comma-separated: raw, edge, camera, or a loadtest module (rest)")
     p.add_argument("--url", default=None, help="bench a running edge (ws://host:port/ws) instead of starting one")
+    camera.add_arguments(p)
     return p
 
 

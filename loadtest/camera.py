@@ -1,0 +1,434 @@
+"""``hgr bench --sections camera``: the edge on realistic camera streams against raw MediaPipe, in one run.
+
+The streams are clips from ``loadtest/clips.py`` (labelled photos filmed by a simulated sensor: fresh
+noise, drift, JPEG every frame), one clip per stream, in a mix of scene kinds (``--camera-mix``,
+default 4 empty, 3 one-hand, 1 two-hand). Every stream is closed-loop: it sends its clip's next frame
+when the answer to the previous one arrives, so the service is saturated and nothing is dropped.
+
+- **baseline**: raw MediaPipe Tasks in VIDEO mode, ``num_hands=NUM_HANDS``, one landmarker per stream,
+  the frames decoded as the service decodes them (``cv2.imdecode`` to RGB). It runs in as many processes
+  as the edge has workers, each process serving its share of the streams in turn (stream *i* in process
+  *i* mod W, the split the edge's pool makes when the streams arrive in order) — the same cores, the
+  same parallelism, no service. Its "latency" is a stream's cycle: from its previous answer to this one.
+  Then one process with one one-hand stream alone: the per-frame time the 1-stream overhead is
+  measured against.
+- **edge**: a real ``hgr edge`` in a subprocess (``WORKERS`` = the baseline's process count) per
+  ``--edge-env`` configuration (each run its own edge; none given: one run with the environment as is),
+  fed the same clips over WebSocket, then one one-hand stream alone.
+
+Reported per scene kind: frames/s, ratio to the baseline, latency p50/p99 (client, send → result),
+agreement (fraction of frames with ``total_fingers`` equal to the label, and with as many hands as the
+scene has), and when the edge's ``timing`` says so, the fractions of frames that ran the palm detector
+and that were gated. Frames are counted when their answer arrives inside the measured window, after a
+warm-up in which every stream already runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hgr.common import protocol
+from hgr.common.config import Settings
+from hgr.common.percentiles import percentiles
+from hgr.loadtest import clips as camclips
+from hgr.loadtest.ws_stream import open_stream, running_edge
+
+DEFAULT_MIX = "empty=4,one_hand=3,two_hands=1"
+WARMUP_S = 2.0  # every stream runs this long before frames are counted (landmarkers made, tracks found)
+ANSWER_TIMEOUT_S = 30.0
+# The issue's acceptance for the new pipeline (issue 14), reported next to each edge run.
+TARGETS = {"throughput_ratio": 1.8, "one_hand_ratio": 1.7, "empty_ratio": 4.0, "one_hand_agreement": 0.97,
+           "one_stream_overhead_ms": 2.0}
+
+
+class Context(Protocol):
+    """What this section uses of ``hgr bench``'s context."""
+
+    args: argparse.Namespace
+    settings: Settings
+
+    def log(self, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answered frame of one stream."""
+
+    stream: int
+    frame: int  # index in the stream's clip
+    done_s: float  # when the answer arrived, seconds since the measurement started (warm-up included)
+    latency_ms: float  # edge: send → result; baseline: the stream's previous answer → this one
+    model_ms: float  # decode + inference as measured where the model ran
+    total_fingers: int
+    hands: int
+    detector: bool | None = None  # from the edge's timing, when it says
+    gated: bool | None = None
+
+
+@dataclass
+class Run:
+    answers: list[Answer] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+# --- the reference model, raw ---
+
+def _landmarker(settings: Settings, model_path: str, *, video: bool, num_hands: int) -> Any:
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    return vision.HandLandmarker.create_from_options(vision.HandLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=model_path),
+        running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+        num_hands=num_hands,
+        min_hand_detection_confidence=settings.min_hand_detection_confidence,
+        min_hand_presence_confidence=settings.min_hand_presence_confidence,
+        min_tracking_confidence=settings.min_tracking_confidence,
+    ))
+
+
+def _hands(result: Any, width: int, height: int) -> tuple[tuple[camclips.Box, ...], tuple[int, ...]]:
+    """Hand boxes (pixels) and finger counts, left to right, counted as the service counts them."""
+    from hgr.common.fingers import count_fingers, fingers_up
+
+    found = []
+    for i, landmarks in enumerate(result.hand_landmarks):
+        world = result.hand_world_landmarks[i] if result.hand_world_landmarks else None
+        points = [[p.x, p.y, p.z] for p in (world or landmarks)]
+        xs, ys = [p.x * width for p in landmarks], [p.y * height for p in landmarks]
+        found.append(((min(xs), min(ys), max(xs), max(ys)), count_fingers(fingers_up(points))))
+    found.sort(key=lambda h: h[0][0])
+    return tuple(b for b, _ in found), tuple(c for _, c in found)
+
+
+def _decode(data: bytes) -> Any:
+    """As ``common.images.decode_image`` decodes a JPEG: OpenCV straight to RGB."""
+    import cv2
+    import numpy as np
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+
+
+class StillJudge:
+    """MediaPipe Tasks in IMAGE mode (the reference for stills), ``num_hands=2``: decides which photos
+    and crops the clips may use."""
+
+    def __init__(self, settings: Settings, model_path: str) -> None:
+        self._landmarker = _landmarker(settings, model_path, video=False, num_hands=2)
+
+    def __call__(self, bgr: Any) -> tuple[tuple[camclips.Box, ...], tuple[int, ...]]:
+        import cv2
+        import mediapipe as mp
+
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        result = self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        return _hands(result, rgb.shape[1], rgb.shape[0])
+
+    def close(self) -> None:
+        self._landmarker.close()
+
+
+def _baseline_process(settings: Settings, model_path: str, streams: list[tuple[int, camclips.Clip]],
+                      warmup: float, duration: float, barrier: Any) -> Run:
+    """One process, its streams in turn, closed loop: decode, VIDEO-mode landmarker, count."""
+    import mediapipe as mp
+
+    landmarkers = [_landmarker(settings, model_path, video=True, num_hands=settings.num_hands) for _ in streams]
+    last_ts = [-1] * len(streams)
+    position = [0] * len(streams)
+
+    def step(k: int) -> tuple[int, int, float, int]:
+        clip = streams[k][1]
+        frame = position[k] % len(clip)
+        start = time.perf_counter()
+        rgb = _decode(clip.frames[frame])
+        # VIDEO timestamps from the real clock (strictly increasing), as the service's detector does
+        last_ts[k] = max(last_ts[k] + 1, int(time.monotonic() * 1000))
+        result = landmarkers[k].detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), last_ts[k])
+        _, counts = _hands(result, rgb.shape[1], rgb.shape[0])
+        position[k] += 1
+        return frame, sum(counts), (time.perf_counter() - start) * 1000, len(counts)
+
+    for k in range(len(streams)):
+        step(k)  # create each landmarker's graph before the clock starts
+    barrier.wait()
+    run = Run()
+    start = time.perf_counter()
+    previous = [start] * len(streams)
+    while time.perf_counter() - start < warmup + duration:
+        for k in range(len(streams)):
+            frame, total, model_ms, hands = step(k)
+            now = time.perf_counter()
+            run.answers.append(Answer(streams[k][0], frame, now - start, (now - previous[k]) * 1000, model_ms,
+                                      total, hands))
+            previous[k] = now
+    for landmarker in landmarkers:
+        landmarker.close()
+    return run
+
+
+async def baseline(settings: Settings, model_path: str, clips: Sequence[camclips.Clip], processes: int,
+                   warmup: float, duration: float) -> Run:
+    shares: list[list[tuple[int, camclips.Clip]]] = [[] for _ in range(processes)]
+    for i, clip in enumerate(clips):
+        shares[i % processes].append((i, clip))
+    shares = [s for s in shares if s]
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager, ProcessPoolExecutor(len(shares), mp_context=spawn) as executor:
+        barrier = manager.Barrier(len(shares))
+        loop = asyncio.get_running_loop()
+        runs = await asyncio.gather(*(loop.run_in_executor(executor, _baseline_process, settings, model_path, share,
+                                                           warmup, duration, barrier) for share in shares))
+    return Run([a for r in runs for a in r.answers])
+
+
+# --- the edge ---
+
+async def _closed_loop(url: str, index: int, clip: camclips.Clip, ready: asyncio.Event, go: asyncio.Event,
+                       clock: list[float], run: Run, stop_s: float) -> None:
+    """One camera: frame 0 once (so the pool places the stream and its model state exists), ``ready``;
+    then after ``go`` the next frame each time the previous one is answered, until ``stop_s``."""
+    ws, _ = await open_stream(url)
+    try:
+        seq = 0
+
+        async def exchange() -> tuple[dict[str, Any], float]:
+            nonlocal seq
+            sent = time.perf_counter()
+            await ws.send(protocol.encode_frame(seq, clip.frames[seq % len(clip)], ts=int(sent * 1000)))
+            while True:
+                msg = protocol.decode_server_message(await asyncio.wait_for(ws.recv(), ANSWER_TIMEOUT_S))
+                if msg.get("type") in ("result", "error") and msg.get("seq") == seq:
+                    seq += 1
+                    return msg, (time.perf_counter() - sent) * 1000
+
+        await exchange()
+        ready.set()
+        await go.wait()
+        while time.perf_counter() - clock[0] < stop_s:
+            frame = seq % len(clip)
+            msg, latency = await exchange()
+            if msg["type"] == "error":
+                run.errors[msg["code"]] = run.errors.get(msg["code"], 0) + 1
+                continue
+            timing = msg.get("timing") or {}
+            run.answers.append(Answer(
+                index, frame, time.perf_counter() - clock[0], latency,
+                float(timing.get("decode_ms", 0.0)) + float(timing.get("infer_ms", 0.0)),
+                int(msg["total_fingers"]), len(msg["hands"]),
+                _flag(timing.get("detector")), _flag(timing.get("gated"))))
+    finally:
+        await ws.close()
+
+
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+async def edge_streams(url: str, clips: Sequence[camclips.Clip], warmup: float, duration: float) -> Run:
+    """All clips as closed-loop streams at once. They join one by one (each after its first answer), so
+    the pool places stream *i* on worker *i* mod W, as the baseline splits them."""
+    run, clock, go = Run(), [0.0], asyncio.Event()
+    tasks = []
+    for i, clip in enumerate(clips):
+        ready = asyncio.Event()
+        tasks.append(asyncio.create_task(_closed_loop(url, i, clip, ready, go, clock, run, warmup + duration)))
+        waiting = asyncio.ensure_future(ready.wait())
+        done, _ = await asyncio.wait([waiting, tasks[-1]], timeout=120, return_when=asyncio.FIRST_COMPLETED)
+        if tasks[-1] in done:
+            tasks[-1].result()  # raises the stream's error
+        if waiting not in done:
+            waiting.cancel()
+            raise TimeoutError(f"stream {i} got no answer to its first frame")
+    clock[0] = time.perf_counter()
+    go.set()
+    await asyncio.gather(*tasks)
+    return run
+
+
+# --- summaries ---
+
+def measured(run: Run, warmup: float, duration: float) -> list[Answer]:
+    return [a for a in run.answers if warmup <= a.done_s < warmup + duration]
+
+
+def _fraction(values: Sequence[bool | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known), 4) if known else None
+
+
+def summarise(answers: Sequence[Answer], clips: Sequence[camclips.Clip], duration: float) -> dict[str, Any]:
+    """frames, frames/s, latency and model-time percentiles, agreement with the labels, detector/gated
+    fractions, for one group of answers."""
+    agree = [a.total_fingers == clips[a.stream].labels[a.frame] for a in answers]
+    hands = [a.hands == clips[a.stream].hands[a.frame] for a in answers]
+    return {
+        "frames": len(answers), "fps": round(len(answers) / duration, 1),
+        "latency_ms": percentiles([a.latency_ms for a in answers]),
+        "model_ms": percentiles([a.model_ms for a in answers]),
+        "agreement": round(sum(agree) / len(agree), 4) if agree else None,
+        "hands_agreement": round(sum(hands) / len(hands), 4) if hands else None,
+        "detector_fraction": _fraction([a.detector for a in answers]),
+        "gated_fraction": _fraction([a.gated for a in answers]),
+    }
+
+
+def by_kind(answers: Sequence[Answer], clips: Sequence[camclips.Clip], duration: float) -> dict[str, Any]:
+    groups: dict[str, list[Answer]] = defaultdict(list)
+    for a in answers:
+        groups[clips[a.stream].kind].append(a)
+    out = {kind: summarise(groups[kind], clips, duration) for kind in camclips.KINDS if kind in groups}
+    out["all"] = {**summarise(answers, clips, duration), "misread_scenes": misread_scenes(answers, clips)}
+    return out
+
+
+def misread_scenes(answers: Sequence[Answer], clips: Sequence[camclips.Clip]) -> list[dict[str, Any]]:
+    """Scenes with frames not counted as labelled, worst first: which photos the agreement lost on."""
+    seen: dict[tuple[int, str], list[bool]] = defaultdict(list)
+    for a in answers:
+        clip = clips[a.stream]
+        seen[(a.stream, clip.scene_of(a.frame))].append(a.total_fingers == clip.labels[a.frame])
+    rows = [{"stream": stream, "kind": clips[stream].kind, "scene": scene, "frames": len(ok),
+             "agreement": round(sum(ok) / len(ok), 4)} for (stream, scene), ok in seen.items() if not all(ok)]
+    return sorted(rows, key=lambda r: (r["agreement"], r["stream"]))
+
+
+def with_ratios(edge: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    for kind, row in edge.items():
+        ref = base.get(kind, {}).get("fps")
+        row["ratio_to_baseline"] = round(row["fps"] / ref, 3) if ref else None
+    return edge
+
+
+def targets(kinds: dict[str, Any], one_stream_overhead_ms: float | None) -> dict[str, Any]:
+    """The issue's acceptance figures, as measured in this run (None where the mix lacks the kind)."""
+    values: dict[str, float | None] = {
+        "throughput_ratio": kinds.get("all", {}).get("ratio_to_baseline"),
+        "one_hand_ratio": kinds.get("one_hand", {}).get("ratio_to_baseline"),
+        "empty_ratio": kinds.get("empty", {}).get("ratio_to_baseline"),
+        "one_hand_agreement": kinds.get("one_hand", {}).get("agreement"),
+        "one_stream_overhead_ms": one_stream_overhead_ms,
+    }
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        out[name] = value
+        at_most = name.endswith("_ms")  # a time must stay under its bound, a ratio reach it
+        out[f"{name}_ok"] = None if value is None else (value <= TARGETS[name] if at_most else value >= TARGETS[name])
+    return out
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """``"KEY=VALUE,KEY2=VALUE2"`` → a dict (one ``--edge-env`` value: one edge configuration)."""
+    env = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"bad --edge-env entry {part!r}: want KEY=VALUE")
+        env[key.strip()] = value.strip()
+    return env
+
+
+# --- the section ---
+
+def sensor_of(args: argparse.Namespace) -> camclips.Sensor:
+    return camclips.Sensor(noise_sigma=args.noise, drift_px=args.drift, flicker=args.flicker)
+
+
+def make_clips(settings: Settings, model_path: str, args: argparse.Namespace,
+               log: Callable[[str], None]) -> list[camclips.Clip]:
+    folder = camclips.photo_folder(Path(args.photos))
+    sensor = sensor_of(args)
+    judge = StillJudge(settings, model_path)
+    try:
+        source = camclips.SceneSource(folder, judge, args.seed, sensor)
+        clips = camclips.build_clips(source, camclips.parse_mix(args.camera_mix), scenes=args.scenes,
+                                     hold=args.clip_hold, sensor=sensor, seed=args.seed)
+    finally:
+        judge.close()
+    log(f"camera: {len(clips)} clips of {args.scenes} scenes × {args.clip_hold} frames from {folder}")
+    return clips
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    from hgr.common.model import model_paths
+
+    args, settings = ctx.args, ctx.settings
+    model_path = model_paths(settings)[settings.model_variant]
+    workers = args.workers or settings.resolved_workers()
+    duration, warmup = args.duration, args.camera_warmup
+    clips = make_clips(settings, model_path, args, ctx.log)
+    single = next((c for c in clips if c.kind == "one_hand"), clips[0])
+    out: dict[str, Any] = {
+        "clips": {"mix": args.camera_mix, "seed": args.seed, "scenes": args.scenes, "hold": args.clip_hold,
+                  "sensor": asdict(sensor_of(args)),
+                  "streams": [{"stream": i, "kind": c.kind, "frames": len(c), "sources": list(c.sources)}
+                              for i, c in enumerate(clips)]},
+        "duration_s": duration, "warmup_s": warmup, "workers": workers, "num_hands": settings.num_hands,
+    }
+
+    ctx.log(f"camera: baseline, {len(clips)} streams in {workers} processes × {duration:.0f} s")
+    base_run = await baseline(settings, model_path, clips, workers, warmup, duration)
+    base_mix = by_kind(measured(base_run, warmup, duration), clips, duration)
+    ctx.log(f"camera: baseline, 1 {single.kind} stream × {duration:.0f} s")
+    base_run = await baseline(settings, model_path, [single], 1, warmup, duration)
+    base_one = summarise(measured(base_run, warmup, duration), [single], duration)
+    out["baseline"] = {"processes": workers, "kinds": base_mix, "one_stream": base_one}
+
+    out["edge"] = []
+    for env_text in args.edge_env or [""]:
+        extra = parse_env(env_text)
+        env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(len(clips) + 8), "AUTH_ENABLED": "false",
+               "LOG_LEVEL": "warning", "WORKERS": str(workers), **extra}
+        with tempfile.NamedTemporaryFile("w", prefix="hgr-bench-camera-", suffix=".log", delete=False) as log_file:
+            ctx.log(f"camera: edge {extra or '(environment as is)'} starting (log {log_file.name})")
+            with running_edge(env, log_file=log_file) as (port, _):
+                url = f"ws://127.0.0.1:{port}/ws"
+                ctx.log(f"camera: edge, {len(clips)} streams × {duration:.0f} s")
+                mix_run = await edge_streams(url, clips, warmup, duration)
+                ctx.log(f"camera: edge, 1 {single.kind} stream × {duration:.0f} s")
+                one_run = await edge_streams(url, [single], warmup, duration)
+        kinds = with_ratios(by_kind(measured(mix_run, warmup, duration), clips, duration), base_mix)
+        one = summarise(measured(one_run, warmup, duration), [single], duration)
+        one["ratio_to_baseline"] = round(one["fps"] / base_one["fps"], 3) if base_one["fps"] else None
+        overhead = None
+        if one["latency_ms"]["p50"] is not None and base_one["model_ms"]["p50"] is not None:
+            overhead = round(one["latency_ms"]["p50"] - base_one["model_ms"]["p50"], 3)
+        one["overhead_over_raw_p50_ms"] = overhead
+        # what the edge adds to its own decode + inference for the very same frames (drift cancelled)
+        if one["latency_ms"]["p50"] is not None and one["model_ms"]["p50"] is not None:
+            one["added_p50_ms"] = round(one["latency_ms"]["p50"] - one["model_ms"]["p50"], 3)
+        out["edge"].append({"env": extra, "kinds": kinds, "errors": {**mix_run.errors, **one_run.errors},
+                            "one_stream": one, "targets": targets(kinds, overhead)})
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This section's options on ``hgr bench``'s parser."""
+    parser.add_argument("--camera-mix", default=DEFAULT_MIX,
+                        help=f"camera: streams per scene kind (default {DEFAULT_MIX})")
+    parser.add_argument("--edge-env", action="append", default=None, metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="camera: one edge run with these environment overrides; repeat to compare configurations")
+    parser.add_argument("--camera-warmup", type=float, default=WARMUP_S,
+                        help=f"camera: seconds every stream runs before frames count (default {WARMUP_S:g})")
+    parser.add_argument("--seed", type=int, default=14, help="camera: clip seed (same seed, same frames)")
+    parser.add_argument("--scenes", type=int, default=4, help="camera: scenes per clip (default 4)")
+    parser.add_argument("--clip-hold", type=int, default=30, help="camera: frames per scene (default 30)")
+    parser.add_argument("--noise", type=float, default=3.0, help="camera: sensor noise sigma, DN (default 3)")
+    parser.add_argument("--drift", type=float, default=1.5, help="camera: drift bound, pixels (default 1.5)")
+    parser.add_argument("--flicker", type=float, default=0.0, help="camera: exposure flicker, ± fraction (default 0)")
+
+
+if __name__ == "__main__":
+    sys.exit("run as: hgr bench --sections camera")

@@ -1,0 +1,53 @@
+"""``hgr bench --sections camera`` end to end, short: raw MediaPipe and a real edge on the same clips.
+
+Checks the report's shape and that both sides answered frames and counted them plausibly; no timing
+is asserted (speed is what the benchmark measures, not what a test decides)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KINDS = ("empty", "one_hand", "two_hands")
+ROW_KEYS = {"frames", "fps", "latency_ms", "model_ms", "agreement", "hands_agreement", "detector_fraction",
+            "gated_fraction"}
+
+
+@pytest.mark.slow
+def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos: list[tuple[Path, int]]) -> None:
+    argv = [sys.executable, "-m", "hgr", "bench", "--sections", "camera", "--duration", "2",
+            "--camera-warmup", "1", "--camera-mix", "empty=1,one_hand=1,two_hands=1", "--scenes", "1",
+            "--clip-hold", "10", "--photos", str(hand_photos[0][0].parent), "--workers", "2",
+            "--edge-env", "MAX_FPS=1000"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)["camera"]
+
+    streams = report["clips"]["streams"]
+    assert [s["kind"] for s in streams] == list(KINDS) and all(s["frames"] == 10 for s in streams)
+    assert report["workers"] == 2 and report["baseline"]["processes"] == 2
+
+    base = report["baseline"]["kinds"]
+    [edge] = report["edge"]
+    assert edge["env"] == {"MAX_FPS": "1000"} and edge["errors"] == {}
+    for side in (base, edge["kinds"]):
+        assert set(side) == {*KINDS, "all"}
+        for kind in (*KINDS, "all"):
+            row = side[kind]
+            assert ROW_KEYS <= set(row) and row["frames"] > 0 and row["fps"] > 0
+            assert row["latency_ms"]["p50"] > 0
+        # plausible counts: nothing seen in the empty scene, the hand(s) found in the others
+        assert side["empty"]["agreement"] >= 0.9 and side["empty"]["hands_agreement"] >= 0.9
+        assert side["one_hand"]["hands_agreement"] >= 0.8 and side["one_hand"]["agreement"] >= 0.5
+        assert side["two_hands"]["hands_agreement"] >= 0.5
+    assert all(edge["kinds"][k]["ratio_to_baseline"] > 0 for k in (*KINDS, "all"))
+
+    one = edge["one_stream"]
+    assert one["frames"] > 0 and report["baseline"]["one_stream"]["frames"] > 0
+    assert isinstance(one["overhead_over_raw_p50_ms"], float)
+    assert set(edge["targets"]) >= {"throughput_ratio", "throughput_ratio_ok", "one_hand_agreement",
+                                    "one_stream_overhead_ms"}
