@@ -65,10 +65,11 @@ class Settings:
                                              "Landmark model hand-presence threshold.", min=0, max=1)
     min_tracking_confidence: float = _s("MIN_TRACKING_CONFIDENCE", 0.5,
                                         "Tracking threshold in VIDEO mode (below: re-detect).", min=0, max=1)
-    exposure_retry: bool = _s("EXPOSURE_RETRY", False,
-                              "Stills only: when no hand is found, look again at a darker and a brighter copy "
-                              "(a hand against a bright window or in shadow). More hands found, a few more "
-                              "miscounted: see docs/accuracy.md.")
+    exposure_retry: bool = _s("EXPOSURE_RETRY", True,
+                              "Stills only (REST, `hgr detect`; never streams): when no hand is found, look again "
+                              "at a darker and a brighter copy (a hand against a bright window or in shadow); "
+                              "such a result carries `retry` (`darker` or `brighter`). More photos counted right "
+                              "end to end, a few more miscounted: see docs/accuracy.md.")
 
     # --- images and limits ---
     max_image_size: int = _s("MAX_IMAGE_SIZE", 20 * MiB, "Largest accepted image, bytes.", min=1)

@@ -8,7 +8,8 @@ One schema serves every transport (CLI, WebSocket, REST, MQTT)::
                 "bbox": [x_min, y_min, x_max, y_max], # normalised
                 "fingers_up": {"thumb": bool, ...}, "fingers": int, "gesture": str}, ...],
      "total_fingers": int, "image_size": [width, height],
-     "timing": {"decode_ms": float, "infer_ms": float, "total_ms": float}}
+     "timing": {"decode_ms": float, "infer_ms": float, "total_ms": float},
+     "retry": "darker"|"brighter"}  # only on a still whose hands were found on an exposure bracket
 
 Handedness is the person's own hand. MediaPipe labels hands as if the picture were a mirrored selfie;
 ordinary camera frames and photos are not mirrored, so by default the label is swapped. A client that
@@ -35,6 +36,9 @@ from hgr.common.fingers import count_fingers, fingers_up
 from hgr.common.gestures import classify
 from hgr.common.images import EXPOSURE_BRACKETS, DecodedImage, ImageLimits, decode_image, with_gamma
 from hgr.common.options import DetectOptions, check_model, default_options
+
+# The ``retry`` field of a still whose hands were found only on an exposure bracket (EXPOSURE_RETRY).
+RETRY_NAMES = {gamma: "darker" if gamma > 1 else "brighter" for gamma in EXPOSURE_BRACKETS}
 
 
 def _r(v: float) -> float:
@@ -120,9 +124,6 @@ class Detector:
             key = (opts.model, opts.num_hands)
             landmarker = self._image.get(key) or self._image.setdefault(key, self._create(opts, video=False))
             result = landmarker.detect(image)
-            # Stills only: a stream would pay the extra passes on every frame without a hand in view.
-            if not result.hand_landmarks and self.settings.exposure_retry:
-                result = self._detect_bracketed(landmarker, rgb) or result
         else:
             key = (stream, opts.model, opts.num_hands)
             landmarker, last_ts = self._video.pop(key, (None, -1))
@@ -136,20 +137,24 @@ class Detector:
                 self._video[key] = (landmarker, ts)
         return result_to_hands(result, opts.mirrored), (time.perf_counter() - start) * 1000
 
-    @staticmethod
-    def _detect_bracketed(landmarker: vision.HandLandmarker, rgb: np.ndarray) -> Any:
-        """The first exposure bracket on which the model finds a hand, or None."""
-        for gamma in EXPOSURE_BRACKETS:
-            result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=with_gamma(rgb, gamma)))
-            if result.hand_landmarks:
-                return result
-        return None
-
     def detect_bytes(self, data: bytes, opts: DetectOptions | None = None, stream: Any = None) -> DetectionResult:
         start = time.perf_counter()
         image: DecodedImage = decode_image(data, self.limits)
-        hands, infer_ms = self.detect_pixels(image.rgb, opts or self.defaults, stream)
-        return make_result(hands, image.size, image.decode_ms, infer_ms, (time.perf_counter() - start) * 1000)
+        opts = opts or self.defaults
+        hands, infer_ms = self.detect_pixels(image.rgb, opts, stream)
+        retry = None
+        # Stills only: a stream would pay the extra passes on every frame without a hand in view.
+        if not hands and stream is None and self.settings.exposure_retry:
+            for gamma in EXPOSURE_BRACKETS:
+                hands, more_ms = self.detect_pixels(with_gamma(image.rgb, gamma), opts)
+                infer_ms += more_ms
+                if hands:
+                    retry = RETRY_NAMES[gamma]
+                    break
+        result = make_result(hands, image.size, image.decode_ms, infer_ms, (time.perf_counter() - start) * 1000)
+        if retry:
+            result["retry"] = retry  # the hands come from an exposure bracket, not the photo as sent
+        return result
 
     def close_stream(self, stream: Any) -> None:
         for key in [k for k in self._video if k[0] == stream]:

@@ -58,7 +58,10 @@ SCHEMAS: dict[str, Any] = {
         "image_size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
         "timing": {"type": "object", "additionalProperties": {"type": "number"}},
         "cached": {"type": "boolean"},
-        "processing_ms": {"type": "number"}}},
+        "processing_ms": {"type": "number"},
+        "retry": {"type": "string", "enum": ["darker", "brighter"],
+                  "description": "Present only when the hands were found on a darker or brighter copy of an "
+                                 "image on which the model found none (EXPOSURE_RETRY)."}}},
     "ItemError": {"type": "object", "required": ["image_id", "error"], "properties": {
         "image_id": {"type": ["string", "integer"]}, "filename": {"type": ["string", "null"]},
         "error": {"type": "object", "required": ["code", "message"], "properties": {

@@ -78,8 +78,9 @@ def detect_all(folder: Path, photos: Sequence[Photo]) -> list[dict[str, Any]]:
     detector = Detector(settings, model_paths(settings))
     opts = DetectOptions(num_hands=2, model=settings.model_variant)
     try:
-        return [{**asdict(p), "hands": detector.detect_bytes((folder / p.file).read_bytes(), opts)["hands"]}
-                for p in photos]
+        results = [(p, detector.detect_bytes((folder / p.file).read_bytes(), opts)) for p in photos]
+        # "retry": the exposure bracket the hands were found on (EXPOSURE_RETRY), None for the photo as sent
+        return [{**asdict(p), "hands": r["hands"], "retry": r.get("retry")} for p, r in results]
     finally:
         detector.close()
 
@@ -200,6 +201,7 @@ def build_report(records: Sequence[dict[str, Any]], model: str, exposure_retry: 
                                  for k, v in sorted(sessions.items())},
         "two_hands": [r["file"] for r in records if len(r["hands"]) > 1],
         "undetected": [r["file"] for r in records if not r["hands"]],
+        "retried": {r["file"]: r["retry"] for r in records if r.get("retry")},
         "holdout": holdout(records),
         "sensitivity": sensitivity(records),
     }
@@ -256,6 +258,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"| `{m['source_path']}` |")
     lines += ["", f"Two hands reported on: {', '.join(report['two_hands']) or 'none'}.",
               f"No hand found on ({len(report['undetected'])}): {', '.join(report['undetected'])}."]
+    if report["exposure_retry"]:
+        retried = report["retried"]
+        lines.append(f"Hands found only on an exposure bracket ({len(retried)}): "
+                     + (", ".join(f"{f} ({how})" for f, how in retried.items()) or "none") + ".")
     return "\n".join(lines) + "\n"
 
 
