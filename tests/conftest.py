@@ -7,6 +7,7 @@ Services are real. Outside CI a test whose service is missing is skipped with th
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import shutil
 import subprocess
@@ -19,28 +20,55 @@ from support import SHARED, free_port, need, port_open, redis_argv, start_server
 from redis_topologies import ClusterOf3, SentinelSet
 
 from hgr.common.config import load_settings
+from hgr.common.errors import ModelUnavailable
+from hgr.common.model import resolve_model
 from hgr.common.pool import InferencePool
+
+FIXTURE_PHOTOS = Path(__file__).parent / "fixtures" / "hands"  # 36 photos shipped with the repository
+BUNDLE_NAMES = {"full": "hand_landmarker.task", "lite": "hand_landmarker_lite.task"}
+PATH_ENV = {"full": "HGR_MODEL_PATH", "lite": "HGR_MODEL_LITE_PATH"}
+
+
+@functools.cache
+def find_model(variant: str) -> tuple[str | None, str]:
+    """(bundle path or None, what was tried), found the way `hgr` finds it: ../shared/models when present,
+    then HGR_MODEL_PATH (HGR_MODEL_LITE_PATH), then the cache (~/.cache/hgr/models), then built from the
+    mediapipe wheel on the package index into the cache. Never any other network source."""
+    shared = SHARED / "models" / BUNDLE_NAMES[variant]
+    if shared.is_file():
+        return str(shared), f"{shared}"
+    model_env = {k: v for k, v in os.environ.items() if k.startswith("HGR_MODEL_")}
+    settings = load_settings(model_env, env_file=None, model_variant=variant,
+                             model_path=os.environ.get(PATH_ENV[variant], ""))
+    try:
+        return resolve_model(settings, sources=("wheel",)).path, "resolved"
+    except ModelUnavailable as exc:
+        return None, exc.message
+
+
+def _model(variant: str) -> str:
+    path, tried = find_model(variant)
+    need(path is not None, f"no {variant} model bundle: {tried}")
+    assert path is not None
+    return path
 
 
 @pytest.fixture(scope="session")
 def model_path() -> str:
-    path = os.environ.get("HGR_MODEL_PATH") or str(SHARED / "models" / "hand_landmarker.task")
-    need(Path(path).is_file(), f"model bundle not found at {path}")
-    return path
+    return _model("full")
 
 
 @pytest.fixture(scope="session")
 def lite_model_path() -> str:
-    path = str(SHARED / "models" / "hand_landmarker_lite.task")
-    need(Path(path).is_file(), f"lite model bundle not found at {path}")
-    return path
+    return _model("lite")
 
 
 @pytest.fixture(scope="session")
 def hand_photos() -> list[tuple[Path, int]]:
-    """(path, labelled finger count) for every photo in ../shared/data/hands."""
-    folder = SHARED / "data" / "hands"
-    need((folder / "labels.csv").is_file(), f"labelled photos not found in {folder}")
+    """(path, labelled finger count) of every photo in ../shared/data/hands when present, else of the
+    small set shipped in tests/fixtures/hands (same labels.csv format)."""
+    shared = SHARED / "data" / "hands"
+    folder = shared if (shared / "labels.csv").is_file() else FIXTURE_PHOTOS
     with (folder / "labels.csv").open() as f:
         return [(folder / row["file"], int(row["fingers"])) for row in csv.DictReader(f)]
 
@@ -74,11 +102,11 @@ async def edge_pool(model_path: str) -> AsyncIterator[InferencePool]:
 
 @pytest.fixture(autouse=True)
 def _model_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point every test (and subprocesses it starts) at the shared model, never at the network."""
-    if not os.environ.get("HGR_MODEL_PATH"):
-        candidate = SHARED / "models" / "hand_landmarker.task"
-        if candidate.is_file():
-            monkeypatch.setenv("HGR_MODEL_PATH", str(candidate))
+    """Point every test (and subprocesses it starts) at the model found as above, so nothing a test starts
+    goes to the network for it. A test without a model is not skipped here: only those that need one are."""
+    path, _ = find_model("full")
+    if path:
+        monkeypatch.setenv("HGR_MODEL_PATH", path)
 
 
 @pytest.fixture(scope="session")

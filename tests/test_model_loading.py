@@ -1,4 +1,5 @@
-"""Model loading order: HGR_MODEL_PATH → cache → download (pinned SHA-256) → build from the wheel.
+"""Model loading order: HGR_MODEL_PATH → cache → download (pinned SHA-256) → build from the wheel (both
+variants; the lite detector gets the full detector's TFLite metadata).
 
 The download and the package index are a local HTTP server serving the real bundle and a wheel
 assembled from the real .tflite files, never the internet.
@@ -21,7 +22,9 @@ import pytest
 from hgr.common.config import load_settings
 from hgr.common.engine import Detector
 from hgr.common.errors import ModelUnavailable
-from hgr.common.model import WHEEL_MEMBERS, resolve_model
+from hgr.common.model import BUNDLE_MEMBERS, WHEEL_MEMBERS, resolve_model
+from hgr.common.options import DetectOptions
+from hgr.common.tflite_metadata import metadata_block, with_metadata_of
 
 
 class FakeOrigin:
@@ -169,3 +172,66 @@ def test_broken_cache_file_is_replaced(tmp_path: Path, origin: FakeOrigin, model
     cached.write_bytes(b"half a download")
     assert resolve_model(settings).source == "download"
     assert cached.read_bytes() == data
+
+
+def _member(bundle: str, member: str) -> bytes:
+    with zipfile.ZipFile(bundle) as z:
+        return z.read(member)
+
+
+def _without_metadata(model: bytes) -> bytes:
+    """The lite detector as the wheel ships it, in substance: the TFLITE_METADATA block taken out again."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    index = next(m.buffer for m in tree.metadata if m.name == b"TFLITE_METADATA")
+    assert index == len(tree.buffers) - 1  # appended last, as MetadataPopulator does
+    tree.metadata = [m for m in tree.metadata if m.name != b"TFLITE_METADATA"]
+    tree.buffers.pop()
+    builder = flatbuffers.Builder(0)
+    builder.Finish(tree.Pack(builder), b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_lite_detector_is_the_wheels_model_with_the_full_detectors_metadata(model_path: str,
+                                                                            lite_model_path: str) -> None:
+    lite, full = _member(lite_model_path, "hand_detector.tflite"), _member(model_path, "hand_detector.tflite")
+    block = metadata_block(full)
+    assert block is not None and metadata_block(lite) == block
+    bare = _without_metadata(lite)
+    assert metadata_block(bare) is None
+    assert with_metadata_of(bare, full) == lite  # byte for byte the bundle's detector
+    assert with_metadata_of(lite, full) == lite  # an existing block is replaced, not duplicated
+    with pytest.raises(ValueError, match="no TFLite metadata"):
+        with_metadata_of(full, bare)
+
+
+def test_lite_bundle_is_built_from_the_wheel_and_detects_hands(
+        tmp_path: Path, origin: FakeOrigin, model_path: str, lite_model_path: str,
+        hand_photos: list[tuple[Path, int]], monkeypatch: pytest.MonkeyPatch) -> None:
+    detector_bare = _without_metadata(_member(lite_model_path, "hand_detector.tflite"))
+    # The wheel's own palm_detection_lite.tflite is not on this machine; its stand-in differs in layout
+    # only, so its pin is the one thing replaced. The donor's pin and the result's pin are the real ones.
+    inner, _ = WHEEL_MEMBERS["lite"]["hand_detector.tflite"]
+    monkeypatch.setitem(WHEEL_MEMBERS["lite"], "hand_detector.tflite",
+                        (inner, hashlib.sha256(detector_bare).hexdigest()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as whl:
+        for variant, bundle in (("full", model_path), ("lite", lite_model_path)):
+            for member, (path, _) in WHEEL_MEMBERS[variant].items():
+                whl.writestr(path, detector_bare if path == inner else _member(bundle, member))
+    _serve_index(origin, out.getvalue())
+    settings = _settings(tmp_path, origin, HGR_MODEL_VARIANT="lite", HGR_MODEL_URL="")
+    info = resolve_model(settings, sources=("wheel",))
+    assert (info.source, info.variant, Path(info.path).name) == ("wheel", "lite", "hand_landmarker_lite.task")
+    for member in BUNDLE_MEMBERS:
+        assert _member(info.path, member) == _member(lite_model_path, member)
+    assert origin.requests[0] == "/simple/mediapipe/" and "/model.task" not in origin.requests
+
+    detector = Detector(settings, {"lite": info.path})
+    try:
+        photo = next(path for path, fingers in hand_photos if fingers == 5)
+        assert detector.detect_bytes(photo.read_bytes(), DetectOptions(model="lite"))["hands"]
+    finally:
+        detector.close()
