@@ -28,6 +28,7 @@ from hgr.common.errors import spec
 from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.common.pool import InferencePool
+from hgr.common.readiness import readiness
 from hgr.edge.session import Session
 from hgr.edge.slot import FpsGate
 from hgr.edge.stats import EdgeStats
@@ -198,11 +199,9 @@ class EdgeNode:
 
     async def ready(self, request: Request) -> Response:
         stats = self.pool.stats()
-        if self.pool.ready and not self._stopping:
-            return JSONResponse({"status": "ready", "workers": stats["alive"], "models": stats["models"]})
-        return JSONResponse({"status": "not_ready", "workers": stats["alive"],
-                             "error": {"code": "not_ready", "message": "model not loaded or no worker up"}},
-                            status_code=503)
+        status, body = readiness(ready=bool(self.pool.ready), workers=stats["alive"], models=stats["models"],
+                                 stopping=self._stopping)
+        return JSONResponse(body, status_code=status)
 
     async def metrics(self, request: Request) -> Response:
         body, content_type = metrics.render()

@@ -20,7 +20,7 @@ from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool, MessageBus
 from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
-from hgr.hub import routes_detect, routes_ops
+from hgr.hub import routes_detect, routes_fleet, routes_ops
 from hgr.hub.cache import MemoryCache, NoCache, RedisCache, ResultCache
 from hgr.hub.detection import Detection, model_ids
 from hgr.hub.fleet import FleetService
@@ -51,7 +51,7 @@ class Hub:
                       if bus is not None else None)
         self.started = time.monotonic()
         self.routes: list[BaseRoute] = [*routes_detect.routes(self), *routes_ops.routes(self),
-                                         *(self.fleet.routes if self.fleet else [])]
+                                         *(routes_fleet.routes(self.fleet, self.keyring) if self.fleet else [])]
 
     async def start(self) -> None:
         self.started = time.monotonic()

@@ -1,5 +1,6 @@
-"""The hub's fleet service: MQTT ingest, fleet state, staleness, gap → rebirth, fleet-wide key quota,
-Prometheus series and the REST view (``GET /fleet``, ``GET /fleet/edges/{edge_id}``).
+"""The hub's fleet service: MQTT ingest, flushing to the fleet store, staleness, gap → rebirth, the
+fleet-wide key quota and the control commands to edges. Its REST routes are ``hub/routes_fleet.py``,
+its Prometheus gauges ``hub/fleet_gauges.py``, its pure rules ``hub/fleet_logic.py``.
 
 Ingest path (built for ≥ 10 000 messages/s per hub): the bus hands each message to a sync handler on
 the event loop, which decodes and validates it and folds it into an in-memory ``EdgeBatch`` per edge;
@@ -18,14 +19,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
 from hgr.common import metrics
 from hgr.common.config import Settings
-from hgr.common.contracts import ControlCommand, MessageBus
-from hgr.common.errors import HgrError
+from hgr.common.contracts import ControlCommand, MessageBus, ThrottleCommand
 from hgr.common.topics import (
     PayloadError,
     decode,
@@ -35,6 +31,7 @@ from hgr.common.topics import (
     parse_edge_topic,
     valid_edge_id,
 )
+from hgr.hub.fleet_gauges import FleetGauges
 from hgr.hub.fleet_logic import (
     EdgeBatch,
     StatusMsg,
@@ -51,14 +48,6 @@ from hgr.hub.fleet_logic import (
 from hgr.hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFleetStore
 
 log = logging.getLogger("hgr.hub.fleet")
-
-
-class EdgeNotFound(HgrError):
-    code = "edge_not_found"
-
-
-class FleetUnavailable(HgrError):
-    code = "fleet_unavailable"
 
 
 FLUSH_INTERVAL_S = 0.5
@@ -83,12 +72,10 @@ class FleetService:
         self._status_queue: asyncio.Queue[tuple[str, StatusMsg, float]] = asyncio.Queue(maxsize=10_000)
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_now = asyncio.Event()
-        self._labelled: set[str] = set()
+        self.gauges = FleetGauges()
         self._topic_edges: dict[str, str | None] = {}  # topic → edge id (None: not an edge topic)
         self._started = False
         self.last_flush_error: str | None = None
-        self.routes = [Route("/fleet", self.list_fleet, methods=["GET"]),
-                       Route("/fleet/edges/{edge_id}", self.get_edge, methods=["GET"])]
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -259,12 +246,15 @@ class FleetService:
                     self._command(edge_id, command)
 
     def throttle_stream(self, edge_id: str, stream_id: str, max_fps: float | None,
-                        duration_s: float | None = None, reason: str = "operator") -> None:
+                        duration_s: float | None = None, reason: str = "operator") -> ThrottleCommand:
         """Ask one edge to cap one of its streams (the ``stream`` of its events); None lifts the cap.
-        Fire and forget (QoS 1): an edge that no longer has the stream ignores it."""
+        Fire and forget (QoS 1): an edge that no longer has the stream ignores it. Returns the command
+        sent. Served as ``POST /fleet/edges/{edge_id}/streams/{stream}/throttle`` (hub/routes_fleet.py)."""
         if not valid_edge_id(edge_id):
             raise ValueError(f"invalid edge id {edge_id!r}")
-        self._command(edge_id, stream_throttle_command(stream_id, max_fps, duration_s, reason))
+        command = stream_throttle_command(stream_id, max_fps, duration_s, reason)
+        self._command(edge_id, command)
+        return command
 
     def _command(self, edge_id: str, command: ControlCommand) -> None:
         payload, content_type = encode(command, self.settings.mqtt_payload)
@@ -300,51 +290,10 @@ class FleetService:
 
     async def refresh_gauges(self) -> None:
         now = time.time()
-        views = [edge_view(e, h, now) for e, h in (await self.store.edges()).items()]
-        by_status: Counter[str] = Counter(v["status"] for v in views)
-        for status in ("online", "offline"):
-            metrics.FLEET_EDGES.labels(status).set(by_status.get(status, 0))
-        seen = set()
-        for v in views:
-            edge_id = v["edge_id"]
-            seen.add(edge_id)
-            metrics.FLEET_EDGE_UP.labels(edge_id).set(1 if v["status"] == "online" else 0)
-            metrics.FLEET_EDGE_FPS.labels(edge_id).set(v["fps"])
-            metrics.FLEET_EDGE_LATENCY.labels(edge_id).set(v["latency_ms"].get("p95", 0.0) / 1000.0)
-            metrics.FLEET_EDGE_DROPS.labels(edge_id).set(v["drops"])
-            metrics.FLEET_EDGE_CONNECTIONS.labels(edge_id).set(v["connections"])
-        for gone in self._labelled - seen:  # forgotten edges: their series go too
-            for gauge in (metrics.FLEET_EDGE_UP, metrics.FLEET_EDGE_FPS, metrics.FLEET_EDGE_LATENCY,
-                          metrics.FLEET_EDGE_DROPS, metrics.FLEET_EDGE_CONNECTIONS):
-                try:
-                    gauge.remove(gone)
-                except KeyError:
-                    pass
-        self._labelled = seen
+        self.gauges.update(edge_view(e, h, now) for e, h in (await self.store.edges()).items())
 
-    # --- REST ---
+    # --- the fleet as the REST view shows it ---
     async def fleet_view(self) -> dict[str, Any]:
         now = time.time()
         edges = [edge_view(e, h, now) for e, h in (await self.store.edges()).items()]
         return {"edges": edges, "totals": fleet_totals(edges), "ts": now}
-
-    async def list_fleet(self, request: Request) -> JSONResponse:
-        try:
-            return JSONResponse(await self.fleet_view())
-        except Exception as exc:  # noqa: BLE001 - any store failure is a 503, not a 500
-            raise _store_down(exc) from None
-
-    async def get_edge(self, request: Request) -> JSONResponse:
-        edge_id = request.path_params["edge_id"]
-        try:
-            raw = await self.store.edge(edge_id) if len(edge_id) <= 64 else None
-        except Exception as exc:  # noqa: BLE001 - any store failure is a 503, not a 500
-            raise _store_down(exc) from None
-        if raw is None:
-            raise EdgeNotFound(f"no edge {edge_id[:64]!r} in the fleet")
-        return JSONResponse(edge_view(edge_id, raw, time.time()))
-
-
-def _store_down(exc: Exception) -> FleetUnavailable:
-    log.warning("fleet store unavailable: %s", exc)
-    return FleetUnavailable("the fleet store (Redis) is unreachable")

@@ -242,6 +242,11 @@ def over_quota(used: int, quota: int) -> bool:
     return quota > 0 and used > quota
 
 
+# The ranges an edge accepts in a throttle command (edge/reporter.py checks the same bounds).
+MAX_THROTTLE_FPS = 10_000
+MAX_THROTTLE_S = 86_400
+
+
 def throttle_command(key_name: str, window_end: float, now: float) -> ThrottleCommand:
     """Stop the key's frames on an edge until the window ends (the edge lifts it itself then)."""
     return {"cmd": "throttle", "key": key_name, "max_fps": 0, "duration_s": round(max(0.0, window_end - now), 3),
@@ -254,12 +259,12 @@ def stream_throttle_command(stream_id: str, max_fps: float | None, duration_s: f
     the cap); with ``duration_s`` the edge lifts it itself then. Same fields as a key's throttle."""
     if not stream_id or len(stream_id) > 64:
         raise ValueError("stream id: 1-64 characters")
-    if max_fps is not None and not 0 <= max_fps <= 10_000:
-        raise ValueError("max_fps: a number in [0, 10000] or None")
+    if max_fps is not None and not 0 <= max_fps <= MAX_THROTTLE_FPS:
+        raise ValueError(f"max_fps: a number in [0, {MAX_THROTTLE_FPS}] or None")
     command: ThrottleCommand = {"cmd": "throttle", "stream": stream_id, "max_fps": max_fps, "reason": reason}
     if max_fps is not None and duration_s is not None:
-        if not 0 < duration_s <= 86_400:
-            raise ValueError("duration_s: in (0, 86400]")
+        if not 0 < duration_s <= MAX_THROTTLE_S:
+            raise ValueError(f"duration_s: in (0, {MAX_THROTTLE_S}]")
         command["duration_s"] = round(duration_s, 3)
     return command
 

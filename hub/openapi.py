@@ -1,6 +1,6 @@
 """The hub's OpenAPI 3.1 document, written by hand (served at ``/openapi.json``; docs/api.md explains it).
 
-``tests/test_hub_openapi.py`` validates it against the OpenAPI 3.1 meta-schema and checks that every
+``tests/test_openapi.py`` validates it against the OpenAPI 3.1 meta-schema and checks that every
 route the hub serves is listed here.
 """
 
@@ -81,6 +81,17 @@ SCHEMAS: dict[str, Any] = {
                 "image_id": {"type": ["string", "integer"]}, "image_base64": {"type": "string"},
                 "options": _ref("Options")}}},
         "options": _ref("Options")}},
+    "Ready": {"type": "object", "required": ["status", "workers", "models", "redis"], "properties": {
+        "status": {"type": "string", "enum": ["ready", "not_ready"]},
+        "workers": {"type": "integer", "description": "Live inference processes."},
+        "models": {"type": "array", "items": {"type": "string"}},
+        "redis": {"type": ["boolean", "null"], "description": "The Redis link; null without Redis."},
+        "error": {"type": "object", "description": "On 503: code `not_ready` and why."}}},
+    "ThrottleRequest": {"type": "object", "required": ["max_fps"], "additionalProperties": False, "properties": {
+        "max_fps": {"type": ["number", "null"], "minimum": 0, "maximum": 10_000,
+                    "description": "Frames per second the stream may use; 0 stops it, null lifts the cap."},
+        "duration_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 86_400,
+                       "description": "The edge lifts the cap by itself after this long."}}},
 }
 
 
@@ -95,8 +106,7 @@ def _get(summary: str, schema: dict[str, Any] | None = None, *, ready: bool = Fa
     responses: dict[str, Any] = {"200": {"description": summary, "content": {media: {"schema": schema or {
         "type": "object"}}}}}
     if ready:
-        responses["503"] = {"description": "not ready", "content": {"application/json": {"schema": {
-            "type": "object"}}}}
+        responses["503"] = _json(_ref("Ready"), "not ready")
     return {"get": {"summary": summary, "responses": responses}}
 
 
@@ -118,7 +128,7 @@ def openapi_schema(version: str) -> dict[str, Any]:
                     "options": {"type": "string", "description": "Options as a JSON object string."}}}}},
                 "BatchResult"),
             "/health": _get("Liveness: the process answers"),
-            "/ready": _get("Readiness: the inference workers are up", ready=True),
+            "/ready": _get("Readiness: the inference workers are up", _ref("Ready"), ready=True),
             "/status": _get("Version, uptime, model, pool, Redis, MQTT, cache and rate-limit state"),
             "/model/info": _get("Model variants and their ids"),
             "/metrics": _get("Prometheus metrics", {"type": "string"}, media="text/plain"),
@@ -127,7 +137,18 @@ def openapi_schema(version: str) -> dict[str, Any]:
             "/fleet/edges/{edge_id}": {"get": {
                 "summary": "One edge's details", "parameters": [
                     {"name": "edge_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": _json({"type": "object"}, "the edge"), "404": _ERR}}},
+                "responses": {"200": _json({"type": "object"}, "the edge"), "404": _ERR, "503": _ERR}}},
+            "/fleet/edges/{edge_id}/streams/{stream}/throttle": {"post": {
+                "summary": "Cap one stream of one edge (sent to the edge over MQTT; docs/mqtt.md)",
+                "security": _SECURITY, "parameters": [
+                    {"name": "edge_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "stream", "in": "path", "required": True, "schema": {"type": "string"},
+                     "description": "The stream id of the edge's WebSocket hello and fleet events."}],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("ThrottleRequest")}}},
+                "responses": {"202": _json({"type": "object", "required": ["edge_id", "command"], "properties": {
+                    "edge_id": {"type": "string"}, "command": {"type": "object"}}}, "the command sent"),
+                    "400": _ERR, "401": _ERR, "403": _ERR, "404": _ERR, "413": _ERR, "422": _ERR, "503": _ERR}}},
         },
         "components": {
             "schemas": SCHEMAS,

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from hgr.common import metrics
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool
+from hgr.common.readiness import readiness
 from hgr.hub.openapi import openapi_schema
 from hgr.hub.redis_conn import RedisConn
 
@@ -40,10 +41,10 @@ def routes(hub: OpsHost) -> list[Route]:
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> JSONResponse:
-        ok = bool(hub.pool.ready)
-        body = {"ready": ok, "workers": ok,
-                "redis": None if hub.redis is None else hub.redis.up}
-        return JSONResponse(body, status_code=200 if ok else 503)
+        stats = hub.pool.stats()
+        status, body = readiness(ready=bool(hub.pool.ready), workers=stats["alive"], models=stats["models"],
+                                 redis=None if hub.redis is None else hub.redis.up)
+        return JSONResponse(body, status_code=status)
 
     async def status(request: Request) -> JSONResponse:
         return JSONResponse(hub.status())

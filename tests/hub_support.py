@@ -30,9 +30,10 @@ def hub_app(hub: Hub) -> Starlette:
 
 
 @contextlib.asynccontextmanager
-async def serve_hub(settings: Settings, pool: Any) -> AsyncIterator[tuple[str, Hub]]:
-    """A Hub on a real socket (uvicorn), sharing ``pool``; yields (base url, hub)."""
-    hub = Hub(settings, pool)
+async def serve_hub(settings: Settings, pool: Any, bus: Any = None) -> AsyncIterator[tuple[str, Hub]]:
+    """A Hub on a real socket (uvicorn), sharing ``pool`` (and with ``bus``, its fleet service); yields
+    (base url, hub)."""
+    hub = Hub(settings, pool, bus=bus)
     await hub.start()
     try:
         async with serve_app(hub_app(hub), stop_timeout=30, log_config=None, lifespan="off", http="httptools",

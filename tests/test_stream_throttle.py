@@ -8,9 +8,11 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from fleet_helpers import StandInNode
+from hub_support import serve_hub
 from prometheus_client import REGISTRY
 from support import eventually, recv_msg, serve_edge
 
@@ -180,3 +182,88 @@ async def test_hub_throttles_one_stream_and_lifts_it(fleet: Fleet, frames: list[
     await a.send(protocol.encode_frame(8, frames[2]))
     assert (await _result(a, 8))["dropped"] == 0
     await a.close()
+
+
+# --- the REST route: operator → hub (HTTP) → broker → edge → WebSocket clients ---
+
+OPERATOR_KEY = "operator-secret-key-1"
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def rest_fleet(mqtt_url: str, edge_pool: InferencePool) -> AsyncIterator[tuple[str, EdgeNode, str, str]]:
+    """A real hub (uvicorn, auth on) with its fleet service on Mosquitto, and a real edge on the same
+    broker; yields (hub base url, edge node, edge WebSocket url, edge id)."""
+    tag = uuid.uuid4().hex[:8]
+    env = {"MQTT_URL": mqtt_url, "MQTT_TOPIC_PREFIX": f"test/{tag}", "MQTT_SHARE_GROUP": f"g{tag}",
+           "MQTT_SESSION_EXPIRY": "0", "METRICS_INTERVAL": "0.5", "EVENT_DEBOUNCE_MS": "0", "MAX_FPS": "1000",
+           "MQTT_KEEPALIVE": "5"}
+    edge_id = f"edge-{tag}"
+    edge_settings = load_settings({**env, "EDGE_ID": edge_id}, env_file=None)
+    hub_settings = load_settings({**env, "AUTH_ENABLED": "true", "API_KEYS": f"ops:{OPERATOR_KEY}"},
+                                 env_file=None, workers=1)
+    hub_bus = MqttBus(hub_settings, service="hub", client_id=f"hub-{tag}")
+    async with serve_hub(hub_settings, edge_pool, bus=hub_bus) as (hub_url, hub), \
+            serve_edge(edge_settings, edge_pool, bus=make_bus(edge_settings)) as (node, ws_url):
+        fleet_service = hub.fleet
+        assert fleet_service is not None
+
+        async def online() -> bool:
+            view = await fleet_service.fleet_view()
+            return any(e["edge_id"] == edge_id and e["status"] == "online" for e in view["edges"])
+
+        await eventually(online, 30, "the edge online at the hub")
+        yield hub_url, node, ws_url, edge_id
+
+
+@on_module_loop
+async def test_rest_route_throttles_a_stream_end_to_end(rest_fleet: tuple[str, EdgeNode, str, str],
+                                                        frames: list[bytes]) -> None:
+    hub_url, node, ws_url, edge_id = rest_fleet
+    reporter = node.reporter
+    assert isinstance(reporter, EdgeReporter)
+    a, hello_a = await open_stream(ws_url)
+    b, _ = await open_stream(ws_url)
+    path = f"/fleet/edges/{edge_id}/streams/{hello_a['stream']}/throttle"
+    key = {"X-API-Key": OPERATOR_KEY}
+    async with httpx.AsyncClient(base_url=hub_url, timeout=30) as http:
+        async def refused(status: int, code: str, url: str = path, **kwargs: Any) -> None:
+            r = await http.post(url, **kwargs)
+            assert r.status_code == status and r.json()["error"]["code"] == code, r.text
+
+        # A control: an API key is required (AUTH_ENABLED), and bad requests never reach the edge.
+        await refused(401, "unauthorized", json={"max_fps": 0})
+        await refused(403, "forbidden", json={"max_fps": 0}, headers={"X-API-Key": "not-a-key"})
+        await refused(400, "bad_json", content=b"{max_fps", headers={**key, "Content-Type": "application/json"})
+        for body in ({}, {"max_fps": -1}, {"max_fps": True}, {"max_fps": "2"}, {"max_fps": 1, "duration_s": 0},
+                     {"max_fps": 1, "colour": "red"}, [1]):
+            await refused(422, "invalid_request", json=body, headers=key)
+        await refused(404, "edge_not_found", url=f"/fleet/edges/nobody-{edge_id}/streams/s/throttle",
+                      json={"max_fps": 0}, headers=key)
+        assert reporter.control_received.get("throttle") is None
+
+        # Throttled to 0 over REST: A's frames are dropped at the edge, B's keep being answered.
+        r = await http.post(path, json={"max_fps": 0}, headers=key)
+        assert r.status_code == 202, r.text
+        assert r.json() == {"edge_id": edge_id, "command": {"cmd": "throttle", "stream": hello_a["stream"],
+                                                            "max_fps": 0, "reason": "operator"}}
+        await eventually(lambda: reporter.control_received.get("throttle") == 1, 30, "the throttle at the edge")
+        for seq in range(3):
+            await a.send(protocol.encode_frame(seq, frames[seq]))
+        await b.send(protocol.encode_frame(0, frames[0]))
+        assert (await _result(b, 0))["dropped"] == 0
+        await eventually(lambda: node.stats()["frames_dropped"].get("throttled") == 3, 30, "A's 3 frames dropped")
+
+        # null lifts it: A's next result counts the frames the throttle dropped.
+        assert (await http.post(path, json={"max_fps": None}, headers=key)).status_code == 202
+        await eventually(lambda: reporter.control_received.get("throttle") == 2, 30, "the lift at the edge")
+        await a.send(protocol.encode_frame(3, frames[3]))
+        assert (await _result(a, 3))["dropped"] == 3
+
+        # With duration_s the edge lifts the cap by itself.
+        r = await http.post(path, json={"max_fps": 0, "duration_s": 1}, headers=key)
+        assert r.status_code == 202 and r.json()["command"]["duration_s"] == 1
+        session_a = next(s for s in node.sessions if s.stream_id == hello_a["stream"])
+        await eventually(lambda: session_a.throttle is not None, 30, "the timed throttle at the edge")
+        await eventually(lambda: session_a.throttle is None, 30, "the throttle lifted after 1 s")
+    await a.close()
+    await b.close()

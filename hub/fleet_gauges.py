@@ -1,0 +1,45 @@
+"""The fleet's Prometheus gauges: one series per known edge, set from the edges' views after each sweep.
+
+An edge the fleet forgets (``EDGE_FORGET_AFTER``) takes its series with it, so the label set stays the
+size of the fleet, not of every edge id ever seen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from hgr.common import metrics
+
+_PER_EDGE = (metrics.FLEET_EDGE_UP, metrics.FLEET_EDGE_FPS, metrics.FLEET_EDGE_LATENCY, metrics.FLEET_EDGE_DROPS,
+             metrics.FLEET_EDGE_CONNECTIONS)
+
+
+class FleetGauges:
+    def __init__(self) -> None:
+        self._labelled: set[str] = set()  # edge ids that have series now
+
+    def update(self, views: Iterable[dict[str, Any]]) -> None:
+        """Set every gauge from the edges' views (``fleet_logic.edge_view``); drop the series of edges
+        that are no longer listed."""
+        by_status: Counter[str] = Counter()
+        seen: set[str] = set()
+        for v in views:
+            edge_id = v["edge_id"]
+            seen.add(edge_id)
+            by_status[v["status"]] += 1
+            metrics.FLEET_EDGE_UP.labels(edge_id).set(1 if v["status"] == "online" else 0)
+            metrics.FLEET_EDGE_FPS.labels(edge_id).set(v["fps"])
+            metrics.FLEET_EDGE_LATENCY.labels(edge_id).set(v["latency_ms"].get("p95", 0.0) / 1000.0)
+            metrics.FLEET_EDGE_DROPS.labels(edge_id).set(v["drops"])
+            metrics.FLEET_EDGE_CONNECTIONS.labels(edge_id).set(v["connections"])
+        for status in ("online", "offline"):
+            metrics.FLEET_EDGES.labels(status).set(by_status.get(status, 0))
+        for gone in self._labelled - seen:
+            for gauge in _PER_EDGE:
+                try:
+                    gauge.remove(gone)
+                except KeyError:
+                    pass
+        self._labelled = seen

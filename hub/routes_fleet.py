@@ -1,0 +1,115 @@
+"""The fleet's REST view and controls (served when fleet reporting is configured; docs/api.md, docs/mqtt.md).
+
+``GET /fleet`` and ``GET /fleet/edges/{edge_id}`` read the fleet store (no API key, like the other
+operational views). ``POST /fleet/edges/{edge_id}/streams/{stream}/throttle`` caps one stream of one
+edge; it is a control, so it takes an API key like the detection endpoints (required with
+``AUTH_ENABLED``). A store that cannot be read is a 503 ``fleet_unavailable``, never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from hgr.common import jsonsafe
+from hgr.common.auth import KeyRing
+from hgr.common.errors import HgrError
+from hgr.common.topics import valid_edge_id
+from hgr.hub.bodies import InvalidRequest, read_json
+from hgr.hub.callers import identify
+from hgr.hub.fleet import FleetService
+from hgr.hub.fleet_logic import MAX_THROTTLE_FPS, MAX_THROTTLE_S, edge_view
+
+log = logging.getLogger("hgr.hub.fleet")
+
+_THROTTLE_FIELDS = {"max_fps", "duration_s"}
+
+
+class EdgeNotFound(HgrError):
+    code = "edge_not_found"
+
+
+class FleetUnavailable(HgrError):
+    code = "fleet_unavailable"
+
+
+def _number(body: dict[str, Any], field: str) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequest(f"`{field}` must be a number or null")
+    return float(value)
+
+
+def throttle_request(body: Any) -> tuple[float | None, float | None]:
+    """``{"max_fps": n | null, "duration_s": s?}`` → (max_fps, duration_s); InvalidRequest otherwise.
+    ``max_fps`` is required (null lifts the cap, so a forgotten field never lifts one by accident)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest('the body must be a JSON object: {"max_fps": 2, "duration_s": 30}')
+    unknown = body.keys() - _THROTTLE_FIELDS
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {sorted(unknown)}; expected max_fps and optionally duration_s")
+    if "max_fps" not in body:
+        raise InvalidRequest("`max_fps` is required (a number of frames per second, 0 to stop, null to lift)")
+    max_fps, duration_s = _number(body, "max_fps"), _number(body, "duration_s")
+    if max_fps is not None and not 0 <= max_fps <= MAX_THROTTLE_FPS:
+        raise InvalidRequest(f"`max_fps` must be in [0, {MAX_THROTTLE_FPS}] or null")
+    if duration_s is not None and not 0 < duration_s <= MAX_THROTTLE_S:
+        raise InvalidRequest(f"`duration_s` must be in (0, {MAX_THROTTLE_S}] or null")
+    return max_fps, duration_s
+
+
+def _store_down(exc: Exception) -> FleetUnavailable:
+    log.warning("fleet store unavailable: %s", exc)
+    return FleetUnavailable("the fleet store (Redis) is unreachable")
+
+
+def routes(fleet: FleetService, keyring: KeyRing) -> list[Route]:
+    """The fleet's routes; ``keyring`` checks the callers of the controls (the hub's API keys)."""
+    s = fleet.settings
+    json_limits = jsonsafe.JsonLimits(s.max_json_depth, s.max_json_values)
+
+    async def known_edge(edge_id: str) -> dict[str, str]:
+        """The edge's stored hash; EdgeNotFound (404) or FleetUnavailable (503)."""
+        try:
+            raw = await fleet.store.edge(edge_id) if valid_edge_id(edge_id) else None
+        except Exception as exc:  # noqa: BLE001 - any store failure is a 503, not a 500
+            raise _store_down(exc) from None
+        if raw is None:
+            raise EdgeNotFound(f"no edge {edge_id[:64]!r} in the fleet")
+        return raw
+
+    async def list_fleet(request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await fleet.fleet_view())
+        except Exception as exc:  # noqa: BLE001 - any store failure is a 503, not a 500
+            raise _store_down(exc) from None
+
+    async def get_edge(request: Request) -> JSONResponse:
+        edge_id = request.path_params["edge_id"]
+        return JSONResponse(edge_view(edge_id, await known_edge(edge_id), time.time()))
+
+    async def throttle_stream(request: Request) -> JSONResponse:
+        identify(request, keyring, s.auth_enabled)  # 401/403 before reading a byte
+        edge_id, stream = request.path_params["edge_id"], request.path_params["stream"]
+        max_fps, duration_s = throttle_request(await read_json(request, s.max_request_size, json_limits,
+                                                                 s.body_timeout))
+        if len(stream) > 64:
+            raise InvalidRequest("a stream id is 1-64 characters (the `stream` of the edge's hello and events)")
+        await known_edge(edge_id)
+        command = fleet.throttle_stream(edge_id, stream, max_fps, duration_s)
+        log.info("stream throttle sent", extra={"edge_id": edge_id, "stream": stream, "max_fps": max_fps,
+                                                "duration_s": duration_s})
+        # 202: the command is on its way (MQTT QoS 1); an edge without that stream ignores it.
+        return JSONResponse({"edge_id": edge_id, "command": command}, status_code=202)
+
+    return [Route("/fleet", list_fleet, methods=["GET"]),
+            Route("/fleet/edges/{edge_id}", get_edge, methods=["GET"]),
+            Route("/fleet/edges/{edge_id}/streams/{stream}/throttle", throttle_stream, methods=["POST"])]
