@@ -106,7 +106,10 @@ def routes(hub: DetectHost) -> list[Route]:
             for i, f in enumerate(files):
                 data: bytes | HgrError
                 if f.size is not None and f.size > s.max_image_size:
-                    data = ImageTooLarge(f"the file is {f.size} bytes; the limit is {s.max_image_size} bytes")
+                    message = f"the file is {f.size} bytes; the limit is {s.max_image_size} bytes"
+                    if len(files) == 1:  # one file answers as one image does (/detect-fingers): 413, error body
+                        raise ImageTooLarge(message, headers=headers)
+                    data = ImageTooLarge(message)
                 else:
                     data = await f.read()
                 items.append((data, opts, {"image_id": str(i), "filename": f.filename}))

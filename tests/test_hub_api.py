@@ -216,8 +216,21 @@ async def test_image_too_large_is_413_per_image(tight: str, photos: list[bytes])
     async with httpx.AsyncClient(base_url=tight, timeout=60) as client:
         r = await client.post("/detect-fingers", json={"image_base64": b64(big_photo)})
         assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_large"
+        # One file answers as one image does: the status and the error body of /detect-fingers.
         r = await client.post("/detect-fingers-upload", files=[("file", ("big.jpg", big_photo, "image/jpeg"))])
-        assert r.status_code == 200 and r.json()["results"][0]["error"]["code"] == "image_too_large"
+        assert r.status_code == 413, r.text
+        error = r.json()["error"]
+        assert error["code"] == "image_too_large" and error["request_id"] == r.headers["X-Request-ID"]
+        assert str(len(big_photo)) in error["message"] and r.headers["RateLimit-Limit"]
+        # Several files: one result or error per file, as before.
+        small = io.BytesIO()
+        Image.new("RGB", (64, 48)).save(small, "PNG")
+        r = await client.post("/detect-fingers-upload", files=[("file", ("big.jpg", big_photo, "image/jpeg")),
+                                                              ("file", ("small.png", small.getvalue(), "image/png"))])
+        assert r.status_code == 200, r.text
+        big, fine = r.json()["results"]
+        assert big["error"]["code"] == "image_too_large" and big["filename"] == "big.jpg"
+        assert fine["filename"] == "small.png" and fine["hands"] == []
 
 
 async def test_pixel_limit_is_413(secured: str) -> None:
