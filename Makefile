@@ -32,7 +32,10 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/hgr up
 
+# Static checks first (seconds): ruff over the tree, mypy --strict over the package ([tool.mypy]).
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -ra
 
 bench: install

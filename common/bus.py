@@ -231,6 +231,7 @@ class MqttBus(Bus):
     def __init__(self, settings: Settings, *, service: str = "edge", client_id: str | None = None) -> None:
         super().__init__(settings, service=service)
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self._mqtt = mqtt
         url = urlsplit(settings.mqtt_url)
@@ -241,7 +242,7 @@ class MqttBus(Bus):
         # A hub keeps its session across restarts (and broker restarts, with persistence): its shared
         # subscription's messages wait for it instead of being lost. An edge needs no such session.
         self.session_expiry = settings.mqtt_session_expiry if service == "hub" else 0
-        self.client = buffered_client_class(mqtt)(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+        self.client = buffered_client_class(mqtt)(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                                   protocol=mqtt.MQTTv5)
         if url.username:
             self.client.username_pw_set(unquote(url.username),

@@ -201,7 +201,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _parse(f: dataclasses.Field, raw: str) -> Any:
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
     env, kind = f.metadata["env"], f.type
     raw = raw.strip()
     if kind == "bool":
@@ -289,7 +289,7 @@ def settings_table() -> str:
         if isinstance(default, bool):
             default = str(default).lower()
         accepted = ", ".join(m["choices"]) if m["choices"] else {
-            "bool": "true/false", "int": "integer", "float": "number", "str": "text"}[f.type]
+            "bool": "true/false", "int": "integer", "float": "number", "str": "text"}[str(f.type)]
         if m["min"] is not None or m["max"] is not None:
             accepted += f" [{m['min'] if m['min'] is not None else ''}..{m['max'] if m['max'] is not None else ''}]"
         rows.append(f"| `{m['env']}` | `{default}` | {accepted} | {m['help']} |")

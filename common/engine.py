@@ -125,8 +125,8 @@ class Detector:
             landmarker = self._image.get(key) or self._image.setdefault(key, self._create(opts, video=False))
             result = landmarker.detect(image)
         else:
-            key = (stream, opts.model, opts.num_hands)
-            landmarker, last_ts = self._video.pop(key, (None, -1))
+            video_key = (stream, opts.model, opts.num_hands)
+            landmarker, last_ts = self._video.pop(video_key, (None, -1))
             if landmarker is None:
                 landmarker = self._create(opts, video=True)
                 self._evict()
@@ -134,7 +134,7 @@ class Detector:
             try:
                 result = landmarker.detect_for_video(image, ts)
             finally:
-                self._video[key] = (landmarker, ts)
+                self._video[video_key] = (landmarker, ts)
         return result_to_hands(result, opts.mirrored), (time.perf_counter() - start) * 1000
 
     def detect_bytes(self, data: bytes, opts: DetectOptions | None = None, stream: Any = None) -> DetectionResult:

@@ -105,7 +105,8 @@ def palm_frame(pts: np.ndarray) -> np.ndarray:
     ``x`` runs from the pinky side to the index side whichever hand it is, so a mirrored (left) hand
     gets the same x and y as the right hand it mirrors; only the sign of z differs, and no rule uses it.
     """
-    return (pts - pts[WRIST]) @ palm_axes(pts).T / palm_width(pts)
+    frame: np.ndarray = (pts - pts[WRIST]) @ palm_axes(pts).T / palm_width(pts)
+    return frame
 
 
 def palm_axes(pts: np.ndarray) -> np.ndarray:

@@ -159,7 +159,8 @@ def _get(url: str, timeout: float, accept: str | None = None) -> bytes:
     headers = {"User-Agent": "hgr-model-loader", **({"Accept": accept} if accept else {})}
     req = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return resp.read()
+        body: bytes = resp.read()
+        return body
 
 
 def _download_official(settings: Settings) -> bytes:

@@ -31,7 +31,7 @@ def buffered_client_class(mqtt: Any) -> type:
     The packets on the wire are the same. It relies on paho internals: when they are not there
     (another paho version) it is the stock client.
     """
-    base = mqtt.Client
+    base: type = mqtt.Client
     if not all(hasattr(base, name) for name in _PAHO_INTERNALS):
         return base
     ok, again, no_conn = mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN, mqtt.MQTT_ERR_NO_CONN
@@ -41,7 +41,7 @@ def buffered_client_class(mqtt: Any) -> type:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    class BufferedClient(base):  # type: ignore[misc, valid-type]
+    class BufferedClient(base):  # type: ignore[misc]
         _rbuf: bytes = b""
         _rpos = 0
         _rsock: Any = None
@@ -57,8 +57,9 @@ def buffered_client_class(mqtt: Any) -> type:
                 self._rbuf, self._rpos, self._rsock = b"", 0, self._sock
             if self._rpos >= len(self._rbuf):
                 if self._finishing:  # the burst is over: take only what the current packet needs
-                    return super()._sock_recv(bufsize)
-                data = super()._sock_recv(READ_CHUNK)
+                    rest: bytes = super()._sock_recv(bufsize)
+                    return rest
+                data: bytes = super()._sock_recv(READ_CHUNK)
                 if len(data) <= bufsize:
                     return data
                 self._rbuf, self._rpos = data, 0

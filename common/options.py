@@ -6,7 +6,7 @@ parent side) never import MediaPipe, OpenCV or Pillow.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -61,7 +61,7 @@ def default_options(settings: Settings) -> DetectOptions:
     return DetectOptions(num_hands=settings.num_hands, model=settings.model_variant)
 
 
-def check_model(model: str, available: Container[str]) -> None:
+def check_model(model: str, available: Collection[str]) -> None:
     """BadOptions (code ``model_unavailable``) unless this node has the ``model`` variant."""
     if model not in available:
         raise BadOptions(f"the {model} model is not available on this node "

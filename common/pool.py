@@ -64,7 +64,8 @@ class PoolUnavailable(HgrError):
 
 # Worker errors arrive as (code, message); rebuilt as their own class so callers can still
 # tell an image problem (isinstance ImageError) from the rest.
-_ERROR_CLASSES: dict[str, type[HgrError]] = {c.code: c for c in (*ImageError.__subclasses__(), BadOptions)}
+_ERROR_CLASSES: dict[str, type[HgrError]] = {c.code: c for c in (*ImageError.__subclasses__(), BadOptions)
+                                             if issubclass(c, HgrError)}
 
 
 @dataclass(eq=False)
@@ -74,7 +75,7 @@ class _Job:
     opts: DetectOptions
     stream: str | None
     received_at: float
-    future: asyncio.Future
+    future: asyncio.Future[DetectionResult | None]  # None: a submit_latest job whose stream had no frame
     pull: Pull | None = None  # submit_latest: where to fetch the frame at dispatch time
     batch: _Batch | None = None
 
@@ -118,7 +119,7 @@ class InferencePool:
         self._workers = [_Worker(i) for i in range(self.size)]
         self._affinity: dict[str, _Worker] = {}
         self._ids = itertools.count(1)
-        self._supervisors: list[asyncio.Task] = []
+        self._supervisors: list[asyncio.Task[None]] = []
         self._started = False
         self._closing = False
         self._restarts = 0
@@ -218,7 +219,9 @@ class InferencePool:
         check_model(opts.model, self.model_paths)
         job = _Job(next(self._ids), bytes(data), opts, stream,
                    time.monotonic() if received_at is None else received_at, self._new_future())
-        return await self._run(job)
+        result = await self._run(job)
+        assert result is not None, "only a submit_latest job (it has a pull) settles with None"
+        return result
 
     async def submit_latest(self, pull: Pull, *, stream: str) -> DetectionResult | None:
         """Take a turn for ``stream`` and fetch the frame only when the turn comes: ``pull()`` is called
@@ -229,12 +232,12 @@ class InferencePool:
         job = _Job(next(self._ids), b"", DetectOptions(), stream, time.monotonic(), self._new_future(), pull=pull)
         return await self._run(job)
 
-    def _new_future(self) -> asyncio.Future:
+    def _new_future(self) -> asyncio.Future[DetectionResult | None]:
         if not self._started or self._closing:
             raise PoolUnavailable("the inference pool is not running")
         return asyncio.get_running_loop().create_future()
 
-    async def _run(self, job: _Job) -> Any:
+    async def _run(self, job: _Job) -> DetectionResult | None:
         worker = self._pick(job.stream)
         self._idle.clear()
         self._m_active.inc()
@@ -325,7 +328,7 @@ class InferencePool:
 
     # --- results ---
 
-    def _on_result(self, w: _Worker, msg: list) -> None:
+    def _on_result(self, w: _Worker, msg: list[Any]) -> None:
         kind, job_id, started = msg[0], msg[1], msg[2]
         job = w.in_flight.pop(job_id, None)
         if job is None:

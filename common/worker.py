@@ -34,7 +34,7 @@ HEADER_LEN = 4  # bytes of big-endian length before each msgpack message
 
 
 def frame_message(msg: Any) -> bytes:
-    payload = msgpack.packb(msg, use_bin_type=True)
+    payload: bytes = msgpack.packb(msg, use_bin_type=True)
     return len(payload).to_bytes(HEADER_LEN, "big") + payload
 
 
@@ -50,8 +50,9 @@ def read_message(rfile: BinaryIO) -> Any | None:
 def _serve(sock: socket.socket) -> int:
     # Imported here so the parent can import frame_message without loading mediapipe twice over.
     from hgr.common.config import Settings
-    from hgr.common.engine import DetectOptions, Detector
+    from hgr.common.engine import Detector
     from hgr.common.errors import HgrError
+    from hgr.common.options import DetectOptions
 
     rfile = sock.makefile("rb")
 

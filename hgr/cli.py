@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(getattr(importlib.import_module(module), func)(rest) or 0)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except HgrError as exc:
         print(f"hgr: {exc.message}", file=sys.stderr)
         return 2

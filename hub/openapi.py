@@ -29,7 +29,8 @@ _DETECT_ERRORS = {
                                                               "description": "Seconds to wait."}}},
     "500": _ERR, "503": _ERR,
 }
-_SECURITY = [{}, {"bearer": []}, {"apiKey": []}]  # {} = anonymous allowed when AUTH_ENABLED=false
+# {} = anonymous allowed when AUTH_ENABLED=false
+_SECURITY: list[dict[str, list[str]]] = [{}, {"bearer": []}, {"apiKey": []}]
 
 _FLOAT3 = {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}
 SCHEMAS: dict[str, Any] = {

@@ -71,8 +71,9 @@ def load_photos(folder: Path) -> list[Photo]:
 def detect_all(folder: Path, photos: Sequence[Photo]) -> list[dict[str, Any]]:
     """Run the real model over every photo: [{photo fields..., "hands": [engine hand dicts]}]."""
     from hgr.common.config import load_settings
-    from hgr.common.engine import DetectOptions, Detector
+    from hgr.common.engine import Detector
     from hgr.common.model import model_paths
+    from hgr.common.options import DetectOptions
 
     settings = load_settings()
     detector = Detector(settings, model_paths(settings))
@@ -96,12 +97,12 @@ def naive_count(hand: dict[str, Any]) -> int:
     lm = hand["landmarks"]
     n = sum(lm[tip][1] < lm[tip - 2][1] for tip in (8, 12, 16, 20))
     thumb_out = lm[4][0] < lm[3][0] if hand["handedness"] == "Right" else lm[4][0] > lm[3][0]
-    return n + int(thumb_out)
+    return int(n) + int(thumb_out)
 
 
 def evaluate(records: Sequence[dict[str, Any]], count: Callable[[dict[str, Any]], int]) -> dict[str, Any]:
     """Accuracy per class and overall, confusion matrix and misses, for one way of counting a hand."""
-    per: dict[int, Counter] = {c: Counter() for c in CLASSES}
+    per: dict[int, Counter[str]] = {c: Counter() for c in CLASSES}
     confusion = {c: {p: 0 for p in CLASSES} for c in CLASSES}
     misses = []
     for r in records:
@@ -167,7 +168,7 @@ def holdout(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _distance(t: Thresholds) -> float:
-    return sum(abs(getattr(t, k) - getattr(DEFAULT, k)) / (GRID[k][-1] - GRID[k][0]) for k in GRID)
+    return sum(abs(float(getattr(t, k)) - float(getattr(DEFAULT, k))) / (GRID[k][-1] - GRID[k][0]) for k in GRID)
 
 
 def sensitivity(records: Sequence[dict[str, Any]]) -> dict[str, list[list[float]]]:
@@ -179,11 +180,11 @@ def sensitivity(records: Sequence[dict[str, Any]]) -> dict[str, list[list[float]
 
 def build_report(records: Sequence[dict[str, Any]], model: str, exposure_retry: bool = False) -> dict[str, Any]:
     def ours(hand: dict[str, Any]) -> int:
-        return hand["fingers"]
+        return int(hand["fingers"])
 
     result = evaluate(records, ours)
     naive = evaluate(records, naive_count)
-    sessions: dict[str, Counter] = defaultdict(Counter)
+    sessions: dict[str, Counter[str]] = defaultdict(Counter)
     for r in records:
         key = f"{r['source']} {r['session']}"
         sessions[key]["photos"] += 1

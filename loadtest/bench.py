@@ -183,7 +183,7 @@ async def section_edge(ctx: BenchContext) -> dict[str, Any]:
     return out
 
 
-def _targets(rows: list[dict], raw: dict | None) -> dict[str, Any]:
+def _targets(rows: list[dict[str, Any]], raw: dict[str, Any] | None) -> dict[str, Any]:
     if not rows or raw is None:
         return {}
     paced = [r for r in rows if not r.get("unthrottled")]

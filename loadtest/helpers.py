@@ -20,7 +20,8 @@ def free_port() -> int:
     """A TCP port nothing listens on right now (on 127.0.0.1)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -40,7 +41,7 @@ def wait_for_port(host: str, port: int, deadline_s: float = 60.0) -> None:
     raise TimeoutError(f"{host}:{port} did not open within {deadline_s}s")
 
 
-def wait_ready(base_url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0, *,
+def wait_ready(base_url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 180.0, *,
                path: str = "/ready", interval: float = 0.2) -> None:
     """Poll ``base_url + path`` until 200 (``/ready``: model loaded, workers up). RuntimeError when
     ``proc`` exits first, TimeoutError after ``timeout`` seconds."""
@@ -58,7 +59,7 @@ def wait_ready(base_url: str, proc: subprocess.Popen | None = None, timeout: flo
     raise TimeoutError(f"{base_url}{path} not ready within {timeout:.0f} s")
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
     """``sig`` (SIGTERM: graceful, sockets closed and workers reaped), then SIGKILL if the process is
     still there after ``timeout`` seconds. Nothing to do if it has already exited."""
     if proc.poll() is None:

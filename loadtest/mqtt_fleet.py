@@ -67,7 +67,7 @@ def shipped_broker_config(port: int, folder: Path, *, passwd: Path | None = None
     return "\n".join(lines + ["user root"]) + "\n"
 
 
-def start_broker(folder: Path) -> tuple[str, subprocess.Popen]:
+def start_broker(folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
     """The shipped broker config without auth (no passwd file needed), on a free port."""
     if not shutil.which("mosquitto"):
         raise SystemExit("mosquitto is not installed; pass --mqtt-url")
@@ -93,7 +93,7 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
 
 def hub_main(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> None:
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
         uvloop.install()
     except ImportError:
         pass
@@ -159,11 +159,12 @@ def _metrics_payload(edge_id: str, session: str, seq: int) -> bytes:
 
 def publisher_main(args: argparse.Namespace, index: int, go: Any, results: Any) -> None:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
     url = urlsplit(args.mqtt_url)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loadtest-pub-{index}-{uuid.uuid4().hex[:6]}",
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"loadtest-pub-{index}-{uuid.uuid4().hex[:6]}",
                          protocol=mqtt.MQTTv5)
     if url.username:
         client.username_pw_set(unquote(url.username), unquote(url.password) if url.password is not None else None)
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         go.set()
         t0 = time.time()
         series: list[tuple[float, int]] = []
-        sent = []
+        sent: list[dict[str, Any]] = []  # one report per publisher process
         while len(sent) < len(pubs):
             while not samples.empty():
                 kind, ts, value = samples.get()

@@ -22,6 +22,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
 from hgr.common import protocol
+from hgr.common.contracts import OptionsDoc
 from hgr.loadtest.helpers import free_port, stop_process, wait_ready
 
 
@@ -45,7 +46,8 @@ def load_frames(folder: str | Path, limit: int | None = None, max_side: int = 64
 
 # --- an edge in a subprocess ---
 
-def start_edge(port: int, env: dict[str, str] | None = None, *, log_file: Any = subprocess.DEVNULL) -> subprocess.Popen:
+def start_edge(port: int, env: dict[str, str] | None = None, *,
+               log_file: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     """``hgr edge`` on 127.0.0.1:``port`` with extra environment; wait with ``helpers.wait_ready``, stop with
     ``helpers.stop_process``."""
     full_env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "warning", **(env or {})}
@@ -55,7 +57,7 @@ def start_edge(port: int, env: dict[str, str] | None = None, *, log_file: Any = 
 
 @contextlib.contextmanager
 def running_edge(env: dict[str, str] | None = None, *, log_file: Any = subprocess.DEVNULL,
-                 timeout: float = 180.0) -> Iterator[tuple[int, subprocess.Popen]]:
+                 timeout: float = 180.0) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """``start_edge`` on a free port, ready (``/ready`` answers 200); yields (port, process) and stops
     it on the way out."""
     port = free_port()
@@ -70,7 +72,7 @@ def running_edge(env: dict[str, str] | None = None, *, log_file: Any = subproces
 # --- one client ---
 
 async def open_stream(url: str, *, subprotocols: list[str] | None = None,
-                      headers: dict[str, str] | None = None) -> tuple[ClientConnection, dict]:
+                      headers: dict[str, str] | None = None) -> tuple[ClientConnection, dict[str, Any]]:
     """Connect and read the edge's ``hello``."""
     ws = await connect(url, subprotocols=subprotocols or [protocol.MSGPACK],  # type: ignore[arg-type]
                        additional_headers=headers, compression=None, max_size=None, open_timeout=30)
@@ -95,13 +97,13 @@ class StreamReport:
 
 
 async def camera(url: str, frames: list[bytes], *, fps: float | None, duration: float,
-                 opts: dict | None = None, window: int = 2, drain_timeout: float = 10.0) -> StreamReport:
+                 opts: OptionsDoc | None = None, window: int = 2, drain_timeout: float = 10.0) -> StreamReport:
     """Stream ``frames`` in a loop at ``fps`` for ``duration`` seconds, then wait for the answer to the
     last frame. A paced camera never waits for results (a real one doesn't), so an edge that falls
     behind shows it as drops or latency. ``fps=None`` is an unthrottled stream: it keeps ``window``
     frames outstanding, so the edge always has the next frame waiting and never starves."""
     ws, _ = await open_stream(url)
-    report, sent_at = StreamReport(), {}
+    report, sent_at = StreamReport(), dict[int, float]()
     last_seq = -1
     done = asyncio.Event()
     answered = asyncio.Event()
@@ -121,7 +123,8 @@ async def camera(url: str, frames: list[bytes], *, fps: float | None, duration: 
                     del sent_at[s]  # replaced on the edge: will never be answered
             elif msg["type"] == "error":
                 report.errors[msg["code"]] = report.errors.get(msg["code"], 0) + 1
-                sent_at.pop(msg.get("seq"), None)
+                if "seq" in msg:
+                    sent_at.pop(msg["seq"], None)
             answered.set()
             if last_seq >= 0 and msg.get("seq") == last_seq:
                 done.set()

@@ -6,7 +6,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-untyped]
+from ai_edge_litert.interpreter import Interpreter
 
 PALM_MODEL = "hand_detector.tflite"
 LANDMARK_MODEL = "hand_landmarks_detector.tflite"
