@@ -233,7 +233,6 @@ class MqttBus(Bus):
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        self._mqtt = mqtt
         url = urlsplit(settings.mqtt_url)
         self.tls = url.scheme == "mqtts"
         self.host = url.hostname or "127.0.0.1"

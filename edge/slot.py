@@ -13,29 +13,21 @@ T = TypeVar("T")
 
 
 class LatestSlot(Generic[T]):
-    """Holds at most one item; ``put`` replaces (and counts) what was there."""
+    """Holds at most one item; ``put`` replaces what was there and hands it back (the caller counts it)."""
 
-    __slots__ = ("_item", "replaced")
+    __slots__ = ("_item",)
 
     def __init__(self) -> None:
         self._item: T | None = None
-        self.replaced = 0  # items overwritten before they were taken, since the last reset
 
     def put(self, item: T) -> T | None:
         """Store ``item``; return the item it replaced, if any."""
         old, self._item = self._item, item
-        if old is not None:
-            self.replaced += 1
         return old
 
     def take(self) -> T | None:
         item, self._item = self._item, None
         return item
-
-    def take_replaced(self) -> int:
-        """The replaced count since the previous call (reported with the next result)."""
-        n, self.replaced = self.replaced, 0
-        return n
 
     def __bool__(self) -> bool:
         return self._item is not None

@@ -72,6 +72,8 @@ def _config(args: argparse.Namespace) -> int:
     if args.check:
         load_settings()
         print("configuration OK")
+    elif args.show:  # the values in effect (environment over .env over defaults), secrets masked
+        print(json.dumps(load_settings().public(), indent=2, default=str))
     else:
         print(settings_table())
     return 0
@@ -92,8 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("info", "fetch"))
     p.set_defaults(func=_model)
 
-    p = sub.add_parser("config", help="print the configuration table, or --check the environment")
-    p.add_argument("--check", action="store_true")
+    p = sub.add_parser("config", help="print the configuration table, --check the environment, or --show "
+                                      "the values in effect (secrets masked)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--check", action="store_true")
+    group.add_argument("--show", action="store_true")
     p.set_defaults(func=_config)
 
     for name, (_, help_text) in SERVICES.items():

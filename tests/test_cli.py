@@ -17,6 +17,14 @@ def _hgr(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, env={**os.environ, **env}, timeout=120)
 
 
+def test_config_show_prints_the_values_in_effect_with_secrets_masked() -> None:
+    proc = _hgr("config", "--show", API_KEYS="ops:s3cret-key", MQTT_URL="mqtt://u:pw@h:1883", PORT="9123")
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown["PORT"] == 9123 and shown["API_KEYS"] == "***" and shown["MQTT_URL"] == "***"
+    assert "s3cret" not in proc.stdout and "pw@" not in proc.stdout
+
+
 def test_detect_json_prints_one_object_per_image(tmp_path: Path, hand_photos: list[tuple[Path, int]]) -> None:
     five = next(p for p, n in hand_photos if n == 5)
     broken = tmp_path / "broken.jpg"

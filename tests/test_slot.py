@@ -1,18 +1,16 @@
-"""The pure flow-control pieces of a stream: the latest-frame-wins slot and the frame-rate gate."""
+"""edge/slot.py: the pure flow-control pieces of a stream, the latest-frame-wins slot and the frame-rate gate."""
 
 from __future__ import annotations
 
-from hgr.common.percentiles import percentiles
 from hgr.edge.slot import FpsGate, LatestSlot
 
 
-def test_latest_frame_wins_and_replacements_are_counted() -> None:
+def test_latest_frame_wins_and_the_replaced_one_is_handed_back() -> None:
     slot: LatestSlot[int] = LatestSlot()
     assert not slot and slot.take() is None
     assert slot.put(1) is None
     assert slot.put(2) == 1 and slot.put(3) == 2
     assert slot and slot.take() == 3 and not slot
-    assert slot.take_replaced() == 2 and slot.take_replaced() == 0
 
 
 def test_fps_gate_allows_the_rate_and_a_small_burst() -> None:
@@ -31,10 +29,3 @@ def test_a_steady_stream_below_the_rate_is_never_dropped() -> None:
 
 def test_zero_fps_stops_everything() -> None:
     assert not any(FpsGate(0.0).allow(i) for i in range(5))
-
-
-def test_percentiles_nearest_rank() -> None:
-    assert percentiles([]) == {"p50": None, "p95": None, "p99": None}
-    values = [float(v) for v in range(1, 101)]
-    assert percentiles(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
-    assert percentiles([4.0]) == {"p50": 4.0, "p95": 4.0, "p99": 4.0}
