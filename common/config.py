@@ -78,6 +78,23 @@ class Settings:
     max_request_size: int = _s("MAX_REQUEST_SIZE", 64 * MiB,
                                "Largest REST request body (JSON or multipart), bytes.", min=1)
     max_batch_images: int = _s("MAX_BATCH_IMAGES", 32, "Most images in one batch or upload request.", min=1)
+    max_image_side: int = _s("MAX_IMAGE_SIDE", 16_384, "Longest accepted image width or height, px; checked from "
+                             "the header before decoding (OpenCV inside MediaPipe aborts the process at 32767).",
+                             min=1, max=32_766)
+    infer_max_side: int = _s("INFER_MAX_SIDE", 4096, "Images with a longer side are downscaled to it before "
+                             "inference (results keep the sent size; the model looks at 224 px crops).",
+                             min=64, max=16_384)
+    max_json_depth: int = _s("MAX_JSON_DEPTH", 32, "Deepest nesting of a JSON body, WebSocket or MQTT message "
+                             "(beyond: `json_too_complex`, before parsing).", min=2, max=500)
+    max_json_values: int = _s("MAX_JSON_VALUES", 10_000, "Most values in one JSON document (containers + "
+                              "elements), counted while the body arrives.", min=16)
+    body_timeout: float = _s("BODY_TIMEOUT", 60.0, "Seconds a REST request body may take to arrive in full "
+                             "(beyond: 408 `request_timeout`).", min=0.1)
+    header_timeout: float = _s("HEADER_TIMEOUT", 10.0, "Seconds a client may take from connecting (or from the "
+                               "first byte of a further request) to the end of its headers; beyond, the "
+                               "connection is closed.", min=0.1)
+    keep_alive_timeout: int = _s("KEEP_ALIVE_TIMEOUT", 5, "Seconds an idle keep-alive HTTP connection is kept "
+                                 "open (uvicorn `timeout_keep_alive`).", min=1, max=3600)
 
     # --- batching (edge and hub) ---
     # Measured (docs/benchmarks.md): 8 let an overloaded worker's queue hold 8 frames, doubling p99
@@ -97,6 +114,25 @@ class Settings:
                              min=1)
     web_dir: str = _s("WEB_DIR", "", "Directory of the web demo served at `/` (empty = the `web/` folder "
                       "next to the packages).")
+
+    # --- stream pipeline (edge; docs/architecture.md "The stream path") ---
+    stream_pipeline: str = _s("STREAM_PIPELINE", "mediapipe",
+                              "Model path for stream frames: `litert` = one shared hand pipeline per worker with "
+                              "tracking-aware scheduling and motion gating; `mediapipe` = a MediaPipe VIDEO "
+                              "landmarker per stream.", choices=("litert", "mediapipe"))
+    detect_interval_ms: float = _s("DETECT_INTERVAL_MS", 200.0,
+                                   "litert: while a stream tracks some but fewer than its `num_hands` hands, the "
+                                   "palm detector looks for more this often (a lost track or no tracked hand: "
+                                   "at once).", min=0, max=60_000)
+    motion_gate: bool = _s("MOTION_GATE", True, "litert: a stream tracking no hand whose frame has not changed "
+                           "since its last full look reuses the empty result (no model runs).")
+    motion_threshold: float = _s("MOTION_THRESHOLD", 12.0,
+                                 "Grey levels a pixel of the 64×48 motion thumbnail must change by to count as "
+                                 "motion (camera noise with a JPEG re-encode: ≤ 4; a small hand: ≥ 34).",
+                                 min=0, max=255)
+    motion_max_skip_ms: float = _s("MOTION_MAX_SKIP_MS", 1000.0,
+                                   "A gated stream is still looked at fully at least this often.", min=0,
+                                   max=60_000)
 
     # --- auth ---
     auth_enabled: bool = _s("AUTH_ENABLED", False, "Require an API key on REST and WebSocket.")
@@ -127,6 +163,12 @@ class Settings:
     redis_url: str = _s("REDIS_URL", "", "`redis://[:password@]host:port/db`, `redis+sentinel://host:port,…/"
                         "master[/db]` or `redis+cluster://host:port,…`; setting it enables Redis.",
                         secret=True)
+    redis_cluster: bool = _s("REDIS_CLUSTER", False, "REDIS_URL (or REDIS_HOST:REDIS_PORT) is a node of a Redis "
+                             "Cluster; same as a `redis+cluster://` URL.")
+    redis_sentinels: str = _s("REDIS_SENTINELS", "", "`host:port,…` of Redis Sentinels to ask for the master "
+                              "(when REDIS_URL is unset; enables Redis).")
+    redis_sentinel_master: str = _s("REDIS_SENTINEL_MASTER", "mymaster",
+                                    "The master's name in the Sentinels (with REDIS_SENTINELS).")
     redis_key_prefix: str = _s("REDIS_KEY_PREFIX", "hgr:", "Prefix of every Redis key this service writes.")
 
     # --- mqtt ---
@@ -164,19 +206,22 @@ class Settings:
     def resolved_workers(self) -> int:
         return self.workers or (os.cpu_count() or 1)
 
-    redis_cluster: bool = _s("REDIS_CLUSTER", False, "REDIS_URL (or REDIS_HOST:REDIS_PORT) is a node of a Redis "
-                             "Cluster; same as a `redis+cluster://` URL.")
-    redis_sentinels: str = _s("REDIS_SENTINELS", "", "`host:port,…` of Redis Sentinels to ask for the master "
-                              "(when REDIS_URL is unset; enables Redis).")
-    redis_sentinel_master: str = _s("REDIS_SENTINEL_MASTER", "mymaster",
-                                    "The master's name in the Sentinels (with REDIS_SENTINELS).")
     def resolved_edge_id(self) -> str:
         return self.edge_id or validate_edge_id(socket.gethostname()[:64], "hostname")
 
     def resolved_redis_url(self) -> str | None:
+        """One URL for every topology (common.redis_url parses it): REDIS_CLUSTER and REDIS_SENTINELS
+        become the `redis+cluster://` and `redis+sentinel://` forms."""
         if self.redis_url:
+            if self.redis_cluster and self.redis_url.startswith(("redis://", "rediss://")):
+                scheme, rest = self.redis_url.split("://", 1)
+                return f"{scheme}+cluster://{rest}"
             return self.redis_url
+        if self.redis_sentinels:
+            return f"redis+sentinel://{self.redis_sentinels}/{self.redis_sentinel_master}/{self.redis_db}"
         if self.redis_enabled:
+            if self.redis_cluster:
+                return f"redis+cluster://{self.redis_host}:{self.redis_port}"
             return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
         return None
 
@@ -211,18 +256,9 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
         if low in _FALSE:
             return False
         raise ConfigError(f"{env}={raw!r}: expected a boolean (true/false, 1/0, yes/no, on/off)")
-        """One URL for every topology (common.redis_url parses it): REDIS_CLUSTER and REDIS_SENTINELS
-        become the `redis+cluster://` and `redis+sentinel://` forms."""
     if kind in ("int", "float"):
-            if self.redis_cluster and self.redis_url.startswith(("redis://", "rediss://")):
-                scheme, rest = self.redis_url.split("://", 1)
-                return f"{scheme}+cluster://{rest}"
         try:
-        if self.redis_sentinels:
-            return f"redis+sentinel://{self.redis_sentinels}/{self.redis_sentinel_master}/{self.redis_db}"
             value: Any = int(raw) if kind == "int" else float(raw)
-            if self.redis_cluster:
-                return f"redis+cluster://{self.redis_host}:{self.redis_port}"
         except ValueError:
             raise ConfigError(f"{env}={raw!r}: expected {'an integer' if kind == 'int' else 'a number'}") from None
         lo, hi = f.metadata["min"], f.metadata["max"]

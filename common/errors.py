@@ -35,7 +35,8 @@ class ErrorCode:
 CATALOGUE: dict[str, ErrorCode] = {
     # 400: the request, message or image cannot be read
     "bad_request": ErrorCode(400, "a request the HTTP layer cannot parse"),
-    "bad_json": ErrorCode(400, "the body is empty or not valid JSON"),
+    "bad_json": ErrorCode(400, "the body is empty or not valid JSON (NaN/Infinity and unpaired UTF-16 "
+                          "surrogates included)"),
     "bad_base64": ErrorCode(400, "`image_base64` is not valid base64"),
     "bad_multipart": ErrorCode(400, "a malformed multipart upload"),
     "bad_message": ErrorCode(400, "WebSocket: not msgpack / not JSON / not a map / not an image", ws_message=True),
@@ -43,6 +44,8 @@ CATALOGUE: dict[str, ErrorCode] = {
     "empty_image": ErrorCode(400, "the image has no bytes", ws_message=True),
     "corrupt_image": ErrorCode(400, "the image bytes cannot be decoded", ws_message=True),
     "unreadable": ErrorCode(400, "`hgr detect` (CLI): the image file cannot be read"),
+    # 408: too slow
+    "request_timeout": ErrorCode(408, "the request body did not arrive within `BODY_TIMEOUT` seconds"),
     # 401/403: authentication (the edge completes the WebSocket handshake, then closes 1008)
     "unauthorized": ErrorCode(401, "`AUTH_ENABLED` and no API key", ws_close=1008),
     "forbidden": ErrorCode(403, "an unknown API key", ws_close=1008),
@@ -55,9 +58,14 @@ CATALOGUE: dict[str, ErrorCode] = {
     "image_too_large": ErrorCode(413, "an image over `MAX_IMAGE_SIZE`", ws_message=True),
     "too_many_pixels": ErrorCode(413, "an image over `MAX_IMAGE_PIXELS`", ws_message=True),
     "too_many_images": ErrorCode(413, "a batch or upload over `MAX_BATCH_IMAGES`"),
+    "image_side_too_large": ErrorCode(413, "an image whose width or height is over `MAX_IMAGE_SIDE`",
+                                      ws_message=True),
+    "json_too_complex": ErrorCode(413, "JSON nested deeper than `MAX_JSON_DEPTH` or with more than "
+                                  "`MAX_JSON_VALUES` values", ws_message=True),
     # 415: a format we do not take
     "unsupported_format": ErrorCode(415, "the image is not JPEG/PNG/WebP/BMP", ws_message=True),
-    "unsupported_media_type": ErrorCode(415, "the upload endpoint got a body that is not multipart"),
+    "unsupported_media_type": ErrorCode(415, "a JSON endpoint got a body that is not `application/json`, "
+                                        "or the upload endpoint one that is not multipart"),
     # 422: well-formed but not acceptable
     "invalid_request": ErrorCode(422, "JSON that does not follow the endpoint's schema"),
     "bad_options": ErrorCode(422, "invalid `options`/`opts` (unknown key, value out of range)", ws_message=True),
@@ -145,6 +153,10 @@ class ImageTooLarge(ImageError):
 
 class TooManyPixels(ImageError):
     code = "too_many_pixels"
+
+
+class ImageSideTooLarge(ImageError):
+    code = "image_side_too_large"
 
 
 class UnsupportedImage(ImageError):

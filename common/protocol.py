@@ -12,12 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
+from hgr.common import jsonsafe
 from hgr.common.contracts import (
     DetectionResult,
     ErrorMessage,
@@ -102,12 +104,16 @@ def decode_binary(data: bytes) -> Frame:
     return _frame_from_map(msg, binary_image=True)
 
 
-def decode_text(text: str) -> Frame:
-    """A text message: a JSON ``frame`` object with the image base64-encoded."""
+def decode_text(text: str, limits: jsonsafe.JsonLimits = jsonsafe.DEFAULT_LIMITS) -> Frame:
+    """A text message: a JSON ``frame`` object with the image base64-encoded. Any JSON oddity (nesting
+    past ``limits``, NaN, an unpaired surrogate) is a ``bad_message``/``json_too_complex`` error, never an
+    exception that would drop the connection."""
     try:
-        msg = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"the message is not valid JSON ({exc.msg})", code="bad_message") from None
+        msg = jsonsafe.loads(text, limits)
+    except jsonsafe.JsonTooComplex as exc:
+        raise ProtocolError(f"the message is refused: {exc.message}", code=exc.code) from None
+    except jsonsafe.BadJson as exc:
+        raise ProtocolError(f"the message is refused: {exc.message}", code="bad_message") from None
     return _frame_from_map(msg, binary_image=False)
 
 
@@ -123,8 +129,9 @@ def _frame_from_map(msg: Any, *, binary_image: bool) -> Frame:
     if not seq_ok:
         raise ProtocolError("\"seq\" must be an integer from 0 to 2^63-1")
     ts = msg.get("ts")
-    if ts is not None and (not isinstance(ts, (int, float)) or isinstance(ts, bool)):
-        raise ProtocolError("\"ts\" must be a number (client milliseconds)", seq=seq)
+    if ts is not None and (not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts)):
+        # Finite: ts is echoed in the result, and NaN/Infinity are not JSON.
+        raise ProtocolError("\"ts\" must be a finite number (client milliseconds)", seq=seq)
     if "image" not in msg:
         raise ProtocolError("\"image\" is missing", seq=seq)
     image = msg["image"]

@@ -21,6 +21,8 @@ from typing import Any
 
 import msgpack
 
+from hgr.common import jsonsafe
+
 KINDS = ("status", "metrics", "events", "results", "control")
 CONTENT_TYPES = {"json": "application/json", "msgpack": "application/vnd.msgpack"}
 SCHEMA_VERSION = 1
@@ -102,7 +104,9 @@ def decode(payload: bytes, content_type: str | None = None) -> dict[str, Any]:
         if content_type == CONTENT_TYPES["msgpack"] or (content_type is None and payload[:1] != b"{"):
             doc = msgpack.unpackb(payload, raw=False, strict_map_key=True)
         else:
-            doc = json.loads(payload)
+            doc = jsonsafe.loads(payload)  # depth, NaN and surrogates refused in one place
+    except (jsonsafe.BadJson, jsonsafe.JsonTooComplex) as exc:
+        raise PayloadError(f"undecodable payload: {exc.message}") from None
     except (ValueError, msgpack.UnpackException, TypeError, UnicodeDecodeError) as exc:
         raise PayloadError(f"undecodable payload: {type(exc).__name__}") from None
     if not isinstance(doc, dict):

@@ -23,6 +23,7 @@ from hgr.common import protocol
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool, HelloMessage, ResultMessage, ServerMessage
 from hgr.common.errors import HgrError
+from hgr.common.jsonsafe import JsonLimits
 from hgr.common.options import BadOptions, DetectOptions
 from hgr.edge.slot import FpsGate, LatestSlot
 from hgr.edge.stats import EdgeStats
@@ -82,6 +83,7 @@ class Session:
         self._idle.set()
         self._last_message = time.monotonic()
         self._text = self.encoding == protocol.JSON
+        self._json_limits = JsonLimits(node.settings.max_json_depth, node.settings.max_json_values)
 
     # --- sending ---
 
@@ -149,7 +151,7 @@ class Session:
                     frame = protocol.decode_binary(data)
                     counts.received("image" if frame.seq is None else "msgpack")
                 elif self._text:
-                    frame = protocol.decode_text(text or "")
+                    frame = protocol.decode_text(text or "", self._json_limits)
                     counts.received("json")
                 else:
                     await self.close(protocol.CLOSE_UNSUPPORTED, "text message on a msgpack connection; "
