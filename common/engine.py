@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import mediapipe as mp
@@ -46,35 +47,54 @@ def _r(v: float) -> float:
     return round(float(v), 6)
 
 
-def hand_to_dict(landmarks: Any, world: Any, category: Any, mirrored: bool) -> HandResult:
-    lm = [[_r(p.x), _r(p.y), _r(p.z)] for p in landmarks]
-    wl = [[_r(p.x), _r(p.y), _r(p.z)] for p in world] if world else None
-    label = category.category_name
+Points = Sequence[Sequence[float]] | np.ndarray  # 21 × (x, y, z)
+
+
+def hand_to_dict(landmarks: Points, world: Points | None, label: str, score: float, mirrored: bool) -> HandResult:
+    """One hand in the result schema, from any engine: ``label`` is MediaPipe's (selfie convention)."""
+    lm = [[_r(x), _r(y), _r(z)] for x, y, z in _rows(landmarks)]
+    wl = [[_r(x), _r(y), _r(z)] for x, y, z in _rows(world)] if world is not None and len(world) else None
     if not mirrored:
         label = {"Left": "Right", "Right": "Left"}.get(label, label)
     # Plain bools: the result is serialised as JSON/msgpack, which do not know numpy types.
     up = {name: bool(v) for name, v in fingers_up(wl or lm).items()}
     xs, ys = [p[0] for p in lm], [p[1] for p in lm]
-    clamp = lambda v: _r(min(1.0, max(0.0, v)))
     return {
         "handedness": label,
-        "score": _r(category.score),
+        "score": _r(score),
         "landmarks": lm,
         "world_landmarks": wl,
-        "bbox": [clamp(min(xs)), clamp(min(ys)), clamp(max(xs)), clamp(max(ys))],
+        "bbox": [_clamp(min(xs)), _clamp(min(ys)), _clamp(max(xs)), _clamp(max(ys))],
         "fingers_up": up,
         "fingers": count_fingers(up),
         "gesture": classify(up, lm, wl),
     }
 
 
-def result_to_hands(result: Any, mirrored: bool) -> list[HandResult]:
-    hands = [hand_to_dict(lm, result.hand_world_landmarks[i] if result.hand_world_landmarks else None,
-                          result.handedness[i][0], mirrored)
-             for i, lm in enumerate(result.hand_landmarks)]
+def _clamp(v: float) -> float:
+    return _r(min(1.0, max(0.0, v)))
+
+
+def _rows(points: Points) -> Sequence[Sequence[float]]:
+    return points.tolist() if isinstance(points, np.ndarray) else points
+
+
+def _xyz(landmarks: Any) -> list[list[float]]:
+    """MediaPipe Tasks' landmark objects as rows of (x, y, z)."""
+    return [[p.x, p.y, p.z] for p in landmarks]
+
+
+def sort_hands(hands: list[HandResult]) -> list[HandResult]:
     # Left to right in the image, so clients can match hands across frames without guessing.
     hands.sort(key=lambda h: h["bbox"][0])
     return hands
+
+
+def result_to_hands(result: Any, mirrored: bool) -> list[HandResult]:
+    world = result.hand_world_landmarks
+    return sort_hands([hand_to_dict(_xyz(lm), _xyz(world[i]) if world else None, result.handedness[i][0].category_name,
+                                    result.handedness[i][0].score, mirrored)
+                       for i, lm in enumerate(result.hand_landmarks)])
 
 
 def make_result(hands: list[HandResult], image_size: tuple[int, int], decode_ms: float,
@@ -94,7 +114,8 @@ class Detector:
         self.settings = settings
         self.model_paths = model_paths  # variant -> .task path (only the variants available)
         self.defaults = default_options(settings)
-        self.limits = ImageLimits(settings.max_image_size, settings.max_image_pixels)
+        self.limits = ImageLimits(settings.max_image_size, settings.max_image_pixels, settings.max_image_side,
+                                  settings.infer_max_side)
         self._image: dict[tuple[str, int], vision.HandLandmarker] = {}
         self._video: OrderedDict[Any, tuple[vision.HandLandmarker, int]] = OrderedDict()
         self._max_streams = max_streams

@@ -2,8 +2,12 @@
 
 Order matters for safety: size limit, then format sniffing and header parsing (Pillow reads only the
 header, so a tiny file declaring 50 000 × 50 000 pixels is refused before a single pixel is
-allocated), then a truncation check, then the actual decode with OpenCV (faster than Pillow's), then
-EXIF orientation so a phone photo is upright for the model.
+allocated; so is a side over ``max_side``: a 842-byte 32767×8 PNG passes the pixel limit but aborts the
+process inside MediaPipe's OpenCV warps), then a truncation check, then the actual decode (JPEG with
+libjpeg-turbo in strict mode, which refuses data corrupt in the middle that a lenient decoder turns
+into grey blocks; the rest with OpenCV), then EXIF orientation so a phone photo is upright for the
+model, then a downscale of anything larger than ``infer_max_side`` (the model looks at 192-224 px
+crops; more pixels only cost time and memory, and keep OpenCV far from its 32767 px limits).
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
-from hgr.common.errors import CorruptImage, EmptyImage, ImageTooLarge, TooManyPixels, UnsupportedImage
+from hgr.common.errors import (
+    CorruptImage,
+    EmptyImage,
+    ImageSideTooLarge,
+    ImageTooLarge,
+    TooManyPixels,
+    UnsupportedImage,
+)
 
 # We enforce our own pixel limit (configurable); Pillow's global one would raise a different error.
 Image.MAX_IMAGE_PIXELS = None
@@ -30,18 +42,16 @@ _EXIF_ORIENTATION = 0x0112
 class ImageLimits:
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_side: int = 16_384  # refused beyond (OpenCV's warps abort at 32767)
+    infer_max_side: int = 4096  # downscaled beyond, before inference
 
 
 @dataclass(frozen=True, slots=True)
 class DecodedImage:
-    rgb: np.ndarray  # H×W×3 uint8, upright
+    rgb: np.ndarray  # H×W×3 uint8, upright, at most ``infer_max_side`` on its longer side
     format: str  # jpeg | png | webp | bmp
     decode_ms: float
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) after orientation."""
-        return self.rgb.shape[1], self.rgb.shape[0]
+    size: tuple[int, int]  # (width, height) of the upright image as sent (before any downscale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,8 @@ def read_header(data: bytes, limits: ImageLimits) -> ImageHeader:
     if width * height > limits.max_pixels:
         raise TooManyPixels(f"the image is {width}×{height} = {width * height} pixels; "
                             f"the limit is {limits.max_pixels}")
+    if max(width, height) > limits.max_side:
+        raise ImageSideTooLarge(f"the image is {width}×{height}; each side must be at most {limits.max_side} px")
     if _is_truncated(fmt, data):
         raise CorruptImage(f"the {fmt.upper()} data is truncated")
     return ImageHeader(fmt, width, height, orientation if orientation in range(1, 9) else 1)
@@ -96,11 +108,44 @@ def _is_truncated(fmt: str, data: bytes) -> bool:
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
     start = time.perf_counter()
     header = read_header(data, limits)
-    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    rgb = _decode_jpeg(data) if header.format == "jpeg" else None
+    if rgb is None:
+        rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
     if rgb is None or rgb.size == 0:
         raise CorruptImage(f"the {header.format.upper()} data could not be decoded")
     rgb = apply_orientation(rgb, header.orientation)
-    return DecodedImage(np.ascontiguousarray(rgb), header.format, (time.perf_counter() - start) * 1000)
+    size = (rgb.shape[1], rgb.shape[0])
+    rgb = downscale(rgb, limits.infer_max_side)
+    return DecodedImage(np.ascontiguousarray(rgb), header.format, (time.perf_counter() - start) * 1000, size)
+
+
+# libjpeg's warnings that mean the entropy-coded data is damaged (JWRN_HIT_MARKER, JWRN_JPEG_EOF, …): the
+# decoder would fill the rest with flat blocks. Any other complaint (an odd JFIF version, CMYK) falls back
+# to OpenCV, which is lenient.
+_CORRUPT_JPEG = ("Corrupt JPEG data", "Premature end of JPEG file", "Bogus", "Invalid")
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray | None:
+    """RGB pixels by libjpeg-turbo in strict mode (as fast as OpenCV's decoder, measured on the 210 labelled
+    photos: 3.3 vs 3.9 ms), CorruptImage on damaged data, None when OpenCV should try instead."""
+    try:
+        rgb: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError as exc:
+        if str(exc).startswith(_CORRUPT_JPEG):
+            raise CorruptImage(f"the JPEG data is corrupt ({str(exc)[:80]})") from None
+        return None
+    return rgb
+
+
+def downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """``rgb`` with its longer side at most ``max_side`` (area interpolation, aspect kept, sides ≥ 1)."""
+    height, width = rgb.shape[:2]
+    longer = max(width, height)
+    if longer <= max_side:
+        return rgb
+    scale = max_side / longer
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hgr.common.errors import CorruptImage, EmptyImage, ImageTooLarge, TooManyPixels, UnsupportedImage
+from hgr.common.errors import (
+    CorruptImage,
+    EmptyImage,
+    ImageSideTooLarge,
+    ImageTooLarge,
+    TooManyPixels,
+    UnsupportedImage,
+)
 from hgr.common.images import EXPOSURE_BRACKETS, ImageLimits, decode_image, with_gamma
 
 
@@ -77,6 +84,38 @@ def test_truncated_data_is_corrupt(fmt: str, hand_photos: list[tuple[Path, int]]
     data = hand_photos[0][0].read_bytes() if fmt == "JPEG" else _encode("PNG", 256, 256)
     with pytest.raises(CorruptImage, match="truncated"):
         decode_image(data[: len(data) * 2 // 3])
+
+
+@pytest.mark.parametrize("width, height", [(32_767, 8), (8, 32_767), (16_385, 1)])
+def test_a_side_over_max_image_side_is_refused_from_the_header(width: int, height: int) -> None:
+    # 842 bytes (wide) and 262 k pixels: under every other limit, but OpenCV's warps inside MediaPipe abort the
+    # whole worker process on a side of 32767 (dst.cols < SHRT_MAX).
+    ok, png = cv2.imencode(".png", np.zeros((height, width, 3), np.uint8))
+    assert ok and len(png) < 40_000  # a tall PNG costs a filter byte per row
+    with pytest.raises(ImageSideTooLarge) as err:
+        decode_image(png.tobytes())
+    assert err.value.code == "image_side_too_large" and err.value.status == 413
+
+
+def test_large_images_are_downscaled_for_inference_but_report_their_size() -> None:
+    _, png = cv2.imencode(".png", np.full((8, 16_384, 3), 200, np.uint8))
+    out = decode_image(png.tobytes(), ImageLimits(infer_max_side=4096))
+    assert out.size == (16_384, 8) and out.rgb.shape == (2, 4096, 3)
+    small = decode_image(_encode("PNG", 640, 480), ImageLimits(infer_max_side=4096))
+    assert small.rgb.shape == (480, 640, 3)
+
+
+def test_a_jpeg_cut_in_the_middle_but_ending_in_ffd9_is_corrupt(hand_photos: list[tuple[Path, int]]) -> None:
+    data = hand_photos[0][0].read_bytes()
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 2000):
+        forged = data[:cut] + b"\xff\xd9"  # passes the end-marker check; the entropy data stops short
+        with pytest.raises(CorruptImage, match="corrupt"):
+            decode_image(forged)
+
+
+def test_every_labelled_photo_passes_the_strict_jpeg_decoder(hand_photos: list[tuple[Path, int]]) -> None:
+    for path, _ in hand_photos:
+        assert decode_image(path.read_bytes()).rgb.ndim == 3, path
 
 
 def test_size_limit_is_checked_first() -> None:
