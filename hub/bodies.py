@@ -3,14 +3,20 @@
 The size limit is enforced *while* the body arrives: a declared ``Content-Length`` over the limit is
 refused before reading anything, and a chunked or lying body is cut off at the first chunk that
 crosses the limit (``bounded``). The rest is never read, so a 1 GB upload costs us at most
-``MAX_REQUEST_SIZE``.
+``MAX_REQUEST_SIZE`` (or less: a single-image body is bounded by the base64 size of ``MAX_IMAGE_SIZE``).
+The whole body must also arrive within ``BODY_TIMEOUT`` (408 beyond), so a client trickling bytes holds
+a connection for a bounded time.
+
+A JSON body is measured while it arrives (``common.jsonsafe.Shape``: a 63 MB ``[[],[],…]`` is refused
+after its first 30 KB, instead of costing 2 GB and seconds of event loop), then parsed in a thread when
+large, and every decoded oddity becomes a 4xx there, in one place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import json
 import re
 from typing import Any
 
@@ -19,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
+from hgr.common import jsonsafe
 from hgr.common.errors import EmptyImage, HgrError, ImageTooLarge
 
 
@@ -40,17 +47,38 @@ class UnsupportedMediaType(HgrError):
     code = "unsupported_media_type"
 
 
-def bounded(request: Request, limit: int) -> Request:
-    """The same request, whose body can be read at most ``limit`` bytes far (RequestTooLarge beyond)."""
+class RequestTimeout(HgrError):
+    code = "request_timeout"
+
+
+# JSON bodies above this size are parsed in a thread: json.loads takes ~1 ms per MB of base64 on this
+# hardware, and the event loop must keep answering /health and streams meanwhile.
+OFF_LOOP_BYTES = 256 * 1024
+
+
+def single_image_body_limit(max_image_size: int, max_request_size: int) -> int:
+    """The most a one-image JSON body can need: the base64 of ``MAX_IMAGE_SIZE`` plus 64 KB of the rest."""
+    return min(max_request_size, 4 * -(-max_image_size // 3) + 64 * 1024)
+
+
+def bounded(request: Request, limit: int, timeout: float | None = None) -> Request:
+    """The same request, whose body can be read at most ``limit`` bytes far (RequestTooLarge beyond) and,
+    with ``timeout``, must have arrived in full within that many seconds (RequestTimeout beyond)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"the request body is {declared} bytes; the limit is {limit} bytes")
     received = 0
     receive = request.receive
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
 
     async def bounded_receive() -> Message:
         nonlocal received
-        message = await receive()
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
@@ -60,24 +88,38 @@ def bounded(request: Request, limit: int) -> Request:
     return Request(request.scope, bounded_receive)
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    body = await bounded(request, limit).body()
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_json(request: Request, limit: int, json_limits: jsonsafe.JsonLimits,
+                    timeout: float | None = None) -> Any:
+    """The JSON document of the body: 415 unless ``application/json`` (or ``…+json``), 413 past ``limit``
+    bytes or the JSON limits (checked chunk by chunk as the body arrives), 408 past ``timeout``, 400 for
+    anything ``common.jsonsafe`` refuses. Large bodies are parsed off the event loop."""
+    kind = media_type(request)
+    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+        raise UnsupportedMediaType(f"send the body as Content-Type: application/json (got {kind[:60] or 'none'!r})")
+    shape = jsonsafe.Shape(json_limits)
+    body = bytearray()
+    async for chunk in bounded(request, limit, timeout).stream():
+        shape.feed(chunk)
+        body += chunk
     if not body:
-        raise BadRequest("the request body is empty; send a JSON object", code="bad_json")
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"the body is not valid JSON ({exc.__class__.__name__})", code="bad_json") from None
+        raise jsonsafe.BadJson("the request body is empty; send a JSON object")
+    if len(body) <= OFF_LOOP_BYTES:
+        return jsonsafe.loads(body, json_limits, measured=True)
+    return await asyncio.to_thread(jsonsafe.loads, body, json_limits, measured=True)
 
 
-async def read_form(request: Request, limit: int, max_files: int) -> FormData:
+async def read_form(request: Request, limit: int, max_files: int, timeout: float | None = None) -> FormData:
     """Parse a multipart body, streamed (files spill to disk past 1 MB) and bounded."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
+    if media_type(request) != "multipart/form-data":
         raise UnsupportedMediaType("send multipart/form-data with one or more `file` fields")
     try:
         # max_part_size bounds the non-file fields (options); file parts are bounded by `limit`.
-        return await bounded(request, limit).form(max_files=max_files, max_fields=16, max_part_size=64 * 1024)
+        return await bounded(request, limit, timeout).form(max_files=max_files, max_fields=16,
+                                                           max_part_size=64 * 1024)
     except HTTPException as exc:  # starlette turns multipart errors into HTTPException(400)
         detail = str(exc.detail)
         if "Too many files" in detail:

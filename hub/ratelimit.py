@@ -122,6 +122,34 @@ class RateLimiter:
         metrics.RATE_LIMIT.labels("limited").inc()
         raise _refusal(verdict, cost, policy)
 
+    async def admit(self, identity: str, override: tuple[int, float] | None = None) -> int:
+        """Before reading a body whose cost is not known yet (a batch, an upload): refuse (429) a key
+        that cannot afford a single image, so it cannot make us read and parse megabytes only to be
+        refused; charge nothing otherwise. Returns the images charged: 0, or 1 in shadow mode or when the
+        key ran out between the look and the refusal (``check_rest`` then charges that much less)."""
+        if not self.enabled:
+            return 0
+        now_us = int(time.time() * US)
+        try:  # a cost-0 decision changes nothing and tells what is left
+            left = (await self.store.decide(self.prefix + identity, now_us, 0, self.policy_for(override))).remaining
+        except RedisDown:
+            return 0  # the charge after the read applies RATE_LIMIT_FAIL
+        if left >= 1:
+            return 0
+        await self.check(identity, 1, override)  # refuses with the usual headers and metrics
+        return 1
+
+    async def check_rest(self, identity: str, total: int, paid: int,
+                         override: tuple[int, float] | None = None) -> Verdict:
+        """Charge a request whose cost (``total`` images) became known after ``paid`` were charged up
+        front (``admit``). A ``total`` over the whole allowance is refused as ``check`` would refuse it."""
+        policy = self.policy_for(override)
+        if self.enabled and not self.settings.rate_limit_shadow and total > policy.capacity:
+            metrics.RATE_LIMIT.labels("limited").inc()
+            too_costly = Verdict(False, policy.capacity, 0, 0, math.ceil(policy.window_s), "too_costly")
+            raise _refusal(too_costly, total, policy)
+        return await self.check(identity, max(0, total - paid), override)
+
     def _store_down(self, policy: Policy) -> Verdict:
         if self.settings.rate_limit_fail == "open" or self.settings.rate_limit_shadow:
             metrics.RATE_LIMIT.labels("error_allowed").inc()

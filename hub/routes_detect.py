@@ -4,13 +4,15 @@ Every request: identify the caller (auth) → read the body within limits → ch
 one unit per image → run the images concurrently (the pool batches them across its workers; each
 request keeps only a few images queued at a time, so concurrent requests interleave fairly) → answer
 with the RateLimit-* headers.
-The single-image endpoint is charged before its body is read, so a limited client cannot make us
-read megabytes only to refuse them.
+A limited client cannot make us read and parse megabytes only to refuse them: the single-image
+endpoint is charged before its body is read, and a batch or upload is admitted only if the key can
+afford one image (``RateLimiter.admit``), then charged in full once its images are counted, before
+any of them is decoded. Bodies are read by ``hub.bodies`` (size, time and JSON-shape limits
+while they arrive; every JSON oddity a 4xx from ``common.jsonsafe``).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Protocol
 
@@ -19,11 +21,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from hgr.common import jsonsafe
 from hgr.common.auth import KeyRing
 from hgr.common.config import Settings
 from hgr.common.errors import HgrError, ImageTooLarge
 from hgr.common.options import DetectOptions
-from hgr.hub.bodies import InvalidRequest, RequestTooLarge, decode_base64_image, read_form, read_json
+from hgr.hub.bodies import (
+    InvalidRequest,
+    RequestTooLarge,
+    decode_base64_image,
+    read_form,
+    read_json,
+    single_image_body_limit,
+)
 from hgr.hub.callers import Caller, identify
 from hgr.hub.detection import Detection, Item
 from hgr.hub.ratelimit import RateLimiter
@@ -47,15 +57,22 @@ class DetectHost(Protocol):
 
 def routes(hub: DetectHost) -> list[Route]:
     s = hub.settings
+    json_limits = jsonsafe.JsonLimits(s.max_json_depth, s.max_json_values)
+    single_limit = single_image_body_limit(s.max_image_size, s.max_request_size)
 
     async def charge(request: Request, caller: Caller, cost: int) -> dict[str, str]:
         request.state.images = cost
         return (await hub.limiter.check(caller.bucket, cost, caller.limit)).headers()
 
+    async def charge_rest(request: Request, caller: Caller, cost: int, paid: int) -> dict[str, str]:
+        """A request admitted before its body was read (``paid``: what admitting it charged)."""
+        request.state.images = cost
+        return (await hub.limiter.check_rest(caller.bucket, cost, paid, caller.limit)).headers()
+
     async def detect(request: Request) -> JSONResponse:
         received = time.monotonic()
         headers = await charge(request, identify(request, hub.keyring, s.auth_enabled), 1)
-        body = await read_json(request, s.max_request_size)
+        body = await read_json(request, single_limit, json_limits, s.body_timeout)
         if not isinstance(body, dict):
             raise InvalidRequest("the body must be a JSON object with `image_base64`")
         if "image_base64" not in body:
@@ -72,7 +89,8 @@ def routes(hub: DetectHost) -> list[Route]:
     async def detect_batch(request: Request) -> JSONResponse:
         received = time.monotonic()
         caller = identify(request, hub.keyring, s.auth_enabled)  # 401/403 before reading a byte
-        body = await read_json(request, s.max_request_size)
+        paid = await hub.limiter.admit(caller.bucket, caller.limit)  # 429 before reading a byte
+        body = await read_json(request, s.max_request_size, json_limits, s.body_timeout)
         images = body.get("images") if isinstance(body, dict) else None
         if not isinstance(images, list) or not images:
             raise InvalidRequest("the body must be {\"images\": [{\"image_id\": ..., \"image_base64\": ...}, ...]}")
@@ -80,7 +98,7 @@ def routes(hub: DetectHost) -> list[Route]:
             raise RequestTooLarge(f"{len(images)} images; at most {s.max_batch_images} per request",
                                   code="too_many_images")
         batch_opts = DetectOptions.parse(body.get("options"), hub.defaults)
-        headers = await charge(request, caller, len(images))
+        headers = await charge_rest(request, caller, len(images), paid)
         items: list[Item] = []
         for i, item in enumerate(images):
             image_id, data, opts = _batch_item(item, i, batch_opts, s.max_image_size)
@@ -91,17 +109,16 @@ def routes(hub: DetectHost) -> list[Route]:
     async def detect_upload(request: Request) -> JSONResponse:
         received = time.monotonic()
         caller = identify(request, hub.keyring, s.auth_enabled)
-        form = await read_form(request, s.max_request_size, s.max_batch_images)
+        paid = await hub.limiter.admit(caller.bucket, caller.limit)
+        form = await read_form(request, s.max_request_size, s.max_batch_images, s.body_timeout)
         try:
             files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
             if not files:
                 raise InvalidRequest("no file: send one or more multipart fields named `file`")
             raw_opts = form.get("options")
-            try:
-                opts = DetectOptions.parse(json.loads(raw_opts) if isinstance(raw_opts, str) else None, hub.defaults)
-            except ValueError:
-                raise InvalidRequest("`options` must be a JSON object") from None
-            headers = await charge(request, caller, len(files))
+            opts = DetectOptions.parse(jsonsafe.loads(raw_opts, json_limits) if isinstance(raw_opts, str) else None,
+                                       hub.defaults)
+            headers = await charge_rest(request, caller, len(files), paid)
             items: list[Item] = []
             for i, f in enumerate(files):
                 data: bytes | HgrError

@@ -159,7 +159,7 @@ async def test_ops_endpoints(secured: str) -> None:
         info = (await client.get("/model/info")).json()
         assert info["default"] == "full" and info["variants"]["full"].startswith("hand_landmarker-")
         metrics = await client.get("/metrics")
-        assert metrics.status_code == 200 and "http_requests_total" in metrics.text
+        assert metrics.status_code == 200 and "hand_gesture_requests_total" in metrics.text
         assert 'route="/detect-fingers"' in metrics.text
 
 
