@@ -14,7 +14,8 @@ import logging
 from collections.abc import Sequence
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import Scope
 
 from hgr.common.config import Settings
 from hgr.common.lifespan import lifespan
@@ -31,7 +32,23 @@ def combine_routes(hub_routes: Sequence[BaseRoute], edge_routes: Sequence[BaseRo
     taken = {getattr(r, "path", None) for r in hub_routes}
     edge_only = [r for r in edge_routes if getattr(r, "path", None) not in taken]
     routes = [*hub_routes, *edge_only]
-    return [r for r in routes if not isinstance(r, Mount)] + [r for r in routes if isinstance(r, Mount)]
+    plain = [r for r in routes if not isinstance(r, Mount)]
+    return plain + [YieldingMount(r, plain) for r in routes if isinstance(r, Mount)]
+
+
+class YieldingMount(Mount):
+    """A mount (the web demo at ``/``) that yields every path a route before it owns: GET on a POST-only
+    route then gets the router's 405, as on ``hgr hub``, instead of the static files' 404 (Starlette's
+    router takes a later full match over an earlier method mismatch)."""
+
+    def __init__(self, mount: Mount, routes: list[BaseRoute]) -> None:
+        super().__init__(mount.path, app=mount.app, name=mount.name)
+        self.routes_before = routes
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if any(r.matches(scope)[0] != Match.NONE for r in self.routes_before):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 def create_app(settings: Settings) -> Starlette:

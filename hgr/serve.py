@@ -3,6 +3,12 @@
 Server options are the ones measured fastest for JPEG frames over WebSocket (docs/protocol.md):
 websockets-sansio, uvloop, httptools, and no permessage-deflate (it cannot shrink JPEG and cost 50×
 in throughput).
+
+Slow clients (docs/deployment.md "Hardening"): uvicorn closes an idle keep-alive connection after
+``KEEP_ALIVE_TIMEOUT`` but has no timeout for a request's headers, so ``HeaderTimeoutProtocol`` closes a
+connection whose headers are not complete ``HEADER_TIMEOUT`` seconds after it opened (or after the first
+byte of a further request). Bodies have ``BODY_TIMEOUT`` (``hub.bodies``); WebSocket streams
+``IDLE_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -30,10 +36,14 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     ws = "websockets-sansio"
     if importlib.util.find_spec("uvicorn.protocols.websockets.websockets_sansio_impl") is None:  # older uvicorn
         ws = "websockets"
+    http: str | type[asyncio.Protocol] = "h11"  # h11 bounds header size (16 KB) but has no header timeout
+    if importlib.util.find_spec("httptools"):
+        http = header_timeout_protocol(settings.header_timeout)
     return {
         "ws": ws,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "http": http,
+        "timeout_keep_alive": settings.keep_alive_timeout,
         "ws_per_message_deflate": False,
         # uvicorn closes a larger message with 1009 before buffering it; the session checks again.
         "ws_max_size": settings.max_frame_bytes,
@@ -43,6 +53,48 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "server_header": False,
         "timeout_graceful_shutdown": 10,
     }
+
+
+def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with a deadline on headers: a connection that has not completed a
+    request's headers ``seconds`` after it opened, or after that request's first byte, is closed (a
+    slowloris client otherwise holds its socket and buffer forever)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutProtocol
 
 
 class GracefulServer(uvicorn.Server):

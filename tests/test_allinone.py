@@ -82,6 +82,9 @@ def test_one_port_serves_demo_rest_and_openapi(up: tuple[str, subprocess.Popen, 
     assert again["cached"] is True, "the in-process cache answers a repeated image"
     status, missing = http_get(base + "/no-such-thing")
     assert status == 404 and json.loads(missing)["error"]["code"] == "not_found"
+    for post_only in ("/detect-fingers", "/detect-fingers-batch", "/detect-fingers-upload"):
+        status, wrong = http_get(base + post_only)  # 405 as on `hgr hub`, not the static mount's 404
+        assert status == 405 and json.loads(wrong)["error"]["code"] == "method_not_allowed", post_only
     status, spec = http_get(base + "/openapi.json")
     assert status == 200 and "/detect-fingers" in json.loads(spec)["paths"]
 
