@@ -310,16 +310,21 @@ def with_ratios(edge: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return edge
 
 
-def targets(kinds: dict[str, Any], one_stream_overhead_ms: float | None,
-            base_kinds: dict[str, Any]) -> dict[str, Any]:
-    """The issue's acceptance figures, as measured in this run (None where the mix lacks the kind).
-    The baseline's own one-hand agreement comes along: MediaPipe's VIDEO-mode tracking miscounts some
-    photos it counts right as stills, so the edge's agreement is to be read next to it."""
+def targets(edge: dict[str, Any], one_stream_overhead_ms: float | None, base: dict[str, Any]) -> dict[str, Any]:
+    """The issue's acceptance figures, as measured in this run (None where the run lacks the kind): the
+    mix's throughput ratio, each kind's ratio when run alone (else its share of the mix), the one-hand
+    agreement in the mix. The baseline's own one-hand agreement comes along: MediaPipe's VIDEO-mode
+    tracking miscounts some photos it counts right as stills, so the edge's is to be read next to it."""
+    def kind_ratio(kind: str) -> float | None:
+        row = edge.get(f"{kind}_alone", {}).get(kind) or edge["mix"].get(kind, {})
+        ratio: float | None = row.get("ratio_to_baseline")
+        return ratio
+
     values: dict[str, float | None] = {
-        "throughput_ratio": kinds.get("all", {}).get("ratio_to_baseline"),
-        "one_hand_ratio": kinds.get("one_hand", {}).get("ratio_to_baseline"),
-        "empty_ratio": kinds.get("empty", {}).get("ratio_to_baseline"),
-        "one_hand_agreement": kinds.get("one_hand", {}).get("agreement"),
+        "throughput_ratio": edge["mix"]["all"]["ratio_to_baseline"],
+        "one_hand_ratio": kind_ratio("one_hand"),
+        "empty_ratio": kind_ratio("empty"),
+        "one_hand_agreement": edge["mix"].get("one_hand", {}).get("agreement"),
         "one_stream_overhead_ms": one_stream_overhead_ms,
     }
     out: dict[str, Any] = {}
@@ -327,7 +332,7 @@ def targets(kinds: dict[str, Any], one_stream_overhead_ms: float | None,
         out[name] = value
         at_most = name.endswith("_ms")  # a time must stay under its bound, a ratio reach it
         out[f"{name}_ok"] = None if value is None else (value <= TARGETS[name] if at_most else value >= TARGETS[name])
-    out["one_hand_agreement_baseline"] = base_kinds.get("one_hand", {}).get("agreement")
+    out["one_hand_agreement_baseline"] = base["mix"].get("one_hand", {}).get("agreement")
     return out
 
 
@@ -382,28 +387,54 @@ async def run(ctx: Context) -> dict[str, Any]:
         "duration_s": duration, "warmup_s": warmup, "workers": workers, "num_hands": settings.num_hands,
     }
 
-    ctx.log(f"camera: baseline, {len(clips)} streams in {workers} processes × {duration:.0f} s")
-    base_run = await baseline(settings, model_path, clips, workers, warmup, duration)
-    base_mix = by_kind(measured(base_run, warmup, duration), clips, duration)
+    # The mix shows how the kinds share the service; but closed-loop streams are served in turn, so
+    # within a mix every kind gets about the same ratio. A kind's own gain shows when its streams run
+    # alone: as many streams as the mix has, its clips repeated.
+    loads = {"mix": clips}
+    for kind in parse_kinds(args.camera_alone):
+        own = [c for c in clips if c.kind == kind]
+        if own:
+            loads[f"{kind}_alone"] = [own[i % len(own)] for i in range(len(clips))]
+    out["loads"] = {name: [clips.index(c) for c in load] for name, load in loads.items()}
+
+    base: dict[str, Any] = {"processes": workers}
+    for name, load in loads.items():
+        ctx.log(f"camera: baseline, {name}: {len(load)} streams in {workers} processes × {duration:.0f} s")
+        base_run = await baseline(settings, model_path, load, workers, warmup, duration)
+        base[name] = by_kind(measured(base_run, warmup, duration), load, duration)
     ctx.log(f"camera: baseline, 1 {single.kind} stream × {duration:.0f} s")
     base_run = await baseline(settings, model_path, [single], 1, warmup, duration)
     base_one = summarise(measured(base_run, warmup, duration), [single], duration)
-    out["baseline"] = {"processes": workers, "kinds": base_mix, "one_stream": base_one}
+    base["one_stream"] = base_one
+    out["baseline"] = base
 
     out["edge"] = []
     for env_text in args.edge_env or [""]:
         extra = parse_env(env_text)
         env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(len(clips) + 8), "AUTH_ENABLED": "false",
                "LOG_LEVEL": "warning", "WORKERS": str(workers), **extra}
+        runs: dict[str, Run] = {}
         with tempfile.NamedTemporaryFile("w", prefix="hgr-bench-camera-", suffix=".log", delete=False) as log_file:
             ctx.log(f"camera: edge {extra or '(environment as is)'} starting (log {log_file.name})")
-            with running_edge(env, log_file=log_file) as (port, _):
-                url = f"ws://127.0.0.1:{port}/ws"
-                ctx.log(f"camera: edge, {len(clips)} streams × {duration:.0f} s")
-                mix_run = await edge_streams(url, clips, warmup, duration)
-                ctx.log(f"camera: edge, 1 {single.kind} stream × {duration:.0f} s")
-                one_run = await edge_streams(url, [single], warmup, duration)
-        kinds = with_ratios(by_kind(measured(mix_run, warmup, duration), clips, duration), base_mix)
+            try:
+                with running_edge(env, log_file=log_file) as (port, _):
+                    url = f"ws://127.0.0.1:{port}/ws"
+                    for name, load in loads.items():
+                        ctx.log(f"camera: edge, {name}: {len(load)} streams × {duration:.0f} s")
+                        runs[name] = await edge_streams(url, load, warmup, duration)
+                    ctx.log(f"camera: edge, 1 {single.kind} stream × {duration:.0f} s")
+                    one_run = await edge_streams(url, [single], warmup, duration)
+            except (OSError, RuntimeError, TimeoutError, KeyError) as exc:
+                # one configuration that does not start or breaks a stream must not cost the other runs
+                ctx.log(f"camera: edge {extra} failed: {exc!r} (log {log_file.name})")
+                out["edge"].append({"env": extra, "failed": repr(exc), "log": log_file.name})
+                continue
+        result: dict[str, Any] = {"env": extra}
+        errors: dict[str, int] = {}
+        for name, load in loads.items():
+            result[name] = with_ratios(by_kind(measured(runs[name], warmup, duration), load, duration), base[name])
+            for code, n in runs[name].errors.items():
+                errors[code] = errors.get(code, 0) + n
         one = summarise(measured(one_run, warmup, duration), [single], duration)
         one["ratio_to_baseline"] = round(one["fps"] / base_one["fps"], 3) if base_one["fps"] else None
         overhead = None
@@ -413,9 +444,19 @@ async def run(ctx: Context) -> dict[str, Any]:
         # what the edge adds to its own decode + inference for the very same frames (drift cancelled)
         if one["latency_ms"]["p50"] is not None and one["model_ms"]["p50"] is not None:
             one["added_p50_ms"] = round(one["latency_ms"]["p50"] - one["model_ms"]["p50"], 3)
-        out["edge"].append({"env": extra, "kinds": kinds, "errors": {**mix_run.errors, **one_run.errors},
-                            "one_stream": one, "targets": targets(kinds, overhead, base_mix)})
+        for code, n in one_run.errors.items():
+            errors[code] = errors.get(code, 0) + n
+        result.update(errors=errors, one_stream=one, targets=targets(result, overhead, base))
+        out["edge"].append(result)
     return out
+
+
+def parse_kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    for kind in kinds:
+        if kind not in camclips.KINDS:
+            raise ValueError(f"unknown scene kind {kind!r}; one of {', '.join(camclips.KINDS)}")
+    return kinds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -424,6 +465,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"camera: streams per scene kind (default {DEFAULT_MIX})")
     parser.add_argument("--edge-env", action="append", default=None, metavar="KEY=VALUE[,KEY=VALUE]",
                         help="camera: one edge run with these environment overrides; repeat to compare configurations")
+    parser.add_argument("--camera-alone", default="empty,one_hand",
+                        help="camera: scene kinds also run alone, as many streams as the mix (default empty,one_hand)")
     parser.add_argument("--camera-warmup", type=float, default=WARMUP_S,
                         help=f"camera: seconds every stream runs before frames count (default {WARMUP_S:g})")
     parser.add_argument("--seed", type=int, default=14, help="camera: clip seed (same seed, same frames)")
@@ -444,6 +487,10 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f} %"
 
 
+def _edge_name(edge: dict[str, Any]) -> str:
+    return "edge " + (",".join(f"{k}={v}" for k, v in edge["env"].items()) or "(default)")
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The tables docs/benchmarks.md shows, from one ``camera`` report."""
     base = report["baseline"]
@@ -457,22 +504,26 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{_pct(r['agreement'])} / {_pct(r['hands_agreement'])} | {_pct(r['detector_fraction'])} | "
                 f"{_pct(r['gated_fraction'])} |")
 
-    runs = [("baseline (raw VIDEO)", base["kinds"])]
-    runs += [("edge " + (",".join(f"{k}={v}" for k, v in e["env"].items()) or "(default)"), e["kinds"])
-             for e in report["edge"]]
-    for name, kinds in runs:
-        lines += [row(name, kind, kinds[kind]) for kind in (*camclips.KINDS, "all") if kind in kinds]
+    edges = [e for e in report["edge"] if "failed" not in e]
+    sides = [("baseline (raw VIDEO)", base)] + [(_edge_name(e), e) for e in edges]
+    for load in report["loads"]:
+        for name, side in sides:
+            kinds = side[load]
+            shown = (*camclips.KINDS, "all") if load == "mix" else tuple(k for k in camclips.KINDS if k in kinds)
+            lines += [row(name, f"{kind} ({load})" if load != "mix" else kind, kinds[kind])
+                      for kind in shown if kind in kinds]
     lines += ["", ("| run | 1 one-hand stream: frames/s | latency p50 / p99 | p50 over raw per-frame p50 "
                    "| added to its own decode + inference (p50) |"), "| --- | --- | --- | --- | --- |",
               (f"| baseline (raw VIDEO) | {base['one_stream']['fps']:.1f} | "
                f"{_ms(base['one_stream']['model_ms'], 'p50')} / {_ms(base['one_stream']['model_ms'], 'p99')} ms "
                "| — | — |")]
-    for e in report["edge"]:
+    for e in edges:
         one = e["one_stream"]
-        name = "edge " + (",".join(f"{k}={v}" for k, v in e["env"].items()) or "(default)")
+        name = _edge_name(e)
         lines.append(f"| {name} | {one['fps']:.1f} | {_ms(one['latency_ms'], 'p50')} / "
                      f"{_ms(one['latency_ms'], 'p99')} ms | {one['overhead_over_raw_p50_ms']} ms | "
                      f"{one.get('added_p50_ms')} ms |")
+    lines += [f"\n{_edge_name(e)} failed: {e['failed']}" for e in report["edge"] if "failed" in e]
     return "\n".join(lines)
 
 

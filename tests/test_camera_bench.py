@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from hgr.loadtest.camera import markdown
+
 KINDS = ("empty", "one_hand", "two_hands")
 ROW_KEYS = {"frames", "fps", "latency_ms", "model_ms", "agreement", "hands_agreement", "detector_fraction",
             "gated_fraction"}
@@ -22,7 +24,7 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
     argv = [sys.executable, "-m", "hgr", "bench", "--sections", "camera", "--duration", "2",
             "--camera-warmup", "1", "--camera-mix", "empty=1,one_hand=1,two_hands=1", "--scenes", "1",
             "--clip-hold", "10", "--photos", str(hand_photos[0][0].parent), "--workers", "2",
-            "--edge-env", "MAX_FPS=1000"]
+            "--camera-alone", "one_hand", "--edge-env", "MAX_FPS=1000"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)["camera"]
@@ -30,11 +32,12 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
     streams = report["clips"]["streams"]
     assert [s["kind"] for s in streams] == list(KINDS) and all(s["frames"] == 10 for s in streams)
     assert report["workers"] == 2 and report["baseline"]["processes"] == 2
+    assert report["loads"] == {"mix": [0, 1, 2], "one_hand_alone": [1, 1, 1]}
 
-    base = report["baseline"]["kinds"]
+    base = report["baseline"]["mix"]
     [edge] = report["edge"]
     assert edge["env"] == {"MAX_FPS": "1000"} and edge["errors"] == {}
-    for side in (base, edge["kinds"]):
+    for side in (base, edge["mix"]):
         assert set(side) == {*KINDS, "all"}
         for kind in (*KINDS, "all"):
             row = side[kind]
@@ -44,10 +47,17 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
         assert side["empty"]["agreement"] >= 0.9 and side["empty"]["hands_agreement"] >= 0.9
         assert side["one_hand"]["hands_agreement"] >= 0.8 and side["one_hand"]["agreement"] >= 0.5
         assert side["two_hands"]["hands_agreement"] >= 0.5
-    assert all(edge["kinds"][k]["ratio_to_baseline"] > 0 for k in (*KINDS, "all"))
+    assert all(edge["mix"][k]["ratio_to_baseline"] > 0 for k in (*KINDS, "all"))
+    for side in (report["baseline"], edge):  # the one-hand clip alone, on as many streams as the mix
+        alone = side["one_hand_alone"]
+        assert set(alone) == {"one_hand", "all"} and alone["one_hand"]["frames"] > 0
+    assert edge["targets"]["one_hand_ratio"] == edge["one_hand_alone"]["one_hand"]["ratio_to_baseline"]
 
     one = edge["one_stream"]
     assert one["frames"] > 0 and report["baseline"]["one_stream"]["frames"] > 0
     assert isinstance(one["overhead_over_raw_p50_ms"], float)
     assert set(edge["targets"]) >= {"throughput_ratio", "throughput_ratio_ok", "one_hand_agreement",
                                     "one_stream_overhead_ms"}
+    table = markdown(report)  # the docs' tables: a row per side and kind, mix and alone
+    assert "| baseline (raw VIDEO) | one_hand (one_hand_alone) |" in table
+    assert "| edge MAX_FPS=1000 | two_hands |" in table
