@@ -42,6 +42,9 @@ class Settings:
     host: str = _s("HOST", "127.0.0.1", "Address the HTTP/WebSocket server binds to.")
     port: int = _s("PORT", 8000, "Port of `hgr up` and `hgr hub`.", min=0, max=65535)
     edge_port: int = _s("EDGE_PORT", 8001, "Port of `hgr edge` when run on its own.", min=0, max=65535)
+    metrics_port: int = _s("METRICS_PORT", 0, "Also serve Prometheus `/metrics` on this port, on its own listener "
+                           "(HOST); 0 = only on the main port. Must differ from the server's port.",
+                           min=0, max=65535)
     workers: int = _s("WORKERS", 0, "Inference worker processes; 0 = one per CPU core.", min=0, max=256)
 
     # --- model ---
@@ -141,7 +144,7 @@ class Settings:
 
     # --- rate limiting (hub) ---
     rate_limit_enabled: bool = _s("RATE_LIMIT_ENABLED", True, "Global per-key/per-IP rate limit on REST.")
-    rate_limit_requests: int = _s("RATE_LIMIT_REQUESTS", 100, "Requests (images) allowed per window.", min=1)
+    rate_limit_requests: int = _s("RATE_LIMIT_REQUESTS", 200, "Requests (images) allowed per window.", min=1)
     rate_limit_window: float = _s("RATE_LIMIT_WINDOW", 60.0, "Window length, seconds.", min=0.001)
     rate_limit_burst: int = _s("RATE_LIMIT_BURST", 0, "Extra requests allowed at once above the steady rate.",
                                min=0)

@@ -47,9 +47,11 @@ MQTT_OUTBOX = Gauge("hgr_mqtt_outbox_messages", "Messages waiting for the broker
 MQTT_OUTBOX_DROPPED = Counter("hgr_mqtt_outbox_dropped_total", "Messages dropped from a full outbox.", ["kind"])
 
 # --- hub: HTTP, cache, rate limits, redis ---
-HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests.", ["service", "method", "route", "status"])
-HTTP_DURATION = Histogram("http_request_duration_seconds", "HTTP request time.", ["service", "route"],
-                          buckets=HTTP)
+# The deployment guide's names (before: http_requests_total / http_request_duration_seconds, not exported
+# any more: one name per series; monitoring/ reads these).
+HTTP_REQUESTS = Counter("hand_gesture_requests_total", "HTTP requests.", ["service", "method", "route", "status"])
+HTTP_DURATION = Histogram("hand_gesture_request_duration_seconds", "HTTP request time.",
+                          ["service", "method", "route", "status"], buckets=HTTP)
 CACHE = Counter("hgr_cache_requests_total", "Result cache look-ups.", ["result"])  # hit | miss | error
 RATE_LIMIT = Counter("hgr_rate_limit_decisions_total", "Rate-limit decisions.", ["decision"])
 # decision: allowed | limited | near_limit | shadow_limited | error_allowed | error_refused

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import uvicorn
+from prometheus_client import start_http_server
 from starlette.applications import Starlette
 
 from hgr.common.config import Settings, load_settings
@@ -97,6 +98,19 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
     return HeaderTimeoutProtocol
 
 
+def start_metrics_listener(settings: Settings, port: int) -> None:
+    """METRICS_PORT: the process's Prometheus registry (what ``/metrics`` serves) on a listener of its own,
+    prometheus_client's threaded HTTP server, so a Prometheus set up to scrape a separate port (the
+    deployment guide's 8001) works. ``/metrics`` stays on the main port as well."""
+    if settings.metrics_port == port:
+        raise SystemExit(f"METRICS_PORT={settings.metrics_port} is the server's own port: choose another, or "
+                         "leave it unset for /metrics on the main port")
+    try:
+        start_http_server(settings.metrics_port, addr=settings.host)
+    except OSError as exc:
+        raise SystemExit(f"METRICS_PORT={settings.metrics_port}: cannot listen on {settings.host}: {exc}") from None
+
+
 class GracefulServer(uvicorn.Server):
     """uvicorn closes every open WebSocket with 1012 *before* the app's lifespan shutdown runs, which
     would cut off frames in inference. This server runs ``before_shutdown`` hooks first (for the edge:
@@ -131,6 +145,9 @@ def run(argv: Sequence[str], *, prog: str, description: str, port_setting: str,
     port = getattr(settings, port_setting)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(banner(settings, shown, port), flush=True)
+    if settings.metrics_port:
+        start_metrics_listener(settings, port)
+        print(f"metrics also on http://{shown}:{settings.metrics_port}/metrics (METRICS_PORT)", flush=True)
     config = uvicorn.Config(app, host=settings.host, port=port, **uvicorn_options(settings))
     try:
         GracefulServer(config, before_shutdown=before_shutdown(app)).run()

@@ -1,7 +1,7 @@
 """HTTP plumbing every route shares, as one pure ASGI middleware (usable by the hub and the all-in-one).
 
 Per request: a request id (the client's ``X-Request-ID`` if sane, else a fresh one) set in
-``common.logs.request_id_var`` and echoed back; ``http_requests_total`` / ``http_request_duration``
+``common.logs.request_id_var`` and echoed back; ``hand_gesture_requests_total`` / ``hand_gesture_request_duration``
 labelled by route template (never the raw path); one structured access-log line; and errors as JSON
 ``{"error": {"code", "message", "request_id"}}``: an ``HgrError`` with its status, anything else a
 500 ``internal_error`` whose traceback goes to the log, never to the client.
@@ -114,7 +114,7 @@ class HubMiddleware:
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route = route_label(scope)
         metrics.HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
-        metrics.HTTP_DURATION.labels(self.service, route).observe(elapsed)
+        metrics.HTTP_DURATION.labels(self.service, scope["method"], route, str(status)).observe(elapsed)
         state: dict[str, Any] = scope.get("state") or {}
         if status >= 400:
             metrics.ERRORS.labels(self.service, state.get("error_code") or _STATUS_CODES.get(status, str(status))).inc()

@@ -174,7 +174,7 @@ def test_dashboards_are_well_formed() -> None:
                    "hgr_fleet_edge_dropped_frames", "hand_gesture_errors_total", "hgr_fleet_key_frames"):
         assert metric in overview, metric
     hub = json.dumps(dashboard_files()["hgr-hub.json"])
-    for metric in ("http_request_duration_seconds_bucket", "ml_inference_total", "batch_processing_size_bucket",
+    for metric in ("hand_gesture_request_duration_seconds_bucket", "ml_inference_total", "batch_processing_size_bucket",
                    "hgr_cache_requests_total", "hgr_rate_limit_decisions_total"):
         assert metric in hub, metric
 

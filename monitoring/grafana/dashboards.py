@@ -123,7 +123,7 @@ def fleet_overview() -> dict[str, Any]:
                   quantiles("hgr_frame_latency_seconds", 'job="hgr-edge"'), unit="s", width=12,
                   description="Arrival at the edge to result sent, over every edge Prometheus scrapes."),
             Panel("REST latency percentiles (hub)",
-                  quantiles("http_request_duration_seconds",
+                  quantiles("hand_gesture_request_duration_seconds",
                             'job="hgr-hub", route!~"/metrics|/health|/ready"'), unit="s", width=12),
         ]),
         Row("Drops and errors", [
@@ -237,13 +237,13 @@ def hub_overview() -> dict[str, Any]:
                      "fleet ingest of the hub replicas.", [
         Row("API", [
             Panel("Requests by route and status", [
-                (f"sum by (route, status) (rate(http_requests_total{{{HUB}}}[{RATE}]))", "{{route}} {{status}}")],
+                (f"sum by (route, status) (rate(hand_gesture_requests_total{{{HUB}}}[{RATE}]))", "{{route}} {{status}}")],
                 unit="reqps", width=12),
             Panel("Latency by route (p95)", [
-                (f"histogram_quantile(0.95, sum by (route, le) (rate(http_request_duration_seconds_bucket{{{HUB}}}[{RATE}])))",
+                (f"histogram_quantile(0.95, sum by (route, le) (rate(hand_gesture_request_duration_seconds_bucket{{{HUB}}}[{RATE}])))",
                  "{{route}}")], unit="s", width=12),
             Panel("REST latency percentiles",
-                  quantiles("http_request_duration_seconds", f'{HUB}, route!~"/metrics|/health|/ready"'), unit="s",
+                  quantiles("hand_gesture_request_duration_seconds", f'{HUB}, route!~"/metrics|/health|/ready"'), unit="s",
                   width=8),
             Panel("5xx ratio", [('hgr:http_error_ratio:rate5m{service="hub"}', "5xx")], unit="percentunit",
                   width=8),
