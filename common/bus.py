@@ -257,7 +257,10 @@ class MqttBus(Bus):
         self.client.max_inflight_messages_set(200)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self._subs: list[tuple[str, int]] = []
+        self.subacks = 0  # SUBACKs since the last CONNACK (written by paho's thread; an int, read on the loop)
+        self.refused: str | None = None  # the broker's reason when it last refused our CONNECT
         self._inbox: deque[tuple[str, bytes, dict[str, Any]]] = deque()
         self._routes: list[tuple[str, Handler]] = []
         self._route_cache: dict[str, list[Handler]] = {}
@@ -312,13 +315,29 @@ class MqttBus(Bus):
     # --- paho thread → loop ---
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
+            self.refused = str(reason_code)
             log.warning("MQTT connect to %s:%s refused: %s", self.host, self.port, reason_code)
             return
+        self.refused = None
+        self.subacks = 0
         # Without a kept session the broker forgot our subscriptions: renew them (harmless with one).
         for topic_filter, qos in self._subs:
             client.subscribe(topic_filter, qos=qos)
         self.connects += 1
         self._call(self._set_connected, True)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        self.subacks += 1
+
+    async def wait_subscribed(self, timeout: float) -> bool:
+        """Wait (bounded) until connected and the broker acknowledged every subscription (one SUBACK
+        each), so messages published from now on reach this bus."""
+        end = time.monotonic() + timeout
+        while not (self.connected and self.subacks >= len(self._subs)):
+            if time.monotonic() >= end:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     def _arm_will(self) -> None:
         """Set the Will paho sends with the next CONNECT (paho thread or before start)."""

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -103,13 +102,11 @@ async def test_websocket_frames_show_up_in_the_fleet_view(up: tuple[str, subproc
     finally:
         await ws.close()
     # The edge reports to the hub through the in-process bus, as it would over MQTT.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        _, body = http_get(base + "/fleet/edges/allinone-test")
-        edge = json.loads(body)
-        if edge.get("status") == "online" and edge.get("frames", {}).get("processed", 0) >= 5:
-            break
-        await asyncio.sleep(0.2)
+    def reported() -> dict | None:
+        edge = json.loads(http_get(base + "/fleet/edges/allinone-test")[1])
+        return edge if edge.get("status") == "online" and edge.get("frames", {}).get("processed", 0) >= 5 else None
+
+    edge = await eventually(reported, 30, "the edge online with its 5 frames at the hub", interval=0.2)
     assert edge["status"] == "online" and edge["frames"]["processed"] >= 5, edge
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from support import eventually
 
 from hgr.common.bus import LocalBus, make_bus
 from hgr.common.config import load_settings
@@ -93,9 +92,7 @@ async def test_local_bus_delivers_like_a_broker() -> None:
     bus.subscribe("t/+/metrics", async_handler, shared=True)
     for i in range(4):
         bus.publish("t/a/metrics", str(i).encode(), qos=1)
-    deadline = asyncio.get_running_loop().time() + 5
-    while len(got) < 5 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(got) >= 5, 5, "the retained message and the 4 shared ones", interval=0.01)
     retained = [g for g in got if g[0] == "plain"]
     assert len(retained) == 1 and retained[0][2] == b"before-start" and retained[0][3]["retain"]
     shared = sorted(g[2] for g in got if g[0].startswith("shared"))
@@ -116,10 +113,7 @@ async def test_local_bus_survives_a_failing_handler() -> None:
     bus.subscribe("x/#", lambda t, p, props: got.append(p))
     bus.publish("x/1", b"a")
     bus.publish("x/1", b"b")
-    for _ in range(200):
-        if len(got) == 2:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(got) == 2, 2, "both messages to the good handler", interval=0.01)
     assert got == [b"a", b"b"] and bus.handler_errors == 2
     await bus.stop()
 

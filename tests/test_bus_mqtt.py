@@ -3,7 +3,6 @@ broker restart, and the shipped ACL (an edge can only publish under its own id).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from fleet_helpers import Broker
@@ -49,8 +48,7 @@ async def test_shared_subscription_gives_each_message_to_one_hub(mqtt_url: str) 
         hub.subscribe(f"{prefix}/edges/+/metrics", lambda t, p, props, i=i: received[i].append(p), shared=True)
         await hub.start()
     for hub in hubs:
-        assert await hub.wait_connected(10)
-    await asyncio.sleep(0.3)  # the SUBACKs
+        assert await hub.wait_subscribed(10)
     pub = MqttBus(_settings(mqtt_url), client_id=f"pub-{group}")
     await pub.start()
     assert await pub.wait_connected(10)
@@ -58,7 +56,6 @@ async def test_shared_subscription_gives_each_message_to_one_hub(mqtt_url: str) 
     for payload in sent:
         pub.publish(f"{prefix}/edges/e{int(payload) % 3}/metrics", payload, qos=1)
     await eventually(lambda: len(received[0]) + len(received[1]) >= 200, 20, "200 messages")
-    await asyncio.sleep(0.3)
     assert sorted(received[0] + received[1], key=int) == sent  # each exactly once
     assert received[0] and received[1]  # and both hubs got a share
     for bus in (pub, *hubs):
@@ -75,8 +72,7 @@ async def test_outbox_is_delivered_in_order_after_a_broker_restart(tmp_path) -> 
         await hub.start()
         edge = MqttBus(_settings(url, MQTT_OUTBOX_SIZE="30"), service="edge", client_id="edge-restart")
         await edge.start()
-        assert await hub.wait_connected(10) and await edge.wait_connected(10)
-        await asyncio.sleep(0.3)
+        assert await hub.wait_subscribed(10) and await edge.wait_connected(10)
         edge.publish("p/edges/e/events", b"0", qos=1)
         await eventually(lambda: events == [b"0"], 10, "the first event")
 
@@ -119,8 +115,7 @@ async def test_buffered_client_reads_bursts_exactly_once_in_order_and_acknowledg
         await hub.start()
         edge = MqttBus(_settings(url), service="edge", client_id="edge-burst")
         await edge.start()
-        assert await hub.wait_connected(10) and await edge.wait_connected(10)
-        await asyncio.sleep(0.3)  # the SUBACK
+        assert await hub.wait_subscribed(10) and await edge.wait_connected(10)
         content_types = ["application/json", "application/vnd.msgpack", None]
         sent: list[tuple[bytes, str | None]] = []
         for i in range(3000):
@@ -154,16 +149,16 @@ async def test_shipped_acl_keeps_an_edge_to_its_own_topics(tmp_path) -> None:
         await observer.start()
         edge = MqttBus(_settings(broker.url("edge-a")), client_id="edge-a")
         await edge.start()
-        assert await observer.wait_connected(10) and await edge.wait_connected(10)
-        await asyncio.sleep(0.3)
+        assert await observer.wait_subscribed(10) and await edge.wait_connected(10)
         edge.publish("hgr/v1/edges/edge-b/metrics", b"{}", qos=1)  # someone else's id: refused
         edge.publish("hgr/v1/edges/edge-a/metrics", b"{}", qos=1)
         await eventually(lambda: "hgr/v1/edges/edge-a/metrics" in seen, 10, "the edge's own message")
-        await asyncio.sleep(0.5)
+        # The broker keeps one client's messages in order: had edge-b's (sent first) been let through,
+        # the observer would have it already.
         assert seen == ["hgr/v1/edges/edge-a/metrics"]
         intruder = MqttBus(_settings(broker.url("edge-a").replace("a-secret", "wrong")), client_id="intruder")
         await intruder.start()
-        await asyncio.sleep(1.0)
+        await eventually(lambda: intruder.refused, 10, "the broker's refusal")
         assert not intruder.connected  # bad password: refused
         for bus in (intruder, edge, observer):
             await bus.stop()

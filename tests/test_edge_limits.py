@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import alive, children, recv_msg
+from support import alive, children, eventually, http_get, recv_msg
 from websockets.exceptions import ConnectionClosed
 
 from hgr.common import protocol
@@ -29,6 +29,13 @@ def url(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
                         "API_KEYS": f"alpha:{KEY},beta:{OTHER_KEY}", "MAX_CONNECTIONS": str(MAX_CONNECTIONS),
                         "MAX_FPS": "1000", "IDLE_TIMEOUT": str(IDLE_TIMEOUT)}, log_file=log) as (port, _)):
         yield f"ws://127.0.0.1:{port}/ws"
+
+
+def _frames_received(port: int) -> float:
+    """The edge's ``hgr_frames_received_total`` (all encodings), read from its /metrics."""
+    _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+               if line.startswith("hgr_frames_received_total"))
 
 
 async def _close_code(ws) -> int | None:
@@ -85,13 +92,15 @@ async def test_connection_limit_closes_1013(url: str) -> None:
     await held[0].close()
     await held[0].wait_closed()
     # a slot is free again (the edge may take a moment to see the close)
-    for _ in range(100):
+    tried = []
+
+    async def a_slot_is_free() -> bool:
         ws, hello = await open_stream(url, headers=auth)
-        if hello.get("type") == "hello":
-            break
-        await asyncio.sleep(0.1)
-    assert hello["type"] == "hello"
-    for other in held[1:] + [ws]:
+        tried.append(ws)
+        return hello.get("type") == "hello"
+
+    await eventually(a_slot_is_free, 10, "a free slot after a stream closed")
+    for other in held[1:] + tried:
         await other.close()
 
 
@@ -143,7 +152,7 @@ async def test_flooders_do_not_starve_a_well_behaved_stream(url: str, frames: li
         return answers
 
     flooders = [asyncio.create_task(flooder(f"flood{i}")) for i in range(2)]
-    await asyncio.sleep(0.5)
+    await eventually(lambda: {name for name, _ in events} >= {"flood0", "flood1"}, 60, "both flooders answered")
     answers = await polite()
     stop.set()
     floods = await asyncio.gather(*flooders)
@@ -175,7 +184,7 @@ async def test_sigterm_answers_in_flight_then_closes_1001_and_leaves_no_process(
         assert child_pids, "the worker process is a child of the edge"
         ws, _ = await open_stream(f"ws://127.0.0.1:{port}/ws")
         await ws.send(protocol.encode_frame(1, frames[0]))
-        await asyncio.sleep(0.05)  # let the frame reach the edge
+        await eventually(lambda: _frames_received(port) >= 1, 30, "the frame at the edge")
         proc.terminate()
         answers = []
         with pytest.raises(ConnectionClosed) as info:

@@ -4,7 +4,6 @@ path (in-process bus, memory store)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
@@ -132,13 +131,13 @@ async def test_gap_asks_for_rebirth_and_silence_marks_stale(env, redis_client) -
     service = FleetService(settings, hub_bus, redis_client)
     service.gap_grace_s = 0.5
     await service.start()
-    assert await hub_bus.wait_connected(10)
+    assert await hub_bus.wait_subscribed(10)
     prefix = env["MQTT_TOPIC_PREFIX"]
     controls: list[dict] = []
     edge = MqttBus(settings, client_id=f"fake-{env['MQTT_SHARE_GROUP']}")
     edge.subscribe(f"{prefix}/edges/fake/control", lambda t, p, props: controls.append(json.loads(p)))
     await edge.start()
-    assert await edge.wait_connected(10)
+    assert await edge.wait_subscribed(10)
     client = _client(service)
 
     def send(kind: str, doc: dict) -> None:
@@ -150,11 +149,23 @@ async def test_gap_asks_for_rebirth_and_silence_marks_stale(env, redis_client) -
         for seq in (1, 2, 5):  # 3 and 4 never come
             send("metrics", {"seq": seq, "fps": 1.0})
         await eventually(async_seq_above(client, "fake", 4), 10, "seq 5 stored")
-        await asyncio.sleep(0.6)  # past the (shortened) grace: the next batch declares the hole
-        send("metrics", {"seq": 6})
-        await eventually(lambda: {"cmd": "rebirth", "reason": "sequence_gap"} in controls, 10, "a rebirth request")
-        body = (await client.get("/fleet/edges/fake")).json()
-        assert body["messages"]["gaps"] == 2 and body["messages"]["metrics"] == 4
+        # The hole is declared by the first batch after the (shortened) grace: keep the edge reporting
+        # (seq 6, 7, ...) until the hub asks it for a rebirth.
+        later: list[int] = []
+
+        def rebirth_requested() -> bool:
+            later.append(6 + len(later))
+            send("metrics", {"seq": later[-1]})
+            return {"cmd": "rebirth", "reason": "sequence_gap"} in controls
+
+        await eventually(rebirth_requested, 10, "a rebirth request", interval=0.2)
+
+        async def counted() -> dict:
+            messages = (await client.get("/fleet/edges/fake")).json()["messages"]
+            return messages if messages["metrics"] == 3 + len(later) else {}
+
+        messages = await eventually(counted, 10, "every metrics message stored")
+        assert messages["gaps"] == 2  # 3 and 4, counted once
         # silence: stale after EDGE_STALE_AFTER (2 s), no Will involved
         await eventually(async_status(client, "fake", "offline", "stale"), 20, "stale")
         send("status", {"status": "offline", "reason": "shutdown"})  # clears nothing but is accepted
