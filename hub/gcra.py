@@ -9,7 +9,7 @@ no more requests came. Each accepted image pushes TAT forward by one emission in
 
 Everything is integer microseconds so the Redis Lua script (``ratelimit.lua``) computes exactly the
 same numbers from the same inputs: both run IEEE doubles on integers far below 2**53. The script
-mirrors ``gcra()`` line for line; ``tests/test_ratelimit_gcra.py`` checks that they agree.
+mirrors ``gcra()`` line for line; ``tests/test_gcra.py`` checks that they agree.
 """
 
 from __future__ import annotations
