@@ -1,0 +1,88 @@
+"""hub/middleware.py: request ids, the common error body for every error (ours, Starlette's, a bug's), and the
+route label of the metrics."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from hgr.common import metrics
+from hgr.common.errors import CATALOGUE
+from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware, route_label
+from hgr.hub.ratelimit import RateLimited
+
+
+async def test_unexpected_exception_is_500_with_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(request):  # a bug in a route, not bad input
+        raise RuntimeError("boom")
+
+    app = Starlette(routes=[Route("/broken", broken)], exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=[Middleware(HubMiddleware)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
+        r = await client.get("/broken")
+    assert r.status_code == 500
+    error = r.json()["error"]
+    assert error["code"] == "internal_error" and error["request_id"] == r.headers["x-request-id"]
+    assert "boom" not in r.text
+    assert any(rec.exc_info and "boom" in str(rec.exc_info[1]) for rec in caplog.records)
+
+
+def _app() -> Starlette:
+    async def refused(request: Request) -> Response:
+        raise RateLimited("slow down", headers={"Retry-After": "7"})
+
+    async def teapot(request: Request) -> Response:
+        raise HTTPException(418, "short and stout")
+
+    async def edge(request: Request) -> Response:
+        return JSONResponse({"route": route_label(request.scope)})
+
+    return Starlette(routes=[Route("/refused", refused), Route("/teapot", teapot),
+                             Route("/fleet/edges/{edge_id}", edge, methods=["GET"])],
+                     exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(HubMiddleware)])
+
+
+async def test_every_error_gets_the_common_body_with_the_catalogue_status() -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app()), base_url="http://hub") as client:
+        limited = await client.get("/refused")
+        missing = await client.get("/no-such-route")
+        wrong_method = await client.post("/fleet/edges/cam-1")
+        teapot = await client.get("/teapot")
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "7"
+    assert limited.json()["error"] == {"code": "rate_limited", "message": "slow down",
+                                       "request_id": limited.headers["x-request-id"]}
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    assert (wrong_method.status_code, wrong_method.json()["error"]["code"]) == (405, "method_not_allowed")
+    # A status with no code of its own answers the generic code of its class, with that code's status.
+    assert (teapot.status_code, teapot.json()["error"]["code"]) == (CATALOGUE["bad_request"].status, "bad_request")
+
+
+@pytest.mark.parametrize("incoming,kept", [("trace-1.a:b_C", True), ("x" * 64, True), ("x" * 65, False),
+                                           ("has space", False), ("", False), ("<script>", False)])
+async def test_a_sane_request_id_is_echoed_anything_else_replaced(incoming: str, kept: bool) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app()), base_url="http://hub") as client:
+        r = await client.get("/fleet/edges/cam-1", headers={"X-Request-ID": incoming} if incoming else {})
+    rid = r.headers["x-request-id"]
+    assert (rid == incoming) is kept and 1 <= len(rid) <= 64
+
+
+def _requests(route: str, status: str) -> float:
+    labels = {"service": "hub", "method": "GET", "route": route, "status": status}
+    return sum(sample.value for metric in metrics.HTTP_REQUESTS.collect() for sample in metric.samples
+               if sample.name.endswith("_total") and sample.labels == labels)
+
+
+async def test_metrics_label_the_route_template_not_the_path() -> None:
+    before = _requests("/fleet/edges/{edge_id}", "200"), _requests("unmatched", "404")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app()), base_url="http://hub") as client:
+        r = await client.get("/fleet/edges/cam-42")
+        await client.get("/fleet/nothing/here")
+    assert r.json() == {"route": "/fleet/edges/{edge_id}"}
+    assert _requests("/fleet/edges/{edge_id}", "200") - before[0] == 1
+    assert _requests("unmatched", "404") - before[1] == 1
