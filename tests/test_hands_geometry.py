@@ -109,10 +109,14 @@ def test_transform_shifts_along_the_rois_own_axis_and_squares_in_pixels() -> Non
 
 
 def test_palm_to_roi_grows_the_palm_over_the_hand() -> None:
-    kp = np.array([[0.5, 0.6]] + [[0.5, 0.4]] * 6, np.float32)
+    kp = np.array([[0.5, 0.6]] + [[0.5, 0.4]] * 6, np.float32)  # wrist below the middle finger: upright
     roi = palm_to_roi(np.array([0.45, 0.4, 0.55, 0.6], np.float32), kp, 400, 400)
-    assert roi.rotation == pytest.approx(0.0)
-    assert (roi.cx, roi.cy) == pytest.approx((0.5, 0.5 - 0.5 * 0.2))
+    # MediaPipe Tasks' target angle is 90 *radians* (see roi.PALM_TARGET_ANGLE): an upright palm's ROI is
+    # turned by 90 - π/2 - 14·2π ≈ +26.6°, and the shift of half the palm's height follows that turn.
+    turn = normalize_radians(90.0 - math.pi / 2)
+    assert roi.rotation == pytest.approx(turn)
+    assert math.degrees(turn) == pytest.approx(26.6, abs=0.1)
+    assert (roi.cx, roi.cy) == pytest.approx((0.5 + 0.1 * math.sin(turn), 0.5 - 0.1 * math.cos(turn)))
     assert (roi.w, roi.h) == pytest.approx((0.2 * 2.6, 0.2 * 2.6))
 
 

@@ -74,12 +74,15 @@ class HandPipeline:
         return rois
 
     def landmarks(self, rgb: np.ndarray, roi: Roi) -> Hand | None:
-        """One landmark-model run on ``roi``; None if the presence score is below ``min_presence``."""
+        """One landmark-model run on ``roi``; None unless the presence score exceeds ``min_presence``.
+
+        (Strictly, as MediaPipe's ThresholdingCalculator.)
+        """
         width, height = _check_image(rgb)
         if self._landmark is None:
             raise RuntimeError("hand pipeline is closed")
         out = self._landmark.run(crop.crop(rgb, roi, landmarks.INPUT_SIZE, zero_border=False))
-        if out.presence < self.min_presence:
+        if not out.presence > self.min_presence:
             return None
         points = crop.project(out.landmarks, roi)
         label, score = landmarks.handedness(out.right)
