@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import sys
 import tempfile
@@ -37,6 +38,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from websockets.exceptions import WebSocketException
 
 from hgr.common import protocol
 from hgr.common.config import Settings
@@ -177,19 +180,27 @@ def _baseline_process(settings: Settings, model_path: str, streams: list[tuple[i
     return run
 
 
-async def baseline(settings: Settings, model_path: str, clips: Sequence[camclips.Clip], processes: int,
-                   warmup: float, duration: float) -> Run:
-    shares: list[list[tuple[int, camclips.Clip]]] = [[] for _ in range(processes)]
-    for i, clip in enumerate(clips):
-        shares[i % processes].append((i, clip))
-    shares = [s for s in shares if s]
-    spawn = multiprocessing.get_context("spawn")
-    with spawn.Manager() as manager, ProcessPoolExecutor(len(shares), mp_context=spawn) as executor:
-        barrier = manager.Barrier(len(shares))
+@dataclass
+class Baseline:
+    """The processes the baseline runs in, kept for the whole section (spawned and imported once)."""
+
+    settings: Settings
+    model_path: str
+    executor: ProcessPoolExecutor
+    manager: Any  # multiprocessing.managers.SyncManager
+
+    async def run(self, clips: Sequence[camclips.Clip], processes: int, warmup: float, duration: float) -> Run:
+        """``clips`` as streams, stream *i* in process *i* mod ``processes``, all processes at once."""
+        shares: list[list[tuple[int, camclips.Clip]]] = [[] for _ in range(processes)]
+        for i, clip in enumerate(clips):
+            shares[i % processes].append((i, clip))
+        shares = [s for s in shares if s]
+        barrier = self.manager.Barrier(len(shares))
         loop = asyncio.get_running_loop()
-        runs = await asyncio.gather(*(loop.run_in_executor(executor, _baseline_process, settings, model_path, share,
-                                                           warmup, duration, barrier) for share in shares))
-    return Run([a for r in runs for a in r.answers])
+        runs = await asyncio.gather(*(loop.run_in_executor(self.executor, _baseline_process, self.settings,
+                                                           self.model_path, share, warmup, duration, barrier)
+                                      for share in shares))
+        return Run([a for r in runs for a in r.answers])
 
 
 # --- the edge ---
@@ -390,52 +401,80 @@ async def run(ctx: Context) -> dict[str, Any]:
     # The mix shows how the kinds share the service; but closed-loop streams are served in turn, so
     # within a mix every kind gets about the same ratio. A kind's own gain shows when its streams run
     # alone: as many streams as the mix has, its clips repeated.
-    loads = {"mix": clips}
+    loads: dict[str, list[camclips.Clip]] = {"mix": clips}
     for kind in parse_kinds(args.camera_alone):
         own = [c for c in clips if c.kind == kind]
         if own:
             loads[f"{kind}_alone"] = [own[i % len(own)] for i in range(len(clips))]
     out["loads"] = {name: [clips.index(c) for c in load] for name, load in loads.items()}
+    loads["one_stream"] = [single]
+    # On a shared machine the speed drifts within minutes: every load is measured in `slices` turns,
+    # baseline then each edge, so slow and fast moments fall on all sides alike.
+    slices = max(1, args.camera_slices)
+    slice_s = duration / slices
+    out["slices"] = slices
+
+    spawn = multiprocessing.get_context("spawn")
+    with contextlib.ExitStack() as stack:
+        manager = stack.enter_context(spawn.Manager())
+        executor = stack.enter_context(ProcessPoolExecutor(workers, mp_context=spawn))
+        base_side = Baseline(settings, model_path, executor, manager)
+        edges = [await _start_edge(stack, ctx, parse_env(text), len(clips), workers) for text in args.edge_env or [""]]
+        base_answers: dict[str, list[Answer]] = defaultdict(list)
+        for name, load in loads.items():
+            processes = 1 if name == "one_stream" else workers
+            for turn in range(slices):
+                ctx.log(f"camera: {name}, {len(load)} stream(s), turn {turn + 1}/{slices}: "
+                        f"baseline ({processes} processes) × {slice_s:.1f} s")
+                base_answers[name] += measured(await base_side.run(load, processes, warmup, slice_s), warmup, slice_s)
+                for edge in edges:
+                    if edge.failed is None:
+                        ctx.log(f"camera: {name}, turn {turn + 1}/{slices}: edge {edge.env or ''} × {slice_s:.1f} s")
+                        await edge.measure(name, load, warmup, slice_s)
 
     base: dict[str, Any] = {"processes": workers}
     for name, load in loads.items():
-        ctx.log(f"camera: baseline, {name}: {len(load)} streams in {workers} processes × {duration:.0f} s")
-        base_run = await baseline(settings, model_path, load, workers, warmup, duration)
-        base[name] = by_kind(measured(base_run, warmup, duration), load, duration)
-    ctx.log(f"camera: baseline, 1 {single.kind} stream × {duration:.0f} s")
-    base_run = await baseline(settings, model_path, [single], 1, warmup, duration)
-    base_one = summarise(measured(base_run, warmup, duration), [single], duration)
+        base[name] = by_kind(base_answers[name], load, duration)
+    base_one = base.pop("one_stream")["all"]
+    base_one.pop("misread_scenes", None)
     base["one_stream"] = base_one
     out["baseline"] = base
+    out["edge"] = [edge.report(loads, base, duration) for edge in edges]
+    return out
 
-    out["edge"] = []
-    for env_text in args.edge_env or [""]:
-        extra = parse_env(env_text)
-        env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(len(clips) + 8), "AUTH_ENABLED": "false",
-               "LOG_LEVEL": "warning", "WORKERS": str(workers), **extra}
-        runs: dict[str, Run] = {}
-        with tempfile.NamedTemporaryFile("w", prefix="hgr-bench-camera-", suffix=".log", delete=False) as log_file:
-            ctx.log(f"camera: edge {extra or '(environment as is)'} starting (log {log_file.name})")
-            try:
-                with running_edge(env, log_file=log_file) as (port, _):
-                    url = f"ws://127.0.0.1:{port}/ws"
-                    for name, load in loads.items():
-                        ctx.log(f"camera: edge, {name}: {len(load)} streams × {duration:.0f} s")
-                        runs[name] = await edge_streams(url, load, warmup, duration)
-                    ctx.log(f"camera: edge, 1 {single.kind} stream × {duration:.0f} s")
-                    one_run = await edge_streams(url, [single], warmup, duration)
-            except (OSError, RuntimeError, TimeoutError, KeyError) as exc:
-                # one configuration that does not start or breaks a stream must not cost the other runs
-                ctx.log(f"camera: edge {extra} failed: {exc!r} (log {log_file.name})")
-                out["edge"].append({"env": extra, "failed": repr(exc), "log": log_file.name})
-                continue
-        result: dict[str, Any] = {"env": extra}
-        errors: dict[str, int] = {}
+
+@dataclass
+class EdgeSide:
+    """One edge configuration: its server, and the answers it gave per load."""
+
+    env: dict[str, str]
+    url: str | None
+    log: str
+    failed: str | None = None
+    answers: dict[str, list[Answer]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=dict)
+
+    async def measure(self, name: str, load: Sequence[camclips.Clip], warmup: float, duration: float) -> None:
+        assert self.url is not None
+        try:
+            run = await edge_streams(self.url, load, warmup, duration)
+        except (OSError, RuntimeError, TimeoutError, KeyError, WebSocketException) as exc:
+            # a configuration that breaks a stream must not cost the others their runs
+            self.failed = f"{name}: {exc!r}"
+            return
+        self.answers[name] += measured(run, warmup, duration)
+        for code, n in run.errors.items():
+            self.errors[code] = self.errors.get(code, 0) + n
+
+    def report(self, loads: dict[str, list[camclips.Clip]], base: dict[str, Any], duration: float) -> dict[str, Any]:
+        if self.failed is not None:
+            return {"env": self.env, "failed": self.failed, "log": self.log}
+        result: dict[str, Any] = {"env": self.env, "errors": self.errors}
         for name, load in loads.items():
-            result[name] = with_ratios(by_kind(measured(runs[name], warmup, duration), load, duration), base[name])
-            for code, n in runs[name].errors.items():
-                errors[code] = errors.get(code, 0) + n
-        one = summarise(measured(one_run, warmup, duration), [single], duration)
+            if name != "one_stream":
+                result[name] = with_ratios(by_kind(self.answers[name], load, duration), base[name])
+        one = summarise(self.answers["one_stream"], loads["one_stream"], duration)
+        base_one = base["one_stream"]
         one["ratio_to_baseline"] = round(one["fps"] / base_one["fps"], 3) if base_one["fps"] else None
         overhead = None
         if one["latency_ms"]["p50"] is not None and base_one["model_ms"]["p50"] is not None:
@@ -444,11 +483,25 @@ async def run(ctx: Context) -> dict[str, Any]:
         # what the edge adds to its own decode + inference for the very same frames (drift cancelled)
         if one["latency_ms"]["p50"] is not None and one["model_ms"]["p50"] is not None:
             one["added_p50_ms"] = round(one["latency_ms"]["p50"] - one["model_ms"]["p50"], 3)
-        for code, n in one_run.errors.items():
-            errors[code] = errors.get(code, 0) + n
-        result.update(errors=errors, one_stream=one, targets=targets(result, overhead, base))
-        out["edge"].append(result)
-    return out
+        result.update(one_stream=one, targets=targets(result, overhead, base))
+        return result
+
+
+async def _start_edge(stack: contextlib.ExitStack, ctx: Context, extra: dict[str, str], streams: int,
+                      workers: int) -> EdgeSide:
+    """An edge with ``extra`` over the bench's environment, stopped when ``stack`` closes; a configuration
+    that does not start is recorded as failed."""
+    env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(streams + 8), "AUTH_ENABLED": "false",
+           "LOG_LEVEL": "warning", "WORKERS": str(workers), **extra}
+    log_file = stack.enter_context(tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the stack, after the edge
+        "w", prefix="hgr-bench-camera-", suffix=".log", delete=False))
+    ctx.log(f"camera: edge {extra or '(environment as is)'} starting (log {log_file.name})")
+    try:
+        port, _ = await asyncio.to_thread(stack.enter_context, running_edge(env, log_file=log_file))
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        ctx.log(f"camera: edge {extra} did not start: {exc!r}")
+        return EdgeSide(extra, None, log_file.name, failed=f"start: {exc!r}")
+    return EdgeSide(extra, f"ws://127.0.0.1:{port}/ws", log_file.name)
 
 
 def parse_kinds(text: str) -> list[str]:
@@ -467,6 +520,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera: one edge run with these environment overrides; repeat to compare configurations")
     parser.add_argument("--camera-alone", default="empty,one_hand",
                         help="camera: scene kinds also run alone, as many streams as the mix (default empty,one_hand)")
+    parser.add_argument("--camera-slices", type=int, default=2,
+                        help="camera: turns each load is measured in, baseline and edges alternating (default 2)")
     parser.add_argument("--camera-warmup", type=float, default=WARMUP_S,
                         help=f"camera: seconds every stream runs before frames count (default {WARMUP_S:g})")
     parser.add_argument("--seed", type=int, default=14, help="camera: clip seed (same seed, same frames)")

@@ -24,7 +24,8 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
     argv = [sys.executable, "-m", "hgr", "bench", "--sections", "camera", "--duration", "2",
             "--camera-warmup", "1", "--camera-mix", "empty=1,one_hand=1,two_hands=1", "--scenes", "1",
             "--clip-hold", "10", "--photos", str(hand_photos[0][0].parent), "--workers", "2",
-            "--camera-alone", "one_hand", "--edge-env", "MAX_FPS=1000"]
+            "--camera-alone", "one_hand", "--edge-env", "MAX_FPS=1000",
+            "--edge-env", "MAX_FPS=-1"]  # a configuration the edge refuses: recorded, the other one still runs
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)["camera"]
@@ -35,8 +36,10 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
     assert report["loads"] == {"mix": [0, 1, 2], "one_hand_alone": [1, 1, 1]}
 
     base = report["baseline"]["mix"]
-    [edge] = report["edge"]
+    assert report["slices"] == 2  # baseline and edge measured in alternating turns
+    edge, refused = report["edge"]
     assert edge["env"] == {"MAX_FPS": "1000"} and edge["errors"] == {}
+    assert refused["env"] == {"MAX_FPS": "-1"} and refused["failed"].startswith("start:")
     for side in (base, edge["mix"]):
         assert set(side) == {*KINDS, "all"}
         for kind in (*KINDS, "all"):
@@ -61,3 +64,4 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
     table = markdown(report)  # the docs' tables: a row per side and kind, mix and alone
     assert "| baseline (raw VIDEO) | one_hand (one_hand_alone) |" in table
     assert "| edge MAX_FPS=1000 | two_hands |" in table
+    assert "edge MAX_FPS=-1 failed: start:" in table
