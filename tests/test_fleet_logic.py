@@ -19,6 +19,7 @@ from hgr.hub.fleet_logic import (
     parse_metrics,
     parse_status,
     quota_window,
+    stream_throttle_command,
     throttle_command,
 )
 
@@ -99,3 +100,13 @@ def test_fleet_totals() -> None:
     totals = fleet_totals(views)
     assert totals["edges"] == 2 and totals["online"] == 1 and totals["fps"] == 5.0
     assert totals["drops"] == 2 and totals["connections"] == 2 and totals["max_latency_p95_ms"] == 9.0
+
+
+def test_stream_throttle_command_has_the_key_throttles_fields() -> None:
+    assert stream_throttle_command("1a-3f9c2e", 0, 30) == {"cmd": "throttle", "stream": "1a-3f9c2e", "max_fps": 0,
+                                                           "reason": "operator", "duration_s": 30}
+    assert stream_throttle_command("1a-3f9c2e", None, 30) == {"cmd": "throttle", "stream": "1a-3f9c2e",
+                                                              "max_fps": None, "reason": "operator"}
+    for bad in (("", 1, None), ("s", -1, None), ("s", 1, 0), ("x" * 65, 1, None)):
+        with pytest.raises(ValueError):
+            stream_throttle_command(*bad)

@@ -27,11 +27,11 @@ pytestmark = pytest.mark.slow
 # building the lite bundle from a wheel, the CLI on a photo, one edge WebSocket stream, one REST request.
 SUBSET = [
     "tests/test_accuracy.py",
-    "tests/test_model_loading.py::test_lite_detector_is_the_wheels_model_with_the_full_detectors_metadata",
-    "tests/test_model_loading.py::test_lite_bundle_is_built_from_the_wheel_and_detects_hands",
+    "tests/test_model.py::test_lite_detector_is_the_wheels_model_with_the_full_detectors_metadata",
+    "tests/test_model.py::test_lite_bundle_is_built_from_the_wheel_and_detects_hands",
     "tests/test_cli.py::test_detect_json_prints_one_object_per_image",
-    "tests/test_edge_ws.py::test_a_stream_chooses_its_model_and_hands_and_they_stick",
-    "tests/test_hub_api.py::test_detect_one_image_then_served_from_cache",
+    "tests/test_scenario_edge_stream.py::test_a_stream_chooses_its_model_and_hands_and_they_stick",
+    "tests/test_scenario_hub_rest.py::test_detect_one_image_then_served_from_cache",
 ]
 
 # Runs inside the clone: fail before any test when `hgr` or the tests' helpers come from elsewhere.

@@ -116,3 +116,29 @@ async def test_reporter_errors_never_reach_the_stream() -> None:
         assert events[0]["total_fingers"] == 4
     finally:
         await reporter.stop()
+
+
+async def test_reporter_routes_stream_throttles_and_counts_what_it_ignores() -> None:
+    settings = load_settings({"EDGE_ID": "cam-st", "METRICS_INTERVAL": "60"}, env_file=None)
+    bus, node = LocalBus(settings), StandInNode()
+    node.streams = {"1-aaaaaa"}
+    reporter = EdgeReporter(settings, bus, node)
+    await reporter.start()
+    control = "hgr/v1/edges/cam-st/control"
+    for doc in ({"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": 0, "duration_s": 0.2},
+                {"cmd": "throttle", "stream": "9-ffffff", "max_fps": 0},  # not here: ignored
+                {"cmd": "throttle", "stream": 7, "max_fps": 0},  # bad types: ignored
+                {"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": "0"},
+                {"cmd": "throttle", "stream": "1-aaaaaa", "key": "kiosk", "max_fps": 0}):
+        bus.publish(control, json.dumps(doc).encode(), qos=1)
+    await eventually(lambda: node.stream_throttles == [("1-aaaaaa", 0.0), ("1-aaaaaa", None)], 5,
+                     "throttle then its lift after duration_s")
+    assert reporter.control_ignored == {"unknown_stream": 1, "invalid": 3}
+    assert reporter.control_received == {"throttle": 1} and node.throttles == []
+    # A stream that closes takes its pending lift with it: the timer table does not grow.
+    command = {"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": 1, "duration_s": 600}
+    bus.publish(control, json.dumps(command).encode(), qos=1)
+    await eventually(lambda: ("stream", "1-aaaaaa") in reporter._lifts, 5, "the lift timer")
+    reporter.on_stream_closed("1-aaaaaa")
+    assert not reporter._lifts
+    await reporter.stop()

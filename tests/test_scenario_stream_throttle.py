@@ -11,19 +11,17 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from fleet_helpers import StandInNode
 from hub_support import serve_hub
 from prometheus_client import REGISTRY
 from support import eventually, recv_msg, serve_edge
 
 from hgr.common import protocol
-from hgr.common.bus import LocalBus, MqttBus, make_bus
+from hgr.common.bus import MqttBus, make_bus
 from hgr.common.config import load_settings
 from hgr.common.pool import InferencePool
 from hgr.edge.app import EdgeNode
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub.fleet import FleetService
-from hgr.hub.fleet_logic import stream_throttle_command
 from hgr.loadtest.ws_stream import open_stream
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the shared pool lives on the module loop
@@ -32,44 +30,6 @@ on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the shared pool liv
 def _throttled_total() -> float:
     return REGISTRY.get_sample_value("hgr_frames_dropped_total", {"reason": "throttled"}) or 0.0
 
-
-# --- pure parts ---
-
-def test_stream_throttle_command_has_the_key_throttles_fields() -> None:
-    assert stream_throttle_command("1a-3f9c2e", 0, 30) == {"cmd": "throttle", "stream": "1a-3f9c2e", "max_fps": 0,
-                                                           "reason": "operator", "duration_s": 30}
-    assert stream_throttle_command("1a-3f9c2e", None, 30) == {"cmd": "throttle", "stream": "1a-3f9c2e",
-                                                              "max_fps": None, "reason": "operator"}
-    for bad in (("", 1, None), ("s", -1, None), ("s", 1, 0), ("x" * 65, 1, None)):
-        with pytest.raises(ValueError):
-            stream_throttle_command(*bad)
-
-
-@on_module_loop
-async def test_reporter_routes_stream_throttles_and_counts_what_it_ignores() -> None:
-    settings = load_settings({"EDGE_ID": "cam-st", "METRICS_INTERVAL": "60"}, env_file=None)
-    bus, node = LocalBus(settings), StandInNode()
-    node.streams = {"1-aaaaaa"}
-    reporter = EdgeReporter(settings, bus, node)
-    await reporter.start()
-    control = "hgr/v1/edges/cam-st/control"
-    for doc in ({"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": 0, "duration_s": 0.2},
-                {"cmd": "throttle", "stream": "9-ffffff", "max_fps": 0},  # not here: ignored
-                {"cmd": "throttle", "stream": 7, "max_fps": 0},  # bad types: ignored
-                {"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": "0"},
-                {"cmd": "throttle", "stream": "1-aaaaaa", "key": "kiosk", "max_fps": 0}):
-        bus.publish(control, json.dumps(doc).encode(), qos=1)
-    await eventually(lambda: node.stream_throttles == [("1-aaaaaa", 0.0), ("1-aaaaaa", None)], 5,
-                     "throttle then its lift after duration_s")
-    assert reporter.control_ignored == {"unknown_stream": 1, "invalid": 3}
-    assert reporter.control_received == {"throttle": 1} and node.throttles == []
-    # A stream that closes takes its pending lift with it: the timer table does not grow.
-    command = {"cmd": "throttle", "stream": "1-aaaaaa", "max_fps": 1, "duration_s": 600}
-    bus.publish(control, json.dumps(command).encode(), qos=1)
-    await eventually(lambda: ("stream", "1-aaaaaa") in reporter._lifts, 5, "the lift timer")
-    reporter.on_stream_closed("1-aaaaaa")
-    assert not reporter._lifts
-    await reporter.stop()
 
 
 # --- hub → broker → edge → WebSocket clients ---

@@ -1,4 +1,4 @@
-"""FleetService in-process against the real broker and real Redis: REST view, invalid payloads,
+"""hub/fleet.py: FleetService in-process against the real broker and real Redis: REST view, invalid payloads,
 staleness, gap → rebirth, the fleet-wide key quota → throttle, Prometheus series; and the all-in-one
 path (in-process bus, memory store)."""
 

@@ -1,4 +1,4 @@
-"""EdgeNode's Python hooks (reporter, throttle, stats) and its shutdown, served in-process by uvicorn."""
+"""edge/app.py: EdgeNode's Python hooks (reporter, throttle, stats) and its shutdown, served in-process by uvicorn."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Model loading order: HGR_MODEL_PATH → cache → download (pinned SHA-256) → build from the wheel (both
+"""common/model.py, the loading order: HGR_MODEL_PATH → cache → download (pinned SHA-256) → build from the wheel (both
 variants; the lite detector gets the full detector's TFLite metadata).
 
 The download and the package index are a local HTTP server serving the real bundle and a wheel
