@@ -9,6 +9,7 @@ later at the first request. ``hgr config`` prints the table the README carries.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -264,6 +265,8 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
             value: Any = int(raw) if kind == "int" else float(raw)
         except ValueError:
             raise ConfigError(f"{env}={raw!r}: expected {'an integer' if kind == 'int' else 'a number'}") from None
+        if not math.isfinite(value):  # NaN passes every bound check; infinity is no real setting either
+            raise ConfigError(f"{env}={raw!r}: expected a finite number")
         lo, hi = f.metadata["min"], f.metadata["max"]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bounds = " and ".join(b for b in (lo is not None and f"≥ {lo}", hi is not None and f"≤ {hi}") if b)

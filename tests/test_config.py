@@ -43,6 +43,8 @@ def test_values_are_parsed_by_type() -> None:
     ({"EDGE_ID": "a/b"}, "EDGE_ID='a/b' is not a valid edge id"),
     ({"AUTH_ENABLED": "true"}, "AUTH_ENABLED=true needs API_KEYS"),
     ({"MQTT_URL": "http://x"}, "MQTT_URL"),
+    ({"EDGE_STALE_AFTER": "nan"}, "EDGE_STALE_AFTER='nan': expected a finite number"),  # found by tests/fuzz
+    ({"IDLE_TIMEOUT": "1e309"}, "IDLE_TIMEOUT='1e309': expected a finite number"),
 ])
 def test_bad_values_stop_start_up_with_the_variable_named(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
