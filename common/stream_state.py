@@ -1,18 +1,21 @@
 """What a stream's next frame must run: the per-stream scheduler of the shared hand pipeline. Pure: no I/O,
 no model, no clock (the caller passes ``now_ms``), so it is tested frame by frame.
 
-A stream's state is data: the ROIs it tracks, when the palm detector last ran, and a 64×48 grey thumbnail
-of the last frame it looked at fully. Per frame:
+A stream's state is data: the ROIs it tracks, when the palm detector last ran, when it last looked fully,
+and a 64×48 grey thumbnail of its previous frame. Per frame:
 
-1. **Motion gate** (``plan``). A stream tracking no hand whose frame has not changed since its last full
-   look reuses the empty result: no model runs. "Changed" is the largest per-pixel difference of the grey
+1. **Motion gate** (``plan``). A stream tracking no hand whose frame has not changed since its previous
+   frame reuses the empty result: no model runs. "Changed" is the largest per-pixel difference of the grey
    thumbnails (``cv2.resize`` INTER_AREA averages ~10×10 pixels, which cancels sensor noise and JPEG
-   re-encoding). Measured on the 210 photos (docs/benchmarks.md): noise σ=10 plus a JPEG q80 re-encode moves
-   no thumbnail pixel by more than 4 grey levels; a hand pasted in at 15 % of the frame height moves one
-   by at least 34. So the default ``MOTION_THRESHOLD`` of 12 gates a still camera and never hides a hand.
-   The mean difference cannot tell the two apart (0.79 for noise, 0.71 for the smallest hand) and is not
-   used. The gate compares with the last *full look*, not the previous frame, so a slow change adds up;
-   and a full look happens at least every ``MOTION_MAX_SKIP_MS`` whatever the thumbnail says.
+   re-encoding). Measured on the labelled photos (docs/benchmarks.md): between consecutive frames of the
+   camera clips of ``loadtest/clips.py`` (noise σ 3-6, drift 1.5-3 px, JPEG q80) no thumbnail pixel moves
+   by more than 7 grey levels (14 with a 3 % mains flicker); a hand appearing at 15 % of the frame height
+   moves one by at least 34. So the default ``MOTION_THRESHOLD`` of 16 gates a still camera and never
+   hides a hand that appears. The mean difference cannot tell the two apart (0.79 for noise, 0.71 for the
+   smallest hand) and is not used; comparing with the last *full look* instead of the previous frame was
+   measured too and fails on a drifting camera (1.5 px of drift moves thumbnail pixels by up to 74). A
+   hand that creeps in slower than the threshold per frame, or that the detector missed on the frame it
+   appeared, is found by the full look that happens at least every ``MOTION_MAX_SKIP_MS``.
 2. **Tracking** (``plan``). Every tracked ROI gets the landmark model (no palm detector).
 3. **Detection** (``should_detect``, after the landmarks ran), the rules:
    - a track was lost (the landmark model's presence fell below its threshold): at once, this frame;
@@ -40,7 +43,7 @@ THUMB_SIZE = (64, 48)  # (width, height) of the motion thumbnail
 class ScheduleConfig:
     detect_interval_ms: float = 200.0
     motion_gate: bool = True
-    motion_threshold: float = 12.0  # grey levels, largest per-pixel change of the thumbnail
+    motion_threshold: float = 16.0  # grey levels, largest per-pixel change of the thumbnail
     motion_max_skip_ms: float = 1000.0
 
 
@@ -49,7 +52,7 @@ class StreamState(Generic[R]):
     tracked: tuple[R, ...] = ()
     last_detect_ms: float | None = None  # None: the detector never ran for this stream
     last_look_ms: float | None = None  # last frame not gated
-    thumb: np.ndarray | None = field(default=None, compare=False)  # thumbnail of that frame
+    thumb: np.ndarray | None = field(default=None, compare=False)  # thumbnail of the previous frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,6 @@ def advance(state: StreamState[R], now_ms: float, thumb: np.ndarray, *, gated: b
             next_rois: tuple[R, ...]) -> StreamState[R]:
     """The state after this frame: ``next_rois`` are the ROIs to track on the next frame."""
     if gated:
-        return state
+        return replace(state, thumb=thumb)
     return replace(state, tracked=next_rois, last_look_ms=now_ms, thumb=thumb,
                    last_detect_ms=now_ms if detected else state.last_detect_ms)
