@@ -129,10 +129,11 @@ class Settings:
                                    "palm detector looks for more this often (a lost track or no tracked hand: "
                                    "at once).", min=0, max=60_000)
     motion_gate: bool = _s("MOTION_GATE", True, "litert: a stream tracking no hand whose frame has not changed "
-                           "since its last full look reuses the empty result (no model runs).")
-    motion_threshold: float = _s("MOTION_THRESHOLD", 12.0,
-                                 "Grey levels a pixel of the 64×48 motion thumbnail must change by to count as "
-                                 "motion (camera noise with a JPEG re-encode: ≤ 4; a small hand: ≥ 34).",
+                           "since its previous frame reuses the empty result (no model runs).")
+    motion_threshold: float = _s("MOTION_THRESHOLD", 16.0,
+                                 "Grey levels a pixel of the 64×48 motion thumbnail must change by between "
+                                 "frames to count as motion (camera noise, drift and JPEG: ≤ 7; a small hand "
+                                 "appearing: ≥ 34).",
                                  min=0, max=255)
     motion_max_skip_ms: float = _s("MOTION_MAX_SKIP_MS", 1000.0,
                                    "A gated stream is still looked at fully at least this often.", min=0,

@@ -39,6 +39,10 @@ class Timing(TypedDict):
     decode_ms: float
     infer_ms: float
     total_ms: float
+    # Stream frames with STREAM_PIPELINE=litert (common.stream_pipeline): what ran on this frame.
+    detector: NotRequired[bool]  # the palm detector ran
+    gated: NotRequired[bool]  # the motion gate reused the empty result, no model ran
+    hands_tracked: NotRequired[int]  # hands carried in from the previous frame
 
 
 class DetectionResult(TypedDict):

@@ -39,6 +39,9 @@ FRAME_LATENCY = Histogram("hgr_frame_latency_seconds", "Arrival at the edge to r
 WS_CONNECTIONS = Gauge("hgr_websocket_connections", "Open WebSocket streams.")
 WS_CLOSED = Counter("hgr_websocket_closed_total", "WebSocket streams closed, by close code.", ["code"])
 GESTURES = Counter("hgr_gestures_total", "Hands seen, by gesture.", ["gesture"])
+# STREAM_PIPELINE=litert: frames the motion gate answered without the model, palm-detector runs.
+FRAMES_GATED = Counter("hgr_frames_gated_total", "Stream frames answered by the motion gate (no model ran).")
+DETECTOR_RUNS = Counter("hgr_palm_detector_runs_total", "Stream frames on which the palm detector ran.")
 
 # --- edge: fleet reporting ---
 MQTT_CONNECTED = Gauge("hgr_mqtt_connected", "1 while connected to the broker.", ["service"])

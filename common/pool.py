@@ -339,8 +339,9 @@ class InferencePool:
         if kind == "result":
             result = msg[3]
             t = result["timing"]
-            result["timing"] = {"queue_ms": round(max(0.0, started - job.received_at) * 1000, 3),
-                                "decode_ms": t["decode_ms"], "infer_ms": t["infer_ms"],
+            # The worker's own timing (and what ran: detector, gated, hands_tracked), with the queueing before it
+            # and the total counted from arrival.
+            result["timing"] = {"queue_ms": round(max(0.0, started - job.received_at) * 1000, 3), **t,
                                 "total_ms": round((now - job.received_at) * 1000, 3)}
             m_ok.inc()
             m_seconds.observe(t["infer_ms"] / 1000)

@@ -53,6 +53,7 @@ def _serve(sock: socket.socket) -> int:
     from hgr.common.engine import Detector
     from hgr.common.errors import HgrError
     from hgr.common.options import DetectOptions
+    from hgr.common.stream_pipeline import StreamPipelines
 
     rfile = sock.makefile("rb")
 
@@ -66,6 +67,10 @@ def _serve(sock: socket.socket) -> int:
         settings = Settings(**init[1])
         detector = Detector(settings, init[2])
         detector.warm_up()
+        # Stream frames: the shared hand pipeline (STREAM_PIPELINE=litert), or the detector's VIDEO landmarkers.
+        streams = StreamPipelines(settings, init[2], detector.limits) if settings.stream_pipeline == "litert" else None
+        if streams is not None:
+            streams.warm_up(settings.model_variant if settings.model_variant in init[2] else next(iter(init[2])))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
         send(["fatal", f"worker could not load the model: {exc}"])
         return 1
@@ -76,7 +81,11 @@ def _serve(sock: socket.socket) -> int:
                 for job_id, data, num_hands, mirrored, model, stream in msg[1]:
                     started = time.monotonic()
                     try:
-                        result = detector.detect_bytes(data, DetectOptions(num_hands, mirrored, model), stream)
+                        opts = DetectOptions(num_hands, mirrored, model)
+                        if stream is not None and streams is not None:
+                            result = streams.detect_bytes(data, opts, stream)
+                        else:
+                            result = detector.detect_bytes(data, opts, stream)
                         send(["result", job_id, started, result])
                     except HgrError as exc:
                         send(["error", job_id, started, exc.code, exc.message])
@@ -85,10 +94,14 @@ def _serve(sock: socket.socket) -> int:
                         send(["error", job_id, started, "internal_error", "inference failed"])
             elif msg[0] == "close_stream":
                 detector.close_stream(msg[1])
+                if streams is not None:
+                    streams.close_stream(msg[1])
     except (BrokenPipeError, ConnectionResetError):
         pass  # the parent went away; nothing left to answer
     finally:
         detector.close()
+        if streams is not None:
+            streams.close()
     return 0
 
 

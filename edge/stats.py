@@ -16,6 +16,8 @@ class EdgeStats:
     def __init__(self) -> None:
         self.frames_received = 0
         self.frames_processed = 0
+        self.frames_gated = 0  # answered by the motion gate, no model ran (STREAM_PIPELINE=litert)
+        self.detector_runs = 0  # frames on which the palm detector ran (STREAM_PIPELINE=litert)
         self.dropped: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.by_key: Counter[str] = Counter()
@@ -45,7 +47,14 @@ class EdgeStats:
         self.latency_ms.append(latency_s * 1000)
         metrics.FRAMES_PROCESSED.inc()
         metrics.FRAME_LATENCY.observe(latency_s)
-        metrics.QUEUE_DELAY.observe(result["timing"]["queue_ms"] / 1000)
+        timing = result["timing"]
+        metrics.QUEUE_DELAY.observe(timing["queue_ms"] / 1000)
+        if timing.get("gated"):
+            self.frames_gated += 1
+            metrics.FRAMES_GATED.inc()
+        if timing.get("detector"):
+            self.detector_runs += 1
+            metrics.DETECTOR_RUNS.inc()
         for hand in result["hands"]:
             metrics.GESTURES.labels(hand["gesture"]).inc()
 
@@ -53,6 +62,8 @@ class EdgeStats:
         return {
             "frames_received": self.frames_received,
             "frames_processed": self.frames_processed,
+            "frames_gated": self.frames_gated,
+            "detector_runs": self.detector_runs,
             "frames_dropped": dict(self.dropped),
             "errors": dict(self.errors),
             "latency_ms": percentiles(list(self.latency_ms)),

@@ -1,0 +1,126 @@
+"""Stream frames through the shared hand pipeline (``STREAM_PIPELINE=litert``).
+
+One ``HandPipeline`` per model variant per worker process, created on first use and shared by every stream
+on that worker; a stream owns only a ``StreamState`` (a few ROIs, two timestamps and a 64×48 thumbnail,
+~6 KB), kept in a dict by stream id and dropped at once when the stream closes: nothing to close, nothing
+that can stall the worker. What runs on a frame is decided by ``common.stream_state`` (motion gate,
+landmarks on the tracked ROIs, palm detector when needed); the frame's ``timing`` says what ran.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hgr.common.config import Settings
+from hgr.common.contracts import DetectionResult, HandResult
+from hgr.common.engine import hand_to_dict, make_result, sort_hands
+from hgr.common.hands import association
+from hgr.common.hands.pipeline import Hand, HandPipeline, Roi, dedupe
+from hgr.common.images import ImageLimits, decode_image
+from hgr.common.options import DetectOptions, check_model
+from hgr.common.stream_state import ScheduleConfig, StreamState, advance, plan, should_detect, thumbnail
+
+
+def schedule_config(settings: Settings) -> ScheduleConfig:
+    return ScheduleConfig(detect_interval_ms=settings.detect_interval_ms, motion_gate=settings.motion_gate,
+                          motion_threshold=settings.motion_threshold,
+                          motion_max_skip_ms=settings.motion_max_skip_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFrame:
+    hands: list[HandResult]  # left to right
+    infer_ms: float
+    detector: bool  # the palm detector ran
+    gated: bool  # the motion gate reused the empty result: no model ran
+    hands_tracked: int  # ROIs carried in from the previous frame (landmark runs without the detector)
+
+
+class StreamPipelines:
+    """The worker's stream side. Not thread-safe: one per worker process."""
+
+    def __init__(self, settings: Settings, model_paths: dict[str, str], limits: ImageLimits) -> None:
+        self.settings = settings
+        self.model_paths = model_paths
+        self.limits = limits
+        self.config = schedule_config(settings)
+        self._pipelines: dict[str, HandPipeline] = {}
+        self._states: dict[Any, StreamState[Roi]] = {}
+
+    @property
+    def streams(self) -> int:
+        return len(self._states)
+
+    def pipeline(self, variant: str) -> HandPipeline:
+        pipe = self._pipelines.get(variant)
+        if pipe is None:
+            check_model(variant, self.model_paths)
+            s = self.settings
+            # The detector threshold is MediaPipe's min_hand_detection_confidence; a track is kept while the
+            # presence score passes min_tracking_confidence, as in MediaPipe's VIDEO mode.
+            pipe = self._pipelines[variant] = HandPipeline(
+                self.model_paths[variant], threads=1, min_detection=s.min_hand_detection_confidence,
+                min_presence=max(s.min_hand_presence_confidence, s.min_tracking_confidence))
+        return pipe
+
+    def detect(self, rgb: np.ndarray, opts: DetectOptions, stream: Any, now_ms: float | None = None) -> StreamFrame:
+        """One frame of ``stream``; ``now_ms`` defaults to the monotonic clock."""
+        start = time.perf_counter()
+        now = time.monotonic() * 1000 if now_ms is None else now_ms
+        state = self._states.get(stream) or StreamState()
+        thumb = thumbnail(rgb)
+        step = plan(state, now, thumb, self.config)
+        if step.gated:
+            self._states[stream] = advance(state, now, thumb, gated=True, detected=False, next_rois=())
+            return StreamFrame([], (time.perf_counter() - start) * 1000, False, True, 0)
+        pipe = self.pipeline(opts.model)
+        track = step.track[:opts.num_hands]  # the stream may have asked for fewer hands since
+        hands = [h for h in (pipe.landmarks(rgb, roi) for roi in track) if h is not None]
+        lost = len(track) - len(hands)
+        detected = should_detect(state, now, len(hands), lost, opts.num_hands, self.config)
+        if detected:
+            found = dedupe([h.next_roi for h in hands], pipe.palms(rgb, opts.num_hands))
+            hands += [h for h in (pipe.landmarks(rgb, roi) for roi in found[:opts.num_hands - len(hands)])
+                      if h is not None]
+        hands = _distinct(hands, rgb)
+        self._states[stream] = advance(state, now, thumb, gated=False, detected=detected,
+                                       next_rois=tuple(h.next_roi for h in hands))
+        results = sort_hands([hand_to_dict(h.landmarks, h.world_landmarks, h.handedness, h.handedness_score,
+                                           opts.mirrored) for h in hands])
+        return StreamFrame(results, (time.perf_counter() - start) * 1000, detected, False, len(track))
+
+    def detect_bytes(self, data: bytes, opts: DetectOptions, stream: Any) -> DetectionResult:
+        """A stream's compressed frame in, the common result out (``timing`` says what ran)."""
+        start = time.perf_counter()
+        image = decode_image(data, self.limits)
+        frame = self.detect(image.rgb, opts, stream)
+        result = make_result(frame.hands, image.size, image.decode_ms, frame.infer_ms,
+                             (time.perf_counter() - start) * 1000)
+        timing = result["timing"]
+        timing["detector"], timing["gated"], timing["hands_tracked"] = frame.detector, frame.gated, frame.hands_tracked
+        return result
+
+    def warm_up(self, variant: str) -> None:
+        """Load ``variant``'s models now (and run them once) so the first frame does not pay for it."""
+        self.pipeline(variant).detect(np.zeros((64, 64, 3), np.uint8), 1)
+
+    def close_stream(self, stream: Any) -> None:
+        self._states.pop(stream, None)
+
+    def close(self) -> None:
+        for pipe in self._pipelines.values():
+            pipe.close()
+        self._pipelines.clear()
+        self._states.clear()
+
+
+def _distinct(hands: list[Hand], rgb: np.ndarray) -> list[Hand]:
+    """Two tracks that drifted onto one hand count once (the first, a tracked one, is kept)."""
+    if len(hands) < 2:
+        return hands
+    dropped = association.duplicates([h.landmarks for h in hands], rgb.shape[1], rgb.shape[0])
+    return [h for i, h in enumerate(hands) if i not in dropped]
