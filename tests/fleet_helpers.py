@@ -4,6 +4,8 @@ EdgeNode the reporter talks to."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -86,3 +88,83 @@ class StandInNode:
             return False
         self.stream_throttles.append((stream_id, max_fps))
         return True
+
+
+DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
+
+
+class EdgeSiteBroker(Broker):
+    """An edge site's Mosquitto running the *shipped* edge config (deploy/mosquitto/edge-bridge.conf)
+    with the shipped bridge (bridge.conf.example) filled in for ``edge_id``: it logs in to the central
+    broker at ``central`` (host:port) as that edge, without TLS here. ``restart_timeout`` only shortens
+    the bridge's reconnect backoff (default 5 s growing to 30 s) to keep tests short."""
+
+    def __init__(self, folder: Path, edge_id: str, central: str, *, restart_timeout: str = "1 2") -> None:
+        self.edge_id, self.central, self.restart_timeout = edge_id, central, restart_timeout
+        super().__init__(folder, auth=False)
+
+    def _config(self) -> str:
+        bridge_dir = self.folder / "bridge.d"
+        bridge_dir.mkdir(exist_ok=True)
+        bridge = []
+        for line in (DEPLOY_MOSQUITTO / "bridge.conf.example").read_text().splitlines():
+            word = line.split(" ", 1)[0]
+            if word in ("bridge_cafile", "bridge_insecure"):  # the test's central broker has no TLS
+                continue
+            if word == "address":
+                line = f"address {self.central}"
+            elif word == "remote_password":
+                line = f"remote_password {USERS[self.edge_id]}"
+            bridge.append(line.replace("EDGE_ID", self.edge_id))
+        bridge.append(f"restart_timeout {self.restart_timeout}")
+        (bridge_dir / "bridge.conf").write_text("\n".join(bridge) + "\n")
+        lines = []
+        for line in (DEPLOY_MOSQUITTO / "edge-bridge.conf").read_text().splitlines():
+            word = line.split(" ", 1)[0]
+            if word == "listener":
+                line = f"listener {self.port} 127.0.0.1"
+            elif word == "persistence_location":
+                line = f"persistence_location {self.folder / 'data'}/"
+            elif word == "include_dir":
+                line = f"include_dir {bridge_dir}"
+            lines.append(line)
+        return "\n".join(lines + [f"log_dest file {self.folder / 'mosquitto.log'}", "user root"]) + "\n"
+
+
+class LinkCut:
+    """A TCP relay on a free port standing for a WAN link: ``cut()`` drops every connection and refuses
+    new ones (a bridge outage with both brokers up), ``restore()`` lets them through again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port, self.target_port = free_port(), target_port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def restore(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
