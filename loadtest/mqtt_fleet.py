@@ -15,6 +15,13 @@ them, or the hub fell behind).
 publishers' CPU caps what the hub is offered. ``--mode backlog``: the hub subscribes (a kept session)
 and goes away, the publishers fill the broker's queue for it, then the hub comes back and drains it
 alone: the hub's own ceiling.
+``--connections N`` spreads the edges over N MQTT connections (default: one per publisher process);
+``--connections`` = ``--edges`` gives every simulated edge its own connection, as a real fleet has, so
+the broker carries the fleet's connection count (mind ``ulimit -n``: each connection is a descriptor
+in the broker and three in a publisher process)::
+
+    python -m hgr.loadtest.mqtt_fleet --edges 10000 --connections 10000 --publishers 4 --rate 1000 --duration 60
+
 Traffic stays on 127.0.0.1; every loop is bounded by ``--duration``.
 """
 
@@ -139,7 +146,7 @@ async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) ->
                                         "max_seq_sum": seq, "gaps": gaps, "duplicates": service.ingested["duplicates"],
                                         "invalid": service.ingested["invalid"], "edges": len(edges)}))
     await service.stop()
-    keys = [k async for k in redis.scan_iter(f"{args.redis_prefix}*")]
+    keys = [k async for k in redis.scan_iter(f"*{args.redis_prefix}*")]  # the fleet's keys: {prefix fleet}:…
     for i in range(0, len(keys), 500):
         await redis.delete(*keys[i:i + 500])
     await redis.aclose()
@@ -164,23 +171,32 @@ def publisher_main(args: argparse.Namespace, index: int, go: Any, results: Any) 
     from paho.mqtt.properties import Properties
 
     url = urlsplit(args.mqtt_url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"loadtest-pub-{index}-{uuid.uuid4().hex[:6]}",
-                         protocol=mqtt.MQTTv5)
-    if url.username:
-        client.username_pw_set(unquote(url.username), unquote(url.password) if url.password is not None else None)
-    # paho walks its whole queue on every PUBACK: keep both small or the publisher, not the hub, is
-    # what gets measured.
-    client.max_inflight_messages_set(100)
-    client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
-    client.loop_start()
+    edges = [f"sim-{i:05d}" for i in range(index, args.edges, args.publishers)]
+    # --connections: this process's share of them, each edge always on the same one (one each when
+    # --connections equals --edges: a broker carrying the fleet's real connection count).
+    n_clients = max(1, len(range(index, args.connections, args.publishers)))
+    clients = []
+    for c in range(n_clients):
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                             client_id=f"loadtest-pub-{index}-{c}-{uuid.uuid4().hex[:6]}")
+        if url.username:
+            client.username_pw_set(unquote(url.username),
+                                   unquote(url.password) if url.password is not None else None)
+        # paho walks its whole queue on every PUBACK: keep both small or the publisher, not the hub, is
+        # what gets measured.
+        client.max_inflight_messages_set(100)
+        client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=60)
+        clients.append(client)
+    pump = _Pump(clients)
     props = Properties(PacketTypes.PUBLISH)
     props.ContentType = "application/json"
-    edges = [f"sim-{i:05d}" for i in range(index, args.edges, args.publishers)]
+    owner = {e: clients[i % n_clients] for i, e in enumerate(edges)}
     sessions = {e: uuid.uuid4().hex[:16] for e in edges}
     for e in edges:
         birth = {"v": 1, "edge_id": e, "session": sessions[e], "status": "online", "birth_seq": 1, "conn": 1,
                  "metrics_seq": 0, "version": "loadtest", "model": "full", "capabilities": {}}
-        client.publish(edge_topic(args.prefix, e, "status"), json.dumps(birth).encode(), qos=1, properties=props)
+        owner[e].publish(edge_topic(args.prefix, e, "status"), json.dumps(birth).encode(), qos=1, properties=props)
+        pump.run_once()
     go.wait()
     rate = args.rate / args.publishers
     seqs = dict.fromkeys(edges, 0)
@@ -196,19 +212,61 @@ def publisher_main(args: argparse.Namespace, index: int, go: Any, results: Any) 
             e = edges[i % len(edges)]
             i += 1
             seqs[e] += 1
+            client = owner[e]
             client.publish(edge_topic(args.prefix, e, "metrics"), _metrics_payload(e, sessions[e], seqs[e]),
                            qos=args.qos, properties=props)
             sent += 1
             while len(client._out_messages) > 300 and time.monotonic() < deadline:
-                time.sleep(0.0005)
-        time.sleep(tick)
+                pump.run_once(0.0005)
+        pump.run_once(tick)
     elapsed = time.monotonic() - started
     end = time.monotonic() + 30
-    while client._out_messages and time.monotonic() < end:  # let QoS 1 acks drain (bounded)
-        time.sleep(0.05)
-    client.disconnect()
-    client.loop_stop()
-    results.put({"publisher": index, "sent": sent, "seconds": round(elapsed, 3)})
+    while any(c._out_messages for c in clients) and time.monotonic() < end:  # let QoS 1 acks drain (bounded)
+        pump.run_once(0.05)
+    pump.close()
+    results.put({"publisher": index, "sent": sent, "seconds": round(elapsed, 3), "connections": n_clients})
+
+
+class _Pump:
+    """Drives paho clients: one client runs paho's own network thread; many share this process's
+    thread through a selector (paho's external-loop API), so thousands of connections cost no threads."""
+
+    def __init__(self, clients: list[Any]) -> None:
+        import selectors
+
+        self.clients = clients
+        self.threaded = len(clients) == 1
+        self._misc_at = time.monotonic()
+        if self.threaded:
+            clients[0].loop_start()
+            return
+        self.selector = selectors.DefaultSelector()
+        for client in clients:
+            self.selector.register(client.socket(), selectors.EVENT_READ, client)
+
+    def run_once(self, timeout: float = 0.0) -> None:
+        if self.threaded:
+            if timeout:
+                time.sleep(timeout)
+            return
+        for key, _ in self.selector.select(timeout):
+            key.data.loop_read(100)
+        for client in self.clients:
+            if client.want_write():
+                client.loop_write()
+        if time.monotonic() - self._misc_at > 1.0:  # keepalive pings, retries
+            self._misc_at = time.monotonic()
+            for client in self.clients:
+                client.loop_misc()
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.disconnect()
+        if self.threaded:
+            self.clients[0].loop_stop()
+        else:
+            self.run_once(0.1)
+            self.selector.close()
 
 
 # --- orchestration ---
@@ -282,6 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) >= 2 else 0.0
     return {
         "test": "mqtt_fleet_ingest", "mode": args.mode, "edges": args.edges, "publishers": args.publishers,
+        "connections": sum(s.get("connections", 1) for s in sent),
         "qos": args.qos, "target_rate": args.rate, "duration_s": args.duration,
         "sent": total_sent, "publish_rate": round(total_sent / max(s["seconds"] for s in sent), 1) if sent else 0,
         "hub_ingest_rate": round(rate, 1),
@@ -296,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=12000.0, help="metrics messages/s, all edges together")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing (bounded)")
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    parser.add_argument("--connections", type=int, default=0,
+                        help="MQTT connections in all (spread over the publishers; = --edges for one per edge); "
+                             "default: one per publisher")
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
     parser.add_argument("--mode", choices=("live", "backlog"), default="live")
     parser.add_argument("--mqtt-url", default="", help="default: a private mosquitto with the shipped config")
