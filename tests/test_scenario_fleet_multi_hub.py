@@ -192,7 +192,13 @@ def test_broker_restart_edges_reconnect_and_deliver_their_outbox(fleet: Fleet) -
     offsets = _ingest_offsets(fleet)
     before = fleet.edges("hub-1")
     fleet.broker.stop()  # SIGTERM, persistence saved
-    time.sleep(2.0)  # ~10 metrics per edge go to the outbox meanwhile
+
+    def outbox(edge: str) -> float:  # the edge's hgr_mqtt_outbox_messages
+        text = httpx.get(f"http://127.0.0.1:{fleet.ports[edge]}/metrics", timeout=5).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("hgr_mqtt_outbox_messages "))
+
+    poll(lambda: all(outbox(edge) >= 10 for edge in ("edge-a", "edge-b")), 60, "10 metrics in each edge's outbox")
     fleet.broker.start()
 
     seen: list[dict] = []
