@@ -52,7 +52,7 @@ def parse_redis_url(url: str) -> RedisTarget:
     netloc, _, path = rest.partition("/")
     credentials, _, hosts = netloc.rpartition("@")
     username, password = _credentials(credentials)
-    nodes = parse_nodes(hosts, DEFAULT_PORTS[kind])
+    nodes = _nodes(hosts, DEFAULT_PORTS[kind])
     parts = [p for p in path.split("/") if p]
     master, db = "", 0
     if kind == "sentinel":
@@ -65,7 +65,7 @@ def parse_redis_url(url: str) -> RedisTarget:
     return RedisTarget(kind, url, nodes, master, db, username, password, tls=scheme.startswith("rediss"))
 
 
-def parse_nodes(spec: str, default_port: int) -> tuple[tuple[str, int], ...]:
+def _nodes(spec: str, default_port: int) -> tuple[tuple[str, int], ...]:
     """``host[:port],host[:port],…`` (IPv6 as ``[::1]:port``) as (host, port) pairs."""
     nodes = []
     for item in (s.strip() for s in spec.split(",")):
