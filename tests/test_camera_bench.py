@@ -65,3 +65,29 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
     assert "| baseline (raw VIDEO) | one_hand (one_hand_alone) |" in table
     assert "| edge MAX_FPS=1000 | two_hands |" in table
     assert "edge MAX_FPS=-1 failed: start:" in table
+
+
+def test_scenes_are_those_the_reference_counts_right_as_stills(model_path: str,
+                                                              hand_photos: list[tuple[Path, int]]) -> None:
+    from hgr.common.config import load_settings
+    from hgr.loadtest import clips as C
+    from hgr.loadtest.camera import StillJudge
+
+    folder = hand_photos[0][0].parent
+    labels = {p.name: n for p, n in hand_photos}
+    judge = StillJudge(load_settings({}, env_file=None, model_path=model_path), model_path)
+    try:
+        source = C.SceneSource(folder, judge, seed=3)
+        one, two, empty = source.one_hand(), source.two_hands(), source.empty()
+        assert one.hands == 1 and one.label == labels[one.source]
+        assert judge(one.image)[1] == (one.label,)
+        left, right = two.source.split("+")
+        assert two.hands == 2 and two.label == labels[left] + labels[right]
+        assert judge(two.image)[1] == (labels[left], labels[right])
+        assert empty.hands == 0 and empty.label == 0 and judge(empty.image) == ((), ())
+        assert empty.source.split("[")[0] in labels  # a region of one of the photos
+        # the same seed walks the photos in the same order
+        again = C.SceneSource(folder, judge, seed=3)
+        assert again.one_hand().source == one.source
+    finally:
+        judge.close()
