@@ -12,8 +12,8 @@ Untrusted input (a client's frame, an edge's payload on the hub) is *validated* 
 ``common.protocol`` and ``hub.fleet_logic``; the types describe the result, they check nothing at run time.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: on Python 3.11 a TypedDict then sees ``NotRequired[...]``
+# only as a string and reports every key as required at run time (tests/test_contracts.py reads them).
 from collections.abc import Callable
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
