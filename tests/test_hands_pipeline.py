@@ -189,10 +189,16 @@ def test_max_hands_caps_the_palms(pipeline: HandPipeline, hand_photos: list[tupl
     assert len(pipeline.detect(pair, 2)) == 2
 
 
-def test_rois_reach_outside_the_image(pipeline: HandPipeline) -> None:
-    """An ROI over the edge (or off the image) is a valid question, not an error."""
+def test_rois_reach_outside_the_image(pipeline: HandPipeline, hand_photos: list[tuple[Path, int]]) -> None:
+    """An ROI over the edge (or off the image) is a valid question, not an error; so is a degenerate one."""
     rgb = np.zeros((100, 80, 3), np.uint8)
     assert pipeline.landmarks(rgb, Roi(1.2, -0.3, 0.9, 0.7, 2.0)) is None
+    photo, hand = next((rgb, found[0]) for rgb, found in ((read_rgb(p), pipeline.detect(read_rgb(p), 1))
+                                                          for p, _ in hand_photos) if found)
+    for bad in (Roi(hand.roi.cx, hand.roi.cy, 0.0, 0.0, 0.0), Roi(float("nan"), 0.5, 0.5, 0.5, 0.0),
+                Roi(0.5, 0.5, -0.5, 0.5, 0.0), Roi(0.5, 0.5, 0.5, 0.5, float("inf"))):
+        assert pipeline.landmarks(photo, bad) is None
+    assert pipeline.landmarks(photo, hand.roi) is not None
 
 
 def test_bad_input_is_a_clear_error(pipeline: HandPipeline, tmp_path: Path) -> None:

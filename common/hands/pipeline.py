@@ -8,6 +8,7 @@ Not thread-safe (the interpreters are reused): one caller at a time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,11 @@ def _check_image(rgb: np.ndarray) -> tuple[int, int]:
     return rgb.shape[1], rgb.shape[0]
 
 
+def _usable(roi: Roi) -> bool:
+    values = (roi.cx, roi.cy, roi.w, roi.h, roi.rotation)
+    return all(math.isfinite(v) for v in values) and roi.w > 0 and roi.h > 0
+
+
 class HandPipeline:
     """The bundle's palm detector and landmark model, loaded once; holds no per-stream state."""
 
@@ -61,11 +67,13 @@ class HandPipeline:
         width, height = _check_image(rgb)
         if self._palm is None:
             raise RuntimeError("hand pipeline is closed")
+        if max_hands < 1:
+            return []
         box = crop.letterbox(width, height)
         self._palm.set_tensor(self._palm_input, crop.crop(rgb, box, palms.INPUT_SIZE, zero_border=True))
         self._palm.invoke()
         raw_boxes, raw_scores = (self._palm.get_tensor(i) for i in self._palm_outputs)
-        found = palms.weighted_nms(palms.decode(raw_boxes, raw_scores, self.min_detection))[:max(0, max_hands)]
+        found = palms.weighted_nms(palms.decode(raw_boxes, raw_scores, self.min_detection))[:max_hands]
         rois = []
         for palm in found:
             # DetectionProjectionCalculator: from the letterboxed square back to the image.
@@ -81,6 +89,8 @@ class HandPipeline:
         width, height = _check_image(rgb)
         if self._landmark is None:
             raise RuntimeError("hand pipeline is closed")
+        if not _usable(roi):
+            return None  # nothing to look at (a caller's stale or corrupted ROI must not stop its worker)
         out = self._landmark.run(crop.crop(rgb, roi, landmarks.INPUT_SIZE, zero_border=False))
         if not out.presence > self.min_presence:
             return None
