@@ -138,6 +138,11 @@ class Settings:
     motion_max_skip_ms: float = _s("MOTION_MAX_SKIP_MS", 1000.0,
                                    "A gated stream is still looked at fully at least this often.", min=0,
                                    max=60_000)
+    reduced_decode_min_side: int = _s("REDUCED_DECODE_MIN_SIDE", 360,
+                                      "litert: a stream's JPEG frame is decoded at 1/2, 1/4 or 1/8 scale while its "
+                                      "shorter side stays ≥ this many px (1920×1080 → 960×540; 640×480 as sent); "
+                                      "0 = always full size. Stills are always decoded in full.", min=0,
+                                      max=16_384)
 
     # --- auth ---
     auth_enabled: bool = _s("AUTH_ENABLED", False, "Require an API key on REST and WebSocket.")

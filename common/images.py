@@ -105,16 +105,22 @@ def _is_truncated(fmt: str, data: bytes) -> bool:
     return False
 
 
-def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
+def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, reduce_min_side: int = 0) -> DecodedImage:
+    """``reduce_min_side`` > 0: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, cheaper
+    than decoding everything and resizing) as long as its shorter side stays at least that many pixels.
+    Stream frames only (STREAM_PIPELINE=litert, REDUCED_DECODE_MIN_SIDE): measured in docs/benchmarks.md."""
     start = time.perf_counter()
     header = read_header(data, limits)
-    rgb = _decode_jpeg(data) if header.format == "jpeg" else None
+    factor = reduce_factor(header.width, header.height, reduce_min_side) if header.format == "jpeg" else 1
+    rgb = _decode_jpeg(data, header, factor) if header.format == "jpeg" else None
     if rgb is None:
         rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
     if rgb is None or rgb.size == 0:
         raise CorruptImage(f"the {header.format.upper()} data could not be decoded")
     rgb = apply_orientation(rgb, header.orientation)
     size = (rgb.shape[1], rgb.shape[0])
+    if factor > 1:  # the size as sent, not as decoded (rotated as the pixels were)
+        size = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
     rgb = downscale(rgb, limits.infer_max_side)
     return DecodedImage(np.ascontiguousarray(rgb), header.format, (time.perf_counter() - start) * 1000, size)
 
@@ -125,11 +131,22 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
 _CORRUPT_JPEG = ("Corrupt JPEG data", "Premature end of JPEG file", "Bogus", "Invalid")
 
 
-def _decode_jpeg(data: bytes) -> np.ndarray | None:
+def reduce_factor(width: int, height: int, min_side: int) -> int:
+    """The largest of 8, 4, 2 (else 1) that keeps the shorter side of the decoded image ≥ ``min_side``."""
+    if min_side <= 0:
+        return 1
+    short = min(width, height)
+    return next((f for f in (8, 4, 2) if -(-short // f) >= min_side), 1)
+
+
+def _decode_jpeg(data: bytes, header: ImageHeader, factor: int = 1) -> np.ndarray | None:
     """RGB pixels by libjpeg-turbo in strict mode (as fast as OpenCV's decoder, measured on the 210 labelled
-    photos: 3.3 vs 3.9 ms), CorruptImage on damaged data, None when OpenCV should try instead."""
+    photos: 3.3 vs 3.9 ms), CorruptImage on damaged data, None when OpenCV should try instead. ``factor`` > 1
+    decodes at 1/factor scale (libjpeg picks the smallest scale M/8 meeting the minimum sides: exactly that)."""
     try:
-        rgb: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+        scaled = {"min_height": -(-header.height // factor), "min_width": -(-header.width // factor)} if factor > 1 \
+            else {}
+        rgb: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, **scaled)
     except ValueError as exc:
         if str(exc).startswith(_CORRUPT_JPEG):
             raise CorruptImage(f"the JPEG data is corrupt ({str(exc)[:80]})") from None

@@ -96,7 +96,7 @@ class StreamPipelines:
     def detect_bytes(self, data: bytes, opts: DetectOptions, stream: Any) -> DetectionResult:
         """A stream's compressed frame in, the common result out (``timing`` says what ran)."""
         start = time.perf_counter()
-        image = decode_image(data, self.limits)
+        image = decode_image(data, self.limits, reduce_min_side=self.settings.reduced_decode_min_side)
         frame = self.detect(image.rgb, opts, stream)
         result = make_result(frame.hands, image.size, image.decode_ms, frame.infer_ms,
                              (time.perf_counter() - start) * 1000)
