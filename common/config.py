@@ -128,6 +128,9 @@ class Settings:
                                    "litert: while a stream tracks some but fewer than its `num_hands` hands, the "
                                    "palm detector looks for more this often (a lost track or no tracked hand: "
                                    "at once).", min=0, max=60_000)
+    detect_interval_frames: int = _s("DETECT_INTERVAL_FRAMES", 5,
+                                     "...and no more often than every this many frames of the stream (a saturated "
+                                     "edge serves each stream fewer frames per second).", min=1, max=10_000)
     motion_gate: bool = _s("MOTION_GATE", True, "litert: a stream tracking no hand whose frame has not changed "
                            "since its previous frame reuses the empty result (no model runs).")
     motion_threshold: float = _s("MOTION_THRESHOLD", 16.0,

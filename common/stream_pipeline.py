@@ -26,7 +26,8 @@ from hgr.common.stream_state import ScheduleConfig, StreamState, advance, plan, 
 
 
 def schedule_config(settings: Settings) -> ScheduleConfig:
-    return ScheduleConfig(detect_interval_ms=settings.detect_interval_ms, motion_gate=settings.motion_gate,
+    return ScheduleConfig(detect_interval_ms=settings.detect_interval_ms,
+                          detect_interval_frames=settings.detect_interval_frames, motion_gate=settings.motion_gate,
                           motion_threshold=settings.motion_threshold,
                           motion_max_skip_ms=settings.motion_max_skip_ms)
 

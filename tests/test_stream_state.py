@@ -123,6 +123,18 @@ def test_a_tracked_hand_skips_the_detector_until_the_interval() -> None:
     assert all(s.reported == (0,) and s.plan.track == (0,) for s in steps[1:])
 
 
+def test_a_slow_stream_runs_the_detector_every_interval_frames() -> None:
+    """At 10 frames/s (a saturated edge) 200 ms is 2 frames; the frame bound keeps the detector to 1 in 5."""
+    scene = Scene()
+    state: StreamState[int] = StreamState()
+    detector_frames = []
+    for i in range(40):
+        state, step = run_frame(state, i * 100.0, scene.thumb({0}), {0}, 2)
+        if step.detected:
+            detector_frames.append(i)
+    assert detector_frames == list(range(0, 40, CFG.detect_interval_frames))
+
+
 def test_num_hands_tracked_never_runs_the_detector() -> None:
     steps = run([{0}] * 30, num_hands=1)
     assert [i for i, s in enumerate(steps) if s.detected] == [0]
