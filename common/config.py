@@ -120,7 +120,7 @@ class Settings:
                       "next to the packages).")
 
     # --- stream pipeline (edge; docs/architecture.md "The stream path") ---
-    stream_pipeline: str = _s("STREAM_PIPELINE", "mediapipe",
+    stream_pipeline: str = _s("STREAM_PIPELINE", "litert",
                               "Model path for stream frames: `litert` = one shared hand pipeline per worker with "
                               "tracking-aware scheduling and motion gating; `mediapipe` = a MediaPipe VIDEO "
                               "landmarker per stream.", choices=("litert", "mediapipe"))

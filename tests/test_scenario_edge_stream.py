@@ -56,7 +56,9 @@ async def test_hello_then_results_with_seq_and_ts_echoed(edge: tuple[str, int], 
     msg = await recv_msg(ws)
     assert msg["type"] == "result" and msg["seq"] == 41 and msg["ts"] == 1700000000123
     assert msg["dropped"] == 0 and isinstance(msg["hands"], list) and len(msg["hands"]) <= 1
-    assert set(msg["timing"]) == {"queue_ms", "decode_ms", "infer_ms", "total_ms"}
+    assert set(msg["timing"]) == {"queue_ms", "decode_ms", "infer_ms", "total_ms", "detector", "gated",
+                                  "hands_tracked"}
+    assert msg["timing"]["detector"] is True and msg["timing"]["gated"] is False  # a new stream looks fully
     # a bare JPEG is a frame too, numbered after the last seq
     await ws.send(frames[1])
     assert (await recv_msg(ws))["seq"] == 42
