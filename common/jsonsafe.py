@@ -35,6 +35,10 @@ class JsonTooComplex(HgrError):
     code = "json_too_complex"
 
 
+class JsonStringTooLong(JsonTooComplex):
+    """Over ``JsonLimits.max_string``: the caller knows what such a string would have been (an image)."""
+
+
 @dataclass(frozen=True, slots=True)
 class JsonLimits:
     """Our documents are shallow (a batch body is 4 levels deep) and small in values (a 32-image batch
@@ -42,6 +46,7 @@ class JsonLimits:
 
     max_depth: int = 32
     max_values: int = 10_000
+    max_string: int | None = None  # bytes of the longest string (escapes counted as sent); None: unbounded
 
 
 DEFAULT_LIMITS = JsonLimits()
@@ -66,6 +71,7 @@ class Shape:
         self.values = 0
         self._in_string = False
         self._escaped = False  # the previous chunk ended inside a string, on a backslash
+        self._string_bytes = 0  # of the string being read
 
     def feed(self, chunk: bytes) -> None:
         pos, end = 0, len(chunk)
@@ -75,7 +81,12 @@ class Shape:
                     self._escaped, pos = False, pos + 1
                     continue
                 match = _STRING_BODY.match(chunk, pos)
-                pos = match.end() if match else pos
+                if match:
+                    self._string_bytes += match.end() - pos
+                    pos = match.end()
+                longest = self.limits.max_string
+                if longest is not None and self._string_bytes > longest:
+                    raise JsonStringTooLong(f"the JSON holds a string longer than {longest} bytes")
                 if pos >= end:
                     return
                 if chunk[pos] == 0x5C:  # a backslash as the chunk's last byte: its escapee comes next
@@ -88,7 +99,7 @@ class Shape:
                 return
             byte, pos = chunk[found.start()], found.end()
             if byte == 0x22:  # "
-                self._in_string = True
+                self._in_string, self._string_bytes = True, 0
             elif byte in (0x5B, 0x7B):  # [ {
                 self.depth += 1
                 self.values += 1

@@ -61,6 +61,13 @@ def single_image_body_limit(max_image_size: int, max_request_size: int) -> int:
     return min(max_request_size, 4 * -(-max_image_size // 3) + 64 * 1024)
 
 
+def longest_json_string(max_image_size: int) -> int:
+    """The longest string a JSON body can need: an image of ``MAX_IMAGE_SIZE`` in base64, with room for a
+    ``data:`` prefix and MIME line breaks (escaped ``\r\n`` every 76 characters). A longer string is
+    refused while it arrives, so a 63 MB string is never held, let alone parsed."""
+    return 4 * -(-max_image_size // 3) * 81 // 76 + 1024
+
+
 def bounded(request: Request, limit: int, timeout: float | None = None) -> Request:
     """The same request, whose body can be read at most ``limit`` bytes far (RequestTooLarge beyond) and,
     with ``timeout``, must have arrived in full within that many seconds (RequestTimeout beyond)."""
@@ -103,7 +110,11 @@ async def read_json(request: Request, limit: int, json_limits: jsonsafe.JsonLimi
     shape = jsonsafe.Shape(json_limits)
     body = bytearray()
     async for chunk in bounded(request, limit, timeout).stream():
-        shape.feed(chunk)
+        try:
+            shape.feed(chunk)
+        except jsonsafe.JsonStringTooLong:  # the only long strings we take are images
+            raise ImageTooLarge(f"the body holds a string longer than {json_limits.max_string} bytes, more than "
+                                f"an image of the size limit takes in base64") from None
         body += chunk
     if not body:
         raise jsonsafe.BadJson("the request body is empty; send a JSON object")

@@ -30,6 +30,7 @@ from hgr.hub.bodies import (
     InvalidRequest,
     RequestTooLarge,
     decode_base64_image,
+    longest_json_string,
     read_form,
     read_json,
     single_image_body_limit,
@@ -57,7 +58,7 @@ class DetectHost(Protocol):
 
 def routes(hub: DetectHost) -> list[Route]:
     s = hub.settings
-    json_limits = jsonsafe.JsonLimits(s.max_json_depth, s.max_json_values)
+    json_limits = jsonsafe.JsonLimits(s.max_json_depth, s.max_json_values, longest_json_string(s.max_image_size))
     single_limit = single_image_body_limit(s.max_image_size, s.max_request_size)
 
     async def charge(request: Request, caller: Caller, cost: int) -> dict[str, str]:

@@ -58,6 +58,15 @@ def test_a_hostile_stream_is_refused_early() -> None:
     assert fed == 0  # the first 63 KB chunk crossed the limit
 
 
+def test_a_string_longer_than_the_limit_is_refused_while_it_arrives() -> None:
+    shape = Shape(JsonLimits(max_string=100))
+    shape.feed(b'{"a": "' + b"x" * 60)
+    shape.feed(b"y" * 40 + b'", "b": "\\\\"')  # exactly 100, then a short one holding an escape
+    with pytest.raises(JsonTooComplex, match="longer than 100 bytes"):
+        shape.feed(b', "c": "' + b"z" * 101)
+    assert loads('["' + "x" * 100 + '"]', JsonLimits(max_string=100)) == ["x" * 100]
+
+
 # --- each decoder of untrusted JSON goes through it (issue 12 item 6) ---
 
 def test_websocket_json_messages() -> None:

@@ -119,6 +119,15 @@ async def test_a_63_mb_body_of_empty_lists_is_refused_after_its_first_chunk(hub:
     assert status == 413 and body["error"]["code"] == "json_too_complex" and body["error"]["request_id"]
 
 
+async def test_a_string_longer_than_any_image_is_refused_while_it_arrives(hub: str) -> None:
+    """A well-formed 63 MB body whose one string is longer than the base64 of MAX_IMAGE_SIZE (20 MiB): refused
+    once the string passes that length, never held in full nor parsed (it cost 170 MB of RSS before)."""
+    head = _post_head("/detect-fingers-batch", 63_000_000, "X-API-Key: big-secret-key-123\r\n")
+    body = b'{"images": [{"image_base64": "' + b"A" * 30_000_000  # past 28.4 MB; 33 MB never sent
+    status, answer = await _raw(_port(hub), head, body)
+    assert status == 413 and answer["error"]["code"] == "image_too_large"
+
+
 async def test_a_deeply_nested_body_is_a_4xx(hub: str) -> None:
     async with httpx.AsyncClient(base_url=hub, timeout=60) as client:
         for path in ("/detect-fingers", "/detect-fingers-batch"):
