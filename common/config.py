@@ -182,6 +182,8 @@ class Settings:
                               "(when REDIS_URL is unset; enables Redis).")
     redis_sentinel_master: str = _s("REDIS_SENTINEL_MASTER", "mymaster",
                                     "The master's name in the Sentinels (with REDIS_SENTINELS).")
+    redis_sentinel_password: str = _s("REDIS_SENTINEL_PASSWORD", "", "Password of the Sentinels themselves (their "
+                                      "`requirepass`); the master's password goes in REDIS_URL.", secret=True)
     redis_key_prefix: str = _s("REDIS_KEY_PREFIX", "hgr:", "Prefix of every Redis key this service writes.")
 
     # --- mqtt ---

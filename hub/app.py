@@ -39,7 +39,7 @@ class Hub:
         self.keyring = KeyRing.from_spec(settings.api_keys)
         self.defaults = default_options(settings)
         url = settings.resolved_redis_url()
-        self.redis = RedisConn(url) if url else None
+        self.redis = RedisConn(url, sentinel_password=settings.redis_sentinel_password or None) if url else None
         self.cache: ResultCache = (NoCache() if not settings.cache_enabled
                                    else RedisCache(self.redis, settings.cache_ttl) if self.redis
                                    else MemoryCache(settings.cache_max_entries, settings.cache_ttl))

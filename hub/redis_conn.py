@@ -40,10 +40,11 @@ class RedisDown(Exception):
 
 
 class RedisConn:
-    def __init__(self, url: str, *, timeout_s: float = 0.5, ping_interval_s: float = 1.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 0.5, ping_interval_s: float = 1.0,
+                 sentinel_password: str | None = None) -> None:
         self.url = url
         self.target = parse_redis_url(url)
-        self.client: Client = make_client(self.target, timeout_s)
+        self.client: Client = make_client(self.target, timeout_s, sentinel_password)
         self.up = False
         self.last_error: str | None = None
         self.down_since: float | None = None
@@ -107,9 +108,9 @@ class RedisConn:
         metrics.REDIS_UP.set(0)
 
 
-def make_client(target: RedisTarget, timeout_s: float) -> Client:
+def make_client(target: RedisTarget, timeout_s: float, sentinel_password: str | None = None) -> Client:
     """A fail-fast client for ``target``: short timeouts and no retries (RedisConn decides what a failure
-    means), raw bytes in and out."""
+    means), raw bytes in and out. ``sentinel_password``: what the Sentinels themselves require."""
     options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
                                "retry": Retry(NoBackoff(), 0), "health_check_interval": 0,
                                "decode_responses": False}
@@ -118,10 +119,11 @@ def make_client(target: RedisTarget, timeout_s: float) -> Client:
     options.update(username=target.username, password=target.password, ssl=target.tls)
     if target.kind == "cluster":
         return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], **options)
-    # Sentinels are asked without the master's password (Sentinel auth is its own setting) and as
-    # quickly as the master itself; the master connection is re-resolved through them on every connect.
+    # Sentinels have their own password (REDIS_SENTINEL_PASSWORD), not the master's, and answer as
+    # quickly as the master must; the master connection is re-resolved through them on every connect.
     sentinel = Sentinel(list(target.nodes),  # type: ignore[no-untyped-call]
-                        sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s})
+                        sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+                                         "password": sentinel_password})
     client: aioredis.Redis = sentinel.master_for(target.master, db=target.db, **options)
     return client
 

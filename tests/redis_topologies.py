@@ -22,8 +22,8 @@ def _need_redis() -> None:
     need(bool(shutil.which("redis-cli")), "redis-cli is not installed")
 
 
-def _info(port: int, section: str) -> dict[str, str]:
-    with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+def _info(port: int, section: str, password: str | None = None) -> dict[str, str]:
+    with redis.Redis(port=port, password=password, socket_timeout=1, decode_responses=True) as client:
         return {k: str(v) for k, v in client.info(section).items()}
 
 
@@ -66,11 +66,13 @@ def _info_cluster(port: int) -> str:
 
 class SentinelSet:
     """A master, one replica, and three Sentinels (quorum 2) with a short down-after and failover
-    timeout, so a killed master is replaced within a few seconds."""
+    timeout, so a killed master is replaced within a few seconds. With ``password`` the data nodes
+    require it (``requirepass``/``masterauth``) and the Sentinels require ``sentinel_password``."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, password: str | None = None, sentinel_password: str | None = None) -> None:
         _need_redis()
         self.folder = folder
+        self.password, self.sentinel_password = password, sentinel_password
         self.master_port, self.replica_port = free_port(), free_port()
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.data: dict[int, subprocess.Popen] = {}
@@ -78,13 +80,17 @@ class SentinelSet:
 
     @property
     def url(self) -> str:
-        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{MASTER_NAME}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+sentinel://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) \
+            + f"/{MASTER_NAME}/0"
 
     def start(self) -> SentinelSet:
-        self.data[self.master_port] = start_server(redis_argv(self.master_port), self.master_port)
+        auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
+        self.data[self.master_port] = start_server(redis_argv(self.master_port) + auth, self.master_port)
         self.data[self.replica_port] = start_server(
-            redis_argv(self.replica_port) + ["--replicaof", "127.0.0.1", str(self.master_port)], self.replica_port)
-        poll(lambda: _info(self.replica_port, "replication").get("master_link_status") == "up", 30,
+            redis_argv(self.replica_port) + auth + ["--replicaof", "127.0.0.1", str(self.master_port)],
+            self.replica_port)
+        poll(lambda: _info(self.replica_port, "replication", self.password).get("master_link_status") == "up", 30,
              "the replica in sync with the master")
         for port in self.sentinel_ports:
             conf = self.folder / f"sentinel-{port}.conf"  # a Sentinel rewrites its own file: one each
@@ -93,7 +99,9 @@ class SentinelSet:
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
-                f"sentinel parallel-syncs {MASTER_NAME} 1\n")
+                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+                + (f"sentinel auth-pass {MASTER_NAME} {self.password}\n" if self.password else "")
+                + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else ""))
             self.sentinels.append(start_server(["redis-server", str(conf), "--sentinel"], port))
         # A failover needs each Sentinel to know the replica and the two other Sentinels (hello messages).
         poll(self._sentinels_acquainted, 30, "every Sentinel knowing the replica and the other Sentinels")
@@ -101,14 +109,16 @@ class SentinelSet:
 
     def _sentinels_acquainted(self) -> bool:
         for port in self.sentinel_ports:
-            with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as s:
+            with self._sentinel(port) as s:
                 if len(s.sentinel_slaves(MASTER_NAME)) < 1 or len(s.sentinel_sentinels(MASTER_NAME)) < 2:
                     return False
         return True
 
+    def _sentinel(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=self.sentinel_password, socket_timeout=1, decode_responses=True)
+
     def master_addr(self, sentinel_port: int | None = None) -> tuple[str, int]:
-        port = sentinel_port or self.sentinel_ports[0]
-        with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as s:
+        with self._sentinel(sentinel_port or self.sentinel_ports[0]) as s:
             host, master_port = s.sentinel_get_master_addr_by_name(MASTER_NAME)
         return str(host), int(master_port)
 
@@ -128,7 +138,7 @@ class SentinelSet:
             if len(ports) != 1 or old_port in ports:
                 return None
             port = ports.pop()
-            return port if _info(port, "replication").get("role") == "master" else None
+            return port if _info(port, "replication", self.password).get("role") == "master" else None
         return int(poll(promoted, deadline_s, "the Sentinels promoting the replica"))
 
     def stop(self) -> None:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -164,3 +165,27 @@ async def test_sentinel_failover_under_load_no_500_and_state_resumes(
         assert edge is not None and edge["status"] == "online" and edge["msgs"] == "3"
         with redis.Redis(port=new_port) as master:
             assert master.sismember(f"{{{prefix}fleet}}:edges", "edge-x")
+
+
+async def test_sentinels_and_master_with_passwords(hub_pool: InferencePool, tmp_path: Path) -> None:
+    sentinels = SentinelSet(tmp_path, password="data-secret", sentinel_password="sentinel-secret").start()
+    prefix = f"t{uuid.uuid4().hex[:6]}:"
+    try:
+        settings = hub_settings(redis_url=sentinels.url, redis_sentinel_password="sentinel-secret",
+                                redis_key_prefix=prefix)
+        async with serve_hub(settings, hub_pool) as (base, hub), httpx.AsyncClient(base_url=base) as client:
+            status = (await client.get("/status")).json()
+            assert status["redis"]["up"] is True and status["redis"]["topology"] == "sentinel"
+            assert "secret" not in json.dumps(status)
+            assert (await hub.limiter.check("key:heavy", 60)).reason == "ok"
+        _, port = sentinels.master_addr()
+        with redis.Redis(port=port, password="data-secret") as master:
+            assert master.exists(f"{prefix}rl:key:heavy")
+        # Without the Sentinels' password the hub cannot learn where the master is: down, and says so.
+        async with serve_hub(hub_settings(redis_url=sentinels.url, redis_key_prefix=prefix), hub_pool) as (base, _), \
+                httpx.AsyncClient(base_url=base) as client:
+            status = (await client.get("/status")).json()
+            assert status["redis"]["up"] is False and status["redis"]["error"] and status["status"] == "degraded"
+            assert "secret" not in json.dumps(status)
+    finally:
+        sentinels.stop()
