@@ -20,4 +20,5 @@ def test_pipeline_section_reports_each_call(model_path: str, hand_photos: list[t
     assert set(out["per_call_ms"]) == kinds
     assert all(v["p50"] > 0 for v in out["per_call_ms"].values())
     assert all(np.isfinite(r) and r > 0 for r in out["ratios_of_medians"].values())
-    assert 0 < out["memory_mb"]["hand_pipeline"] < 150
+    # An RSS delta: freed memory of earlier tests may be reused, so only the upper side is meaningful here.
+    assert out["memory_mb"]["hand_pipeline"] < 150

@@ -222,3 +222,28 @@ def test_bundle_errors_are_clear(tmp_path: Path) -> None:
         z.writestr("face_detector.tflite", b"")
     with pytest.raises(ValueError, match="missing hand_detector.tflite, hand_landmarks_detector.tflite"):
         read_models(other)
+
+
+def test_cropper_reuses_its_buffers_without_mixing_calls() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (120, 160, 3), np.uint8)
+    a, b = Roi(0.4, 0.5, 0.5, 0.66, 0.7), Roi(0.6, 0.4, 0.3, 0.4, -1.2)
+    cropper = crop.Cropper(64)
+    first = cropper(image, a, zero_border=True).copy()
+    cropper(image, b, zero_border=False)
+    np.testing.assert_array_equal(cropper(image, a, zero_border=True), first)
+    np.testing.assert_array_equal(crop.crop(image, a, 64, zero_border=True), first)
+
+
+@given(st.floats(0.1, 0.9), st.floats(0.1, 0.9), st.floats(0.1, 0.9), st.floats(-3.1, 3.1))
+@settings(max_examples=30)
+def test_fixed_point_maps_follow_the_crop_matrix(cx: float, cy: float, side: float, angle: float) -> None:
+    """The remap coordinates (1/32 pixel) are the crop's inverse map, rounded: within 1/64 pixel of it."""
+    roi = Roi(cx, cy, side * 480 / 640, side, angle)
+    coords, table = crop.Cropper(32).maps(roi, 640, 480)
+    x = coords[..., 0] + (table & 31) / 32
+    y = coords[..., 1] + (table >> 5) / 32
+    inverse = cv2.invertAffineTransform(crop.crop_matrix(roi, 640, 480, 32))
+    v, u = np.mgrid[0:32, 0:32]
+    np.testing.assert_allclose(x, inverse[0, 0] * u + inverse[0, 1] * v + inverse[0, 2], atol=1 / 64 + 1e-3)
+    np.testing.assert_allclose(y, inverse[1, 0] * u + inverse[1, 1] * v + inverse[1, 2], atol=1 / 64 + 1e-3)

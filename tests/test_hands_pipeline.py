@@ -1,10 +1,11 @@
 """The LiteRT hand pipeline against MediaPipe Tasks on the labelled photos: IMAGE mode for stills, VIDEO mode
 for a tracked frame (the ROI carried from the previous frame's landmarks).
 
-Measured on the 210 shared photos (docs/architecture.md, "Hand pipeline"): landmarks 0.03 % of the image from
-Tasks' at the median (0.07 % at p90), handedness 183/184, finger counts 206/210 stills (the four are
-borderline hands: Tasks itself changes its count on 5 % of photos when the image moves by one pixel) and
-183/183 tracked frames. Floors below leave a photo or two of margin.
+Measured on the 210 shared photos (docs/architecture.md, "Hand pipeline"): the same hands on every photo,
+landmarks 0.0007 % of the image from Tasks' at the median (0.03 % at most), handedness 185/185, finger
+counts 210/210 stills and 184/184 tracked frames: the pipeline reproduces Tasks (its crop is MediaPipe's
+bit for bit, tests/test_hands_crop_mediapipe.py). The bounds below are the issue's bars, or tighter where
+a geometry slip would show.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def test_hands_have_the_documented_shapes(compared: list[Compared]) -> None:
 
 def test_same_hands_found_as_tasks(compared: list[Compared]) -> None:
     same = sum(len(c.ours) == len(c.tasks) for c in compared)
-    assert same >= 0.98 * len(compared), [(c.file, len(c.ours), len(c.tasks)) for c in compared
+    assert same >= 0.99 * len(compared), [(c.file, len(c.ours), len(c.tasks)) for c in compared
                                            if len(c.ours) != len(c.tasks)]
 
 
@@ -99,21 +100,22 @@ def test_landmarks_within_two_percent_of_tasks(compared: list[Compared]) -> None
     assert medians
     assert float(np.median(medians)) < 0.02  # the issue's bar
     # Much tighter in fact: a geometry slip shows here first (the palm ROI's target angle taken as π/2
-    # instead of MediaPipe's 90 rad gave 0.5 % at the median; as MediaPipe does, 0.03 %).
-    assert float(np.median(medians)) < 0.002
-    assert float(np.percentile(medians, 90)) < 0.005
+    # instead of MediaPipe's 90 rad gave 0.5 % at the median; opencv-python's warp instead of MediaPipe's
+    # rounding 0.03 %; as MediaPipe does both, 0.0007 %).
+    assert float(np.median(medians)) < 0.0002
+    assert float(np.percentile(medians, 90)) < 0.001
 
 
 def test_handedness_agrees_with_tasks(compared: list[Compared]) -> None:
     pairs = [(c.file, h.handedness, label) for c in compared for h, _, label in matched(c)]
     agree = sum(ours == ref for _, ours, ref in pairs)
-    assert agree >= 0.97 * len(pairs), [p for p in pairs if p[1] != p[2]]
+    assert agree >= 0.99 * len(pairs), [p for p in pairs if p[1] != p[2]]
 
 
 def test_finger_counts_agree_with_tasks(compared: list[Compared]) -> None:
-    """Stills. The issue asks 99 %; measured 98.1 % (206/210), see the module docstring."""
+    """Stills: the issue's bar is 99 % (measured 210/210)."""
     agree = sum(c.ours_fingers == c.tasks_fingers for c in compared)
-    assert agree >= 0.97 * len(compared), [(c.file, c.ours_fingers, c.tasks_fingers) for c in compared
+    assert agree >= 0.99 * len(compared), [(c.file, c.ours_fingers, c.tasks_fingers) for c in compared
                                            if c.ours_fingers != c.tasks_fingers]
 
 
@@ -168,8 +170,8 @@ def test_tracked_frames_match_tasks_video_mode(model_path: str, pipeline: HandPi
             theirs = fingers([np.array([[p.x, p.y, p.z] for p in ref.hand_world_landmarks[0]])])
             if fingers([ours.world_landmarks]) != theirs:
                 disagree.append((path.name, fingers([ours.world_landmarks]), theirs))
-    assert medians and float(np.median(medians)) < 0.002
-    assert len(lost) <= 0.02 * len(hand_photos), lost
+    assert medians and float(np.median(medians)) < 0.0005
+    assert len(lost) <= 0.01 * len(hand_photos), lost
     assert len(disagree) <= 0.01 * len(medians), disagree
 
 

@@ -59,6 +59,8 @@ class HandPipeline:
         self._palm_input = int(models.palm.get_input_details()[0]["index"])
         self._palm_outputs = [int(d["index"]) for d in models.palm.get_output_details()]
         self._landmark: landmarks.LandmarkModel | None = landmarks.LandmarkModel(models.landmark)
+        self._palm_crop = crop.Cropper(palms.INPUT_SIZE)
+        self._landmark_crop = crop.Cropper(landmarks.INPUT_SIZE)
         self.min_detection = min_detection
         self.min_presence = min_presence
 
@@ -70,7 +72,7 @@ class HandPipeline:
         if max_hands < 1:
             return []
         box = crop.letterbox(width, height)
-        self._palm.set_tensor(self._palm_input, crop.crop(rgb, box, palms.INPUT_SIZE, zero_border=True))
+        self._palm.set_tensor(self._palm_input, self._palm_crop(rgb, box, zero_border=True))
         self._palm.invoke()
         raw_boxes, raw_scores = (self._palm.get_tensor(i) for i in self._palm_outputs)
         found = palms.weighted_nms(palms.decode(raw_boxes, raw_scores, self.min_detection))[:max_hands]
@@ -91,7 +93,7 @@ class HandPipeline:
             raise RuntimeError("hand pipeline is closed")
         if not _usable(roi):
             return None  # nothing to look at (a caller's stale or corrupted ROI must not stop its worker)
-        out = self._landmark.run(crop.crop(rgb, roi, landmarks.INPUT_SIZE, zero_border=False))
+        out = self._landmark.run(self._landmark_crop(rgb, roi, zero_border=False))
         if not out.presence > self.min_presence:
             return None
         points = crop.project(out.landmarks, roi)
