@@ -46,7 +46,7 @@ def uniquify(jpeg: bytes, nonce: int) -> bytes:
     return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
 
 
-def _request(kind: str, images: list[bytes]) -> dict[str, Any]:
+def request_args(kind: str, images: list[bytes]) -> dict[str, Any]:
     """httpx.post keyword arguments for one request of ``kind``."""
     if kind == "single":
         return {"url": "/detect-fingers", "json": {"image_base64": base64.b64encode(images[0]).decode()}}
@@ -80,7 +80,7 @@ async def run_rest(url: str, requests: int, concurrency: int, kind: str, photos:
             batch = [uniquify(next(source), next(nonces)) if unique else next(source) for _ in range(per_request)]
             start = time.perf_counter()
             try:
-                r = await client.post(**_request(kind, batch))
+                r = await client.post(**request_args(kind, batch))
             except httpx.HTTPError as exc:
                 statuses[type(exc).__name__] += 1
                 continue
