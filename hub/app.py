@@ -21,7 +21,7 @@ from hgr.common.contracts import DetectionPool, MessageBus
 from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.hub import routes_detect, routes_fleet, routes_ops
-from hgr.hub.cache import MemoryCache, NoCache, RedisCache, ResultCache
+from hgr.hub.cache import MemoryCache, NoCache, RedisCache, ResultCache, answer_id
 from hgr.hub.detection import Detection, model_ids
 from hgr.hub.fleet import FleetService
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
@@ -45,7 +45,8 @@ class Hub:
                                    else MemoryCache(settings.cache_max_entries, settings.cache_ttl))
         self.limiter = RateLimiter(settings, self.redis)
         self.model_ids = model_ids(pool.model_paths)
-        self.detection = Detection(pool, self.cache, self.model_ids, settings.redis_key_prefix)
+        answer_ids = {variant: answer_id(mid, settings) for variant, mid in self.model_ids.items()}
+        self.detection = Detection(pool, self.cache, answer_ids, settings.redis_key_prefix)
         # The fleet talks to Redis directly (its own retries), not through RedisConn's fail-fast wrapper.
         self.fleet = (FleetService(settings, bus, self.redis.client if self.redis else None)
                       if bus is not None else None)

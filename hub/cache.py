@@ -1,7 +1,7 @@
 """Result cache: the same image, model and options give the same answer, so answer it once.
 
-The key is SHA-256 of the image bytes + the model's id (changes whenever the bundle's bytes do) +
-the options' cache key. Two stores behind one interface: Redis (shared by every hub; entries expire
+The key is SHA-256 of the image bytes + the answer's id (the model's id, which changes whenever the
+bundle's bytes do, and the settings that change a still's answer) + the options' cache key. Two stores behind one interface: Redis (shared by every hub; entries expire
 after ``CACHE_TTL``, and the server's ``maxmemory`` with ``allkeys-lru`` bounds the total) and a
 bounded in-process LRU with the same TTL. A cache failure is only ever a miss: the request goes on
 to the model.
@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Any, Protocol
 
 from hgr.common import metrics
+from hgr.common.config import Settings
 from hgr.common.contracts import DetectionResult
 from hgr.common.options import DetectOptions
 from hgr.hub.redis_conn import RedisConn, RedisDown
@@ -26,6 +27,14 @@ log = logging.getLogger("hgr.hub.cache")
 
 def cache_key(prefix: str, data: bytes, model_id: str, opts: DetectOptions) -> str:
     return f"{prefix}cache:{hashlib.sha256(data).hexdigest()}:{model_id}:{opts.cache_key()}"
+
+
+def answer_id(model_id: str, settings: Settings) -> str:
+    """The model's id plus the settings that change a still's answer (the exposure retry, the side
+    images are scaled to before inference): hubs with different settings sharing one Redis never serve
+    each other's answers, and changing a setting retires the old entries at once instead of after
+    ``CACHE_TTL``."""
+    return f"{model_id}+r{int(settings.exposure_retry)}s{settings.infer_max_side}"
 
 
 class ResultCache(Protocol):

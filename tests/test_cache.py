@@ -7,8 +7,9 @@ import uuid
 
 from support import eventually, redis_argv
 
+from hgr.common.config import load_settings
 from hgr.common.options import DetectOptions
-from hgr.hub.cache import MemoryCache, RedisCache, cache_key
+from hgr.hub.cache import MemoryCache, RedisCache, answer_id, cache_key
 from hgr.hub.redis_conn import RedisConn
 
 RESULT = {"hands": [], "total_fingers": 0, "image_size": [10, 10], "timing": {"total_ms": 1.0}}
@@ -23,6 +24,14 @@ def test_key_depends_on_bytes_model_and_options() -> None:
     assert cache_key("p:", b"img", "model-b", opts) != base
     assert cache_key("p:", b"img", "model-a", DetectOptions(num_hands=1)) != base
     assert cache_key("p:", b"img", "model-a", DetectOptions(num_hands=2, mirrored=True)) != base
+
+
+def test_answer_id_changes_with_every_setting_that_changes_a_still() -> None:
+    base = answer_id("model-a", load_settings({}, env_file=None))
+    assert base.startswith("model-a")
+    assert answer_id("model-a", load_settings({"EXPOSURE_RETRY": "false"}, env_file=None)) != base
+    assert answer_id("model-a", load_settings({"INFER_MAX_SIDE": "1024"}, env_file=None)) != base
+    assert answer_id("model-a", load_settings({"RATE_LIMIT_REQUESTS": "7"}, env_file=None)) == base
 
 
 async def test_memory_cache_is_bounded_lru() -> None:
