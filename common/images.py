@@ -140,8 +140,8 @@ def reduce_factor(width: int, height: int, min_side: int) -> int:
 
 
 def _decode_jpeg(data: bytes, header: ImageHeader, factor: int = 1) -> np.ndarray | None:
-    """RGB pixels by libjpeg-turbo in strict mode (as fast as OpenCV's decoder, measured on the 210 labelled
-    photos: 3.3 vs 3.9 ms), CorruptImage on damaged data, None when OpenCV should try instead. ``factor`` > 1
+    """RGB pixels by libjpeg-turbo in strict mode (no slower than OpenCV's decoder: docs/benchmarks.md "Strict
+    JPEG decoding"), CorruptImage on damaged data, None when OpenCV should try instead. ``factor`` > 1
     decodes at 1/factor scale (libjpeg picks the smallest scale M/8 meeting the minimum sides: exactly that)."""
     try:
         scaled = {"min_height": -(-header.height // factor), "min_width": -(-header.width // factor)} if factor > 1 \

@@ -36,6 +36,10 @@ _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404:
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    # A message quoting client input must still encode: an unpaired surrogate once made this very
+    # handler fail (a plain-text 500 without request id). common.jsonsafe refuses them at the door; this
+    # keeps any other path from doing it again.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     body = {"error": {"code": code, "message": message}}
     rid = request_id_var.get()
     if rid:

@@ -63,6 +63,20 @@ async def test_every_error_gets_the_common_body_with_the_catalogue_status() -> N
     assert (teapot.status_code, teapot.json()["error"]["code"]) == (CATALOGUE["bad_request"].status, "bad_request")
 
 
+async def test_an_error_quoting_an_unpaired_surrogate_still_answers_json() -> None:
+    """The repro of issue 13: a message quoting client input with "\\ud800" made the handler itself fail."""
+    async def quoting(request: Request) -> Response:
+        raise RateLimited("unknown option(s): \ud800")
+
+    app = Starlette(routes=[Route("/quoting", quoting)], exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=[Middleware(HubMiddleware)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
+        r = await client.get("/quoting")
+    assert r.status_code == 429
+    assert r.json()["error"]["message"] == "unknown option(s): \\ud800"
+    assert r.json()["error"]["request_id"] == r.headers["x-request-id"]
+
+
 @pytest.mark.parametrize("incoming,kept", [("trace-1.a:b_C", True), ("x" * 64, True), ("x" * 65, False),
                                            ("has space", False), ("", False), ("<script>", False)])
 async def test_a_sane_request_id_is_echoed_anything_else_replaced(incoming: str, kept: bool) -> None:
