@@ -76,7 +76,9 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
 
         def _headers_too_slow(self) -> None:
             self._header_timer = None
-            if not self.transport.is_closing():
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._arm()  # a pipelined request dawdles behind one in progress: let that one finish first
+            elif not self.transport.is_closing():
                 self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
