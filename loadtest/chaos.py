@@ -120,14 +120,14 @@ class Stack:
     def start_redis(self) -> None:
         self.redis = subprocess.Popen(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
                                        "--save", "", "--appendonly", "no"], stdout=self._log("redis"),
-                                      stderr=subprocess.STDOUT)
+                                      stderr=subprocess.STDOUT, cwd=self.folder)  # nothing lands in the repo
         wait_for_port("127.0.0.1", self.redis_port, 20)
 
     def start_broker(self) -> None:
         conf = self.folder / "mosquitto.conf"
         conf.write_text(f"listener {self.broker_port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n")
         self.broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=self._log("mosquitto"),
-                                       stderr=subprocess.STDOUT)
+                                       stderr=subprocess.STDOUT, cwd=self.folder)
         wait_for_port("127.0.0.1", self.broker_port, 20)
 
     def start_hub(self) -> None:
