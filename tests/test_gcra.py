@@ -78,12 +78,20 @@ async def test_lua_script_agrees_with_python(redis_url: str) -> None:
                 now += rng.randrange(0, 3 * policy.interval_us // 2 + 1)
                 cost = rng.choice((1, 1, 2, 3, policy.capacity + 1))
                 expected = gcra(tat, now, cost, policy.interval_us, policy.capacity)
-                reply = [int(v) for v in await script(keys=[key], args=[now, cost, policy.interval_us,
-                                                                          policy.capacity])]
+                # The script sets a real-time expiry from the simulated clock (milliseconds for the
+                # fastest policy); a loaded machine would let it lapse between two calls. So each call,
+                # the expiry it set and its removal run as one transaction: the test's clock alone rules.
+                pipe = client.pipeline(transaction=True)
+                await script(keys=[key], args=[now, cost, policy.interval_us, policy.capacity], client=pipe)
+                pipe.pttl(key)
+                pipe.persist(key)
+                raw, ttl_ms, _ = await pipe.execute()
+                reply = [int(v) for v in raw]
                 assert reply == [int(expected.allowed), expected.new_tat_us, expected.remaining,
                                  expected.retry_after_us, expected.reset_us]
                 if expected.allowed:
                     tat = expected.new_tat_us
+                    assert 0 < ttl_ms <= max(1, -(-(tat - now) // 1000))  # expires once the bucket is full
                     stored = int(await client.get(key))
                     assert stored == tat  # no precision lost on 16-digit microsecond values
     finally:
