@@ -84,10 +84,13 @@ class StreamPipelines:
         lost = len(track) - len(hands)
         detected = should_detect(state, now, len(hands), lost, opts.num_hands, self.config)
         if detected:
+            # Every new palm gets its landmarks, not only as many as there are free slots: a palm ROI and the
+            # tracked ROI of the same hand can overlap less than dedupe's IoU (their scales differ), and the
+            # first "new" palm may be the tracked hand again. The landmarks tell (``_distinct``), as in
+            # MediaPipe's graph, and the tracked hands come first.
             found = dedupe([h.next_roi for h in hands], pipe.palms(rgb, opts.num_hands))
-            hands += [h for h in (pipe.landmarks(rgb, roi) for roi in found[:opts.num_hands - len(hands)])
-                      if h is not None]
-        hands = _distinct(hands, rgb)
+            hands += [h for h in (pipe.landmarks(rgb, roi) for roi in found) if h is not None]
+        hands = _distinct(hands, rgb)[:opts.num_hands]
         self._states[stream] = advance(state, now, thumb, gated=False, detected=detected,
                                        next_rois=tuple(h.next_roi for h in hands))
         results = sort_hands([hand_to_dict(h.landmarks, h.world_landmarks, h.handedness, h.handedness_score,
