@@ -84,11 +84,13 @@ class StreamPipelines:
         lost = len(track) - len(hands)
         detected = should_detect(state, now, len(hands), lost, opts.num_hands, self.config)
         if detected:
-            # Every new palm gets its landmarks, not only as many as there are free slots: a palm ROI and the
-            # tracked ROI of the same hand can overlap less than dedupe's IoU (their scales differ), and the
-            # first "new" palm may be the tracked hand again. The landmarks tell (``_distinct``), as in
-            # MediaPipe's graph, and the tracked hands come first.
-            found = dedupe([h.next_roi for h in hands], pipe.palms(rgb, opts.num_hands))
+            # A palm ROI and the tracked ROI of the same hand can overlap less than dedupe's IoU (their scales
+            # differ), so a palm whose centre lies inside a tracked hand's landmarks is that hand: skipping it
+            # saves a landmark run on most detector frames. The rest all get their landmarks (not only the free
+            # slots: the first "new" palm may still be a tracked hand); the landmarks decide (``_distinct``), as
+            # in MediaPipe's graph, and the tracked hands come first.
+            palms = [r for r in pipe.palms(rgb, opts.num_hands) if not any(_inside(r, h) for h in hands)]
+            found = dedupe([h.next_roi for h in hands], palms)
             hands += [h for h in (pipe.landmarks(rgb, roi) for roi in found) if h is not None]
         hands = _distinct(hands, rgb)[:opts.num_hands]
         self._states[stream] = advance(state, now, thumb, gated=False, detected=detected,
@@ -120,6 +122,12 @@ class StreamPipelines:
             pipe.close()
         self._pipelines.clear()
         self._states.clear()
+
+
+def _inside(roi: Roi, hand: Hand) -> bool:
+    """Whether ``roi``'s centre lies in ``hand``'s landmark box (normalised coordinates)."""
+    xs, ys = hand.landmarks[:, 0], hand.landmarks[:, 1]
+    return bool(xs.min() <= roi.cx <= xs.max() and ys.min() <= roi.cy <= ys.max())
 
 
 def _distinct(hands: list[Hand], rgb: np.ndarray) -> list[Hand]:
