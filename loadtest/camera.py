@@ -453,9 +453,11 @@ class EdgeSide:
     failed: str | None = None
     answers: dict[str, list[Answer]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=dict)
+    client_cpu: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # [cpu s, wall s]
 
     async def measure(self, name: str, load: Sequence[camclips.Clip], warmup: float, duration: float) -> None:
         assert self.url is not None
+        cpu, wall = time.process_time(), time.perf_counter()
         try:
             run = await edge_streams(self.url, load, warmup, duration)
         except (OSError, RuntimeError, TimeoutError, KeyError, WebSocketException) as exc:
@@ -463,6 +465,10 @@ class EdgeSide:
             self.failed = f"{name}: {exc!r}"
             return
         self.answers[name] += measured(run, warmup, duration)
+        # The load generator runs on the same cores as the edge's workers (the baseline has no client):
+        # its share of the machine is part of what the edge's ratio pays for.
+        spent = self.client_cpu[name] or [0.0, 0.0]
+        self.client_cpu[name] = [spent[0] + time.process_time() - cpu, spent[1] + time.perf_counter() - wall]
         for code, n in run.errors.items():
             self.errors[code] = self.errors.get(code, 0) + n
 
@@ -473,6 +479,8 @@ class EdgeSide:
         for name, load in loads.items():
             if name != "one_stream":
                 result[name] = with_ratios(by_kind(self.answers[name], load, duration), base[name])
+        result["client_cpu_cores"] = {name: round(cpu / wall, 3) for name, (cpu, wall) in self.client_cpu.items()
+                                      if wall}
         one = summarise(self.answers["one_stream"], loads["one_stream"], duration)
         base_one = base["one_stream"]
         one["ratio_to_baseline"] = round(one["fps"] / base_one["fps"], 3) if base_one["fps"] else None
@@ -567,6 +575,10 @@ def markdown(report: dict[str, Any]) -> str:
             shown = (*camclips.KINDS, "all") if load == "mix" else tuple(k for k in camclips.KINDS if k in kinds)
             lines += [row(name, f"{kind} ({load})" if load != "mix" else kind, kinds[kind])
                       for kind in shown if kind in kinds]
+    for e in edges:
+        cores = ", ".join(f"{load} {n}" for load, n in e.get("client_cpu_cores", {}).items())
+        if cores:
+            lines += ["", f"Load generator (same cores; none in the baseline), {_edge_name(e)}: {cores} cores."]
     lines += ["", ("| run | 1 one-hand stream: frames/s | latency p50 / p99 | p50 over raw per-frame p50 "
                    "| added to its own decode + inference (p50) |"), "| --- | --- | --- | --- | --- |",
               (f"| baseline (raw VIDEO) | {base['one_stream']['fps']:.1f} | "

@@ -39,6 +39,7 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
     assert report["slices"] == 2  # baseline and edge measured in alternating turns
     edge, refused = report["edge"]
     assert edge["env"] == {"MAX_FPS": "1000"} and edge["errors"] == {}
+    assert set(edge["client_cpu_cores"]) == {"mix", "one_hand_alone", "one_stream"}
     assert refused["env"] == {"MAX_FPS": "-1"} and refused["failed"].startswith("start:")
     for side in (base, edge["mix"]):
         assert set(side) == {*KINDS, "all"}
