@@ -1,8 +1,9 @@
 """Result cache: the same image, model and options give the same answer, so answer it once.
 
 The key is SHA-256 of the image bytes + the answer's id (the model's id, which changes whenever the
-bundle's bytes do, and the settings that change a still's answer) + the options' cache key. Two stores behind one interface: Redis (shared by every hub; entries expire
-after ``CACHE_TTL``, and the server's ``maxmemory`` with ``allkeys-lru`` bounds the total) and a
+bundle's bytes do, and the settings that change a still's answer) + the options' cache key. Two stores
+behind one interface: Redis (shared by every hub; entries expire after ``CACHE_TTL``, and the server's
+``maxmemory`` with ``allkeys-lru`` bounds the total) and a
 bounded in-process LRU with the same TTL. A cache failure is only ever a miss: the request goes on
 to the model.
 """

@@ -1,4 +1,5 @@
-"""common/bus.py without a broker: the in-process bus (MQTT semantics) and make_bus. With Mosquitto: test_bus_mqtt.py."""
+"""common/bus.py without a broker: the in-process bus (MQTT semantics) and make_bus.
+With Mosquitto: test_bus_mqtt.py."""
 
 from __future__ import annotations
 
