@@ -22,7 +22,15 @@ from hgr.common.hands import association
 from hgr.common.hands.pipeline import Hand, HandPipeline, Roi, dedupe
 from hgr.common.images import ImageLimits, decode_image
 from hgr.common.options import DetectOptions, check_model
-from hgr.common.stream_state import ScheduleConfig, StreamState, advance, plan, should_detect, thumbnail
+from hgr.common.stream_state import (
+    ScheduleConfig,
+    StreamState,
+    advance,
+    needs_thumbnail,
+    plan,
+    should_detect,
+    thumbnail,
+)
 
 
 def schedule_config(settings: Settings) -> ScheduleConfig:
@@ -73,7 +81,7 @@ class StreamPipelines:
         start = time.perf_counter()
         now = time.monotonic() * 1000 if now_ms is None else now_ms
         state = self._states.get(stream) or StreamState()
-        thumb = thumbnail(rgb)
+        thumb = thumbnail(rgb) if needs_thumbnail(state) else None
         step = plan(state, now, thumb, self.config)
         if step.gated:
             self._states[stream] = advance(state, now, thumb, gated=True, detected=False, next_rois=())
@@ -93,6 +101,8 @@ class StreamPipelines:
             found = dedupe([h.next_roi for h in hands], palms)
             hands += [h for h in (pipe.landmarks(rgb, roi) for roi in found) if h is not None]
         hands = _distinct(hands, rgb)[:opts.num_hands]
+        if thumb is None and not hands:  # every track lost: the next frame's motion gate compares with this one
+            thumb = thumbnail(rgb)
         self._states[stream] = advance(state, now, thumb, gated=False, detected=detected,
                                        next_rois=tuple(h.next_roi for h in hands))
         results = sort_hands([hand_to_dict(h.landmarks, h.world_landmarks, h.handedness, h.handedness_score,

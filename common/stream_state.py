@@ -73,15 +73,23 @@ def thumbnail(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.int16)
 
 
+def needs_thumbnail(state: StreamState[R]) -> bool:
+    """Whether ``plan`` looks at this frame's thumbnail: only when no hand is tracked (the motion gate). A frame
+    that tracks hands needs one only if it loses them all (``advance`` keeps it for the next frame's gate); a
+    tracked frame skips the ~0.25 ms resize otherwise."""
+    return not state.tracked
+
+
 def changed(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
     """Whether two thumbnails differ beyond camera noise (any pixel by more than ``threshold``)."""
     return a.shape != b.shape or int(np.abs(a - b).max()) > threshold
 
 
-def plan(state: StreamState[R], now_ms: float, thumb: np.ndarray, cfg: ScheduleConfig) -> Plan[R]:
+def plan(state: StreamState[R], now_ms: float, thumb: np.ndarray | None, cfg: ScheduleConfig) -> Plan[R]:
+    """``thumb`` may be None while ``state`` tracks hands (it is not looked at then; ``needs_thumbnail``)."""
     if state.tracked:
         return Plan(False, state.tracked)
-    gated = (cfg.motion_gate and state.thumb is not None and state.last_look_ms is not None
+    gated = (cfg.motion_gate and thumb is not None and state.thumb is not None and state.last_look_ms is not None
              and now_ms - state.last_look_ms < cfg.motion_max_skip_ms
              and not changed(thumb, state.thumb, cfg.motion_threshold))
     return Plan(gated, ())
@@ -99,9 +107,10 @@ def should_detect(state: StreamState[R], now_ms: float, kept: int, lost: int, nu
             and state.frames_since_detect + 1 >= cfg.detect_interval_frames)
 
 
-def advance(state: StreamState[R], now_ms: float, thumb: np.ndarray, *, gated: bool, detected: bool,
+def advance(state: StreamState[R], now_ms: float, thumb: np.ndarray | None, *, gated: bool, detected: bool,
             next_rois: tuple[R, ...]) -> StreamState[R]:
-    """The state after this frame: ``next_rois`` are the ROIs to track on the next frame."""
+    """The state after this frame: ``next_rois`` are the ROIs to track on the next frame. ``thumb`` may be None
+    when ``next_rois`` is not empty: the next frame's ``plan`` does not look at it then."""
     if gated:
         return replace(state, thumb=thumb)
     return replace(state, tracked=next_rois, last_look_ms=now_ms, thumb=thumb,

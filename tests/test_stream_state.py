@@ -21,6 +21,7 @@ from hgr.common.stream_state import (
     StreamState,
     advance,
     changed,
+    needs_thumbnail,
     plan,
     should_detect,
     thumbnail,
@@ -174,6 +175,34 @@ def test_gating_never_hides_a_hand(script: list[set[int]], num_hands: int, noise
             assert not step.plan.gated
             assert step.reported, f"frame {i}: hands {in_view} in view, none reported"
         assert len(step.reported) <= num_hands and set(step.reported) <= in_view
+
+
+@settings(max_examples=200, deadline=None)
+@given(script=st.lists(st.sets(st.integers(0, 3), max_size=4), min_size=1, max_size=60),
+       num_hands=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_skipping_the_thumbnail_of_tracked_frames_changes_nothing(script: list[set[int]], num_hands: int,
+                                                                  seed: int) -> None:
+    """The stream pipeline makes a frame's thumbnail only when ``needs_thumbnail`` says the gate looks at it, or
+    when the frame loses every track (the next frame's gate compares with it): the same frames are gated and
+    the detector runs on the same frames as with a thumbnail on every frame."""
+    scene, lazy_scene = Scene(seed), Scene(seed)
+    state: StreamState[int] = StreamState()
+    lazy: StreamState[int] = StreamState()
+    for i, in_view in enumerate(script):
+        now, thumb = i * FRAME_MS, scene.thumb(in_view)
+        state, step = run_frame(state, now, thumb, in_view, num_hands)
+        lazy_thumb = lazy_scene.thumb(in_view)  # drawn either way: both scenes' noise stays in step
+        p = plan(lazy, now, lazy_thumb if needs_thumbnail(lazy) else None, CFG)
+        if p.gated:
+            lazy = advance(lazy, now, lazy_thumb, gated=True, detected=False, next_rois=())
+            assert step.plan.gated, f"frame {i}"
+            continue
+        kept = tuple(h for h in p.track if h in in_view)
+        detect = should_detect(lazy, now, len(kept), len(p.track) - len(kept), num_hands, CFG)
+        hands = kept + (tuple(h for h in sorted(in_view) if h not in kept)[:num_hands - len(kept)] if detect else ())
+        kept_thumb = lazy_thumb if needs_thumbnail(lazy) or not hands else None
+        lazy = advance(lazy, now, kept_thumb, gated=False, detected=detect, next_rois=hands)
+        assert (step.plan.gated, step.detected, step.reported) == (False, detect, hands), f"frame {i}"
 
 
 def _read(path: Path) -> np.ndarray:
