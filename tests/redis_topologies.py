@@ -86,9 +86,13 @@ class SentinelSet:
 
     def start(self) -> SentinelSet:
         auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
-        self.data[self.master_port] = start_server(redis_argv(self.master_port) + auth, self.master_port)
+        # A replica writes the snapshot it syncs from to disk even with --save "": keep it in the folder.
+        auth += ["--dir", str(self.folder)]
+        self.data[self.master_port] = start_server(
+            redis_argv(self.master_port) + auth + ["--dbfilename", f"dump-{self.master_port}.rdb"], self.master_port)
         self.data[self.replica_port] = start_server(
-            redis_argv(self.replica_port) + auth + ["--replicaof", "127.0.0.1", str(self.master_port)],
+            redis_argv(self.replica_port) + auth + ["--dbfilename", f"dump-{self.replica_port}.rdb",
+                                                     "--replicaof", "127.0.0.1", str(self.master_port)],
             self.replica_port)
         poll(lambda: _info(self.replica_port, "replication", self.password).get("master_link_status") == "up", 30,
              "the replica in sync with the master")
