@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "hgr"
+
 SUBLAYERS = ("common", "edge", "hub", "loadtest")
 # What each layer may import (besides itself).
 ALLOWED = {
@@ -36,12 +36,12 @@ ALLOWED = {
 _ENTRY = re.compile(r"^([A-Za-z_][\w.]*):[A-Za-z_]\w*$")  # "package.module:function"
 
 
-def package_modules() -> dict[str, Path]:
+def package_modules(root: Path = ROOT) -> dict[str, Path]:
     """Every module of the installed namespace, by dotted name (the links under hgr/ followed)."""
     found: dict[str, Path] = {}
-    for folder, dirs, files in os.walk(PACKAGE, followlinks=True):
+    for folder, dirs, files in os.walk(root / "hgr", followlinks=True):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        rel = Path(folder).relative_to(ROOT).parts
+        rel = Path(folder).relative_to(root).parts
         for name in files:
             if name.endswith(".py"):
                 parts = rel if name == "__init__.py" else (*rel, name[:-3])
@@ -226,8 +226,9 @@ def test_nothing_imports_the_bare_folder_names() -> None:
 # --- the installed distribution ---
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
-    """A wheel built from a copy of the source (the links kept), so no stale build/ folder leaks in."""
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of what the wheel is built from (the links kept): no stale build/ folder leaks in, and the
+    checks compare the wheel with the same snapshot while others keep editing the tree."""
     src = tmp_path_factory.mktemp("src")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("pyproject.toml", "README.md", "hgr", *SUBLAYERS):
@@ -238,8 +239,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
             shutil.copy2(path, src / name)
     for extra in ROOT.glob("LICEN[CS]E*"):
         shutil.copy2(extra, src / extra.name)
+    return src
+
+
+@pytest.fixture(scope="module")
+def wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
                           check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (built,) = out.glob("hgr-*.whl")
@@ -253,10 +259,10 @@ def test_the_wheel_claims_only_hgr(wheel: zipfile.ZipFile) -> None:
     assert wheel.read(f"{dist_info}/top_level.txt").decode().split() == ["hgr"]
 
 
-def test_the_wheel_holds_every_module_the_lua_scripts_and_py_typed(wheel: zipfile.ZipFile) -> None:
+def test_the_wheel_holds_every_module_the_lua_scripts_and_py_typed(wheel: zipfile.ZipFile, source: Path) -> None:
     modules = {module.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
-               for module, path in package_modules().items()}
-    lua = {f"hgr/hub/{p.name}" for p in (ROOT / "hub").glob("*.lua")}
+               for module, path in package_modules(source).items()}
+    lua = {f"hgr/hub/{p.name}" for p in (source / "hub").glob("*.lua")}
     assert lua, "the hub's Lua scripts are missing from the source tree"
     shipped = {n for n in wheel.namelist() if n.startswith("hgr/")}
     assert shipped == modules | lua | {"hgr/py.typed"}, (
