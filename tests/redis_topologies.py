@@ -108,7 +108,8 @@ class SentinelSet:
                 + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else ""))
             self.sentinels.append(start_server(["redis-server", str(conf), "--sentinel"], port))
         # A failover needs each Sentinel to know the replica and the two other Sentinels (hello messages).
-        poll(self._sentinels_acquainted, 30, "every Sentinel knowing the replica and the other Sentinels")
+        # Hello messages go out every 2 s; a busy machine needs longer than an idle one.
+        poll(self._sentinels_acquainted, 60, "every Sentinel knowing the replica and the other Sentinels")
         return self
 
     def _sentinels_acquainted(self) -> bool:

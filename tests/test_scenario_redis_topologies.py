@@ -168,9 +168,10 @@ async def test_sentinel_failover_under_load_no_500_and_state_resumes(
 
 
 async def test_sentinels_and_master_with_passwords(hub_pool: InferencePool, tmp_path: Path) -> None:
-    sentinels = SentinelSet(tmp_path, password="data-secret", sentinel_password="sentinel-secret").start()
+    sentinels = SentinelSet(tmp_path, password="data-secret", sentinel_password="sentinel-secret")
     prefix = f"t{uuid.uuid4().hex[:6]}:"
     try:
+        sentinels.start()  # inside the try: a start that fails half-way still stops what it started
         settings = hub_settings(redis_url=sentinels.url, redis_sentinel_password="sentinel-secret",
                                 redis_key_prefix=prefix)
         async with serve_hub(settings, hub_pool) as (base, hub), httpx.AsyncClient(base_url=base) as client:
