@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import redis
-from support import free_port, need, poll, redis_argv, start_server, stop_process
+from support import ServerExited, free_port, need, poll, redis_argv, start_server, stop_process
 
 MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000  # a Sentinel calls the master down after this long without an answer
@@ -74,7 +74,7 @@ class SentinelSet:
         self.folder = folder
         self.password, self.sentinel_password = password, sentinel_password
         self.master_port, self.replica_port = free_port(), free_port()
-        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinel_ports: list[int] = []  # chosen as each Sentinel starts (see start)
         self.data: dict[int, subprocess.Popen] = {}
         self.sentinels: list[subprocess.Popen] = []
 
@@ -96,7 +96,11 @@ class SentinelSet:
             self.replica_port)
         poll(lambda: _info(self.replica_port, "replication", self.password).get("master_link_status") == "up", 30,
              "the replica in sync with the master")
-        for port in self.sentinel_ports:
+        refused = 0
+        while len(self.sentinel_ports) < 3:
+            # Ports are chosen just before each start: the replica's sync and the Sentinels' own links open
+            # connections whose local ports could take a port chosen earlier. One taken meanwhile: next port.
+            port = free_port()
             conf = self.folder / f"sentinel-{port}.conf"  # a Sentinel rewrites its own file: one each
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {self.folder}\n"
@@ -106,7 +110,14 @@ class SentinelSet:
                 f"sentinel parallel-syncs {MASTER_NAME} 1\n"
                 + (f"sentinel auth-pass {MASTER_NAME} {self.password}\n" if self.password else "")
                 + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else ""))
-            self.sentinels.append(start_server(["redis-server", str(conf), "--sentinel"], port))
+            try:
+                self.sentinels.append(start_server(["redis-server", str(conf), "--sentinel"], port))
+            except ServerExited:
+                refused += 1
+                if refused > 3:  # not a taken port: a Sentinel that cannot start at all
+                    raise
+                continue
+            self.sentinel_ports.append(port)
         # A failover needs each Sentinel to know the replica and the two other Sentinels (hello messages).
         # Hello messages go out every 2 s; a busy machine needs longer than an idle one.
         poll(self._sentinels_acquainted, 60, "every Sentinel knowing the replica and the other Sentinels")

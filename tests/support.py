@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -41,14 +42,26 @@ def need(condition: bool, reason: str) -> None:
 
 # --- processes ---
 
+class ServerExited(RuntimeError):
+    """The server process ended before its port opened (most often: the port was taken meanwhile)."""
+
+
 def start_server(argv: list[str], port: int, deadline_s: float = 20) -> subprocess.Popen:
-    """Start a server process and wait for its port; kill it if the port never opens."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port("127.0.0.1", port, deadline_s)
-    except TimeoutError:
-        proc.kill()
-        raise
+    """Start a server process and wait for its port; kill it if the port never opens, and say at once,
+    with what it printed, if it exits first (a free port can be taken as some connection's local port
+    between choosing it and the server binding it)."""
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        end = time.monotonic() + deadline_s
+        while not port_open("127.0.0.1", port, timeout=0.2):
+            if proc.poll() is not None:
+                out.seek(0)
+                raise ServerExited(f"{argv[0]} on port {port} exited with {proc.returncode}: "
+                                   f"{out.read().decode(errors='replace')[-2000:]}")
+            if time.monotonic() > end:
+                proc.kill()
+                raise TimeoutError(f"127.0.0.1:{port} did not open within {deadline_s}s")
+            time.sleep(0.05)
     return proc
 
 
