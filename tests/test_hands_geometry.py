@@ -235,6 +235,23 @@ def test_cropper_reuses_its_buffers_without_mixing_calls() -> None:
     np.testing.assert_array_equal(crop.crop(image, a, 64, zero_border=True), first)
 
 
+
+def test_cropper_keeps_the_maps_of_a_repeated_roi_only() -> None:
+    """The palm detector's letterbox is one ROI for every frame of a size: its maps are made once, and the
+    pixels still come from each new frame; another size or ROI gets its own maps."""
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, (120, 160, 3), np.uint8) for _ in range(2)]
+    box, other = crop.letterbox(160, 120), Roi(0.6, 0.4, 0.3, 0.4, -1.2)
+    cropper = crop.Cropper(48)
+    for image in (*frames, frames[0][:100], frames[1]):
+        cropper(image, other, zero_border=False)
+        for _ in range(2):
+            np.testing.assert_array_equal(cropper(image, box, zero_border=True),
+                                          crop.crop(image, box, 48, zero_border=True))
+    maps = [m.copy() for m in cropper.maps(box, 160, 120)]
+    fresh = crop.Cropper(48).maps(box, 160, 120)
+    assert all(np.array_equal(m, f) for m, f in zip(maps, fresh, strict=True))
+
 @given(st.floats(0.1, 0.9), st.floats(0.1, 0.9), st.floats(0.1, 0.9), st.floats(-3.1, 3.1))
 @settings(max_examples=30)
 def test_fixed_point_maps_follow_the_crop_matrix(cx: float, cy: float, side: float, angle: float) -> None:

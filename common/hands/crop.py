@@ -75,6 +75,9 @@ class Cropper:
         self._table = np.empty((size, size), np.uint16)
         self._pixels = np.empty((size, size, 3), np.uint8)
         self._tensor = np.empty((1, size, size, 3), np.float32)
+        # The ROI and image size the maps were last made for: the palm detector's letterbox is the same ROI on
+        # every frame of a stream's size, so its maps are made once instead of on every detector run.
+        self._key: tuple[Roi, int, int] | None = None
 
     def _sum(self, m: np.ndarray, i: int, out: np.ndarray) -> float:
         """out = m[i,0]·u + m[i,1]·v + m[i,2] over the tensor's pixels; returns a bound of |out|."""
@@ -91,6 +94,10 @@ class Cropper:
         The matrix comes from float32 corners, so it has a tiny perspective part (~1e-10); it is kept,
         because MediaPipe's warp keeps it too.
         """
+        key = (roi, width, height)
+        if key == self._key:
+            return self._coords, self._table
+        self._key = None  # the buffers are being rewritten
         m = _matrix(roi, width, height, self.size)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             self._sum(m, 2, self._scale)
@@ -112,6 +119,7 @@ class Cropper:
         np.bitwise_and(self._x, INTER_TAB_SIZE - 1, out=self._x)
         np.bitwise_or(self._bits, self._x, out=self._bits)
         np.copyto(self._table, self._bits, casting="unsafe")
+        self._key = key
         return self._coords, self._table
 
     def __call__(self, rgb: np.ndarray, roi: Roi, *, zero_border: bool) -> np.ndarray:
