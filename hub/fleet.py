@@ -73,6 +73,7 @@ class FleetService:
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_now = asyncio.Event()
         self.gauges = FleetGauges()
+        self._gauges_lock = asyncio.Lock()
         self._topic_edges: dict[str, str | None] = {}  # topic → edge id (None: not an edge topic)
         self._started = False
         self.last_flush_error: str | None = None
@@ -274,10 +275,16 @@ class FleetService:
     # --- staleness, forgetting, Prometheus ---
     async def _sweep_loop(self) -> None:
         interval = min(1.0, self.settings.edge_stale_after / 4)
+        refreshed = 0.0
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.sweep()
+                # The gauges read the whole fleet (about a core-second per 10 000 edges), so they keep their
+                # own, slower pace: Prometheus scrapes every 15 s or so anyway.
+                if time.monotonic() - refreshed >= self.settings.fleet_gauges_interval:
+                    refreshed = time.monotonic()
+                    await self.refresh_gauges()
             except Exception as exc:  # noqa: BLE001 - the sweep runs again next interval
                 log.warning("fleet sweep failed: %s", exc)
 
@@ -286,11 +293,13 @@ class FleetService:
         staled, _forgotten = await self.store.sweep(time.time(), s.edge_stale_after, s.edge_forget_after)
         for edge_id in staled:
             log.warning("edge %s silent for %ss: marked offline", edge_id, s.edge_stale_after)
-        await self.refresh_gauges()
 
     async def refresh_gauges(self) -> None:
-        now = time.time()
-        self.gauges.update(edge_view(e, h, now) for e, h in (await self.store.edges()).items())
+        # One refresh at a time, read and update together: an older read must never land after a newer one.
+        async with self._gauges_lock:
+            edges, now = await self.store.edges(), time.time()
+            # Off the event loop: thousands of views and series updates would hold REST and ingest meanwhile.
+            await asyncio.to_thread(lambda: self.gauges.update(edge_view(e, h, now) for e, h in edges.items()))
 
     # --- the fleet as the REST view shows it ---
     async def fleet_view(self) -> dict[str, Any]:
