@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from support import SHARED, free_port, need, port_open, redis_argv, start_server
 from redis_topologies import ClusterOf3, SentinelSet
+from support import SHARED, free_port, need, port_open, redis_argv, start_server
 
 from hgr.common.config import load_settings
 from hgr.common.errors import ModelUnavailable
