@@ -193,6 +193,8 @@ class Settings:
     mqtt_keepalive: int = _s("MQTT_KEEPALIVE", 30, "MQTT keepalive, seconds (the Will fires after ~1.5×).",
                              min=5, max=65535)
     mqtt_payload: str = _s("MQTT_PAYLOAD", "json", "Payload encoding.", choices=("json", "msgpack"))
+    mqtt_max_payload: int = _s("MQTT_MAX_PAYLOAD", 256 * 1024, "Fleet messages larger than this many bytes are "
+                               "refused unread (hub ingest, edge control).", min=1024, max=256 * 1024 * 1024)
     mqtt_share_group: str = _s("MQTT_SHARE_GROUP", "hgr-hub", "Hub shared-subscription group.")
     mqtt_outbox_size: int = _s("MQTT_OUTBOX_SIZE", 1000, "Messages kept while the broker is away.", min=1)
     mqtt_outbox_settle: float = _s("MQTT_OUTBOX_SETTLE", 3.0, "Seconds an edge waits after a reconnect before "

@@ -26,7 +26,7 @@ from hgr.common import jsonsafe
 KINDS = ("status", "metrics", "events", "results", "control")
 CONTENT_TYPES = {"json": "application/json", "msgpack": "application/vnd.msgpack"}
 SCHEMA_VERSION = 1
-MAX_PAYLOAD = 256 * 1024  # a fleet message is small; anything bigger is refused before parsing
+MAX_PAYLOAD = 256 * 1024  # the default of MQTT_MAX_PAYLOAD: a fleet message is small; bigger is refused unread
 
 
 class PayloadError(ValueError):
@@ -94,10 +94,10 @@ def encode(doc: Mapping[str, Any], fmt: str = "json") -> tuple[bytes, str]:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode(), CONTENT_TYPES["json"]
 
 
-def decode(payload: bytes, content_type: str | None = None) -> dict[str, Any]:
-    """The document in ``payload``; PayloadError when it is not a JSON/msgpack object."""
-    if len(payload) > MAX_PAYLOAD:
-        raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+def decode(payload: bytes, content_type: str | None = None, max_bytes: int = MAX_PAYLOAD) -> dict[str, Any]:
+    """The document in ``payload``; PayloadError when it is not a JSON/msgpack object or is over ``max_bytes``."""
+    if len(payload) > max_bytes:
+        raise PayloadError(f"payload of {len(payload)} bytes exceeds {max_bytes}")
     if not payload:
         raise PayloadError("empty payload")
     try:

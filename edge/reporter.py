@@ -244,7 +244,7 @@ class EdgeReporter:
     # --- hub → edge ---
     def _on_control(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
         try:
-            doc = decode(payload, props.get("content_type"))
+            doc = decode(payload, props.get("content_type"), self.settings.mqtt_max_payload)
             cmd = as_str(doc, "cmd", max_len=32)
             if cmd == "rebirth":
                 self.publish_birth()

@@ -129,7 +129,7 @@ class FleetService:
         if edge_id is None or not payload:  # an empty retained payload clears the topic
             return
         try:
-            msg = parse_status(decode(payload, props.get("content_type")))
+            msg = parse_status(decode(payload, props.get("content_type"), self.settings.mqtt_max_payload))
         except PayloadError as exc:
             self._reject("status", topic, exc)
             return
@@ -161,7 +161,7 @@ class FleetService:
         try:
             if edge_id is None:
                 raise PayloadError("not an edge topic")
-            return edge_id, parse(decode(payload, props.get("content_type")))
+            return edge_id, parse(decode(payload, props.get("content_type"), self.settings.mqtt_max_payload))
         except PayloadError as exc:
             self._reject(kind, topic, exc)
             return None

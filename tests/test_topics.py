@@ -48,3 +48,10 @@ def test_payloads_json_and_msgpack() -> None:
     for bad in (b"", b"{not json", b"[1,2]", b"\xc1", b"{" + b" " * 300_000 + b"}"):
         with pytest.raises(PayloadError):
             decode(bad)
+
+
+def test_payload_size_cap_is_the_callers() -> None:
+    data, ct = encode({"note": "x" * 2000})
+    assert decode(data, ct)["note"] == "x" * 2000  # under the default (MAX_PAYLOAD)
+    with pytest.raises(PayloadError, match="exceeds 1024"):
+        decode(data, ct, max_bytes=1024)
