@@ -177,8 +177,11 @@ async def test_a_second_hand_is_reported_within_the_detect_interval(
     pairs = []
     for i, (left, right) in enumerate(itertools.permutations(photos, 2)):
         both = two_up(left, right, right_empty=False)
-        # Only scenes in which the still finds both hands: many pairs defeat the palm detector itself.
-        if len((await pool.submit(encode_jpeg(both, 95), DetectOptions(num_hands=2)))["hands"]) == 2:
+        # Only scenes in which the still finds both hands, clean and through the camera's noise (as the camera
+        # bench picks its scenes): many pairs defeat the palm detector itself, some only on noisy frames.
+        looks_at = [encode_jpeg(both, 95), *(Camera(90 + k).frame(both) for k in range(3))]
+        found = [len((await pool.submit(f, DetectOptions(num_hands=2)))["hands"]) for f in looks_at]
+        if found == [2] * len(looks_at):
             pairs.append((i, left, right, both))
             if len(pairs) == 3:
                 break
