@@ -49,12 +49,17 @@ class Fleet:
         self.hub_bus.publish(self.control, payload, qos=1)
 
 
+def fleet_env(mqtt_url: str) -> tuple[str, dict[str, str]]:
+    """A fresh tag and the settings a hub and an edge share on the machine's broker, under their own topics."""
+    tag = uuid.uuid4().hex[:8]
+    return tag, {"MQTT_URL": mqtt_url, "MQTT_TOPIC_PREFIX": f"test/{tag}", "MQTT_SHARE_GROUP": f"g{tag}",
+                 "MQTT_SESSION_EXPIRY": "0", "METRICS_INTERVAL": "0.5", "EVENT_DEBOUNCE_MS": "0",
+                 "MAX_FPS": "1000", "MQTT_KEEPALIVE": "5"}
+
+
 @pytest_asyncio.fixture(loop_scope="module")
 async def fleet(mqtt_url: str, edge_pool: InferencePool) -> AsyncIterator[Fleet]:
-    tag = uuid.uuid4().hex[:8]
-    env = {"MQTT_URL": mqtt_url, "MQTT_TOPIC_PREFIX": f"test/{tag}", "MQTT_SHARE_GROUP": f"g{tag}",
-           "MQTT_SESSION_EXPIRY": "0", "METRICS_INTERVAL": "0.5", "EVENT_DEBOUNCE_MS": "0", "MAX_FPS": "1000",
-           "MQTT_KEEPALIVE": "5"}
+    tag, env = fleet_env(mqtt_url)
     edge_id = f"edge-{tag}"
     edge_settings = load_settings({**env, "EDGE_ID": edge_id}, env_file=None)
     hub_settings = load_settings(env, env_file=None)
@@ -153,10 +158,7 @@ OPERATOR_KEY = "operator-secret-key-1"
 async def rest_fleet(mqtt_url: str, edge_pool: InferencePool) -> AsyncIterator[tuple[str, EdgeNode, str, str]]:
     """A real hub (uvicorn, auth on) with its fleet service on Mosquitto, and a real edge on the same
     broker; yields (hub base url, edge node, edge WebSocket url, edge id)."""
-    tag = uuid.uuid4().hex[:8]
-    env = {"MQTT_URL": mqtt_url, "MQTT_TOPIC_PREFIX": f"test/{tag}", "MQTT_SHARE_GROUP": f"g{tag}",
-           "MQTT_SESSION_EXPIRY": "0", "METRICS_INTERVAL": "0.5", "EVENT_DEBOUNCE_MS": "0", "MAX_FPS": "1000",
-           "MQTT_KEEPALIVE": "5"}
+    tag, env = fleet_env(mqtt_url)
     edge_id = f"edge-{tag}"
     edge_settings = load_settings({**env, "EDGE_ID": edge_id}, env_file=None)
     hub_settings = load_settings({**env, "AUTH_ENABLED": "true", "API_KEYS": f"ops:{OPERATOR_KEY}"},
