@@ -132,14 +132,16 @@ class Settings:
                                      "...and no more often than every this many frames of the stream (a saturated "
                                      "edge serves each stream fewer frames per second).", min=1, max=10_000)
     motion_gate: bool = _s("MOTION_GATE", True, "litert: a stream tracking no hand whose frame has not changed "
-                           "since its previous frame reuses the empty result (no model runs).")
+                           "since its previous frame reuses the empty result (no model runs); a stream tracking "
+                           "some hands looks for another only when the frame changed outside them.")
     motion_threshold: float = _s("MOTION_THRESHOLD", 16.0,
                                  "Grey levels a pixel of the 64×48 motion thumbnail must change by between "
                                  "frames to count as motion (camera noise, drift and JPEG: ≤ 7; a small hand "
                                  "appearing: ≥ 34).",
                                  min=0, max=255)
     motion_max_skip_ms: float = _s("MOTION_MAX_SKIP_MS", 1000.0,
-                                   "A gated stream is still looked at fully at least this often.", min=0,
+                                   "A gated stream is still looked at fully, and a stream tracking fewer than "
+                                   "`num_hands` hands searched for another, at least this often.", min=0,
                                    max=60_000)
     reduced_decode_min_side: int = _s("REDUCED_DECODE_MIN_SIDE", 360,
                                       "litert: a stream's JPEG frame is decoded at 1/2, 1/4 or 1/8 scale while its "

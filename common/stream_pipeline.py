@@ -20,12 +20,14 @@ from hgr.common.contracts import DetectionResult, HandResult
 from hgr.common.engine import hand_to_dict, make_result, sort_hands
 from hgr.common.hands import association
 from hgr.common.hands.pipeline import Hand, HandPipeline, Roi, dedupe
+from hgr.common.hands.roi import bounds
 from hgr.common.images import ImageLimits, decode_image
 from hgr.common.options import DetectOptions, check_model
 from hgr.common.stream_state import (
     ScheduleConfig,
     StreamState,
     advance,
+    moved_outside,
     needs_thumbnail,
     plan,
     should_detect,
@@ -81,7 +83,7 @@ class StreamPipelines:
         start = time.perf_counter()
         now = time.monotonic() * 1000 if now_ms is None else now_ms
         state = self._states.get(stream) or StreamState()
-        thumb = thumbnail(rgb) if needs_thumbnail(state) else None
+        thumb = thumbnail(rgb) if needs_thumbnail(len(state.tracked), opts.num_hands, self.config) else None
         step = plan(state, now, thumb, self.config)
         if step.gated:
             self._states[stream] = advance(state, now, thumb, gated=True, detected=False, next_rois=())
@@ -90,7 +92,10 @@ class StreamPipelines:
         track = step.track[:opts.num_hands]  # the stream may have asked for fewer hands since
         hands = [h for h in (pipe.landmarks(rgb, roi) for roi in track) if h is not None]
         lost = len(track) - len(hands)
-        detected = should_detect(state, now, len(hands), lost, opts.num_hands, self.config)
+        # Motion outside the tracked hands decides the look for another one: only while some are tracked, none was
+        # lost (the detector looks at once then) and there is room for more.
+        moved = 0 < len(hands) == len(track) < opts.num_hands and self._moved(state, thumb, rgb, track, hands)
+        detected = should_detect(state, now, len(hands), lost, opts.num_hands, self.config, moved=moved)
         if detected:
             # A palm ROI and the tracked ROI of the same hand can overlap less than dedupe's IoU (their scales
             # differ), so a palm whose centre lies inside a tracked hand's landmarks is that hand: skipping it
@@ -101,13 +106,21 @@ class StreamPipelines:
             found = dedupe([h.next_roi for h in hands], palms)
             hands += [h for h in (pipe.landmarks(rgb, roi) for roi in found) if h is not None]
         hands = _distinct(hands, rgb)[:opts.num_hands]
-        if thumb is None and not hands:  # every track lost: the next frame's motion gate compares with this one
-            thumb = thumbnail(rgb)
-        self._states[stream] = advance(state, now, thumb, gated=False, detected=detected,
+        if thumb is None and needs_thumbnail(len(hands), opts.num_hands, self.config):
+            thumb = thumbnail(rgb)  # tracks lost: the next frame compares with this one
+        self._states[stream] = advance(state, now, thumb, gated=False, detected=detected, moved=moved,
                                        next_rois=tuple(h.next_roi for h in hands))
         results = sort_hands([hand_to_dict(h.landmarks, h.world_landmarks, h.handedness, h.handedness_score,
                                            opts.mirrored) for h in hands])
         return StreamFrame(results, (time.perf_counter() - start) * 1000, detected, False, len(track))
+
+    def _moved(self, state: StreamState[Roi], thumb: np.ndarray | None, rgb: np.ndarray, track: tuple[Roi, ...],
+               hands: list[Hand]) -> bool:
+        """``moved_outside`` the tracked hands: where they were (the ROIs looked at) and where they are (their next
+        ROIs). Their own motion is no reason to look for another hand."""
+        height, width = rgb.shape[:2]
+        boxes = [bounds(r, width, height) for r in (*track, *(h.next_roi for h in hands))]
+        return moved_outside(state, thumb, boxes, self.config)
 
     def detect_bytes(self, data: bytes, opts: DetectOptions, stream: Any) -> DetectionResult:
         """A stream's compressed frame in, the common result out (``timing`` says what ran)."""

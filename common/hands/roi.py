@@ -110,6 +110,16 @@ def landmarks_to_roi(landmarks: np.ndarray, width: int, height: int) -> Roi:
     return transform(rect, width, height, scale=NEXT_ROI_SCALE, shift_y=NEXT_ROI_SHIFT_Y)
 
 
+def bounds(roi: Roi, width: int, height: int) -> tuple[float, float, float, float]:
+    """The axis-aligned box (x0, y0, x1, y1) around the rotated ROI, normalised (``width``×``height`` pixels
+    set the aspect the rotation turns in)."""
+    c, s = abs(math.cos(roi.rotation)), abs(math.sin(roi.rotation))
+    w, h = roi.w * width, roi.h * height
+    half_x = (w * c + h * s) / 2 / width
+    half_y = (w * s + h * c) / 2 / height
+    return roi.cx - half_x, roi.cy - half_y, roi.cx + half_x, roi.cy + half_y
+
+
 def iou(a: Roi, b: Roi) -> float:
     """Intersection over union of two ROIs as axis-aligned boxes (MediaPipe's DoesRectOverlap ignores rotation)."""
     ix = min(a.cx + a.w / 2, b.cx + b.w / 2) - max(a.cx - a.w / 2, b.cx - b.w / 2)
