@@ -21,6 +21,11 @@ agreement (fraction of frames with ``total_fingers`` equal to the label, and wit
 scene has), and when the edge's ``timing`` says so, the fractions of frames that ran the palm detector
 and that were gated. Frames are counted when their answer arrives inside the measured window, after a
 warm-up in which every stream already runs.
+
+Every turn starts each clip from its first frame, so the faster side gets further into its clips: where the
+baseline is slow (a few frames per second per stream) it may never reach a clip's later scenes, and the two
+agreements would be taken over different photos. So agreement is also reported over the frames *both*
+answered (``agreement_shared``: per kind, the edge's and the baseline's over the same (stream, frame) pairs).
 """
 
 from __future__ import annotations
@@ -314,6 +319,22 @@ def misread_scenes(answers: Sequence[Answer], clips: Sequence[camclips.Clip]) ->
     return sorted(rows, key=lambda r: (r["agreement"], r["stream"]))
 
 
+def shared_agreement(edge: Sequence[Answer], base: Sequence[Answer],
+                     clips: Sequence[camclips.Clip]) -> dict[str, dict[str, Any]]:
+    """Per kind (and "all"): the edge's and the baseline's agreement over the frames of the clips both answered
+    (a frame answered several times counts each time)."""
+    both = {(a.stream, a.frame) for a in edge} & {(a.stream, a.frame) for a in base}
+
+    def share(answers: Sequence[Answer], kind: str) -> float | None:
+        ok = [a.total_fingers == clips[a.stream].labels[a.frame] for a in answers
+              if (a.stream, a.frame) in both and kind in ("all", clips[a.stream].kind)]
+        return round(sum(ok) / len(ok), 4) if ok else None
+
+    kinds = [k for k in camclips.KINDS if any(clips[s].kind == k for s, _ in both)]
+    return {kind: {"frames": sum(1 for s, _ in both if kind in ("all", clips[s].kind)),
+                   "edge": share(edge, kind), "baseline": share(base, kind)} for kind in (*kinds, "all")}
+
+
 def with_ratios(edge: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     for kind, row in edge.items():
         ref = base.get(kind, {}).get("fps")
@@ -344,6 +365,8 @@ def targets(edge: dict[str, Any], one_stream_overhead_ms: float | None, base: di
         at_most = name.endswith("_ms")  # a time must stay under its bound, a ratio reach it
         out[f"{name}_ok"] = None if value is None else (value <= TARGETS[name] if at_most else value >= TARGETS[name])
     out["one_hand_agreement_baseline"] = base["mix"].get("one_hand", {}).get("agreement")
+    shared = edge.get("agreement_shared", {}).get("mix", {}).get("one_hand", {})
+    out["one_hand_agreement_shared"] = {"edge": shared.get("edge"), "baseline": shared.get("baseline")}
     return out
 
 
@@ -439,7 +462,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     base_one.pop("misread_scenes", None)
     base["one_stream"] = base_one
     out["baseline"] = base
-    out["edge"] = [edge.report(loads, base, duration) for edge in edges]
+    out["edge"] = [edge.report(loads, base, base_answers, duration) for edge in edges]
     return out
 
 
@@ -472,13 +495,16 @@ class EdgeSide:
         for code, n in run.errors.items():
             self.errors[code] = self.errors.get(code, 0) + n
 
-    def report(self, loads: dict[str, list[camclips.Clip]], base: dict[str, Any], duration: float) -> dict[str, Any]:
+    def report(self, loads: dict[str, list[camclips.Clip]], base: dict[str, Any],
+               base_answers: dict[str, list[Answer]], duration: float) -> dict[str, Any]:
         if self.failed is not None:
             return {"env": self.env, "failed": self.failed, "log": self.log}
-        result: dict[str, Any] = {"env": self.env, "errors": self.errors}
+        shared: dict[str, Any] = {}
+        result: dict[str, Any] = {"env": self.env, "errors": self.errors, "agreement_shared": shared}
         for name, load in loads.items():
             if name != "one_stream":
                 result[name] = with_ratios(by_kind(self.answers[name], load, duration), base[name])
+                shared[name] = shared_agreement(self.answers[name], base_answers[name], load)
         result["client_cpu_cores"] = {name: round(cpu / wall, 3) for name, (cpu, wall) in self.client_cpu.items()
                                       if wall}
         one = summarise(self.answers["one_stream"], loads["one_stream"], duration)
@@ -575,6 +601,13 @@ def markdown(report: dict[str, Any]) -> str:
             shown = (*camclips.KINDS, "all") if load == "mix" else tuple(k for k in camclips.KINDS if k in kinds)
             lines += [row(name, f"{kind} ({load})" if load != "mix" else kind, kinds[kind])
                       for kind in shown if kind in kinds]
+    lines += ["", "| run | load | scenes | frames both answered | agreement, edge / baseline |",
+              "| --- | --- | --- | --- | --- |"]
+    for e in edges:
+        for load in report["loads"]:
+            for kind, a in e.get("agreement_shared", {}).get(load, {}).items():
+                lines.append(f"| {_edge_name(e)} | {load} | {kind} | {a['frames']} | {_pct(a['edge'])} / "
+                             f"{_pct(a['baseline'])} |")
     for e in edges:
         cores = ", ".join(f"{load} {n}" for load, n in e.get("client_cpu_cores", {}).items())
         if cores:

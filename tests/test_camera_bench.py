@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hgr.loadtest.camera import markdown
+from hgr.loadtest.camera import Answer, markdown, shared_agreement
+from hgr.loadtest.clips import Clip
 
 KINDS = ("empty", "one_hand", "two_hands")
 ROW_KEYS = {"frames", "fps", "latency_ms", "model_ms", "agreement", "hands_agreement", "detector_fraction",
@@ -56,6 +57,10 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
         alone = side["one_hand_alone"]
         assert set(alone) == {"one_hand", "all"} and alone["one_hand"]["frames"] > 0
     assert edge["targets"]["one_hand_ratio"] == edge["one_hand_alone"]["one_hand"]["ratio_to_baseline"]
+    shared = edge["agreement_shared"]["mix"]  # agreement over the frames both sides answered
+    assert set(shared) == {*KINDS, "all"} and all(row["frames"] > 0 for row in shared.values())
+    assert shared["all"]["frames"] == sum(shared[k]["frames"] for k in KINDS)
+    assert set(edge["targets"]["one_hand_agreement_shared"]) == {"edge", "baseline"}
 
     one = edge["one_stream"]
     assert one["frames"] > 0 and report["baseline"]["one_stream"]["frames"] > 0
@@ -66,6 +71,23 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
     assert "| baseline (raw VIDEO) | one_hand (one_hand_alone) |" in table
     assert "| edge MAX_FPS=1000 | two_hands |" in table
     assert "edge MAX_FPS=-1 failed: start:" in table
+    assert "| edge MAX_FPS=1000 | mix | one_hand |" in table
+
+
+def test_shared_agreement_counts_only_frames_both_sides_answered() -> None:
+    """A slow baseline that never reaches a clip's second scene must not be compared on the edge's frames of it."""
+    clips = [Clip("a", "one_hand", (b"",) * 4, (2, 2, 5, 5), (1, 1, 1, 1), ("p1", "p2")),
+             Clip("b", "empty", (b"",) * 2, (0, 0), (0, 0), ("e",))]
+
+    def answer(stream: int, frame: int, fingers: int) -> Answer:
+        return Answer(stream, frame, 1.0, 1.0, 1.0, fingers, 1)
+
+    edge = [answer(0, 0, 2), answer(0, 1, 2), answer(0, 2, 4), answer(0, 3, 4), answer(1, 0, 0), answer(1, 0, 1)]
+    base = [answer(0, 0, 2), answer(0, 1, 3), answer(1, 0, 0)]  # frames 2 and 3 (scene p2) never reached
+    shared = shared_agreement(edge, base, clips)
+    assert shared["one_hand"] == {"frames": 2, "edge": 1.0, "baseline": 0.5}
+    assert shared["empty"] == {"frames": 1, "edge": 0.5, "baseline": 1.0}  # each answer to a shared frame counts
+    assert shared["all"]["frames"] == 3 and set(shared) == {"one_hand", "empty", "all"}
 
 
 def test_scenes_are_those_the_reference_counts_right_as_stills(model_path: str,
