@@ -14,6 +14,11 @@ frame (``total_fingers`` equal to the label), split into the first frame (the pa
 still) and the tracked frames after it (the ROI from the previous frame's landmarks). Each photo misread
 on some frame is run once more as a *clean* clip (no noise, no drift, no wobble; JPEG only): if the clean
 clip is misread the same way, the cause is the tracked crop itself, not the simulated sensor.
+
+The same run measures the work per frame of a camera served at its own 30 fps (not saturated, unlike the
+camera benchmark's closed loops): the process CPU time per frame of each path (decode + models, measured
+around each frame, both in this one process, turn by turn) and the fraction of the edge's frames that ran the
+palm detector.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,18 @@ class PhotoRun:
     baseline: tuple[int, ...]  # raw MediaPipe VIDEO
     edge_clean: tuple[int, ...] = ()  # the same photo as a clean clip (only for photos misread somewhere)
     baseline_clean: tuple[int, ...] = ()
+    edge_cpu_ms: float = 0.0  # process CPU time over the (noisy) clip, decode + models
+    baseline_cpu_ms: float = 0.0
+    edge_detector: int = 0  # frames of the (noisy) clip on which the edge ran the palm detector
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One clip through one path: total_fingers per frame, the CPU time it took, detector runs (edge)."""
+
+    counts: tuple[int, ...]
+    cpu_ms: float
+    detector: int = 0
 
 
 class Runner:
@@ -63,31 +81,36 @@ class Runner:
         self.opts = DetectOptions(settings.num_hands, False, settings.model_variant)
         self._clip = 0
 
-    def edge(self, clip: camclips.Clip) -> tuple[int, ...]:
+    def edge(self, clip: camclips.Clip) -> Pass:
         self._clip += 1
         stream = ("tracking", self._clip)
-        counts = []
+        counts, cpu, detector = [], 0.0, 0
         try:
             for k, frame in enumerate(clip.frames):
+                start = time.process_time()
                 image = decode_image(frame, self.limits, reduce_min_side=self.settings.reduced_decode_min_side)
                 result = self.streams.detect(image.rgb, self.opts, stream, k * 1000 / FPS)
+                cpu += time.process_time() - start
                 counts.append(sum(h["fingers"] for h in result.hands))
+                detector += result.detector
         finally:
             self.streams.close_stream(stream)
-        return tuple(counts)
+        return Pass(tuple(counts), cpu * 1000, detector)
 
-    def baseline(self, clip: camclips.Clip) -> tuple[int, ...]:
+    def baseline(self, clip: camclips.Clip) -> Pass:
         landmarker = camera._landmarker(self.settings, self.model_path, video=True, num_hands=self.settings.num_hands)
-        counts = []
+        counts, cpu = [], 0.0
         try:
             for k, frame in enumerate(clip.frames):
+                start = time.process_time()
                 rgb = camera._decode(frame)
                 result = landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb),
                                                      round(k * 1000 / FPS))
+                cpu += time.process_time() - start
                 counts.append(sum(camera._hands(result, rgb.shape[1], rgb.shape[0])[1]))
         finally:
             landmarker.close()
-        return tuple(counts)
+        return Pass(tuple(counts), cpu * 1000)
 
     def close(self) -> None:
         self.streams.close()
@@ -108,10 +131,12 @@ def measure(settings: Settings, folder: Path, *, hold: int, seed: int,
                 continue
             scene = [camclips.Scene(still.image, label, 1, file)]
             clip = camclips.render_clip(file, "one_hand", scene, hold=hold, sensor=sensor, seed=seed * 1000 + n)
-            run = PhotoRun(file, label, runner.edge(clip), runner.baseline(clip))
+            edge, base = runner.edge(clip), runner.baseline(clip)
+            run = PhotoRun(file, label, edge.counts, base.counts, edge_cpu_ms=edge.cpu_ms, baseline_cpu_ms=base.cpu_ms,
+                           edge_detector=edge.detector)
             if any(c != label for c in run.edge + run.baseline):
                 clean = camclips.render_clip(file, "one_hand", scene, hold=hold, sensor=CLEAN, seed=seed * 1000 + n)
-                run = PhotoRun(file, label, run.edge, run.baseline, runner.edge(clean), runner.baseline(clean))
+                run = replace(run, edge_clean=runner.edge(clean).counts, baseline_clean=runner.baseline(clean).counts)
             runs.append(run)
             if len(runs) % 20 == 0:
                 log(f"tracking: {len(runs)} photos")
@@ -143,9 +168,16 @@ def report(runs: Sequence[PhotoRun], *, hold: int, seed: int) -> dict[str, Any]:
                 "edge_clean": text(r.edge_clean), "baseline_clean": text(r.baseline_clean),
                 "edge_wrong": sum(c != r.label for c in r.edge)}
                for r in sorted(runs, key=lambda r: -sum(c != r.label for c in r.edge)) if r.edge_clean]
+    frames = sum(len(r.edge) for r in runs)
+    per_frame = {side: round(sum(getattr(r, f"{side}_cpu_ms") for r in runs) / frames, 3) if frames else None
+                 for side in ("edge", "baseline")}
+    work = {"cpu_ms_per_frame": per_frame,
+            "baseline_over_edge": (round(per_frame["baseline"] / per_frame["edge"], 3)
+                                   if per_frame["edge"] and per_frame["baseline"] is not None else None),
+            "edge_detector_fraction": round(sum(r.edge_detector for r in runs) / frames, 4) if frames else None}
     return {"photos": len(runs), "frames_per_photo": hold, "fps": FPS, "seed": seed,
             "sensor": asdict(camclips.Sensor()), "edge": agreement("edge"), "baseline": agreement("baseline"),
-            "misread": misread}
+            "work": work, "misread": misread}
 
 
 def markdown(rep: dict[str, Any]) -> str:
@@ -155,6 +187,13 @@ def markdown(rep: dict[str, Any]) -> str:
         a = rep[side]
         lines.append(f"| {name} | {a['all_frames']} % | {a['first_frame']} % | {a['tracked_frames']} % | "
                      f"{a['photos_all_right']} / {rep['photos']} |")
+    work = rep["work"]
+    cpu = work["cpu_ms_per_frame"]
+    detector = work["edge_detector_fraction"]
+    lines += ["", ("| CPU per frame, raw MediaPipe VIDEO | CPU per frame, edge stream path | raw / edge | "
+                   "edge frames that ran the palm detector |"), "| --- | --- | --- | --- |",
+              (f"| {cpu['baseline']} ms | {cpu['edge']} ms | {work['baseline_over_edge']} | "
+               f"{'—' if detector is None else f'{100 * detector:.1f} %'} |")]
     lines += ["", "| photo | label | edge, per frame | baseline, per frame | edge, clean clip | baseline, clean clip |",
               "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {m['file']} | {m['label']} | `{m['edge']}` | `{m['baseline']}` | `{m['edge_clean']}` | "

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from hgr.common.hands import association, crop, palms
 from hgr.common.hands.bundle import read_models
 from hgr.common.hands.pipeline import Roi, dedupe
-from hgr.common.hands.roi import iou, landmarks_to_roi, normalize_radians, palm_to_roi, rotation_of, transform
+from hgr.common.hands.roi import (
+    bounds,
+    iou,
+    landmarks_to_roi,
+    normalize_radians,
+    palm_to_roi,
+    rotation_of,
+    transform,
+)
 
 
 def mediapipe_anchors() -> np.ndarray:
@@ -264,3 +272,24 @@ def test_fixed_point_maps_follow_the_crop_matrix(cx: float, cy: float, side: flo
     v, u = np.mgrid[0:32, 0:32]
     np.testing.assert_allclose(x, inverse[0, 0] * u + inverse[0, 1] * v + inverse[0, 2], atol=1 / 64 + 1e-3)
     np.testing.assert_allclose(y, inverse[1, 0] * u + inverse[1, 1] * v + inverse[1, 2], atol=1 / 64 + 1e-3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cx=st.floats(0, 1), cy=st.floats(0, 1), side=st.floats(0.01, 1), angle=st.floats(-math.pi, math.pi),
+       width=st.integers(16, 4000), height=st.integers(16, 4000))
+def test_bounds_hold_the_rotated_rois_corners(cx: float, cy: float, side: float, angle: float, width: int,
+                                              height: int) -> None:
+    """The box the motion gate leaves out around a tracked hand holds its ROI's four corners, and no more
+    than the corners need (each side touches one)."""
+    roi = Roi(cx, cy, side * height / width, side, angle)  # square in pixels, as hand ROIs are
+    x0, y0, x1, y1 = bounds(roi, width, height)
+    corners = cv2.boxPoints(((cx * width, cy * height), (roi.w * width, roi.h * height), math.degrees(angle)))
+    xs, ys = corners[:, 0] / width, corners[:, 1] / height
+    assert np.allclose([xs.min(), ys.min(), xs.max(), ys.max()], [x0, y0, x1, y1], atol=1e-4)
+
+
+def test_bounds_of_an_upright_roi_are_its_own_box() -> None:
+    assert bounds(Roi(0.5, 0.4, 0.2, 0.3, 0.0), 640, 480) == pytest.approx((0.4, 0.25, 0.6, 0.55))
+    # a quarter turn swaps the sides in pixels: 128×144 px becomes 144 wide, 128 high
+    assert bounds(Roi(0.5, 0.5, 0.2, 0.3, math.pi / 2), 640, 480) == pytest.approx(
+        (0.5 - 72 / 640, 0.5 - 64 / 480, 0.5 + 72 / 640, 0.5 + 64 / 480))
