@@ -1,7 +1,8 @@
 """Turn untrusted bytes into an RGB pixel array, or a precise ``ImageError``.
 
 Order matters for safety: size limit, then format sniffing and header parsing (Pillow reads only the
-header, so a tiny file declaring 50 000 × 50 000 pixels is refused before a single pixel is
+header — libjpeg-turbo's header parser for a JPEG without EXIF, a camera frame, which is ~50 × cheaper — so
+a tiny file declaring 50 000 × 50 000 pixels is refused before a single pixel is
 allocated; so is a side over ``max_side``: a 842-byte 32767×8 PNG passes the pixel limit but aborts the
 process inside MediaPipe's OpenCV warps), then a truncation check, then the actual decode (JPEG with
 libjpeg-turbo in strict mode, which refuses data corrupt in the middle that a lenient decoder turns
@@ -68,14 +69,19 @@ def read_header(data: bytes, limits: ImageLimits) -> ImageHeader:
         raise EmptyImage("the image is empty (0 bytes)")
     if len(data) > limits.max_bytes:
         raise ImageTooLarge(f"the image is {len(data)} bytes; the limit is {limits.max_bytes} bytes")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            pil_format, (width, height) = img.format, img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if pil_format in ("JPEG", "MPO", "WEBP") else 1
-    except UnidentifiedImageError:
-        raise UnsupportedImage("unrecognised image data; send JPEG, PNG, WebP or BMP") from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises assorted errors on malformed headers
-        raise CorruptImage(f"the image header is malformed ({exc.__class__.__name__})") from None
+    plain = _plain_jpeg_size(data)
+    pil_format: str | None
+    if plain is not None:
+        pil_format, (width, height), orientation = "JPEG", plain, 1
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                pil_format, (width, height) = img.format, img.size
+                orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if pil_format in ("JPEG", "MPO", "WEBP") else 1
+        except UnidentifiedImageError:
+            raise UnsupportedImage("unrecognised image data; send JPEG, PNG, WebP or BMP") from None
+        except Exception as exc:  # noqa: BLE001 - Pillow raises assorted errors on malformed headers
+            raise CorruptImage(f"the image header is malformed ({exc.__class__.__name__})") from None
     fmt = ACCEPTED_FORMATS.get(pil_format or "")
     if fmt is None:
         raise UnsupportedImage(f"{pil_format} images are not accepted; send JPEG, PNG, WebP or BMP")
@@ -89,6 +95,36 @@ def read_header(data: bytes, limits: ImageLimits) -> ImageHeader:
     if _is_truncated(fmt, data):
         raise CorruptImage(f"the {fmt.upper()} data is truncated")
     return ImageHeader(fmt, width, height, orientation if orientation in range(1, 9) else 1)
+
+
+def _plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a JPEG with no EXIF segment, from libjpeg-turbo's header parser: a few µs against
+    Pillow's ~0.1-0.2 ms, on every camera frame. None when Pillow must look: not a JPEG, an EXIF segment (its
+    orientation matters), or anything libjpeg or the segment walk finds unusual (Pillow then names the error)."""
+    if not data.startswith(b"\xff\xd8\xff") or _has_exif(data):
+        return None
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    return width, height
+
+
+def _has_exif(data: bytes) -> bool:
+    """Whether the JPEG's header segments (before its first scan) hold an EXIF APP1; True when they cannot be
+    walked (let Pillow decide)."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the header segments are over
+            return False
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\x00\x00":
+            return True
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return True
 
 
 def _is_truncated(fmt: str, data: bytes) -> bool:

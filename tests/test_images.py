@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hgr.common import images
 from hgr.common.errors import (
     CorruptImage,
     EmptyImage,
@@ -20,7 +21,7 @@ from hgr.common.errors import (
     TooManyPixels,
     UnsupportedImage,
 )
-from hgr.common.images import EXPOSURE_BRACKETS, ImageLimits, decode_image, with_gamma
+from hgr.common.images import EXPOSURE_BRACKETS, ImageLimits, decode_image, read_header, with_gamma
 
 
 def _encode(fmt: str, w: int = 64, h: int = 48, **save: object) -> bytes:
@@ -46,6 +47,34 @@ def test_exif_orientation_is_applied() -> None:
     data = _encode("JPEG", 64, 48, exif=exif.tobytes(), quality=95)
     out = decode_image(data)
     assert out.size == (48, 64)
+
+
+def test_exif_after_other_segments_still_sends_the_header_to_pillow() -> None:
+    """The plain-JPEG header path (libjpeg-turbo, no Pillow) is only for JPEGs without EXIF: the segment walk
+    finds an EXIF APP1 behind other segments too (here an APP2 put first), and the orientation is honoured."""
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    app2 = b"\xff\xe2" + (2 + 3000).to_bytes(2, "big") + b"\0" * 3000
+
+    def with_app2_first(data: bytes) -> bytes:
+        return data[:2] + app2 + data[2:]
+
+    data = with_app2_first(_encode("JPEG", 64, 48, exif=exif.tobytes()))
+    assert images._has_exif(data) and images._plain_jpeg_size(data) is None
+    assert read_header(data, ImageLimits()).orientation == 8
+    plain = with_app2_first(_encode("JPEG", 64, 48))
+    assert not images._has_exif(plain) and images._plain_jpeg_size(plain) == (64, 48)
+    header = read_header(plain, ImageLimits())
+    assert (header.format, header.width, header.height, header.orientation) == ("jpeg", 64, 48, 1)
+
+
+def test_camera_frames_read_the_same_header_either_way(hand_photos: list[tuple[Path, int]]) -> None:
+    for path, _ in hand_photos[:20]:
+        data = cv2.imencode(".jpg", cv2.imread(str(path)), [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+        assert images._plain_jpeg_size(data) is not None, path.name  # a camera frame takes the cheap path
+        with Image.open(io.BytesIO(data)) as img:
+            header = read_header(data, ImageLimits())
+            assert (header.format, header.width, header.height) == ("jpeg", *img.size)
 
 
 def test_decompression_bomb_is_refused_before_decoding() -> None:

@@ -4,11 +4,14 @@ else; through the real worker, every image gets a result or an error and no work
 
 from __future__ import annotations
 
+from unittest import mock
+
 from conftest import Services, fuzz
 from fuzz_inputs import image_bytes
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from hgr.common import images
 from hgr.common.errors import HgrError, ImageError
 from hgr.common.images import ImageLimits, decode_image
 from hgr.common.options import DetectOptions
@@ -31,6 +34,25 @@ def test_decode_in_process(fuzz_photos: list[bytes], data: st.DataObject) -> Non
     assert image.rgb.ndim == 3 and image.rgb.shape[2] == 3
     assert max(width, height) <= LIMITS.infer_max_side and width >= 1 and height >= 1
     assert max(image.size) <= LIMITS.max_side and image.size[0] * image.size[1] <= LIMITS.max_pixels
+
+
+def _header(data: bytes) -> object:
+    try:
+        return images.read_header(data, LIMITS)
+    except ImageError as exc:
+        return exc.code
+
+
+@given(data=st.data())
+@fuzz(2.0)
+def test_the_plain_jpeg_header_path_answers_as_pillow_does(fuzz_photos: list[bytes], data: st.DataObject) -> None:
+    """A JPEG without EXIF has its header read by libjpeg-turbo instead of Pillow: the same header or the same
+    error, whatever the bytes."""
+    image_data = data.draw(image_bytes(fuzz_photos))
+    fast = _header(image_data)
+    with mock.patch.object(images, "_plain_jpeg_size", return_value=None):
+        assert fast == _header(image_data)
+    event("fast path" if images._plain_jpeg_size(image_data) is not None else "Pillow")
 
 
 @given(data=st.data(), stream=st.booleans())
