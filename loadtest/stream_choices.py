@@ -7,7 +7,8 @@ moves it (a hand cut from one photo, at 15 % of the frame height, pasted into an
 
 ``python -m hgr.loadtest.stream_choices decode``: the photos as large camera frames (1280×960, 1920×1440 and
 640×480), decoded in full and at 1/2 and 1/4 scale, through the LiteRT hand pipeline: decode time, finger
-counts as labelled, landmark distance from the full decode — the evidence for ``REDUCED_DECODE_MIN_SIDE``.
+counts as labelled, landmark distance from the full decode — the evidence for ``REDUCED_DECODE_MIN_SIDE``;
+and the header check of such a frame (``read_header``) against Pillow opening it.
 
 ``python -m hgr.loadtest.stream_choices streams [--pipeline litert|mediapipe]``: one real worker; its RSS
 idle, with 64 streams, with 32 streams cycling every option (num_hands 1-4, full/lite, mirrored), after
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import statistics
 import sys
@@ -35,10 +37,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import simplejpeg
+from PIL import Image
 
 from hgr.common.config import load_settings
 from hgr.common.engine import hand_to_dict
 from hgr.common.hands.pipeline import HandPipeline
+from hgr.common.images import ImageLimits, read_header
 from hgr.common.options import DetectOptions
 from hgr.common.pool import InferencePool
 from hgr.common.stream_state import thumbnail
@@ -108,12 +112,14 @@ def decode(paths: list[Path], labels: dict[str, int], pipe: HandPipeline) -> Non
         rows: dict[int, dict[str, list[float]]] = {f: {"decode": [], "gap": [], "right": [], "same": []}
                                                    for f in (1, 2, 4)}
         short = {}
+        header_ms: dict[str, list[float]] = {"read_header": [], "Pillow": []}
         for path in paths:
             raw = cv2.imread(str(path))
             if raw is None:
                 continue
             up = cv2.INTER_CUBIC if width > raw.shape[1] else cv2.INTER_AREA
             data = encode_jpeg(cv2.resize(raw, (width, height), interpolation=up), 90)
+            _time_headers(data, header_ms)
             reference: list[tuple[np.ndarray, int]] = []
             for f in (1, 2, 4):
                 start = time.perf_counter()
@@ -130,12 +136,31 @@ def decode(paths: list[Path], labels: dict[str, int], pipe: HandPipeline) -> Non
                 rows[f]["same"].append(float([c for _, c in found] == [c for _, c in reference]))
                 if found and reference:
                     rows[f]["gap"].append(float(np.median(np.linalg.norm(found[0][0] - reference[0][0], axis=1))))
+        print(f"{width}×{height} header: read_header p50 {statistics.median(header_ms['read_header']):.3f} ms, "
+              f"Pillow's open + size + EXIF (what it did for every JPEG before) "
+              f"{statistics.median(header_ms['Pillow']):.3f} ms")
         for f, r in rows.items():
             print(f"{width}×{height} decoded at 1/{f} (short side {short[f]}): decode p50 "
                   f"{statistics.median(r['decode']):.2f} ms, counted as labelled {int(sum(r['right']))}/"
                   f"{len(r['right'])}, counts as the full decode {int(sum(r['same']))}/{len(r['same'])}, "
                   f"landmarks from the full decode: median {statistics.median(r['gap']) * 100:.2f} % of the "
                   f"image, p90 {float(np.percentile(r['gap'], 90)) * 100:.2f} %")
+
+
+def _time_headers(data: bytes, out: dict[str, list[float]], rounds: int = 20) -> None:
+    """Per call, the best of ``rounds``: ``read_header`` (a JPEG without EXIF: libjpeg-turbo's header parser)
+    and Pillow opening the same bytes for their size and EXIF."""
+    def pillow() -> None:
+        with Image.open(io.BytesIO(data)) as img:
+            img.getexif()
+
+    for name, call in (("read_header", lambda: read_header(data, ImageLimits())), ("Pillow", pillow)):
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - start)
+        out[name].append(best * 1000)
 
 
 def _rss_mb(pid: int) -> float:
