@@ -1,7 +1,7 @@
 """Turn untrusted bytes into an RGB pixel array, or a precise ``ImageError``.
 
 Order matters for safety: size limit, then format sniffing and header parsing (Pillow reads only the
-header — libjpeg-turbo's header parser for a JPEG without EXIF, a camera frame, which is ~50 × cheaper — so
+header — libjpeg-turbo's header parser reads a JPEG without EXIF, a camera frame, in a quarter of the time — so
 a tiny file declaring 50 000 × 50 000 pixels is refused before a single pixel is
 allocated; so is a side over ``max_side``: a 842-byte 32767×8 PNG passes the pixel limit but aborts the
 process inside MediaPipe's OpenCV warps), then a truncation check, then the actual decode (JPEG with
@@ -99,8 +99,9 @@ def read_header(data: bytes, limits: ImageLimits) -> ImageHeader:
 
 def _plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) of a JPEG with no EXIF segment, from libjpeg-turbo's header parser: a few µs against
-    Pillow's ~0.1-0.2 ms, on every camera frame. None when Pillow must look: not a JPEG, an EXIF segment (its
-    orientation matters), or anything libjpeg or the segment walk finds unusual (Pillow then names the error)."""
+    Pillow's 0.07-0.17 ms (docs/benchmarks.md), on every camera frame. None when Pillow must look: not a JPEG,
+    an EXIF segment (its orientation matters), or anything libjpeg or the segment walk finds unusual (Pillow
+    then names the error)."""
     if not data.startswith(b"\xff\xd8\xff") or _has_exif(data):
         return None
     try:
