@@ -18,14 +18,21 @@ from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware, route_label
 from hgr.hub.ratelimit import RateLimited
 
 
+def _hub_app(*routes: Route) -> Starlette:
+    """``routes`` behind the hub's middleware and exception handlers."""
+    return Starlette(routes=list(routes), exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(HubMiddleware)])
+
+
+async def _get(app: Starlette, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
+        return await client.get(path)
+
+
 async def test_unexpected_exception_is_500_with_request_id(caplog: pytest.LogCaptureFixture) -> None:
     async def broken(request):  # a bug in a route, not bad input
         raise RuntimeError("boom")
 
-    app = Starlette(routes=[Route("/broken", broken)], exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=[Middleware(HubMiddleware)])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
-        r = await client.get("/broken")
+    r = await _get(_hub_app(Route("/broken", broken)), "/broken")
     assert r.status_code == 500
     error = r.json()["error"]
     assert error["code"] == "internal_error" and error["request_id"] == r.headers["x-request-id"]
@@ -43,9 +50,8 @@ def _app() -> Starlette:
     async def edge(request: Request) -> Response:
         return JSONResponse({"route": route_label(request.scope)})
 
-    return Starlette(routes=[Route("/refused", refused), Route("/teapot", teapot),
-                             Route("/fleet/edges/{edge_id}", edge, methods=["GET"])],
-                     exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(HubMiddleware)])
+    return _hub_app(Route("/refused", refused), Route("/teapot", teapot),
+                    Route("/fleet/edges/{edge_id}", edge, methods=["GET"]))
 
 
 async def test_every_error_gets_the_common_body_with_the_catalogue_status() -> None:
@@ -68,10 +74,7 @@ async def test_an_error_quoting_an_unpaired_surrogate_still_answers_json() -> No
     async def quoting(request: Request) -> Response:
         raise RateLimited("unknown option(s): \ud800")
 
-    app = Starlette(routes=[Route("/quoting", quoting)], exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=[Middleware(HubMiddleware)])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
-        r = await client.get("/quoting")
+    r = await _get(_hub_app(Route("/quoting", quoting)), "/quoting")
     assert r.status_code == 429
     assert r.json()["error"]["message"] == "unknown option(s): \\ud800"
     assert r.json()["error"]["request_id"] == r.headers["x-request-id"]
