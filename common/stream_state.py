@@ -132,7 +132,7 @@ def plan(state: StreamState[R], now_ms: float, thumb: np.ndarray | None, cfg: Sc
 
 
 def should_detect(state: StreamState[R], now_ms: float, kept: int, lost: int, num_hands: int,
-                  cfg: ScheduleConfig, *, moved: bool = True) -> bool:
+                  cfg: ScheduleConfig, *, moved: bool) -> bool:
     """After the landmark model ran on the tracked ROIs (``kept`` still hold a hand, ``lost`` do not):
     whether the palm detector runs on this frame (the rules are in the module's docstring). ``moved``:
     ``moved_outside`` for this frame."""
