@@ -389,7 +389,9 @@ _RESTARTS = re.compile(r'^hgr_worker_restarts_total\{service="(\w+)"\} ([0-9.]+)
 async def sampler(stack: Stack, run: Run, stop: asyncio.Event, every_s: float = 1.0) -> None:
     async with httpx.AsyncClient(timeout=2) as client:
         while not stop.is_set():
-            sample: dict[str, Any] = {"t": round(run.now(), 1), **stack.rss()}
+            # A probe takes time (four requests on a busy machine): it is stamped with when it started and
+            # when it ended, so a fault that starts while it runs covers it.
+            sample: dict[str, Any] = {"t": round(run.now(), 2), **stack.rss()}
             for name, url, proc in (("hub", stack.hub_url, stack.hub), ("edge", stack.edge_url, stack.edge)):
                 try:
                     sample[f"{name}_ready"] = (await client.get(url + "/ready")).status_code
@@ -399,6 +401,7 @@ async def sampler(stack: Stack, run: Run, stop: asyncio.Event, every_s: float = 
                             run.restarts_by_pid[(name, proc.pid)] = int(float(count))
                 except httpx.HTTPError:
                     sample[f"{name}_ready"] = None
+            sample["t_end"] = round(run.now(), 2)
             run.samples.append(sample)
             await asyncio.sleep(every_s)
 
@@ -515,7 +518,7 @@ def soak_report(run: Run, duration: float) -> dict[str, Any]:
     good = {kind: _summary(records, run.faults) for kind, records in run.good.items()}
     edge_rss = _rss_trend(run.samples, "edge")
     unready = [s for s in run.samples if (s.get("hub_ready") != 200 or s.get("edge_ready") != 200)
-               and not any(f.covers(s["t"], s["t"]) for f in run.faults)]
+               and not any(f.covers(s["t"], s.get("t_end", s["t"])) for f in run.faults)]
     verdict = {
         "good_success_outside_faults_ge_99pct": all(
             (g["outside_faults"]["success_rate"] or 0) >= 0.99 for g in good.values()),
@@ -530,6 +533,7 @@ def soak_report(run: Run, duration: float) -> dict[str, Any]:
     return {
         "mode": "soak", "duration_s": duration, "cpus": os.cpu_count(),
         "faults": [vars(f) for f in run.faults], "grace_s": GRACE_S, "good": good,
+        "unready_outside_faults": unready[:10],
         "hostile": {"sent": len(run.hostile), "5xx_outside_faults": hostile_5xx[:10], "outcomes": {
             kind: dict(Counter(o for _, k, o in run.hostile if k == kind))
             for kind in sorted({k for _, k, _ in run.hostile})}},
