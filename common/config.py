@@ -23,7 +23,8 @@ from hgr.common.errors import ConfigError
 from hgr.common.redis_url import SENTINEL_SCHEMES, parse_redis_url
 from hgr.common.topics import valid_edge_id
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 
 
 def _s(env: str, default: Any, help: str, *, choices: tuple[str, ...] | None = None,
@@ -82,6 +83,10 @@ class Settings:
     max_request_size: int = _s("MAX_REQUEST_SIZE", 64 * MiB,
                                "Largest REST request body (JSON or multipart), bytes.", min=1)
     max_batch_images: int = _s("MAX_BATCH_IMAGES", 32, "Most images in one batch or upload request.", min=1)
+    max_form_fields: int = _s("MAX_FORM_FIELDS", 16, "Most non-file fields (such as `options`) in one multipart "
+                              "upload.", min=1)
+    max_form_field_size: int = _s("MAX_FORM_FIELD_SIZE", 64 * KiB, "Largest non-file field of a multipart "
+                                  "upload, bytes (files are bounded by `MAX_IMAGE_SIZE`).", min=1)
     max_image_side: int = _s("MAX_IMAGE_SIDE", 16_384, "Longest accepted image width or height, px; checked from "
                              "the header before decoding (OpenCV inside MediaPipe aborts the process at 32767).",
                              min=1, max=32_766)

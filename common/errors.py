@@ -58,6 +58,8 @@ CATALOGUE: dict[str, ErrorCode] = {
     "image_too_large": ErrorCode(413, "an image over `MAX_IMAGE_SIZE`", ws_message=True),
     "too_many_pixels": ErrorCode(413, "an image over `MAX_IMAGE_PIXELS`", ws_message=True),
     "too_many_images": ErrorCode(413, "a batch or upload over `MAX_BATCH_IMAGES`"),
+    "form_too_large": ErrorCode(413, "an upload with more non-file fields than `MAX_FORM_FIELDS` or one over "
+                                "`MAX_FORM_FIELD_SIZE`"),
     "image_side_too_large": ErrorCode(413, "an image whose width or height is over `MAX_IMAGE_SIDE`",
                                       ws_message=True),
     "json_too_complex": ErrorCode(413, "JSON nested deeper than `MAX_JSON_DEPTH` or with more than "

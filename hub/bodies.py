@@ -123,18 +123,26 @@ async def read_json(request: Request, limit: int, json_limits: jsonsafe.JsonLimi
     return await asyncio.to_thread(jsonsafe.loads, body, json_limits, measured=True)
 
 
-async def read_form(request: Request, limit: int, max_files: int, timeout: float | None = None) -> FormData:
-    """Parse a multipart body, streamed (files spill to disk past 1 MB) and bounded."""
+async def read_form(request: Request, limit: int, max_files: int, timeout: float | None = None, *,
+                    max_fields: int, max_field_size: int) -> FormData:
+    """Parse a multipart body, streamed (files spill to disk past 1 MB) and bounded: the whole body by
+    ``limit``, the files by ``max_files``, the other fields (``options``) by ``max_fields`` and
+    ``max_field_size`` bytes each, all while it arrives."""
     if media_type(request) != "multipart/form-data":
         raise UnsupportedMediaType("send multipart/form-data with one or more `file` fields")
     try:
-        # max_part_size bounds the non-file fields (options); file parts are bounded by `limit`.
-        return await bounded(request, limit, timeout).form(max_files=max_files, max_fields=16,
-                                                           max_part_size=64 * 1024)
-    except HTTPException as exc:  # starlette turns multipart errors into HTTPException(400)
+        return await bounded(request, limit, timeout).form(max_files=max_files, max_fields=max_fields,
+                                                           max_part_size=max_field_size)
+    except HTTPException as exc:  # starlette turns multipart errors into HTTPException(400); its texts tell which
         detail = str(exc.detail)
         if "Too many files" in detail:
             raise RequestTooLarge(f"too many files; at most {max_files} per request", code="too_many_images") from None
+        if "Too many fields" in detail:
+            raise RequestTooLarge(f"too many fields besides the files; at most {max_fields} per request",
+                                  code="form_too_large") from None
+        if "exceeded maximum size" in detail:
+            raise RequestTooLarge(f"a field besides the files is over {max_field_size} bytes",
+                                  code="form_too_large") from None
         raise BadRequest(f"malformed multipart body: {detail}", code="bad_multipart") from None
 
 

@@ -111,7 +111,8 @@ def routes(hub: DetectHost) -> list[Route]:
         received = time.monotonic()
         caller = identify(request, hub.keyring, s.auth_enabled)
         paid = await hub.limiter.admit(caller.bucket, caller.limit)
-        form = await read_form(request, s.max_request_size, s.max_batch_images, s.body_timeout)
+        form = await read_form(request, s.max_request_size, s.max_batch_images, s.body_timeout,
+                               max_fields=s.max_form_fields, max_field_size=s.max_form_field_size)
         try:
             files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
             if not files:

@@ -39,9 +39,9 @@ async def secured(hub_pool: InferencePool) -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def tight(hub_pool: InferencePool) -> AsyncIterator[str]:
-    """Anonymous, small size limits, 3 images per batch."""
+    """Anonymous, small size limits, 3 images per batch, 2 form fields of at most 100 bytes."""
     settings = hub_settings(max_image_size=60_000, max_request_size=200_000, max_batch_images=3,
-                            rate_limit_requests=1000)
+                            max_form_fields=2, max_form_field_size=100, rate_limit_requests=1000)
     async with serve_hub(settings, hub_pool) as (url, _):
         yield url
 
@@ -201,6 +201,16 @@ async def test_bad_input_errors(tight: str, photos: list[bytes]) -> None:
         await err(r, 413, "too_many_images")
         r = await post("/detect-fingers-upload", files=[("other", ("a.jpg", b"x", "image/jpeg"))])
         await err(r, 422, "invalid_request")
+        one_file = [("file", ("a.jpg", b"x", "image/jpeg"))]
+        r = await post("/detect-fingers-upload", files=one_file, data={"options": "{}", "a": "1", "b": "2"})
+        await err(r, 413, "form_too_large")
+        assert "at most 2" in r.json()["error"]["message"]
+        r = await post("/detect-fingers-upload", files=one_file, data={"options": '{"num_hands": 1}' + " " * 100})
+        await err(r, 413, "form_too_large")
+        assert "over 100 bytes" in r.json()["error"]["message"]
+        # within both limits the form reaches the route, which answers the 1-byte file as an image
+        r = await post("/detect-fingers-upload", files=one_file, data={"options": '{"num_hands": 1}', "a": "1"})
+        assert r.status_code == 200 and r.json()["results"][0]["error"]["code"] == "unsupported_format", r.text
         r = await client.get("/nowhere")
         await err(r, 404, "not_found")
         r = await client.get("/detect-fingers")
