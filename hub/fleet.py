@@ -46,6 +46,7 @@ from hgr.hub.fleet_logic import (
     throttle_command,
 )
 from hgr.hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFleetStore
+from hgr.hub.redis_conn import Client
 
 log = logging.getLogger("hgr.hub.fleet")
 
@@ -57,7 +58,7 @@ REBIRTH_EVERY_S = 30.0  # at most one rebirth request per edge this often, acros
 
 
 class FleetService:
-    def __init__(self, settings: Settings, bus: MessageBus, redis: Any = None) -> None:
+    def __init__(self, settings: Settings, bus: MessageBus, redis: Client | None = None) -> None:
         self.settings = settings
         self.bus = bus
         self.prefix = settings.mqtt_topic_prefix

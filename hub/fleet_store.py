@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from redis.asyncio.cluster import RedisCluster
 
 from hgr.hub.fleet_logic import EdgeBatch, SeqState, StatusMsg, apply_seqs
+from hgr.hub.redis_conn import Client
 
 CLUSTER_CONCURRENCY = 32  # scripts in flight at once on a Redis Cluster (below the client's 100 connections)
 
@@ -174,9 +175,9 @@ def _text(value: Any) -> str:
 
 
 class RedisFleetStore:
-    """Shared fleet state; ``redis`` is a ``redis.asyncio.Redis`` (bytes or decoded responses)."""
+    """Shared fleet state in a ``redis.asyncio`` Redis or RedisCluster client (bytes or decoded responses)."""
 
-    def __init__(self, redis: Any, key_prefix: str) -> None:
+    def __init__(self, redis: Client, key_prefix: str) -> None:
         self.redis = redis
         self.prefix = f"{{{key_prefix}fleet}}:"  # one hash tag for all: see the module docstring
         self.index = self.prefix + "edges"
