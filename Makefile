@@ -32,10 +32,13 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/hgr up
 
-# Static checks first (seconds): ruff over the tree, mypy --strict over the package ([tool.mypy]).
+# Static checks first (seconds): ruff over the tree, mypy --strict over the package, then over the tests
+# (all configured in [tool.mypy]; tests/fuzz on its own, since its conftest has the bare name of tests/conftest.py).
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --explicit-package-bases --exclude '^tests/fuzz/' tests
+	MYPYPATH=tests/fuzz $(VENV)/bin/mypy --explicit-package-bases tests/fuzz
 	$(PY) -m pytest -q -ra
 
 bench: install

@@ -124,7 +124,7 @@ def mqtt_url() -> str:
 
 
 @pytest.fixture
-def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
+def private_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A redis-server of the test's own on a free port (for tests that kill or flush it)."""
     need(bool(shutil.which("redis-server")), "redis-server is not installed")
     port = free_port()
@@ -135,7 +135,7 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 @pytest.fixture
-def private_mosquitto(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+def private_mosquitto(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A mosquitto of the test's own on a free port (for tests that stop or restart the broker)."""
     need(bool(shutil.which("mosquitto")), "mosquitto is not installed")
     port = free_port()

@@ -29,7 +29,7 @@ class Broker:
         self.folder = folder
         self.port = free_port()
         self.auth = auth
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         (folder / "data").mkdir(parents=True, exist_ok=True)
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(self._config())

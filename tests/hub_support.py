@@ -51,7 +51,7 @@ def b64(data: bytes) -> str:
 def hub_processes(env: dict[str, str], count: int, folder: Path) -> Iterator[list[tuple[str, Path]]]:
     """``count`` `hgr hub` processes with ``env``, each on a free port with its stderr in ``folder``;
     yields (base url, log file) once every one is ready, and stops them all on the way out."""
-    started: list[tuple[subprocess.Popen, str, Path]] = []
+    started: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:
         for i in range(count):
             port = free_port()

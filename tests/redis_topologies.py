@@ -34,7 +34,7 @@ class ClusterOf3:
         _need_redis()
         self.folder = folder
         self.ports = [free_port() for _ in range(3)]
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
@@ -75,8 +75,8 @@ class SentinelSet:
         self.password, self.sentinel_password = password, sentinel_password
         self.master_port, self.replica_port = free_port(), free_port()
         self.sentinel_ports: list[int] = []  # chosen as each Sentinel starts (see start)
-        self.data: dict[int, subprocess.Popen] = {}
-        self.sentinels: list[subprocess.Popen] = []
+        self.data: dict[int, subprocess.Popen[bytes]] = {}
+        self.sentinels: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:

@@ -46,7 +46,7 @@ class ServerExited(RuntimeError):
     """The server process ended before its port opened (most often: the port was taken meanwhile)."""
 
 
-def start_server(argv: list[str], port: int, deadline_s: float = 20) -> subprocess.Popen:
+def start_server(argv: list[str], port: int, deadline_s: float = 20) -> subprocess.Popen[bytes]:
     """Start a server process and wait for its port; kill it if the port never opens, and say at once,
     with what it printed, if it exits first (a free port can be taken as some connection's local port
     between choosing it and the server binding it)."""
@@ -186,6 +186,6 @@ async def serve_edge(settings: Any, pool: Any, **node_options: Any) -> AsyncIter
 
 # --- WebSocket ---
 
-async def recv_msg(ws: Any, timeout: float = 60) -> dict:
+async def recv_msg(ws: Any, timeout: float = 60) -> dict[str, Any]:
     """The next server message on an edge WebSocket, decoded."""
     return protocol.decode_server_message(await asyncio.wait_for(ws.recv(), timeout))

@@ -19,9 +19,11 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from support import alive, children, eventually, free_port, http_get, stop_process, wait_ready
 from websockets.exceptions import ConnectionClosed
 
@@ -31,13 +33,13 @@ from hgr.loadtest.ws_stream import open_stream
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start_up(port: int, log: Path, **env: str) -> subprocess.Popen:
+def _start_up(port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
     full = {**os.environ, "WORKERS": "1", "METRICS_INTERVAL": "0.5", "LOG_FORMAT": "json", **env}
     return subprocess.Popen([sys.executable, "-m", "hgr", "up", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, env=full, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def _post_json(url: str, body: dict) -> tuple[int, dict]:
+def _post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
@@ -47,7 +49,7 @@ def _post_json(url: str, body: dict) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     port = free_port()
     log = tmp_path_factory.mktemp("up") / "up.log"
     env = {k: "" for k in ("MQTT_URL", "REDIS_URL")} | {"REDIS_ENABLED": "false", "EDGE_ID": "allinone-test"}
@@ -60,7 +62,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subproce
         stop_process(proc, 60, signal.SIGINT)
 
 
-def test_prints_the_url_and_says_which_stand_ins_it_uses(up: tuple[str, subprocess.Popen, Path]) -> None:
+def test_prints_the_url_and_says_which_stand_ins_it_uses(up: tuple[str, subprocess.Popen[bytes], Path]) -> None:
     base, _, log = up
     text = log.read_text()
     assert f"web demo at {base}/" in text
@@ -69,7 +71,7 @@ def test_prints_the_url_and_says_which_stand_ins_it_uses(up: tuple[str, subproce
     assert starting["redis"].startswith("in-process")
 
 
-def test_one_port_serves_demo_rest_and_openapi(up: tuple[str, subprocess.Popen, Path],
+def test_one_port_serves_demo_rest_and_openapi(up: tuple[str, subprocess.Popen[bytes], Path],
                                                hand_photos: list[tuple[Path, int]]) -> None:
     base, _, _ = up
     status, page = http_get(base + "/")
@@ -88,7 +90,7 @@ def test_one_port_serves_demo_rest_and_openapi(up: tuple[str, subprocess.Popen, 
     assert status == 200 and "/detect-fingers" in json.loads(spec)["paths"]
 
 
-async def test_websocket_frames_show_up_in_the_fleet_view(up: tuple[str, subprocess.Popen, Path],
+async def test_websocket_frames_show_up_in_the_fleet_view(up: tuple[str, subprocess.Popen[bytes], Path],
                                                           hand_photos: list[tuple[Path, int]]) -> None:
     base, _, _ = up
     two = next(p for p, n in hand_photos if n == 2)
@@ -102,7 +104,7 @@ async def test_websocket_frames_show_up_in_the_fleet_view(up: tuple[str, subproc
     finally:
         await ws.close()
     # The edge reports to the hub through the in-process bus, as it would over MQTT.
-    def reported() -> dict | None:
+    def reported() -> dict[str, Any] | None:
         edge = json.loads(http_get(base + "/fleet/edges/allinone-test")[1])
         return edge if edge.get("status") == "online" and edge.get("frames", {}).get("processed", 0) >= 5 else None
 
@@ -115,8 +117,8 @@ async def test_ctrl_c_drains_publishes_offline_and_leaves_no_processes(
     port, prefix = free_port(), f"test-up-{uuid.uuid4().hex[:8]}"
     proc = _start_up(port, tmp_path / "up.log", MQTT_URL=mqtt_url, MQTT_TOPIC_PREFIX=prefix, EDGE_ID="drain",
                      REDIS_URL="", REDIS_ENABLED="false")
-    statuses: list[dict] = []
-    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    statuses: list[dict[str, Any]] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     watcher.on_message = lambda c, u, m: statuses.append(json.loads(m.payload))
     watcher.connect("127.0.0.1", int(mqtt_url.rsplit(":", 1)[1]))
     watcher.subscribe(f"{prefix}/edges/drain/status", qos=1)

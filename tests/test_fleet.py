@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -19,6 +21,7 @@ from hgr.common import metrics
 from hgr.common.auth import KeyRing
 from hgr.common.bus import LocalBus, MqttBus
 from hgr.common.config import load_settings
+from hgr.common.contracts import ResultMessage
 from hgr.common.topics import encode
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub import routes_fleet
@@ -27,7 +30,7 @@ from hgr.hub.middleware import HubMiddleware
 
 
 @pytest.fixture
-async def redis_client(redis_url: str):
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
@@ -53,7 +56,7 @@ def _client(service: FleetService) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub")
 
 
-async def test_edges_report_and_the_hub_serves_the_fleet(env, redis_client) -> None:
+async def test_edges_report_and_the_hub_serves_the_fleet(env: dict[str, str], redis_client: aioredis.Redis) -> None:
     settings = load_settings({**env, "FLEET_QUOTA_FRAMES": "50", "RATE_LIMIT_WINDOW": "60"}, env_file=None)
     hub_bus = MqttBus(settings, service="hub", client_id=f"hub-{env['MQTT_SHARE_GROUP']}")
     service = FleetService(settings, hub_bus, redis_client)
@@ -69,7 +72,7 @@ async def test_edges_report_and_the_hub_serves_the_fleet(env, redis_client) -> N
         reporters.append(reporter)
     client = _client(service)
     try:
-        async def both_online() -> dict | None:
+        async def both_online() -> dict[str, Any] | None:
             body = (await client.get("/fleet")).json()
             online = {e["edge_id"] for e in body["edges"] if e["status"] == "online"}
             return body if online == {"edge-1", "edge-2"} and all(e["metrics_seq"] for e in body["edges"]) else None
@@ -112,20 +115,20 @@ async def test_edges_report_and_the_hub_serves_the_fleet(env, redis_client) -> N
         await _cleanup(redis_client, env["REDIS_KEY_PREFIX"])
 
 
-def async_seq_above(client: httpx.AsyncClient, edge_id: str, seq: int):
+def async_seq_above(client: httpx.AsyncClient, edge_id: str, seq: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
-        return (await client.get(f"/fleet/edges/{edge_id}")).json()["metrics_seq"] > seq
+        return bool((await client.get(f"/fleet/edges/{edge_id}")).json()["metrics_seq"] > seq)
     return check
 
 
-def async_status(client: httpx.AsyncClient, edge_id: str, status: str, reason: str):
+def async_status(client: httpx.AsyncClient, edge_id: str, status: str, reason: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         body = (await client.get(f"/fleet/edges/{edge_id}")).json()
-        return body["status"] == status and body["reason"] == reason
+        return bool(body["status"] == status and body["reason"] == reason)
     return check
 
 
-async def test_gap_asks_for_rebirth_and_silence_marks_stale(env, redis_client) -> None:
+async def test_gap_asks_for_rebirth_and_silence_marks_stale(env: dict[str, str], redis_client: aioredis.Redis) -> None:
     settings = load_settings({**env, "EDGE_STALE_AFTER": "2"}, env_file=None)
     hub_bus = MqttBus(settings, service="hub", client_id=f"hub-{env['MQTT_SHARE_GROUP']}")
     service = FleetService(settings, hub_bus, redis_client)
@@ -133,14 +136,14 @@ async def test_gap_asks_for_rebirth_and_silence_marks_stale(env, redis_client) -
     await service.start()
     assert await hub_bus.wait_subscribed(10)
     prefix = env["MQTT_TOPIC_PREFIX"]
-    controls: list[dict] = []
+    controls: list[dict[str, Any]] = []
     edge = MqttBus(settings, client_id=f"fake-{env['MQTT_SHARE_GROUP']}")
     edge.subscribe(f"{prefix}/edges/fake/control", lambda t, p, props: controls.append(json.loads(p)))
     await edge.start()
     assert await edge.wait_subscribed(10)
     client = _client(service)
 
-    def send(kind: str, doc: dict) -> None:
+    def send(kind: str, doc: dict[str, Any]) -> None:
         payload, ct = encode({"edge_id": "fake", "session": "s1", **doc})
         edge.publish(f"{prefix}/edges/fake/{kind}", payload, qos=1, retain=kind == "status", content_type=ct)
 
@@ -160,7 +163,7 @@ async def test_gap_asks_for_rebirth_and_silence_marks_stale(env, redis_client) -
 
         await eventually(rebirth_requested, 10, "a rebirth request", interval=0.2)
 
-        async def counted() -> dict:
+        async def counted() -> dict[str, Any]:
             messages = (await client.get("/fleet/edges/fake")).json()["messages"]
             return messages if messages["metrics"] == 3 + len(later) else {}
 
@@ -193,11 +196,11 @@ async def test_all_in_one_path_in_process_bus_and_memory_store() -> None:
         await eventually(async_seq_above(client, "solo", 2), 10, "metrics through the in-process bus")
         await service.refresh_gauges()
         assert "solo" in {s.labels.get("edge_id") for m in metrics.FLEET_EDGE_UP.collect() for s in m.samples}
-        reporter.on_frame("s", None, {"hands": [], "total_fingers": 0})
+        reporter.on_frame("s", None, cast(ResultMessage, {"hands": [], "total_fingers": 0}))  # what it reads
         await eventually(lambda: client.get("/fleet/edges/solo"), 5)
 
         async def has_event() -> bool:
-            return (await client.get("/fleet/edges/solo")).json()["messages"]["events"] >= 1
+            return bool((await client.get("/fleet/edges/solo")).json()["messages"]["events"] >= 1)
         await eventually(has_event, 10, "the event")
         assert service.status()["store"] == "memory"
         await reporter.stop()

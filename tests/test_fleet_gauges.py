@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY
 
 from hgr.hub.fleet_gauges import FleetGauges
 
 
-def _view(edge_id: str, status: str = "online", fps: float = 25.0) -> dict:
+def _view(edge_id: str, status: str = "online", fps: float = 25.0) -> dict[str, Any]:
     return {"edge_id": edge_id, "status": status, "fps": fps, "latency_ms": {"p95": 40.0}, "drops": 3,
             "connections": 2}
 

@@ -4,6 +4,8 @@ cluster) run through the same cases, so the scripts and the Python rules cannot 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,11 +19,11 @@ from hgr.hub.fleet_logic import (
     parse_metrics,
     parse_status,
 )
-from hgr.hub.fleet_store import MemoryFleetStore, RedisFleetStore
+from hgr.hub.fleet_store import FleetStore, MemoryFleetStore, RedisFleetStore
 from hgr.hub.redis_conn import make_client
 
 
-def _metrics(seq: int, session: str = "s1", **extra) -> MetricsMsg:
+def _metrics(seq: int, session: str = "s1", **extra: Any) -> MetricsMsg:
     doc = {"session": session, "seq": seq, "fps": 10.0 + seq, "latency_ms": {"p50": 5, "p95": 9, "p99": 12},
            "frames": {"received": 100, "processed": 90, "dropped": 10}, "connections": 2,
            "frames_by_key": {"alice": 3}, **extra}
@@ -42,8 +44,15 @@ def _birth(session: str = "s1", birth_seq: int = 1, metrics_seq: int = 0) -> Sta
                          "capabilities": {"max_fps": 30}})
 
 
+async def _edge(store: FleetStore, edge_id: str) -> dict[str, str]:
+    """The stored edge, which the test has just written."""
+    raw = await store.edge(edge_id)
+    assert raw is not None, edge_id
+    return raw
+
+
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])
-async def store(request, redis_url):
+async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[FleetStore]:
     if request.param == "memory":
         yield MemoryFleetStore()
         return
@@ -59,12 +68,12 @@ async def store(request, redis_url):
     await client.aclose()
 
 
-async def test_store_birth_metrics_and_view(store) -> None:
+async def test_store_birth_metrics_and_view(store: FleetStore) -> None:
     assert await store.apply_status("e1", _birth(), 100.0)
     assert not await store.apply_status("e1", _birth(), 101.0)  # the retained birth again: ignored
     result = await store.apply_batch("e1", _batch(1, 2, 3), 102.0, 2.0)
     assert result.accepted == [1, 2, 3] and result.duplicates == 0 and result.lost == 0
-    view = edge_view("e1", await store.edge("e1"), 103.0)
+    view = edge_view("e1", await _edge(store, "e1"), 103.0)
     assert view["status"] == "online" and view["version"] == "1.0.0"
     assert view["fps"] == 13.0 and view["metrics_seq"] == 3 and view["messages"]["metrics"] == 3
     assert view["last_seen"] == 102.0 and view["capabilities"] == {"max_fps": 30}
@@ -72,7 +81,7 @@ async def test_store_birth_metrics_and_view(store) -> None:
     assert await store.edge("nope") is None
 
 
-async def test_store_detects_duplicates_and_gaps(store) -> None:
+async def test_store_detects_duplicates_and_gaps(store: FleetStore) -> None:
     await store.apply_status("e1", _birth(), 0.0)
     await store.apply_batch("e1", _batch(1, 2), 1.0, 2.0)
     assert (await store.apply_batch("e1", _batch(2), 1.1, 2.0)).duplicates == 1
@@ -80,11 +89,11 @@ async def test_store_detects_duplicates_and_gaps(store) -> None:
     assert (await store.apply_batch("e1", _batch(7), 2.0, 2.0)).lost == 0
     result = await store.apply_batch("e1", _batch(8), 3.5, 2.0)
     assert result.lost == 2 and result.accepted == [8]
-    view = edge_view("e1", await store.edge("e1"), 4.0)
+    view = edge_view("e1", await _edge(store, "e1"), 4.0)
     assert view["messages"] == {"metrics": 6, "events": 0, "duplicates": 1, "gaps": 2}
 
 
-async def test_store_birth_of_a_new_session_resets_sequence(store) -> None:
+async def test_store_birth_of_a_new_session_resets_sequence(store: FleetStore) -> None:
     await store.apply_status("e1", _birth("a"), 0.0)
     await store.apply_batch("e1", _batch(1, 2, 3, session="a"), 1.0, 2.0)
     await store.apply_status("e1", _birth("b", 1, metrics_seq=0), 2.0)
@@ -96,37 +105,39 @@ async def test_store_birth_of_a_new_session_resets_sequence(store) -> None:
     assert result.accepted == [11] and result.lost == 0
 
 
-async def test_store_offline_only_from_the_current_session(store) -> None:
+async def test_store_offline_only_from_the_current_session(store: FleetStore) -> None:
     await store.apply_status("e1", _birth("new"), 0.0)
     stale_will = StatusMsg(False, "old", "will")
     assert not await store.apply_status("e1", stale_will, 1.0)
-    assert (await store.edge("e1"))["status"] == "online"
+    assert (await _edge(store, "e1"))["status"] == "online"
     assert await store.apply_status("e1", StatusMsg(False, "new", "will"), 2.0)
-    raw = await store.edge("e1")
+    raw = await _edge(store, "e1")
     assert raw["status"] == "offline" and raw["reason"] == "will"
 
 
-async def test_store_a_late_will_of_an_older_connection_is_ignored(store) -> None:
-    birth = lambda conn, seq: parse_status({"status": "online", "session": "s", "birth_seq": seq, "conn": conn})
+async def test_store_a_late_will_of_an_older_connection_is_ignored(store: FleetStore) -> None:
+    def birth(conn: int, seq: int) -> StatusMsg:
+        return parse_status({"status": "online", "session": "s", "birth_seq": seq, "conn": conn})
+
     assert await store.apply_status("e1", birth(1, 1), 0.0)
     assert await store.apply_status("e1", birth(1, 2), 1.0)  # a rebirth on the same connection
     assert await store.apply_status("e1", birth(2, 3), 2.0)  # reconnected (broker restart)
     will_of_conn_1 = parse_status({"status": "offline", "session": "s", "reason": "will", "conn": 1})
     assert not await store.apply_status("e1", will_of_conn_1, 3.0)  # queued during the restart: stale
     assert not await store.apply_status("e1", birth(1, 2), 3.5)  # an old birth replayed
-    assert (await store.edge("e1"))["status"] == "online"
+    assert (await _edge(store, "e1"))["status"] == "online"
     assert await store.apply_status("e1", parse_status({"status": "offline", "session": "s", "reason": "will",
                                                         "conn": 2}), 4.0)
-    assert (await store.edge("e1"))["status"] == "offline"
+    assert (await _edge(store, "e1"))["status"] == "offline"
 
 
-async def test_store_sweep_marks_stale_then_metrics_revive_then_forgets(store) -> None:
+async def test_store_sweep_marks_stale_then_metrics_revive_then_forgets(store: FleetStore) -> None:
     await store.apply_status("e1", _birth(), 0.0)
     assert await store.sweep(10.0, 45.0, 0.0) == ([], [])
     assert await store.sweep(50.0, 45.0, 0.0) == (["e1"], [])
-    assert (await store.edge("e1"))["reason"] == "stale"
+    assert (await _edge(store, "e1"))["reason"] == "stale"
     await store.apply_batch("e1", _batch(1), 51.0, 2.0)
-    raw = await store.edge("e1")
+    raw = await _edge(store, "e1")
     assert raw["status"] == "online" and raw["reason"] == "seen"
     await store.apply_status("e1", StatusMsg(False, "s1", "shutdown"), 52.0)
     assert await store.sweep(60.0, 45.0, 100.0) == ([], [])
@@ -134,7 +145,7 @@ async def test_store_sweep_marks_stale_then_metrics_revive_then_forgets(store) -
     assert await store.edge("e1") is None and await store.edges() == {}
 
 
-async def test_store_quota_counts_and_claims(store) -> None:
+async def test_store_quota_counts_and_claims(store: FleetStore) -> None:
     assert await store.add_key_frames(7, {"alice": 5, "bob": 1}, 120.0) == {"alice": 5, "bob": 1}
     assert await store.add_key_frames(7, {"alice": 4}, 120.0) == {"alice": 9}
     assert await store.add_key_frames(8, {"alice": 1}, 120.0) == {"alice": 1}
@@ -142,11 +153,11 @@ async def test_store_quota_counts_and_claims(store) -> None:
     assert not await store.claim("throttle:7:alice", 60.0)
 
 
-async def test_store_events_update_counters_and_last_event(store) -> None:
+async def test_store_events_update_counters_and_last_event(store: FleetStore) -> None:
     batch = EdgeBatch()
     batch.add_event({"phase": "new", "stream": "a", "total_fingers": 3, "ts": 1.0})
     batch.add_event({"phase": "update", "stream": "a", "total_fingers": 4, "ts": 2.0})
     await store.apply_batch("e1", batch, 5.0, 2.0)
-    view = edge_view("e1", await store.edge("e1"), 6.0)
+    view = edge_view("e1", await _edge(store, "e1"), 6.0)
     assert view["messages"]["events"] == 2 and view["last_event"]["total_fingers"] == 4
     assert view["last_seen"] == 5.0

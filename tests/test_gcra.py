@@ -92,7 +92,9 @@ async def test_lua_script_agrees_with_python(redis_url: str) -> None:
                 if expected.allowed:
                     tat = expected.new_tat_us
                     assert 0 < ttl_ms <= max(1, -(-(tat - now) // 1000))  # expires once the bucket is full
-                    stored = int(await client.get(key))
+                    stored_raw = await client.get(key)
+                    assert stored_raw is not None
+                    stored = int(stored_raw)
                     assert stored == tat  # no precision lost on 16-digit microsecond values
     finally:
         await client.delete(key)

@@ -10,8 +10,14 @@ import numpy as np
 from hgr.loadtest.pipeline import decode, measure
 
 
+def _read(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path))
+    assert bgr is not None, path
+    return bgr
+
+
 def test_pipeline_section_reports_each_call(model_path: str, hand_photos: list[tuple[Path, int]]) -> None:
-    frames = [cv2.imencode(".jpg", cv2.imread(str(p)))[1].tobytes() for p, _ in hand_photos[:6]]
+    frames = [cv2.imencode(".jpg", _read(p))[1].tobytes() for p, _ in hand_photos[:6]]
     images = decode(frames + frames[:2])  # repeated frames are measured once
     assert len(images) == 6 and all(i.ndim == 3 and i.shape[2] == 3 for i in images)
     out = measure(model_path, images, duration=0)

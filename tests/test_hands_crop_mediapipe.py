@@ -16,7 +16,7 @@ import cv2
 import flatbuffers  # type: ignore[import-untyped]
 import numpy as np
 import pytest
-from ai_edge_litert import schema_py_generated as schema  # type: ignore[import-untyped]
+from ai_edge_litert import schema_py_generated as schema
 
 from hgr.common.hands import crop
 from hgr.common.hands.bundle import read_models
@@ -83,7 +83,9 @@ def test_crop_is_mediapipes_bit_for_bit(mediapipe_crop: Any, hand_photos: list[t
 
     cropper = crop.Cropper(SIZE)
     for path, _ in hand_photos[:12]:
-        rgb = np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
+        bgr = cv2.imread(str(path))
+        assert bgr is not None, path
+        rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         theirs = mediapipe_crop.embed(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)).embeddings[0].embedding
         # The embedder stretches the whole image onto its input (no letterbox): the ROI is the image itself.
         ours = cropper(rgb, Roi(0.5, 0.5, 1.0, 1.0, 0.0), zero_border=True)

@@ -130,7 +130,7 @@ def test_palm_to_roi_grows_the_palm_over_the_hand() -> None:
 
 def synthetic_hand(cx: float, cy: float, angle: float, size: float) -> np.ndarray:
     """21 points of an upright open hand (in pixels of a 400×400 image), rotated by ``angle`` on screen."""
-    pts = [(0, 0)]
+    pts: list[tuple[float, float]] = [(0, 0)]
     for f, x in enumerate((-0.5, -0.2, 0.0, 0.2, 0.4)):
         base = 0.6 if f else 0.3
         pts += [(x * (1.6 if f == 0 else 1), -base - k * 0.3) for k in range(4)]

@@ -33,7 +33,9 @@ class Compared:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    return np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
+    bgr = cv2.imread(str(path))
+    assert bgr is not None, path
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
 def fingers(world: list[np.ndarray]) -> int:
@@ -128,6 +130,7 @@ def test_tracking_the_next_roi_finds_the_hand_again(pipeline: HandPipeline, comp
         rgb = read_rgb(paths[c.file]) if c.ours else None
         for hand in c.ours:
             total += 1
+            assert rgb is not None  # c.ours is not empty
             again = pipeline.landmarks(rgb, hand.next_roi)
             if again is not None:
                 found += 1

@@ -16,6 +16,7 @@ from hgr.common import images
 from hgr.common.errors import (
     CorruptImage,
     EmptyImage,
+    HgrError,
     ImageSideTooLarge,
     ImageTooLarge,
     TooManyPixels,
@@ -70,7 +71,9 @@ def test_exif_after_other_segments_still_sends_the_header_to_pillow() -> None:
 
 def test_camera_frames_read_the_same_header_either_way(hand_photos: list[tuple[Path, int]]) -> None:
     for path, _ in hand_photos[:20]:
-        data = cv2.imencode(".jpg", cv2.imread(str(path)), [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+        bgr = cv2.imread(str(path))
+        assert bgr is not None, path
+        data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
         assert images._plain_jpeg_size(data) is not None, path.name  # a camera frame takes the cheap path
         with Image.open(io.BytesIO(data)) as img:
             header = read_header(data, ImageLimits())
@@ -95,7 +98,7 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
     (b"definitely not an image", UnsupportedImage, "unsupported_format"),
     (b"GIF89a" + b"\0" * 20, UnsupportedImage, "unsupported_format"),
 ])
-def test_bad_bytes_get_distinct_codes(data: bytes, error: type, code: str) -> None:
+def test_bad_bytes_get_distinct_codes(data: bytes, error: type[HgrError], code: str) -> None:
     with pytest.raises(error) as err:
         decode_image(data)
     assert err.value.code == code
@@ -156,7 +159,9 @@ def test_size_limit_is_checked_first() -> None:
 def test_real_photo_matches_opencv(hand_photos: list[tuple[Path, int]]) -> None:
     path = hand_photos[0][0]
     out = decode_image(path.read_bytes())
-    reference = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    bgr = cv2.imread(str(path))
+    assert bgr is not None, path
+    reference = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     assert out.rgb.shape == reference.shape
     assert np.array_equal(out.rgb, reference)
 

@@ -29,7 +29,7 @@ async def _get(app: Starlette, path: str) -> httpx.Response:
 
 
 async def test_unexpected_exception_is_500_with_request_id(caplog: pytest.LogCaptureFixture) -> None:
-    async def broken(request):  # a bug in a route, not bad input
+    async def broken(request: Request) -> Response:  # a bug in a route, not bad input
         raise RuntimeError("boom")
 
     r = await _get(_hub_app(Route("/broken", broken)), "/broken")

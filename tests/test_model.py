@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hgr.common.config import load_settings
+from hgr.common.config import Settings, load_settings
 from hgr.common.engine import Detector
 from hgr.common.errors import ModelUnavailable
 from hgr.common.model import BUNDLE_MEMBERS, WHEEL_MEMBERS, resolve_model
@@ -65,7 +65,7 @@ def origin() -> Iterator[FakeOrigin]:
     o.server.shutdown()
 
 
-def _settings(tmp_path: Path, origin: FakeOrigin, **env: str):
+def _settings(tmp_path: Path, origin: FakeOrigin, **env: str) -> Settings:
     base = {"HGR_MODEL_CACHE_DIR": str(tmp_path / "cache"), "HGR_MODEL_URL": f"{origin.url}/model.task",
             "HGR_MODEL_INDEX_URL": f"{origin.url}/simple", "HGR_MODEL_DOWNLOAD_TIMEOUT": "2"}
     base.update(env)
@@ -181,7 +181,7 @@ def _member(bundle: str, member: str) -> bytes:
 
 def _without_metadata(model: bytes) -> bytes:
     """The lite detector as the wheel ships it, in substance: the TFLITE_METADATA block taken out again."""
-    import flatbuffers
+    import flatbuffers  # type: ignore[import-untyped]  # installed without types or a stub package
     from ai_edge_litert import schema_py_generated as schema
 
     tree = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))

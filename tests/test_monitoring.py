@@ -252,14 +252,14 @@ def test_alerts_read_edge_only_metrics_per_job() -> None:
 
 
 # ------------------------------------------------------------------------------ live
-def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             cwd=log.parent)
 
 
 def live_prometheus_config(hub_port: int, edges: dict[str, int], rules_path: Path) -> dict[str, Any]:
     """monitoring/prometheus.yml with its service discovery swapped for the local processes."""
-    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    config: dict[str, Any] = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = [str(rules_path)]
     for job in config["scrape_configs"]:
@@ -276,7 +276,7 @@ def live_prometheus_config(hub_port: int, edges: dict[str, int], rules_path: Pat
 
 class LiveStack:
     def __init__(self, tmp: Path, mqtt_url: str, redis_url: str) -> None:
-        self.tmp, self.procs = tmp, []
+        self.tmp, self.procs = tmp, list[subprocess.Popen[bytes]]()
         ports: set[int] = set()
         while len(ports) < 5:
             ports.add(free_port())
@@ -327,7 +327,7 @@ class LiveStack:
 
 
 @pytest.fixture
-def live_stack(tmp_path: Path, private_mosquitto: tuple[str, subprocess.Popen], redis_url: str,
+def live_stack(tmp_path: Path, private_mosquitto: tuple[str, subprocess.Popen[bytes]], redis_url: str,
                model_path: str) -> Iterator[LiveStack]:
     need(shutil.which("prometheus") is not None, "prometheus is not installed (apt-get install prometheus)")
     stack = LiveStack(tmp_path, private_mosquitto[0], redis_url)
@@ -366,6 +366,7 @@ async def stream_frames(edge_ws: str, key: str, photos: list[Path], stop: asynci
     """A client that breaks the protocol and is closed (1003), then a camera-like client: bursts of
     frames (so latest-frame-wins drops some) and a bad message, until ``stop``."""
     from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
 
     frames = [p.read_bytes() for p in photos[:4]]
     seen = {"results": 0, "errors": 0}
@@ -376,11 +377,13 @@ async def stream_frames(edge_ws: str, key: str, photos: list[Path], stop: asynci
             if kind in ("result", "error"):
                 seen[kind + "s"] += 1
 
-    async with connect(edge_ws, additional_headers={"x-api-key": key}, subprotocols=["hgr.msgpack.v1"]) as ws:
+    msgpack_v1 = [Subprotocol("hgr.msgpack.v1")]
+    async with connect(edge_ws, additional_headers={"x-api-key": key}, subprotocols=msgpack_v1) as ws:
         await ws.send("text on a binary connection")
         await asyncio.wait_for(ws.wait_closed(), 30)
+        assert ws.close_code is not None  # set once the connection is closed
         seen["closed_with"] = ws.close_code
-    async with connect(edge_ws, additional_headers={"x-api-key": key}, subprotocols=["hgr.msgpack.v1"],
+    async with connect(edge_ws, additional_headers={"x-api-key": key}, subprotocols=msgpack_v1,
                        max_size=None) as ws:
         reader = asyncio.create_task(read(ws))
         await ws.send(b"\x00 neither msgpack nor an image")
@@ -397,7 +400,8 @@ async def query(client: httpx.AsyncClient, prom: str, expr: str) -> list[dict[st
     response = await client.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10)
     body = response.json()
     assert body.get("status") == "success", (expr, body)
-    return body["data"]["result"]
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
 
 
 @pytest.mark.slow

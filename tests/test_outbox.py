@@ -16,11 +16,11 @@ def test_outbox_drops_oldest_metrics_first_and_keeps_order() -> None:
     assert box.push(_m("metrics", 3)) is None
     dropped = box.push(_m("events", 4))
     assert dropped is not None and dropped.payload == b"2"
-    assert box.push(_m("events", 5)).payload == b"3"
+    assert (dropped := box.push(_m("events", 5))) is not None and dropped.payload == b"3"
     # no metrics left: the oldest message of any kind goes
-    assert box.push(_m("events", 6)).payload == b"1"
+    assert (dropped := box.push(_m("events", 6))) is not None and dropped.payload == b"1"
     # a new metrics message into a box of events is the least valuable itself
-    assert box.push(_m("metrics", 7)).payload == b"7"
+    assert (dropped := box.push(_m("metrics", 7))) is not None and dropped.payload == b"7"
     assert [m.payload for m in box.pop_all()] == [b"4", b"5", b"6"]
     assert box.dropped == {"metrics": 3, "events": 1} and len(box) == 0
 

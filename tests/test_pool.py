@@ -71,14 +71,15 @@ async def test_a_stream_stays_on_one_worker(pool: InferencePool, photos: list[by
 async def test_submit_latest_pulls_the_frame_when_its_turn_comes(pool: InferencePool, photos: list[bytes]) -> None:
     def sized(width: int) -> bytes:
         image = cv2.imdecode(np.frombuffer(photos[0], np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None
         return cv2.imencode(".jpg", cv2.resize(image, (width, 240)))[1].tobytes()
 
     # Give the stream's worker its current frame and one queued behind it: a turn must then wait.
     busy = cv2.imencode(".png", np.random.default_rng(2).integers(0, 255, (1500, 2000, 3), np.uint8))[1].tobytes()
     blockers = [asyncio.create_task(pool.submit(busy, DetectOptions(), stream="latest")) for _ in range(2)]
     await eventually(lambda: pool.stats()["in_flight"] == 2, 60, interval=0.001)
-    current = {"frame": sized(320)}
-    pulls = []
+    current: dict[str, bytes | None] = {"frame": sized(320)}
+    pulls: list[float] = []
 
     def pull() -> tuple[bytes, DetectOptions, float] | None:
         pulls.append(time.monotonic())

@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from hgr.common import protocol
+from hgr.common.contracts import DetectionResult
 from hgr.common.protocol import ProtocolError
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16 + b"\xff\xd9"
@@ -78,7 +79,7 @@ def test_negotiate_picks_the_encoding_and_extracts_a_key() -> None:
 
 
 def test_server_messages_encode_in_both_encodings() -> None:
-    detection = {"hands": [], "total_fingers": 0, "image_size": [640, 480],
+    detection: DetectionResult = {"hands": [], "total_fingers": 0, "image_size": [640, 480],
                  "timing": {"queue_ms": 0.1, "decode_ms": 0.3, "infer_ms": 6.0, "total_ms": 6.6}}
     msg = protocol.result(9, 1234, detection, dropped=2)
     for encoding in protocol.ENCODINGS:

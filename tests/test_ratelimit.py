@@ -26,7 +26,7 @@ async def test_memory_limiter_raises_429_with_headers() -> None:
     assert verdicts[0].headers()["RateLimit-Limit"] == "3"
     with pytest.raises(RateLimited) as info:
         await limiter.check("ip:1.2.3.4", 1, now_s=100.0)
-    assert info.value.status == 429 and info.value.headers["Retry-After"] == "20"
+    assert info.value.status == 429 and info.value.headers is not None and info.value.headers["Retry-After"] == "20"
     assert {d: decisions(d) - before[d] for d in before} == {"allowed": 2, "near_limit": 1, "limited": 1}
     # another identity has its own bucket; a key's own limit overrides the global one
     assert (await limiter.check("ip:5.6.7.8", 1, now_s=100.0)).allowed

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 from fleet_helpers import StandInNode
 from support import eventually, free_port
 
 from hgr.common.bus import LocalBus, MqttBus
 from hgr.common.config import load_settings
+from hgr.common.contracts import ResultMessage
 from hgr.common.topics import decode
 from hgr.edge.reporter import EdgeReporter, metrics_doc
 
 
-def _result(total: int, gesture: str = "open") -> dict[str, Any]:
-    return {"hands": [{"handedness": "Right", "fingers": total, "gesture": gesture, "score": 0.9}] if total else [],
-            "total_fingers": total}
+def _result(total: int, gesture: str = "open") -> ResultMessage:
+    # Only what the reporter reads: the hands' handedness, fingers, gesture and score, and total_fingers.
+    return cast(ResultMessage, {
+        "hands": [{"handedness": "Right", "fingers": total, "gesture": gesture, "score": 0.9}] if total else [],
+        "total_fingers": total})
 
 
 
@@ -42,10 +45,12 @@ async def test_reporter_birth_metrics_events_control_and_offline() -> None:
                              env_file=None)
     bus = LocalBus(settings)
     node = StandInNode()
-    got: dict[str, list[dict]] = {"status": [], "metrics": [], "events": []}
+    got: dict[str, list[dict[str, Any]]] = {"status": [], "metrics": [], "events": []}
     for kind, into in got.items():
-        bus.subscribe(f"hgr/v1/edges/+/{kind}",
-                      lambda t, p, props, into=into: into.append(decode(p, props["content_type"])))
+        def collect(t: str, p: bytes, props: dict[str, Any], into: list[dict[str, Any]] = into) -> None:
+            into.append(decode(p, props["content_type"]))
+
+        bus.subscribe(f"hgr/v1/edges/+/{kind}", collect)
     reporter = EdgeReporter(settings, bus, node)
     await reporter.start()
 
@@ -104,12 +109,12 @@ async def test_reporter_errors_never_reach_the_stream() -> None:
     failures (here a result it cannot read) and keeps reporting the next good frames."""
     settings = load_settings({"EDGE_ID": "cam-3", "EVENT_DEBOUNCE_MS": "0"}, env_file=None)
     bus = LocalBus(settings)
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     bus.subscribe("hgr/v1/edges/+/events", lambda t, p, props: events.append(decode(p, props["content_type"])))
     reporter = EdgeReporter(settings, bus, StandInNode())
     await reporter.start()
     try:
-        reporter.on_frame("s1", None, {"hands": "not a list", "total_fingers": None})
+        reporter.on_frame("s1", None, {"hands": "not a list", "total_fingers": None})  # type: ignore[typeddict-item]  # on purpose
         reporter.on_frame("s1", None, _result(4))
         reporter.on_stream_closed("s1")
         await eventually(lambda: [e["phase"] for e in events] == ["new", "end"], 5, "events after the bad frame")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -30,7 +31,7 @@ KEY = "ops-key-0123456789"
     ({"max_fps": 2}, (2.0, None)), ({"max_fps": 0, "duration_s": 30}, (0.0, 30.0)),
     ({"max_fps": None}, (None, None)), ({"max_fps": 1.5, "duration_s": None}, (1.5, None)),
 ])
-def test_a_throttle_request(body: dict, expected: tuple) -> None:
+def test_a_throttle_request(body: dict[str, Any], expected: tuple[float | None, float | None]) -> None:
     assert routes_fleet.throttle_request(body) == expected
 
 
@@ -47,10 +48,10 @@ def test_a_bad_throttle_request_says_why(body: object, fragment: str) -> None:
 
 
 @pytest_asyncio.fixture
-async def hub() -> AsyncIterator[tuple[httpx.AsyncClient, list[dict]]]:
+async def hub() -> AsyncIterator[tuple[httpx.AsyncClient, list[dict[str, Any]]]]:
     settings = load_settings({"AUTH_ENABLED": "true", "API_KEYS": f"ops:{KEY}"}, env_file=None)
     bus = LocalBus(settings, service="hub")
-    sent: list[dict] = []
+    sent: list[dict[str, Any]] = []
     bus.subscribe("hgr/v1/edges/+/control", lambda t, p, props: sent.append({"topic": t, **json.loads(p)}))
     fleet = FleetService(settings, bus)
     await fleet.start()
@@ -62,7 +63,7 @@ async def hub() -> AsyncIterator[tuple[httpx.AsyncClient, list[dict]]]:
     await fleet.stop()
 
 
-async def test_the_route_sends_one_command_to_the_edge(hub: tuple[httpx.AsyncClient, list[dict]]) -> None:
+async def test_the_route_sends_one_command_to_the_edge(hub: tuple[httpx.AsyncClient, list[dict[str, Any]]]) -> None:
     client, sent = hub
     url = "/fleet/edges/cam-1/streams/1a-3f9c2e/throttle"
     r = await client.post(url, json={"max_fps": 2, "duration_s": 30}, headers={"X-API-Key": KEY})
@@ -73,7 +74,7 @@ async def test_the_route_sends_one_command_to_the_edge(hub: tuple[httpx.AsyncCli
     assert sent == [{"topic": "hgr/v1/edges/cam-1/control", **command}]
 
 
-async def test_refusals_send_nothing(hub: tuple[httpx.AsyncClient, list[dict]]) -> None:
+async def test_refusals_send_nothing(hub: tuple[httpx.AsyncClient, list[dict[str, Any]]]) -> None:
     client, sent = hub
     key = {"X-API-Key": KEY}
     cases = [("/fleet/edges/cam-1/streams/s/throttle", {}, 401, "unauthorized"),
@@ -91,7 +92,7 @@ async def test_refusals_send_nothing(hub: tuple[httpx.AsyncClient, list[dict]]) 
     assert [c["max_fps"] for c in sent] == [None]
 
 
-async def test_the_fleet_views(hub: tuple[httpx.AsyncClient, list[dict]]) -> None:
+async def test_the_fleet_views(hub: tuple[httpx.AsyncClient, list[dict[str, Any]]]) -> None:
     client, _ = hub
     fleet = (await client.get("/fleet")).json()
     assert [e["edge_id"] for e in fleet["edges"]] == ["cam-1"] and fleet["totals"]["online"] == 1

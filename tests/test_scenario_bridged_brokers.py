@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import redis.asyncio as aioredis
 from fleet_helpers import USERS, Broker, EdgeSiteBroker, LinkCut, StandInNode
+from paho.mqtt.enums import CallbackAPIVersion
 from support import eventually, poll
 
 from hgr.common.bus import MqttBus
@@ -47,7 +48,7 @@ def _retained_births(port: int) -> set[str]:
         if msg.retain and json.loads(msg.payload).get("status") == "online":
             seen.add(msg.topic.split("/")[-2])
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.username_pw_set("observer", USERS["observer"])
     client.on_message = on_message
     client.on_connect = lambda c, *_: c.subscribe(f"{PREFIX}/edges/+/status", qos=1)
@@ -78,7 +79,7 @@ def sites(tmp_path: Path) -> Any:
 
 
 async def test_two_bridged_sites_end_to_end_with_counts(
-        sites: Any, private_redis: tuple[str, subprocess.Popen]) -> None:
+        sites: Any, private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     central, site, link = sites
     await link.restore()
     site["edge-a"].start()
@@ -163,7 +164,9 @@ async def test_two_bridged_sites_end_to_end_with_counts(
 
         # edge-b crashes: its connection drops without a DISCONNECT, so site B's broker sends its Will.
         final_b = await _all_counted(reporters["edge-b"], edge)
-        paho_b = reporters["edge-b"].bus.client
+        bus_b = reporters["edge-b"].bus
+        assert isinstance(bus_b, MqttBus)
+        paho_b = bus_b.client
         paho_b.loop_stop()
         paho_b.socket().close()
         await eventually(lambda: _status_is(edge("edge-b"), "offline", "will"), 30, "edge-b's Will at the hubs")
@@ -208,4 +211,4 @@ async def _birth_seq_is(h: Any, seq: int) -> bool:
 
 async def _status_is(h: Any, status: str, reason: str) -> bool:
     got = await h
-    return got.get("status") == status and got.get("reason") == reason
+    return bool(got.get("status") == status and got.get("reason") == reason)

@@ -7,9 +7,11 @@ import signal
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import alive, children, eventually, http_get, recv_msg
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from hgr.common import protocol
@@ -38,14 +40,14 @@ def _frames_received(port: int) -> float:
                if line.startswith("hgr_frames_received_total"))
 
 
-async def _close_code(ws) -> int | None:
+async def _close_code(ws: ClientConnection) -> int | None:
     with pytest.raises(ConnectionClosed) as info:
         while True:
             await asyncio.wait_for(ws.recv(), 30)
     return info.value.rcvd.code if info.value.rcvd else None
 
 
-async def _works(ws, frame: bytes) -> None:
+async def _works(ws: ClientConnection, frame: bytes) -> None:
     await ws.send(protocol.encode_frame(1, frame))
     assert (await recv_msg(ws))["type"] == "result"
     await ws.close()
@@ -72,8 +74,9 @@ async def test_key_in_subprotocol_list(url: str, frames: list[bytes]) -> None:
 
 @pytest.mark.parametrize("how", ["missing", "header", "query", "subprotocol"])
 async def test_wrong_or_missing_key_closes_1008(url: str, how: str) -> None:
-    kwargs: dict = {"missing": {}, "header": {"headers": {"Authorization": "Bearer nope"}},
-                    "subprotocol": {"subprotocols": ["hgr.key.nope", protocol.MSGPACK]}}.get(how, {})
+    options: dict[str, dict[str, Any]] = {"missing": {}, "header": {"headers": {"Authorization": "Bearer nope"}},
+                                          "subprotocol": {"subprotocols": ["hgr.key.nope", protocol.MSGPACK]}}
+    kwargs = options.get(how, {})
     target = url + "?token=nope" if how == "query" else url
     from websockets.asyncio.client import connect
 
@@ -140,7 +143,7 @@ async def test_flooders_do_not_starve_a_well_behaved_stream(url: str, frames: li
         await ws.close()
         return sent, results, dropped
 
-    async def polite() -> list[dict]:
+    async def polite() -> list[dict[str, Any]]:
         ws, _ = await open_stream(url, headers=auth)
         answers = []
         for seq in range(15):
@@ -161,11 +164,13 @@ async def test_flooders_do_not_starve_a_well_behaved_stream(url: str, frames: li
     for sent, results, dropped in floods:
         assert dropped > 0 and results + dropped == sent, "flooders are answered or counted, no backlog"
     # between each polite send and its answer, count the flooders' answers
-    between, counting = [], None
+    between: list[int] = []
+    counting: int | None = None
     for name, _ in events:
         if name == "polite-send":
             counting = 0
         elif name == "polite":
+            assert counting is not None  # a polite answer follows its send
             between.append(counting)
             counting = None
         elif counting is not None:

@@ -8,6 +8,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import msgpack
@@ -98,9 +99,10 @@ async def test_many_clients_get_their_own_results(edge: tuple[str, int], frames:
     def sized(n: int) -> bytes:
         # Each client's photo has its own width, so a result shows whose frame it was computed on.
         image = cv2.imdecode(np.frombuffer(frames[n % len(frames)], np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None
         return cv2.imencode(".jpg", cv2.resize(image, (320 + 8 * n, 240)))[1].tobytes()
 
-    async def client(n: int) -> list[dict]:
+    async def client(n: int) -> list[dict[str, Any]]:
         ws, _ = await open_stream(edge[0])
         got, image = [], sized(n)
         for i in range(4):
@@ -127,8 +129,8 @@ async def test_bad_frames_get_errors_and_the_connection_survives(edge: tuple[str
         (msgpack.packb({"type": "frame", "seq": 11, "image": 123}), "bad_frame", 11),
         (msgpack.packb({"type": "frame", "seq": 12, "image": b"\x00" * 100}), "unsupported_format", 12),
         (protocol.encode_frame(13, jpeg, opts={"num_hands": 9}), "bad_options", 13),
-        (protocol.encode_frame(14, jpeg, opts={"colour": "red"}), "bad_options", 14),
-        (protocol.encode_frame(15, jpeg, opts="lite"), "bad_options", 15),
+        (protocol.encode_frame(14, jpeg, opts={"colour": "red"}), "bad_options", 14),  # type: ignore[arg-type]  # on purpose
+        (protocol.encode_frame(15, jpeg, opts="lite"), "bad_options", 15),  # type: ignore[arg-type]  # on purpose
     ]
     await ws.send(frames[1])  # seq 0, so the truncated bare JPEG gets seq 1
     assert (await recv_msg(ws))["seq"] == 0
@@ -162,7 +164,7 @@ async def test_text_on_a_msgpack_connection_closes_1003(edge: tuple[str, int]) -
 async def test_a_flooding_client_gets_drops_not_a_backlog(edge: tuple[str, int], frames: list[bytes]) -> None:
     ws, _ = await open_stream(edge[0])
     sent = 150
-    results: list[dict] = []
+    results: list[dict[str, Any]] = []
 
     async def receive() -> None:
         while True:
@@ -189,7 +191,7 @@ async def test_killing_a_worker_fails_only_its_frame(edge: tuple[str, int], fram
     pids = _worker_pids(server_pid)
     assert len(pids) == 2
     streams = [await open_stream(edge[0]) for _ in range(4)]  # balanced: two streams per worker
-    outcomes: dict[int, list[dict]] = {i: [] for i in range(len(streams))}
+    outcomes: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(streams))}
     killed = False
 
     async def run(i: int) -> None:

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -56,7 +57,7 @@ class Fleet:
                      "MQTT_SHARE_GROUP": f"hubs{tag}", "RATE_LIMIT_ENABLED": "false",
                      "API_KEYS": ",".join(f"{n}:{k}" for n, k in KEYS.items()),
                      "FLEET_QUOTA_FRAMES": str(QUOTA), "RATE_LIMIT_WINDOW": "3600"}
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
 
     def start(self, name: str) -> None:
@@ -83,10 +84,11 @@ class Fleet:
         if proc:
             stop_process(proc, 30, sig)
 
-    def get(self, hub: str, path: str) -> dict:
-        return httpx.get(f"http://127.0.0.1:{self.ports[hub]}{path}", timeout=5).json()
+    def get(self, hub: str, path: str) -> dict[str, Any]:
+        doc: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.ports[hub]}{path}", timeout=5).json()
+        return doc
 
-    def edges(self, hub: str) -> dict[str, dict]:
+    def edges(self, hub: str) -> dict[str, dict[str, Any]]:
         return {e["edge_id"]: e for e in self.get(hub, "/fleet")["edges"]}
 
     def close(self) -> None:
@@ -96,7 +98,7 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, redis_url: str, lite_model_path: str) -> Iterator[Fleet]:
+def fleet(tmp_path_factory: pytest.TempPathFactory, redis_url: str, lite_model_path: str) -> Iterator[Fleet]:
     need(shutil.which("mosquitto_passwd") is not None, "mosquitto_passwd is not installed")
     f = Fleet(tmp_path_factory.mktemp("fleet"), redis_url, lite_model_path)
     try:
@@ -112,13 +114,16 @@ def fleet(tmp_path_factory, redis_url: str, lite_model_path: str) -> Iterator[Fl
             client.delete(*keys)
 
 
-def _online(edges: dict[str, dict]) -> set[str]:
+def _online(edges: dict[str, dict[str, Any]]) -> set[str]:
     return {e for e, v in edges.items() if v["status"] == "online" and v["metrics_seq"] > 0}
 
 
 def test_both_edges_appear_on_both_hubs(fleet: Fleet) -> None:
     for hub in ("hub-1", "hub-2"):
-        poll(lambda hub=hub: _online(fleet.edges(hub)) == {"edge-a", "edge-b"}, 90, f"both edges on {hub}")
+        def both_online(hub: str = hub) -> bool:
+            return _online(fleet.edges(hub)) == {"edge-a", "edge-b"}
+
+        poll(both_online, 90, f"both edges on {hub}")
         edge = fleet.edges(hub)["edge-a"]
         assert edge["capabilities"]["workers"] == 1 and edge["workers"]["alive"] == 1
     totals = fleet.get("hub-1", "/fleet")["totals"]
@@ -126,7 +131,7 @@ def test_both_edges_appear_on_both_hubs(fleet: Fleet) -> None:
 
 
 def test_every_metrics_message_is_consumed_exactly_once_across_hubs(fleet: Fleet) -> None:
-    def balanced() -> tuple | None:
+    def balanced() -> tuple[list[int], dict[str, dict[str, Any]]] | None:
         ingested = [fleet.get(h, "/status")["fleet"]["ingested"] for h in ("hub-1", "hub-2")]
         edges = fleet.edges("hub-1")
         sent = sum(e["metrics_seq"] for e in edges.values())
@@ -201,9 +206,9 @@ def test_broker_restart_edges_reconnect_and_deliver_their_outbox(fleet: Fleet) -
     poll(lambda: all(outbox(edge) >= 10 for edge in ("edge-a", "edge-b")), 60, "10 metrics in each edge's outbox")
     fleet.broker.start()
 
-    seen: list[dict] = []
+    seen: list[dict[str, Any]] = []
 
-    def delivered() -> dict | None:
+    def delivered() -> dict[str, Any] | None:
         now = fleet.edges("hub-1")
         seen[:] = [{e: (v["status"], v["metrics_seq"], v["messages"], v["birth_seq"]) for e, v in now.items()}]
         for edge_id in ("edge-a", "edge-b"):
@@ -262,11 +267,11 @@ async def stream_frames(fleet: Fleet, edge: str, key: str, photo: bytes, n: int,
                     raise
 
 
-def _photo(hand_photos) -> bytes:
+def _photo(hand_photos: list[tuple[Path, int]]) -> bytes:
     return next(p for p, fingers in hand_photos if fingers > 0).read_bytes()
 
 
-def test_mosquitto_sub_reads_status_and_events(fleet: Fleet, hand_photos) -> None:
+def test_mosquitto_sub_reads_status_and_events(fleet: Fleet, hand_photos: list[tuple[Path, int]]) -> None:
     port = fleet.broker.port
     sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-u", "observer", "-P",
                             USERS["observer"], "-V", "mqttv5", "-v", "-t", "hgr/v1/edges/+/status",
@@ -274,7 +279,8 @@ def test_mosquitto_sub_reads_status_and_events(fleet: Fleet, hand_photos) -> Non
                            stdout=subprocess.PIPE, text=True)
     try:
         asyncio.run(stream_frames(fleet, "edge-a", "kiosk", _photo(hand_photos), 3))  # under the quota
-        lines: list[tuple[str, dict]] = []
+        lines: list[tuple[str, dict[str, Any]]] = []
+        assert sub.stdout is not None  # stdout=PIPE
         while len([t for t, _ in lines if t.endswith("/events")]) < 2:  # new, then end on close
             line = sub.stdout.readline()
             assert line, f"mosquitto_sub ended early; got {lines}"
@@ -290,7 +296,7 @@ def test_mosquitto_sub_reads_status_and_events(fleet: Fleet, hand_photos) -> Non
     assert events[0]["total_fingers"] >= 0 and events[0]["edge_id"] == "edge-a"
 
 
-def test_fleet_quota_throttles_a_key_on_every_edge(fleet: Fleet, hand_photos) -> None:
+def test_fleet_quota_throttles_a_key_on_every_edge(fleet: Fleet, hand_photos: list[tuple[Path, int]]) -> None:
     photo = _photo(hand_photos)
     # over the fleet quota (the throttle may already reach edge-a before the last of these frames)
     asyncio.run(stream_frames(fleet, "edge-a", "kiosk", photo, QUOTA + 2, until_throttled=True))
@@ -298,7 +304,7 @@ def test_fleet_quota_throttles_a_key_on_every_edge(fleet: Fleet, hand_photos) ->
     def throttled_on_edge_b() -> bool:
         # kiosk's frames on the *other* edge are dropped as "throttled" once the hub has told it
         asyncio.run(stream_frames(fleet, "edge-b", "kiosk", photo, 2, wait=False))
-        return fleet.edges("hub-1")["edge-b"]["drops_by_reason"].get("throttled", 0) > 0
+        return bool(fleet.edges("hub-1")["edge-b"]["drops_by_reason"].get("throttled", 0) > 0)
 
     poll(throttled_on_edge_b, 60, "kiosk to be throttled on edge-b")
     asyncio.run(stream_frames(fleet, "edge-b", "other", photo, 1))  # another key is still served

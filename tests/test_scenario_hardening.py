@@ -10,6 +10,7 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -55,7 +56,7 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
-async def _raw(port: int, head: bytes, body: bytes = b"", *, timeout: float = 60) -> tuple[int, dict]:
+async def _raw(port: int, head: bytes, body: bytes = b"", *, timeout: float = 60) -> tuple[int, dict[str, Any]]:
     """Send ``head`` and only ``body`` (not what Content-Length promises) and read the answer: the server
     must answer without waiting for the rest."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -20,7 +20,7 @@ KEY = "team-key-0123456789"
 
 
 @pytest.fixture
-def hubs(private_redis: tuple[str, subprocess.Popen], tmp_path: Path) -> Iterator[list[tuple[str, Path]]]:
+def hubs(private_redis: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> Iterator[list[tuple[str, Path]]]:
     """Three `hgr hub` processes (one worker each) on one private Redis; yields (url, log file)."""
     redis_url, _ = private_redis
     env = {**os.environ, "WORKERS": "1", "REDIS_URL": redis_url, "RATE_LIMIT_REQUESTS": "30",
@@ -32,7 +32,7 @@ def hubs(private_redis: tuple[str, subprocess.Popen], tmp_path: Path) -> Iterato
 
 @pytest.mark.slow
 def test_three_hub_processes_never_exceed_the_shared_limit(hubs: list[tuple[str, Path]]) -> None:
-    async def hammer() -> tuple[Counter, float]:
+    async def hammer() -> tuple[Counter[int], float]:
         # Charged, then refused as an empty image: every request costs one unit and no inference.
         body = {"image_base64": ""}
         async with httpx.AsyncClient(timeout=60, headers={"X-API-Key": KEY}) as client:
@@ -59,7 +59,7 @@ def test_hgr_hub_prints_its_url_and_serves_the_schema(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url, proc, 240, interval=0.25)
+        wait_ready(url, proc, 240, interval=0.25)  # type: ignore[arg-type]  # text mode: wait_ready only polls it
         assert httpx.get(f"{url}/openapi.json").json()["openapi"].startswith("3.")
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     finally:

@@ -21,13 +21,13 @@ def photo(hand_photos: list[tuple[Path, int]]) -> bytes:
     return next(p for p, fingers in hand_photos if fingers >= 2).read_bytes()
 
 
-def restart_redis(url: str) -> subprocess.Popen:
+def restart_redis(url: str) -> subprocess.Popen[bytes]:
     """A fresh redis-server on the port of ``url`` (the test waits for the hub to notice)."""
     return subprocess.Popen(redis_argv(url.rsplit(":", 1)[1].split("/")[0]), stdout=subprocess.DEVNULL)
 
 
 async def test_cache_and_limits_live_in_redis(hub_pool: InferencePool, photo: bytes,
-                                              private_redis: tuple[str, subprocess.Popen]) -> None:
+                                              private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, _ = private_redis
     settings = hub_settings(redis_url=url, rate_limit_requests=50, cache_ttl=120)
     client_redis = aioredis.Redis.from_url(url)
@@ -55,7 +55,7 @@ async def test_cache_and_limits_live_in_redis(hub_pool: InferencePool, photo: by
 
 
 async def test_redis_killed_fail_open_keeps_serving_then_recovers(
-        hub_pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen]) -> None:
+        hub_pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, proc = private_redis
     settings = hub_settings(redis_url=url, rate_limit_requests=1000, rate_limit_fail="open")
     async with (serve_hub(settings, hub_pool) as (base, _),
@@ -83,7 +83,7 @@ async def test_redis_killed_fail_open_keeps_serving_then_recovers(
         restarted = restart_redis(url)
         try:
             async def recovered() -> bool:
-                return (await client.get("/status")).json()["status"] == "ok"
+                return bool((await client.get("/status")).json()["status"] == "ok")
             await eventually(recovered, 30, "the hub to see Redis again", ignore=())
             r = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
             assert r.status_code == 200 and r.headers["RateLimit-Remaining"] == "999"  # a fresh Redis
@@ -93,7 +93,7 @@ async def test_redis_killed_fail_open_keeps_serving_then_recovers(
 
 
 async def test_redis_killed_fail_closed_refuses_with_503(
-        hub_pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen]) -> None:
+        hub_pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, proc = private_redis
     settings = hub_settings(redis_url=url, rate_limit_fail="closed")
     async with (serve_hub(settings, hub_pool) as (base, _),

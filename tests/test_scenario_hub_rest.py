@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -56,7 +57,7 @@ def auth(key: str = ALICE) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def assert_result(r: dict) -> None:
+def assert_result(r: dict[str, Any]) -> None:
     assert {"hands", "total_fingers", "image_size", "timing", "cached", "processing_ms"} <= set(r)
     assert r["total_fingers"] == sum(h["fingers"] for h in r["hands"])
     for hand in r["hands"]:
@@ -87,7 +88,7 @@ async def test_detect_one_image_then_served_from_cache(secured: str, photos: lis
 
 
 async def test_batch_answers_every_image_in_order_and_isolates_bad_ones(secured: str, photos: list[bytes]) -> None:
-    images = [{"image_id": f"ok{i}", "image_base64": b64(p)} for i, p in enumerate(photos[:3])]
+    images: list[Any] = [{"image_id": f"ok{i}", "image_base64": b64(p)} for i, p in enumerate(photos[:3])]
     images.insert(1, {"image_id": "garbage", "image_base64": "not base64 at all!!"})
     images.append({"image_id": "text", "image_base64": b64(b"hello, this is not an image")})
     images.append({"image_id": 7, "image_base64": b64(photos[0]), "options": {"num_hands": 9}})
@@ -116,7 +117,8 @@ async def test_upload_several_files(secured: str, photos: list[bytes]) -> None:
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert [x["filename"] for x in results] == ["a.jpg", "b.jpg", "notes.txt"]
-    assert_result(results[0]) and assert_result(results[1])
+    assert_result(results[0])
+    assert_result(results[1])
     assert all(len(x["hands"]) <= 1 for x in results[:2])
     assert results[2]["error"]["code"] == "unsupported_format"
 

@@ -40,7 +40,7 @@ asyncio.run(main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3])))
 
 
 @pytest.mark.slow
-def test_three_processes_share_one_budget(private_redis: tuple[str, subprocess.Popen]) -> None:
+def test_three_processes_share_one_budget(private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, _ = private_redis
     start_at = time.time() + 4.0  # time for three interpreters to import and connect on a busy machine
     procs = [subprocess.Popen([sys.executable, "-c", HAMMER, url, str(start_at), "300"],

@@ -14,6 +14,7 @@ import pytest_asyncio
 from hub_support import serve_hub
 from prometheus_client import REGISTRY
 from support import eventually, recv_msg, serve_edge
+from websockets.asyncio.client import ClientConnection
 
 from hgr.common import protocol
 from hgr.common.bus import MqttBus, make_bus
@@ -79,7 +80,7 @@ async def fleet(mqtt_url: str, edge_pool: InferencePool) -> AsyncIterator[Fleet]
         await hub.stop()
 
 
-async def _result(ws, seq: int) -> dict:
+async def _result(ws: ClientConnection, seq: int) -> dict[str, Any]:
     """Read until the result of ``seq``."""
     while (msg := await recv_msg(ws))["type"] != "result" or msg["seq"] != seq:
         pass

@@ -50,7 +50,7 @@ CHROMIUM_ARGS = [
 
 # ---------- the edge ----------
 
-def start_edge(tmp: Path, model_path: str, **env: str) -> tuple[subprocess.Popen, str, Path]:
+def start_edge(tmp: Path, model_path: str, **env: str) -> tuple[subprocess.Popen[bytes], str, Path]:
     """`hgr edge` on a free port with one worker; returns (process, base URL, log file)."""
     port = free_port()
     log = tmp / f"edge-{port}.log"
@@ -88,7 +88,8 @@ def pick_photos(hand_photos: list[tuple[Path, int]], model_path: str) -> list[Pa
     browser test checks the page and the pipeline, not the model's accuracy on hard photos.
     """
     from hgr.common.config import load_settings
-    from hgr.common.engine import DetectOptions, Detector
+    from hgr.common.engine import Detector
+    from hgr.common.options import DetectOptions
 
     settings = load_settings(environ={"HGR_MODEL_PATH": model_path}, env_file=None)
     detector = Detector(settings, {"full": model_path})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY
 
 from hgr.edge.stats import EdgeStats
@@ -11,7 +13,7 @@ def _sample(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-def _result(*gestures: str, gated: bool = False) -> dict:
+def _result(*gestures: str, gated: bool = False) -> dict[str, Any]:
     return {"hands": [{"gesture": g} for g in gestures], "timing": {"queue_ms": 2.0, "gated": gated}}
 
 

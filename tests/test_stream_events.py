@@ -3,14 +3,17 @@ fleet events."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
+from hgr.common.contracts import DetectionResult
 from hgr.edge.stream_events import EventTracker, StreamDebouncer, hand_state
 
 
-def _result(total: int, gesture: str = "open") -> dict[str, Any]:
-    return {"hands": [{"handedness": "Right", "fingers": total, "gesture": gesture, "score": 0.9}] if total else [],
-            "total_fingers": total}
+def _result(total: int, gesture: str = "open") -> DetectionResult:
+    # Only what hand_state reads: the hands' handedness, fingers and gesture, and total_fingers.
+    return cast(DetectionResult, {
+        "hands": [{"handedness": "Right", "fingers": total, "gesture": gesture, "score": 0.9}] if total else [],
+        "total_fingers": total})
 
 
 def test_debouncer_needs_a_state_to_hold() -> None:
@@ -29,7 +32,7 @@ def test_debouncer_needs_a_state_to_hold() -> None:
 def test_event_tracker_lifecycle_and_bound() -> None:
     tracker = EventTracker(0.0, max_streams=2)
     assert tracker.observe("a", _result(2), 0.0) == ("new", hand_state(_result(2)))
-    assert tracker.observe("a", _result(5), 1.0)[0] == "update"
+    assert (update := tracker.observe("a", _result(5), 1.0)) is not None and update[0] == "update"
     assert tracker.end("a", 3.0) == (hand_state(_result(5)), 3.0)
     assert tracker.end("a", 3.0) is None
     for s in "xyz":

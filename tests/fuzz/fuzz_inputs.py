@@ -35,7 +35,8 @@ json_values: st.SearchStrategy[Any] = st.recursive(
 def pack(value: Any) -> bytes:
     """msgpack bytes of ``value`` (surrogates kept); an int beyond 64 bits cannot be sent at all: rejected."""
     try:
-        return msgpack.packb(value, use_bin_type=True, unicode_errors="surrogatepass")
+        packed: bytes = msgpack.packb(value, use_bin_type=True, unicode_errors="surrogatepass")
+        return packed
     except OverflowError:
         reject()
 
