@@ -33,6 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# 21 (x, y, z) points: lists (as in a JSON result) or an array (as the engines give them).
+Landmarks = Sequence[Sequence[float]] | np.ndarray
+
 FINGER_NAMES = ("thumb", "index", "middle", "ring", "pinky")
 WRIST = 0
 # (MCP, PIP, DIP, TIP) for the four long fingers; the thumb is (CMC, MCP, IP, TIP).
@@ -71,7 +74,7 @@ class Measurements:
     pinch_gap: float  # palm widths
 
 
-def as_points(landmarks: Sequence[Sequence[float]]) -> np.ndarray:
+def as_points(landmarks: Landmarks) -> np.ndarray:
     """21×3 float array; ValueError for any other shape or a non-finite value."""
     pts = np.asarray(landmarks, dtype=np.float64)
     if pts.shape != (21, 3):
@@ -135,7 +138,7 @@ def pinch_gap(pts: np.ndarray) -> float:
     return float(gap) / palm_width(pts)
 
 
-def measure(landmarks: Sequence[Sequence[float]]) -> Measurements:
+def measure(landmarks: Landmarks) -> Measurements:
     pts = as_points(landmarks)
     return Measurements(
         curl_deg={name: finger_curl(pts, name) for name in FINGER_NAMES[1:]},
@@ -151,7 +154,7 @@ def decide(m: Measurements, t: Thresholds = DEFAULT) -> dict[str, bool]:
     return {"thumb": thumb, **{name: m.curl_deg[name] < t.finger_max_curl_deg for name in FINGER_NAMES[1:]}}
 
 
-def fingers_up(landmarks: Sequence[Sequence[float]], t: Thresholds = DEFAULT) -> dict[str, bool]:
+def fingers_up(landmarks: Landmarks, t: Thresholds = DEFAULT) -> dict[str, bool]:
     """{thumb, index, middle, ring, pinky} → raised? ``landmarks``: 21 [x, y, z], world or image."""
     return decide(measure(landmarks), t)
 

@@ -15,11 +15,9 @@ Directions use the world landmarks' x/y when present: MediaPipe keeps them align
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from hgr.common.fingers import DEFAULT, FINGER_NAMES, as_points, pinch_gap
+from hgr.common.fingers import DEFAULT, FINGER_NAMES, Landmarks, as_points, pinch_gap
 
 # The full, bounded set of names (a metric label): keep in sync with what classify can return.
 GESTURES = ("none", "fist", "one", "pointing_up", "victory", "three", "four", "open_palm", "thumb_up",
@@ -50,8 +48,7 @@ def vertical(pts: np.ndarray, base: int, tip: int) -> float:
     return float(-d[1] / n) if n > 1e-12 else 0.0
 
 
-def classify(up: dict[str, bool], landmarks: Sequence[Sequence[float]],
-             world_landmarks: Sequence[Sequence[float]] | None = None) -> str:
+def classify(up: dict[str, bool], landmarks: Landmarks, world_landmarks: Landmarks | None = None) -> str:
     """Gesture name (one of ``GESTURES``) for one hand.
 
     ``up``: ``fingers_up(...)``; ``landmarks``: normalised image coordinates (x right, y down);

@@ -22,8 +22,6 @@ from fixtures.hands import (
     world,
 )
 
-# fingers_up and measure take any array-like (as_points: np.asarray) but are annotated Sequence[Sequence[float]]:
-# the calls with an ndarray say `# type: ignore[arg-type]  # ndarray`.
 from hgr.common.fingers import (
     DEFAULT,
     FINGER_NAMES,
@@ -73,7 +71,7 @@ def test_count_ignores_rotation_mirroring_scale_and_position(seed: int) -> None:
     rng = np.random.default_rng(seed)
     for photo, h in scored_hands():
         pts = _world(h)
-        expected = fingers_up(pts)  # type: ignore[arg-type]  # ndarray
+        expected = fingers_up(pts)
         moved = pts @ random_rotation(rng).T * rng.uniform(0.3, 5.0) + rng.normal(size=3)
         if seed % 2:
             moved = mirror(moved)
@@ -82,8 +80,8 @@ def test_count_ignores_rotation_mirroring_scale_and_position(seed: int) -> None:
 
 def test_mirror_alone_changes_nothing() -> None:
     for photo, h in scored_hands():
-        assert (fingers_up(mirror(_world(h)))  # type: ignore[arg-type]  # ndarray
-                == fingers_up(_world(h))), photo["file"]  # type: ignore[arg-type]  # ndarray
+        assert (fingers_up(mirror(_world(h)))
+                == fingers_up(_world(h))), photo["file"]
 
 
 def test_upside_down_and_sideways_hands_count_like_upright_ones() -> None:
@@ -91,12 +89,12 @@ def test_upside_down_and_sideways_hands_count_like_upright_ones() -> None:
     open_palm = world(OPEN)
     for degrees in (90, 180, 270):
         turned = bend(open_palm, 0, list(range(21)), np.array([0.0, 0.0, 1.0]), degrees)
-        assert count_fingers(fingers_up(turned)) == 5  # type: ignore[arg-type]  # ndarray
+        assert count_fingers(fingers_up(turned)) == 5
 
 
 def test_open_palm_and_fist() -> None:
-    assert fingers_up(world(OPEN)) == dict.fromkeys(FINGER_NAMES, True)  # type: ignore[arg-type]  # ndarray
-    assert fingers_up(world(FIST)) == dict.fromkeys(FINGER_NAMES, False)  # type: ignore[arg-type]  # ndarray
+    assert fingers_up(world(OPEN)) == dict.fromkeys(FINGER_NAMES, True)
+    assert fingers_up(world(FIST)) == dict.fromkeys(FINGER_NAMES, False)
 
 
 @pytest.mark.parametrize("name,chain", [("index", INDEX), ("middle", MIDDLE), ("ring", RING),
@@ -104,17 +102,17 @@ def test_open_palm_and_fist() -> None:
 def test_each_long_finger_folds_and_unfolds_on_its_own(name: str, chain: list[int]) -> None:
     """A folded finger taken from a real fist, put into a real open palm, is the only one counted down;
     an extended one from the open palm, put into the fist, is the only one counted up."""
-    folded = fingers_up(transplant(world(OPEN), world(FIST), chain))  # type: ignore[arg-type]  # ndarray
+    folded = fingers_up(transplant(world(OPEN), world(FIST), chain))
     assert folded == {f: f != name for f in FINGER_NAMES}
-    raised = fingers_up(transplant(world(FIST), world(OPEN), chain))  # type: ignore[arg-type]  # ndarray
+    raised = fingers_up(transplant(world(FIST), world(OPEN), chain))
     assert raised == {f: f == name for f in FINGER_NAMES}
 
 
 def test_thumb_has_its_own_rule() -> None:
     """The fist's tucked thumb in an open palm makes a "four"; the open palm's thumb on a fist counts 1."""
-    assert fingers_up(transplant(world(OPEN), world(FIST), THUMB)) == {  # type: ignore[arg-type]  # ndarray
+    assert fingers_up(transplant(world(OPEN), world(FIST), THUMB)) == {
         f: f != "thumb" for f in FINGER_NAMES}
-    assert fingers_up(transplant(world(FIST), world(OPEN), THUMB)) == {  # type: ignore[arg-type]  # ndarray
+    assert fingers_up(transplant(world(FIST), world(OPEN), THUMB)) == {
         f: f == "thumb" for f in FINGER_NAMES}
 
 
@@ -132,9 +130,9 @@ def test_finger_slightly_bent_or_spread_stays_raised_and_folded_back_is_down() -
     for chain, mcp in ((INDEX, 5), (MIDDLE, 9), (RING, 13), (PINKY, 17)):
         for axis, degrees in ((z, 15), (z, -15), (x, 15), (x, -15)):  # spread sideways / flex a little
             bent = bend(pts, mcp, chain, axis, degrees)
-            assert count_fingers(fingers_up(bent)) == 5  # type: ignore[arg-type]  # ndarray
+            assert count_fingers(fingers_up(bent)) == 5
         # turned right back at the knuckle, either way round, the finger points at the wrist
-        assert count_fingers(fingers_up(bend(pts, mcp, chain, x, 180))) == 4  # type: ignore[arg-type]  # ndarray
+        assert count_fingers(fingers_up(bend(pts, mcp, chain, x, 180))) == 4
 
 
 def test_ok_ring_thumb_is_not_counted() -> None:
@@ -142,7 +140,7 @@ def test_ok_ring_thumb_is_not_counted() -> None:
     for file in ("p_0017.jpg", "p_0055.jpg", "p_0104.jpg", "p_0198.jpg"):
         pts = world(file)
         assert pinch_gap(pts) < DEFAULT.pinch_max_gap, file
-        assert fingers_up(pts) == {  # type: ignore[arg-type]  # ndarray
+        assert fingers_up(pts) == {
             "thumb": False, "index": False, "middle": True, "ring": True, "pinky": True}
 
 
@@ -153,7 +151,7 @@ def test_measurements_are_in_palm_units() -> None:
     assert frame[9, 0] == pytest.approx(0.0, abs=1e-9) and frame[9, 1] > 0  # middle knuckle on +y
     assert np.linalg.norm(frame[5] - frame[17]) == pytest.approx(1.0)  # one palm width
     assert frame[5, 0] > frame[17, 0]  # x runs pinky → index
-    m = measure(pts)  # type: ignore[arg-type]  # ndarray
+    m = measure(pts)
     assert set(m.curl_deg) == set(FINGER_NAMES[1:])
     assert all(0 <= v <= 180 for v in m.curl_deg.values())
     assert finger_curl(pts, "index") == m.curl_deg["index"]

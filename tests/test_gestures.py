@@ -22,8 +22,6 @@ from fixtures.hands import (
     world,
 )
 
-# fingers_up and measure take any array-like (as_points: np.asarray) but are annotated Sequence[Sequence[float]]:
-# the calls with an ndarray say `# type: ignore[arg-type]  # ndarray`.
 from hgr.common.fingers import fingers_up
 from hgr.common.gestures import GESTURES, PATTERNS, classify
 
@@ -31,7 +29,7 @@ OPEN, FIST, ONE = "p_0069.jpg", "p_0182.jpg", "p_0138.jpg"  # real left hands: o
 
 
 def gesture_of(pts: np.ndarray, with_world: bool = True) -> str:
-    up = fingers_up(pts)  # type: ignore[arg-type]  # ndarray
+    up = fingers_up(pts)
     return classify(up, project(pts), pts.tolist() if with_world else None)
 
 
@@ -71,7 +69,7 @@ def thumb_fist() -> np.ndarray:
 
 def test_thumb_up_and_down() -> None:
     up = point_up(thumb_fist(), 2, 4)
-    assert fingers_up(up) == {  # type: ignore[arg-type]  # ndarray
+    assert fingers_up(up) == {
         "thumb": True, "index": False, "middle": False, "ring": False, "pinky": False}
     for tilt in (-20, 0, 20):
         assert gesture_of(turn_in_picture(up, tilt)) == "thumb_up"
@@ -110,7 +108,7 @@ def test_call_me() -> None:
 def test_no_gesture_for_an_unnamed_pattern() -> None:
     """Pinky alone (a real extended pinky on a real fist) is no gesture."""
     pts = transplant(world(FIST), world(OPEN), PINKY)
-    assert fingers_up(pts)["pinky"] and sum(fingers_up(pts).values()) == 1  # type: ignore[arg-type]  # ndarray
+    assert fingers_up(pts)["pinky"] and sum(fingers_up(pts).values()) == 1
     assert gesture_of(pts) == "none"
 
 
@@ -128,7 +126,7 @@ def test_every_result_is_a_known_label() -> None:
     for _, h in scored_hands():
         pts = np.asarray(h["world_landmarks"])
         for moved in (pts, pts @ random_rotation(rng).T, mirror(pts)):
-            name = classify(fingers_up(moved), h["landmarks"], moved.tolist())  # type: ignore[arg-type]  # ndarray
+            name = classify(fingers_up(moved), h["landmarks"], moved.tolist())
             assert name in GESTURES
             seen.add(name)
     assert {"fist", "pointing_up", "victory", "three", "four", "open_palm", "ok"} <= seen
