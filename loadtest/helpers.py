@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("HGR_SHARED_DIR", ROOT.parent / "shared"))  # models and labelled photos
@@ -41,7 +42,7 @@ def wait_for_port(host: str, port: int, deadline_s: float = 60.0) -> None:
     raise TimeoutError(f"{host}:{port} did not open within {deadline_s}s")
 
 
-def wait_ready(base_url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 180.0, *,
+def wait_ready(base_url: str, proc: subprocess.Popen[Any] | None = None, timeout: float = 180.0, *,
                path: str = "/ready", interval: float = 0.2) -> None:
     """Poll ``base_url + path`` until 200 (``/ready``: model loaded, workers up). RuntimeError when
     ``proc`` exits first, TimeoutError after ``timeout`` seconds."""
@@ -59,7 +60,7 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes] | None = None, timeo
     raise TimeoutError(f"{base_url}{path} not ready within {timeout:.0f} s")
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
     """``sig`` (SIGTERM: graceful, sockets closed and workers reaped), then SIGKILL if the process is
     still there after ``timeout`` seconds. Nothing to do if it has already exited."""
     if proc.poll() is None:

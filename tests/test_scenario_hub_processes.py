@@ -59,7 +59,7 @@ def test_hgr_hub_prints_its_url_and_serves_the_schema(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url, proc, 240, interval=0.25)  # type: ignore[arg-type]  # text mode: wait_ready only polls it
+        wait_ready(url, proc, 240, interval=0.25)
         assert httpx.get(f"{url}/openapi.json").json()["openapi"].startswith("3.")
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     finally:
