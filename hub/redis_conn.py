@@ -25,7 +25,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from hgr.common import metrics
 from hgr.common.redis_url import RedisTarget, parse_redis_url
@@ -33,6 +33,11 @@ from hgr.common.redis_url import RedisTarget, parse_redis_url
 log = logging.getLogger("hgr.hub.redis")
 T = TypeVar("T")
 Client = aioredis.Redis | RedisCluster
+# What "Redis is away" looks like. RedisCluster raises RedisClusterException, which is not a RedisError,
+# when it cannot (re)learn the slot map: "cannot be connected" with no node reachable, or a slot not
+# covered. Uncaught, it ended the pinger (Redis then stayed down for good) and made a hub fail to start
+# while its cluster was unreachable; a call that re-learns the map could have carried it to a 500.
+ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 class RedisDown(Exception):
@@ -64,7 +69,7 @@ class RedisConn:
     async def ping(self) -> bool:
         try:
             await self.client.ping()
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             self._mark_down(exc)
             return False
         self._mark_up()
@@ -76,7 +81,7 @@ class RedisConn:
             raise RedisDown(self.last_error or "redis is down")
         try:
             result = await fn(self.client)
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             self._mark_down(exc)
             raise RedisDown(str(exc)) from None
         return result

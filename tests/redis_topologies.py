@@ -1,20 +1,24 @@
-"""Real Redis topologies on loopback for the tests: a 3-master Redis Cluster, and a master + replica
-watched by 3 Sentinels. Every process is Debian's ``redis-server`` (``--sentinel`` for the Sentinels),
-on free ports, with its files in a folder of the test's own; readiness is read from the servers
-themselves (CLUSTER INFO, INFO replication, SENTINEL ...), never assumed after a sleep."""
+"""Real Redis topologies on loopback for the tests: a 3-master Redis Cluster (with or without a
+replica per master), and a master + replica watched by 3 Sentinels. Every process is Debian's
+``redis-server`` (``--sentinel`` for the Sentinels), on free ports, with its files in a folder of the
+test's own; readiness is read from the servers themselves (CLUSTER INFO, CLUSTER NODES, INFO
+replication, SENTINEL ...), never assumed after a sleep."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.crc import key_slot
 from support import ServerExited, free_port, need, poll, redis_argv, start_server, stop_process
 
 MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000  # a Sentinel calls the master down after this long without an answer
 FAILOVER_TIMEOUT_MS = 3000
+CLUSTER_NODE_TIMEOUT_MS = 1000  # with replicas: a master silent this long is failed over
 
 
 def _need_redis() -> None:
@@ -28,13 +32,19 @@ def _info(port: int, section: str, password: str | None = None) -> dict[str, str
 
 
 class ClusterOf3:
-    """Three masters (no replicas) splitting the 16 384 slots, ``redis-cli --cluster create``d."""
+    """Three masters splitting the 16 384 slots, ``redis-cli --cluster create``d. With ``replicas=1``
+    each master has a replica (six nodes) and a short ``cluster-node-timeout``, so that a killed master
+    is replaced by its replica within a few seconds (``kill_master_of`` then ``wait_promoted``)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, replicas: int = 0) -> None:
         _need_redis()
         self.folder = folder
-        self.ports = [free_port() for _ in range(3)]
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.replicas = replicas
+        # Without replicas a short timeout buys nothing and a busy machine could trip it; with them it
+        # is how long a silent master goes before the others call it failed and its replica takes over.
+        self.node_timeout_ms = CLUSTER_NODE_TIMEOUT_MS if replicas else 2000
+        self.ports = [free_port() for _ in range(3 * (1 + replicas))]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def url(self) -> str:
@@ -43,19 +53,87 @@ class ClusterOf3:
     def start(self) -> ClusterOf3:
         for port in self.ports:
             conf = self.folder / f"nodes-{port}.conf"
-            self.procs.append(start_server(redis_argv(port) + [
+            self.procs[port] = start_server(redis_argv(port) + [
                 "--cluster-enabled", "yes", "--cluster-config-file", str(conf), "--dir", str(self.folder),
-                "--cluster-node-timeout", "2000",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+                # a replica writes the snapshot it syncs from to disk even with --save "": one file each
+                "--dbfilename", f"dump-{port}.rdb",
                 # the bus port defaults to port + 10000, which may be taken or above 65535: pick a free one
-                "--cluster-port", str(free_port())], port))
+                "--cluster-port", str(free_port())], port)
         subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
         poll(lambda: all(_info_cluster(p) == "ok" for p in self.ports), 30, "cluster_state:ok on every node")
+        if self.replicas:
+            poll(self._replicas_in_sync, 60, "every replica known to every node and in sync with its master")
         return self
 
+    def _replicas_in_sync(self) -> bool:
+        for port in self.ports:
+            nodes = _cluster_nodes(port)
+            if sum("slave" in n.flags for n in nodes) != 3 * self.replicas:
+                return False
+        replicas = [n.port for n in _cluster_nodes(self.ports[0]) if "slave" in n.flags]
+        return all(_info(p, "replication").get("master_link_status") == "up" for p in replicas)
+
+    def master_of(self, key: str, port: int | None = None) -> int:
+        """The port of the master serving ``key``'s slot, as node ``port`` (default: a live one) sees it."""
+        slot = key_slot(key.encode())
+        nodes = _cluster_nodes(port or next(iter(self.procs)))
+        return next(n.port for n in nodes if "master" in n.flags and "fail" not in n.flags and slot in n.slots)
+
+    def kill_master_of(self, key: str) -> int:
+        """SIGKILL the master serving ``key``'s slot; returns its port."""
+        port = self.master_of(key)
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(10)
+        return port
+
+    def wait_promoted(self, key: str, old_port: int, deadline_s: float) -> int:
+        """The port of the replica promoted in place of ``old_port``, once every live node names it the
+        master of ``key``'s slot, that server says it is a master, and every live node says the cluster
+        is ok."""
+        def promoted() -> int | None:
+            owners = {self.master_of(key, port) for port in self.procs}
+            if len(owners) != 1 or old_port in owners:
+                return None
+            port = owners.pop()
+            if _info(port, "replication").get("role") != "master":
+                return None
+            return port if all(_info_cluster(p) == "ok" for p in self.procs) else None
+        return int(poll(promoted, deadline_s, "the cluster promoting the replica"))
+
     def stop(self) -> None:
-        for proc in self.procs:
+        for proc in self.procs.values():
             stop_process(proc, 10)
+
+
+@dataclass(frozen=True)
+class _Node:
+    port: int
+    flags: frozenset[str]
+    slots: frozenset[int]
+
+
+def _cluster_nodes(port: int) -> list[_Node]:
+    """CLUSTER NODES of node ``port``: each node's port, flags and slots (importing/migrating marks skipped)."""
+    with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+        text = str(client.execute_command("CLUSTER", "NODES"))
+    nodes = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        slots: set[int] = set()
+        for spec in fields[8:]:
+            if spec.startswith("["):
+                continue
+            low, _, high = spec.partition("-")
+            slots.update(range(int(low), int(high or low) + 1))
+        address = fields[1].split("@", 1)[0]
+        nodes.append(_Node(int(address.rsplit(":", 1)[1]), frozenset(fields[2].split(",")), frozenset(slots)))
+    return nodes
 
 
 def _info_cluster(port: int) -> str:

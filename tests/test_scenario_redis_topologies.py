@@ -3,10 +3,12 @@
 - a 3-master Redis Cluster: three `hgr hub` processes keep per-key limits exact (the keys fall on
   different shards), share the cache, and the fleet store runs its scripts there (the store suite in
   test_fleet_logic runs on the cluster too);
-- a master + replica + 3 Sentinels: the master is killed under a steady load on two hubs, one
-  fail-open and one fail-closed: no 500, each answers by its policy during the switch, and both are
-  back on the new master within the failover time plus a few seconds, limits, cache and fleet state
-  working there.
+- a hub started while its cluster is unreachable starts degraded and finds the cluster once it is up;
+- a master + replica + 3 Sentinels, and a 3-master cluster with a replica per master: the master (of
+  the shard holding the load's bucket and the fleet's keys) is killed under a steady load on two hubs,
+  one fail-open and one fail-closed: no 500, each answers by its policy during the switch, and both
+  are back on the new master within the failover time plus a few seconds, limits, cache and fleet
+  state working there.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from hgr.common import metrics
 from hgr.common.pool import InferencePool
 from hgr.hub.fleet_logic import EdgeBatch, parse_metrics, parse_status
 from hgr.hub.fleet_store import RedisFleetStore
+from hgr.hub.ratelimit import RateLimited
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -96,13 +99,36 @@ async def test_three_hubs_on_a_cluster_keep_every_key_exact_and_share_the_cache(
         assert len(list(cluster.scan_iter(f"{prefix}cache:*", target_nodes=RedisCluster.ALL_NODES))) == 1
 
 
+async def test_a_hub_started_before_its_cluster_waits_for_it(hub_pool: InferencePool, tmp_path: Path) -> None:
+    # No node reachable: RedisCluster cannot learn the slot map and says so with RedisClusterException
+    # (not a RedisError). The hub starts degraded, refuses by its policy, and its pinger keeps going.
+    cluster = ClusterOf3(tmp_path)  # ports chosen, nothing started yet
+    settings = hub_settings(redis_url=cluster.url, redis_key_prefix=f"t{uuid.uuid4().hex[:6]}:",
+                            rate_limit_fail="closed")
+    try:
+        async with serve_hub(settings, hub_pool) as (base, hub), httpx.AsyncClient(base_url=base, timeout=60) as client:
+            assert hub.redis is not None
+            status = (await client.get("/status")).json()
+            assert status["redis"]["up"] is False and status["status"] == "degraded", status
+            assert "RedisClusterException" in status["redis"]["error"]
+            r = await client.post("/detect-fingers", json={"image_base64": ""})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "rate_limiter_unavailable", r.text
+            await asyncio.to_thread(cluster.start)
+            await eventually(lambda: hub.redis.up, 30, "the pinger finding the cluster")
+            r = await client.post("/detect-fingers", json={"image_base64": ""})
+            assert r.status_code == 400, r.text  # charged by the limiter, refused as empty
+    finally:
+        cluster.stop()
+
+
 # --- Sentinel ---
 
 async def _load(client: httpx.AsyncClient, seen: list[tuple[float, int]], stop: asyncio.Event) -> None:
-    """Steady requests, one after another: (time, status) of each."""
+    """Steady requests, one after another: (time sent, status) of each."""
     while not stop.is_set():
+        sent = time.monotonic()
         r = await client.post("/detect-fingers", json={"image_base64": ""})
-        seen.append((time.monotonic(), r.status_code))
+        seen.append((sent, r.status_code))
         await asyncio.sleep(0.02)
 
 
@@ -170,6 +196,101 @@ async def test_sentinel_failover_under_load_no_500_and_state_resumes(
         assert edge is not None and edge["status"] == "online" and edge["msgs"] == "3"
         with redis.Redis(port=new_port) as master:
             assert master.sismember(f"{{{prefix}fleet}}:edges", "edge-x")
+
+
+# --- Redis Cluster failover ---
+
+@pytest.mark.slow
+async def test_cluster_failover_under_load_no_500_and_state_resumes(
+        hub_pool: InferencePool, photo: bytes, tmp_path: Path) -> None:
+    cluster = ClusterOf3(tmp_path, replicas=1)
+    try:
+        await asyncio.to_thread(cluster.start)  # inside the try: a start that fails half-way still stops it
+        # A prefix that puts the load's bucket (every request here comes from 127.0.0.1) and the fleet's
+        # hash tag on the same shard: killing that shard's master hits the limiter and the fleet at once.
+        while True:
+            prefix = f"t{uuid.uuid4().hex[:6]}:"
+            bucket, fleet_tag = f"{prefix}rl:ip:127.0.0.1", f"{{{prefix}fleet}}:edges"
+            shard = cluster.master_of(bucket)
+            if cluster.master_of(fleet_tag) == shard:
+                break
+        probe = next(f"ip:probe-{i}" for i in range(1000) if cluster.master_of(f"{prefix}rl:ip:probe-{i}") == shard)
+        common = {"redis_url": cluster.url, "rate_limit_requests": 100_000, "redis_key_prefix": prefix}
+        let_through = metrics.RATE_LIMIT.labels("error_allowed")
+        async with (serve_hub(hub_settings(**common, rate_limit_fail="open"), hub_pool) as (open_base, open_hub),
+                    serve_hub(hub_settings(**common, rate_limit_fail="closed"), hub_pool) as (closed_base, closed_hub),
+                    httpx.AsyncClient(base_url=open_base, timeout=60) as fail_open,
+                    httpx.AsyncClient(base_url=closed_base, timeout=60) as fail_closed):
+            assert open_hub.redis is not None and closed_hub.redis is not None
+            await eventually(lambda: open_hub.redis.up and closed_hub.redis.up, 30, "both hubs on the cluster")
+            stop = asyncio.Event()
+            opened: list[tuple[float, int]] = []
+            closed: list[tuple[float, int]] = []
+            loads = [asyncio.create_task(_load(fail_open, opened, stop)) for _ in range(2)] + \
+                [asyncio.create_task(_load(fail_closed, closed, stop)) for _ in range(2)]
+            try:
+                await eventually(lambda: len(opened) > 10 and len(closed) > 10, 30, "the load running")
+                assert 400 in {s for _, s in opened + closed}  # charged by the limiter, refused as empty
+                let_through_before = let_through._value.get()
+
+                killed_at = time.monotonic()
+                old_port = await asyncio.to_thread(cluster.kill_master_of, bucket)
+                new_port = await asyncio.to_thread(cluster.wait_promoted, bucket, old_port, 30)
+                promoted_at = time.monotonic()
+
+                async def both_back() -> bool:
+                    # fail-closed answers 400 (not 503) only once its limiter decides again; fail-open's
+                    # limiter is asked directly (a bucket on the failed-over shard), since it answers 400 either way
+                    closed_back = any(t > promoted_at and s == 400 for t, s in closed)
+                    return closed_back and (await open_hub.limiter.check(probe, 1)).reason == "ok"
+                await eventually(both_back, 15, "both hubs limiting on the new master")
+                back_at = time.monotonic()
+                await eventually(lambda: sum(t > back_at for t, _ in closed) >= 20, 30, "more load after the switch")
+            finally:
+                stop.set()
+                await asyncio.gather(*loads)
+            refused = [t - killed_at for t, s in closed if s == 503]
+            print(f"\ncluster failover: promoted {promoted_at - killed_at:.1f} s after the kill, both hubs deciding "
+                  f"{back_at - promoted_at:.1f} s later; fail-open {dict(Counter(s for _, s in opened))}, fail-closed "
+                  f"{dict(Counter(s for _, s in closed))}, its 503s sent {min(refused, default=0):.2f} to "
+                  f"{max(refused, default=0):.2f} s after the kill")
+
+            assert {s for _, s in opened} == {400}, Counter(s for _, s in opened)  # fail-open: never refused…
+            assert let_through._value.get() > let_through_before  # …but let through unchecked during the switch
+            assert {s for _, s in closed} == {400, 503}, Counter(s for _, s in closed)  # fail-closed: 503s then
+            # …only during the switch: sent before both hubs were back, and none while Redis was healthy (a
+            # request of the load takes milliseconds; one in flight as the master died may be refused too)
+            assert all(-1 < t < back_at - killed_at for t in refused), (refused, back_at - killed_at)
+
+            # Limits, cache and fleet state on the new master.
+            heavy = next(f"key:heavy-{i}" for i in range(1000)
+                         if cluster.master_of(f"{prefix}rl:key:heavy-{i}") == new_port)
+            ten_an_hour = (10, 3600.0)  # exact again, both hubs on one bucket: 6 + 4 pass, the 11th is refused
+            assert (await open_hub.limiter.check(heavy, 6, ten_an_hour)).reason == "ok"
+            assert (await closed_hub.limiter.check(heavy, 4, ten_an_hour)).reason == "ok"
+            with pytest.raises(RateLimited):
+                await open_hub.limiter.check(heavy, 1, ten_an_hour)
+            with redis.Redis(port=new_port) as master:
+                assert master.exists(f"{prefix}rl:{heavy}")
+            first = await fail_open.post("/detect-fingers", json={"image_base64": b64(photo)})
+            second = await fail_closed.post("/detect-fingers", json={"image_base64": b64(photo)})
+            assert first.status_code == second.status_code == 200
+            assert second.json()["cached"] is True
+            store = RedisFleetStore(open_hub.redis.client, prefix)
+            birth = parse_status({"status": "online", "session": "s1", "birth_seq": 1, "metrics_seq": 0,
+                                  "version": "1.0.0", "model": "full", "capabilities": {}})
+            assert await store.apply_status("edge-x", birth, time.time())
+            batch = EdgeBatch()
+            for seq in (1, 2, 3):
+                batch.add_metrics(parse_metrics({"session": "s1", "seq": seq, "fps": 5.0}))
+            assert batch.prepare()
+            assert (await store.apply_batch("edge-x", batch, time.time(), 2.0)).accepted == [1, 2, 3]
+            edge = await store.edge("edge-x")
+            assert edge is not None and edge["status"] == "online" and edge["msgs"] == "3"
+            with redis.Redis(port=new_port) as master:
+                assert master.sismember(fleet_tag, "edge-x")
+    finally:
+        cluster.stop()
 
 
 async def test_sentinels_and_master_with_passwords(hub_pool: InferencePool, tmp_path: Path) -> None:
