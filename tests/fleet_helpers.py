@@ -97,9 +97,9 @@ class EdgeSiteBroker(Broker):
     """An edge site's Mosquitto running the *shipped* edge config (deploy/mosquitto/edge-bridge.conf)
     with the shipped bridge (bridge.conf.example) filled in for ``edge_id``: it logs in to the central
     broker at ``central`` (host:port) as that edge, without TLS here. ``restart_timeout`` only shortens
-    the bridge's reconnect backoff (default 5 s growing to 30 s) to keep tests short."""
+    the bridge's reconnect backoff to keep tests short; None keeps the shipped one."""
 
-    def __init__(self, folder: Path, edge_id: str, central: str, *, restart_timeout: str = "1 2") -> None:
+    def __init__(self, folder: Path, edge_id: str, central: str, *, restart_timeout: str | None = "1 2") -> None:
         self.edge_id, self.central, self.restart_timeout = edge_id, central, restart_timeout
         super().__init__(folder, auth=False)
 
@@ -116,7 +116,9 @@ class EdgeSiteBroker(Broker):
             elif word == "remote_password":
                 line = f"remote_password {USERS[self.edge_id]}"
             bridge.append(line.replace("EDGE_ID", self.edge_id))
-        bridge.append(f"restart_timeout {self.restart_timeout}")
+        if self.restart_timeout is not None:
+            bridge = [line for line in bridge if not line.startswith("restart_timeout")]
+            bridge.append(f"restart_timeout {self.restart_timeout}")
         (bridge_dir / "bridge.conf").write_text("\n".join(bridge) + "\n")
         lines = []
         for line in (DEPLOY_MOSQUITTO / "edge-bridge.conf").read_text().splitlines():
