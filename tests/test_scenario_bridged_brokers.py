@@ -88,17 +88,9 @@ def sites(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
 async def test_two_bridged_sites_end_to_end_with_counts(
         sites: Any, private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     central, site, link = sites
-    await link.restore()
-    site["edge-a"].start()
-    site["edge-b"].start()
-    redis_url, _ = private_redis
     tag = uuid.uuid4().hex[:8]
-    # The hubs first: a metrics message published while no hub subscribes is dropped by the broker
-    # (and shows as a gap), so the counts below start from the edges' first message.
-    redis_client = aioredis.Redis.from_url(redis_url)
-    hubs = [await _start_hub(central, redis_client, tag, f"hub-{i}", "hgr:") for i in range(2)]
+    redis_client, hubs, nodes, reporters = await _bring_up(sites, private_redis[0], tag)
     store = hubs[0].store
-    nodes, reporters = await _start_edges(site, tag)
 
     # Retained births cross the bridges: a new subscriber on the central broker gets them, and a hub
     # started late (with a store of its own) knows both edges online by their birth, not by metrics.
@@ -179,6 +171,21 @@ BASE_ENV = {"MQTT_TOPIC_PREFIX": PREFIX, "METRICS_INTERVAL": "0.2", "EVENT_DEBOU
             "MQTT_KEEPALIVE": "5", "MQTT_OUTBOX_SETTLE": "0.5", "EDGE_STALE_AFTER": "60"}
 
 
+async def _bring_up(sites: Any, redis_url: str, tag: str) -> tuple[aioredis.Redis, list[FleetService],
+                                                                    dict[str, StandInNode], dict[str, EdgeReporter]]:
+    """The link and both site brokers up, two hubs on the central broker, then one edge per site. The hubs
+    first: a metrics message published while no hub subscribes is dropped by the broker (and shows as a
+    gap), so counts start from the edges' first message."""
+    central, site, link = sites
+    await link.restore()
+    site["edge-a"].start()
+    site["edge-b"].start()
+    redis_client = aioredis.Redis.from_url(redis_url)
+    hubs = [await _start_hub(central, redis_client, tag, f"hub-{i}", "hgr:") for i in range(2)]
+    nodes, reporters = await _start_edges(site, tag)
+    return redis_client, hubs, nodes, reporters
+
+
 async def _start_hub(central: Broker, redis_client: aioredis.Redis, tag: str, name: str,
                      key_prefix: str) -> FleetService:
     """A hub on the central broker (its default session expiry: a kept session), one share group per
@@ -247,16 +254,9 @@ async def test_central_broker_restart(sites: Any, private_redis: tuple[str, subp
     Mosquitto 2.0 does not restore the hubs' shared subscriptions, so what a bridge replays before
     they are back reaches no hub: with bridges retrying fast after a long outage that happens, and
     every message is then either counted once or reported as a gap, never silently lost."""
-    central, site, link = sites
-    await link.restore()
-    site["edge-a"].start()
-    site["edge-b"].start()
-    redis_url, _ = private_redis
-    tag = uuid.uuid4().hex[:8]
-    redis_client = aioredis.Redis.from_url(redis_url)
-    hubs = [await _start_hub(central, redis_client, tag, f"hub-{i}", "hgr:") for i in range(2)]
+    central, _, link = sites
+    redis_client, hubs, _, reporters = await _bring_up(sites, private_redis[0], uuid.uuid4().hex[:8])
     store = hubs[0].store
-    _, reporters = await _start_edges(site, tag)
     loop = asyncio.get_running_loop()
 
     async def edge(edge_id: str) -> dict[str, str]:

@@ -14,11 +14,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from support import eventually
 
 from hgr.common import metrics
 from hgr.common.pool import InferencePool
+from hgr.hub.app import Hub
 from hgr.hub.fleet_logic import EdgeBatch, parse_metrics, parse_status
 from hgr.hub.fleet_store import RedisFleetStore
 from hgr.hub.ratelimit import RateLimited
@@ -132,26 +135,70 @@ async def _load(client: httpx.AsyncClient, seen: list[tuple[float, int]], stop: 
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.slow
-async def test_sentinel_failover_under_load_no_500_and_state_resumes(
-        hub_pool: InferencePool, photo: bytes, redis_sentinel: SentinelSet) -> None:
-    prefix = f"t{uuid.uuid4().hex[:6]}:"
-    common = {"redis_url": redis_sentinel.url, "rate_limit_requests": 100_000, "redis_key_prefix": prefix}
-    let_through = metrics.RATE_LIMIT.labels("error_allowed")
+@contextlib.asynccontextmanager
+async def two_hubs(hub_pool: InferencePool, redis_url: str,
+                   prefix: str) -> AsyncIterator[tuple[Hub, Hub, httpx.AsyncClient, httpx.AsyncClient]]:
+    """A fail-open and a fail-closed hub on ``redis_url``, both connected: (hubs, then a client of each)."""
+    common = {"redis_url": redis_url, "rate_limit_requests": 100_000, "redis_key_prefix": prefix}
     async with (serve_hub(hub_settings(**common, rate_limit_fail="open"), hub_pool) as (open_base, open_hub),
                 serve_hub(hub_settings(**common, rate_limit_fail="closed"), hub_pool) as (closed_base, closed_hub),
                 httpx.AsyncClient(base_url=open_base, timeout=60) as fail_open,
                 httpx.AsyncClient(base_url=closed_base, timeout=60) as fail_closed):
         assert open_hub.redis is not None and closed_hub.redis is not None
-        await eventually(lambda: open_hub.redis.up and closed_hub.redis.up, 30, "both hubs on the master")
-        stop = asyncio.Event()
+        await eventually(lambda: open_hub.redis.up and closed_hub.redis.up, 30, "both hubs on Redis")
+        yield open_hub, closed_hub, fail_open, fail_closed
+
+
+@contextlib.asynccontextmanager
+async def under_load(fail_open: httpx.AsyncClient, opened: list[tuple[float, int]],
+                     fail_closed: httpx.AsyncClient, closed: list[tuple[float, int]]) -> AsyncIterator[None]:
+    """Two steady loads on each hub (``_load``, into ``opened`` and ``closed``) while the block runs; the
+    block starts once both are answered and the limiter charges them."""
+    stop = asyncio.Event()
+    loads = [asyncio.create_task(_load(fail_open, opened, stop)) for _ in range(2)] + \
+        [asyncio.create_task(_load(fail_closed, closed, stop)) for _ in range(2)]
+    try:
+        await eventually(lambda: len(opened) > 10 and len(closed) > 10, 30, "the load running")
+        assert 400 in {s for _, s in opened + closed}  # charged by the limiter, refused as empty
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*loads)
+
+
+async def _cache_and_fleet_work(fail_open: httpx.AsyncClient, fail_closed: httpx.AsyncClient, photo: bytes,
+                                open_hub: Hub, prefix: str, master_port: int) -> None:
+    """After a failover: the two hubs share the cache again, and a fleet birth and metrics are stored on the
+    master at ``master_port``."""
+    assert open_hub.redis is not None
+    first = await fail_open.post("/detect-fingers", json={"image_base64": b64(photo)})
+    second = await fail_closed.post("/detect-fingers", json={"image_base64": b64(photo)})
+    assert first.status_code == second.status_code == 200
+    assert second.json()["cached"] is True
+    store = RedisFleetStore(open_hub.redis.client, prefix)
+    birth = parse_status({"status": "online", "session": "s1", "birth_seq": 1, "metrics_seq": 0,
+                          "version": "1.0.0", "model": "full", "capabilities": {}})
+    assert await store.apply_status("edge-x", birth, time.time())
+    batch = EdgeBatch()
+    for seq in (1, 2, 3):
+        batch.add_metrics(parse_metrics({"session": "s1", "seq": seq, "fps": 5.0}))
+    assert batch.prepare()
+    assert (await store.apply_batch("edge-x", batch, time.time(), 2.0)).accepted == [1, 2, 3]
+    edge = await store.edge("edge-x")
+    assert edge is not None and edge["status"] == "online" and edge["msgs"] == "3"
+    with redis.Redis(port=master_port) as master:
+        assert master.sismember(f"{{{prefix}fleet}}:edges", "edge-x")
+
+
+@pytest.mark.slow
+async def test_sentinel_failover_under_load_no_500_and_state_resumes(
+        hub_pool: InferencePool, photo: bytes, redis_sentinel: SentinelSet) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}:"
+    let_through = metrics.RATE_LIMIT.labels("error_allowed")
+    async with two_hubs(hub_pool, redis_sentinel.url, prefix) as (open_hub, _, fail_open, fail_closed):
         opened: list[tuple[float, int]] = []
         closed: list[tuple[float, int]] = []
-        loads = [asyncio.create_task(_load(fail_open, opened, stop)) for _ in range(2)] + \
-            [asyncio.create_task(_load(fail_closed, closed, stop)) for _ in range(2)]
-        try:
-            await eventually(lambda: len(opened) > 10 and len(closed) > 10, 30, "the load running")
-            assert 400 in {s for _, s in opened + closed}  # charged by the limiter, refused as empty
+        async with under_load(fail_open, opened, fail_closed, closed):
             let_through_before = let_through._value.get()
 
             old_port = await asyncio.to_thread(redis_sentinel.kill_master)
@@ -167,9 +214,6 @@ async def test_sentinel_failover_under_load_no_500_and_state_resumes(
             budget = DOWN_AFTER_MS / 1000 + FAILOVER_TIMEOUT_MS / 1000 + 5
             await eventually(both_back, max(1.0, killed_at + budget - time.monotonic()),
                              "both hubs limiting on the new master")
-        finally:
-            stop.set()
-            await asyncio.gather(*loads)
 
         assert {s for _, s in opened} == {400}, Counter(s for _, s in opened)  # fail-open: never refused…
         assert let_through._value.get() > let_through_before  # …but let through unchecked during the switch
@@ -179,23 +223,7 @@ async def test_sentinel_failover_under_load_no_500_and_state_resumes(
         assert (await open_hub.limiter.check("key:heavy", 50_000)).reason == "ok"  # half the budget: 30 s to refill
         with redis.Redis(port=new_port) as master:
             assert master.exists(f"{prefix}rl:key:heavy")
-        first = await fail_open.post("/detect-fingers", json={"image_base64": b64(photo)})
-        second = await fail_closed.post("/detect-fingers", json={"image_base64": b64(photo)})
-        assert first.status_code == second.status_code == 200
-        assert second.json()["cached"] is True
-        store = RedisFleetStore(open_hub.redis.client, prefix)
-        birth = parse_status({"status": "online", "session": "s1", "birth_seq": 1, "metrics_seq": 0,
-                              "version": "1.0.0", "model": "full", "capabilities": {}})
-        assert await store.apply_status("edge-x", birth, time.time())
-        batch = EdgeBatch()
-        for seq in (1, 2, 3):
-            batch.add_metrics(parse_metrics({"session": "s1", "seq": seq, "fps": 5.0}))
-        assert batch.prepare()
-        assert (await store.apply_batch("edge-x", batch, time.time(), 2.0)).accepted == [1, 2, 3]
-        edge = await store.edge("edge-x")
-        assert edge is not None and edge["status"] == "online" and edge["msgs"] == "3"
-        with redis.Redis(port=new_port) as master:
-            assert master.sismember(f"{{{prefix}fleet}}:edges", "edge-x")
+        await _cache_and_fleet_work(fail_open, fail_closed, photo, open_hub, prefix, new_port)
 
 
 # --- Redis Cluster failover ---
@@ -215,22 +243,11 @@ async def test_cluster_failover_under_load_no_500_and_state_resumes(
             if cluster.master_of(fleet_tag) == shard:
                 break
         probe = next(f"ip:probe-{i}" for i in range(1000) if cluster.master_of(f"{prefix}rl:ip:probe-{i}") == shard)
-        common = {"redis_url": cluster.url, "rate_limit_requests": 100_000, "redis_key_prefix": prefix}
         let_through = metrics.RATE_LIMIT.labels("error_allowed")
-        async with (serve_hub(hub_settings(**common, rate_limit_fail="open"), hub_pool) as (open_base, open_hub),
-                    serve_hub(hub_settings(**common, rate_limit_fail="closed"), hub_pool) as (closed_base, closed_hub),
-                    httpx.AsyncClient(base_url=open_base, timeout=60) as fail_open,
-                    httpx.AsyncClient(base_url=closed_base, timeout=60) as fail_closed):
-            assert open_hub.redis is not None and closed_hub.redis is not None
-            await eventually(lambda: open_hub.redis.up and closed_hub.redis.up, 30, "both hubs on the cluster")
-            stop = asyncio.Event()
+        async with two_hubs(hub_pool, cluster.url, prefix) as (open_hub, closed_hub, fail_open, fail_closed):
             opened: list[tuple[float, int]] = []
             closed: list[tuple[float, int]] = []
-            loads = [asyncio.create_task(_load(fail_open, opened, stop)) for _ in range(2)] + \
-                [asyncio.create_task(_load(fail_closed, closed, stop)) for _ in range(2)]
-            try:
-                await eventually(lambda: len(opened) > 10 and len(closed) > 10, 30, "the load running")
-                assert 400 in {s for _, s in opened + closed}  # charged by the limiter, refused as empty
+            async with under_load(fail_open, opened, fail_closed, closed):
                 let_through_before = let_through._value.get()
 
                 killed_at = time.monotonic()
@@ -246,9 +263,6 @@ async def test_cluster_failover_under_load_no_500_and_state_resumes(
                 await eventually(both_back, 15, "both hubs limiting on the new master")
                 back_at = time.monotonic()
                 await eventually(lambda: sum(t > back_at for t, _ in closed) >= 20, 30, "more load after the switch")
-            finally:
-                stop.set()
-                await asyncio.gather(*loads)
             refused = [t - killed_at for t, s in closed if s == 503]
             print(f"\ncluster failover: promoted {promoted_at - killed_at:.1f} s after the kill, both hubs deciding "
                   f"{back_at - promoted_at:.1f} s later; fail-open {dict(Counter(s for _, s in opened))}, fail-closed "
@@ -272,23 +286,7 @@ async def test_cluster_failover_under_load_no_500_and_state_resumes(
                 await open_hub.limiter.check(heavy, 1, ten_an_hour)
             with redis.Redis(port=new_port) as master:
                 assert master.exists(f"{prefix}rl:{heavy}")
-            first = await fail_open.post("/detect-fingers", json={"image_base64": b64(photo)})
-            second = await fail_closed.post("/detect-fingers", json={"image_base64": b64(photo)})
-            assert first.status_code == second.status_code == 200
-            assert second.json()["cached"] is True
-            store = RedisFleetStore(open_hub.redis.client, prefix)
-            birth = parse_status({"status": "online", "session": "s1", "birth_seq": 1, "metrics_seq": 0,
-                                  "version": "1.0.0", "model": "full", "capabilities": {}})
-            assert await store.apply_status("edge-x", birth, time.time())
-            batch = EdgeBatch()
-            for seq in (1, 2, 3):
-                batch.add_metrics(parse_metrics({"session": "s1", "seq": seq, "fps": 5.0}))
-            assert batch.prepare()
-            assert (await store.apply_batch("edge-x", batch, time.time(), 2.0)).accepted == [1, 2, 3]
-            edge = await store.edge("edge-x")
-            assert edge is not None and edge["status"] == "online" and edge["msgs"] == "3"
-            with redis.Redis(port=new_port) as master:
-                assert master.sismember(fleet_tag, "edge-x")
+            await _cache_and_fleet_work(fail_open, fail_closed, photo, open_hub, prefix, new_port)
     finally:
         cluster.stop()
 
