@@ -14,7 +14,9 @@ broker. Both have the same surface:
 Threading: paho's network loop runs in its own thread (``loop_start``), with a paho client that reads
 in bursts (``common.mqtt_client``). Its callbacks only append to
 a deque and wake the asyncio loop with ``call_soon_threadsafe`` once per burst, so handlers, the
-outbox and the ``connected`` flag are only ever touched on the event loop thread.
+outbox and the ``connected`` flag are only ever touched on the event loop thread. The loop drains the
+deque in slices of a few milliseconds, and the paho thread stops reading while the deque is full
+(``INBOX_HIGH``), so a backlog arriving at once never holds the loop (REST, flushes) for long.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import asyncio
 import inspect
 import logging
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +43,16 @@ log = logging.getLogger("hgr.bus")
 Handler = Callable[[str, bytes, dict[str, Any]], Any]
 JSON = CONTENT_TYPES["json"]
 DRAIN_DELAY_S = 0.005
+# The most loop time one drain of the inbox takes before it yields (and continues on the next loop turn).
+# Unbounded, a queued backlog (a hub back after a restart: 60 000 messages) held the loop for 3.5 s, and
+# with it REST requests, flushes and pings; measured with `python -m hgr.loadtest.mqtt_fleet` (loop_lag_ms).
+DRAIN_SLICE_S = 0.005
+# Messages waiting for the loop. Above INBOX_HIGH the paho thread stops reading (the broker holds the rest:
+# TCP backpressure) until the loop has drained to INBOX_LOW. Without it, a backlog's reader thread took
+# the GIL from the loop for seconds (a 10 ms timer ran 0.9 s late, a flush took 2.4 s) and the inbox held
+# the whole backlog in memory.
+INBOX_HIGH = 2000
+INBOX_LOW = 500
 
 
 def _kind(topic: str) -> str:
@@ -262,6 +275,9 @@ class MqttBus(Bus):
         self.subacks = 0  # SUBACKs since the last CONNACK (written by paho's thread; an int, read on the loop)
         self.refused: str | None = None  # the broker's reason when it last refused our CONNECT
         self._inbox: deque[tuple[str, bytes, dict[str, Any]]] = deque()
+        self._inbox_room = threading.Event()  # clear: the paho thread waits for the loop to drain
+        self._inbox_room.set()
+        self._closing = False  # set by stop: a reader waiting for room goes on
         self._routes: list[tuple[str, Handler]] = []
         self._route_cache: dict[str, list[Handler]] = {}
         # One on_message for all: paho's per-filter callbacks walk a topic trie for every message.
@@ -283,6 +299,7 @@ class MqttBus(Bus):
         return props
 
     async def _start(self) -> None:
+        self._closing = False
         self._arm_will()
         # Not awaited: an edge serves its clients whether or not the broker is reachable; paho's
         # thread keeps retrying with backoff.
@@ -299,6 +316,8 @@ class MqttBus(Bus):
 
     async def _stop(self) -> None:
         await self.flush(2.0)
+        self._closing = True
+        self._inbox_room.set()  # a reader waiting for room must not hold up loop_stop
         self.client.disconnect()  # a clean DISCONNECT: the broker discards the Will
         await asyncio.to_thread(self.client.loop_stop)
         self._set_connected(False)
@@ -415,6 +434,11 @@ class MqttBus(Bus):
         if not self._drain_scheduled:
             self._drain_scheduled = True
             self._call(self._schedule_drain)
+        if len(self._inbox) >= INBOX_HIGH:
+            self._inbox_room.clear()
+            # Checked again after clearing: the loop may have drained meanwhile (and set it before the clear).
+            while len(self._inbox) >= INBOX_HIGH and not self._closing:
+                self._inbox_room.wait(1.0)
 
     def _schedule_drain(self) -> None:
         assert self._loop is not None
@@ -429,12 +453,21 @@ class MqttBus(Bus):
         return handlers
 
     def _drain(self) -> None:
+        # Cleared first: a message the paho thread appends from now on schedules a drain of its own.
         self._drain_scheduled = False
         inbox = self._inbox
+        end = time.perf_counter() + DRAIN_SLICE_S
         while inbox:
             topic, payload, props = inbox.popleft()
             for handler in self._handlers(topic):
                 self._run_handler(handler, topic, payload, props)
+            if time.perf_counter() > end and inbox:
+                assert self._loop is not None
+                self._drain_scheduled = True  # the rest on the next turn, after the loop's other work
+                self._loop.call_soon(self._drain)
+                break
+        if len(inbox) <= INBOX_LOW:
+            self._inbox_room.set()
 
     def _send(self, message: Message) -> None:
         info = self.client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain,

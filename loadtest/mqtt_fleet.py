@@ -108,11 +108,21 @@ def hub_main(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> N
     asyncio.run(_hub(args, samples, stop, drain))
 
 
+async def _loop_lag(lags_ms: list[float]) -> None:
+    """How late a 10 ms timer fires on the hub's loop: what a REST request, a flush or a ping would wait
+    while the hub ingests."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        lags_ms.append((time.perf_counter() - t - 0.01) * 1000)
+
+
 async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> None:
     import redis.asyncio as aioredis
 
     from hgr.common.bus import MqttBus
     from hgr.common.config import load_settings
+    from hgr.common.percentiles import percentiles
     from hgr.hub.fleet import FleetService
 
     env = _env(args)
@@ -136,9 +146,12 @@ async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) ->
         await service.start()
     else:
         samples.put(("ready", time.time(), 0))
+    lags_ms: list[float] = []
+    lag_probe = asyncio.create_task(_loop_lag(lags_ms))
     while not stop.is_set():
         await asyncio.sleep(0.25)
         samples.put(("sample", time.time(), service.ingested["metrics"]))
+    lag_probe.cancel()
     await service.flush()
     edges = await service.store.edges()
     gaps = sum(int(h.get("gaps", 0)) for h in edges.values())
@@ -146,7 +159,9 @@ async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) ->
     seq = sum(int(h.get("snap_seq", 0)) for h in edges.values())
     samples.put(("final", time.time(), {"ingested": service.ingested["metrics"], "stored": stored,
                                         "max_seq_sum": seq, "gaps": gaps, "duplicates": service.ingested["duplicates"],
-                                        "invalid": service.ingested["invalid"], "edges": len(edges)}))
+                                        "invalid": service.ingested["invalid"], "edges": len(edges),
+                                        "loop_lag_ms": {**percentiles(lags_ms, (50, 99)),
+                                                        "max": round(max(lags_ms, default=0.0), 1)}}))
     await service.stop()
     keys = [k async for k in redis.scan_iter(f"*{args.redis_prefix}*")]  # the fleet's keys: {prefix fleet}:…
     for i in range(0, len(keys), 500):

@@ -3,6 +3,8 @@ broker restart, and the shipped ACL (an edge can only publish under its own id).
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 from fleet_helpers import Broker
 from support import eventually
 
-from hgr.common.bus import MqttBus
+from hgr.common.bus import INBOX_HIGH, MqttBus
 from hgr.common.config import Settings, load_settings
 
 
@@ -167,5 +169,71 @@ async def test_shipped_acl_keeps_an_edge_to_its_own_topics(tmp_path: Path) -> No
         assert not intruder.connected  # bad password: refused
         for bus in (intruder, edge, observer):
             await bus.stop()
+    finally:
+        broker.stop()
+
+
+async def test_the_loop_drains_the_inbox_in_slices() -> None:
+    """A burst is handled a few milliseconds at a time: other callbacks on the loop (REST, flushes, pings)
+    run between the slices, and every message is still handled once, in order."""
+    bus = MqttBus(_settings("mqtt://127.0.0.1:1"), service="hub", client_id="slices")  # never started
+    handled: list[bytes] = []
+
+    def slow_handler(topic: str, payload: bytes, props: dict[str, Any]) -> None:
+        time.sleep(0.001)  # 1 ms a message: a slice (DRAIN_SLICE_S, 5 ms) ends after a few
+        handled.append(payload)
+
+    bus.subscribe("s/edges/+/metrics", slow_handler)
+    loop = asyncio.get_running_loop()
+    bus._loop = loop
+    sent = [f"{i}".encode() for i in range(50)]
+    bus._inbox.extend(("s/edges/e/metrics", p, {"content_type": None}) for p in sent)
+    seen_by_others: list[int] = []
+    loop.call_soon(bus._drain)
+    loop.call_soon(lambda: seen_by_others.append(len(handled)))  # queued behind the first slice only
+    await eventually(lambda: len(handled) == len(sent), 30, "the whole burst")
+    assert 0 < seen_by_others[0] < len(sent), seen_by_others
+    assert handled == sent
+
+
+async def test_a_backlog_is_read_no_faster_than_the_loop_handles_it(tmp_path: Path) -> None:
+    """A hub back to a backlog bigger than its inbox: paho's thread stops reading at INBOX_HIGH messages
+    waiting for the loop (the broker holds the rest) and goes on once the loop has drained them; every
+    message arrives once, in order."""
+    broker = Broker(tmp_path, auth=False).start()
+    try:
+        url = broker.url()
+        got: list[bytes] = []
+        waiting: list[int] = []
+
+        def make_hub() -> MqttBus:
+            hub = MqttBus(_settings(url, MQTT_SESSION_EXPIRY="60"), service="hub", client_id="hub-backlog")
+
+            def slow_handler(topic: str, payload: bytes, props: dict[str, Any]) -> None:
+                time.sleep(0.0002)  # the loop handles ≤ 5 000 a second: the reader is faster
+                waiting.append(len(hub._inbox))
+                got.append(payload)
+            hub.subscribe("k/edges/+/metrics", slow_handler)
+            return hub
+
+        hub = make_hub()
+        await hub.start()
+        assert await hub.wait_subscribed(10)
+        await hub.stop()  # a kept session: the broker queues for it
+        edge = MqttBus(_settings(url), service="edge", client_id="edge-backlog")
+        await edge.start()
+        assert await edge.wait_connected(10)
+        sent = [f"{i:05d}".encode() for i in range(3 * INBOX_HIGH)]
+        for payload in sent:
+            edge.publish("k/edges/e/metrics", payload, qos=1)
+        assert await edge.flush(60)
+        hub = make_hub()
+        await hub.start()
+        await eventually(lambda: len(got) >= len(sent), 120, "the backlog")
+        assert got == sent
+        assert max(waiting) <= INBOX_HIGH  # never more waiting than the bound…
+        assert max(waiting) >= INBOX_HIGH - 100  # …which the reader did reach, and waited at
+        await edge.stop()
+        await hub.stop()
     finally:
         broker.stop()
