@@ -5,8 +5,8 @@
 Starts a private ``redis-server`` on a free port, stores N edges (a birth and one metrics message each)
 through the real ``RedisFleetStore``, then times the two calls every hub makes about once a second: the
 sweep script (``store.sweep``: staleness, forgetting) and the read of every edge that refreshes the
-per-edge Prometheus gauges (``store.edges``), with the Redis commands each one executes and the fleet
-state's memory per edge.
+per-edge Prometheus gauges (``store.edges``), with the Redis commands each one executes, the longest the
+event loop was held meanwhile (``*_loop_lag_max_ms``) and the fleet state's memory per edge.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from hgr.hub.fleet_logic import EdgeBatch, parse_metrics, parse_status
 from hgr.hub.fleet_store import RedisFleetStore
-from hgr.loadtest.helpers import free_port, stop_process, wait_for_port
+from hgr.loadtest.helpers import free_port, loop_lag, stop_process, wait_for_port
 
 REPEATS = 5
 
@@ -52,10 +52,17 @@ async def measure(port: int, edges: int) -> dict[str, Any]:
     report: dict[str, Any] = {"edges": edges, "fleet_memory_bytes_per_edge": round(memory / edges)}
     for name, call in calls.items():
         before = int((await client.info("stats"))["total_commands_processed"])
+        lags_ms: list[float] = []
+        probe = asyncio.create_task(loop_lag(lags_ms))
+        await asyncio.sleep(0)  # the probe starts its first timer
         start = time.perf_counter()
         for _ in range(REPEATS):
             await call()
-        report[f"{name}_ms"] = round((time.perf_counter() - start) / REPEATS * 1000, 1)
+        elapsed = time.perf_counter() - start
+        probe.cancel()
+        report[f"{name}_ms"] = round(elapsed / REPEATS * 1000, 1)
+        # the longest the loop was held during the calls: what a REST request on this hub waited at worst
+        report[f"{name}_loop_lag_max_ms"] = round(max(lags_ms, default=elapsed * 1000), 1)
         after = int((await client.info("stats"))["total_commands_processed"])
         report[f"{name}_redis_commands"] = round((after - before - 1) / REPEATS)  # the INFO call itself
     await client.aclose()

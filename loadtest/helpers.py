@@ -3,6 +3,7 @@ server, stopping a process. Standard library only, so importing them costs nothi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -70,3 +71,12 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 30.0, sig: int = 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def loop_lag(lags_ms: list[float]) -> None:
+    """Until cancelled: how late a 10 ms timer fires on this event loop, in ms, into ``lags_ms``. It is what
+    any request, flush or ping on the loop would wait meanwhile."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        lags_ms.append((time.perf_counter() - t - 0.01) * 1000)

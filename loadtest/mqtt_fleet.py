@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from hgr.common.topics import edge_topic, encode
-from hgr.loadtest.helpers import free_port, stop_process, wait_for_port
+from hgr.loadtest.helpers import free_port, loop_lag, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "monitoring" / "mosquitto" / "mosquitto.conf"
@@ -108,15 +108,6 @@ def hub_main(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> N
     asyncio.run(_hub(args, samples, stop, drain))
 
 
-async def _loop_lag(lags_ms: list[float]) -> None:
-    """How late a 10 ms timer fires on the hub's loop: what a REST request, a flush or a ping would wait
-    while the hub ingests."""
-    while True:
-        t = time.perf_counter()
-        await asyncio.sleep(0.01)
-        lags_ms.append((time.perf_counter() - t - 0.01) * 1000)
-
-
 async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> None:
     import redis.asyncio as aioredis
 
@@ -147,7 +138,7 @@ async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) ->
     else:
         samples.put(("ready", time.time(), 0))
     lags_ms: list[float] = []
-    lag_probe = asyncio.create_task(_loop_lag(lags_ms))
+    lag_probe = asyncio.create_task(loop_lag(lags_ms))
     while not stop.is_set():
         await asyncio.sleep(0.25)
         samples.put(("sample", time.time(), service.ingested["metrics"]))
