@@ -305,5 +305,11 @@ class FleetService:
     # --- the fleet as the REST view shows it ---
     async def fleet_view(self) -> dict[str, Any]:
         now = time.time()
-        edges = [edge_view(e, h, now) for e, h in (await self.store.edges()).items()]
-        return {"edges": edges, "totals": fleet_totals(edges), "ts": now}
+        stored = await self.store.edges()
+
+        def build() -> dict[str, Any]:
+            edges = [edge_view(e, h, now) for e, h in stored.items()]
+            return {"edges": edges, "totals": fleet_totals(edges), "ts": now}
+        # Off the event loop, as the gauges: 10 000 edges' views are ~0.1 s of CPU that REST and ingest
+        # would otherwise wait for.
+        return await asyncio.to_thread(build)

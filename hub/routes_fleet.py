@@ -8,6 +8,7 @@ edge; it is a control, so it takes an API key like the detection endpoints (requ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -88,7 +89,8 @@ def routes(fleet: FleetService, keyring: KeyRing) -> list[Route]:
 
     async def list_fleet(request: Request) -> JSONResponse:
         try:
-            return JSONResponse(await fleet.fleet_view())
+            view = await fleet.fleet_view()
+            return await asyncio.to_thread(JSONResponse, view)  # 10 000 edges render to 6 MB in ~75 ms
         except Exception as exc:  # noqa: BLE001 - any store failure is a 503, not a 500
             raise _store_down(exc) from None
 
