@@ -315,15 +315,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         go.set()
         t0 = time.time()
         series: list[tuple[float, int]] = []
-        back_ts: float | None = None  # backlog mode: when the hub came back for its queue
+        back: list[float] = []  # backlog mode: when the hub came back for its queue
         sent: list[dict[str, Any]] = []  # one report per publisher process
-        while len(sent) < len(pubs):
+
+        def take_samples() -> None:
             while not samples.empty():
                 kind, ts, value = samples.get()
                 if kind == "sample":
                     series.append((ts, value))
                 elif kind == "back":
-                    back_ts = ts
+                    back.append(ts)
+
+        while len(sent) < len(pubs):
+            take_samples()
             while not results.empty():
                 sent.append(results.get())
             if time.time() - t0 > args.duration + 60:
@@ -334,12 +338,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # until the hub has everything (or stops making progress)
         last_change, last_value = time.time(), -1
         while time.time() - last_change < 5.0 and time.time() - t0 < args.duration + 300:
-            while not samples.empty():
-                kind, ts, value = samples.get()
-                if kind == "sample":
-                    series.append((ts, value))
-                elif kind == "back":
-                    back_ts = ts
+            take_samples()
             value = series[-1][1] if series else 0
             if value != last_value:
                 last_change, last_value = time.time(), value
@@ -363,7 +362,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if broker is not None:
             stop_process(broker, 20)
         tmp.cleanup()
-    rate = ingest_rate(series, back_ts)
+    rate = ingest_rate(series, back[0] if back else None)
     return {
         "test": "mqtt_fleet_ingest", "mode": args.mode, "edges": args.edges, "publishers": args.publishers,
         "connections": sum(s.get("connections", 1) for s in sent),
