@@ -126,7 +126,8 @@ def make_client(target: RedisTarget, timeout_s: float, sentinel_password: str | 
         return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], **options)
     # Sentinels have their own password (REDIS_SENTINEL_PASSWORD), not the master's, and answer as
     # quickly as the master must; the master connection is re-resolved through them on every connect.
-    sentinel = Sentinel(list(target.nodes),  # type: ignore[no-untyped-call]
+    # (Sentinel's __init__ is typed from redis 8 on; unused-ignore keeps the older releases in range checked.)
+    sentinel = Sentinel(list(target.nodes),  # type: ignore[no-untyped-call, unused-ignore]
                         sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
                                          "password": sentinel_password})
     client: aioredis.Redis = sentinel.master_for(target.master, db=target.db, **options)

@@ -29,6 +29,7 @@ import pytest
 import redis
 from hub_support import b64, hub_processes, hub_settings, serve_hub
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis_topologies import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, ClusterOf3, SentinelSet
 from support import eventually
 
@@ -103,8 +104,9 @@ async def test_three_hubs_on_a_cluster_keep_every_key_exact_and_share_the_cache(
 
 
 async def test_a_hub_started_before_its_cluster_waits_for_it(hub_pool: InferencePool, tmp_path: Path) -> None:
-    # No node reachable: RedisCluster cannot learn the slot map and says so with RedisClusterException
-    # (not a RedisError). The hub starts degraded, refuses by its policy, and its pinger keeps going.
+    # No node reachable: RedisCluster cannot learn the slot map and says so with a RedisClusterException
+    # (not a RedisError; redis 8 raises its subclass RedisClusterUnreachableError). The hub starts degraded,
+    # refuses by its policy, and its pinger keeps going.
     cluster = ClusterOf3(tmp_path)  # ports chosen, nothing started yet
     settings = hub_settings(redis_url=cluster.url, redis_key_prefix=f"t{uuid.uuid4().hex[:6]}:",
                             rate_limit_fail="closed")
@@ -113,7 +115,8 @@ async def test_a_hub_started_before_its_cluster_waits_for_it(hub_pool: Inference
             assert hub.redis is not None
             status = (await client.get("/status")).json()
             assert status["redis"]["up"] is False and status["status"] == "degraded", status
-            assert "RedisClusterException" in status["redis"]["error"]
+            error_class = status["redis"]["error"].split(":", 1)[0]
+            assert issubclass(getattr(redis.exceptions, error_class), RedisClusterException), status
             r = await client.post("/detect-fingers", json={"image_base64": ""})
             assert r.status_code == 503 and r.json()["error"]["code"] == "rate_limiter_unavailable", r.text
             await asyncio.to_thread(cluster.start)
