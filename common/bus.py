@@ -393,7 +393,7 @@ class MqttBus(Bus):
     def _take_unacked(self) -> list[Message]:
         client = self.client
         mutex, pending = getattr(client, "_out_message_mutex", None), getattr(client, "_out_messages", None)
-        if mutex is None or pending is None:  # paho internals changed: paho resends them itself
+        if mutex is None or pending is None:  # paho internals changed (internals.paho_unacked_requeue): paho resends
             return []
         with mutex:
             taken = [m for m in pending.values() if m.qos > 0]

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from starlette.applications import Starlette
 
+from hgr.common import internals
 from hgr.common.contracts import DetectionPool
 
 log = logging.getLogger("hgr.serve")
@@ -31,6 +32,7 @@ def lifespan(pool: DetectionPool, *parts: Part, describe: dict[str, Any] | None 
     @contextlib.asynccontextmanager
     async def run(app: Starlette) -> AsyncIterator[None]:
         log.info("starting", extra=describe or {})
+        internals.warn_fallbacks()
         await pool.start()
         started: list[Part] = []
         try:

@@ -44,6 +44,9 @@ FRAMES_GATED = Counter("hgr_frames_gated_total", "Stream frames answered by the 
 DETECTOR_RUNS = Counter("hgr_palm_detector_runs_total", "Stream frames on which the palm detector ran.")
 
 # --- edge: fleet reporting ---
+LIBRARY_PATCH_ACTIVE = Gauge("hgr_library_patch_active", "1 when a patch on a library's internals is in use, 0 when "
+                             "the installed release lacks them and the stock path runs (common.internals).",
+                             ["patch"])
 MQTT_CONNECTED = Gauge("hgr_mqtt_connected", "1 while connected to the broker.", ["service"])
 MQTT_PUBLISHED = Counter("hgr_mqtt_published_total", "Messages handed to the broker, by kind.", ["kind"])
 MQTT_OUTBOX = Gauge("hgr_mqtt_outbox_messages", "Messages waiting for the broker.")

@@ -10,10 +10,10 @@ import struct
 import time
 from typing import Any
 
+from hgr.common import internals
+
 READ_CHUNK = 64 * 1024  # bytes per socket read: many MQTT packets per system call
 READ_BURST = 500  # packets handled per wakeup before paho gets to write and keep alive
-_PAHO_INTERNALS = ("_packet_read", "_sock_recv", "_loop_rc_handle", "_send_puback", "_packet_queue",
-                   "_packet_write", "_handle_publish", "_handle_on_message")
 PROPS_CACHE_MAX = 256  # distinct PUBLISH property blocks kept parsed (in practice: one per content type)
 
 
@@ -29,10 +29,10 @@ def buffered_client_class(mqtt: Any) -> type:
     paho also built and parsed a new ``Properties`` object per received PUBLISH (its slowest part):
     here each distinct property block is parsed once and shared, read-only, by its messages.
     The packets on the wire are the same. It relies on paho internals: when they are not there
-    (another paho version) it is the stock client.
+    (another paho version) it is the stock client, and ``common.internals`` says so.
     """
     base: type = mqtt.Client
-    if not all(hasattr(base, name) for name in _PAHO_INTERNALS):
+    if internals.check_all()["paho_buffered_reads"]:  # logged at start-up (internals.warn_fallbacks)
         return base
     ok, again, no_conn = mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN, mqtt.MQTT_ERR_NO_CONN
     puback = int(mqtt.PUBACK)

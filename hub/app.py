@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from hgr.common import internals
 from hgr.common.auth import KeyRing
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool, MessageBus
@@ -88,6 +89,7 @@ class Hub:
             "fleet": self.fleet.status() if self.fleet else None,
             "limits": {"max_image_size": s.max_image_size, "max_image_pixels": s.max_image_pixels,
                        "max_request_size": s.max_request_size, "max_batch_images": s.max_batch_images},
+            "internals": internals.status(),
         }
 
     def model_info(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pytest_asyncio
 from hub_support import b64, hub_app, hub_settings, serve_hub
 from PIL import Image
 
+from hgr.common import internals
 from hgr.common.logs import JsonFormatter
 from hgr.common.pool import InferencePool
 from hgr.hub.app import Hub
@@ -85,6 +86,7 @@ async def test_detect_one_image_then_served_from_cache(secured: str, photos: lis
             {"Left": "Right", "Right": "Left"}[h["handedness"]] for h in first["hands"]]
         status = (await client.get("/status")).json()
         assert status["cache"]["hits"] >= 1 and status["cache"]["store"] == "memory"
+        assert status["internals"] == {p.name: "active" for p in internals.PATCHES}  # on the lock's releases
 
 
 async def test_batch_answers_every_image_in_order_and_isolates_bad_ones(secured: str, photos: list[bytes]) -> None:
