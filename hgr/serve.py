@@ -27,6 +27,7 @@ import uvicorn
 from prometheus_client import start_http_server
 from starlette.applications import Starlette
 
+from hgr.common import native_logs
 from hgr.common.config import Settings, load_settings
 from hgr.common.logs import setup_logging
 
@@ -131,6 +132,15 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def say(settings: Settings, line: str) -> None:
+    """A line for the person who started the server: a log record in JSON mode (every line of a JSON log
+    is an object), plain text otherwise."""
+    if settings.log_format == "json":
+        log.info(line)
+    else:
+        print(line, flush=True)
+
+
 def run(argv: Sequence[str], *, prog: str, description: str, port_setting: str,
         create_app: Callable[[Settings], Starlette], banner: Callable[[Settings, str, int], str],
         before_shutdown: Callable[[Starlette], Sequence[Callable[[], Awaitable[None]]]] = lambda app: ()) -> int:
@@ -143,13 +153,15 @@ def run(argv: Sequence[str], *, prog: str, description: str, port_setting: str,
     overrides = {k: v for k, v in (("host", args.host), (port_setting, args.port)) if v is not None}
     settings = load_settings(**overrides)
     setup_logging(settings)
+    if settings.log_format == "json":  # every line JSON, native libraries' and workers' stderr included
+        native_logs.capture()
     app = create_app(settings)
     port = getattr(settings, port_setting)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    print(banner(settings, shown, port), flush=True)
+    say(settings, banner(settings, shown, port))
     if settings.metrics_port:
         start_metrics_listener(settings, port)
-        print(f"metrics also on http://{shown}:{settings.metrics_port}/metrics (METRICS_PORT)", flush=True)
+        say(settings, f"metrics also on http://{shown}:{settings.metrics_port}/metrics (METRICS_PORT)")
     config = uvicorn.Config(app, host=settings.host, port=port, **uvicorn_options(settings))
     try:
         GracefulServer(config, before_shutdown=before_shutdown(app)).run()

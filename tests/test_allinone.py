@@ -151,3 +151,26 @@ async def test_ctrl_c_drains_publishes_offline_and_leaves_no_processes(
             proc.kill()
         watcher.loop_stop()
         watcher.disconnect()
+
+
+async def test_in_json_mode_every_line_is_a_json_object_native_libraries_included(tmp_path: Path) -> None:
+    # LiteRT, XNNPACK and MediaPipe write plain text to descriptor 2 from C++ (common/native_logs.py). At
+    # LOG_LEVEL=debug their start-up chatter is kept, so it is seen arriving as JSON records of hgr.native.
+    port, log = free_port(), tmp_path / "up.log"
+    proc = _start_up(port, log, LOG_LEVEL="debug", REDIS_ENABLED="false", MQTT_URL="", REDIS_URL="")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+
+        def records() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+        await eventually(lambda: any(r.get("logger") == "hgr.native" and r.get("native") for r in records()), 30,
+                   "the workers' native start-up lines, as JSON")
+    finally:
+        stop_process(proc, 60, signal.SIGINT)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    not_json = [line for line in lines if not line.startswith("{") or not isinstance(json.loads(line), dict)]
+    assert not_json == [] and len(lines) > 10
+    native = [json.loads(line) for line in lines if '"hgr.native"' in line]
+    assert {r["level"] for r in native} <= {"debug", "info", "warning", "error", "critical"}
+    assert any(r.get("source", "").endswith(".cc:75") or "XNNPACK" in r["msg"] for r in native)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def test_hgr_hub_prints_its_url_and_serves_the_schema(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "WORKERS": "1", "MQTT_URL": "", "REDIS_URL": ""}
     proc = subprocess.Popen([sys.executable, "-m", "hgr", "hub", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, proc, 240, interval=0.25)
@@ -65,6 +66,8 @@ def test_hgr_hub_prints_its_url_and_serves_the_schema(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
-    assert f"http://127.0.0.1:{port}/" in out
+    # LOG_FORMAT=json (the default): the URL line is a log record like every other line
+    said = [json.loads(line)["msg"] for line in out.splitlines()]
+    assert any(f"http://127.0.0.1:{port}/" in msg for msg in said)
     # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught, so -15 is a clean exit too
     assert proc.returncode in (0, -15)
