@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from hgr.common.config import load_settings, settings_table
+from hgr.common.config import load_settings, problems_message, settings_table
 from hgr.common.errors import HgrError
 
 # name -> ("module:function", help). Each function takes the parsed argparse namespace's remaining
@@ -69,9 +69,16 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    if args.check:
-        load_settings()
-        print("configuration OK")
+    if args.check:  # the very checks `hgr up|hub|edge` make before they start (hgr.common.startup)
+        from hgr.common.startup import check_startup
+
+        report = check_startup(args.service)
+        for warning in report.warnings:
+            print(f"hgr: warning: {warning}", file=sys.stderr)
+        if report.errors:
+            print(f"hgr: {problems_message(report.errors)}", file=sys.stderr)
+            return 2
+        print("configuration OK" + (f" ({len(report.warnings)} warning(s) above)" if report.warnings else ""))
     elif args.show:  # the values in effect (environment over .env over defaults), secrets masked
         print(json.dumps(load_settings().public(), indent=2, default=str))
     else:
@@ -99,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--check", action="store_true")
     group.add_argument("--show", action="store_true")
+    p.add_argument("--service", choices=("up", "hub", "edge"), default="up")
     p.set_defaults(func=_config)
 
     for name, (_, help_text) in SERVICES.items():

@@ -27,8 +27,9 @@ import uvicorn
 from prometheus_client import start_http_server
 from starlette.applications import Starlette
 
-from hgr.common.config import Settings, load_settings
+from hgr.common.config import Settings
 from hgr.common.logs import setup_logging
+from hgr.common.startup import SERVICE_PORTS, startup_settings
 
 log = logging.getLogger("hgr.serve")
 
@@ -100,13 +101,11 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
     return HeaderTimeoutProtocol
 
 
-def start_metrics_listener(settings: Settings, port: int) -> None:
+def start_metrics_listener(settings: Settings) -> None:
     """METRICS_PORT: the process's Prometheus registry (what ``/metrics`` serves) on a listener of its own,
     prometheus_client's threaded HTTP server, so a Prometheus set up to scrape a separate port (the
-    deployment guide's 8001) works. ``/metrics`` stays on the main port as well."""
-    if settings.metrics_port == port:
-        raise SystemExit(f"METRICS_PORT={settings.metrics_port} is the server's own port: choose another, or "
-                         "leave it unset for /metrics on the main port")
+    deployment guide's 8001) works. ``/metrics`` stays on the main port as well (the start-up check has
+    made sure the two differ)."""
     try:
         start_http_server(settings.metrics_port, addr=settings.host)
     except OSError as exc:
@@ -131,24 +130,28 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def run(argv: Sequence[str], *, prog: str, description: str, port_setting: str,
+def run(argv: Sequence[str], *, service: str, description: str,
         create_app: Callable[[Settings], Starlette], banner: Callable[[Settings, str, int], str],
         before_shutdown: Callable[[Starlette], Sequence[Callable[[], Awaitable[None]]]] = lambda app: ()) -> int:
-    """Parse ``--host/--port`` (defaults: HOST and the ``port_setting`` field), configure logging,
-    build the app, print the banner, serve until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    """Parse ``--host/--port`` (defaults: HOST and the service's port setting), run every start-up check
+    (``common.startup``, as ``hgr config --check`` does: all problems at once, ConfigError), configure
+    logging, build the app, print the banner, serve until SIGINT/SIGTERM."""
+    port_setting = SERVICE_PORTS[service]
+    parser = argparse.ArgumentParser(prog=f"hgr {service}", description=description)
     parser.add_argument("--host", default=None, help="bind address (default: HOST)")
     parser.add_argument("--port", type=int, default=None, help=f"port (default: {port_setting.upper()})")
     args = parser.parse_args(list(argv))
     overrides = {k: v for k, v in (("host", args.host), (port_setting, args.port)) if v is not None}
-    settings = load_settings(**overrides)
+    settings, warnings = startup_settings(service, **overrides)
     setup_logging(settings)
+    for warning in warnings:
+        log.warning("configuration: %s", warning)
     app = create_app(settings)
     port = getattr(settings, port_setting)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(banner(settings, shown, port), flush=True)
     if settings.metrics_port:
-        start_metrics_listener(settings, port)
+        start_metrics_listener(settings)
         print(f"metrics also on http://{shown}:{settings.metrics_port}/metrics (METRICS_PORT)", flush=True)
     config = uvicorn.Config(app, host=settings.host, port=port, **uvicorn_options(settings))
     try:
