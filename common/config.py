@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -273,8 +274,8 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
-    env, kind = f.metadata["env"], f.type
+def _parse(f: dataclasses.Field[Any], raw: str, name: str | None = None) -> Any:
+    env, kind = name or f.metadata["env"], f.type
     raw = raw.strip()
     if kind == "bool":
         low = raw.lower()
@@ -348,15 +349,22 @@ def read_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
     source.update(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
     errors: list[str] = []
+    warnings: list[str] = []
     invalid: set[str] = set()
     for f in dataclasses.fields(Settings):
         env = f.metadata["env"]
-        if env in source:
-            try:
-                values[f.name] = _parse(f, source[env])
-            except ConfigError as exc:
-                errors.append(exc.message)
-                invalid.add(f.name)
+        name, raw = lookup(env, source)
+        if raw is None:
+            continue
+        if name == env and not env.startswith(PREFIX) and SERVICE_LINK.fullmatch(raw.strip()):
+            warnings.append(f"{env}={raw.strip()!r} is a Kubernetes service link (`<SERVICE>_PORT=tcp://host:port`), "
+                            f"not a setting: ignored ({env} keeps its default; set {PREFIX}{env} to choose it)")
+            continue
+        try:
+            values[f.name] = _parse(f, raw, name)
+        except ConfigError as exc:
+            errors.append(exc.message)
+            invalid.add(f.name)
     values.update(overrides)
     settings = Settings(**values)
     if settings.edge_id:
@@ -382,12 +390,37 @@ def read_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
             variable = "REDIS_URL" if settings.redis_url else "REDIS_SENTINELS" if settings.redis_sentinels \
                 else "REDIS_HOST"
             errors.append(f"{variable}: {exc}")
-    return SettingsReport(settings, errors, [], frozenset(invalid))
+    return SettingsReport(settings, errors, warnings, frozenset(invalid))
+
+
+# Every setting is also read as HGR_<name>, and that name wins: orchestrators inject generic names
+# (Kubernetes: `REDIS_PORT=tcp://10.0.0.5:6379` for a Service named `redis`). Names that already
+# start with HGR_ have one form only.
+PREFIX = "HGR_"
+# Kubernetes' service-link form; in an unprefixed variable it is ignored with a warning.
+SERVICE_LINK = re.compile(r"(?:tcp|udp|sctp)://[^\s/:]+:\d+")
+
+
+PREFIX_NOTE = (
+    f"Every variable is also read with an `{PREFIX}` prefix (`{PREFIX}PORT`, `{PREFIX}REDIS_PORT`, …), and the "
+    f"prefixed name wins; names that already start with `{PREFIX}` have no second form. Use the prefixed names "
+    "where an orchestrator injects generic ones (Kubernetes' service links: `REDIS_PORT=tcp://10.0.0.5:6379` for a "
+    "Service named `redis`). A plain variable holding such a link (`tcp://host:port`) is ignored with a warning "
+    "(logged at start-up, listed by `hgr config --check`).")
+
+
+def lookup(env: str, source: Mapping[str, str]) -> tuple[str, str | None]:
+    """``(name, raw value)`` of setting ``env`` in ``source``: ``HGR_<env>`` when set, else ``env``."""
+    if not env.startswith(PREFIX) and PREFIX + env in source:
+        return PREFIX + env, source[PREFIX + env]
+    return env, source.get(env)
 
 
 def settings_table() -> str:
-    """The README's configuration table, generated so it cannot drift from the code."""
-    rows = ["| Variable | Default | Accepted | Meaning |", "| --- | --- | --- | --- |"]
+    """The README's configuration table, generated so it cannot drift from the code (with the sentence on
+    ``HGR_`` names above it)."""
+    rows = [PREFIX_NOTE, "",
+            "| Variable | Default | Accepted | Meaning |", "| --- | --- | --- | --- |"]
     for f in dataclasses.fields(Settings):
         m = f.metadata
         default = f.default

@@ -4,6 +4,7 @@ report every problem at once, and exit 2 (issue #22)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -202,3 +203,21 @@ def test_a_server_with_bad_settings_names_them_all_and_starts_nothing(tmp_path: 
     assert err.startswith("hgr: 3 configuration problems:\n") and "Traceback" not in err
     for fragment in ("NUM_HANDS='9'", "LOG_LEVEL='verbose'", "WEB_DIR='/nonexistent'"):
         assert fragment in err
+
+
+def test_start_up_logs_the_ignored_service_link(tmp_path: Path, model_path: str) -> None:
+    """A real `hgr edge` under Kubernetes' service links: it starts, and its log says what it ignored."""
+    from support import free_port, stop_process, wait_ready
+
+    port, log = free_port(), tmp_path / "edge.log"
+    env = {"PATH": os.environ["PATH"], "HGR_MODEL_PATH": model_path, "WORKERS": "1", "LOG_FORMAT": "json",
+           "REDIS_PORT": "tcp://10.0.0.5:6379", "EDGE_PORT": "tcp://10.0.0.6:8001"}
+    proc = subprocess.Popen([sys.executable, "-m", "hgr", "edge", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=tmp_path, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+    finally:
+        stop_process(proc, 60, signal.SIGINT)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    warnings = [line["msg"] for line in lines if line["level"] == "warning" and "service link" in line["msg"]]
+    assert [w.split("=", 1)[0] for w in warnings] == ["configuration: EDGE_PORT", "configuration: REDIS_PORT"], lines
