@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -221,3 +222,75 @@ def test_start_up_logs_the_ignored_service_link(tmp_path: Path, model_path: str)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     warnings = [line["msg"] for line in lines if line["level"] == "warning" and "service link" in line["msg"]]
     assert [w.split("=", 1)[0] for w in warnings] == ["configuration: EDGE_PORT", "configuration: REDIS_PORT"], lines
+
+
+def start(service: str, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """Run `hgr <service> ...` expected to fail at start-up: (exit status, stdout, stderr)."""
+    full = {"PATH": os.environ["PATH"], "WORKERS": "1", "LOG_FORMAT": "json", **env}
+    proc = subprocess.Popen([sys.executable, "-m", "hgr", service, *argv], cwd=cwd, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # it started after all: a failure, not a hang
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port another server listens on."""
+    from support import free_port
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", free_port()))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+@pytest.mark.parametrize("service", ["up", "hub", "edge"])
+def test_a_busy_port_is_one_line_and_exit_3_before_anything_starts(service: str, busy_port: int, tmp_path: Path,
+                                                                    model_path: str) -> None:
+    """Issue #22: `PORT=<busy> hgr up` printed the demo URL, started the workers, then logged "address already
+    in use" and exited 3. Now: no banner (stdout empty), no worker (nothing logged: the pool logs "starting"),
+    one line."""
+    code, out, err = start(service, ["--host", "127.0.0.1", "--port", str(busy_port)],
+                           {"HGR_MODEL_PATH": model_path}, tmp_path)
+    assert (code, out, err) == (3, "", (f"hgr: cannot listen on 127.0.0.1:{busy_port} (--port): "
+                                       "Address already in use\n"))
+
+
+def test_a_busy_port_from_the_environment_names_the_setting(busy_port: int, tmp_path: Path, model_path: str) -> None:
+    code, out, err = start("edge", [], {"HGR_MODEL_PATH": model_path, "HOST": "127.0.0.1",
+                                        "EDGE_PORT": str(busy_port)}, tmp_path)
+    assert (code, out, err) == (3, "", (f"hgr: cannot listen on 127.0.0.1:{busy_port} (--port or EDGE_PORT): "
+                                       "Address already in use\n"))
+
+
+def test_a_busy_metrics_port_is_one_line_and_exit_3(busy_port: int, tmp_path: Path, model_path: str) -> None:
+    from support import free_port
+
+    code, out, err = start("hub", ["--host", "127.0.0.1", "--port", str(free_port())],
+                           {"HGR_MODEL_PATH": model_path, "METRICS_PORT": str(busy_port)}, tmp_path)
+    assert (code, out, err) == (3, "", (f"hgr: cannot listen on 127.0.0.1:{busy_port} (METRICS_PORT): "
+                                       "Address already in use\n"))
+
+
+def test_no_model_to_be_had_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """No HGR_MODEL_PATH, an empty cache, and both network sources refusing (a closed local port)."""
+    from support import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    code, out, err = start("hub", ["--host", "127.0.0.1", "--port", str(free_port())], {
+        "HGR_MODEL_PATH": "", "HGR_MODEL_CACHE_DIR": str(tmp_path / "cache"), "HGR_MODEL_URL": f"{closed}/m.task",
+        "HGR_MODEL_INDEX_URL": f"{closed}/simple", "LOG_LEVEL": "error"}, tmp_path)
+    assert code == 2 and out == "" and "Traceback" not in err
+    (line,) = err.splitlines()
+    assert line.startswith("hgr: no hand landmarker model found. Tried:")
+
+
+def test_an_unreadable_file_is_one_line_and_exit_2(tmp_path: Path, model_path: str) -> None:
+    code, out, err = start("edge", ["--port", "0"], {"HGR_MODEL_PATH": model_path, "MQTT_CA_FILE": str(tmp_path)},
+                           tmp_path)
+    assert (code, out, err) == (2, "", f"hgr: MQTT_CA_FILE={str(tmp_path)!r}: a directory, not a file\n")
