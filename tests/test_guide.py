@@ -127,6 +127,8 @@ def test_metrics_example_shows_the_guides_names_on_both_ports(up: tuple[int, int
                           "hand_gesture_errors_total"):
             assert f"\n# HELP {seed_name} " in text, seed_name
         assert "http_requests_total" not in text and "http_request_duration_seconds" not in text
+        # no `*_created` series (prometheus_client's disable_created_metrics; issue #22: 77 of 559 samples)
+        assert "_created" not in text, [line for line in text.splitlines() if "_created" in line][:5]
 
 
 def test_an_edge_serves_metrics_on_its_own_port_too(tmp_path: Path) -> None:

@@ -287,7 +287,7 @@ def test_no_model_to_be_had_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "HGR_MODEL_INDEX_URL": f"{closed}/simple", "LOG_LEVEL": "error"}, tmp_path)
     assert code == 2 and out == "" and "Traceback" not in err
     (line,) = err.splitlines()
-    assert line.startswith("hgr: no hand landmarker model found. Tried:")
+    assert line.startswith("hgr: no hand landmarker model found. Tried:") and f"download {closed}/m.task" in line
 
 
 def test_an_unreadable_file_is_one_line_and_exit_2(tmp_path: Path, model_path: str) -> None:
