@@ -397,8 +397,9 @@ def read_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
 # (Kubernetes: `REDIS_PORT=tcp://10.0.0.5:6379` for a Service named `redis`). Names that already
 # start with HGR_ have one form only.
 PREFIX = "HGR_"
-# Kubernetes' service-link form; in an unprefixed variable it is ignored with a warning.
-SERVICE_LINK = re.compile(r"(?:tcp|udp|sctp)://[^\s/:]+:\d+")
+# Kubernetes' service-link form (an IPv6 cluster's in brackets); in an unprefixed variable it is ignored
+# with a warning.
+SERVICE_LINK = re.compile(r"(?:tcp|udp|sctp)://(?:\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):\d+")
 
 
 PREFIX_NOTE = (

@@ -133,16 +133,23 @@ def test_a_bad_prefixed_value_is_named_as_set() -> None:
 
 
 @pytest.mark.parametrize("env", ["REDIS_PORT", "PORT", "HOST", "EDGE_PORT", "METRICS_PORT", "WORKERS", "DEBUG"])
-def test_a_kubernetes_service_link_in_a_plain_variable_is_ignored_with_a_warning(env: str) -> None:
+@pytest.mark.parametrize("link", ["tcp://10.0.0.5:6379", "udp://redis.default.svc:53", "tcp://[fd00:10:96::a]:6379"])
+def test_a_kubernetes_service_link_in_a_plain_variable_is_ignored_with_a_warning(env: str, link: str) -> None:
     """A Service named `redis` makes Kubernetes inject REDIS_PORT=tcp://10.0.0.5:6379 (issue #22: it was
     "expected an integer", a crash at start-up)."""
-    report = read_settings({env: "tcp://10.0.0.5:6379"}, env_file=None)
+    report = read_settings({env: link}, env_file=None)
     assert report.errors == [] and report.settings == load_settings({}, env_file=None)
     (warning,) = report.warnings
-    assert warning.startswith(f"{env}='tcp://10.0.0.5:6379' is a Kubernetes service link") and f"HGR_{env}" in warning
+    assert warning.startswith(f"{env}={link!r} is a Kubernetes service link") and f"HGR_{env}" in warning
     # the prefixed name is the way to set it; then the link is not even looked at
-    chosen = read_settings({env: "tcp://10.0.0.5:6379", f"HGR_{env}": "1"}, env_file=None)
+    chosen = read_settings({env: link, f"HGR_{env}": "1"}, env_file=None)
     assert chosen.warnings == [] and chosen.errors == []
+
+
+@pytest.mark.parametrize("value", ["tcp://", "http://10.0.0.5:6379", "tcp://10.0.0.5", "xtcp://h:1"])
+def test_only_the_service_link_form_is_ignored(value: str) -> None:
+    report = read_settings({"REDIS_PORT": value}, env_file=None)
+    assert report.warnings == [] and report.errors == [f"REDIS_PORT={value!r}: expected an integer"]
 
 
 def test_a_service_link_in_a_prefixed_variable_is_an_error() -> None:
