@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -273,8 +274,8 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
-    env, kind = f.metadata["env"], f.type
+def _parse(f: dataclasses.Field[Any], raw: str, name: str | None = None) -> Any:
+    env, kind = name or f.metadata["env"], f.type
     raw = raw.strip()
     if kind == "bool":
         low = raw.lower()
@@ -309,31 +310,78 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
     """Build Settings from ``environ`` (default ``os.environ``) over an optional ``.env`` file.
 
     Real environment variables win over the file, as with docker/compose. ``overrides`` take field
-    names and are applied last (used by tests and the CLI's flags).
+    names and are applied last (used by tests and the CLI's flags). Every problem is found before
+    raising: one ConfigError names them all (``read_settings``).
     """
+    report = read_settings(environ, env_file, **overrides)
+    if report.errors:
+        raise ConfigError(problems_message(report.errors))
+    return report.settings
+
+
+@dataclass(frozen=True)
+class SettingsReport:
+    """What ``read_settings`` found. ``settings`` holds every value that parsed and the default of each
+    that did not (``invalid`` names those fields), so later checks can look at everything; run nothing
+    with it unless ``errors`` is empty. ``warnings`` are problems start-up survives."""
+
+    settings: Settings
+    errors: list[str]
+    warnings: list[str]
+    invalid: frozenset[str] = frozenset()
+
+
+def problems_message(errors: list[str]) -> str:
+    """One problem as itself; several as a count and one indented line each."""
+    if len(errors) == 1:
+        return errors[0]
+    return f"{len(errors)} configuration problems:\n" + "\n".join(f"  {e}" for e in errors)
+
+
+def read_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env",
+                  **overrides: Any) -> SettingsReport:
+    """Parse every setting and run every check on the values, collecting all problems instead of stopping
+    at the first (``load_settings`` raises on them; ``hgr.common.startup`` adds the checks that look
+    beyond the values: files, ports, keys, the model)."""
     source: dict[str, str] = {}
     if env_file and Path(env_file).is_file():
         source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     source.update(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    invalid: set[str] = set()
     for f in dataclasses.fields(Settings):
         env = f.metadata["env"]
-        if env in source:
-            values[f.name] = _parse(f, source[env])
+        name, raw = lookup(env, source)
+        if raw is None:
+            continue
+        if name == env and not env.startswith(PREFIX) and SERVICE_LINK.fullmatch(raw.strip()):
+            warnings.append(f"{env}={raw.strip()!r} is a Kubernetes service link (`<SERVICE>_PORT=tcp://host:port`), "
+                            f"not a setting: ignored ({env} keeps its default; set {PREFIX}{env} to choose it)")
+            continue
+        try:
+            values[f.name] = _parse(f, raw, name)
+        except ConfigError as exc:
+            errors.append(exc.message)
+            invalid.add(f.name)
     values.update(overrides)
     settings = Settings(**values)
     if settings.edge_id:
-        validate_edge_id(settings.edge_id)
+        try:
+            validate_edge_id(settings.edge_id)
+        except ConfigError as exc:
+            errors.append(exc.message)
     if settings.api_keys.startswith("@") and not Path(settings.api_keys[1:]).is_file():
-        raise ConfigError(f"API_KEYS={settings.api_keys!r}: file not found")
+        errors.append(f"API_KEYS={settings.api_keys!r}: file not found")
     if settings.auth_enabled and not settings.api_keys:
-        raise ConfigError("AUTH_ENABLED=true needs API_KEYS (`name:key`, comma-separated, or `@/path/file`)")
+        errors.append("AUTH_ENABLED=true needs API_KEYS (`name:key`, comma-separated, or `@/path/file`)")
     if settings.mqtt_url and not settings.mqtt_url.startswith(("mqtt://", "mqtts://")):
-        raise ConfigError("MQTT_URL: expected mqtt://[user:pass@]host[:port] or mqtts://…")
+        errors.append("MQTT_URL: expected mqtt://[user:pass@]host[:port] or mqtts://…")
     if settings.redis_cluster and (settings.redis_sentinels
                                    or settings.redis_url.startswith(("unix://",) + SENTINEL_SCHEMES)):
-        raise ConfigError("REDIS_CLUSTER=true needs a redis:// URL or REDIS_HOST:REDIS_PORT of a cluster node "
-                          "(a cluster is neither behind Sentinels nor on a unix socket)")
+        errors.append("REDIS_CLUSTER=true needs a redis:// URL or REDIS_HOST:REDIS_PORT of a cluster node "
+                      "(a cluster is neither behind Sentinels nor on a unix socket)")
     redis_url = settings.resolved_redis_url()
     if redis_url:
         try:
@@ -341,13 +389,39 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         except ValueError as exc:
             variable = "REDIS_URL" if settings.redis_url else "REDIS_SENTINELS" if settings.redis_sentinels \
                 else "REDIS_HOST"
-            raise ConfigError(f"{variable}: {exc}") from None
-    return settings
+            errors.append(f"{variable}: {exc}")
+    return SettingsReport(settings, errors, warnings, frozenset(invalid))
+
+
+# Every setting is also read as HGR_<name>, and that name wins: orchestrators inject generic names
+# (Kubernetes: `REDIS_PORT=tcp://10.0.0.5:6379` for a Service named `redis`). Names that already
+# start with HGR_ have one form only.
+PREFIX = "HGR_"
+# Kubernetes' service-link form (an IPv6 cluster's in brackets); in an unprefixed variable it is ignored
+# with a warning.
+SERVICE_LINK = re.compile(r"(?:tcp|udp|sctp)://(?:\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):\d+")
+
+
+PREFIX_NOTE = (
+    f"Every variable is also read with an `{PREFIX}` prefix (`{PREFIX}PORT`, `{PREFIX}REDIS_PORT`, …), and the "
+    f"prefixed name wins; names that already start with `{PREFIX}` have no second form. Use the prefixed names "
+    "where an orchestrator injects generic ones (Kubernetes' service links: `REDIS_PORT=tcp://10.0.0.5:6379` for a "
+    "Service named `redis`). A plain variable holding such a link (`tcp://host:port`) is ignored with a warning "
+    "(logged at start-up, listed by `hgr config --check`).")
+
+
+def lookup(env: str, source: Mapping[str, str]) -> tuple[str, str | None]:
+    """``(name, raw value)`` of setting ``env`` in ``source``: ``HGR_<env>`` when set, else ``env``."""
+    if not env.startswith(PREFIX) and PREFIX + env in source:
+        return PREFIX + env, source[PREFIX + env]
+    return env, source.get(env)
 
 
 def settings_table() -> str:
-    """The README's configuration table, generated so it cannot drift from the code."""
-    rows = ["| Variable | Default | Accepted | Meaning |", "| --- | --- | --- | --- |"]
+    """The README's configuration table, generated so it cannot drift from the code (with the sentence on
+    ``HGR_`` names above it)."""
+    rows = [PREFIX_NOTE, "",
+            "| Variable | Default | Accepted | Meaning |", "| --- | --- | --- | --- |"]
     for f in dataclasses.fields(Settings):
         m = f.metadata
         default = f.default

@@ -66,7 +66,8 @@ CATALOGUE: dict[str, ErrorCode] = {
                                   "`MAX_JSON_VALUES` values", ws_message=True),
     # 415: a format we do not take
     "unsupported_format": ErrorCode(415, "the image is not JPEG/PNG/WebP/BMP", ws_message=True),
-    "unsupported_media_type": ErrorCode(415, "a JSON endpoint got a body that is not `application/json`, "
+    "unsupported_media_type": ErrorCode(415, "a JSON endpoint got a body that is not `application/json` "
+                                        "(`/detect-fingers`: nor `image/jpeg`, `image/png`, `image/webp`), "
                                         "or the upload endpoint one that is not multipart"),
     # 422: well-formed but not acceptable
     "invalid_request": ErrorCode(422, "JSON that does not follow the endpoint's schema"),

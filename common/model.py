@@ -16,11 +16,14 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 from hgr.common.config import Settings
@@ -114,9 +117,10 @@ def cache_path(settings: Settings) -> Path:
 
 
 def resolve_model(settings: Settings, *, allow_network: bool = True,
-                  sources: tuple[str, ...] = ("download", "wheel")) -> ModelInfo:
+                  sources: tuple[str, ...] = ("download", "wheel"), progress: bool = False) -> ModelInfo:
     """Return a verified bundle on disk, fetching or building it into the cache if needed. ``sources``
-    narrows the network steps (the tests pass ``("wheel",)``: the package index, nothing else)."""
+    narrows the network steps (the tests pass ``("wheel",)``: the package index, nothing else).
+    ``progress``: show a progress bar on stderr while downloading (``hgr model fetch`` on a terminal)."""
     if settings.model_path:
         path = Path(os.path.expanduser(settings.model_path))
         if not path.is_file():
@@ -139,35 +143,80 @@ def resolve_model(settings: Settings, *, allow_network: bool = True,
     if allow_network:
         fetchers = {"download": _download_official, "wheel": _build_from_wheel}
         for source, fetch in ((src, fetchers[src]) for src in sources):
+            where = f"{source} {source_url(source, settings)}"
             try:
-                data = fetch(settings)
+                data = fetch(settings, progress)
                 check_bundle(data)
             except Exception as exc:  # noqa: BLE001 - every failure just moves on to the next source
-                log.info("model source %s failed: %s", source, exc)
-                tried.append(f"{source}: {exc}")
+                log.info("model source %s failed: %s", where, failure(exc))
+                tried.append(f"{where}: {failure(exc)}")
                 continue
             _write_atomic(target, data)
-            log.info("model from %s cached at %s", source, target)
+            log.info("model from %s cached at %s", where, target)
             return describe(target, source, settings.model_variant)
+        raise ModelUnavailable(
+            "no hand landmarker model found. Tried: " + "; ".join(tried) + ". Check the network (or its proxy: "
+            "HTTPS_PROXY), point HGR_MODEL_URL or HGR_MODEL_INDEX_URL at a reachable copy, or supply the bundle "
+            "with HGR_MODEL_PATH=/path/to/hand_landmarker.task.")
     raise ModelUnavailable(
         "no hand landmarker model found. Tried: " + "; ".join(tried) + ". Supply one with "
         "HGR_MODEL_PATH=/path/to/hand_landmarker.task, put it in the cache directory, or run "
         "`hgr model fetch` on a machine that can reach the model storage or the package index.")
 
 
-def _get(url: str, timeout: float, accept: str | None = None) -> bytes:
+def source_url(source: str, settings: Settings) -> str:
+    """Where a network source of the model looks: the bundle's URL, or the package index's project page."""
+    if source == "download":
+        return settings.model_url or OFFICIAL_URL
+    return settings.model_index_url.rstrip("/") + f"/{WHEEL_PROJECT}/ ({WHEEL_PROJECT}=={WHEEL_VERSION})"
+
+
+def failure(exc: Exception) -> str:
+    """A network or verification failure in a few words (urllib's own text wraps the reason)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason)
+    return str(exc) or type(exc).__name__
+
+
+def _get(url: str, timeout: float, accept: str | None = None, progress: bool = False) -> bytes:
+    """The body at ``url``; with ``progress``, read in chunks under a tqdm bar on stderr (no bar when tqdm
+    is not installed)."""
     headers = {"User-Agent": "hgr-model-loader", **({"Accept": accept} if accept else {})}
     req = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
-        body: bytes = resp.read()
-        return body
+        bar = _progress_bar(resp.headers.get("Content-Length"), url) if progress else None
+        if bar is None:
+            body: bytes = resp.read()
+            return body
+        chunks = []
+        with bar:
+            while chunk := resp.read(256 * 1024):
+                chunks.append(chunk)
+                bar.update(len(chunk))
+        return b"".join(chunks)
 
 
-def _download_official(settings: Settings) -> bytes:
+def _progress_bar(length: str | None, url: str) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # optional at run time: the download works the same without a bar
+        return None
+    try:  # tqdm draws nothing on a terminal that reports no size (some ptys): assume 80×24 there
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except OSError:
+        size = os.terminal_size((0, 0))
+    return tqdm(total=int(length) if length and length.isdigit() else None, unit="B", unit_scale=True,
+                unit_divisor=1024, desc=url.split("#")[0].rsplit("/", 1)[-1], file=sys.stderr,
+                ncols=size.columns or 80, nrows=size.lines or 24)
+
+
+def _download_official(settings: Settings, progress: bool = False) -> bytes:
     if settings.model_variant != "full" and not settings.model_url:
         raise ValueError("there is no official download of the lite bundle")
     url = settings.model_url or OFFICIAL_URL
-    data = _get(url, settings.model_download_timeout)
+    data = _get(url, settings.model_download_timeout, progress=progress)
     digest = hashlib.sha256(data).hexdigest()
     expected = settings.model_sha256 or OFFICIAL_SHA256
     if digest != expected:
@@ -191,7 +240,7 @@ def _wheel_links(settings: Settings) -> list[tuple[str, str]]:
     return [(name, url) for name, url in files if name.startswith(prefix) and name.endswith(".whl")]
 
 
-def _build_from_wheel(settings: Settings) -> bytes:
+def _build_from_wheel(settings: Settings, progress: bool = False) -> bytes:
     members = WHEEL_MEMBERS.get(settings.model_variant)
     if members is None:
         raise ValueError(f"the {settings.model_variant} bundle cannot be built from the wheel")
@@ -201,7 +250,7 @@ def _build_from_wheel(settings: Settings) -> bytes:
     # Any platform's wheel carries the same model files; the timeout is per request, and a wheel is
     # ~35 MB, so allow it proportionally longer.
     name, url = links[0]
-    wheel = _get(url.split("#")[0], settings.model_download_timeout * 30)
+    wheel = _get(url.split("#")[0], settings.model_download_timeout * 30, progress=progress)
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(wheel)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
         for member, (inner, sha) in members.items():

@@ -78,8 +78,7 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def main(argv: Sequence[str]) -> int:
-    return run(argv, prog="hgr up", description=__doc__.splitlines()[0], port_setting="port",
-               create_app=create_app,
+    return run(argv, service="up", description=__doc__.splitlines()[0], create_app=create_app,
                banner=lambda s, host, port: f"hgr up: web demo at http://{host}:{port}/  (REST API "
                                             f"http://{host}:{port}/detect-fingers, fleet http://{host}:{port}/fleet, "
                                             f"WebSocket ws://{host}:{port}/ws)",

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from hgr.common.config import load_settings, settings_table
-from hgr.common.errors import HgrError
+from hgr.common.config import load_settings, problems_message, settings_table
+from hgr.common.errors import ConfigError, HgrError
 
 # name -> ("module:function", help). Each function takes the parsed argparse namespace's remaining
 # argv (a list of strings) and returns an exit code.
@@ -27,18 +31,55 @@ SERVICES = {
 }
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def detect_inputs(names: Sequence[str]) -> Iterator[tuple[str, bytes | OSError]]:
+    """``(label, bytes or the error reading them)`` for each ``hgr detect`` argument, in order: ``-`` is
+    stdin; a directory stands for its image files (by suffix, any case), recursively, sorted by path; any
+    other name is a file, whatever its suffix."""
+    for name in names:
+        if name == "-":
+            yield "-", sys.stdin.buffer.read()
+            continue
+        path = Path(name)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not files:
+                yield name, OSError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in this directory")
+            for file in files:
+                yield from _read(str(file))
+        else:
+            yield from _read(name)
+
+
+def _read(name: str) -> Iterator[tuple[str, bytes | OSError]]:
+    try:
+        yield name, Path(name).read_bytes()
+    except OSError as exc:
+        yield name, exc
+
+
 def _detect(args: argparse.Namespace) -> int:
     from hgr.common.engine import Detector
     from hgr.common.model import model_paths
 
-    settings = load_settings()
+    overrides = {}
+    if args.model is not None:
+        if not Path(args.model).is_file():
+            raise ConfigError(f"--model {args.model!r}: no such file")
+        overrides = {"model_path": args.model, "model_lite_path": ""}
+    settings = load_settings(**overrides)
     detector = Detector(settings, model_paths(settings))
     opts = replace(detector.defaults, num_hands=args.num_hands or settings.num_hands, mirrored=args.mirrored)
     failed = 0
     try:
-        for file in args.images:
+        for file, data in detect_inputs(args.images):
+            out: dict[str, Any]
             try:
-                result = detector.detect_bytes(Path(file).read_bytes(), opts)
+                if isinstance(data, OSError):
+                    raise data
+                result = detector.detect_bytes(data, opts)
                 out = {"file": file, **result}
             except HgrError as exc:
                 out, failed = {"file": file, "error": exc.to_dict()}, failed + 1
@@ -62,16 +103,24 @@ def _model(args: argparse.Namespace) -> int:
     from hgr.common.model import resolve_model
 
     settings = load_settings()
-    info = resolve_model(settings, allow_network=args.action == "fetch")
+    fetch = args.action == "fetch"  # a progress bar only for a person watching a terminal
+    info = resolve_model(settings, allow_network=fetch, progress=fetch and sys.stderr.isatty())
     print(json.dumps({"path": info.path, "size": info.size, "sha256": info.sha256, "variant": info.variant,
                       "source": info.source, "model_id": info.model_id}, indent=2))
     return 0
 
 
 def _config(args: argparse.Namespace) -> int:
-    if args.check:
-        load_settings()
-        print("configuration OK")
+    if args.check:  # the very checks `hgr up|hub|edge` make before they start (hgr.common.startup)
+        from hgr.common.startup import check_startup
+
+        report = check_startup(args.service)
+        for warning in report.warnings:
+            print(f"hgr: warning: {warning}", file=sys.stderr)
+        if report.errors:
+            print(f"hgr: {problems_message(report.errors)}", file=sys.stderr)
+            return 2
+        print("configuration OK" + (f" ({len(report.warnings)} warning(s) above)" if report.warnings else ""))
     elif args.show:  # the values in effect (environment over .env over defaults), secrets masked
         print(json.dumps(load_settings().public(), indent=2, default=str))
     else:
@@ -81,30 +130,56 @@ def _config(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hgr", description="Real-time hand gesture / finger counting service.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"hgr {version()}",
+                        help="print the version of hgr and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("detect", help="count fingers in image files")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = sub.add_parser("detect", help="count fingers in image files",
+                       description="Count fingers in images: files, directories (their image files, "
+                                   "recursively, sorted) or - for one image on stdin.")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help=f"an image file, a directory ({', '.join(IMAGE_SUFFIXES)} files in it and below), "
+                        "or - (stdin)")
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
     p.add_argument("--mirrored", action="store_true", help="images are mirrored selfies")
-    p.add_argument("--num-hands", type=int, choices=range(1, 5), default=None)
+    p.add_argument("--num-hands", type=int, choices=range(1, 5), default=None,
+                   help="most hands per image (default: NUM_HANDS)")
+    p.add_argument("--model", metavar="PATH", default=None,
+                   help="a hand_landmarker.task bundle to use (default: HGR_MODEL_PATH, then the cache, ...)")
     p.set_defaults(func=_detect)
 
-    p = sub.add_parser("model", help="locate, fetch or describe the model bundle")
-    p.add_argument("action", choices=("info", "fetch"))
+    p = sub.add_parser("model", help="locate, fetch or describe the model bundle",
+                       description="Describe the model bundle in use, or fetch it into the cache.")
+    p.add_argument("action", choices=("info", "fetch"),
+                   help="info: path, size, SHA-256 and variant of the bundle on disk (never downloads); fetch: "
+                        "the same, after downloading or building it into HGR_MODEL_CACHE_DIR if it is not there")
     p.set_defaults(func=_model)
 
     p = sub.add_parser("config", help="print the configuration table, --check the environment, or --show "
-                                      "the values in effect (secrets masked)")
+                                      "the values in effect (secrets masked)",
+                       description="Without an option: the table of every setting (as in the README).")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--check", action="store_true")
-    group.add_argument("--show", action="store_true")
+    group.add_argument("--check", action="store_true",
+                       help="run every start-up check of --service (values, files, ports, keys, model); list all "
+                            "problems and exit 2, or print `configuration OK`")
+    group.add_argument("--show", action="store_true",
+                       help="print the values in effect (environment over .env over defaults) as JSON, secrets "
+                            "masked")
+    p.add_argument("--service", choices=("up", "hub", "edge"), default="up",
+                   help="the service whose start-up --check runs (its port differs: PORT or EDGE_PORT)")
     p.set_defaults(func=_config)
 
-    for name, (_, help_text) in SERVICES.items():
+    for name, (_, help_text) in SERVICES.items():  # each parses its own options: `hgr NAME --help`
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.set_defaults(func=None)
     return parser
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("hgr")
+    except importlib.metadata.PackageNotFoundError:  # a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,10 +193,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         code: int = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
         return code
     except HgrError as exc:
         print(f"hgr: {exc.message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `hgr config | head -1`: the reader has gone, which is no error of ours. Nothing more can be written,
+        # not even at exit, so stdout becomes /dev/null; the status is the shell's for a death by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

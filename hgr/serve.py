@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -28,8 +29,9 @@ from prometheus_client import start_http_server
 from starlette.applications import Starlette
 
 from hgr.common import native_logs
-from hgr.common.config import Settings, load_settings
+from hgr.common.config import Settings
 from hgr.common.logs import setup_logging
+from hgr.common.startup import SERVICE_PORTS, startup_settings
 
 log = logging.getLogger("hgr.serve")
 
@@ -101,17 +103,50 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
     return HeaderTimeoutProtocol
 
 
-def start_metrics_listener(settings: Settings, port: int) -> None:
+# Exit statuses of `hgr up`, `hgr hub` and `hgr edge` when they cannot start (README "Command line").
+EXIT_CONFIG = 2  # a setting, a file or the model (one line per problem; `hgr config --check` names the same)
+EXIT_PORT = 3  # the port or METRICS_PORT cannot be listened on (busy, not permitted, HOST unknown)
+
+
+class PortUnavailable(Exception):
+    """A port this server must listen on is not available; the message is the one line to show."""
+
+
+def bind(host: str, port: int, what: str) -> list[socket.socket]:
+    """Sockets bound to ``port`` on every address ``host`` resolves to (as asyncio's ``create_server`` would
+    make them), taken now, before any worker starts, so a port another server listens on is known at once
+    (PortUnavailable; ``what`` names the setting in its message). uvicorn starts listening on them once
+    the app is up, so an open port still means a serving one (probes and tests rely on that). Two servers
+    starting at the same instant can both bind (SO_REUSEADDR, neither listening yet); the second then
+    fails when it starts to listen, as before."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        reason = exc.strerror or str(exc)
+        raise PortUnavailable(f"cannot listen on {host}:{port} ({what}): {reason}") from None
+    return sockets
+
+
+def start_metrics_listener(settings: Settings) -> None:
     """METRICS_PORT: the process's Prometheus registry (what ``/metrics`` serves) on a listener of its own,
     prometheus_client's threaded HTTP server, so a Prometheus set up to scrape a separate port (the
-    deployment guide's 8001) works. ``/metrics`` stays on the main port as well."""
-    if settings.metrics_port == port:
-        raise SystemExit(f"METRICS_PORT={settings.metrics_port} is the server's own port: choose another, or "
-                         "leave it unset for /metrics on the main port")
+    deployment guide's 8001) works. ``/metrics`` stays on the main port as well (the start-up check has
+    made sure the two differ). PortUnavailable when it cannot listen."""
     try:
         start_http_server(settings.metrics_port, addr=settings.host)
     except OSError as exc:
-        raise SystemExit(f"METRICS_PORT={settings.metrics_port}: cannot listen on {settings.host}: {exc}") from None
+        raise PortUnavailable(f"cannot listen on {settings.host}:{settings.metrics_port} (METRICS_PORT): "
+                              f"{exc.strerror or exc}") from None
 
 
 class GracefulServer(uvicorn.Server):
@@ -141,30 +176,45 @@ def say(settings: Settings, line: str) -> None:
         print(line, flush=True)
 
 
-def run(argv: Sequence[str], *, prog: str, description: str, port_setting: str,
+def run(argv: Sequence[str], *, service: str, description: str,
         create_app: Callable[[Settings], Starlette], banner: Callable[[Settings, str, int], str],
         before_shutdown: Callable[[Starlette], Sequence[Callable[[], Awaitable[None]]]] = lambda app: ()) -> int:
-    """Parse ``--host/--port`` (defaults: HOST and the ``port_setting`` field), configure logging,
-    build the app, print the banner, serve until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    """Parse ``--host/--port`` (defaults: HOST and the service's port setting); run every start-up check
+    (``common.startup``, as ``hgr config --check`` does: all problems at once, ConfigError, exit 2);
+    configure logging; bind the port and listen on METRICS_PORT (one line and exit 3 when one is taken);
+    only then build the app (the model, the workers), print the banner and serve until SIGINT/SIGTERM."""
+    port_setting = SERVICE_PORTS[service]
+    parser = argparse.ArgumentParser(prog=f"hgr {service}", description=description)
     parser.add_argument("--host", default=None, help="bind address (default: HOST)")
     parser.add_argument("--port", type=int, default=None, help=f"port (default: {port_setting.upper()})")
     args = parser.parse_args(list(argv))
     overrides = {k: v for k, v in (("host", args.host), (port_setting, args.port)) if v is not None}
-    settings = load_settings(**overrides)
+    settings, warnings = startup_settings(service, **overrides)
     setup_logging(settings)
-    if settings.log_format == "json":  # every line JSON, native libraries' and workers' stderr included
+    for warning in warnings:
+        log.warning("configuration: %s", warning)
+    sockets: list[socket.socket] = []
+    try:
+        sockets = bind(settings.host, getattr(settings, port_setting),
+                         f"--port or {port_setting.upper()}" if args.port is None else "--port")
+        if settings.metrics_port:
+            start_metrics_listener(settings)
+    except PortUnavailable as exc:
+        for sock in sockets:
+            sock.close()
+        print(f"hgr: {exc}", file=sys.stderr, flush=True)
+        return EXIT_PORT
+    if settings.log_format == "json":  # every line JSON from here on, native libraries' and workers' included
         native_logs.capture()
     app = create_app(settings)
-    port = getattr(settings, port_setting)
+    port = sockets[0].getsockname()[1]  # the port taken (PORT=0: the one the system chose)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     say(settings, banner(settings, shown, port))
     if settings.metrics_port:
-        start_metrics_listener(settings, port)
         say(settings, f"metrics also on http://{shown}:{settings.metrics_port}/metrics (METRICS_PORT)")
     config = uvicorn.Config(app, host=settings.host, port=port, **uvicorn_options(settings))
     try:
-        GracefulServer(config, before_shutdown=before_shutdown(app)).run()
+        GracefulServer(config, before_shutdown=before_shutdown(app)).run(sockets=sockets)
     except KeyboardInterrupt:
         # uvicorn re-raises Ctrl-C once its graceful shutdown is done. Die of SIGINT as the shell expects,
         # without a traceback for a normal stop.

@@ -11,7 +11,7 @@ def edge_main(argv: Sequence[str]) -> int:
     """Start a standalone edge node (WebSocket frames in, results out)."""
     from hgr.edge.app import create_app
 
-    return run(argv, prog="hgr edge", description="Start an edge node.", port_setting="edge_port",
+    return run(argv, service="edge", description="Start an edge node.",
                create_app=create_app,
                banner=lambda s, host, port: f"hgr edge {s.resolved_edge_id()}: ws://{host}:{port}/ws  "
                                             f"(web demo http://{host}:{port}/)",
@@ -22,6 +22,6 @@ def hub_main(argv: Sequence[str]) -> int:
     """Start the hub on its own (REST API, cache, rate limits, fleet view)."""
     from hgr.hub.app import create_app
 
-    return run(argv, prog="hgr hub", description="Start the hub (REST API, cache, rate limits, fleet view).",
-               port_setting="port", create_app=create_app,
+    return run(argv, service="hub", description="Start the hub (REST API, cache, rate limits, fleet view).",
+               create_app=create_app,
                banner=lambda s, host, port: f"hgr hub: REST API at http://{host}:{port}/  (schema: /openapi.json)")

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -68,12 +69,14 @@ def longest_json_string(max_image_size: int) -> int:
     return 4 * -(-max_image_size // 3) * 81 // 76 + 1024
 
 
-def bounded(request: Request, limit: int, timeout: float | None = None) -> Request:
-    """The same request, whose body can be read at most ``limit`` bytes far (RequestTooLarge beyond) and,
-    with ``timeout``, must have arrived in full within that many seconds (RequestTimeout beyond)."""
+def bounded(request: Request, limit: int, timeout: float | None = None,
+            too_large: Callable[[str], HgrError] = RequestTooLarge) -> Request:
+    """The same request, whose body can be read at most ``limit`` bytes far (``too_large``, by default
+    RequestTooLarge, beyond) and, with ``timeout``, must have arrived in full within that many seconds
+    (RequestTimeout beyond)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"the request body is {declared} bytes; the limit is {limit} bytes")
+        raise too_large(f"the request body is {declared} bytes; the limit is {limit} bytes")
     received = 0
     receive = request.receive
     loop = asyncio.get_running_loop()
@@ -89,7 +92,7 @@ def bounded(request: Request, limit: int, timeout: float | None = None) -> Reque
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
+                raise too_large(f"the request body exceeds the limit of {limit} bytes")
         return message
 
     return Request(request.scope, bounded_receive)
@@ -99,13 +102,55 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def is_json(kind: str) -> bool:
+    """``application/json`` or a ``…+json`` type: what the JSON endpoints read."""
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+# The media types `/detect-fingers` takes as a raw image body (the image itself, no JSON around it).
+# The bytes decide the format (``common.images``); the type only says "this body is an image".
+RAW_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+async def read_image(request: Request, max_image_size: int, max_request_size: int,
+                     timeout: float | None = None) -> bytes:
+    """A raw image body (one of ``RAW_IMAGE_TYPES``): 413 ``image_too_large`` past ``MAX_IMAGE_SIZE``
+    (``request_too_large`` past a smaller ``MAX_REQUEST_SIZE``), refused from ``Content-Length`` before
+    reading or at the first chunk that crosses it; 408 past ``timeout``; 400 ``empty_image`` for no bytes."""
+    too_large: Callable[[str], HgrError] = ImageTooLarge if max_image_size <= max_request_size else RequestTooLarge
+    body = bytearray()
+    async for chunk in bounded(request, min(max_image_size, max_request_size), timeout, too_large).stream():
+        body += chunk
+    if not body:
+        raise EmptyImage("the request body is empty; send the image's bytes")
+    return bytes(body)
+
+
+def query_options(params: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """``(options, image_id)`` from a raw image request's query string (``?num_hands=1&mirrored=true
+    &model=lite&image_id=x``), typed as the JSON body's ``options`` would be, so ``DetectOptions.parse``
+    checks both alike (an unknown name or a bad value: 422 ``bad_options``)."""
+    options: dict[str, Any] = {}
+    image_id = None
+    for name, value in params.items():
+        if name == "image_id":
+            image_id = value
+        elif name == "num_hands":
+            options[name] = int(value) if value.isdigit() else value
+        elif name == "mirrored":
+            options[name] = {"true": True, "1": True, "false": False, "0": False}.get(value.lower(), value)
+        else:
+            options[name] = value
+    return options or None, image_id
+
+
 async def read_json(request: Request, limit: int, json_limits: jsonsafe.JsonLimits,
                     timeout: float | None = None) -> Any:
     """The JSON document of the body: 415 unless ``application/json`` (or ``…+json``), 413 past ``limit``
     bytes or the JSON limits (checked chunk by chunk as the body arrives), 408 past ``timeout``, 400 for
     anything ``common.jsonsafe`` refuses. Large bodies are parsed off the event loop."""
     kind = media_type(request)
-    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+    if not is_json(kind):
         raise UnsupportedMediaType(f"send the body as Content-Type: application/json (got {kind[:60] or 'none'!r})")
     shape = jsonsafe.Shape(json_limits)
     body = bytearray()

@@ -96,10 +96,27 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _detect_op(summary: str, body: dict[str, Any], ok: str) -> dict[str, Any]:
-    return {"post": {"summary": summary, "security": _SECURITY, "requestBody": {"required": True, "content": body},
-                     "responses": {"200": {**_json(_ref(ok), "results"), "headers": _RL_HEADERS},
-                                   **_DETECT_ERRORS}}}
+def _detect_op(summary: str, body: dict[str, Any], ok: str,
+               parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op = {"summary": summary, "security": _SECURITY, "requestBody": {"required": True, "content": body},
+          "responses": {"200": {**_json(_ref(ok), "results"), "headers": _RL_HEADERS}, **_DETECT_ERRORS}}
+    return {"post": {**op, "parameters": parameters} if parameters else op}
+
+
+# A raw image body (`Content-Type: image/jpeg|png|webp`) on /detect-fingers: the image itself, with the
+# options and image_id in the query string (ignored with a JSON body).
+_RAW_IMAGE = {kind: {"schema": {"type": "string", "contentMediaType": kind}}
+              for kind in ("image/jpeg", "image/png", "image/webp")}
+_RAW_QUERY: list[dict[str, Any]] = [
+    {"name": "num_hands", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 4},
+     "description": "Raw image bodies only: as `options.num_hands`."},
+    {"name": "mirrored", "in": "query", "schema": {"type": "boolean"},
+     "description": "Raw image bodies only: as `options.mirrored`."},
+    {"name": "model", "in": "query", "schema": {"type": "string", "enum": ["full", "lite"]},
+     "description": "Raw image bodies only: as `options.model`."},
+    {"name": "image_id", "in": "query", "schema": {"type": "string"},
+     "description": "Raw image bodies only: echoed back."},
+]
 
 
 def _get(summary: str, schema: dict[str, Any] | None = None, *, ready: bool = False,
@@ -117,8 +134,10 @@ def openapi_schema(version: str) -> dict[str, Any]:
         "info": {"title": "hgr hub API", "version": version,
                  "description": "Finger counting and hand landmarks for images. See docs/api.md."},
         "paths": {
-            "/detect-fingers": _detect_op("Detect hands and count fingers in one image",
-                                          {"application/json": {"schema": _ref("DetectRequest")}}, "Result"),
+            "/detect-fingers": _detect_op("Detect hands and count fingers in one image (base64 in JSON, or the "
+                                          "image itself as the body)",
+                                          {"application/json": {"schema": _ref("DetectRequest")}, **_RAW_IMAGE},
+                                          "Result", _RAW_QUERY),
             "/detect-fingers-batch": _detect_op("Several images in one request (one result each, in order)",
                                                 {"application/json": {"schema": _ref("BatchRequest")}},
                                                 "BatchResult"),

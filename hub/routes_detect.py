@@ -1,4 +1,5 @@
-"""The detection endpoints: one base64 image, a batch of them, or multipart file uploads.
+"""The detection endpoints: one image (base64 in JSON, or the raw image body), a batch of them, or
+multipart file uploads.
 
 Every request: identify the caller (auth) → read the body within limits → charge the rate limiter
 one unit per image → run the images concurrently (the pool batches them across its workers; each
@@ -27,11 +28,17 @@ from hgr.common.config import Settings
 from hgr.common.errors import HgrError, ImageTooLarge
 from hgr.common.options import DetectOptions
 from hgr.hub.bodies import (
+    RAW_IMAGE_TYPES,
     InvalidRequest,
     RequestTooLarge,
+    UnsupportedMediaType,
     decode_base64_image,
+    is_json,
     longest_json_string,
+    media_type,
+    query_options,
     read_form,
+    read_image,
     read_json,
     single_image_body_limit,
 )
@@ -73,6 +80,19 @@ def routes(hub: DetectHost) -> list[Route]:
     async def detect(request: Request) -> JSONResponse:
         received = time.monotonic()
         headers = await charge(request, identify(request, hub.keyring, s.auth_enabled), 1)
+        kind = media_type(request)
+        if kind in RAW_IMAGE_TYPES:  # the image itself; options and image_id in the query string
+            raw_opts, image_id = query_options(request.query_params)
+            opts = DetectOptions.parse(raw_opts, hub.defaults)  # 422 before reading the image
+            data = await read_image(request, s.max_image_size, s.max_request_size, s.body_timeout)
+            result = await hub.detection.run(data, opts, received)
+            if image_id is not None:
+                result = {"image_id": image_id, **result}
+            return JSONResponse(result, headers=headers)
+        if not is_json(kind):
+            raise UnsupportedMediaType(f"send the body as Content-Type: application/json ({{\"image_base64\": …}}) "
+                                       f"or the image itself as {', '.join(RAW_IMAGE_TYPES)} "
+                                       f"(got {kind[:60] or 'none'!r})")
         body = await read_json(request, single_limit, json_limits, s.body_timeout)
         if not isinstance(body, dict):
             raise InvalidRequest("the body must be a JSON object with `image_base64`")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hgr.common.config import Settings, load_settings, settings_table, validate_edge_id
+from hgr.common.config import Settings, load_settings, read_settings, settings_table, validate_edge_id
 from hgr.common.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,5 +98,70 @@ def test_shipped_env_files_load() -> None:
 
 
 def test_settings_table_lists_every_field() -> None:
-    table = settings_table()
+    table = settings_table().split("\n\n", 1)[1]  # below the sentence on HGR_ names
     assert table.count("\n") == len(dataclasses.fields(Settings)) + 1
+
+
+def test_readme_carries_the_generated_table_and_its_prefix_note() -> None:
+    table = settings_table()
+    assert table in (ROOT / "README.md").read_text()
+    assert "also read with an `HGR_` prefix" in table
+
+
+def test_every_setting_is_also_read_with_the_hgr_prefix_which_wins() -> None:
+    s = load_settings({"PORT": "9000", "HGR_PORT": "9001", "HGR_REDIS_PORT": "6380", "HGR_DEBUG": "true",
+                       "HGR_LOG_LEVEL": "WARNING", "NUM_HANDS": "3"}, env_file=None)
+    assert (s.port, s.redis_port, s.debug, s.log_level, s.num_hands) == (9001, 6380, True, "warning", 3)
+    for f in dataclasses.fields(Settings):  # every setting: its HGR_ name is read, the plain one is not
+        env = f.metadata["env"]
+        if env.startswith("HGR_"):
+            continue
+        report = read_settings({f"HGR_{env}": "x", env: "y"}, env_file=None)
+        assert getattr(report.settings, f.name) == "x" or f"HGR_{env}='x'" in report.errors[0], (env, report)
+        assert not any(e.startswith(f"{env}=") for e in report.errors), (env, report.errors)
+
+
+def test_names_that_start_with_hgr_have_one_form_only() -> None:
+    s = load_settings({"HGR_MODEL_VARIANT": "lite", "HGR_HGR_MODEL_VARIANT": "full"}, env_file=None)
+    assert s.model_variant == "lite"
+
+
+def test_a_bad_prefixed_value_is_named_as_set() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({"HGR_PORT": "x", "PORT": "8000"}, env_file=None)
+    assert err.value.message == "HGR_PORT='x': expected an integer"
+
+
+@pytest.mark.parametrize("env", ["REDIS_PORT", "PORT", "HOST", "EDGE_PORT", "METRICS_PORT", "WORKERS", "DEBUG"])
+@pytest.mark.parametrize("link", ["tcp://10.0.0.5:6379", "udp://redis.default.svc:53", "tcp://[fd00:10:96::a]:6379"])
+def test_a_kubernetes_service_link_in_a_plain_variable_is_ignored_with_a_warning(env: str, link: str) -> None:
+    """A Service named `redis` makes Kubernetes inject REDIS_PORT=tcp://10.0.0.5:6379 (issue #22: it was
+    "expected an integer", a crash at start-up)."""
+    report = read_settings({env: link}, env_file=None)
+    assert report.errors == [] and report.settings == load_settings({}, env_file=None)
+    (warning,) = report.warnings
+    assert warning.startswith(f"{env}={link!r} is a Kubernetes service link") and f"HGR_{env}" in warning
+    # the prefixed name is the way to set it; then the link is not even looked at
+    chosen = read_settings({env: link, f"HGR_{env}": "1"}, env_file=None)
+    assert chosen.warnings == [] and chosen.errors == []
+
+
+@pytest.mark.parametrize("value", ["tcp://", "http://10.0.0.5:6379", "tcp://10.0.0.5", "xtcp://h:1"])
+def test_only_the_service_link_form_is_ignored(value: str) -> None:
+    report = read_settings({"REDIS_PORT": value}, env_file=None)
+    assert report.warnings == [] and report.errors == [f"REDIS_PORT={value!r}: expected an integer"]
+
+
+def test_a_service_link_in_a_prefixed_variable_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="HGR_REDIS_PORT='tcp://10.0.0.5:6379': expected an integer"):
+        load_settings({"HGR_REDIS_PORT": "tcp://10.0.0.5:6379"}, env_file=None)
+
+
+def test_config_check_lists_the_service_link_as_a_warning_and_passes(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "hgr", "config", "--check"], check=False, capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "REDIS_PORT": "tcp://10.0.0.5:6379",
+                               "HGR_MODEL_PATH": os.environ["HGR_MODEL_PATH"]})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "configuration OK (1 warning(s) above)\n"
+    assert proc.stderr.startswith("hgr: warning: REDIS_PORT='tcp://10.0.0.5:6379' is a Kubernetes service link")

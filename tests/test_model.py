@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import pty
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -18,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 from hgr.common.config import Settings, load_settings
 from hgr.common.engine import Detector
@@ -155,7 +160,62 @@ def test_slow_download_times_out_and_every_failure_is_reported(tmp_path: Path, o
         resolve_model(_settings(tmp_path, origin, HGR_MODEL_DOWNLOAD_TIMEOUT="0.5"))
     assert time.monotonic() - start < 3
     message = err.value.message
-    assert "download:" in message and "wheel:" in message and "HGR_MODEL_PATH=" in message
+    # each source with the URL it tried and what went wrong there (issue #22)
+    assert f"download {origin.url}/model.task: timed out" in message
+    assert f"wheel {origin.url}/simple/mediapipe/ (mediapipe==0.10.21): HTTP 404 Not Found" in message
+    assert "HGR_MODEL_PATH=" in message and "hgr model fetch" not in message  # that is what just failed
+
+
+def test_model_fetch_failure_names_each_url_and_error(tmp_path: Path) -> None:
+    """`hgr model fetch` with both sources refusing: one line with each URL and its error, exit 2."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.run([sys.executable, "-m", "hgr", "model", "fetch"], capture_output=True, text=True, timeout=120,
+                          check=False, cwd=tmp_path, env={
+                              "PATH": os.environ["PATH"], "HGR_MODEL_CACHE_DIR": str(tmp_path / "cache"),
+                              "HGR_MODEL_URL": f"{closed}/m.task", "HGR_MODEL_INDEX_URL": f"{closed}/simple"})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("hgr: no hand landmarker model found. Tried: HGR_MODEL_PATH (unset); cache ")
+    assert f"download {closed}/m.task: Connection refused" in line
+    assert f"wheel {closed}/simple/mediapipe/ (mediapipe==0.10.21): Connection refused" in line
+
+
+def _fetch(tmp_path: Path, origin: FakeOrigin, model_path: str, stderr: int) -> subprocess.Popen[bytes]:
+    tmp_path.mkdir()
+    data = Path(model_path).read_bytes()
+    origin.files["/model.task"] = (data, "application/octet-stream")
+    env = {"PATH": os.environ["PATH"], "HGR_MODEL_CACHE_DIR": str(tmp_path / "cache"),
+           "HGR_MODEL_URL": f"{origin.url}/model.task", "HGR_MODEL_SHA256": hashlib.sha256(data).hexdigest()}
+    return subprocess.Popen([sys.executable, "-m", "hgr", "model", "fetch"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=stderr)
+
+
+def test_model_fetch_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path, origin: FakeOrigin,
+                                                             model_path: str) -> None:
+    size = Path(model_path).stat().st_size
+    piped = _fetch(tmp_path / "piped", origin, model_path, subprocess.PIPE)
+    out, err = piped.communicate(timeout=120)
+    assert piped.returncode == 0 and json.loads(out)["source"] == "download"
+    assert err == b"", err  # not a terminal: no bar, nothing at all
+    leader, follower = pty.openpty()
+    try:
+        tty = _fetch(tmp_path / "tty", origin, model_path, follower)
+        os.close(follower)
+        shown = b""
+        while True:  # until the child has gone and the terminal is empty (EIO)
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = tty.communicate(timeout=120)
+    finally:
+        os.close(leader)
+    assert tty.returncode == 0 and json.loads(out)["size"] == size
+    text = shown.decode(errors="replace")
+    assert "model.task: 100%" in text and "\r" in text, text  # tqdm redraws its line until done
 
 
 def test_lite_variant_has_no_official_download(tmp_path: Path, origin: FakeOrigin) -> None:

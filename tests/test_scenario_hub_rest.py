@@ -376,3 +376,78 @@ async def test_a_big_batch_does_not_hold_up_a_single_image(secured: str, photos:
         assert r.status_code == 200 and r.json()["cached"] is False
         assert not batch_task.done(), "the single image waited for the whole batch"
         assert (await batch_task).json()["succeeded"] == 16
+
+
+async def test_raw_image_body_answers_as_the_base64_body(secured: str, hand_photos: list[tuple[Path, int]]) -> None:
+    """`Content-Type: image/jpeg|png|webp`: the body is the image; the same result, cache, limits and
+    errors as `{"image_base64": ...}` (issue #22: a 360 KB photo cannot go through a shell's argument)."""
+    from hgr.loadtest.rest import uniquify
+
+    path, fingers = next((p, n) for p, n in hand_photos if n == 5)
+    photo = uniquify(path.read_bytes(), 4242)  # bytes no other test sent: not in the cache yet
+    jpeg = {"content-type": "image/jpeg"}
+    async with httpx.AsyncClient(base_url=secured, headers=auth(), timeout=120) as client:
+        r = await client.post("/detect-fingers", params={"image_id": "raw-1"}, content=photo, headers=jpeg)
+        assert r.status_code == 200, r.text
+        raw = r.json()
+        assert_result(raw)
+        assert raw["total_fingers"] == fingers and raw["image_id"] == "raw-1" and raw["cached"] is False
+        assert int(r.headers["RateLimit-Remaining"]) < int(r.headers["RateLimit-Limit"])
+        # the same image as base64 is the same cache entry: one answer whichever way it came
+        again = (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).json()
+        assert again["cached"] is True and again["hands"] == raw["hands"]
+        # options in the query string, checked as the JSON body's are
+        mirrored = (await client.post("/detect-fingers?mirrored=true&num_hands=1", content=photo,
+                                      headers=jpeg)).json()
+        assert mirrored["cached"] is False and len(mirrored["hands"]) == 1
+        assert mirrored["hands"][0]["handedness"] == {"Left": "Right", "Right": "Left"}[raw["hands"][0]["handedness"]]
+        png = io.BytesIO()
+        Image.open(io.BytesIO(photo)).save(png, "PNG")
+        as_png = await client.post("/detect-fingers", content=png.getvalue(), headers={"content-type": "image/png"})
+        assert as_png.status_code == 200 and as_png.json()["total_fingers"] == fingers, as_png.text
+        for query, message in (("num_hands=9", "num_hands"), ("colour=red", "colour")):
+            r = await client.post(f"/detect-fingers?{query}", content=photo, headers=jpeg)
+            assert r.status_code == 422 and r.json()["error"]["code"] == "bad_options", r.text
+            assert message in r.json()["error"]["message"]
+        for kind in ("image/gif", "application/octet-stream", "text/plain"):
+            r = await client.post("/detect-fingers", content=photo, headers={"content-type": kind})
+            assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", r.text
+            assert "image/jpeg" in r.json()["error"]["message"] and kind in r.json()["error"]["message"]
+        r = await client.post("/detect-fingers", content=b"", headers=jpeg)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "empty_image"
+        r = await client.post("/detect-fingers", content=b"GIF89a not a jpeg at all", headers=jpeg)
+        assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_format"  # the bytes decide
+
+
+async def test_raw_image_body_needs_a_key_when_auth_is_on(secured: str, photos: list[bytes]) -> None:
+    async with httpx.AsyncClient(base_url=secured, timeout=60) as client:
+        r = await client.post("/detect-fingers", content=photos[0], headers={"content-type": "image/jpeg"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+
+async def test_raw_image_over_the_size_limit_is_413(tight: str) -> None:
+    big_photo = b"\xff\xd8" + bytes(100_000)  # over MAX_IMAGE_SIZE (60 kB)
+    jpeg = {"content-type": "image/jpeg"}
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: cut off while it arrives
+        for i in range(0, len(big_photo), 16_384):
+            yield big_photo[i:i + 16_384]
+
+    async with httpx.AsyncClient(base_url=tight, timeout=60) as client:
+        declared = await client.post("/detect-fingers", content=big_photo, headers=jpeg)
+        streamed = await client.post("/detect-fingers", content=chunks(), headers=jpeg)
+    for r in (declared, streamed):
+        assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_large", r.text
+        assert "60000" in r.json()["error"]["message"]
+    assert "transfer-encoding" not in declared.request.headers
+    assert streamed.request.headers["transfer-encoding"] == "chunked"
+
+
+async def test_raw_image_bodies_are_rate_limited(hub_pool: InferencePool, photos: list[bytes]) -> None:
+    jpeg = {"content-type": "image/jpeg"}
+    async with (serve_hub(hub_settings(rate_limit_requests=3, rate_limit_window=60.0), hub_pool) as (url, _),
+                httpx.AsyncClient(base_url=url, timeout=60) as client):
+        answers = [await client.post("/detect-fingers", content=photos[1], headers=jpeg) for _ in range(5)]
+    assert [r.status_code for r in answers] == [200] * 3 + [429] * 2
+    assert [r.json()["cached"] for r in answers[:3]] == [False, True, True]
+    assert answers[3].json()["error"]["code"] == "rate_limited" and int(answers[3].headers["Retry-After"]) >= 1
