@@ -3,6 +3,7 @@ password-protected Redis, `hgr hub` with text logs and a real broker.
 
 - row 12: a password holding "@" is gone, whole, from the keyless /status and from the logs;
 - credentials are scrubbed from the log as the application decodes them (``?%74oken=`` is ``?token=``);
+- row 10: random paths (404 from the web demo's static mount, 405 for a POST) add no route label;
 - row 13: with ``LOG_FORMAT=text``, a topic holding a line break cannot forge a log line. Mosquitto
   refuses C0 and C1 control characters in a topic (the publisher is disconnected: "malformed packet"),
   but lets U+2028 LINE SEPARATOR through, which ``str.splitlines`` and many log viewers break lines on.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -113,3 +116,27 @@ def test_text_logs_escape_a_line_break_in_a_topic(tmp_path: Path, mqtt_url: str)
         client.loop_stop()
         client.disconnect()
         stop_process(proc, 60)
+
+
+def _route_labels(base: str) -> set[str]:
+    status, body = http_get(base + "/metrics")
+    assert status == 200
+    return set(re.findall(r'^hand_gesture_requests_total\{[^}]*route="([^"]*)"', body.decode(), re.MULTILINE))
+
+
+async def test_random_paths_add_no_route_label(up: tuple[str, Path]) -> None:
+    """Row 10: `hgr up` made each 404 path a label of its own (its web demo is mounted at "/")."""
+    base, _ = up
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        assert (await client.get("/no-such-page-warm-up")).status_code == 404
+        assert (await client.get("/")).status_code == 200  # the demo itself is still served and counted
+        _route_labels(base)  # the scrape itself is counted (route "/metrics") from the next one on
+        before = _route_labels(base)
+        paths = [f"/probe-{uuid.uuid4().hex}" for _ in range(300)]
+        for path in paths:
+            assert (await client.get(path)).status_code == 404
+            assert (await client.post(path + "/x")).status_code in (404, 405)
+    after = _route_labels(base)
+    assert after == before, sorted(after - before)[:5]
+    assert not [label for label in after if "probe-" in label]
+    assert "unmatched" in after and "/{path}" in after
