@@ -104,6 +104,12 @@ class Settings:
                                "connection is closed.", min=0.1)
     keep_alive_timeout: int = _s("KEEP_ALIVE_TIMEOUT", 5, "Seconds an idle keep-alive HTTP connection is kept "
                                  "open (uvicorn `timeout_keep_alive`).", min=1, max=3600)
+    max_header_bytes: int = _s("MAX_HEADER_BYTES", 64 * KiB, "Largest request head (request line + header names "
+                               "and values), bytes, on every listener; beyond: 431 `headers_too_large` and the "
+                               "connection closed (the default takes all that the shipped nginx forwards).",
+                               min=1 * KiB, max=16 * MiB)
+    max_headers: int = _s("MAX_HEADERS", 100, "Most header fields in one request, on every listener; beyond: 431 "
+                          "`headers_too_large`.", min=8, max=10_000)
 
     # --- batching (edge and hub) ---
     # Measured (docs/benchmarks.md): 8 let an overloaded worker's queue hold 8 frames, doubling p99

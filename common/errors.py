@@ -64,6 +64,9 @@ CATALOGUE: dict[str, ErrorCode] = {
                                       ws_message=True),
     "json_too_complex": ErrorCode(413, "JSON nested deeper than `MAX_JSON_DEPTH` or with more than "
                                   "`MAX_JSON_VALUES` values", ws_message=True),
+    # 431: the request's head is over a limit (answered by the HTTP server, before any route)
+    "headers_too_large": ErrorCode(431, "a request line and headers over `MAX_HEADER_BYTES`, or more header fields "
+                                   "than `MAX_HEADERS`; the connection is closed"),
     # 415: a format we do not take
     "unsupported_format": ErrorCode(415, "the image is not JPEG/PNG/WebP/BMP", ws_message=True),
     "unsupported_media_type": ErrorCode(415, "a JSON endpoint got a body that is not `application/json`, "

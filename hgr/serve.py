@@ -7,8 +7,10 @@ in throughput).
 Slow clients (docs/deployment.md "Hardening"): uvicorn closes an idle keep-alive connection after
 ``KEEP_ALIVE_TIMEOUT`` but has no timeout for a request's headers, so ``HeaderTimeoutProtocol`` closes a
 connection whose headers are not complete ``HEADER_TIMEOUT`` seconds after it opened (or after the first
-byte of a further request). Bodies have ``BODY_TIMEOUT`` (``hub.bodies``); WebSocket streams
-``IDLE_TIMEOUT``.
+byte of a further request). Nor does uvicorn's httptools protocol bound a request's head (an 80 MB header
+or a million of them were read, the parser concatenating as they came): the same protocol answers
+``431 headers_too_large`` past ``MAX_HEADER_BYTES`` or ``MAX_HEADERS`` and closes the connection. Bodies
+have ``BODY_TIMEOUT`` (``hub.bodies``); WebSocket streams ``IDLE_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -28,6 +31,7 @@ from prometheus_client import start_http_server
 from starlette.applications import Starlette
 
 from hgr.common.config import Settings, load_settings
+from hgr.common.errors import spec
 from hgr.common.logs import setup_logging
 
 log = logging.getLogger("hgr.serve")
@@ -37,9 +41,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     ws = "websockets-sansio"
     if importlib.util.find_spec("uvicorn.protocols.websockets.websockets_sansio_impl") is None:  # older uvicorn
         ws = "websockets"
-    http: str | type[asyncio.Protocol] = "h11"  # h11 bounds header size (16 KB) but has no header timeout
+    http: str | type[asyncio.Protocol] = "h11"  # h11 bounds the head's size (a 400), not its time or count
     if importlib.util.find_spec("httptools"):
-        http = header_timeout_protocol(settings.header_timeout)
+        http = header_timeout_protocol(settings.header_timeout, settings.max_header_bytes, settings.max_headers)
     return {
         "ws": ws,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
@@ -53,17 +57,47 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,  # the hub's middleware logs requests, scrubbed
         "server_header": False,
         "timeout_graceful_shutdown": 10,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
 
 
-def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+LINGER_S, LINGER_BYTES = 2.0, 1024 * 1024  # after a 431: how long, and how much more, is read and dropped
+
+
+class HeadersTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request whose head is over a limit."""
+
+
+def headers_too_large_response() -> bytes:
+    """The whole HTTP response for ``headers_too_large``: the catalogue's status and the common JSON error
+    body (no request id: the request never reached the app), then the connection is closed."""
+    code = "headers_too_large"
+    body = json.dumps({"error": {"code": code, "message": "request headers too large"}}).encode()
+    return (f"HTTP/1.1 {spec(code).status} Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+def header_timeout_protocol(seconds: float, max_bytes: int = 64 * 1024, max_headers: int = 100
+                            ) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with a deadline on headers: a connection that has not completed a
     request's headers ``seconds`` after it opened, or after that request's first byte, is closed (a
-    slowloris client otherwise holds its socket and buffer forever)."""
+    slowloris client otherwise holds its socket and buffer forever). And with bounds on a request's head:
+    past ``max_bytes`` (the request line and every header name and value) or ``max_headers`` fields it is
+    answered 431 and closed. Completed fields are counted exactly as the parser reports them; a field that
+    never ends is caught by the bytes that arrived while the head was incomplete, so at most one read
+    (≤ 256 KiB) beyond the limit is ever buffered."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class HeaderTimeoutProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _in_head = False  # between a request's first byte and the end of its headers
+        _head_bytes = 0  # of this head: exact for completed fields, or what arrived while it was incomplete
+        _exact_bytes = 0
+        _head_fields = 0
+        _over_limit = False
+        _refused = False
+        _discarded = 0
+        _linger: asyncio.TimerHandle | None = None
 
         def _arm(self) -> None:
             self._disarm()
@@ -81,20 +115,71 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
             elif not self.transport.is_closing():
                 self.transport.close()
 
+        def _refuse(self) -> None:
+            """431, then close. The rest of what the client sends is read and dropped for a moment (at most
+            ``LINGER_S``, ``LINGER_BYTES``) before the socket closes: closing with unread data would reset
+            the connection, and the reset can destroy the 431 before the client reads it."""
+            self._disarm()
+            if self._refused or self.transport.is_closing():
+                return
+            self._refused = True
+            self.transport.write(headers_too_large_response())
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self._linger = self.loop.call_later(LINGER_S, self.transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:  # dropped; a client that goes on sending is cut off
+                self._discarded += len(data)
+                if self._discarded > LINGER_BYTES:
+                    self.transport.close()
+                return
+            counting = self._in_head  # the whole of this read belongs to the head if it stays incomplete
+            super().data_received(data)
+            if counting and self._in_head:
+                self._head_bytes += len(data)
+                if self._head_bytes > max_bytes:
+                    self._refuse()
+
+        def send_400_response(self, msg: str) -> None:
+            if self._over_limit:  # the parser stopped because a callback below raised HeadersTooLarge
+                self._refuse()
+            else:
+                super().send_400_response(msg)
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url), 0)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4, 1)
+            super().on_header(name, value)
+
+        def _count(self, size: int, fields: int) -> None:
+            self._head_fields += fields
+            self._exact_bytes += size
+            if self._exact_bytes > max_bytes or self._head_fields > max_headers:
+                self._over_limit = True  # uvicorn turns the parser's error into send_400_response, above
+                raise HeadersTooLarge()
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._in_head, self._head_bytes, self._exact_bytes, self._head_fields = True, 0, 0, 0
             self._arm()
 
         def on_headers_complete(self) -> None:
             self._disarm()
+            self._in_head = False
             super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._linger is not None:
+                self._linger.cancel()
             super().connection_lost(exc)
 
     return HeaderTimeoutProtocol

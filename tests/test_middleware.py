@@ -114,7 +114,7 @@ async def test_a_mount_is_one_label_and_its_404s_are_unmatched(tmp_path: Path) -
                     exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(HubMiddleware)])
 
     def count(route: str, status: str) -> float:
-        return metrics.HTTP_REQUESTS.labels("hub", "GET", route, status)._value.get()
+        return float(metrics.HTTP_REQUESTS.labels("hub", "GET", route, status)._value.get())
 
     before = count("/static/{path}", "200"), count("unmatched", "404")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
