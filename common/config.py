@@ -129,6 +129,12 @@ class Settings:
                              min=1)
     web_dir: str = _s("WEB_DIR", "", "Directory of the web demo served at `/` (empty = the `web/` folder "
                       "next to the packages).")
+    ws_max_control_rate: float = _s("WS_MAX_CONTROL_RATE", 10.0, "WebSocket ping and pong frames accepted per "
+                                    "second per connection (bursts of 5 s worth); beyond: close 1008 "
+                                    "`too_many_frames`.", min=0.1)
+    ws_max_fragments: int = _s("WS_MAX_FRAGMENTS", 256, "Most frames one WebSocket message may be split into "
+                               "(the first and its continuation fragments); beyond: close 1008 `too_many_frames`.",
+                               min=1)
 
     # --- stream pipeline (edge; docs/architecture.md "The stream path") ---
     stream_pipeline: str = _s("STREAM_PIPELINE", "litert",

@@ -79,6 +79,8 @@ CATALOGUE: dict[str, ErrorCode] = {
     # 429: over a rate limit
     "rate_limited": ErrorCode(429, "over the caller's rate limit (`Retry-After` says when to come back)"),
     "batch_exceeds_rate_limit": ErrorCode(429, "a batch bigger than the caller's whole allowance"),
+    "too_many_frames": ErrorCode(429, "WebSocket: more ping/pong frames than `WS_MAX_CONTROL_RATE` per second, or a "
+                                 "message split into more than `WS_MAX_FRAGMENTS` frames", ws_close=1008),
     # 500: our fault
     "internal_error": ErrorCode(500, "a bug: the message quotes the request id, the traceback is in the log"),
     "config_error": ErrorCode(500, "a setting is invalid (start-up and `hgr config --check` only)"),

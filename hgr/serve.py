@@ -30,6 +30,7 @@ import uvicorn
 from prometheus_client import start_http_server
 from starlette.applications import Starlette
 
+from hgr.common import metrics
 from hgr.common.config import Settings, load_settings
 from hgr.common.errors import spec
 from hgr.common.logs import setup_logging
@@ -38,9 +39,9 @@ log = logging.getLogger("hgr.serve")
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    ws = "websockets-sansio"
-    if importlib.util.find_spec("uvicorn.protocols.websockets.websockets_sansio_impl") is None:  # older uvicorn
-        ws = "websockets"
+    ws: str | type[asyncio.Protocol] = "websockets"  # an older uvicorn: no frame guard (put a proxy in front)
+    if importlib.util.find_spec("uvicorn.protocols.websockets.websockets_sansio_impl") is not None:
+        ws = guarded_websocket_protocol(settings.ws_max_control_rate, settings.ws_max_fragments)
     http: str | type[asyncio.Protocol] = "h11"  # h11 bounds the head's size (a 400), not its time or count
     if importlib.util.find_spec("httptools"):
         http = header_timeout_protocol(settings.header_timeout, settings.max_header_bytes, settings.max_headers)
@@ -62,6 +63,28 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 LINGER_S, LINGER_BYTES = 2.0, 1024 * 1024  # after a 431: how long, and how much more, is read and dropped
+
+
+class Linger:
+    """After refusing a client on ``transport``: end our side (EOF after the answer), then read and drop
+    what the client still sends for at most ``LINGER_S`` seconds or ``LINGER_BYTES`` bytes, then close.
+    Closing at once with unread data resets the connection, and the reset can destroy the answer (the 431,
+    the close frame) before the client reads it."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.dropped = 0
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.timer = loop.call_later(LINGER_S, transport.close)
+
+    def drop(self, data: bytes) -> None:
+        self.dropped += len(data)
+        if self.dropped > LINGER_BYTES:
+            self.transport.close()
+
+    def cancel(self) -> None:
+        self.timer.cancel()
 
 
 class HeadersTooLarge(Exception):
@@ -95,9 +118,7 @@ def header_timeout_protocol(seconds: float, max_bytes: int = 64 * 1024, max_head
         _exact_bytes = 0
         _head_fields = 0
         _over_limit = False
-        _refused = False
-        _discarded = 0
-        _linger: asyncio.TimerHandle | None = None
+        _linger: Linger | None = None
 
         def _arm(self) -> None:
             self._disarm()
@@ -120,19 +141,14 @@ def header_timeout_protocol(seconds: float, max_bytes: int = 64 * 1024, max_head
             ``LINGER_S``, ``LINGER_BYTES``) before the socket closes: closing with unread data would reset
             the connection, and the reset can destroy the 431 before the client reads it."""
             self._disarm()
-            if self._refused or self.transport.is_closing():
+            if self._linger is not None or self.transport.is_closing():
                 return
-            self._refused = True
             self.transport.write(headers_too_large_response())
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
-            self._linger = self.loop.call_later(LINGER_S, self.transport.close)
+            self._linger = Linger(self.transport, self.loop)
 
         def data_received(self, data: bytes) -> None:
-            if self._refused:  # dropped; a client that goes on sending is cut off
-                self._discarded += len(data)
-                if self._discarded > LINGER_BYTES:
-                    self.transport.close()
+            if self._linger is not None:  # refused: dropped, and a client that goes on sending is cut off
+                self._linger.drop(data)
                 return
             counting = self._in_head  # the whole of this read belongs to the head if it stays incomplete
             super().data_received(data)
@@ -183,6 +199,95 @@ def header_timeout_protocol(seconds: float, max_bytes: int = 64 * 1024, max_head
             super().connection_lost(exc)
 
     return HeaderTimeoutProtocol
+
+
+WS_READ_SLICE = 16 * 1024  # bytes parsed before the frame budgets are checked again
+
+
+def guarded_websocket_protocol(control_rate: float, max_fragments: int) -> type[asyncio.Protocol]:
+    """uvicorn's websockets-sansio protocol, with frames that carry no message counted (issue 20 rows 7-8).
+
+    uvicorn parses every frame and answers every ping, whether the client reads or not, and a message may
+    come in any number of continuation frames: 400 000 pings never read held 46 MB of pongs, and a stream
+    of 1-byte fragments kept the event loop parsing (a legitimate stream on the same edge fell to 4 % and
+    0 % of its rate, /health to 1.8 s and 4.5 s). Here ping and pong frames draw on a token bucket
+    (``control_rate`` per second, bursts of 5 s worth) and a message may have at most ``max_fragments``
+    frames; a connection over either is failed with close 1008 (``too_many_frames``), its app told at
+    once. A read is parsed ``WS_READ_SLICE`` bytes at a time, so the loop never parses more than one slice
+    of a flood past the limit. The websockets library has no such limits to configure; the hooks are
+    uvicorn's per-frame handlers (``handle_ping``, ``handle_pong``, ``handle_text``, ``handle_bytes``,
+    ``handle_cont``), which tests/test_serve_guards.py checks are still called by ``handle_events``."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.frames import Frame
+
+    burst = 5 * control_rate
+
+    class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+        _tokens = burst
+        _refilled_at = 0.0
+        _fragments = 0
+        _linger: Linger | None = None
+
+        def data_received(self, data: bytes) -> None:
+            if self._linger is not None:  # failed: what the client still sends is dropped
+                self._linger.drop(data)
+                return
+            for start in range(0, len(data), WS_READ_SLICE):
+                super().data_received(data[start:start + WS_READ_SLICE])
+                if self._linger is not None or self.transport.is_closing():
+                    return
+
+        def handle_ping(self) -> None:
+            if self._control_frame():
+                super().handle_ping()
+
+        def handle_pong(self, event: Frame) -> None:
+            if self._control_frame():
+                super().handle_pong(event)
+
+        def handle_text(self, event: Frame) -> None:
+            self._fragments = 1
+            super().handle_text(event)
+
+        def handle_bytes(self, event: Frame) -> None:
+            self._fragments = 1
+            super().handle_bytes(event)
+
+        def handle_cont(self, event: Frame) -> None:
+            self._fragments += 1
+            if self._fragments > max_fragments:
+                self._fail(f"a message in more than {max_fragments} frames")
+            elif self._linger is None:
+                super().handle_cont(event)
+
+        def _control_frame(self) -> bool:
+            now = self.loop.time()
+            self._tokens = min(burst, self._tokens + (now - self._refilled_at) * control_rate)
+            self._refilled_at = now
+            if self._tokens < 1:
+                self._fail(f"more than {control_rate:g} ping/pong frames per second")
+                return False
+            self._tokens -= 1
+            return self._linger is None
+
+        def _fail(self, reason: str) -> None:
+            """Close 1008 and tell the app now; the client's further frames are dropped unparsed."""
+            if self._linger is not None or self.close_sent or self.transport.is_closing():
+                return
+            metrics.ERRORS.labels("edge", "too_many_frames").inc()
+            log.info("websocket closed: %s", reason, extra={"client": self.client, "code": "too_many_frames"})
+            self.conn.fail(spec("too_many_frames").ws_close or 1008, reason)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1008, "reason": reason})
+            self._linger = Linger(self.transport, self.loop)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._linger is not None:
+                self._linger.cancel()
+            super().connection_lost(exc)
+
+    return GuardedWebSocketProtocol
 
 
 def start_metrics_listener(settings: Settings, port: int) -> None:

@@ -1,18 +1,23 @@
 """Cheap attacks on an edge, direct to its published port (issue 20, "Cheap attacks stay cheap"), against
-a real `hgr edge` process: request heads over the limits (row 9)."""
+a real `hgr edge` process: request heads over the limits (row 9); WebSocket control frames and
+continuation fragments (rows 7 and 8)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+from support import http_get, recv_msg
 
+from hgr.common import protocol
 from hgr.common.percentiles import percentiles
-from hgr.loadtest.ws_stream import running_edge
+from hgr.loadtest.ws_stream import open_stream, running_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -103,3 +108,151 @@ async def test_a_header_that_never_ends_is_cut_off_and_health_is_served_meanwhil
     assert health, "/health was asked while the header was sent"
     print(f"\nrow 9: header cut off after {sent / 1e6:.1f} MB sent; /health during it: n={len(health)} "
           f"{percentiles(health)} max={max(health):.1f} ms")
+
+
+# --- WebSocket frames that carry no frame: pings and continuation fragments (rows 7 and 8) ---
+
+def _ws_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
+    """One client frame, masked (with a zero key: the payload goes as is), payload < 126 bytes."""
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket on the edge opened by hand (so the client can write any frame); the 101 is read,
+    nothing after it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16))
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: edge\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hgr.msgpack.v1\r\nSec-WebSocket-Key: "
+                 + key + b"\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return reader, writer
+
+
+async def _flood(writer: asyncio.StreamWriter, batch: bytes, *, total_frames: int, frames_per_batch: int,
+                 seconds: float) -> tuple[int, bool]:
+    """Write ``batch`` (``frames_per_batch`` frames) until ``total_frames`` are sent, ``seconds`` have
+    passed or the edge cuts the connection off; the frames sent and whether it was cut off."""
+    sent, end = 0, time.monotonic() + seconds
+    try:
+        while sent < total_frames and time.monotonic() < end:
+            writer.write(batch)
+            await writer.drain()
+            sent += frames_per_batch
+    except (ConnectionError, OSError):
+        return sent, True
+    return sent, False
+
+
+async def _close_seen(reader: asyncio.StreamReader) -> int | None:
+    """Read what the edge sent (the attacker never did) up to the end; the close frame's code, if any."""
+    data = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(1 << 20), 30):
+            data += chunk
+    except (ConnectionError, OSError):
+        pass
+    code, at = None, 0
+    while at + 2 <= len(data):  # server frames are unmasked
+        opcode, length, at = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+        if length == 126:
+            length, at = int.from_bytes(data[at:at + 2], "big"), at + 2
+        elif length == 127:
+            length, at = int.from_bytes(data[at:at + 8], "big"), at + 8
+        if opcode == 0x8 and length >= 2 and at + 2 <= len(data):
+            code = int.from_bytes(data[at:at + 2], "big")
+        at += length
+    return code
+
+
+async def _legit_results(url: str, frame: bytes, stop: asyncio.Event) -> int:
+    """A well-behaved stream: one frame, wait for its answer, the next. Results until ``stop``."""
+    ws, _ = await open_stream(url)
+    results = 0
+    try:
+        while not stop.is_set():
+            await ws.send(protocol.encode_frame(results, frame))
+            assert (await recv_msg(ws, 120))["type"] == "result"
+            results += 1
+    finally:
+        await ws.close()
+    return results
+
+
+async def _under_attack(port: int, frame: bytes, attack: Callable[[], Coroutine[Any, Any, Any]], window_s: float
+                        ) -> tuple[float, float, list[float], Any]:
+    """The legit stream's result rate alone, then during ``attack`` (both over ``window_s``), the /health
+    latencies during the attack, and what the attack returned."""
+    url = f"ws://127.0.0.1:{port}/ws"
+
+    async def rate(during: Callable[[], Coroutine[Any, Any, Any]] | None) -> tuple[float, list[float], Any]:
+        stop = asyncio.Event()
+        legit = asyncio.create_task(_legit_results(url, frame, stop))
+        await asyncio.sleep(0)
+        start = time.monotonic()
+        task = asyncio.create_task(during()) if during else None
+        health: list[float] = []
+        while time.monotonic() - start < window_s:
+            health.append(await _health_ms(port))
+        stop.set()
+        results = await asyncio.wait_for(legit, 120)
+        outcome = await asyncio.wait_for(task, 120) if task else None
+        return results / (time.monotonic() - start), health, outcome
+
+    alone, _, _ = await rate(None)
+    attacked, health, outcome = await rate(attack)
+    return alone, attacked, health, outcome
+
+
+def _errors(port: int, code: str) -> float:
+    _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+               if line.startswith("hand_gesture_errors_total{") and f'code="{code}"' in line)
+
+
+async def test_a_ping_flood_that_never_reads_is_closed_and_starves_nobody(port: int, frames: list[bytes]) -> None:
+    """Row 7: 400 000 pings, never reading a pong: the edge held every pong (+46 MB) and a legit stream
+    fell from ~85 to 6 results in 10 s. Now the flood is closed (1008, `too_many_frames`) after
+    `WS_MAX_CONTROL_RATE`'s burst."""
+    before = _errors(port, "too_many_frames")
+
+    async def attack() -> tuple[int, bool, int | None]:
+        reader, writer = await _raw_ws(port)
+        pings, cut_off = await _flood(writer, _ws_frame(0x9) * 10_000, total_frames=400_000,
+                                      frames_per_batch=10_000, seconds=30)
+        code = await _close_seen(reader)
+        writer.close()
+        return pings, cut_off, code
+
+    alone, attacked, health, (pings, cut_off, code) = await _under_attack(port, frames[0], attack, 4.0)
+    print(f"\nrow 7: legit stream {alone:.1f}/s alone, {attacked:.1f}/s during {pings} pings "
+          f"({attacked / alone:.0%}); /health {percentiles(health)} max {max(health):.1f} ms; close {code}, "
+          f"cut off: {cut_off}")
+    # The close frame reaches a client that stops sending; one that goes on is cut off (a reset).
+    assert code == 1008 or cut_off
+    assert _errors(port, "too_many_frames") > before
+    assert attacked > 0 and health
+
+
+async def test_a_stream_of_one_byte_fragments_is_closed_and_starves_nobody(port: int, frames: list[bytes]) -> None:
+    """Row 8: 1-byte continuation frames for 15 s took a legit stream from 128 to 31 results and /health
+    to 4.8 s. Now the message is closed (1008, `too_many_frames`) at `WS_MAX_FRAGMENTS` frames."""
+    before = _errors(port, "too_many_frames")
+
+    async def attack() -> tuple[int, bool, int | None]:
+        reader, writer = await _raw_ws(port)
+        writer.write(_ws_frame(0x2, b"\x00", fin=False))
+        sent, cut_off = await _flood(writer, _ws_frame(0x0, b"\x00", fin=False) * 10_000, total_frames=10**9,
+                                     frames_per_batch=10_000, seconds=5)
+        code = await _close_seen(reader)
+        writer.close()
+        return sent, cut_off, code
+
+    alone, attacked, health, (sent, cut_off, code) = await _under_attack(port, frames[0], attack, 5.0)
+    print(f"\nrow 8: legit stream {alone:.1f}/s alone, {attacked:.1f}/s during {sent} fragments "
+          f"({attacked / alone:.0%}); /health {percentiles(health)} max {max(health):.1f} ms; close {code}, "
+          f"cut off: {cut_off}")
+    assert code == 1008 or cut_off
+    assert _errors(port, "too_many_frames") > before
+    assert attacked > 0 and health
