@@ -59,6 +59,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "server_header": False,
         "timeout_graceful_shutdown": 10,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
+        # X-Forwarded-For is believed only from these (uvicorn's ProxyHeadersMiddleware); hub.callers then
+        # takes the client address only if it is one (a forged header is any string, of any length).
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
 
 

@@ -1,6 +1,6 @@
 """Cheap attacks on an edge, direct to its published port (issue 20, "Cheap attacks stay cheap"), against
 a real `hgr edge` process: request heads over the limits (row 9); WebSocket control frames and
-continuation fragments (rows 7 and 8)."""
+continuation fragments (rows 7 and 8); per-key connection caps and the Origin allowlist."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
-from support import http_get, recv_msg
+from support import eventually, http_get, recv_msg
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from hgr.common import protocol
 from hgr.common.percentiles import percentiles
@@ -249,3 +251,58 @@ async def test_a_stream_of_one_byte_fragments_is_closed_and_starves_nobody(port:
     to 4.8 s. Now the message is closed (1008, `too_many_frames`) at `WS_MAX_FRAGMENTS` frames."""
     await _frame_flood_is_closed("row 8", port, frames[0], _ws_frame(0x2, b"\x00", fin=False),
                                  _ws_frame(0x0, b"\x00", fin=False) * 10_000, 10**9, 5)
+
+
+# --- tenants and browsers: per-key connection caps, the Origin allowlist ---
+
+@pytest.fixture(scope="module")
+def authed_port(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    env = {"HGR_MODEL_PATH": model_path, "WORKERS": "1", "AUTH_ENABLED": "true",
+           "API_KEYS": f"alpha:{KEY},beta:{OTHER_KEY}", "MAX_CONNECTIONS": "6", "MAX_CONNECTIONS_PER_KEY": "2",
+           "WS_ALLOWED_ORIGINS": "https://app.example.com"}
+    with ((tmp_path_factory.mktemp("log") / "edge.log").open("w") as log,
+          running_edge(env, log_file=log) as (p, _)):
+        yield p
+
+
+async def _refused_with(url: str, headers: dict[str, str]) -> tuple[int | None, str]:
+    """The close code and reason of a connection the edge completes and then closes at once."""
+    ws = await connect(url, subprotocols=[protocol.MSGPACK], additional_headers=headers,  # type: ignore[list-item]
+                       compression=None, open_timeout=30)
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(ws.recv(), 30)
+    return (info.value.rcvd.code, info.value.rcvd.reason) if info.value.rcvd else (None, "")
+
+
+async def test_one_key_cannot_hold_every_connection(authed_port: int) -> None:
+    """MAX_CONNECTIONS_PER_KEY=2 of MAX_CONNECTIONS=6: alpha's third stream is closed 1013
+    (`too_many_connections`), beta still gets in, and alpha gets a slot back when one of its streams ends."""
+    url = f"ws://127.0.0.1:{authed_port}/ws"
+    alpha, beta = {"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Bearer {OTHER_KEY}"}
+    held = [(await open_stream(url, headers=alpha))[0] for _ in range(2)]
+    try:
+        code, reason = await _refused_with(url, alpha)
+        assert code == 1013 and "2 streams" in reason
+        other, hello = await open_stream(url, headers=beta)
+        assert hello["type"] == "hello"
+        await other.close()
+        await held.pop().close()
+        again = await eventually(lambda: open_stream(url, headers=alpha), 30, "a slot for alpha again",
+                                 ignore=(ConnectionClosed,))
+        held.append(again[0])
+        assert again[1]["type"] == "hello"
+    finally:
+        for ws in held:
+            await ws.close()
+
+
+async def test_only_allowed_origins_open_streams(authed_port: int) -> None:
+    url = f"ws://127.0.0.1:{authed_port}/ws"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    code, reason = await _refused_with(url, {**auth, "Origin": "https://evil.example"})
+    assert code == 1008 and "origin" in reason.lower()
+    for origin in (None, "https://app.example.com", f"http://127.0.0.1:{authed_port}", "http://127.0.0.1"):
+        ws, hello = await open_stream(url, headers={**auth, **({"Origin": origin} if origin else {})})
+        assert hello["type"] == "hello", origin
+        await ws.close()
+    assert _errors(authed_port, "origin_not_allowed") == 1

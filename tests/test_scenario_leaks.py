@@ -4,6 +4,7 @@ password-protected Redis, `hgr hub` with text logs and a real broker.
 - row 12: a password holding "@" is gone, whole, from the keyless /status and from the logs;
 - credentials are scrubbed from the log as the application decodes them (``?%74oken=`` is ``?token=``);
 - row 10: random paths (404 from the web demo's static mount, 405 for a POST) add no route label;
+- a forged `X-Forwarded-For` is one bounded rate-limit bucket, not a Redis key of its own;
 - row 13: with ``LOG_FORMAT=text``, a topic holding a line break cannot forge a log line. Mosquitto
   refuses C0 and C1 control characters in a topic (the publisher is disconnected: "malformed packet"),
   but lets U+2028 LINE SEPARATOR through, which ``str.splitlines`` and many log viewers break lines on.
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+import redis as redis_lib
 from paho.mqtt.enums import CallbackAPIVersion
 from support import free_port, http_get, need, poll, redis_argv, start_server, stop_process, wait_ready
 
@@ -140,3 +142,30 @@ async def test_random_paths_add_no_route_label(up: tuple[str, Path]) -> None:
     assert after == before, sorted(after - before)[:5]
     assert not [label for label in after if "probe-" in label]
     assert "unmatched" in after and "/{path}" in after
+
+
+def test_a_forged_forwarded_address_is_one_bounded_bucket(tmp_path: Path, redis_url: str) -> None:
+    """`X-Forwarded-For` from a trusted proxy (loopback, the default) that is not an IP address: any
+    string, 5 000 characters of it, became a Redis key of its own, so rotating it dodged the per-IP
+    limit. Now every such caller is the one bucket `ip:invalid`."""
+    port, prefix = free_port(), f"hgr-test-xff-{uuid.uuid4().hex[:8]}:"
+    proc = _start("hub", port, tmp_path / "hub.log", REDIS_URL=redis_url, REDIS_KEY_PREFIX=prefix,
+                  RATE_LIMIT_REQUESTS="3", RATE_LIMIT_WINDOW="600")
+    base = f"http://127.0.0.1:{port}"
+    client = redis_lib.Redis.from_url(redis_url)
+    try:
+        wait_ready(base, proc, 240)
+        statuses = []
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for i in range(5):
+                forged = f"{i}" + "x" * 5000
+                statuses.append(http.post("/detect-fingers", json={}, headers={"X-Forwarded-For": forged}).status_code)
+        keys = [key.decode() for key in client.scan_iter(f"{prefix}*")]
+        assert statuses[:3] != [429] * 3 and statuses[3:] == [429, 429], statuses
+        assert keys and max(len(key) for key in keys) < 200, [key[:80] for key in keys]
+        assert any(key.endswith("ip:invalid") for key in keys), keys
+    finally:
+        stop_process(proc, 60)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+        client.close()
