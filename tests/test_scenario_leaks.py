@@ -132,8 +132,10 @@ async def test_random_paths_add_no_route_label(up: tuple[str, Path]) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         assert (await client.get("/no-such-page-warm-up")).status_code == 404
         assert (await client.get("/")).status_code == 200  # the demo itself is still served and counted
-        _route_labels(base)  # the scrape itself is counted (route "/metrics") from the next one on
-        before = _route_labels(base)
+        # A request is counted just after its answer is sent, so wait for these two and for the scrape
+        # itself (route "/metrics") to be counted before taking the labels.
+        before = poll(lambda: (labels := _route_labels(base)) >= {"/{path}", "unmatched", "/metrics"} and labels,
+                      30, "the first requests counted")
         paths = [f"/probe-{uuid.uuid4().hex}" for _ in range(300)]
         for path in paths:
             assert (await client.get(path)).status_code == 404
