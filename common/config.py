@@ -105,6 +105,16 @@ class Settings:
                                "connection is closed.", min=0.1)
     keep_alive_timeout: int = _s("KEEP_ALIVE_TIMEOUT", 5, "Seconds an idle keep-alive HTTP connection is kept "
                                  "open (uvicorn `timeout_keep_alive`).", min=1, max=3600)
+    max_header_bytes: int = _s("MAX_HEADER_BYTES", 64 * KiB, "Largest request head (request line + header names "
+                               "and values), bytes, on every listener; beyond: 431 `headers_too_large` and the "
+                               "connection closed (the default takes all that the shipped nginx forwards).",
+                               min=1 * KiB, max=16 * MiB)
+    max_headers: int = _s("MAX_HEADERS", 100, "Most header fields in one request, on every listener; beyond: 431 "
+                          "`headers_too_large`.", min=8, max=10_000)
+    forwarded_allow_ips: str = _s("FORWARDED_ALLOW_IPS", "127.0.0.1,::1", "Proxies whose `X-Forwarded-For` is "
+                                  "believed (addresses or networks, comma-separated; `*` = any: only where nothing "
+                                  "but the proxy can reach the server). Others are the client themselves. uvicorn's "
+                                  "own variable, now read here (and from `.env`).")
 
     # --- batching (edge and hub) ---
     # Measured (docs/benchmarks.md): 8 let an overloaded worker's queue hold 8 frames, doubling p99
@@ -124,6 +134,20 @@ class Settings:
                              min=1)
     web_dir: str = _s("WEB_DIR", "", "Directory of the web demo served at `/` (empty = the `web/` folder "
                       "next to the packages).")
+    ws_max_control_rate: float = _s("WS_MAX_CONTROL_RATE", 10.0, "WebSocket ping and pong frames accepted per "
+                                    "second per connection (bursts of 5 s worth); beyond: close 1008 "
+                                    "`too_many_frames`.", min=0.1)
+    ws_max_fragments: int = _s("WS_MAX_FRAGMENTS", 256, "Most frames one WebSocket message may be split into "
+                               "(the first and its continuation fragments); beyond: close 1008 `too_many_frames`.",
+                               min=1)
+    max_connections_per_key: int = _s("MAX_CONNECTIONS_PER_KEY", 0, "WebSocket connections one API key may hold "
+                                      "on an edge, so one tenant cannot take all of `MAX_CONNECTIONS` (beyond: close "
+                                      "1013 `too_many_connections`); 0 = no cap of its own. Needs `AUTH_ENABLED`.",
+                                      min=0)
+    ws_allowed_origins: str = _s("WS_ALLOWED_ORIGINS", "", "Web origins (`https://app.example.com`, comma-separated; "
+                                 "`*` = any) whose pages may open `/ws`, besides the edge's own (same host) and "
+                                 "clients that send no `Origin` (not browsers); others: close 1008 "
+                                 "`origin_not_allowed`.")
 
     # --- stream pipeline (edge; docs/architecture.md "The stream path") ---
     stream_pipeline: str = _s("STREAM_PIPELINE", "litert",

@@ -49,6 +49,8 @@ CATALOGUE: dict[str, ErrorCode] = {
     # 401/403: authentication (the edge completes the WebSocket handshake, then closes 1008)
     "unauthorized": ErrorCode(401, "`AUTH_ENABLED` and no API key", ws_close=1008),
     "forbidden": ErrorCode(403, "an unknown API key", ws_close=1008),
+    "origin_not_allowed": ErrorCode(403, "WebSocket: a browser page from an origin that is neither the edge's "
+                                    "own nor in `WS_ALLOWED_ORIGINS`", ws_close=1008),
     # 404/405: no such thing
     "not_found": ErrorCode(404, "no such endpoint"),
     "edge_not_found": ErrorCode(404, "`/fleet/edges/{edge_id}...` of an edge the fleet does not know"),
@@ -64,6 +66,9 @@ CATALOGUE: dict[str, ErrorCode] = {
                                       ws_message=True),
     "json_too_complex": ErrorCode(413, "JSON nested deeper than `MAX_JSON_DEPTH` or with more than "
                                   "`MAX_JSON_VALUES` values", ws_message=True),
+    # 431: the request's head is over a limit (answered by the HTTP server, before any route)
+    "headers_too_large": ErrorCode(431, "a request line and headers over `MAX_HEADER_BYTES`, or more header fields "
+                                   "than `MAX_HEADERS`; the connection is closed"),
     # 415: a format we do not take
     "unsupported_format": ErrorCode(415, "the image is not JPEG/PNG/WebP/BMP", ws_message=True),
     "unsupported_media_type": ErrorCode(415, "a JSON endpoint got a body that is not `application/json` "
@@ -77,6 +82,10 @@ CATALOGUE: dict[str, ErrorCode] = {
     # 429: over a rate limit
     "rate_limited": ErrorCode(429, "over the caller's rate limit (`Retry-After` says when to come back)"),
     "batch_exceeds_rate_limit": ErrorCode(429, "a batch bigger than the caller's whole allowance"),
+    "too_many_connections": ErrorCode(429, "WebSocket: the key already holds `MAX_CONNECTIONS_PER_KEY` streams on "
+                                      "this edge", ws_close=1013),
+    "too_many_frames": ErrorCode(429, "WebSocket: more ping/pong frames than `WS_MAX_CONTROL_RATE` per second, or a "
+                                 "message split into more than `WS_MAX_FRAGMENTS` frames", ws_close=1008),
     # 500: our fault
     "internal_error": ErrorCode(500, "a bug: the message quotes the request id, the traceback is in the log"),
     "config_error": ErrorCode(500, "a setting is invalid (start-up and `hgr config --check` only)"),

@@ -1,6 +1,6 @@
 """Library internals hgr leans on, each named and checked, so a release that removes one is seen.
 
-Three speed-ups and one error mapping reach past a library's public API. Each has a stock path to fall
+Speed-ups, server guards and one error mapping reach past a library's public API. Each has a stock path to fall
 back to, which works but loses what the patch gave: that fallback must never be silent. ``check_all()``
 tells, per patch, which of the internals it needs are missing; the servers log a warning for each
 fallback at start-up (``warn_fallbacks``), the hub's ``/status`` shows them (``internals``), and every
@@ -27,9 +27,14 @@ PAHO_READ_METHODS = ("_packet_read", "_sock_recv", "_loop_rc_handle", "_send_pub
 PAHO_READ_STATE = ("_sock", "_in_packet")
 # Read by common.bus.MqttBus._take_unacked: paho's queue of sent, unacknowledged messages.
 PAHO_UNACKED_STATE = ("_out_message_mutex", "_out_messages", "_inflight_messages")
-# Overridden or read by hgr.serve.header_timeout_protocol.
-UVICORN_HTTP_METHODS = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost")
+# Overridden or read by hgr.serve.header_timeout_protocol (header timeout, size and count).
+UVICORN_HTTP_METHODS = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost", "on_url",
+                        "on_header", "data_received", "send_400_response")
 UVICORN_HTTP_STATE = ("cycle", "transport", "loop")
+# Overridden or read by hgr.serve.guarded_websocket_protocol (WebSocket control-frame and fragment budgets);
+# its frame hooks must still be what handle_events dispatches to.
+UVICORN_WS_HOOKS = ("handle_ping", "handle_pong", "handle_text", "handle_bytes", "handle_cont")
+UVICORN_WS_STATE = ("data_received", "connection_lost", "conn", "queue", "close_sent", "transport", "loop")
 # Matched by hub.bodies.read_form in the HTTPException texts starlette raises for a form over its limits.
 STARLETTE_FORM_TEXTS = ("Too many files", "Too many fields", "exceeded maximum size")
 
@@ -74,6 +79,19 @@ def _missing_uvicorn_http() -> list[str]:
                and f"self.{n}:" not in init and not hasattr(cls, n)])
 
 
+def _missing_uvicorn_ws() -> list[str]:
+    try:
+        module = importlib.import_module("uvicorn.protocols.websockets.websockets_sansio_impl")
+    except ImportError as exc:  # an older uvicorn, or the module moved
+        return [f"uvicorn.protocols.websockets.websockets_sansio_impl ({exc})"]
+    cls = module.WebSocketsSansIOProtocol
+    dispatch = inspect.getsource(cls.handle_events) if hasattr(cls, "handle_events") else ""
+    source = inspect.getsource(cls)
+    return ([f"WebSocketsSansIOProtocol.handle_events calling {h}" for h in UVICORN_WS_HOOKS
+             if not callable(getattr(cls, h, None)) or f"self.{h}(" not in dispatch]
+            + [f"WebSocketsSansIOProtocol.{n}" for n in UVICORN_WS_STATE if n not in source])
+
+
 def _missing_starlette_texts() -> list[str]:
     source = inspect.getsource(importlib.import_module("starlette.formparsers"))
     return [f"starlette.formparsers text {text!r}" for text in STARLETTE_FORM_TEXTS if text not in source]
@@ -87,8 +105,11 @@ PATCHES = (
           "messages unacknowledged at a disconnect wait in the outbox (in order, after the settle time) "
           "instead of paho resending them at once", _missing_paho_unacked),
     Patch("uvicorn_header_timeout", "uvicorn",
-          "a connection whose request headers are not complete after HEADER_TIMEOUT is closed",
-          _missing_uvicorn_http),
+          "a connection whose request headers are not complete after HEADER_TIMEOUT is closed, and a head over "
+          "MAX_HEADER_BYTES or MAX_HEADERS answered 431", _missing_uvicorn_http),
+    Patch("uvicorn_ws_guards", "uvicorn",
+          "WebSocket ping/pong floods (WS_MAX_CONTROL_RATE) and fragment floods (WS_MAX_FRAGMENTS) are closed 1008",
+          _missing_uvicorn_ws),
     Patch("starlette_form_errors", "starlette",
           "an upload over MAX_UPLOAD_FILES, MAX_FORM_FIELDS or MAX_FORM_FIELD_SIZE answers 413 with its own "
           "code instead of 400 bad_multipart", _missing_starlette_texts),

@@ -1,5 +1,11 @@
 """Structured logging: one JSON object per line, with secrets and image payloads kept out.
 
+Text that quotes a request is scrubbed as the application reads it: percent-encoding is decoded before
+the secret patterns look (``?%74oken=`` is ``?token=`` to Starlette, so it is to the scrubber too). Text
+logs (``LOG_FORMAT=text``) escape control characters in the message, so a client's newline cannot start
+a line of its own; a traceback's further lines are indented. URLs of configured services are masked by
+parsing them (``mask_url``), not by pattern.
+
 Call ``setup_logging(settings)`` once at start-up. Add context with ``log.info("msg", extra={...})``;
 the request id of the current request (set by the HTTP middleware through ``request_id_var``) is
 attached automatically.
@@ -14,6 +20,7 @@ import re
 import sys
 import time
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from hgr.common.config import Settings
 
@@ -24,19 +31,58 @@ _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", 
                                                                      "color_message"}
 # Keys whose values must never be logged, whatever the caller passes.
 _SECRET_KEYS = re.compile(r"(authorization|api[_-]?key|token|password|secret|image_base64|image)$", re.IGNORECASE)
-# Credentials embedded in text: Bearer tokens, ?token=..., user:pass@ in URLs, long base64 runs.
+# Credentials embedded in text: Bearer tokens, ?token=..., user:pass@ in URLs, long base64 runs. A URL's
+# credentials run to the *last* "@" before white space (a password may hold "@", even unencoded "/").
 _SECRET_TEXT = [
     (re.compile(r"(?i)(bearer\s+)[^\s,;\"']+"), r"\1***"),
-    (re.compile(r"(?i)([?&](token|api_key|key)=)[^&\s\"']+"), r"\1***"),
-    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
+    (re.compile(r"(?i)([?&;][^=&\s\"']*(token|key|password|passwd|secret)=)[^&\s\"']+"), r"\1***"),
+    (re.compile(r"(://[^:/@\s\"']*:)[^\s\"']*@"), r"\1***@"),
+    (re.compile(r"(://)[^:/@\s\"']+@"), r"\1***@"),
     (re.compile(r"[A-Za-z0-9+/]{200,}={0,2}"), "<base64 omitted>"),
 ]
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_NAMES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def scrub_text(text: str) -> str:
+    """``text`` without credentials. Percent-encoded text is decoded first (what the application acts on
+    is the decoded form, so that is what must be scrubbed)."""
+    if _PERCENT.search(text):
+        text = unquote(text, errors="backslashreplace")
     for pattern, repl in _SECRET_TEXT:
         text = pattern.sub(repl, text)
     return text
+
+
+def escape_controls(text: str) -> str:
+    """Control characters (C0, DEL, C1, the Unicode line separators) as visible escapes: one log line
+    stays one line, and a client cannot move the cursor or forge a line of its own."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _CONTROL_NAMES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def mask_url(url: str) -> str:
+    """A configured URL (``REDIS_URL``, ``MQTT_URL``, …) for status and logs, parsed: the whole user-info
+    becomes ``***`` (everything up to the authority's last "@", as ``urlsplit`` and redis-py read it),
+    and so does the value of any query parameter that names a secret (``?password=``). A URL whose
+    password holds an unencoded "/", "?" or "#" does not parse as meant; then everything up to its last
+    "@" is hidden."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    elif "@" in url.partition("://")[2]:
+        return f"{parts.scheme}://***@{url.rpartition('@')[2]}" if parts.scheme else "***"
+    query = parts.query
+    if query:
+        query = urlencode([(k, "***" if _SECRET_KEYS.search(k) or re.search("(?i)pass", k) else v)
+                           for k, v in parse_qsl(query, keep_blank_values=True)], quote_via=quote, safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def scrub(value: Any, key: str = "") -> Any:
@@ -76,8 +122,20 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def format(self, record: logging.LogRecord) -> str:
-        return scrub_text(super().format(record))
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(scrub_text(record.message))
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return self._indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return self._indented(super().formatStack(stack_info))
+
+    @staticmethod
+    def _indented(text: str) -> str:
+        """A traceback's lines, each indented and escaped: no line of it can pass for a log line."""
+        return "\n".join("    " + escape_controls(scrub_text(line)) for line in text.splitlines())
 
 
 def setup_logging(settings: Settings) -> None:

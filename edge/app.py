@@ -12,6 +12,7 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -59,6 +60,17 @@ def presented_key(websocket: WebSocket, negotiated: protocol.Negotiated) -> str 
     return key_from_headers(websocket.headers) or websocket.query_params.get("token") or negotiated.key
 
 
+def origin_allowed(websocket: WebSocket, allowed: frozenset[str]) -> bool:
+    """No ``Origin`` (not a browser), the page's host is the host the request went to (``Host``: the
+    demo this edge serves, or a page behind the same proxy), or the origin is in ``WS_ALLOWED_ORIGINS``
+    (``*``: any). Ports are not compared: a proxy's ``Host`` often drops them."""
+    origin = websocket.headers.get("origin")
+    if origin is None or "*" in allowed or origin.rstrip("/").lower() in allowed:
+        return True
+    host = urlsplit(origin).hostname
+    return host is not None and host == urlsplit("//" + websocket.headers.get("host", "")).hostname
+
+
 _KNOWN_CLOSE_CODES = {1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013}
 
 
@@ -79,7 +91,11 @@ class EdgeNode:
         self.keyring = KeyRing.from_spec(settings.api_keys) if settings.auth_enabled else None
         self.counts = EdgeStats()
         self.sessions: set[Session] = set()
-        self._throttles: dict[str, FpsGate] = {}
+        self._key_names = frozenset(k.name for k in self.keyring.keys) if self.keyring else frozenset()
+        self._throttles: dict[str, FpsGate] = {}  # only for key names of the keyring: bounded
+        self._per_key: dict[str | None, int] = {}  # open streams per key name
+        self._origins = frozenset(o.strip().rstrip("/").lower() for o in settings.ws_allowed_origins.split(",")
+                                  if o.strip())
         self._ids = itertools.count(1)
         self._stopping = False
         self.routes: list[BaseRoute] = [
@@ -112,13 +128,18 @@ class EdgeNode:
     def stats(self) -> dict[str, Any]:
         return {**self.counts.snapshot(), "connections": len(self.sessions), "workers": self.pool.stats()}
 
-    def set_throttle(self, key_name: str, max_fps: float | None) -> None:
+    def set_throttle(self, key_name: str, max_fps: float | None) -> bool:
         """Cap the frames of all of this key's streams on this edge (together) at ``max_fps``;
-        frames above it are dropped with reason ``throttled``. None lifts the cap."""
+        frames above it are dropped with reason ``throttled``. None lifts the cap. False when this edge
+        has no key of that name (without auth, no stream has a key): the command is for nothing here,
+        and the table stays bounded by the keyring whatever names a publisher on the control topic sends."""
+        if key_name not in self._key_names:
+            return False
         if max_fps is None:
             self._throttles.pop(key_name, None)
         else:
             self._throttles[key_name] = FpsGate(max_fps)
+        return True
 
     def set_stream_throttle(self, stream_id: str, max_fps: float | None) -> bool:
         """Cap one stream (the id of its ``hello`` and its fleet events) at ``max_fps``; frames above it
@@ -150,19 +171,31 @@ class EdgeNode:
             except AuthError as exc:
                 await self._refuse(websocket, negotiated, exc.message, exc.code)
                 return
+        if not origin_allowed(websocket, self._origins):
+            await self._refuse(websocket, negotiated, "this origin may not open streams on this edge "
+                               "(WS_ALLOWED_ORIGINS)", error_code="origin_not_allowed")
+            return
         if self._stopping or len(self.sessions) >= self.settings.max_connections:
             await self._refuse(websocket, negotiated, f"edge overloaded: {self.settings.max_connections} connections",
                                error_code="overloaded")
             return
+        per_key = self.settings.max_connections_per_key
+        if per_key and key_name is not None and self._per_key.get(key_name, 0) >= per_key:
+            await self._refuse(websocket, negotiated, f"this key already holds {per_key} streams on this edge",
+                               error_code="too_many_connections")
+            return
         stream_id = f"{next(self._ids):x}-{secrets.token_hex(3)}"
         session = Session(self, websocket, negotiated, key_name, stream_id)
-        self.sessions.add(session)  # before any await, so the connection limit cannot be overshot
+        self.sessions.add(session)  # before any await, so the connection limits cannot be overshot
+        self._per_key[key_name] = self._per_key.get(key_name, 0) + 1
         metrics.WS_CONNECTIONS.set(len(self.sessions))
         try:
             await websocket.accept(subprotocol=negotiated.subprotocol)
             await session.run(self._hello(negotiated, stream_id))
         finally:
             self.sessions.discard(session)
+            if (left := self._per_key.pop(key_name) - 1) > 0:
+                self._per_key[key_name] = left
             metrics.WS_CONNECTIONS.set(len(self.sessions))
             metrics.WS_CLOSED.labels(close_label(session.close_code)).inc()
             self.pool.close_stream(stream_id)

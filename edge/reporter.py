@@ -50,7 +50,7 @@ MAX_THROTTLE_S = 86_400.0
 class ReportingNode(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
-    def set_throttle(self, key_name: str, max_fps: float | None) -> None: ...
+    def set_throttle(self, key_name: str, max_fps: float | None) -> bool: ...
 
     def set_stream_throttle(self, stream_id: str, max_fps: float | None) -> bool: ...
 
@@ -105,7 +105,7 @@ class EdgeReporter:
         self.event_seq = 0
         self.events = EventTracker(settings.event_debounce_ms / 1000.0)
         self.control_received: dict[str, int] = {}
-        self.control_ignored: dict[str, int] = {}  # by reason: invalid, unknown_stream
+        self.control_ignored: dict[str, int] = {}  # by reason: invalid, unknown_stream, unknown_key
         self._topics = {kind: edge_topic(settings.mqtt_topic_prefix, self.edge_id, kind)
                         for kind in KINDS}
         self._prev_stats: dict[str, Any] | None = None
@@ -272,8 +272,8 @@ class EdgeReporter:
             max_fps = as_float(doc, "max_fps", lo=0.0, hi=10_000.0)
         duration = as_float(doc, "duration_s", 0.0, lo=0.0, hi=MAX_THROTTLE_S) if "duration_s" in doc else 0.0
         if not self._apply(target, max_fps):
-            self._ignore("unknown_stream")
-            log.debug("throttle of unknown stream %s ignored", target[1])
+            self._ignore(f"unknown_{target[0]}")
+            log.debug("throttle of unknown %s %s ignored", *target)
             return False
         if old := self._lifts.pop(target, None):
             old.cancel()
@@ -287,8 +287,7 @@ class EdgeReporter:
         kind, name = target
         if kind == "stream":
             return self.node.set_stream_throttle(name, max_fps)
-        self.node.set_throttle(name, max_fps)
-        return True
+        return self.node.set_throttle(name, max_fps)
 
     def _lift(self, target: ThrottleTarget) -> None:
         self._lifts.pop(target, None)

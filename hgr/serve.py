@@ -7,8 +7,10 @@ in throughput).
 Slow clients (docs/deployment.md "Hardening"): uvicorn closes an idle keep-alive connection after
 ``KEEP_ALIVE_TIMEOUT`` but has no timeout for a request's headers, so ``HeaderTimeoutProtocol`` closes a
 connection whose headers are not complete ``HEADER_TIMEOUT`` seconds after it opened (or after the first
-byte of a further request). Bodies have ``BODY_TIMEOUT`` (``hub.bodies``); WebSocket streams
-``IDLE_TIMEOUT``.
+byte of a further request). Nor does uvicorn's httptools protocol bound a request's head (an 80 MB header
+or a million of them were read, the parser concatenating as they came): the same protocol answers
+``431 headers_too_large`` past ``MAX_HEADER_BYTES`` or ``MAX_HEADERS`` and closes the connection. Bodies
+have ``BODY_TIMEOUT`` (``hub.bodies``); WebSocket streams ``IDLE_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -28,8 +31,9 @@ import uvicorn
 from prometheus_client import start_http_server
 from starlette.applications import Starlette
 
-from hgr.common import native_logs
+from hgr.common import internals, metrics, native_logs
 from hgr.common.config import Settings
+from hgr.common.errors import spec
 from hgr.common.logs import setup_logging
 from hgr.common.startup import SERVICE_PORTS, startup_settings
 
@@ -37,12 +41,14 @@ log = logging.getLogger("hgr.serve")
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    ws = "websockets-sansio"
-    if importlib.util.find_spec("uvicorn.protocols.websockets.websockets_sansio_impl") is None:  # older uvicorn
-        ws = "websockets"
-    http: str | type[asyncio.Protocol] = "h11"  # h11 bounds header size (16 KB) but has no header timeout
-    if importlib.util.find_spec("httptools"):
-        http = header_timeout_protocol(settings.header_timeout)
+    # A uvicorn without the internals a guard hooks into gets the stock protocol (common.internals logs it).
+    found = internals.check_all()
+    ws: str | type[asyncio.Protocol] = "websockets"  # no frame guard (put a proxy in front)
+    if not found["uvicorn_ws_guards"]:
+        ws = guarded_websocket_protocol(settings.ws_max_control_rate, settings.ws_max_fragments)
+    http: str | type[asyncio.Protocol] = "h11"  # h11 bounds the head's size (a 400), not its time or count
+    if importlib.util.find_spec("httptools") and not found["uvicorn_header_timeout"]:
+        http = header_timeout_protocol(settings.header_timeout, settings.max_header_bytes, settings.max_headers)
     return {
         "ws": ws,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
@@ -56,17 +62,71 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,  # the hub's middleware logs requests, scrubbed
         "server_header": False,
         "timeout_graceful_shutdown": 10,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        # X-Forwarded-For is believed only from these (uvicorn's ProxyHeadersMiddleware); hub.callers then
+        # takes the client address only if it is one (a forged header is any string, of any length).
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
 
 
-def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+LINGER_S, LINGER_BYTES = 2.0, 1024 * 1024  # after a 431: how long, and how much more, is read and dropped
+
+
+class Linger:
+    """After refusing a client on ``transport``: end our side (EOF after the answer), then read and drop
+    what the client still sends for at most ``LINGER_S`` seconds or ``LINGER_BYTES`` bytes, then close.
+    Closing at once with unread data resets the connection, and the reset can destroy the answer (the 431,
+    the close frame) before the client reads it."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.dropped = 0
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.timer = loop.call_later(LINGER_S, transport.close)
+
+    def drop(self, data: bytes) -> None:
+        self.dropped += len(data)
+        if self.dropped > LINGER_BYTES:
+            self.transport.close()
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
+class HeadersTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request whose head is over a limit."""
+
+
+def headers_too_large_response() -> bytes:
+    """The whole HTTP response for ``headers_too_large``: the catalogue's status and the common JSON error
+    body (no request id: the request never reached the app), then the connection is closed."""
+    code = "headers_too_large"
+    body = json.dumps({"error": {"code": code, "message": "request headers too large"}}).encode()
+    return (f"HTTP/1.1 {spec(code).status} Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+def header_timeout_protocol(seconds: float, max_bytes: int = 64 * 1024, max_headers: int = 100
+                            ) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with a deadline on headers: a connection that has not completed a
     request's headers ``seconds`` after it opened, or after that request's first byte, is closed (a
-    slowloris client otherwise holds its socket and buffer forever)."""
+    slowloris client otherwise holds its socket and buffer forever). And with bounds on a request's head:
+    past ``max_bytes`` (the request line and every header name and value) or ``max_headers`` fields it is
+    answered 431 and closed. Completed fields are counted exactly as the parser reports them; a field that
+    never ends is caught by the bytes that arrived while the head was incomplete, so at most one read
+    (≤ 256 KiB) beyond the limit is ever buffered."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class HeaderTimeoutProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _in_head = False  # between a request's first byte and the end of its headers
+        _head_bytes = 0  # of this head: exact for completed fields, or what arrived while it was incomplete
+        _exact_bytes = 0
+        _head_fields = 0
+        _over_limit = False
+        _linger: Linger | None = None
 
         def _arm(self) -> None:
             self._disarm()
@@ -84,23 +144,158 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
             elif not self.transport.is_closing():
                 self.transport.close()
 
+        def _refuse(self) -> None:
+            """431, then close. The rest of what the client sends is read and dropped for a moment (at most
+            ``LINGER_S``, ``LINGER_BYTES``) before the socket closes: closing with unread data would reset
+            the connection, and the reset can destroy the 431 before the client reads it."""
+            self._disarm()
+            if self._linger is not None or self.transport.is_closing():
+                return
+            self.transport.write(headers_too_large_response())
+            self._linger = Linger(self.transport, self.loop)
+
+        def data_received(self, data: bytes) -> None:
+            if self._linger is not None:  # refused: dropped, and a client that goes on sending is cut off
+                self._linger.drop(data)
+                return
+            counting = self._in_head  # the whole of this read belongs to the head if it stays incomplete
+            super().data_received(data)
+            if counting and self._in_head:
+                self._head_bytes += len(data)
+                if self._head_bytes > max_bytes:
+                    self._refuse()
+
+        def send_400_response(self, msg: str) -> None:
+            if self._over_limit:  # the parser stopped because a callback below raised HeadersTooLarge
+                self._refuse()
+            else:
+                super().send_400_response(msg)
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url), 0)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4, 1)
+            super().on_header(name, value)
+
+        def _count(self, size: int, fields: int) -> None:
+            self._head_fields += fields
+            self._exact_bytes += size
+            if self._exact_bytes > max_bytes or self._head_fields > max_headers:
+                self._over_limit = True  # uvicorn turns the parser's error into send_400_response, above
+                raise HeadersTooLarge()
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._in_head, self._head_bytes, self._exact_bytes, self._head_fields = True, 0, 0, 0
             self._arm()
 
         def on_headers_complete(self) -> None:
             self._disarm()
+            self._in_head = False
             super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._linger is not None:
+                self._linger.cancel()
             super().connection_lost(exc)
 
     return HeaderTimeoutProtocol
+
+
+WS_READ_SLICE = 16 * 1024  # bytes parsed before the frame budgets are checked again
+
+
+def guarded_websocket_protocol(control_rate: float, max_fragments: int) -> type[asyncio.Protocol]:
+    """uvicorn's websockets-sansio protocol, with frames that carry no message counted (issue 20 rows 7-8).
+
+    uvicorn parses every frame and answers every ping, whether the client reads or not, and a message may
+    come in any number of continuation frames: 400 000 pings never read held 46 MB of pongs, and a stream
+    of 1-byte fragments kept the event loop parsing (a legitimate stream on the same edge fell to 4 % and
+    0 % of its rate, /health to 1.8 s and 4.5 s). Here ping and pong frames draw on a token bucket
+    (``control_rate`` per second, bursts of 5 s worth) and a message may have at most ``max_fragments``
+    frames; a connection over either is failed with close 1008 (``too_many_frames``), its app told at
+    once. A read is parsed ``WS_READ_SLICE`` bytes at a time, so the loop never parses more than one slice
+    of a flood past the limit. The websockets library has no such limits to configure; the hooks are
+    uvicorn's per-frame handlers (``handle_ping``, ``handle_pong``, ``handle_text``, ``handle_bytes``,
+    ``handle_cont``), which tests/test_serve_guards.py checks are still called by ``handle_events``."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.frames import Frame
+
+    burst = 5 * control_rate
+
+    class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+        _tokens = burst
+        _refilled_at = 0.0
+        _fragments = 0
+        _linger: Linger | None = None
+
+        def data_received(self, data: bytes) -> None:
+            if self._linger is not None:  # failed: what the client still sends is dropped
+                self._linger.drop(data)
+                return
+            for start in range(0, len(data), WS_READ_SLICE):
+                super().data_received(data[start:start + WS_READ_SLICE])
+                if self._linger is not None or self.transport.is_closing():
+                    return
+
+        def handle_ping(self) -> None:
+            if self._control_frame():
+                super().handle_ping()
+
+        def handle_pong(self, event: Frame) -> None:
+            if self._control_frame():
+                super().handle_pong(event)
+
+        def handle_text(self, event: Frame) -> None:
+            self._fragments = 1
+            super().handle_text(event)
+
+        def handle_bytes(self, event: Frame) -> None:
+            self._fragments = 1
+            super().handle_bytes(event)
+
+        def handle_cont(self, event: Frame) -> None:
+            self._fragments += 1
+            if self._fragments > max_fragments:
+                self._fail(f"a message in more than {max_fragments} frames")
+            elif self._linger is None:
+                super().handle_cont(event)
+
+        def _control_frame(self) -> bool:
+            now = self.loop.time()
+            self._tokens = min(burst, self._tokens + (now - self._refilled_at) * control_rate)
+            self._refilled_at = now
+            if self._tokens < 1:
+                self._fail(f"more than {control_rate:g} ping/pong frames per second")
+                return False
+            self._tokens -= 1
+            return self._linger is None
+
+        def _fail(self, reason: str) -> None:
+            """Close 1008 and tell the app now; the client's further frames are dropped unparsed."""
+            if self._linger is not None or self.close_sent or self.transport.is_closing():
+                return
+            metrics.ERRORS.labels("edge", "too_many_frames").inc()
+            log.info("websocket closed: %s", reason, extra={"client": self.client, "code": "too_many_frames"})
+            self.conn.fail(spec("too_many_frames").ws_close or 1008, reason)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1008, "reason": reason})
+            self._linger = Linger(self.transport, self.loop)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._linger is not None:
+                self._linger.cancel()
+            super().connection_lost(exc)
+
+    return GuardedWebSocketProtocol
 
 
 # Exit statuses of `hgr up`, `hgr hub` and `hgr edge` when they cannot start (README "Command line").

@@ -1,7 +1,8 @@
 """Result cache: the same image, model and options give the same answer, so answer it once.
 
 The key is SHA-256 of the image bytes + the answer's id (the model's id, which changes whenever the
-bundle's bytes do, and the settings that change a still's answer) + the options' cache key. Two stores
+bundle's bytes do, and a digest of the settings that change a still's answer, ``ANSWER_SETTINGS``) + the
+options' cache key. Two stores
 behind one interface: Redis (shared by every hub; entries expire after ``CACHE_TTL``, and the server's
 ``maxmemory`` with ``allkeys-lru`` bounds the total) and a
 bounded in-process LRU with the same TTL. A cache failure is only ever a miss: the request goes on
@@ -30,12 +31,72 @@ def cache_key(prefix: str, data: bytes, model_id: str, opts: DetectOptions) -> s
     return f"{prefix}cache:{hashlib.sha256(data).hexdigest()}:{model_id}:{opts.cache_key()}"
 
 
+# What a still's answer depends on, setting by setting. Every field of ``Settings`` is in exactly one of
+# the three tables below (tests/test_cache.py holds them to the dataclass), so a new setting cannot reach
+# the answer unnoticed: whoever adds one decides where it goes.
+#
+# 1. In the key, through ``answer_id``: the worker reads them while answering a still.
+ANSWER_SETTINGS: tuple[str, ...] = (
+    "min_hand_detection_confidence",  # the palm detector's threshold: fewer or more hands
+    "min_hand_presence_confidence",   # the landmark model's presence threshold: fewer or more hands
+    "exposure_retry",                 # a darker/brighter look when no hand is found (`retry`)
+    "infer_max_side",                 # the side an image is scaled to before inference
+    "max_image_size",                 # the worker's limits: an image one hub refuses must not be answered
+    "max_image_pixels",               # from another hub's cache entry
+    "max_image_side",
+)
+
+# 2. In the key through another part of it.
+KEYED_ELSEWHERE: dict[str, str] = {
+    "model_path": "the model id: a digest of the bundle's bytes",
+    "model_lite_path": "the model id of the lite bundle",
+    "model_variant": "the options' `model` (the default variant is resolved into every request's options)",
+    "model_cache_dir": "where the bundle is kept; its bytes are the model id",
+    "model_url": "where the bundle comes from; its bytes are the model id",
+    "model_sha256": "checks the download; the bytes are the model id",
+    "model_index_url": "where the bundle is built from; its bytes are the model id",
+    "num_hands": "the options' `num_hands` (the default is resolved into every request's options)",
+    "redis_key_prefix": "the key's own prefix",
+}
+
+# 3. Never change a still's answer (only whether, when, how fast or where it is served, or streams).
+NOT_ANSWER_SETTINGS: dict[str, str] = {
+    **dict.fromkeys(("app_name", "app_version", "debug", "log_level", "log_format", "host", "port",
+                     "edge_port", "metrics_port", "workers"), "service identity, logging, listeners"),
+    "model_download_timeout": "how long fetching the bundle may take",
+    "min_tracking_confidence": "VIDEO mode only: a still is never tracked",
+    **dict.fromkeys(("max_request_size", "max_batch_images", "max_form_fields", "max_form_field_size",
+                     "max_json_depth", "max_json_values", "body_timeout", "header_timeout",
+                     "keep_alive_timeout", "max_header_bytes", "max_headers", "forwarded_allow_ips"),
+                    "request limits checked by the hub before the cache"),
+    **dict.fromkeys(("batch_size", "max_batch_delay_ms"), "scheduling in the pool, not the answer"),
+    **dict.fromkeys(("edge_id", "max_frame_bytes", "max_fps", "max_connections", "idle_timeout", "web_dir",
+                     "ws_max_control_rate", "ws_max_fragments", "max_connections_per_key", "ws_allowed_origins"),
+                    "the edge's streams"),
+    **dict.fromkeys(("stream_pipeline", "detect_interval_ms", "detect_interval_frames", "motion_gate",
+                     "motion_threshold", "motion_max_skip_ms", "reduced_decode_min_side"),
+                    "stream frames only: stills always take the MediaPipe IMAGE path, decoded in full"),
+    **dict.fromkeys(("auth_enabled", "api_keys", "rate_limit_enabled", "rate_limit_requests",
+                     "rate_limit_window", "rate_limit_burst", "rate_limit_shadow", "rate_limit_fail",
+                     "fleet_quota_frames"), "who may ask and how often, checked before the cache"),
+    **dict.fromkeys(("cache_enabled", "cache_ttl", "cache_max_entries"), "the cache itself"),
+    **dict.fromkeys(("redis_enabled", "redis_host", "redis_port", "redis_db", "redis_url", "redis_cluster",
+                     "redis_sentinels", "redis_sentinel_master", "redis_sentinel_password"),
+                    "where the cache lives"),
+    **dict.fromkeys(("mqtt_url", "mqtt_topic_prefix", "mqtt_keepalive", "mqtt_payload", "mqtt_max_payload",
+                     "mqtt_share_group", "mqtt_outbox_size", "mqtt_outbox_settle", "mqtt_client_id",
+                     "mqtt_session_expiry", "mqtt_results", "mqtt_ca_file", "mqtt_client_cert", "mqtt_client_key",
+                     "metrics_interval", "edge_stale_after", "edge_forget_after", "fleet_gauges_interval",
+                     "event_debounce_ms"), "the fleet"),
+}
+
+
 def answer_id(model_id: str, settings: Settings) -> str:
-    """The model's id plus the settings that change a still's answer (the exposure retry, the side
-    images are scaled to before inference): hubs with different settings sharing one Redis never serve
-    each other's answers, and changing a setting retires the old entries at once instead of after
-    ``CACHE_TTL``."""
-    return f"{model_id}+r{int(settings.exposure_retry)}s{settings.infer_max_side}"
+    """The model's id plus a digest of the settings that change a still's answer (``ANSWER_SETTINGS``):
+    hubs with different settings sharing one Redis never serve each other's answers, and changing a
+    setting retires the old entries at once instead of after ``CACHE_TTL``."""
+    values = json.dumps([[name, getattr(settings, name)] for name in ANSWER_SETTINGS], separators=(",", ":"))
+    return f"{model_id}+{hashlib.sha256(values.encode()).hexdigest()[:16]}"
 
 
 class ResultCache(Protocol):

@@ -58,10 +58,18 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {HTTPException: _http_exception}
 
 
-def route_label(scope: Scope) -> str:
-    """The matched route's template (``/fleet/edges/{edge_id}``), rebuilt from the path and its params."""
+def route_label(scope: Scope, status: int | None = None) -> str:
+    """The matched route's template (``/fleet/edges/{edge_id}``), rebuilt from the path and its params.
+
+    Never the raw path, which a client chooses (a label per path would grow ``/metrics`` without bound):
+    no route is ``unmatched``, and so is a path under a mount (the web demo's static files at ``/`` in
+    `hgr up`) that the mount answers 404; any other answer of a mount is ``<mount>/{path}``."""
     if "endpoint" not in scope:
         return "unmatched"
+    if "app_root_path" in scope:  # set by a Mount (and only by one) for the app it hands the request to
+        if status == 404:
+            return "unmatched"
+        return f"{scope.get('root_path', '')[len(scope['app_root_path']):]}/{{path}}"
     path: str = scope.get("route_path") or scope["path"]
     for name, value in (scope.get("path_params") or {}).items():
         path = path.replace(f"/{value}", f"/{{{name}}}", 1)
@@ -116,7 +124,7 @@ class HubMiddleware:
             request_id_var.reset(token)
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
-        route = route_label(scope)
+        route = route_label(scope, status)
         metrics.HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
         metrics.HTTP_DURATION.labels(self.service, scope["method"], route, str(status)).observe(elapsed)
         state: dict[str, Any] = scope.get("state") or {}

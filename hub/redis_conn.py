@@ -28,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from hgr.common import metrics
+from hgr.common.logs import mask_url
 from hgr.common.redis_url import RedisTarget, parse_redis_url
 
 log = logging.getLogger("hgr.hub.redis")
@@ -87,7 +88,7 @@ class RedisConn:
         return result
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"configured": True, "up": self.up, "url": _mask(self.url),
+        out: dict[str, Any] = {"configured": True, "up": self.up, "url": mask_url(self.url),
                                "topology": self.target.kind}
         if not self.up:
             out["error"] = self.last_error
@@ -101,13 +102,13 @@ class RedisConn:
 
     def _mark_up(self) -> None:
         if not self.up:
-            log.info("redis is up", extra={"redis": _mask(self.url)})
+            log.info("redis is up", extra={"redis": mask_url(self.url)})
         self.up, self.last_error, self.down_since = True, None, None
         metrics.REDIS_UP.set(1)
 
     def _mark_down(self, exc: BaseException) -> None:
         if self.up or self.down_since is None:
-            log.warning("redis is down: %s", exc, extra={"redis": _mask(self.url)})
+            log.warning("redis is down: %s", exc, extra={"redis": mask_url(self.url)})
             self.down_since = time.monotonic()
         self.up, self.last_error = False, f"{exc.__class__.__name__}: {exc}"
         metrics.REDIS_UP.set(0)
@@ -132,11 +133,3 @@ def make_client(target: RedisTarget, timeout_s: float, sentinel_password: str | 
                                          "password": sentinel_password})
     client: aioredis.Redis = sentinel.master_for(target.master, db=target.db, **options)
     return client
-
-
-def _mask(url: str) -> str:
-    """The URL without its password, for status and logs."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"

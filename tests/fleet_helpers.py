@@ -80,8 +80,9 @@ class StandInNode:
                 "latency_ms": {"p50": 4.0, "p95": 9.5, "p99": 12.0}, "connections": 1,
                 "workers": {"alive": 1}, "frames_by_key": dict(self.by_key)}
 
-    def set_throttle(self, key_name: str, max_fps: float | None) -> None:
+    def set_throttle(self, key_name: str, max_fps: float | None) -> bool:
         self.throttles.append((key_name, max_fps))
+        return True
 
     def set_stream_throttle(self, stream_id: str, max_fps: float | None) -> bool:
         if stream_id not in self.streams:

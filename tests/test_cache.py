@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import uuid
-from typing import cast
+from typing import Any, cast
 
 from support import eventually, redis_argv
 
-from hgr.common.config import load_settings
+from hgr.common.config import Settings, load_settings
 from hgr.common.contracts import DetectionResult
 from hgr.common.options import DetectOptions
-from hgr.hub.cache import MemoryCache, RedisCache, answer_id, cache_key
+from hgr.hub.cache import (
+    ANSWER_SETTINGS,
+    KEYED_ELSEWHERE,
+    NOT_ANSWER_SETTINGS,
+    MemoryCache,
+    RedisCache,
+    answer_id,
+    cache_key,
+)
 from hgr.hub.redis_conn import RedisConn
 
 # A minimal result (its timing has total_ms only): the caches store and return it untouched.
@@ -31,10 +40,48 @@ def test_key_depends_on_bytes_model_and_options() -> None:
 
 def test_answer_id_changes_with_every_setting_that_changes_a_still() -> None:
     base = answer_id("model-a", load_settings({}, env_file=None))
-    assert base.startswith("model-a")
+    assert base.startswith("model-a+")
+    assert answer_id("model-b", load_settings({}, env_file=None)) != base
     assert answer_id("model-a", load_settings({"EXPOSURE_RETRY": "false"}, env_file=None)) != base
     assert answer_id("model-a", load_settings({"INFER_MAX_SIDE": "1024"}, env_file=None)) != base
+    assert answer_id("model-a", load_settings({"MIN_HAND_DETECTION_CONFIDENCE": "0.99"}, env_file=None)) != base
+    assert answer_id("model-a", load_settings({"MIN_HAND_PRESENCE_CONFIDENCE": "0.99"}, env_file=None)) != base
     assert answer_id("model-a", load_settings({"RATE_LIMIT_REQUESTS": "7"}, env_file=None)) == base
+
+
+def _another_value(f: dataclasses.Field[Any], value: Any) -> Any:
+    """A different valid value of the setting ``f`` (currently ``value``)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        lo, hi = f.metadata["min"], f.metadata["max"]
+        for candidate in (value + 1, value - 1, (value + (lo or 0)) / 2):
+            other = type(value)(candidate)
+            if other != value and (lo is None or other >= lo) and (hi is None or other <= hi):
+                return other
+        raise AssertionError(f"no other value for {f.name}")
+    return f"{value}x"
+
+
+def test_every_setting_is_in_the_cache_key_or_declared_not_to_change_an_answer() -> None:
+    """Row 11 of issue 20: a setting added to Settings must be classified here, in hub/cache.py; every
+    setting in the key changes the key."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    tables = [set(ANSWER_SETTINGS), set(KEYED_ELSEWHERE), set(NOT_ANSWER_SETTINGS)]
+    unclassified = set(fields) - set().union(*tables)
+    assert not unclassified, f"classify these settings in hub/cache.py (do they change a still's answer?): " \
+                             f"{sorted(unclassified)}"
+    assert not set().union(*tables) - set(fields), "hub/cache.py names settings that do not exist"
+    assert sum(len(t) for t in tables) == len(fields), "a setting is in two of hub/cache.py's tables"
+    base_settings = load_settings({}, env_file=None)
+    base = answer_id("model-a", base_settings)
+    for name in ANSWER_SETTINGS:
+        other = _another_value(fields[name], getattr(base_settings, name))
+        assert other != getattr(base_settings, name)
+        assert answer_id("model-a", dataclasses.replace(base_settings, **{name: other})) != base, name
+    for name in {*KEYED_ELSEWHERE, *NOT_ANSWER_SETTINGS}:
+        other = _another_value(fields[name], getattr(base_settings, name))
+        assert answer_id("model-a", dataclasses.replace(base_settings, **{name: other})) == base, name
 
 
 async def test_memory_cache_is_bounded_lru() -> None:

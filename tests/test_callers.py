@@ -36,3 +36,12 @@ def test_without_auth_anonymous_and_wrong_keys_are_limited_per_ip_and_valid_keys
     assert identify(_request({"X-API-Key": "nope"}, "10.0.0.8"), RING, auth_enabled=False).bucket == "ip:10.0.0.8"
     assert identify(_request({"Authorization": "Bearer a-key"}), RING, auth_enabled=False).bucket == "key:alice"
     assert identify(_request({"X-API-Key": "a-key"}), KeyRing([]), auth_enabled=False).bucket == "ip:10.0.0.7"
+
+
+@pytest.mark.parametrize("client,bucket", [
+    ("10.0.0.9", "ip:10.0.0.9"), ("2001:db8::1", "ip:2001:db8::1"), ("::ffff:10.0.0.9", "ip:10.0.0.9"),
+    ("fe80::1%eth0", "ip:fe80::1"), ("x" * 5000, "ip:invalid"), ("10.0.0.9, 10.0.0.10", "ip:invalid"),
+    ("", "ip:unknown")])
+def test_the_ip_bucket_is_an_ip_address_or_one_bucket_for_anything_else(client: str, bucket: str) -> None:
+    """What a trusted proxy's X-Forwarded-For said becomes the client address; it is part of a Redis key."""
+    assert identify(_request({}, client), RING, auth_enabled=False).bucket == bucket

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ from support import eventually, recv_msg, serve_edge
 from websockets.exceptions import ConnectionClosed
 
 from hgr.common import protocol
+from hgr.common.bus import LocalBus
 from hgr.common.config import load_settings
 from hgr.common.contracts import ResultMessage
 from hgr.common.pool import InferencePool
 from hgr.edge.app import EdgeNode
+from hgr.edge.reporter import EdgeReporter
 from hgr.loadtest.ws_stream import open_stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -162,3 +165,26 @@ async def test_without_a_web_directory_the_root_says_so(serve: EdgeFactory, tmp_
     base = url.replace("ws://", "http://").removesuffix("/ws")
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/", timeout=10).read())
     assert b"web demo is not installed" in body and b"/ws" in body
+
+
+async def test_the_key_throttle_table_holds_only_the_keyring(edge_pool: InferencePool) -> None:
+    """Issue 20: anyone who may publish on the control topic named a new key per command, and the edge
+    kept a throttle (and a timer to lift it) for each. Now a key the edge does not have is ignored."""
+    settings = load_settings(environ={}, env_file=None, auth_enabled=True, api_keys=KEYS, edge_id="cam-bounded")
+    async with serve_edge(settings, edge_pool, bus=LocalBus(settings)) as (node, _):
+        await _only_the_keyring_is_throttled(node)
+
+
+async def _only_the_keyring_is_throttled(node: EdgeNode) -> None:
+    reporter = node.reporter
+    assert isinstance(reporter, EdgeReporter) and node.bus is not None
+    control = "hgr/v1/edges/cam-bounded/control"
+    for i in range(1000):
+        node.bus.publish(control, json.dumps({"cmd": "throttle", "key": f"k{i}", "max_fps": 0,
+                                              "duration_s": 3600}).encode(), qos=1)
+    node.bus.publish(control, json.dumps({"cmd": "throttle", "key": "cam", "max_fps": 0,
+                                          "duration_s": 3600}).encode(), qos=1)
+    await eventually(lambda: reporter.control_received.get("throttle") == 1, 10, "the keyring's throttle")
+    await eventually(lambda: reporter.control_ignored.get("unknown_key") == 1000, 10, "1000 unknown keys ignored")
+    assert node.throttle_for("cam") is not None and node.throttle_for("k7") is None
+    assert set(node._throttles) == {"cam"} and set(reporter._lifts) == {("key", "cam")}

@@ -69,3 +69,17 @@ def test_a_library_that_fails_to_load_counts_as_missing(monkeypatch: pytest.Monk
         internals.Patch(p.name, p.library, p.gives, broken) if p is patch else p for p in internals.PATCHES))
     assert internals.missing("starlette_form_errors") == [
         "starlette: ImportError: no module named starlette.formparsers"]
+
+
+def test_a_uvicorn_without_the_hooks_serves_with_its_stock_protocols(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvicorn.protocols.websockets import websockets_sansio_impl
+
+    from hgr.common.config import load_settings
+    from hgr.serve import uvicorn_options
+
+    monkeypatch.delattr(websockets_sansio_impl.WebSocketsSansIOProtocol, "handle_cont")
+    monkeypatch.delattr(httptools_impl.HttpToolsProtocol, "on_header")
+    options = uvicorn_options(load_settings({}, env_file=None))
+    assert options["ws"] == "websockets" and options["http"] == "h11"
+    assert internals.status()["uvicorn_ws_guards"] == (
+        "fallback: WebSocketsSansIOProtocol.handle_events calling handle_cont")

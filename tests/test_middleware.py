@@ -3,6 +3,8 @@ route label of the metrics."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -10,7 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from hgr.common import metrics
 from hgr.common.errors import CATALOGUE
@@ -103,3 +106,19 @@ async def test_metrics_label_the_route_template_not_the_path() -> None:
     assert r.json() == {"route": "/fleet/edges/{edge_id}"}
     assert _requests("/fleet/edges/{edge_id}", "200") - before[0] == 1
     assert _requests("unmatched", "404") - before[1] == 1
+
+
+async def test_a_mount_is_one_label_and_its_404s_are_unmatched(tmp_path: Path) -> None:
+    (tmp_path / "app.js").write_text("1")
+    app = Starlette(routes=[Mount("/static", app=StaticFiles(directory=tmp_path), name="static")],
+                    exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(HubMiddleware)])
+
+    def count(route: str, status: str) -> float:
+        return float(metrics.HTTP_REQUESTS.labels("hub", "GET", route, status)._value.get())
+
+    before = count("/static/{path}", "200"), count("unmatched", "404")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
+        assert (await client.get("/static/app.js")).status_code == 200
+        assert (await client.get("/static/missing-1.js")).status_code == 404
+        assert (await client.get("/static/missing-2.js")).status_code == 404
+    assert (count("/static/{path}", "200"), count("unmatched", "404")) == (before[0] + 1, before[1] + 2)

@@ -47,7 +47,8 @@ BAD_TEXT = {
 }
 # Text no check can call wrong before it is used (a host, a name, a URL fetched only when needed).
 FREE_TEXT = {"APP_NAME", "APP_VERSION", "HOST", "HGR_MODEL_CACHE_DIR", "HGR_MODEL_URL", "HGR_MODEL_INDEX_URL",
-             "REDIS_HOST", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD", "REDIS_KEY_PREFIX", "MQTT_CLIENT_ID"}
+             "REDIS_HOST", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD", "REDIS_KEY_PREFIX", "MQTT_CLIENT_ID",
+             "FORWARDED_ALLOW_IPS", "WS_ALLOWED_ORIGINS"}
 
 
 def bad_value(f: dataclasses.Field[object]) -> str | None:

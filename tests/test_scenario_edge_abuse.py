@@ -1,0 +1,308 @@
+"""Cheap attacks on an edge, direct to its published port (issue 20, "Cheap attacks stay cheap"), against
+a real `hgr edge` process: request heads over the limits (row 9); WebSocket control frames and
+continuation fragments (rows 7 and 8); per-key connection caps and the Origin allowlist."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+from support import eventually, http_get, recv_msg
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from hgr.common import protocol
+from hgr.common.percentiles import percentiles
+from hgr.loadtest.ws_stream import open_stream, running_edge
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+KEY, OTHER_KEY = "k-abuse-alpha-0123456789", "k-abuse-beta-9876543210"
+
+
+@pytest.fixture(scope="module")
+def port(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with ((tmp_path_factory.mktemp("log") / "edge.log").open("w") as log,
+          running_edge({"HGR_MODEL_PATH": model_path, "WORKERS": "1", "MAX_FPS": "1000"}, log_file=log) as (p, _)):
+        yield p
+
+
+async def _exchange(port: int, head: bytes, *, closes: bool = False) -> tuple[int, dict[str, Any]]:
+    """Send ``head`` (a request without its final blank line, which is added) on a fresh connection; the
+    status and the JSON body ({} for another type). ``closes``: check that the server then closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + b"\r\n")
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 30)
+        headers: dict[str, str] = {}
+        while (line := await asyncio.wait_for(reader.readline(), 30)) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 30)
+        if closes:
+            assert headers.get("connection") == "close" and await asyncio.wait_for(reader.read(1), 30) == b""
+        return int(status_line.split()[1]), json.loads(body) if "json" in headers["content-type"] else {}
+    finally:
+        writer.close()
+
+
+async def _health_ms(port: int) -> float:
+    start = time.perf_counter()
+    status, body = await _exchange(port, b"GET /health HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n")
+    assert status == 200 and body["status"] == "ok"
+    return (time.perf_counter() - start) * 1000
+
+
+async def test_an_80_kb_header_and_1000_headers_are_431(port: int) -> None:
+    """Row 9: both were answered 200 (an 80 MB header and a million headers too)."""
+    ok = await _exchange(port, b"GET /health HTTP/1.1\r\nHost: edge\r\nX-Fine: " + b"a" * 8000 + b"\r\n"
+                         + b"".join(b"X-H%d: v\r\n" % i for i in range(90)))
+    assert ok[0] == 200  # a large but normal head is served
+    # a body is not part of the head, even when it arrives in the same reads as the headers
+    with_body = await _exchange(port, b"POST /health HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 1048576\r\n\r\n" + b"1" * (1048576 - 2))
+    assert with_body[0] == 405, with_body
+    big = await _exchange(port, b"GET /health HTTP/1.1\r\nHost: edge\r\nX-Big: " + b"a" * 80_000 + b"\r\n",
+                          closes=True)
+    many = await _exchange(port, b"GET /health HTTP/1.1\r\nHost: edge\r\n"
+                           + b"".join(b"X-H%d: v\r\n" % i for i in range(1000)), closes=True)
+    for status, body in (big, many):
+        assert (status, body["error"]["code"]) == (431, "headers_too_large")
+
+
+async def test_a_header_that_never_ends_is_cut_off_and_health_is_served_meanwhile(port: int) -> None:
+    """An 80 MB header, sent as fast as the edge reads: the edge stops reading after about
+    MAX_HEADER_BYTES and one read (what the kernel buffers besides is all the client gets rid of)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    chunk = b"a" * 65536
+    sent, answer = 0, b""
+    health: list[float] = []
+
+    async def attack() -> None:
+        nonlocal sent, answer
+        writer.write(b"GET /health HTTP/1.1\r\nHost: edge\r\nX-Big: ")
+        try:
+            while sent < 80 * 1024 * 1024:
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(chunk)
+        except (ConnectionError, OSError):
+            pass
+        try:
+            answer = await asyncio.wait_for(reader.read(4096), 30)
+        except (ConnectionError, OSError):
+            answer = b"reset"  # the edge cut off a client that went on sending after its 431
+
+    attacker = asyncio.create_task(attack())
+    while not attacker.done():
+        health.append(await _health_ms(port))
+    await attacker
+    writer.close()
+    assert answer == b"reset" or answer.startswith(b"HTTP/1.1 431 ") and b"headers_too_large" in answer, answer
+    assert sent < 16 * 1024 * 1024, f"the edge read {sent} bytes of one header"
+    assert health, "/health was asked while the header was sent"
+    print(f"\nrow 9: header cut off after {sent / 1e6:.1f} MB sent; /health during it: n={len(health)} "
+          f"{percentiles(health)} max={max(health):.1f} ms")
+
+
+# --- WebSocket frames that carry no frame: pings and continuation fragments (rows 7 and 8) ---
+
+def _ws_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
+    """One client frame, masked (with a zero key: the payload goes as is), payload < 126 bytes."""
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket on the edge opened by hand (so the client can write any frame); the 101 is read,
+    nothing after it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16))
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: edge\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hgr.msgpack.v1\r\nSec-WebSocket-Key: "
+                 + key + b"\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return reader, writer
+
+
+async def _flood(writer: asyncio.StreamWriter, batch: bytes, *, total_frames: int, frames_per_batch: int,
+                 seconds: float) -> tuple[int, bool]:
+    """Write ``batch`` (``frames_per_batch`` frames) until ``total_frames`` are sent, ``seconds`` have
+    passed or the edge cuts the connection off; the frames sent and whether it was cut off."""
+    sent, end = 0, time.monotonic() + seconds
+    try:
+        while sent < total_frames and time.monotonic() < end:
+            writer.write(batch)
+            await writer.drain()
+            sent += frames_per_batch
+    except (ConnectionError, OSError):
+        return sent, True
+    return sent, False
+
+
+async def _close_seen(reader: asyncio.StreamReader) -> int | None:
+    """Read what the edge sent (the attacker never did) up to the end; the close frame's code, if any."""
+    data = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(1 << 20), 30):
+            data += chunk
+    except (ConnectionError, OSError):
+        pass
+    code, at = None, 0
+    while at + 2 <= len(data):  # server frames are unmasked
+        opcode, length, at = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+        if length == 126:
+            length, at = int.from_bytes(data[at:at + 2], "big"), at + 2
+        elif length == 127:
+            length, at = int.from_bytes(data[at:at + 8], "big"), at + 8
+        if opcode == 0x8 and length >= 2 and at + 2 <= len(data):
+            code = int.from_bytes(data[at:at + 2], "big")
+        at += length
+    return code
+
+
+async def _legit_results(url: str, frame: bytes, stop: asyncio.Event) -> int:
+    """A well-behaved stream: one frame, wait for its answer, the next. Results until ``stop``."""
+    ws, _ = await open_stream(url)
+    results = 0
+    try:
+        while not stop.is_set():
+            await ws.send(protocol.encode_frame(results, frame))
+            assert (await recv_msg(ws, 120))["type"] == "result"
+            results += 1
+    finally:
+        await ws.close()
+    return results
+
+
+async def _under_attack(port: int, frame: bytes, attack: Callable[[], Coroutine[Any, Any, Any]], window_s: float
+                        ) -> tuple[float, float, list[float], Any]:
+    """The legit stream's result rate alone, then during ``attack`` (both over ``window_s``), the /health
+    latencies during the attack, and what the attack returned."""
+    url = f"ws://127.0.0.1:{port}/ws"
+
+    async def rate(during: Callable[[], Coroutine[Any, Any, Any]] | None) -> tuple[float, list[float], Any]:
+        stop = asyncio.Event()
+        legit = asyncio.create_task(_legit_results(url, frame, stop))
+        await asyncio.sleep(0)
+        start = time.monotonic()
+        task = asyncio.create_task(during()) if during else None
+        health: list[float] = []
+        while time.monotonic() - start < window_s:
+            health.append(await _health_ms(port))
+        stop.set()
+        results = await asyncio.wait_for(legit, 120)
+        outcome = await asyncio.wait_for(task, 120) if task else None
+        return results / (time.monotonic() - start), health, outcome
+
+    alone, _, _ = await rate(None)
+    attacked, health, outcome = await rate(attack)
+    return alone, attacked, health, outcome
+
+
+def _errors(port: int, code: str) -> float:
+    _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+               if line.startswith("hand_gesture_errors_total{") and f'code="{code}"' in line)
+
+
+async def _frame_flood_is_closed(row: str, port: int, frame: bytes, first: bytes, batch: bytes, total_frames: int,
+                                 seconds: float) -> None:
+    """Open a WebSocket by hand, write ``first`` then ``batch`` (10 000 frames) over and over, never
+    reading, while a legit stream runs on the same edge; the flooder must be closed 1008
+    (`too_many_frames`). Prints the legit stream's rate alone and during the flood, and /health."""
+    before = _errors(port, "too_many_frames")
+
+    async def attack() -> tuple[int, bool, int | None]:
+        reader, writer = await _raw_ws(port)
+        writer.write(first)
+        sent, cut_off = await _flood(writer, batch, total_frames=total_frames, frames_per_batch=10_000,
+                                     seconds=seconds)
+        code = await _close_seen(reader)
+        writer.close()
+        return sent, cut_off, code
+
+    alone, attacked, health, (sent, cut_off, code) = await _under_attack(port, frame, attack, 4.0)
+    print(f"\n{row}: legit stream {alone:.1f}/s alone, {attacked:.1f}/s during {sent} frames "
+          f"({attacked / alone:.0%}); /health {percentiles(health)} max {max(health):.1f} ms; close {code}, "
+          f"cut off: {cut_off}")
+    # The close frame reaches a client that stops sending; one that goes on is cut off (a reset).
+    assert code == 1008 or cut_off
+    assert _errors(port, "too_many_frames") > before
+    assert attacked > 0 and health
+
+
+async def test_a_ping_flood_that_never_reads_is_closed_and_starves_nobody(port: int, frames: list[bytes]) -> None:
+    """Row 7: 400 000 pings, never reading a pong: the edge held every pong (+46 MB) and a legit stream
+    fell from ~85 to 6 results in 10 s. Now the flood is closed (1008, `too_many_frames`) after
+    `WS_MAX_CONTROL_RATE`'s burst."""
+    await _frame_flood_is_closed("row 7", port, frames[0], b"", _ws_frame(0x9) * 10_000, 400_000, 30)
+
+
+async def test_a_stream_of_one_byte_fragments_is_closed_and_starves_nobody(port: int, frames: list[bytes]) -> None:
+    """Row 8: 1-byte continuation frames for 15 s took a legit stream from 128 to 31 results and /health
+    to 4.8 s. Now the message is closed (1008, `too_many_frames`) at `WS_MAX_FRAGMENTS` frames."""
+    await _frame_flood_is_closed("row 8", port, frames[0], _ws_frame(0x2, b"\x00", fin=False),
+                                 _ws_frame(0x0, b"\x00", fin=False) * 10_000, 10**9, 5)
+
+
+# --- tenants and browsers: per-key connection caps, the Origin allowlist ---
+
+@pytest.fixture(scope="module")
+def authed_port(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    env = {"HGR_MODEL_PATH": model_path, "WORKERS": "1", "AUTH_ENABLED": "true",
+           "API_KEYS": f"alpha:{KEY},beta:{OTHER_KEY}", "MAX_CONNECTIONS": "6", "MAX_CONNECTIONS_PER_KEY": "2",
+           "WS_ALLOWED_ORIGINS": "https://app.example.com"}
+    with ((tmp_path_factory.mktemp("log") / "edge.log").open("w") as log,
+          running_edge(env, log_file=log) as (p, _)):
+        yield p
+
+
+async def _refused_with(url: str, headers: dict[str, str]) -> tuple[int | None, str]:
+    """The close code and reason of a connection the edge completes and then closes at once."""
+    ws = await connect(url, subprotocols=[protocol.MSGPACK], additional_headers=headers,  # type: ignore[list-item]
+                       compression=None, open_timeout=30)
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(ws.recv(), 30)
+    return (info.value.rcvd.code, info.value.rcvd.reason) if info.value.rcvd else (None, "")
+
+
+async def test_one_key_cannot_hold_every_connection(authed_port: int) -> None:
+    """MAX_CONNECTIONS_PER_KEY=2 of MAX_CONNECTIONS=6: alpha's third stream is closed 1013
+    (`too_many_connections`), beta still gets in, and alpha gets a slot back when one of its streams ends."""
+    url = f"ws://127.0.0.1:{authed_port}/ws"
+    alpha, beta = {"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Bearer {OTHER_KEY}"}
+    held = [(await open_stream(url, headers=alpha))[0] for _ in range(2)]
+    try:
+        code, reason = await _refused_with(url, alpha)
+        assert code == 1013 and "2 streams" in reason
+        other, hello = await open_stream(url, headers=beta)
+        assert hello["type"] == "hello"
+        await other.close()
+        await held.pop().close()
+        again = await eventually(lambda: open_stream(url, headers=alpha), 30, "a slot for alpha again",
+                                 ignore=(ConnectionClosed,))
+        held.append(again[0])
+        assert again[1]["type"] == "hello"
+    finally:
+        for ws in held:
+            await ws.close()
+
+
+async def test_only_allowed_origins_open_streams(authed_port: int) -> None:
+    url = f"ws://127.0.0.1:{authed_port}/ws"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    code, reason = await _refused_with(url, {**auth, "Origin": "https://evil.example"})
+    assert code == 1008 and "origin" in reason.lower()
+    for origin in (None, "https://app.example.com", f"http://127.0.0.1:{authed_port}", "http://127.0.0.1"):
+        ws, hello = await open_stream(url, headers={**auth, **({"Origin": origin} if origin else {})})
+        assert hello["type"] == "hello", origin
+        await ws.close()
+    assert _errors(authed_port, "origin_not_allowed") == 1
