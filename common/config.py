@@ -155,8 +155,10 @@ class Settings:
                                       max=16_384)
 
     # --- auth ---
-    auth_enabled: bool = _s("AUTH_ENABLED", False, "Require an API key on REST and WebSocket.")
-    api_keys: str = _s("API_KEYS", "", "`name:key[:requests/window_s]`, comma-separated, or `@/path/file`.",
+    auth_enabled: bool = _s("AUTH_ENABLED", False, "Require an API key on detection (REST and WebSocket); the "
+                            "fleet routes and the full `/status` always need one.")
+    api_keys: str = _s("API_KEYS", "", "`name:key[:requests/window_s][:scopes]`, comma-separated, or `@/path/file`; "
+                       "scopes `detect`, `fleet:read`, `fleet:admin` joined by `+` (none = `detect+fleet:read`).",
                        secret=True)
 
     # --- rate limiting (hub) ---
@@ -228,6 +230,13 @@ class Settings:
                                       "reads the whole fleet: ~0.1 ms of hub CPU per edge).", min=0.1)
     event_debounce_ms: float = _s("EVENT_DEBOUNCE_MS", 300.0,
                                   "A count/gesture must hold this long before an event is published.", min=0)
+
+    # --- trust boundaries (docs/security.md) ---
+    auth_failure_limit: int = _s("AUTH_FAILURE_LIMIT", 20, "Unknown API keys a client (IP) may present per "
+                                 "AUTH_FAILURE_WINDOW before the hub answers 429 `too_many_auth_failures`; a "
+                                 "valid key is never refused by it.", min=1)
+    auth_failure_window: float = _s("AUTH_FAILURE_WINDOW", 60.0, "Window of AUTH_FAILURE_LIMIT, seconds.",
+                                    min=0.001)
 
     # --- derived helpers (not settings) ---
     def resolved_workers(self) -> int:

@@ -21,6 +21,7 @@ from hgr.common.contracts import DetectionPool, MessageBus
 from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.hub import routes_detect, routes_fleet, routes_ops
+from hgr.hub.access import Access
 from hgr.hub.cache import MemoryCache, NoCache, RedisCache, ResultCache, answer_id
 from hgr.hub.detection import Detection, model_ids
 from hgr.hub.fleet import FleetService
@@ -44,6 +45,7 @@ class Hub:
                                    else RedisCache(self.redis, settings.cache_ttl) if self.redis
                                    else MemoryCache(settings.cache_max_entries, settings.cache_ttl))
         self.limiter = RateLimiter(settings, self.redis)
+        self.access = Access(settings, self.keyring, self.limiter)
         self.model_ids = model_ids(pool.model_paths)
         answer_ids = {variant: answer_id(mid, settings) for variant, mid in self.model_ids.items()}
         self.detection = Detection(pool, self.cache, answer_ids, settings.redis_key_prefix)
@@ -52,7 +54,7 @@ class Hub:
                       if bus is not None else None)
         self.started = time.monotonic()
         self.routes: list[BaseRoute] = [*routes_detect.routes(self), *routes_ops.routes(self),
-                                         *(routes_fleet.routes(self.fleet, self.keyring) if self.fleet else [])]
+                                         *(routes_fleet.routes(self.fleet, self.access) if self.fleet else [])]
 
     async def start(self) -> None:
         self.started = time.monotonic()
@@ -89,6 +91,12 @@ class Hub:
             "limits": {"max_image_size": s.max_image_size, "max_image_pixels": s.max_image_pixels,
                        "max_request_size": s.max_request_size, "max_batch_images": s.max_batch_images},
         }
+
+    def public_status(self) -> dict[str, Any]:
+        """What ``/status`` tells a caller without a ``fleet:read`` key: up or not, and nothing about the
+        deployment (no PIDs, Redis address, policies, edge or stream ids; docs/security.md)."""
+        full = self.status()
+        return {k: full[k] for k in ("service", "version", "status", "degraded", "uptime_s")}
 
     def model_info(self) -> dict[str, Any]:
         return {"default": self.defaults.model, "variants": self.model_ids,

@@ -25,8 +25,12 @@ from hgr.common.contracts import ResultMessage
 from hgr.common.topics import encode
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub import routes_fleet
+from hgr.hub.access import Access
 from hgr.hub.fleet import FleetService
 from hgr.hub.middleware import HubMiddleware
+from hgr.hub.ratelimit import RateLimiter
+
+VIEWER_KEY = "viewer-key-0123456789"
 
 
 @pytest.fixture
@@ -52,8 +56,12 @@ async def _cleanup(client: aioredis.Redis, prefix: str) -> None:
 
 def _client(service: FleetService) -> httpx.AsyncClient:
     # As the hub serves them: HubMiddleware turns the fleet's errors into the common error body.
-    app = Starlette(routes=routes_fleet.routes(service, KeyRing.from_spec("")), middleware=[Middleware(HubMiddleware)])
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub")
+    # The fleet views need a key with fleet:read (docs/security.md): the client sends one.
+    keyring = KeyRing.from_spec(f"viewer:{VIEWER_KEY}:fleet:read")
+    access = Access(service.settings, keyring, RateLimiter(service.settings))
+    app = Starlette(routes=routes_fleet.routes(service, access), middleware=[Middleware(HubMiddleware)])
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub",
+                             headers={"X-API-Key": VIEWER_KEY})
 
 
 async def test_edges_report_and_the_hub_serves_the_fleet(env: dict[str, str], redis_client: aioredis.Redis) -> None:

@@ -85,7 +85,9 @@ class Fleet:
             stop_process(proc, 30, sig)
 
     def get(self, hub: str, path: str) -> dict[str, Any]:
-        doc: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.ports[hub]}{path}", timeout=5).json()
+        # A key without scopes has fleet:read (docs/security.md): the fleet views and the full /status.
+        doc: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.ports[hub]}{path}", timeout=5,
+                                        headers={"X-API-Key": next(iter(KEYS.values()))}).json()
         return doc
 
     def edges(self, hub: str) -> dict[str, dict[str, Any]]:
