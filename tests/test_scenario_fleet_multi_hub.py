@@ -48,8 +48,8 @@ poll = functools.partial(support.poll, interval=0.2, ignore=(httpx.HTTPError, Ke
 class Fleet:
     def __init__(self, folder: Path, redis_url: str, model: str) -> None:
         self.folder = folder
-        self.broker = Broker(folder / "broker", auth=True).start()
         tag = uuid.uuid4().hex[:8]
+        self.broker = Broker(folder / "broker", auth=True, share_groups=(f"hubs{tag}",)).start()
         self.base = {**{k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "REDIS_", "EDGE_"))},
                      "HGR_MODEL_PATH": model, "WORKERS": "1", "LOG_FORMAT": "text", "LOG_LEVEL": "info",
                      "MQTT_KEEPALIVE": str(KEEPALIVE), "METRICS_INTERVAL": "0.2", "EVENT_DEBOUNCE_MS": "0",

@@ -36,8 +36,8 @@ API_KEYS = ",".join(f"only-{scope.replace(':', '-')}:{key}:{scope}" for scope, k
 def doc_rows(section: str) -> list[list[str]]:
     """The body rows of the first table under ``## <section>``."""
     text = DOC.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines[2:]]
+    table = text[text.index("\n|") + 1:].split("\n\n", 1)[0]
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()[2:]]
 
 
 def documented_routes() -> dict[tuple[str, str, str], str]:
