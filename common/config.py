@@ -237,6 +237,12 @@ class Settings:
                                  "valid key is never refused by it.", min=1)
     auth_failure_window: float = _s("AUTH_FAILURE_WINDOW", 60.0, "Window of AUTH_FAILURE_LIMIT, seconds.",
                                     min=0.001)
+    fleet_edge_max_fps: float = _s("FLEET_EDGE_MAX_FPS", 0.0, "Hub: the most frames per second one edge can "
+                                   "process; an edge's `frames_by_key` beyond it (over time, with 2 × "
+                                   "METRICS_INTERVAL of burst) is clamped. 0 = MAX_FPS × MAX_CONNECTIONS.", min=0)
+    fleet_max_keys_per_edge: int = _s("FLEET_MAX_KEYS_PER_EDGE", 64, "Hub: key names one edge may report per quota "
+                                      "window (RATE_LIMIT_WINDOW); more are dropped and counted.", min=1,
+                                      max=100_000)
 
     # --- derived helpers (not settings) ---
     def resolved_workers(self) -> int:

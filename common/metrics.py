@@ -71,6 +71,10 @@ FLEET_EDGE_LATENCY = Gauge("hgr_fleet_edge_latency_p95_seconds", "An edge's p95 
 FLEET_EDGE_DROPS = Gauge("hgr_fleet_edge_dropped_frames", "Frames an edge dropped (its counter).", ["edge_id"])
 FLEET_EDGE_CONNECTIONS = Gauge("hgr_fleet_edge_connections", "Open streams on an edge.", ["edge_id"])
 FLEET_EDGE_UP = Gauge("hgr_fleet_edge_up", "1 when an edge is online.", ["edge_id"])
+FLEET_CLAIMS_LIMITED = Counter("hgr_fleet_claims_limited_total", "What the hub cut from edges' reports, by "
+                               "what.", ["what"])
+# what: frames (frames_by_key over the edge's ceiling) | key_names (over FLEET_MAX_KEYS_PER_EDGE)
+#       | status (an edge's queued statuses beyond its last few, coalesced) | status_edges (too many edges queued)
 FLEET_KEY_FRAMES = Gauge("hgr_fleet_key_frames", "Frames per API key name in the current window.", ["key"])
 
 

@@ -21,7 +21,8 @@ from hgr.loadtest.mqtt_fleet import shipped_broker_config
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "monitoring" / "mosquitto"
 DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
-USERS = {"hub": "hub-secret", "observer": "observer-secret", "edge-a": "a-secret", "edge-b": "b-secret"}
+USERS = {"hub": "hub-secret", "observer": "observer-secret", "edge-a": "a-secret", "edge-b": "b-secret",
+         "edge-c": "c-secret"}
 
 
 class Broker:

@@ -56,7 +56,8 @@ class Client:
             return self.acks[mid][0]
 
     def may_subscribe(self, topic_filter: str) -> bool:
-        _, mid = self.client.subscribe(topic_filter, qos=1)
+        result, mid = self.client.subscribe(topic_filter, qos=1)
+        assert result == mqtt.MQTT_ERR_SUCCESS and mid is not None
         return not self._wait(mid).is_failure
 
     def may_publish(self, topic: str, payload: str = "{}") -> bool:
