@@ -243,6 +243,9 @@ class Settings:
     fleet_max_keys_per_edge: int = _s("FLEET_MAX_KEYS_PER_EDGE", 64, "Hub: key names one edge may report per quota "
                                       "window (RATE_LIMIT_WINDOW); more are dropped and counted.", min=1,
                                       max=100_000)
+    fleet_max_edges: int = _s("FLEET_MAX_EDGES", 20_000, "Hub: edges the fleet tracks; past it the messages of "
+                              "an edge id it does not know are dropped and counted (its known edges go on) "
+                              "until edges are forgotten (EDGE_FORGET_AFTER).", min=1)
 
     # --- derived helpers (not settings) ---
     def resolved_workers(self) -> int:

@@ -75,6 +75,7 @@ FLEET_CLAIMS_LIMITED = Counter("hgr_fleet_claims_limited_total", "What the hub c
                                "what.", ["what"])
 # what: frames (frames_by_key over the edge's ceiling) | key_names (over FLEET_MAX_KEYS_PER_EDGE)
 #       | status (an edge's queued statuses beyond its last few, coalesced) | status_edges (too many edges queued)
+#       | edges (a message of an edge id past FLEET_MAX_EDGES)
 FLEET_KEY_FRAMES = Gauge("hgr_fleet_key_frames", "Frames per API key name in the current window.", ["key"])
 
 

@@ -88,6 +88,8 @@ class FleetService:
         self._allowances: dict[str, EdgeAllowance] = {}
         self._key_series: dict[str, int] = {}  # key name -> the last quota window its series was set in
         self.edge_max_fps = settings.fleet_edge_max_fps or settings.max_fps * settings.max_connections
+        self._known: set[str] = set()  # edge ids this hub tracks (FLEET_MAX_EDGES), refreshed from the store
+        self._refused_edges = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_now = asyncio.Event()
         self.gauges = FleetGauges()
@@ -101,6 +103,10 @@ class FleetService:
         if self._started:
             return
         self._started = True
+        try:
+            self._known = set(await self.store.edges())
+        except Exception as exc:  # noqa: BLE001 - a store away at start: the first refresh fills it in
+            log.warning("reading the fleet at start failed: %s", exc)
         self.bus.subscribe(edges_filter(self.prefix, "status"), self._on_status)
         self.bus.subscribe(edges_filter(self.prefix, "metrics"), self._on_metrics, shared=True)
         self.bus.subscribe(edges_filter(self.prefix, "events"), self._on_event, shared=True)
@@ -136,6 +142,21 @@ class FleetService:
         edge_id = self._topic_edges[topic] = parsed[0] if parsed else None
         return edge_id
 
+    def _admit(self, edge_id: str) -> bool:
+        """Whether the hub tracks ``edge_id``: a known edge always; a new one while fewer than
+        ``FLEET_MAX_EDGES`` are known (docs/security.md). A refusal is counted, its log line thinned."""
+        if edge_id in self._known:
+            return True
+        if len(self._known) < self.settings.fleet_max_edges:
+            self._known.add(edge_id)
+            return True
+        metrics.FLEET_CLAIMS_LIMITED.labels("edges").inc()
+        self._refused_edges += 1
+        if self._refused_edges <= 10 or self._refused_edges % 1000 == 0:
+            log.warning("fleet full (FLEET_MAX_EDGES=%d): messages of edge %s dropped (%d so far)",
+                        self.settings.fleet_max_edges, edge_id, self._refused_edges)
+        return False
+
     def _reject(self, kind: str, topic: str, exc: Exception) -> None:
         self.ingested["invalid"] += 1
         metrics.FLEET_MESSAGES.labels("invalid").inc()
@@ -144,7 +165,7 @@ class FleetService:
 
     def _on_status(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
         edge_id = self._edge_of(topic)
-        if edge_id is None or not payload:  # an empty retained payload clears the topic
+        if edge_id is None or not payload or not self._admit(edge_id):  # empty retained payload: topic cleared
             return
         try:
             msg = parse_status(decode(payload, props.get("content_type"), self.settings.mqtt_max_payload))
@@ -190,6 +211,8 @@ class FleetService:
         try:
             if edge_id is None:
                 raise PayloadError("not an edge topic")
+            if not self._admit(edge_id):
+                return None
             return edge_id, parse(decode(payload, props.get("content_type"), self.settings.mqtt_max_payload))
         except PayloadError as exc:
             self._reject(kind, topic, exc)
@@ -362,6 +385,7 @@ class FleetService:
         staled, forgotten = await self.store.sweep(time.time(), s.edge_stale_after, s.edge_forget_after)
         for edge_id in forgotten:
             self._allowances.pop(edge_id, None)
+            self._known.discard(edge_id)
         for edge_id in staled:
             log.warning("edge %s silent for %ss: marked offline", edge_id, s.edge_stale_after)
 
@@ -369,6 +393,8 @@ class FleetService:
         # One refresh at a time, read and update together: an older read must never land after a newer one.
         async with self._gauges_lock:
             edges, now = await self.store.edges(), time.time()
+            # What every hub stored (other hubs forget edges too), and what this one is about to store.
+            self._known = set(edges) | set(self._batches) | set(self._status_pending)
             # Off the event loop: thousands of views and series updates would hold REST and ingest meanwhile.
             await asyncio.to_thread(lambda: self.gauges.update(edge_view(e, h, now) for e, h in edges.items()))
 

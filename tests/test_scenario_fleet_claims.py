@@ -239,3 +239,65 @@ def test_row5_key_names_per_edge_are_bounded(stack: Stack) -> None:
     assert len(series) <= MAX_KEYS, f"{len(series)} series from one edge in {time.monotonic() - started:.1f} s"
     assert _sample(text, "hgr_fleet_claims_limited_total", 'what="key_names"') >= 200 * 256 - MAX_KEYS
     assert len(text) < 200_000
+
+
+def test_row6_the_fleet_tracks_at_most_fleet_max_edges(tmp_path: Path, redis_url: str, model_path: str,
+                                                      mqtt_url: str) -> None:
+    """Row 6, on a broker without ACL (the dev setup: anyone may publish as any edge): 2 000 made-up edge
+    ids. The hub tracks FLEET_MAX_EDGES of them, drops (and counts) the rest, and its known edge goes on."""
+    cap, fakes, tag = 50, 2000, uuid.uuid4().hex[:8]
+    prefix, key_prefix = f"test/{tag}", f"claims6:{tag}:"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "REDIS_", "EDGE_", "FLEET_"))},
+           "HGR_MODEL_PATH": model_path, "WORKERS": "1", "MQTT_URL": mqtt_url, "MQTT_TOPIC_PREFIX": prefix,
+           "MQTT_SHARE_GROUP": f"g{tag}", "MQTT_SESSION_EXPIRY": "0", "REDIS_URL": redis_url,
+           "REDIS_KEY_PREFIX": key_prefix, "FLEET_MAX_EDGES": str(cap), "EDGE_STALE_AFTER": "600",
+           "FLEET_GAUGES_INTERVAL": "0.5", "API_KEYS": f"ops:{OPS_KEY}:fleet:admin"}
+    host, port = mqtt_url.removeprefix("mqtt://").split(":")
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-{tag}", protocol=mqtt.MQTTv5)
+    connected = threading.Event()
+    publisher.on_connect = lambda *_: connected.set()
+    publisher.connect(host, int(port))
+    publisher.loop_start()
+    http = httpx.Client(headers={"X-API-Key": OPS_KEY}, timeout=30)
+    try:
+        assert connected.wait(10)
+        with hub_processes(env, 1, tmp_path) as hubs:
+            url = hubs[0][0]
+
+            def publish(edge_id: str, kind: str, doc: dict[str, Any]) -> mqtt.MQTTMessageInfo:
+                return publisher.publish(f"{prefix}/edges/{edge_id}/{kind}", json.dumps(doc), qos=1)
+
+            def known_metrics() -> int:
+                r = http.get(f"{url}/fleet/edges/known")
+                return int(r.json()["messages"]["metrics"]) if r.status_code == 200 else 0
+
+            seq = 0
+
+            def known_reports() -> int:
+                nonlocal seq
+                seq += 1
+                publish("known", "metrics", {"session": "k", "seq": seq})
+                return known_metrics()
+
+            publish("known", "status", {"status": "online", "session": "k", "birth_seq": 1}).wait_for_publish(10)
+            poll(known_reports, 60, "the known edge at the hub", interval=0.25)
+            for i in range(fakes):
+                publish(f"fake-{i}", "status", {"status": "online", "session": "f", "birth_seq": 1})
+                publish(f"fake-{i}", "metrics", {"session": "f", "seq": 1})
+            publish(f"fake-{fakes - 1}", "metrics", {"session": "f", "seq": 2}).wait_for_publish(60)
+            poll(lambda: _sample(http.get(f"{url}/metrics").text, "hgr_fleet_claims_limited_total", 'what="edges"')
+                 >= 2 * (fakes - cap), 120, "the made-up edges past the cap refused")
+            before = known_metrics()
+            poll(lambda: known_reports() > before, 60, "the known edge still reported")
+            fleet = http.get(f"{url}/fleet")
+            assert fleet.json()["totals"]["edges"] <= cap and len(fleet.content) < 200_000
+            assert "known" in {e["edge_id"] for e in fleet.json()["edges"]}
+    finally:
+        http.close()
+        publisher.loop_stop()
+        publisher.disconnect()
+        import redis
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(f"{key_prefix}*"))
+        if keys:
+            client.delete(*keys)
