@@ -1,9 +1,9 @@
 """Who may do what on the hub: API-key scopes per route, and a limit on failed authentication.
 
-Every route's scope is written once, in ``ROUTE_SCOPES`` (docs/security.md has the same table and
-``tests/test_security_model.py`` holds the two, and the enforcement, together). A scope is required of
-the caller whatever ``AUTH_ENABLED`` says, except ``detect``, which only ``AUTH_ENABLED`` makes
-mandatory (the anonymous, per-IP-limited detection service of a keyless deployment stays).
+Every route's scope is written once, in ``ROUTE_SCOPES``: docs/security.md has the same table,
+``tests/test_security_model.py`` holds the two together and ``tests/test_access.py`` the enforcement. A
+scope is required of the caller whatever ``AUTH_ENABLED`` says, except ``detect``, which only
+``AUTH_ENABLED`` makes mandatory (the anonymous, per-IP-limited detection service of a keyless deployment stays).
 
 An unknown key costs its client (the rate-limit identity ``hub.callers.identify`` gives an anonymous
 caller) one unit of a GCRA bucket (``AUTH_FAILURE_LIMIT`` per ``AUTH_FAILURE_WINDOW``, in the rate

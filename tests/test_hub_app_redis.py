@@ -1,6 +1,7 @@
-"""Redis holds what it must (issue #20): a hub reads Redis's eviction settings at start, warns when they let
-Redis evict rate-limit buckets (every bucket has a TTL, so any policy but noeviction may drop a
-client's exhausted one), and shows them in /status. Each case is a private redis-server configured so."""
+"""hub/app.py against Redis: Redis holds what it must (issue #20). A hub reads Redis's eviction settings at
+start, warns when they let Redis evict rate-limit buckets (every bucket has a TTL, so any policy but
+noeviction may drop a client's exhausted one), and shows them in /status. Each case is a private
+redis-server configured so."""
 
 from __future__ import annotations
 
