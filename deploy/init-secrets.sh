@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the secrets docker-compose.hub.yml reads, once, on the hub host:
 #   deploy/hub.env                  REDIS_PASSWORD, MQTT_HUB_PASSWORD, GRAFANA_ADMIN_PASSWORD, PUBLIC_HOSTNAME
-#   deploy/secrets/api_keys.txt     API_KEYS file (one `name:key` per line), mounted as a Docker secret
+#   deploy/secrets/api_keys.txt     API_KEYS file (one `name:key[:scopes]` per line: `default`, `ops` with
+#                                   fleet:admin), mounted as a Docker secret
 #   deploy/secrets/mosquitto.passwd broker users: `hub` and one per edge id (add `observer` by hand if needed)
 #   deploy/secrets/dynamic-security.json  the broker's users and rights, rebuilt from mosquitto.passwd on
 #                                   every run (deploy/mosquitto/dynsec.py; needs python3)
@@ -41,7 +42,8 @@ fi
 # shellcheck disable=SC1091
 . ./hub.env
 
-[ -f "$secrets/api_keys.txt" ] || printf 'default:%s\n' "$(random)" > "$secrets/api_keys.txt"
+# A client key (no scopes written: detect + fleet:read) and an operator key for fleet control.
+[ -f "$secrets/api_keys.txt" ] || printf 'default:%s\nops:%s:fleet:admin\n' "$(random)" "$(random)" > "$secrets/api_keys.txt"
 
 [ -f "$secrets/mosquitto.passwd" ] || : > "$secrets/mosquitto.passwd"
 grep -q '^hub:' "$secrets/mosquitto.passwd" || passwd_tool -b "$secrets/mosquitto.passwd" hub "$MQTT_HUB_PASSWORD"

@@ -28,6 +28,7 @@ import pytest
 import yaml
 from support import free_port, need, start_server
 
+from hgr.common.auth import parse_api_keys
 from hgr.loadtest.mqtt_fleet import shipped_broker_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -334,6 +335,8 @@ def test_init_secrets_creates_what_compose_reads(generated_secrets: Path) -> Non
     assert required <= set(env) and all(len(env[k]) >= 32 for k in required)
     edge_env = (generated_secrets / "secrets" / "edges" / "edge-a.env").read_text()
     assert "EDGE_ID=edge-a\n" in edge_env and re.search(r"MQTT_URL=mqtts://edge-a:\w{48}@hub\.test:8883", edge_env)
+    keys = {k.name: k for k in parse_api_keys(f"@{generated_secrets / 'secrets' / 'api_keys.txt'}")}
+    assert keys["default"].scopes == {"detect", "fleet:read"} and keys["ops"].scopes == {"fleet:admin"}
 
 
 def test_nginx_accepts_the_config(generated_secrets: Path, tmp_path: Path) -> None:
