@@ -4,8 +4,11 @@ Keys are held only as SHA-256 digests and compared in constant time, so neither 
 line nor a timing side channel gives them away. A key has a *name*; the name (never the key) is what
 appears in logs, metrics and rate-limit buckets.
 
-``API_KEYS`` format: comma-separated entries ``name:key`` or ``name:key:requests/window_s`` (per-key
-rate limit), or ``@/path/to/file`` with one entry per line (``#`` starts a comment).
+``API_KEYS`` format: comma-separated entries ``name:key[:requests/window_s][:scopes]`` (a per-key rate
+limit; scopes joined by ``+``, e.g. ``ops:s3cret:fleet:read+fleet:admin``), or ``@/path/to/file`` with one
+entry per line (``#`` starts a comment). A key without scopes has ``DEFAULT_SCOPES`` (``detect`` and
+``fleet:read``: what every key could do before scopes existed, less the fleet controls); ``fleet:admin``
+is only ever given explicitly. docs/security.md has the model.
 """
 
 from __future__ import annotations
@@ -23,11 +26,22 @@ class AuthError(HgrError):
     code = "unauthorized"
 
 
+DETECT, FLEET_READ, FLEET_ADMIN = "detect", "fleet:read", "fleet:admin"
+SCOPES = (DETECT, FLEET_READ, FLEET_ADMIN)
+DEFAULT_SCOPES = frozenset({DETECT, FLEET_READ})
+# What a scope brings with it: whoever may control the fleet may see it.
+IMPLIED = {FLEET_ADMIN: frozenset({FLEET_READ})}
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     name: str
     digest: bytes
     limit: tuple[int, float] | None = None  # (requests, window seconds) overriding the global limit
+    scopes: frozenset[str] = DEFAULT_SCOPES
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or any(scope in IMPLIED.get(s, ()) for s in self.scopes)
 
 
 def _digest(key: str) -> bytes:
@@ -44,25 +58,41 @@ def parse_api_keys(spec: str) -> list[ApiKey]:
     keys: list[ApiKey] = []
     seen: set[str] = set()
     for n, entry in enumerate((e for e in entries if e), 1):
-        parts = entry.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ConfigError(f"API_KEYS entry {n}: expected name:key or name:key:requests/window_s")
-        name, key = parts[0], parts[1]
+        name, _, rest = entry.partition(":")
+        key, _, rest = rest.partition(":")
+        if not name or not key:
+            raise ConfigError(f"API_KEYS entry {n}: expected name:key[:requests/window_s][:scopes]")
         if name in seen:
             raise ConfigError(f"API_KEYS entry {n}: duplicate key name {name!r}")
         seen.add(name)
-        limit = None
-        if len(parts) == 3:
-            try:
-                requests, window = parts[2].split("/")
-                limit = (int(requests), float(window))
-                if limit[0] < 1 or limit[1] <= 0:
-                    raise ValueError
-            except ValueError:
-                raise ConfigError(f"API_KEYS entry {n} ({name}): limit must be requests/window_s, "
-                                  f"e.g. 100/60") from None
-        keys.append(ApiKey(name, _digest(key), limit))
+        limit, scopes = _limit_and_scopes(rest, n, name)
+        keys.append(ApiKey(name, _digest(key), limit, scopes))
     return keys
+
+
+def _limit_and_scopes(rest: str, n: int, name: str) -> tuple[tuple[int, float] | None, frozenset[str]]:
+    """What follows ``name:key``: an optional ``requests/window_s``, then optional ``+``-joined scopes (a
+    scope itself holds a colon, ``fleet:read``, so the fields are told apart by shape, not by position)."""
+    limit = None
+    head, sep, tail = rest.partition(":")
+    if "/" in head:
+        try:
+            requests, window = head.split("/")
+            limit = (int(requests), float(window))
+            if limit[0] < 1 or limit[1] <= 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"API_KEYS entry {n} ({name}): limit must be requests/window_s, "
+                              f"e.g. 100/60") from None
+        rest = tail if sep else ""
+    if not rest:
+        return limit, DEFAULT_SCOPES
+    scopes = rest.split("+")
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise ConfigError(f"API_KEYS entry {n} ({name}): unknown scope(s) {unknown}; scopes are "
+                          f"{', '.join(SCOPES)}, joined by '+'")
+    return limit, frozenset(scopes)
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:
@@ -76,6 +106,7 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
 class KeyRing:
     def __init__(self, keys: list[ApiKey]) -> None:
         self.keys = keys
+        self.by_name = {k.name: k for k in keys}
 
     @classmethod
     def from_spec(cls, spec: str) -> KeyRing:

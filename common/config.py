@@ -180,8 +180,10 @@ class Settings:
                                       max=16_384)
 
     # --- auth ---
-    auth_enabled: bool = _s("AUTH_ENABLED", False, "Require an API key on REST and WebSocket.")
-    api_keys: str = _s("API_KEYS", "", "`name:key[:requests/window_s]`, comma-separated, or `@/path/file`.",
+    auth_enabled: bool = _s("AUTH_ENABLED", False, "Require an API key on detection (REST and WebSocket); the "
+                            "fleet routes and the full `/status` always need one.")
+    api_keys: str = _s("API_KEYS", "", "`name:key[:requests/window_s][:scopes]`, comma-separated, or `@/path/file`; "
+                       "scopes `detect`, `fleet:read`, `fleet:admin` joined by `+` (none = `detect+fleet:read`).",
                        secret=True)
 
     # --- rate limiting (hub) ---
@@ -253,6 +255,22 @@ class Settings:
                                       "reads the whole fleet: ~0.1 ms of hub CPU per edge).", min=0.1)
     event_debounce_ms: float = _s("EVENT_DEBOUNCE_MS", 300.0,
                                   "A count/gesture must hold this long before an event is published.", min=0)
+
+    # --- trust boundaries (docs/security.md) ---
+    auth_failure_limit: int = _s("AUTH_FAILURE_LIMIT", 20, "Unknown API keys a client (IP) may present per "
+                                 "AUTH_FAILURE_WINDOW before the hub answers 429 `too_many_auth_failures`; a "
+                                 "valid key is never refused by it.", min=1)
+    auth_failure_window: float = _s("AUTH_FAILURE_WINDOW", 60.0, "Window of AUTH_FAILURE_LIMIT, seconds.",
+                                    min=0.001)
+    fleet_edge_max_fps: float = _s("FLEET_EDGE_MAX_FPS", 0.0, "Hub: the most frames per second one edge can "
+                                   "process; an edge's `frames_by_key` beyond it (over time, with 2 × "
+                                   "METRICS_INTERVAL of burst) is clamped. 0 = MAX_FPS × MAX_CONNECTIONS.", min=0)
+    fleet_max_keys_per_edge: int = _s("FLEET_MAX_KEYS_PER_EDGE", 64, "Hub: key names one edge may report per quota "
+                                      "window (RATE_LIMIT_WINDOW); more are dropped and counted.", min=1,
+                                      max=100_000)
+    fleet_max_edges: int = _s("FLEET_MAX_EDGES", 20_000, "Hub: edges the fleet tracks; past it the messages of "
+                              "an edge id it does not know are dropped and counted (its known edges go on) "
+                              "until edges are forgotten (EDGE_FORGET_AFTER).", min=1)
 
     # --- derived helpers (not settings) ---
     def resolved_workers(self) -> int:

@@ -47,8 +47,10 @@ CATALOGUE: dict[str, ErrorCode] = {
     # 408: too slow
     "request_timeout": ErrorCode(408, "the request body did not arrive within `BODY_TIMEOUT` seconds"),
     # 401/403: authentication (the edge completes the WebSocket handshake, then closes 1008)
-    "unauthorized": ErrorCode(401, "`AUTH_ENABLED` and no API key", ws_close=1008),
-    "forbidden": ErrorCode(403, "an unknown API key", ws_close=1008),
+    "unauthorized": ErrorCode(401, "no API key where one is needed (`AUTH_ENABLED`, the fleet routes, the full "
+                              "`/status`)", ws_close=1008),
+    "forbidden": ErrorCode(403, "an unknown API key, or a key without the scope the route needs "
+                           "(docs/security.md)", ws_close=1008),
     "origin_not_allowed": ErrorCode(403, "WebSocket: a browser page from an origin that is neither the edge's "
                                     "own nor in `WS_ALLOWED_ORIGINS`", ws_close=1008),
     # 404/405: no such thing
@@ -81,6 +83,8 @@ CATALOGUE: dict[str, ErrorCode] = {
                                    ws_message=True),
     # 429: over a rate limit
     "rate_limited": ErrorCode(429, "over the caller's rate limit (`Retry-After` says when to come back)"),
+    "too_many_auth_failures": ErrorCode(429, "this client sent more unknown API keys than `AUTH_FAILURE_LIMIT` "
+                                        "per `AUTH_FAILURE_WINDOW` (`Retry-After` says when to come back)"),
     "batch_exceeds_rate_limit": ErrorCode(429, "a batch bigger than the caller's whole allowance"),
     "too_many_connections": ErrorCode(429, "WebSocket: the key already holds `MAX_CONNECTIONS_PER_KEY` streams on "
                                       "this edge", ws_close=1013),

@@ -68,6 +68,8 @@ HTTP_DURATION = Histogram("hand_gesture_request_duration_seconds", "HTTP request
 CACHE = Counter("hgr_cache_requests_total", "Result cache look-ups.", ["result"])  # hit | miss | error
 RATE_LIMIT = Counter("hgr_rate_limit_decisions_total", "Rate-limit decisions.", ["decision"])
 # decision: allowed | limited | near_limit | shadow_limited | error_allowed | error_refused
+AUTH_FAILURES = Counter("hgr_auth_failures_total", "Requests refused for their API key, by reason.", ["reason"])
+# reason: missing | invalid | scope | limited (an unknown key past AUTH_FAILURE_LIMIT)
 REDIS_UP = Gauge("hgr_redis_up", "1 when the last Redis call succeeded.")
 
 # --- hub: fleet ---
@@ -79,6 +81,11 @@ FLEET_EDGE_LATENCY = Gauge("hgr_fleet_edge_latency_p95_seconds", "An edge's p95 
 FLEET_EDGE_DROPS = Gauge("hgr_fleet_edge_dropped_frames", "Frames an edge dropped (its counter).", ["edge_id"])
 FLEET_EDGE_CONNECTIONS = Gauge("hgr_fleet_edge_connections", "Open streams on an edge.", ["edge_id"])
 FLEET_EDGE_UP = Gauge("hgr_fleet_edge_up", "1 when an edge is online.", ["edge_id"])
+FLEET_CLAIMS_LIMITED = Counter("hgr_fleet_claims_limited_total", "What the hub cut from edges' reports, by "
+                               "what.", ["what"])
+# what: frames (frames_by_key over the edge's ceiling) | key_names (over FLEET_MAX_KEYS_PER_EDGE)
+#       | status (an edge's queued statuses beyond its last few, coalesced) | status_edges (too many edges queued)
+#       | edges (a message of an edge id past FLEET_MAX_EDGES)
 FLEET_KEY_FRAMES = Gauge("hgr_fleet_key_frames", "Frames per API key name in the current window.", ["key"])
 
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Create the secrets docker-compose.hub.yml reads, once, on the hub host:
 #   deploy/hub.env                  REDIS_PASSWORD, MQTT_HUB_PASSWORD, GRAFANA_ADMIN_PASSWORD, PUBLIC_HOSTNAME
-#   deploy/secrets/api_keys.txt     API_KEYS file (one `name:key` per line), mounted as a Docker secret
-#   deploy/secrets/mosquitto.passwd broker users: `hub` and one per edge id
+#   deploy/secrets/api_keys.txt     API_KEYS file (one `name:key[:scopes]` per line: `default`, `ops` with
+#                                   fleet:admin), mounted as a Docker secret
+#   deploy/secrets/mosquitto.passwd broker users: `hub` and one per edge id (add `observer` by hand if needed)
+#   deploy/secrets/dynamic-security.json  the broker's users and rights, rebuilt from mosquitto.passwd on
+#                                   every run (deploy/mosquitto/dynsec.py; needs python3)
 #   deploy/secrets/edges/<id>.env   what each edge needs in its deploy/edge.env (EDGE_ID, MQTT_URL)
 #   deploy/secrets/htpasswd         nginx basic auth for /prometheus/ (user `admin`)
 #   deploy/secrets/tls/server.{crt,key}  a self-signed certificate, until you install a real one
@@ -39,20 +42,23 @@ fi
 # shellcheck disable=SC1091
 . ./hub.env
 
-[ -f "$secrets/api_keys.txt" ] || printf 'default:%s\n' "$(random)" > "$secrets/api_keys.txt"
+# A client key (no scopes written: detect + fleet:read) and an operator key for fleet control.
+[ -f "$secrets/api_keys.txt" ] || printf 'default:%s\nops:%s:fleet:admin\n' "$(random)" "$(random)" > "$secrets/api_keys.txt"
 
 [ -f "$secrets/mosquitto.passwd" ] || : > "$secrets/mosquitto.passwd"
 grep -q '^hub:' "$secrets/mosquitto.passwd" || passwd_tool -b "$secrets/mosquitto.passwd" hub "$MQTT_HUB_PASSWORD"
 for edge in "$@"; do
-  case $edge in *[+#/\ ]*|'') echo "bad edge id: $edge" >&2; exit 2;; esac
+  case $edge in *[+#/\ ]*|[$]*|''|hub|observer) echo "bad edge id: $edge" >&2; exit 2;; esac
   if ! grep -q "^$edge:" "$secrets/mosquitto.passwd"; then
     pw=$(random)
     passwd_tool -b "$secrets/mosquitto.passwd" "$edge" "$pw"
     printf 'EDGE_ID=%s\nMQTT_URL=mqtts://%s:%s@%s:8883\n' "$edge" "$edge" "$pw" "$host" > "$secrets/edges/$edge.env"
   fi
 done
-# The broker runs as uid 1883 and must read its password file.
-chmod 644 "$secrets/mosquitto.passwd"
+python3 mosquitto/dynsec.py "$secrets/mosquitto.passwd" > "$secrets/dynamic-security.json.tmp"
+mv "$secrets/dynamic-security.json.tmp" "$secrets/dynamic-security.json"
+# The broker runs as uid 1883 and must read its users (password hashes only).
+chmod 644 "$secrets/mosquitto.passwd" "$secrets/dynamic-security.json"
 
 if [ ! -f "$secrets/htpasswd" ]; then
   pw=$(random)

@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from hgr.common import metrics, protocol
-from hgr.common.auth import AuthError, KeyRing, key_from_headers
+from hgr.common.auth import DETECT, AuthError, KeyRing, key_from_headers
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool, HelloMessage, MessageBus, ResultMessage
 from hgr.common.errors import spec
@@ -167,7 +167,10 @@ class EdgeNode:
         key_name = None
         if self.keyring is not None:
             try:
-                key_name = self.keyring.verify(presented_key(websocket, negotiated)).name
+                entry = self.keyring.verify(presented_key(websocket, negotiated))
+                if not entry.allows(DETECT):  # a fleet-only key does not stream (docs/security.md)
+                    raise AuthError(f"key {entry.name!r} lacks the {DETECT!r} scope", code="forbidden")
+                key_name = entry.name
             except AuthError as exc:
                 await self._refuse(websocket, negotiated, exc.message, exc.code)
                 return

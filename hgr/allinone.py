@@ -80,7 +80,8 @@ def create_app(settings: Settings) -> Starlette:
 def main(argv: Sequence[str]) -> int:
     return run(argv, service="up", description=__doc__.splitlines()[0], create_app=create_app,
                banner=lambda s, host, port: f"hgr up: web demo at http://{host}:{port}/  (REST API "
-                                            f"http://{host}:{port}/detect-fingers, fleet http://{host}:{port}/fleet, "
+                                            f"http://{host}:{port}/detect-fingers, fleet http://{host}:{port}/fleet "
+                                            f"with a fleet:read key, "
                                             f"WebSocket ws://{host}:{port}/ws)",
                # Answer the frames in inference and close sockets with 1001 before uvicorn's 1012.
                before_shutdown=lambda app: [app.state.edge.stop])

@@ -8,6 +8,13 @@ every ``FLUSH_INTERVAL_S`` the batches go to the store in one Redis pipeline of 
 events come through a *shared* subscription (each message to one hub of the group); status comes
 through a plain subscription, so every hub sees every birth and Will, and a fresh hub gets the
 retained status of the whole fleet (retained messages are never sent to shared subscriptions).
+
+An edge's word is a claim (docs/security.md): its ``frames_by_key`` are cut down to what it can have
+processed (``fleet_logic.credible_key_frames``: ``FLEET_EDGE_MAX_FPS``, ``FLEET_MAX_KEYS_PER_EDGE``) before
+they count toward the fleet quota or a ``hgr_fleet_key_frames`` series, and a key's series goes once no
+edge has named it for two quota windows. Statuses wait in one small queue per edge, served in turns
+(an edge's Will before births), so one edge's flood of births coalesces into its own last few and
+cannot push another edge's birth or Will out.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +40,10 @@ from hgr.common.topics import (
 )
 from hgr.hub.fleet_gauges import FleetGauges
 from hgr.hub.fleet_logic import (
+    EdgeAllowance,
     EdgeBatch,
     StatusMsg,
+    credible_key_frames,
     edge_view,
     fleet_totals,
     over_quota,
@@ -55,6 +64,8 @@ FLUSH_INTERVAL_S = 0.5
 FLUSH_MAX_MESSAGES = 5000  # flush early under a burst so a batch (and a lost hub's loss) stays small
 TOPIC_CACHE_MAX = 100_000
 REBIRTH_EVERY_S = 30.0  # at most one rebirth request per edge this often, across hubs
+STATUS_PER_EDGE = 4  # an edge's queued statuses kept (the newest): its final state needs only the last
+STATUS_EDGES_MAX = 100_000  # edges with statuses queued at once
 
 
 class FleetService:
@@ -70,7 +81,15 @@ class FleetService:
         self.ingested: Counter[str] = Counter()  # this hub's accepted messages by kind (invalid, dups too)
         self._batches: dict[str, EdgeBatch] = {}
         self._pending = 0
-        self._status_queue: asyncio.Queue[tuple[str, StatusMsg, float]] = asyncio.Queue(maxsize=10_000)
+        # One short queue per edge, served in turns (``_status_loop``): see the module's docstring.
+        self._status_pending: dict[str, deque[tuple[StatusMsg, float]]] = {}
+        self._status_turns: deque[str] = deque()
+        self._status_wake = asyncio.Event()
+        self._allowances: dict[str, EdgeAllowance] = {}
+        self._key_series: dict[str, int] = {}  # key name -> the last quota window its series was set in
+        self.edge_max_fps = settings.fleet_edge_max_fps or settings.max_fps * settings.max_connections
+        self._known: set[str] = set()  # edge ids this hub tracks (FLEET_MAX_EDGES), refreshed from the store
+        self._refused_edges = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_now = asyncio.Event()
         self.gauges = FleetGauges()
@@ -84,6 +103,10 @@ class FleetService:
         if self._started:
             return
         self._started = True
+        try:
+            self._known = set(await self.store.edges())
+        except Exception as exc:  # noqa: BLE001 - a store away at start: the first refresh fills it in
+            log.warning("reading the fleet at start failed: %s", exc)
         self.bus.subscribe(edges_filter(self.prefix, "status"), self._on_status)
         self.bus.subscribe(edges_filter(self.prefix, "metrics"), self._on_metrics, shared=True)
         self.bus.subscribe(edges_filter(self.prefix, "events"), self._on_event, shared=True)
@@ -119,6 +142,21 @@ class FleetService:
         edge_id = self._topic_edges[topic] = parsed[0] if parsed else None
         return edge_id
 
+    def _admit(self, edge_id: str) -> bool:
+        """Whether the hub tracks ``edge_id``: a known edge always; a new one while fewer than
+        ``FLEET_MAX_EDGES`` are known (docs/security.md). A refusal is counted, its log line thinned."""
+        if edge_id in self._known:
+            return True
+        if len(self._known) < self.settings.fleet_max_edges:
+            self._known.add(edge_id)
+            return True
+        metrics.FLEET_CLAIMS_LIMITED.labels("edges").inc()
+        self._refused_edges += 1
+        if self._refused_edges <= 10 or self._refused_edges % 1000 == 0:
+            log.warning("fleet full (FLEET_MAX_EDGES=%d): messages of edge %s dropped (%d so far)",
+                        self.settings.fleet_max_edges, edge_id, self._refused_edges)
+        return False
+
     def _reject(self, kind: str, topic: str, exc: Exception) -> None:
         self.ingested["invalid"] += 1
         metrics.FLEET_MESSAGES.labels("invalid").inc()
@@ -127,7 +165,7 @@ class FleetService:
 
     def _on_status(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
         edge_id = self._edge_of(topic)
-        if edge_id is None or not payload:  # an empty retained payload clears the topic
+        if edge_id is None or not payload or not self._admit(edge_id):  # empty retained payload: topic cleared
             return
         try:
             msg = parse_status(decode(payload, props.get("content_type"), self.settings.mqtt_max_payload))
@@ -136,10 +174,21 @@ class FleetService:
             return
         self.ingested["status"] += 1
         metrics.FLEET_MESSAGES.labels("status").inc()
-        try:
-            self._status_queue.put_nowait((edge_id, msg, time.time()))
-        except asyncio.QueueFull:
-            self._reject("status", topic, RuntimeError("status queue full"))
+        queue = self._status_pending.get(edge_id)
+        if queue is None:
+            if len(self._status_pending) >= STATUS_EDGES_MAX:
+                metrics.FLEET_CLAIMS_LIMITED.labels("status_edges").inc()
+                self._reject("status", topic, RuntimeError("too many edges with statuses queued"))
+                return
+            queue = self._status_pending[edge_id] = deque(maxlen=STATUS_PER_EDGE)
+            if msg.online:
+                self._status_turns.append(edge_id)
+            else:
+                self._status_turns.appendleft(edge_id)  # a Will (or a clean offline) first
+        elif len(queue) == STATUS_PER_EDGE:
+            metrics.FLEET_CLAIMS_LIMITED.labels("status").inc()  # its oldest queued status goes
+        queue.append((msg, time.time()))
+        self._status_wake.set()
 
     def _on_metrics(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
         parsed = self._parse("metrics", topic, payload, props, parse_metrics)
@@ -162,6 +211,8 @@ class FleetService:
         try:
             if edge_id is None:
                 raise PayloadError("not an edge topic")
+            if not self._admit(edge_id):
+                return None
             return edge_id, parse(decode(payload, props.get("content_type"), self.settings.mqtt_max_payload))
         except PayloadError as exc:
             self._reject(kind, topic, exc)
@@ -222,10 +273,32 @@ class FleetService:
                 metrics.FLEET_GAPS.inc(result.lost)
                 log.warning("edge %s: %d metrics message(s) missing", edge_id, result.lost)
                 await self._request_rebirth(edge_id)
-            for key, n in batches[edge_id].key_frames(result.accepted).items():
+            claimed = batches[edge_id].key_frames(result.accepted)
+            if not claimed:
+                continue
+            for key, n in self._credible(edge_id, claimed, now).items():
                 key_frames[key] = key_frames.get(key, 0) + n
         if key_frames and self.settings.fleet_quota_frames > 0:
             await self._apply_quota(key_frames, now)
+
+    def _credible(self, edge_id: str, claimed: dict[str, int], now: float) -> dict[str, int]:
+        """An edge's claimed frames per key, cut down to what it can have processed (counted when cut)."""
+        s = self.settings
+        window, _ = quota_window(now, s.rate_limit_window)
+        allowance, credible = credible_key_frames(self._allowances.get(edge_id), claimed, now, window,
+                                                  self.edge_max_fps, 2 * s.metrics_interval,
+                                                  s.fleet_max_keys_per_edge)
+        self._allowances[edge_id] = allowance
+        if len(self._allowances) > STATUS_EDGES_MAX:  # bounded like the fleet: the longest-known goes first
+            del self._allowances[next(iter(self._allowances))]
+        if credible.clamped_frames:
+            metrics.FLEET_CLAIMS_LIMITED.labels("frames").inc()
+        if credible.dropped_names:
+            metrics.FLEET_CLAIMS_LIMITED.labels("key_names").inc(credible.dropped_names)
+        if credible.clamped_frames or credible.dropped_names:
+            log.warning("edge %s claimed more than it can have processed: %d frame(s) and %d key name(s) not "
+                        "counted", edge_id, credible.clamped_frames, credible.dropped_names)
+        return credible.frames
 
     async def _request_rebirth(self, edge_id: str) -> None:
         if await self.store.claim(f"rebirth:{edge_id}", REBIRTH_EVERY_S):
@@ -235,8 +308,15 @@ class FleetService:
         window_s = self.settings.rate_limit_window
         window, ends_at = quota_window(now, window_s)
         totals = await self.store.add_key_frames(window, key_frames, 2 * window_s)
+        for key in [k for k, w in self._key_series.items() if w < window - 1]:  # named by no edge lately
+            del self._key_series[key]
+            try:
+                metrics.FLEET_KEY_FRAMES.remove(key)
+            except KeyError:
+                pass
         for key, used in totals.items():
             metrics.FLEET_KEY_FRAMES.labels(key).set(used)
+            self._key_series[key] = window
             if over_quota(used, self.settings.fleet_quota_frames) \
                     and await self.store.claim(f"throttle:{window}:{key}", window_s * 2):
                 command = throttle_command(key, ends_at, now)
@@ -263,9 +343,20 @@ class FleetService:
         self.bus.publish(edge_topic(self.prefix, edge_id, "control"), payload, qos=1, content_type=content_type)
 
     async def _status_loop(self) -> None:
-        # One consumer, so an edge's status messages are applied in the order they arrived.
+        # One consumer, so an edge's status messages are applied in the order they arrived; edges take
+        # turns, one status each.
         while True:
-            edge_id, msg, now = await self._status_queue.get()
+            if not self._status_turns:
+                self._status_wake.clear()
+                await self._status_wake.wait()
+                continue
+            edge_id = self._status_turns.popleft()
+            queue = self._status_pending[edge_id]
+            msg, now = queue.popleft()
+            if queue:
+                self._status_turns.append(edge_id)
+            else:
+                del self._status_pending[edge_id]
             try:
                 applied = await self.store.apply_status(edge_id, msg, now)
                 if applied:
@@ -291,7 +382,10 @@ class FleetService:
 
     async def sweep(self) -> None:
         s = self.settings
-        staled, _forgotten = await self.store.sweep(time.time(), s.edge_stale_after, s.edge_forget_after)
+        staled, forgotten = await self.store.sweep(time.time(), s.edge_stale_after, s.edge_forget_after)
+        for edge_id in forgotten:
+            self._allowances.pop(edge_id, None)
+            self._known.discard(edge_id)
         for edge_id in staled:
             log.warning("edge %s silent for %ss: marked offline", edge_id, s.edge_stale_after)
 
@@ -299,6 +393,8 @@ class FleetService:
         # One refresh at a time, read and update together: an older read must never land after a newer one.
         async with self._gauges_lock:
             edges, now = await self.store.edges(), time.time()
+            # What every hub stored (other hubs forget edges too), and what this one is about to store.
+            self._known = set(edges) | set(self._batches) | set(self._status_pending)
             # Off the event loop: thousands of views and series updates would hold REST and ingest meanwhile.
             await asyncio.to_thread(lambda: self.gauges.update(edge_view(e, h, now) for e, h in edges.items()))
 

@@ -229,6 +229,61 @@ def _advance(state: SeqState) -> bool:
     return moved
 
 
+# --- an edge's word is a claim: its per-key frame counts, bounded (docs/security.md) ---
+
+@dataclass
+class EdgeAllowance:
+    """What one hub still believes of one edge's frame counts: a budget that refills at the edge's
+    physical ceiling (frames per second) up to ``burst_s`` seconds of it, and the key names it has named in
+    the current quota window."""
+
+    budget: float
+    at: float
+    window: int = -1
+    names: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Credible:
+    frames: dict[str, int]  # what the hub counts
+    clamped_frames: int  # frames claimed beyond what the edge could have processed
+    dropped_names: int  # key names over the per-edge cap in this window
+
+
+def credible_key_frames(allowance: EdgeAllowance | None, claimed: dict[str, int], now: float, window: int,
+                        ceiling_fps: float, burst_s: float, max_names: int) -> tuple[EdgeAllowance, Credible]:
+    """``claimed`` (frames per key name from one edge's accepted messages since the last flush) cut down to
+    what that edge can have done: at most ``max_names`` names per quota window (new names past it are
+    dropped), and in all no more frames than ``ceiling_fps`` × the seconds since the budget was last drawn
+    (up to ``burst_s`` seconds' worth, which a fresh edge starts with); an excess scales every key down
+    alike. Returns the allowance to keep and what to count."""
+    capacity = ceiling_fps * burst_s
+    if allowance is None:
+        allowance = EdgeAllowance(budget=capacity, at=now)
+    if allowance.window != window:
+        allowance.window, allowance.names = window, set()
+    allowance.budget = min(capacity, allowance.budget + max(0.0, now - allowance.at) * ceiling_fps)
+    allowance.at = now
+    kept: dict[str, int] = {}
+    dropped = 0
+    for name in sorted(claimed):  # deterministic: the same names survive whichever hub counts them
+        if name not in allowance.names:
+            if len(allowance.names) >= max_names:
+                dropped += 1
+                continue
+            allowance.names.add(name)
+        kept[name] = claimed[name]
+    total = sum(kept.values())
+    clamped = 0
+    if total > allowance.budget:
+        factor = allowance.budget / total
+        scaled = {name: math.floor(n * factor) for name, n in kept.items()}
+        clamped = total - sum(scaled.values())
+        kept = scaled
+    allowance.budget -= sum(kept.values())
+    return allowance, Credible({k: n for k, n in kept.items() if n > 0}, clamped, dropped)
+
+
 # --- fleet-wide quota (per key name, fixed windows) ---
 
 def quota_window(now: float, window_s: float) -> tuple[int, float]:

@@ -23,10 +23,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from hgr.common import jsonsafe
-from hgr.common.auth import KeyRing
 from hgr.common.config import Settings
 from hgr.common.errors import HgrError, ImageTooLarge
 from hgr.common.options import DetectOptions
+from hgr.hub.access import Access
 from hgr.hub.bodies import (
     RAW_IMAGE_TYPES,
     InvalidRequest,
@@ -42,7 +42,7 @@ from hgr.hub.bodies import (
     read_json,
     single_image_body_limit,
 )
-from hgr.hub.callers import Caller, identify
+from hgr.hub.callers import Caller
 from hgr.hub.detection import Detection, Item
 from hgr.hub.ratelimit import RateLimiter
 
@@ -54,7 +54,7 @@ class DetectHost(Protocol):
     @property
     def settings(self) -> Settings: ...
     @property
-    def keyring(self) -> KeyRing: ...
+    def access(self) -> Access: ...
     @property
     def defaults(self) -> DetectOptions: ...
     @property
@@ -79,7 +79,7 @@ def routes(hub: DetectHost) -> list[Route]:
 
     async def detect(request: Request) -> JSONResponse:
         received = time.monotonic()
-        headers = await charge(request, identify(request, hub.keyring, s.auth_enabled), 1)
+        headers = await charge(request, await hub.access.caller(request), 1)
         kind = media_type(request)
         if kind in RAW_IMAGE_TYPES:  # the image itself; options and image_id in the query string
             raw_opts, image_id = query_options(request.query_params)
@@ -109,7 +109,7 @@ def routes(hub: DetectHost) -> list[Route]:
 
     async def detect_batch(request: Request) -> JSONResponse:
         received = time.monotonic()
-        caller = identify(request, hub.keyring, s.auth_enabled)  # 401/403 before reading a byte
+        caller = await hub.access.caller(request)  # 401/403 before reading a byte
         paid = await hub.limiter.admit(caller.bucket, caller.limit)  # 429 before reading a byte
         body = await read_json(request, s.max_request_size, json_limits, s.body_timeout)
         images = body.get("images") if isinstance(body, dict) else None
@@ -129,7 +129,7 @@ def routes(hub: DetectHost) -> list[Route]:
 
     async def detect_upload(request: Request) -> JSONResponse:
         received = time.monotonic()
-        caller = identify(request, hub.keyring, s.auth_enabled)
+        caller = await hub.access.caller(request)
         paid = await hub.limiter.admit(caller.bucket, caller.limit)
         form = await read_form(request, s.max_request_size, s.max_batch_images, s.body_timeout,
                                max_fields=s.max_form_fields, max_field_size=s.max_form_field_size)

@@ -1,9 +1,9 @@
 """The fleet's REST view and controls (served when fleet reporting is configured; docs/api.md, docs/mqtt.md).
 
-``GET /fleet`` and ``GET /fleet/edges/{edge_id}`` read the fleet store (no API key, like the other
-operational views). ``POST /fleet/edges/{edge_id}/streams/{stream}/throttle`` caps one stream of one
-edge; it is a control, so it takes an API key like the detection endpoints (required with
-``AUTH_ENABLED``). A store that cannot be read is a 503 ``fleet_unavailable``, never a 500.
+``GET /fleet`` and ``GET /fleet/edges/{edge_id}`` read the fleet store: they name edges and live
+streams, so they need a key with ``fleet:read``. ``POST /fleet/edges/{edge_id}/streams/{stream}/throttle``
+caps one stream of one edge: a control, for a key with ``fleet:admin`` (``hub.access``; both whatever
+``AUTH_ENABLED`` says). A store that cannot be read is a 503 ``fleet_unavailable``, never a 500.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from hgr.common import jsonsafe
-from hgr.common.auth import KeyRing
+from hgr.common.auth import FLEET_ADMIN, FLEET_READ
 from hgr.common.errors import HgrError
 from hgr.common.topics import valid_edge_id
+from hgr.hub.access import Access
 from hgr.hub.bodies import InvalidRequest, read_json
-from hgr.hub.callers import identify
 from hgr.hub.fleet import FleetService
 from hgr.hub.fleet_logic import MAX_THROTTLE_FPS, MAX_THROTTLE_S, edge_view
 
@@ -72,8 +72,8 @@ def _store_down(exc: Exception) -> FleetUnavailable:
     return FleetUnavailable("the fleet store (Redis) is unreachable")
 
 
-def routes(fleet: FleetService, keyring: KeyRing) -> list[Route]:
-    """The fleet's routes; ``keyring`` checks the callers of the controls (the hub's API keys)."""
+def routes(fleet: FleetService, access: Access) -> list[Route]:
+    """The fleet's routes; ``access`` checks their callers' keys and scopes (the hub's API keys)."""
     s = fleet.settings
     json_limits = jsonsafe.JsonLimits(s.max_json_depth, s.max_json_values)
 
@@ -88,6 +88,7 @@ def routes(fleet: FleetService, keyring: KeyRing) -> list[Route]:
         return raw
 
     async def list_fleet(request: Request) -> JSONResponse:
+        await access.require(request, FLEET_READ)
         try:
             view = await fleet.fleet_view()
             return await asyncio.to_thread(JSONResponse, view)  # 10 000 edges render to 6 MB in ~75 ms
@@ -95,11 +96,12 @@ def routes(fleet: FleetService, keyring: KeyRing) -> list[Route]:
             raise _store_down(exc) from None
 
     async def get_edge(request: Request) -> JSONResponse:
+        await access.require(request, FLEET_READ)
         edge_id = request.path_params["edge_id"]
         return JSONResponse(edge_view(edge_id, await known_edge(edge_id), time.time()))
 
     async def throttle_stream(request: Request) -> JSONResponse:
-        identify(request, keyring, s.auth_enabled)  # 401/403 before reading a byte
+        await access.require(request, FLEET_ADMIN)  # 401/403/429 before reading a byte
         edge_id, stream = request.path_params["edge_id"], request.path_params["stream"]
         max_fps, duration_s = throttle_request(await read_json(request, s.max_request_size, json_limits,
                                                                  s.body_timeout))

@@ -1,7 +1,8 @@
 """Operational endpoints: liveness, readiness, status, model info, Prometheus metrics, OpenAPI schema.
 
-None needs an API key: probes and scrapers run without one, and nothing here reveals a secret
-(Redis URLs are shown without their password, keys only by count).
+None needs an API key: probes and scrapers run without one. ``/status`` tells a keyless caller only
+whether the hub is up; the rest (pool, Redis, policies, fleet) only a key with ``fleet:read``
+(docs/security.md). ``/metrics`` is for the scraper on the internal network: the shipped nginx blocks it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hgr.common import metrics
+from hgr.common.auth import FLEET_READ
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool
 from hgr.common.readiness import readiness
+from hgr.hub.access import Access
 from hgr.hub.openapi import openapi_schema
 from hgr.hub.redis_conn import RedisConn
 
@@ -31,7 +34,12 @@ class OpsHost(Protocol):
     @property
     def redis(self) -> RedisConn | None: ...
 
+    @property
+    def access(self) -> Access: ...
+
     def status(self) -> dict[str, Any]: ...
+
+    def public_status(self) -> dict[str, Any]: ...
 
     def model_info(self) -> dict[str, Any]: ...
 
@@ -47,7 +55,7 @@ def routes(hub: OpsHost) -> list[Route]:
         return JSONResponse(body, status_code=status)
 
     async def status(request: Request) -> JSONResponse:
-        return JSONResponse(hub.status())
+        return JSONResponse(hub.status() if await hub.access.may(request, FLEET_READ) else hub.public_status())
 
     async def model_info(request: Request) -> JSONResponse:
         return JSONResponse(hub.model_info())

@@ -49,10 +49,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "monitoring" / "mosquitto" / "mosquitto.conf"
 
 
-def shipped_broker_config(port: int, folder: Path, *, passwd: Path | None = None, acl: Path | None = None) -> str:
+def shipped_broker_config(port: int, folder: Path, *, dynsec: Path | None = None) -> str:
     """The shipped broker config (monitoring/mosquitto/mosquitto.conf) for a local run: its plain
     listener moved to 127.0.0.1:``port``, its TLS listener left out (it needs the deployment's
-    certificate), data and log in ``folder``; with ``passwd`` and ``acl`` the shipped auth, else anonymous."""
+    certificate), data and log in ``folder``; with ``dynsec`` (a dynamic-security file built by
+    deploy/mosquitto/dynsec.py) the shipped auth, else anonymous."""
     lines = []
     for line in SHIPPED_CONF.read_text().splitlines():
         word = line.split(" ", 1)[0]
@@ -60,11 +61,11 @@ def shipped_broker_config(port: int, folder: Path, *, passwd: Path | None = None
             continue
         if word == "listener" and "1883" in line:
             line = f"listener {port} 127.0.0.1"
-        elif word == "password_file":
-            line = f"password_file {passwd}" if passwd else ""
-        elif word == "acl_file":
-            line = f"acl_file {acl}" if acl else ""
-        elif word == "allow_anonymous" and not passwd:
+        elif word == "plugin":
+            line = f"plugin {dynsec_plugin()}" if dynsec else ""
+        elif word == "plugin_opt_config_file":
+            line = f"plugin_opt_config_file {dynsec}" if dynsec else ""
+        elif word == "allow_anonymous" and not dynsec:
             line = "allow_anonymous true"
         elif word == "persistence_location":
             line = f"persistence_location {folder}/"
@@ -73,6 +74,15 @@ def shipped_broker_config(port: int, folder: Path, *, passwd: Path | None = None
         lines.append(line)
     # Run as the caller: mosquitto started as root would switch to 'mosquitto' and lose the folder.
     return "\n".join(lines + ["user root"]) + "\n"
+
+
+def dynsec_plugin() -> Path:
+    """This machine's mosquitto_dynamic_security.so (the shipped config names the image's path)."""
+    for folder in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"):
+        path = Path(folder) / "mosquitto_dynamic_security.so"
+        if path.is_file():
+            return path
+    raise FileNotFoundError("mosquitto_dynamic_security.so not found (Debian/Ubuntu: it is in the mosquitto package)")
 
 
 def start_broker(folder: Path) -> tuple[str, subprocess.Popen[bytes]]:

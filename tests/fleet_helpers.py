@@ -1,6 +1,7 @@
 """Helpers for the fleet tests: a Mosquitto of the test's own running the *shipped* broker config
-(monitoring/mosquitto/mosquitto.conf + acl), restartable on the same port, and a stand-in for the
-EdgeNode the reporter talks to."""
+(monitoring/mosquitto/mosquitto.conf, its users and rights built by deploy/mosquitto/dynsec.py from a
+mosquitto_passwd file, as deploy/init-secrets.sh does), restartable on the same port, and a stand-in for
+the EdgeNode the reporter talks to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +20,37 @@ from hgr.loadtest.mqtt_fleet import shipped_broker_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "monitoring" / "mosquitto"
-USERS = {"hub": "hub-secret", "observer": "observer-secret", "edge-a": "a-secret", "edge-b": "b-secret"}
+DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
+USERS = {"hub": "hub-secret", "observer": "observer-secret", "edge-a": "a-secret", "edge-b": "b-secret",
+         "edge-c": "c-secret"}
 
 
 class Broker:
     """``mosquitto -c <shipped config, rewritten for a free port and the test's folder>``."""
 
-    def __init__(self, folder: Path, *, auth: bool = True) -> None:
+    def __init__(self, folder: Path, *, auth: bool = True, share_groups: tuple[str, ...] = ("hgr-hub",),
+                 prefix: str = "hgr/v1") -> None:
         need(bool(shutil.which("mosquitto")), "mosquitto is not installed")
         self.folder = folder
         self.port = free_port()
         self.auth = auth
+        self.share_groups, self.prefix = share_groups, prefix
         self.proc: subprocess.Popen[bytes] | None = None
         (folder / "data").mkdir(parents=True, exist_ok=True)
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(self._config())
 
     def _config(self) -> str:
-        return shipped_broker_config(self.port, self.folder / "data", passwd=self._passwd() if self.auth else None,
-                                     acl=SHIPPED / "acl" if self.auth else None)
+        return shipped_broker_config(self.port, self.folder / "data", dynsec=self._dynsec() if self.auth else None)
+
+    def _dynsec(self) -> Path:
+        """The shipped generator run on the test's password file, as deploy/init-secrets.sh runs it."""
+        path = self.folder / "dynamic-security.json"
+        groups = [arg for group in self.share_groups for arg in ("--group", group)]
+        with path.open("w") as out:
+            subprocess.run([sys.executable, str(DEPLOY_MOSQUITTO / "dynsec.py"), str(self._passwd()),
+                            "--prefix", self.prefix, *groups], check=True, stdout=out)
+        return path
 
     def _passwd(self) -> Path:
         path = self.folder / "passwd"
@@ -91,7 +105,6 @@ class StandInNode:
         return True
 
 
-DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
 
 
 class EdgeSiteBroker(Broker):

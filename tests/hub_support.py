@@ -18,6 +18,11 @@ from hgr.common.config import Settings, load_settings
 from hgr.hub.app import Hub
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 
+# A key for the operator's views (the full /status, GET /fleet): docs/security.md.
+OPS_KEY = "ops-view-key-0123456789"
+OPS_SPEC = f"ops:{OPS_KEY}:fleet:read"
+OPS = {"X-API-Key": OPS_KEY}
+
 
 def hub_settings(**overrides: Any) -> Settings:
     """Settings from nothing but the overrides (no .env, no environment), workers kept to one core."""

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -29,6 +30,8 @@ from websockets.exceptions import ConnectionClosed
 
 from hgr.common import protocol
 from hgr.loadtest.ws_stream import open_stream
+
+VIEWER_KEY = "viewer-key-0123456789"  # the fleet views need fleet:read (docs/security.md)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +55,8 @@ def _post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     port = free_port()
     log = tmp_path_factory.mktemp("up") / "up.log"
-    env = {k: "" for k in ("MQTT_URL", "REDIS_URL")} | {"REDIS_ENABLED": "false", "EDGE_ID": "allinone-test"}
+    env = {k: "" for k in ("MQTT_URL", "REDIS_URL")} | {"REDIS_ENABLED": "false", "EDGE_ID": "allinone-test",
+                                                         "API_KEYS": f"viewer:{VIEWER_KEY}:fleet:read"}
     proc = _start_up(port, log, **env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -105,7 +109,7 @@ async def test_websocket_frames_show_up_in_the_fleet_view(up: tuple[str, subproc
         await ws.close()
     # The edge reports to the hub through the in-process bus, as it would over MQTT.
     def reported() -> dict[str, Any] | None:
-        edge = json.loads(http_get(base + "/fleet/edges/allinone-test")[1])
+        edge = httpx.get(base + "/fleet/edges/allinone-test", headers={"X-API-Key": VIEWER_KEY}, timeout=30).json()
         return edge if edge.get("status") == "online" and edge.get("frames", {}).get("processed", 0) >= 5 else None
 
     edge = await eventually(reported, 30, "the edge online with its 5 frames at the hub", interval=0.2)

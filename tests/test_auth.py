@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hgr.common.auth import AuthError, KeyRing, key_from_headers, parse_api_keys
+from hgr.common.auth import SCOPES, AuthError, KeyRing, key_from_headers, parse_api_keys
 from hgr.common.errors import ConfigError
 
 
@@ -56,3 +56,21 @@ def test_verify_finds_the_key_or_says_missing_or_wrong() -> None:
 ])
 def test_key_from_headers_prefers_bearer_then_x_api_key(headers: dict[str, str], key: str | None) -> None:
     assert key_from_headers(headers) == key
+
+
+@pytest.mark.parametrize("spec,scopes,limit", [
+    ("a:k", {"detect", "fleet:read"}, None),
+    ("a:k:100/60", {"detect", "fleet:read"}, (100, 60.0)),
+    ("a:k:fleet:admin", {"fleet:admin"}, None),
+    ("a:k:detect+fleet:read+fleet:admin", set(SCOPES), None),
+    ("a:k:100/60:detect", {"detect"}, (100, 60.0)),
+])
+def test_api_keys_carry_scopes(spec: str, scopes: set[str], limit: tuple[int, float] | None) -> None:
+    (key,) = parse_api_keys(spec)
+    assert (set(key.scopes), key.limit) == (scopes, limit)
+
+
+@pytest.mark.parametrize("spec", ["a:k:fleet:write", "a:k:detect+", "a:k:0/60:detect", "a::detect"])
+def test_bad_scopes_are_refused(spec: str) -> None:
+    with pytest.raises(ConfigError, match=r"API_KEYS entry 1"):
+        parse_api_keys(spec)

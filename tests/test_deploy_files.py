@@ -28,6 +28,9 @@ import pytest
 import yaml
 from support import free_port, need, start_server
 
+from hgr.common.auth import parse_api_keys
+from hgr.loadtest.mqtt_fleet import shipped_broker_config
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
 SCHEMA_SHA256 = "56bab44c85c0ce8affb74474950293f37d510673283a243bcd7eeadb900fa35c"
@@ -152,7 +155,10 @@ def test_hub_stack_has_every_part() -> None:
     assert set(services) == {"hub", "redis", "mosquitto", "prometheus", "grafana", "nginx"}
     mosquitto_mounts = " ".join(services["mosquitto"]["volumes"])
     assert "./monitoring/mosquitto/mosquitto.conf:" in mosquitto_mounts
-    assert "./monitoring/mosquitto/acl:" in mosquitto_mounts and "mosquitto.passwd" in mosquitto_mounts
+    assert "./deploy/secrets/dynamic-security.json:/mosquitto/config/dynamic-security.json" in mosquitto_mounts
+    conf = (ROOT / "monitoring/mosquitto/mosquitto.conf").read_text()
+    assert "plugin_opt_config_file /mosquitto/config/dynamic-security.json" in conf
+    assert "\nacl_file" not in conf and "\npassword_file" not in conf
     grafana_mounts = " ".join(services["grafana"]["volumes"])
     assert "./monitoring/grafana/provisioning:/etc/grafana/provisioning" in grafana_mounts
     assert "./monitoring/grafana/dashboards:/var/lib/grafana/dashboards" in grafana_mounts
@@ -329,6 +335,8 @@ def test_init_secrets_creates_what_compose_reads(generated_secrets: Path) -> Non
     assert required <= set(env) and all(len(env[k]) >= 32 for k in required)
     edge_env = (generated_secrets / "secrets" / "edges" / "edge-a.env").read_text()
     assert "EDGE_ID=edge-a\n" in edge_env and re.search(r"MQTT_URL=mqtts://edge-a:\w{48}@hub\.test:8883", edge_env)
+    keys = {k.name: k for k in parse_api_keys(f"@{generated_secrets / 'secrets' / 'api_keys.txt'}")}
+    assert keys["default"].scopes == {"detect", "fleet:read"} and keys["ops"].scopes == {"fleet:admin"}
 
 
 def test_nginx_accepts_the_config(generated_secrets: Path, tmp_path: Path) -> None:
@@ -347,15 +355,15 @@ def test_nginx_accepts_the_config(generated_secrets: Path, tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
 
 
-def test_mosquitto_accepts_the_generated_passwords(generated_secrets: Path, tmp_path: Path) -> None:
+def test_mosquitto_accepts_the_generated_users(generated_secrets: Path, tmp_path: Path) -> None:
+    """The shipped broker config with the dynamic-security file init-secrets.sh built: each generated
+    user logs in with its password and may write where its role says, and only there."""
     need(shutil.which("mosquitto") is not None and shutil.which("mosquitto_pub") is not None,
          "mosquitto / mosquitto-clients are not installed")
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
-    # `user root`: as root, mosquitto would otherwise drop to its own user, who cannot enter pytest's
-    # private tmp directories.
-    conf.write_text(f"user root\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
-                    f"password_file {generated_secrets / 'secrets' / 'mosquitto.passwd'}\n")
+    dynsec = generated_secrets / "secrets" / "dynamic-security.json"
+    conf.write_text(shipped_broker_config(port, tmp_path, dynsec=dynsec))
     broker = _mosquitto(conf, port)
     try:
         hub_password = dict(line.split("=", 1) for line in (generated_secrets / "hub.env").read_text().split())[
@@ -365,14 +373,18 @@ def test_mosquitto_accepts_the_generated_passwords(generated_secrets: Path, tmp_
         assert edge_match is not None, edge_url
         edge_password = edge_match.group(1)
 
-        def publish(user: str, password: str) -> int:
-            return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", user, "-P", password,
-                                   "-t", "hgr/v1/test", "-m", "x", "-q", "1"], check=False, capture_output=True,
-                                  timeout=20).returncode
+        def publish(user: str, password: str, topic: str) -> str:
+            """'ok', 'refused' (login) or 'denied' (the topic), as mosquitto_pub (MQTT v5) reports them."""
+            r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", user, "-P", password,
+                                "-V", "mqttv5", "-t", topic, "-m", "x", "-q", "1"], check=False, capture_output=True,
+                               text=True, timeout=20)
+            return "refused" if r.returncode else "denied" if "Not authorized" in r.stderr else "ok"
 
-        assert publish("hub", hub_password) == 0
-        assert publish("edge-c", edge_password) == 0
-        assert publish("edge-c", "wrong-password") != 0
+        assert publish("hub", hub_password, "hgr/v1/edges/edge-c/control") == "ok"
+        assert publish("hub", hub_password, "hgr/v1/edges/edge-c/status") == "denied"  # no forged births
+        assert publish("edge-c", edge_password, "hgr/v1/edges/edge-c/status") == "ok"
+        assert publish("edge-c", edge_password, "hgr/v1/edges/edge-a/status") == "denied"
+        assert publish("edge-c", "wrong-password", "hgr/v1/edges/edge-c/status") == "refused"
     finally:
         broker.kill()
         broker.wait()
@@ -451,21 +463,23 @@ def _receive_while_publishing(sub: list[str], pub: list[str], deadline_s: float 
 
 
 def test_edge_bridge_forwards_only_its_own_topics(tmp_path: Path) -> None:
-    """deploy/mosquitto's edge bridge against a hub broker with monitoring/mosquitto's ACL: the edge's
-    messages go up, its control messages come down, another edge's topics stay local. (Test-only
+    """deploy/mosquitto's edge bridge against a hub broker with the shipped users and rights (dynsec.py): the
+    edge's messages go up, its control messages come down, another edge's topics stay local. (Test-only
     change: plain TCP on loopback instead of TLS to the hub.)"""
     for tool in ("mosquitto", "mosquitto_pub", "mosquitto_sub", "mosquitto_passwd"):
         need(shutil.which(tool) is not None, f"{tool} is not installed")
-    acl = ROOT / "monitoring/mosquitto/acl"
-    need(acl.is_file(), "monitoring/mosquitto/acl is missing")
     hub_port, edge_port = free_port(), free_port()
     passwd = tmp_path / "passwd"
     passwd.touch()
     for user, password in (("hub", "hub-pw"), ("edge-x", "edge-x-pw")):
         subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, timeout=20)
+    dynsec = tmp_path / "dynamic-security.json"
+    with dynsec.open("w") as out:
+        subprocess.run([sys.executable, str(ROOT / "deploy/mosquitto/dynsec.py"), str(passwd)], check=True, stdout=out,
+                       timeout=20)
+    (tmp_path / "hub").mkdir()
     hub_conf = tmp_path / "hub.conf"
-    hub_conf.write_text(f"user root\nper_listener_settings false\nlistener {hub_port} 127.0.0.1\n"
-                        f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")
+    hub_conf.write_text(shipped_broker_config(hub_port, tmp_path / "hub", dynsec=dynsec))
 
     (tmp_path / "bridge.d").mkdir()
     bridge = (ROOT / "deploy/mosquitto/bridge.conf.example").read_text()
@@ -489,7 +503,7 @@ def test_edge_bridge_forwards_only_its_own_topics(tmp_path: Path) -> None:
         at_edge = ["-h", "127.0.0.1", "-p", str(edge_port)]
         # Up: another edge's topic published first must not arrive (in-order delivery makes this exact).
         got = _receive_while_publishing(
-            ["mosquitto_sub", *at_hub, "-t", "hgr/v1/edges/+/metrics", "-C", "1", "-W", "60", "-v"],
+            ["mosquitto_sub", *at_hub, "-t", "$share/hgr-hub/hgr/v1/edges/+/metrics", "-C", "1", "-W", "60", "-v"],
             ["sh", "-c", (f"mosquitto_pub {' '.join(at_edge)} -q 1 -t hgr/v1/edges/edge-y/metrics -m spoof && "
                          f"mosquitto_pub {' '.join(at_edge)} -q 1 -t hgr/v1/edges/edge-x/metrics -m real")])
         assert got == "hgr/v1/edges/edge-x/metrics real"

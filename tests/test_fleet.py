@@ -25,8 +25,12 @@ from hgr.common.contracts import ResultMessage
 from hgr.common.topics import encode
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub import routes_fleet
+from hgr.hub.access import Access
 from hgr.hub.fleet import FleetService
 from hgr.hub.middleware import HubMiddleware
+from hgr.hub.ratelimit import RateLimiter
+
+VIEWER_KEY = "viewer-key-0123456789"
 
 
 @pytest.fixture
@@ -52,8 +56,12 @@ async def _cleanup(client: aioredis.Redis, prefix: str) -> None:
 
 def _client(service: FleetService) -> httpx.AsyncClient:
     # As the hub serves them: HubMiddleware turns the fleet's errors into the common error body.
-    app = Starlette(routes=routes_fleet.routes(service, KeyRing.from_spec("")), middleware=[Middleware(HubMiddleware)])
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub")
+    # The fleet views need a key with fleet:read (docs/security.md): the client sends one.
+    keyring = KeyRing.from_spec(f"viewer:{VIEWER_KEY}:fleet:read")
+    access = Access(service.settings, keyring, RateLimiter(service.settings))
+    app = Starlette(routes=routes_fleet.routes(service, access), middleware=[Middleware(HubMiddleware)])
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub",
+                             headers={"X-API-Key": VIEWER_KEY})
 
 
 async def test_edges_report_and_the_hub_serves_the_fleet(env: dict[str, str], redis_client: aioredis.Redis) -> None:
@@ -216,3 +224,32 @@ async def test_all_in_one_path_in_process_bus_and_memory_store() -> None:
         await service.stop()
         await bus.stop()
         await client.aclose()
+
+
+async def test_key_series_go_when_no_edge_named_them_for_two_windows() -> None:
+    """hgr_fleet_key_frames stays the size of the keys in use, not of every name ever reported."""
+    settings = load_settings({"FLEET_QUOTA_FRAMES": "1000000", "RATE_LIMIT_WINDOW": "60"}, env_file=None)
+    service = FleetService(settings, LocalBus(settings), None)
+    tag = uuid.uuid4().hex[:6]
+
+    def series() -> set[str]:
+        return {s.labels["key"] for m in metrics.FLEET_KEY_FRAMES.collect() for s in m.samples
+                if s.labels["key"].startswith(tag)}
+
+    await service._apply_quota({f"{tag}-old": 1, f"{tag}-kept": 1}, 60.0 * 100)  # window 100
+    await service._apply_quota({f"{tag}-kept": 1}, 60.0 * 101)  # window 101: old is one window behind
+    assert series() == {f"{tag}-old", f"{tag}-kept"}
+    await service._apply_quota({f"{tag}-kept": 1}, 60.0 * 102)  # two windows unnamed: gone
+    assert series() == {f"{tag}-kept"}
+
+
+async def test_statuses_queue_per_edge_and_a_will_goes_first() -> None:
+    """A flood of one edge's births coalesces to its last few; another edge's Will is applied first."""
+    settings = load_settings({}, env_file=None)
+    service = FleetService(settings, LocalBus(settings), None)
+    births = [json.dumps({"status": "online", "session": "f", "birth_seq": i}).encode() for i in range(1, 1001)]
+    for payload in births:
+        service._on_status("hgr/v1/edges/flood/status", payload, {})
+    service._on_status("hgr/v1/edges/other/status", b'{"status": "offline", "session": "o", "reason": "will"}', {})
+    assert list(service._status_turns) == ["other", "flood"]
+    assert [m.birth_seq for m, _ in service._status_pending["flood"]] == [997, 998, 999, 1000]

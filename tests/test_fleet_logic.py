@@ -12,6 +12,7 @@ from hgr.hub.fleet_logic import (
     EdgeBatch,
     SeqState,
     apply_seqs,
+    credible_key_frames,
     edge_view,
     fleet_totals,
     metrics_snapshot,
@@ -110,3 +111,26 @@ def test_stream_throttle_command_has_the_key_throttles_fields() -> None:
     for bad in (("", 1, None), ("s", -1, None), ("s", 1, 0), ("x" * 65, 1, None)):
         with pytest.raises(ValueError):
             stream_throttle_command(*bad)
+
+
+def test_an_edges_frame_claims_are_cut_to_what_it_can_process() -> None:
+    # 10 fps, 2 s of burst: a fresh edge is believed for 20 frames, then 10 a second.
+    allowance, c = credible_key_frames(None, {"a": 5, "b": 5}, 100.0, 0, 10, 2, 8)
+    assert (c.frames, c.clamped_frames, c.dropped_names) == ({"a": 5, "b": 5}, 0, 0)
+    allowance, c = credible_key_frames(allowance, {"a": 10**15, "b": 10**15}, 100.0, 0, 10, 2, 8)
+    assert c.frames == {"a": 5, "b": 5} and c.clamped_frames == 2 * 10**15 - 10  # the burst left, alike
+    allowance, c = credible_key_frames(allowance, {"a": 10**15}, 101.5, 0, 10, 2, 8)
+    assert c.frames == {"a": 15}  # 1.5 s at 10 fps
+    allowance, c = credible_key_frames(allowance, {"a": 3}, 1000.0, 0, 10, 2, 8)
+    assert c.frames == {"a": 3} and allowance.budget == 17  # refilled to the burst, not beyond
+    allowance, c = credible_key_frames(allowance, {"a": 1}, 999.0, 0, 10, 2, 8)  # a clock going back adds nothing
+    assert c.frames == {"a": 1} and allowance.budget == 16
+
+
+def test_an_edge_names_a_bounded_number_of_keys_per_window() -> None:
+    allowance, c = credible_key_frames(None, {f"k{i}": 1 for i in range(5)}, 0.0, 7, 1e6, 1, 3)
+    assert sorted(c.frames) == ["k0", "k1", "k2"] and c.dropped_names == 2
+    allowance, c = credible_key_frames(allowance, {"k1": 1, "new": 1}, 0.0, 7, 1e6, 1, 3)
+    assert c.frames == {"k1": 1} and c.dropped_names == 1  # names already counted still count
+    allowance, c = credible_key_frames(allowance, {"new": 1}, 0.0, 8, 1e6, 1, 3)
+    assert c.frames == {"new": 1} and c.dropped_names == 0  # a new window starts the names over

@@ -19,10 +19,12 @@ from hgr.common.auth import KeyRing
 from hgr.common.bus import LocalBus
 from hgr.common.config import load_settings
 from hgr.hub import routes_fleet
+from hgr.hub.access import Access
 from hgr.hub.bodies import InvalidRequest
 from hgr.hub.fleet import FleetService
 from hgr.hub.fleet_logic import StatusMsg
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
+from hgr.hub.ratelimit import RateLimiter
 
 KEY = "ops-key-0123456789"
 
@@ -49,14 +51,15 @@ def test_a_bad_throttle_request_says_why(body: object, fragment: str) -> None:
 
 @pytest_asyncio.fixture
 async def hub() -> AsyncIterator[tuple[httpx.AsyncClient, list[dict[str, Any]]]]:
-    settings = load_settings({"AUTH_ENABLED": "true", "API_KEYS": f"ops:{KEY}"}, env_file=None)
+    settings = load_settings({"AUTH_ENABLED": "true", "API_KEYS": f"ops:{KEY}:fleet:admin"}, env_file=None)
     bus = LocalBus(settings, service="hub")
     sent: list[dict[str, Any]] = []
     bus.subscribe("hgr/v1/edges/+/control", lambda t, p, props: sent.append({"topic": t, **json.loads(p)}))
     fleet = FleetService(settings, bus)
     await fleet.start()
     await fleet.store.apply_status("cam-1", StatusMsg(online=True, session="s1", reason="birth", birth_seq=1), 1.0)
-    app = Starlette(routes=routes_fleet.routes(fleet, KeyRing.from_spec(settings.api_keys)),
+    access = Access(settings, KeyRing.from_spec(settings.api_keys), RateLimiter(settings))
+    app = Starlette(routes=routes_fleet.routes(fleet, access),
                     exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(HubMiddleware)])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as client:
         yield client, sent
@@ -94,8 +97,9 @@ async def test_refusals_send_nothing(hub: tuple[httpx.AsyncClient, list[dict[str
 
 async def test_the_fleet_views(hub: tuple[httpx.AsyncClient, list[dict[str, Any]]]) -> None:
     client, _ = hub
-    fleet = (await client.get("/fleet")).json()
+    key = {"X-API-Key": KEY}  # fleet:admin brings fleet:read
+    fleet = (await client.get("/fleet", headers=key)).json()
     assert [e["edge_id"] for e in fleet["edges"]] == ["cam-1"] and fleet["totals"]["online"] == 1
-    assert (await client.get("/fleet/edges/cam-1")).json()["status"] == "online"
-    missing = await client.get("/fleet/edges/" + "x" * 100)
+    assert (await client.get("/fleet/edges/cam-1", headers=key)).json()["status"] == "online"
+    missing = await client.get("/fleet/edges/" + "x" * 100, headers=key)
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "edge_not_found")

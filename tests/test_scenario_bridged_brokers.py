@@ -76,7 +76,7 @@ def sites(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     bridges' ``restart_timeout`` is "1 2" (short, to keep tests short) unless the test passes another
     as the fixture's param (indirect parametrize; None: the shipped default)."""
     restart_timeout = getattr(request, "param", "1 2")
-    central = Broker(tmp_path / "central").start()
+    central = Broker(tmp_path / "central", share_groups=("hgr-hubs", "late-hubs")).start()
     link = LinkCut(central.port)
     site_a = EdgeSiteBroker(tmp_path / "site-a", "edge-a", f"127.0.0.1:{link.port}", restart_timeout=restart_timeout)
     site_b = EdgeSiteBroker(tmp_path / "site-b", "edge-b", f"127.0.0.1:{central.port}", restart_timeout=restart_timeout)
@@ -97,7 +97,7 @@ async def test_two_bridged_sites_end_to_end_with_counts(
     async def both_retained() -> bool:
         return await asyncio.to_thread(_retained_births, central.port) == {"edge-a", "edge-b"}
     await eventually(both_retained, 30, "both births retained on the central broker")
-    late = await _start_hub(central, redis_client, tag, "late-hub", f"late{tag}:")
+    late = await _start_hub(central, redis_client, tag, "late-hub", "late:")
     try:
         for edge_id in ("edge-a", "edge-b"):
             h = await eventually(lambda e=edge_id: late.store.edge(e), 30, f"{edge_id} known to the late hub")
@@ -189,9 +189,9 @@ async def _bring_up(sites: Any, redis_url: str, tag: str) -> tuple[aioredis.Redi
 async def _start_hub(central: Broker, redis_client: aioredis.Redis, tag: str, name: str,
                      key_prefix: str) -> FleetService:
     """A hub on the central broker (its default session expiry: a kept session), one share group per
-    store."""
+    store (the groups the broker's rights name: ``sites``)."""
     settings = load_settings({**BASE_ENV, "MQTT_URL": central.url("hub"), "REDIS_KEY_PREFIX": key_prefix,
-                              "MQTT_SHARE_GROUP": f"{key_prefix}{tag}"}, env_file=None)
+                              "MQTT_SHARE_GROUP": f"{key_prefix.rstrip(':')}-hubs"}, env_file=None)
     bus = MqttBus(settings, service="hub", client_id=f"{name}-{tag}")
     hub = FleetService(settings, bus, redis_client)
     await hub.start()

@@ -48,8 +48,8 @@ poll = functools.partial(support.poll, interval=0.2, ignore=(httpx.HTTPError, Ke
 class Fleet:
     def __init__(self, folder: Path, redis_url: str, model: str) -> None:
         self.folder = folder
-        self.broker = Broker(folder / "broker", auth=True).start()
         tag = uuid.uuid4().hex[:8]
+        self.broker = Broker(folder / "broker", auth=True, share_groups=(f"hubs{tag}",)).start()
         self.base = {**{k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "REDIS_", "EDGE_"))},
                      "HGR_MODEL_PATH": model, "WORKERS": "1", "LOG_FORMAT": "text", "LOG_LEVEL": "info",
                      "MQTT_KEEPALIVE": str(KEEPALIVE), "METRICS_INTERVAL": "0.2", "EVENT_DEBOUNCE_MS": "0",
@@ -85,7 +85,9 @@ class Fleet:
             stop_process(proc, 30, sig)
 
     def get(self, hub: str, path: str) -> dict[str, Any]:
-        doc: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.ports[hub]}{path}", timeout=5).json()
+        # A key without scopes has fleet:read (docs/security.md): the fleet views and the full /status.
+        doc: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.ports[hub]}{path}", timeout=5,
+                                        headers={"X-API-Key": next(iter(KEYS.values()))}).json()
         return doc
 
     def edges(self, hub: str) -> dict[str, dict[str, Any]]:

@@ -48,7 +48,7 @@ def test_three_hub_processes_never_exceed_the_shared_limit(hubs: list[tuple[str,
     assert set(counts) <= {400, 429}, counts
     assert 30 <= accepted <= 30 + elapsed * 30 / 60 + 1, (counts, elapsed)
     for url, log in hubs:
-        status = httpx.get(f"{url}/status").json()
+        status = httpx.get(f"{url}/status", headers={"X-API-Key": KEY}).json()
         assert status["rate_limit"]["store"] == "redis" and status["redis"]["up"] is True
         assert KEY not in log.read_text()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from hub_support import b64, hub_settings, serve_hub
+from hub_support import OPS, OPS_SPEC, b64, hub_settings, serve_hub
 from support import eventually, free_port, redis_argv
 
 from hgr.common.pool import InferencePool
@@ -29,7 +29,7 @@ def restart_redis(url: str) -> subprocess.Popen[bytes]:
 async def test_cache_and_limits_live_in_redis(hub_pool: InferencePool, photo: bytes,
                                               private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, _ = private_redis
-    settings = hub_settings(redis_url=url, rate_limit_requests=50, cache_ttl=120)
+    settings = hub_settings(api_keys=OPS_SPEC, redis_url=url, rate_limit_requests=50, cache_ttl=120)
     client_redis = aioredis.Redis.from_url(url)
     try:
         async with (serve_hub(settings, hub_pool) as (base, _),
@@ -39,7 +39,7 @@ async def test_cache_and_limits_live_in_redis(hub_pool: InferencePool, photo: by
             assert first.headers["RateLimit-Remaining"] == "49"
             second = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
             assert second.json()["cached"] is True and second.headers["RateLimit-Remaining"] == "48"
-            status = (await client.get("/status")).json()
+            status = (await client.get("/status", headers=OPS)).json()
             assert status["cache"]["store"] == "redis" and status["rate_limit"]["store"] == "redis"
             assert status["redis"]["up"] is True and status["status"] == "ok"
             cache_keys = [k async for k in client_redis.scan_iter("hgr:cache:*")]
@@ -57,7 +57,7 @@ async def test_cache_and_limits_live_in_redis(hub_pool: InferencePool, photo: by
 async def test_redis_killed_fail_open_keeps_serving_then_recovers(
         hub_pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, proc = private_redis
-    settings = hub_settings(redis_url=url, rate_limit_requests=1000, rate_limit_fail="open")
+    settings = hub_settings(api_keys=OPS_SPEC, redis_url=url, rate_limit_requests=1000, rate_limit_fail="open")
     async with (serve_hub(settings, hub_pool) as (base, _),
                 httpx.AsyncClient(base_url=base, timeout=120) as client):
         assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
@@ -71,7 +71,7 @@ async def test_redis_killed_fail_open_keeps_serving_then_recovers(
             assert r.json()["cached"] is False  # the cache is down: a miss, answered by the model
         bad = await client.post("/detect-fingers", json={"image_base64": "%%%"})
         assert bad.status_code == 400
-        status = (await client.get("/status")).json()
+        status = (await client.get("/status", headers=OPS)).json()
         assert status["status"] == "degraded" and "redis" in status["degraded"]
         assert status["redis"]["up"] is False and status["redis"]["error"]
         assert (await client.get("/health")).status_code == 200
@@ -83,7 +83,7 @@ async def test_redis_killed_fail_open_keeps_serving_then_recovers(
         restarted = restart_redis(url)
         try:
             async def recovered() -> bool:
-                return bool((await client.get("/status")).json()["status"] == "ok")
+                return bool((await client.get("/status", headers=OPS)).json()["status"] == "ok")
             await eventually(recovered, 30, "the hub to see Redis again", ignore=())
             r = await client.post("/detect-fingers", json={"image_base64": b64(photo)})
             assert r.status_code == 200 and r.headers["RateLimit-Remaining"] == "999"  # a fresh Redis
@@ -95,7 +95,7 @@ async def test_redis_killed_fail_open_keeps_serving_then_recovers(
 async def test_redis_killed_fail_closed_refuses_with_503(
         hub_pool: InferencePool, photo: bytes, private_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, proc = private_redis
-    settings = hub_settings(redis_url=url, rate_limit_fail="closed")
+    settings = hub_settings(api_keys=OPS_SPEC, redis_url=url, rate_limit_fail="closed")
     async with (serve_hub(settings, hub_pool) as (base, _),
                 httpx.AsyncClient(base_url=base, timeout=120) as client):
         assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
@@ -106,20 +106,20 @@ async def test_redis_killed_fail_closed_refuses_with_503(
             r = await client.post(path, json=body)
             assert r.status_code == 503, r.text
             assert r.json()["error"]["code"] == "rate_limiter_unavailable" and r.headers["Retry-After"] == "1"
-        assert (await client.get("/status")).json()["status"] == "degraded"
+        assert (await client.get("/status", headers=OPS)).json()["status"] == "degraded"
         assert (await client.get("/health")).status_code == 200
 
 
 async def test_hub_starts_with_redis_down_and_connects_later(hub_pool: InferencePool, photo: bytes) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    async with (serve_hub(hub_settings(redis_url=url), hub_pool) as (base, _),
+    async with (serve_hub(hub_settings(api_keys=OPS_SPEC, redis_url=url), hub_pool) as (base, _),
                 httpx.AsyncClient(base_url=base, timeout=120) as client):
-        assert (await client.get("/status")).json()["redis"]["up"] is False
+        assert (await client.get("/status", headers=OPS)).json()["redis"]["up"] is False
         assert (await client.post("/detect-fingers", json={"image_base64": b64(photo)})).status_code == 200
         server = restart_redis(url)
         try:
             async def up() -> bool:
-                return (await client.get("/status")).json()["redis"]["up"] is True
+                return (await client.get("/status", headers=OPS)).json()["redis"]["up"] is True
             await eventually(up, 30, "the first connection to Redis", ignore=())
         finally:
             server.kill()

@@ -151,7 +151,8 @@ async def test_ops_endpoints(secured: str) -> None:
         ready = await client.get("/ready")
         assert ready.status_code == 200
         assert ready.json() == {"status": "ready", "workers": 1, "models": ["full"], "redis": None}
-        status = (await client.get("/status")).json()
+        assert set((await client.get("/status")).json()) == {"service", "version", "status", "degraded", "uptime_s"}
+        status = (await client.get("/status", headers=auth())).json()  # the full view: fleet:read
         assert status["status"] == "ok" and status["version"] and status["uptime_s"] >= 0
         assert status["pool"]["alive"] == 1 and status["redis"] == {"configured": False}
         assert status["rate_limit"]["store"] == "memory" and status["auth"] == {"enabled": True, "keys": 2}

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from hub_support import b64, hub_processes, hub_settings, serve_hub
+from hub_support import OPS, OPS_SPEC, b64, hub_processes, hub_settings, serve_hub
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis_topologies import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, ClusterOf3, SentinelSet
@@ -88,7 +88,8 @@ async def test_three_hubs_on_a_cluster_keep_every_key_exact_and_share_the_cache(
             assert cached == [False, True, True]
             for url in urls:
                 async def up(url: str = url) -> dict[str, Any] | None:  # a ping may time out on a busy machine
-                    status: dict[str, Any] = (await client.get(f"{url}/status")).json()
+                    r = await client.get(f"{url}/status", headers={"X-API-Key": KEYS["cache"]})  # the full view
+                    status: dict[str, Any] = r.json()
                     return status if status["redis"]["up"] else None
                 status = await eventually(up, 30, f"{url} seeing the cluster")
                 assert status["redis"]["topology"] == "cluster"
@@ -108,12 +109,12 @@ async def test_a_hub_started_before_its_cluster_waits_for_it(hub_pool: Inference
     # (not a RedisError; redis 8 raises its subclass RedisClusterUnreachableError). The hub starts degraded,
     # refuses by its policy, and its pinger keeps going.
     cluster = ClusterOf3(tmp_path)  # ports chosen, nothing started yet
-    settings = hub_settings(redis_url=cluster.url, redis_key_prefix=f"t{uuid.uuid4().hex[:6]}:",
+    settings = hub_settings(api_keys=OPS_SPEC, redis_url=cluster.url, redis_key_prefix=f"t{uuid.uuid4().hex[:6]}:",
                             rate_limit_fail="closed")
     try:
         async with serve_hub(settings, hub_pool) as (base, hub), httpx.AsyncClient(base_url=base, timeout=60) as client:
             assert hub.redis is not None
-            status = (await client.get("/status")).json()
+            status = (await client.get("/status", headers=OPS)).json()
             assert status["redis"]["up"] is False and status["status"] == "degraded", status
             error_class = status["redis"]["error"].split(":", 1)[0]
             assert issubclass(getattr(redis.exceptions, error_class), RedisClusterException), status
@@ -299,11 +300,11 @@ async def test_sentinels_and_master_with_passwords(hub_pool: InferencePool, tmp_
     prefix = f"t{uuid.uuid4().hex[:6]}:"
     try:
         sentinels.start()  # inside the try: a start that fails half-way still stops what it started
-        settings = hub_settings(redis_url=sentinels.url, redis_sentinel_password="sentinel-secret",
+        settings = hub_settings(api_keys=OPS_SPEC, redis_url=sentinels.url, redis_sentinel_password="sentinel-secret",
                                 redis_key_prefix=prefix)
         async with serve_hub(settings, hub_pool) as (base, hub), httpx.AsyncClient(base_url=base) as client:
             async def up() -> dict[str, Any] | None:  # the first ping may time out on a busy machine
-                status: dict[str, Any] = (await client.get("/status")).json()
+                status: dict[str, Any] = (await client.get("/status", headers=OPS)).json()
                 return status if status["redis"]["up"] else None
             status = await eventually(up, 30, "the hub connected through the Sentinels")
             assert status["redis"]["topology"] == "sentinel" and "secret" not in json.dumps(status)
@@ -315,9 +316,10 @@ async def test_sentinels_and_master_with_passwords(hub_pool: InferencePool, tmp_
         with redis.Redis(port=port, password="data-secret") as master:
             assert master.exists(f"{prefix}rl:key:heavy")
         # Without the Sentinels' password the hub cannot learn where the master is: down, and says so.
-        async with serve_hub(hub_settings(redis_url=sentinels.url, redis_key_prefix=prefix), hub_pool) as (base, _), \
+        no_password = hub_settings(api_keys=OPS_SPEC, redis_url=sentinels.url, redis_key_prefix=prefix)
+        async with serve_hub(no_password, hub_pool) as (base, _), \
                 httpx.AsyncClient(base_url=base) as client:
-            status = (await client.get("/status")).json()
+            status = (await client.get("/status", headers=OPS)).json()
             assert status["redis"]["up"] is False and status["redis"]["error"] and status["status"] == "degraded"
             assert "secret" not in json.dumps(status)
     finally:

@@ -162,7 +162,7 @@ async def rest_fleet(mqtt_url: str, edge_pool: InferencePool) -> AsyncIterator[t
     tag, env = fleet_env(mqtt_url)
     edge_id = f"edge-{tag}"
     edge_settings = load_settings({**env, "EDGE_ID": edge_id}, env_file=None)
-    hub_settings = load_settings({**env, "AUTH_ENABLED": "true", "API_KEYS": f"ops:{OPERATOR_KEY}"},
+    hub_settings = load_settings({**env, "AUTH_ENABLED": "true", "API_KEYS": f"ops:{OPERATOR_KEY}:detect+fleet:admin"},
                                  env_file=None, workers=1)
     hub_bus = MqttBus(hub_settings, service="hub", client_id=f"hub-{tag}")
     async with serve_hub(hub_settings, edge_pool, bus=hub_bus) as (hub_url, hub), \
@@ -193,7 +193,7 @@ async def test_rest_route_throttles_a_stream_end_to_end(rest_fleet: tuple[str, E
             r = await http.post(url, **kwargs)
             assert r.status_code == status and r.json()["error"]["code"] == code, r.text
 
-        # A control: an API key is required (AUTH_ENABLED), and bad requests never reach the edge.
+        # A control: a key with fleet:admin is required, and bad requests never reach the edge.
         await refused(401, "unauthorized", json={"max_fps": 0})
         await refused(403, "forbidden", json={"max_fps": 0}, headers={"X-API-Key": "not-a-key"})
         await refused(400, "bad_json", content=b"{max_fps", headers={**key, "Content-Type": "application/json"})
