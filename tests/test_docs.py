@@ -74,3 +74,11 @@ def test_quoted_section_names_exist(doc: Path) -> None:
 def test_example_gestures_are_the_codes(doc: Path) -> None:
     shown = set(re.findall(r'"gesture": "([a-z_]+)"', doc.read_text()))
     assert shown <= set(GESTURES), f"{doc.name} shows {sorted(shown - set(GESTURES))}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=IDS)
+def test_linked_files_and_pictures_exist(doc: Path) -> None:
+    # [text](path) and ![alt](path) to a file of the repository (not a URL, not only an anchor)
+    targets = [t for t in re.findall(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)", doc.read_text()) if "://" not in t]
+    missing = [t for t in targets if not (doc.parent / t).exists()]
+    assert not missing, f"{doc.name} links to files that are not there: {missing}"
