@@ -94,10 +94,10 @@ def children(pid: int) -> list[int]:
 
 # --- HTTP ---
 
-def http_get(url: str, timeout: float = 30) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 30, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """(status, body) of a GET; an HTTP error status is returned, not raised."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

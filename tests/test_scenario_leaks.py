@@ -64,7 +64,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
 
 def test_a_redis_password_holding_an_at_sign_is_gone_from_status_and_logs(up: tuple[str, Path]) -> None:
     base, log = up
-    status, body = http_get(base + "/status")
+    status, body = http_get(base + "/status", headers={"X-API-Key": KEY})  # in full to fleet:read (alice's default)
     assert status == 200
     redis = json.loads(body)["redis"]
     assert redis["up"] is True, redis  # the password really is the server's: the hub is connected
@@ -95,7 +95,7 @@ def test_text_logs_escape_a_line_break_in_a_topic(tmp_path: Path, mqtt_url: str)
     port, prefix = free_port(), f"test-leaks-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "hub.log"
     proc = _start("hub", port, log, MQTT_URL=mqtt_url, MQTT_TOPIC_PREFIX=prefix, LOG_FORMAT="text",
-                  MQTT_SHARE_GROUP=f"g{uuid.uuid4().hex[:8]}", MQTT_CLIENT_ID=f"hub-{prefix}")
+                  API_KEYS=f"ops:{KEY}", MQTT_SHARE_GROUP=f"g{uuid.uuid4().hex[:8]}", MQTT_CLIENT_ID=f"hub-{prefix}")
     forged = "2026-01-01 00:00:00,000 WARNING hgr.auth: FORGED admin login"
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     base = f"http://127.0.0.1:{port}"
@@ -107,7 +107,8 @@ def test_text_logs_escape_a_line_break_in_a_topic(tmp_path: Path, mqtt_url: str)
         def rejected() -> bool:
             # published again until the hub has subscribed and counted it (QoS 1: the broker has it)
             client.publish(f"{prefix}/edges/x\u2028{forged}/metrics", b"{}", qos=1).wait_for_publish(10)
-            return bool(json.loads(http_get(base + "/status")[1])["fleet"]["ingested"].get("invalid"))
+            status = json.loads(http_get(base + "/status", headers={"X-API-Key": KEY})[1])  # the full one
+            return bool(status["fleet"]["ingested"].get("invalid"))
 
         poll(rejected, 60, "the hub to reject the message", interval=0.5)
         lines = log.read_text().splitlines()
