@@ -19,6 +19,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from hgr.common.camera_spec import CameraSpecError, parse_cameras
 from hgr.common.errors import ConfigError
 from hgr.common.redis_url import SENTINEL_SCHEMES, parse_redis_url
 from hgr.common.topics import valid_edge_id
@@ -123,6 +124,21 @@ class Settings:
                              min=1)
     web_dir: str = _s("WEB_DIR", "", "Directory of the web demo served at `/` (empty = the `web/` folder "
                       "next to the packages).")
+
+    # --- cameras (edge; docs/cameras.md) ---
+    cameras: str = _s("CAMERAS", "", "Cameras this edge reads itself: `name=source` pairs, comma-separated, or "
+                      "`@/path/file` (one pair a line). Sources: `rtsp://` (TCP), `rtsp+udp://`, `http(s)://` "
+                      "(MJPEG), `file:///path` (looped), `/dev/videoN`. Names `[a-z0-9_-]{1,32}`.")
+    camera_fps: float = _s("CAMERA_FPS", 10.0, "Frames per second a camera offers to inference; the source's "
+                           "other frames are read (and H.264 decoded) but never encoded or run.", min=0.1, max=120)
+    camera_open_timeout: float = _s("CAMERA_OPEN_TIMEOUT", 10.0, "Seconds to open a camera (connect, handshake, "
+                                    "first packets) before the attempt fails.", min=0.1, max=600)
+    camera_read_timeout: float = _s("CAMERA_READ_TIMEOUT", 5.0, "Seconds without data from an open camera before "
+                                    "it counts as down and is reopened.", min=0.1, max=600)
+    camera_reconnect_min: float = _s("CAMERA_RECONNECT_MIN", 0.5, "First wait before reopening a camera that "
+                                     "failed; doubled per failed attempt...", min=0.01, max=600)
+    camera_reconnect_max: float = _s("CAMERA_RECONNECT_MAX", 4.0, "...up to this many seconds (each wait is "
+                                     "drawn from [half, all] of it: jitter).", min=0.01, max=3600)
 
     # --- stream pipeline (edge; docs/architecture.md "The stream path") ---
     stream_pipeline: str = _s("STREAM_PIPELINE", "litert",
@@ -326,6 +342,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         validate_edge_id(settings.edge_id)
     if settings.api_keys.startswith("@") and not Path(settings.api_keys[1:]).is_file():
         raise ConfigError(f"API_KEYS={settings.api_keys!r}: file not found")
+    try:
+        parse_cameras(settings.cameras)
+    except CameraSpecError as exc:
+        raise ConfigError(f"CAMERAS: {exc}") from None
+    if settings.camera_reconnect_min > settings.camera_reconnect_max:
+        raise ConfigError("CAMERA_RECONNECT_MIN must not exceed CAMERA_RECONNECT_MAX")
     if settings.auth_enabled and not settings.api_keys:
         raise ConfigError("AUTH_ENABLED=true needs API_KEYS (`name:key`, comma-separated, or `@/path/file`)")
     if settings.mqtt_url and not settings.mqtt_url.startswith(("mqtt://", "mqtts://")):

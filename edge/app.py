@@ -29,6 +29,7 @@ from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.common.pool import InferencePool
 from hgr.common.readiness import readiness
+from hgr.edge.camera import Cameras
 from hgr.edge.session import Session
 from hgr.edge.slot import FpsGate
 from hgr.edge.stats import EdgeStats
@@ -82,11 +83,14 @@ class EdgeNode:
         self._throttles: dict[str, FpsGate] = {}
         self._ids = itertools.count(1)
         self._stopping = False
+        self.cameras = Cameras(self)  # CAMERAS: read by the edge itself (edge/camera.py)
         self.routes: list[BaseRoute] = [
             WebSocketRoute("/ws", self.websocket),
             Route("/health", self.health),
             Route("/ready", self.ready),
             Route("/metrics", self.metrics),
+            Route("/status", self.status),
+            Route("/cameras", self.cameras_status),  # the same list where a hub's /status takes the path (hgr up)
             self._web_route(),  # a mount at / catches everything: keep it last
         ]
 
@@ -98,11 +102,13 @@ class EdgeNode:
             from hgr.edge.reporter import EdgeReporter
             self.reporter = reporter = EdgeReporter(self.settings, self.bus, self)
             await reporter.start()
+        await self.cameras.start()
         log.info("edge node started", extra={"edge_id": self.edge_id, "auth": self.keyring is not None})
 
     async def stop(self) -> None:
         """Refuse new streams, answer the frames in inference, close every socket with 1001."""
         self._stopping = True
+        await self.cameras.stop()
         await asyncio.gather(*(s.shutdown() for s in list(self.sessions)), return_exceptions=True)
         if self.reporter is not None:
             await self.reporter.stop()  # "offline" to the fleet, after the streams' "end" events
@@ -110,7 +116,8 @@ class EdgeNode:
     # --- hooks for the fleet reporter ---
 
     def stats(self) -> dict[str, Any]:
-        return {**self.counts.snapshot(), "connections": len(self.sessions), "workers": self.pool.stats()}
+        return {**self.counts.snapshot(), "connections": len(self.sessions), "workers": self.pool.stats(),
+                "cameras": self.cameras.status()}
 
     def set_throttle(self, key_name: str, max_fps: float | None) -> None:
         """Cap the frames of all of this key's streams on this edge (together) at ``max_fps``;
@@ -202,6 +209,16 @@ class EdgeNode:
         status, body = readiness(ready=bool(self.pool.ready), workers=stats["alive"], models=stats["models"],
                                  stopping=self._stopping)
         return JSONResponse(body, status_code=status)
+
+    async def status(self, request: Request) -> Response:
+        """The edge's own state: its id, streams, frame counters and its cameras (docs/cameras.md)."""
+        return JSONResponse({"edge_id": self.edge_id, "version": self.settings.app_version,
+                             "connections": len(self.sessions), "stopping": self._stopping,
+                             **{k: v for k, v in self.counts.snapshot().items() if k != "frames_by_key"},
+                             "workers": self.pool.stats(), "cameras": self.cameras.status()})
+
+    async def cameras_status(self, request: Request) -> Response:
+        return JSONResponse({"cameras": self.cameras.status()})
 
     async def metrics(self, request: Request) -> Response:
         body, content_type = metrics.render()

@@ -24,8 +24,10 @@ import time
 import uuid
 from typing import Any, Literal, Protocol
 
+from hgr.common.camera_spec import parse_cameras
 from hgr.common.config import Settings
 from hgr.common.contracts import (
+    CameraReport,
     EdgePayload,
     Envelope,
     EventFields,
@@ -35,6 +37,7 @@ from hgr.common.contracts import (
     MetricsPayload,
     ResultMessage,
     StatusOffline,
+    StatusOnline,
 )
 from hgr.common.outbox import Message
 from hgr.common.protocol import ENCODINGS
@@ -78,7 +81,7 @@ def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: f
             by_key[key] = delta
     prev_processed = int(_num((prev or {}).get("frames_processed"))) if prev else 0
     fps = max(0, processed - prev_processed) / elapsed_s if prev and elapsed_s > 0 else 0.0
-    return {
+    body: MetricsBody = {
         "frames": {"received": int(_num(stats.get("frames_received"))), "processed": processed,
                    "dropped": sum(dropped.values())},
         "fps": round(fps, 2),
@@ -90,6 +93,20 @@ def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: f
         "frames_by_key": by_key,
         "interval_s": round(elapsed_s, 3),
     }
+    if stats.get("cameras"):
+        body["cameras"] = [camera_report(c) for c in stats["cameras"]]
+    return body
+
+
+def camera_report(camera: dict[str, Any]) -> CameraReport:
+    """A camera's ``status()`` as the metrics message carries it (counters since the edge started)."""
+    age = camera.get("last_frame_age_s")
+    return {"name": str(camera.get("name")), "up": bool(camera.get("up")), "fps": _num(camera.get("fps")),
+            "reconnects": int(_num(camera.get("reconnects"))),
+            "last_frame_age_s": None if age is None else _num(age),
+            "frames_read": int(_num(camera.get("frames_read"))),
+            "frames_processed": int(_num(camera.get("frames_processed"))),
+            "frames_dropped": int(_num(camera.get("frames_dropped")))}
 
 
 class EdgeReporter:
@@ -162,16 +179,16 @@ class EdgeReporter:
     def publish_birth(self) -> None:
         self.birth_seq += 1
         s = self.settings
-        self._publish("status", {
-            **self._envelope(),
-            "status": "online", "birth_seq": self.birth_seq, "conn": self.bus.connects,
-            "metrics_seq": self.metrics_seq,
-            "ts": time.time(), "version": s.app_version, "model": s.model_variant,
-            "metrics_interval_s": s.metrics_interval,
-            "capabilities": {"protocols": PROTOCOLS, "max_fps": s.max_fps, "max_connections": s.max_connections,
-                             "workers": s.resolved_workers(), "results_topic": s.mqtt_results,
-                             "payload": self.fmt, "control": ["throttle", "throttle_stream", "rebirth"]},
-        }, qos=1, retain=True)
+        birth = StatusOnline(
+            v=SCHEMA_VERSION, edge_id=self.edge_id, session=self.session,
+            status="online", birth_seq=self.birth_seq, conn=self.bus.connects, metrics_seq=self.metrics_seq,
+            ts=time.time(), version=s.app_version, model=s.model_variant, metrics_interval_s=s.metrics_interval,
+            capabilities={"protocols": PROTOCOLS, "max_fps": s.max_fps, "max_connections": s.max_connections,
+                          "workers": s.resolved_workers(), "results_topic": s.mqtt_results,
+                          "payload": self.fmt, "control": ["throttle", "throttle_stream", "rebirth"]})
+        if cameras := camera_names(s.cameras):
+            birth["cameras"] = cameras
+        self._publish("status", birth, qos=1, retain=True)
 
     def _stats(self) -> dict[str, Any]:
         try:
@@ -296,6 +313,10 @@ class EdgeReporter:
             self._apply(target, None)
         except Exception:
             log.exception("lifting the throttle of %s %s failed", *target)
+
+
+def camera_names(spec: str) -> list[str]:
+    return [c.name for c in parse_cameras(spec)]
 
 
 def throttle_target(doc: dict[str, Any]) -> ThrottleTarget:
