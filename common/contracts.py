@@ -64,6 +64,7 @@ class OptionsDoc(TypedDict, total=False):
     num_hands: int
     mirrored: bool
     model: str
+    camera: str  # names the stream, on its first frame only (edge.session; docs/protocol.md "Named streams")
 
 
 class Limits(TypedDict):

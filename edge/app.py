@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 
 from hgr.common import metrics, protocol
 from hgr.common.auth import AuthError, KeyRing, key_from_headers
+from hgr.common.camera_spec import NAME_RULE, valid_name
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool, HelloMessage, MessageBus, ResultMessage
 from hgr.common.errors import spec
@@ -29,7 +30,7 @@ from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.common.pool import InferencePool
 from hgr.common.readiness import readiness
-from hgr.edge.camera import Cameras
+from hgr.edge.camera import Cameras, forget_series
 from hgr.edge.session import Session
 from hgr.edge.slot import FpsGate
 from hgr.edge.stats import EdgeStats
@@ -60,7 +61,7 @@ def presented_key(websocket: WebSocket, negotiated: protocol.Negotiated) -> str 
     return key_from_headers(websocket.headers) or websocket.query_params.get("token") or negotiated.key
 
 
-_KNOWN_CLOSE_CODES = {1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013}
+_KNOWN_CLOSE_CODES = {1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013, 4409, 4422}
 
 
 def close_label(code: int | None) -> str:
@@ -161,9 +162,15 @@ class EdgeNode:
             await self._refuse(websocket, negotiated, f"edge overloaded: {self.settings.max_connections} connections",
                                error_code="overloaded")
             return
-        stream_id = f"{next(self._ids):x}-{secrets.token_hex(3)}"
+        name = websocket.query_params.get("camera")  # a stable name for the stream (docs/protocol.md)
+        if name is not None and (refusal := self.name_refusal(name)) is not None:
+            await self._refuse(websocket, negotiated, *refusal)
+            return
+        stream_id = name or self._random_stream_id()
         session = Session(self, websocket, negotiated, key_name, stream_id)
         self.sessions.add(session)  # before any await, so the connection limit cannot be overshot
+        if name is not None:
+            self.name_stream(session, name)
         metrics.WS_CONNECTIONS.set(len(self.sessions))
         try:
             await websocket.accept(subprotocol=negotiated.subprotocol)
@@ -172,9 +179,32 @@ class EdgeNode:
             self.sessions.discard(session)
             metrics.WS_CONNECTIONS.set(len(self.sessions))
             metrics.WS_CLOSED.labels(close_label(session.close_code)).inc()
-            self.pool.close_stream(stream_id)
+            self.pool.close_stream(session.stream_id)  # a stream named by its first frame changed its id
+            if session.camera is not None:
+                forget_series(session.camera, metrics.CAMERA_UP, metrics.CAMERA_FRAMES_PROCESSED)
             if self.reporter is not None:  # guards itself, like on_frame
-                self.reporter.on_stream_closed(stream_id)
+                self.reporter.on_stream_closed(session.stream_id)
+
+    def _random_stream_id(self) -> str:
+        while True:  # a client may have named its stream like one of these: never hand out a taken id
+            stream_id = f"{next(self._ids):x}-{secrets.token_hex(3)}"
+            if stream_id not in self.cameras and all(s.stream_id != stream_id for s in self.sessions):
+                return stream_id
+
+    def name_refusal(self, name: str, session: Session | None = None) -> tuple[str, str] | None:
+        """Why a stream may not take ``name`` (reason, error code), or None: names follow the cameras' rule
+        and are unique on the edge, among live streams and configured cameras alike."""
+        if not valid_name(name):
+            return f"stream name {name[:40]!r}: expected {NAME_RULE}", "bad_stream_name"
+        if name in self.cameras or any(s.stream_id == name and s is not session for s in self.sessions):
+            return f"stream name {name!r} is taken on this edge", "stream_name_taken"
+        return None
+
+    def name_stream(self, session: Session, name: str) -> None:
+        """Give ``session`` the (checked) ``name``: its stream id, its results' ``camera``, its metric series
+        (removed when it closes, so the label takes at most MAX_CONNECTIONS names besides the cameras')."""
+        session.stream_id = session.camera = name
+        metrics.CAMERA_UP.labels(name).set(1)
 
     async def _refuse(self, websocket: WebSocket, negotiated: protocol.Negotiated, reason: str,
                       error_code: str) -> None:
