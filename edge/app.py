@@ -50,6 +50,8 @@ class FrameReporter(Protocol):
 
     def on_stream_closed(self, stream_id: str) -> None: ...
 
+    def on_camera_available(self, name: str, online: bool) -> None: ...
+
 
 def web_dir(settings: Settings) -> Path:
     return Path(settings.web_dir) if settings.web_dir else Path(__file__).resolve().parent.parent / "web"
@@ -180,10 +182,11 @@ class EdgeNode:
             metrics.WS_CONNECTIONS.set(len(self.sessions))
             metrics.WS_CLOSED.labels(close_label(session.close_code)).inc()
             self.pool.close_stream(session.stream_id)  # a stream named by its first frame changed its id
-            if session.camera is not None:
-                forget_series(session.camera, metrics.CAMERA_UP, metrics.CAMERA_FRAMES_PROCESSED)
             if self.reporter is not None:  # guards itself, like on_frame
                 self.reporter.on_stream_closed(session.stream_id)
+            if session.camera is not None:
+                forget_series(session.camera, metrics.CAMERA_UP, metrics.CAMERA_FRAMES_PROCESSED)
+                self.camera_available(session.camera, False)
 
     def _random_stream_id(self) -> str:
         while True:  # a client may have named its stream like one of these: never hand out a taken id
@@ -205,6 +208,12 @@ class EdgeNode:
         (removed when it closes, so the label takes at most MAX_CONNECTIONS names besides the cameras')."""
         session.stream_id = session.camera = name
         metrics.CAMERA_UP.labels(name).set(1)
+        self.camera_available(name, True)
+
+    def camera_available(self, name: str, online: bool) -> None:
+        """A camera of CAMERAS went up or down, or a named stream opened or closed (its ``available`` topic)."""
+        if self.reporter is not None:  # guards itself, like on_frame
+            self.reporter.on_camera_available(name, online)
 
     async def _refuse(self, websocket: WebSocket, negotiated: protocol.Negotiated, reason: str,
                       error_code: str) -> None:

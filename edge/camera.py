@@ -135,10 +135,11 @@ class Reader:
     """The thread that reads one camera. Counters are written by the thread, read by the event loop
     (single ints and floats: consistent enough for status and metrics)."""
 
-    def __init__(self, spec: CameraSpec, settings: Settings, notify: Any) -> None:
+    def __init__(self, spec: CameraSpec, settings: Settings, notify: Any, on_state: Any = None) -> None:
         self.spec = spec
         self.settings = settings
         self.notify = notify  # called (in the thread) when a new frame is kept
+        self.on_state = on_state  # called (in the thread) with True/False when the camera comes up / goes down
         self.up = False
         self.reconnects = 0
         self.frames_read = 0
@@ -193,8 +194,10 @@ class Reader:
         self._m_dropped.inc()
 
     def _set_up(self, up: bool) -> None:
-        self.up = up
+        changed, self.up = up != self.up, up
         self._m_up.set(1 if up else 0)
+        if changed and self.on_state is not None:
+            self.on_state(up)
 
     def _run(self) -> None:
         import av
@@ -284,7 +287,7 @@ class Camera:
         self.node = node
         self.spec = spec
         self.name = self.stream_id = spec.name
-        self.reader = Reader(spec, node.settings, self._notify)
+        self.reader = Reader(spec, node.settings, self._notify, self._on_state)
         self.frames_processed = 0
         self.last: ResultMessage | None = None
         self._processed_at: deque[float] = deque(maxlen=4096)
@@ -298,13 +301,20 @@ class Camera:
         self._m_processed = metrics.CAMERA_FRAMES_PROCESSED.labels(spec.name)
         metrics.CAMERA_LAST_FRAME_AGE.labels(spec.name).set_function(self._age_or_minus_one)
 
-    def _notify(self) -> None:  # the reader thread: wake the task on the loop
+    def _call_on_loop(self, fn: Any, *args: Any) -> None:
+        """From the reader thread: run ``fn(*args)`` on the event loop (nothing once the loop is gone)."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(self._wakeup.set)
+                loop.call_soon_threadsafe(fn, *args)
             except RuntimeError:  # the loop closed in between
                 pass
+
+    def _notify(self) -> None:  # a new frame: wake the task
+        self._call_on_loop(self._wakeup.set)
+
+    def _on_state(self, up: bool) -> None:  # up or down: tell the node (the `available` topic)
+        self._call_on_loop(self.node.camera_available, self.name, up)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -41,13 +41,32 @@ from hgr.common.contracts import (
 )
 from hgr.common.outbox import Message
 from hgr.common.protocol import ENCODINGS
-from hgr.common.topics import KINDS, SCHEMA_VERSION, PayloadError, as_float, as_str, decode, edge_topic, encode
-from hgr.edge.stream_events import EventTracker, state_fields
+from hgr.common.topics import (
+    KINDS,
+    SCHEMA_VERSION,
+    PayloadError,
+    as_float,
+    as_str,
+    camera_topic,
+    decode,
+    edge_topic,
+    encode,
+)
+from hgr.edge.stream_events import EventTracker, HandState, state_fields
 
 log = logging.getLogger("hgr.edge.reporter")
 
 PROTOCOLS = list(ENCODINGS)
 MAX_THROTTLE_S = 86_400.0
+TEXT = "text/plain"  # the per-camera state topics: a value a home-automation rule uses as it is
+
+
+def camera_values(state: HandState) -> dict[str, str]:
+    """The per-camera state topics' payloads for a stable hand state: total fingers, hands, and the gesture
+    (the hands' shared gesture, else the first hand's in ``state`` order; ``none`` without hands)."""
+    total, hands = state
+    gestures = [g for _, _, g in hands]
+    return {"fingers": str(total), "hands": str(len(hands)), "gesture": gestures[0] if gestures else "none"}
 
 
 class ReportingNode(Protocol):
@@ -130,6 +149,9 @@ class EdgeReporter:
         self._task: asyncio.Task[None] | None = None
         self._lifts: dict[ThrottleTarget, asyncio.TimerHandle] = {}
         self._started = False
+        # Per-camera state topics: what was last published for each configured camera and live named stream.
+        self._configured = camera_names(settings.cameras)
+        self._cameras: dict[str, dict[str, str]] = {name: {"available": "offline"} for name in self._configured}
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -158,6 +180,8 @@ class EdgeReporter:
         now = time.monotonic()
         for stream_id in list(self.events.streams):
             self.on_stream_closed(stream_id, _now=now)
+        for name in list(self._cameras):  # a clean stop: every camera says offline (a crash: the status Will)
+            self.on_camera_available(name, False)
         self._publish("status", self._offline("shutdown", self.bus.connects, time.time()), qos=1, retain=True)
         await self.bus.stop()
 
@@ -186,9 +210,11 @@ class EdgeReporter:
             capabilities={"protocols": PROTOCOLS, "max_fps": s.max_fps, "max_connections": s.max_connections,
                           "workers": s.resolved_workers(), "results_topic": s.mqtt_results,
                           "payload": self.fmt, "control": ["throttle", "throttle_stream", "rebirth"]})
-        if cameras := camera_names(s.cameras):
-            birth["cameras"] = cameras
+        if self._configured:
+            birth["cameras"] = self._configured
         self._publish("status", birth, qos=1, retain=True)
+        for name, values in list(self._cameras.items()):  # the retained state again (a broker may have lost it)
+            self._set_camera(name, values, force=True)
 
     def _stats(self) -> dict[str, Any]:
         try:
@@ -233,8 +259,29 @@ class EdgeReporter:
             if change is not None:
                 phase, state = change
                 self._publish_event(stream_id, key_name, phase, state_fields(state))
+                if (name := result.get("camera")) is not None:
+                    self._set_camera(name, camera_values(state))
         except Exception:  # reporting must never break a stream
             log.exception("on_frame reporting failed")
+
+    def on_camera_available(self, name: str, online: bool) -> None:
+        """A configured camera went up or down, or a named stream opened or closed: its ``available`` topic.
+        A named stream's entry goes when it closes (the table holds live names only)."""
+        try:
+            self._set_camera(name, {"available": "online" if online else "offline"})
+            if not online and name not in self._configured:
+                self._cameras.pop(name, None)
+        except Exception:
+            log.exception("on_camera_available reporting failed")
+
+    def _set_camera(self, name: str, values: dict[str, str], *, force: bool = False) -> None:
+        """Publish (retained, QoS 1, plain text) each value that differs from the last one published."""
+        known = self._cameras.setdefault(name, {})
+        for leaf, value in values.items():
+            if force or known.get(leaf) != value:
+                known[leaf] = value
+                self.bus.publish(camera_topic(self.settings.mqtt_topic_prefix, self.edge_id, name, leaf),
+                                 value.encode(), qos=1, retain=True, content_type=TEXT)
 
     def on_stream_closed(self, stream_id: str, *, _now: float | None = None) -> None:
         # The stream's throttle went with its session; its timer goes too (the table stays bounded).

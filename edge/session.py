@@ -63,6 +63,8 @@ class StreamHost(Protocol):
 
     def name_stream(self, session: Session, name: str) -> None: ...
 
+    def camera_available(self, name: str, online: bool) -> None: ...
+
 
 class Session:
     def __init__(self, node: StreamHost, websocket: WebSocket, negotiated: protocol.Negotiated,

@@ -193,6 +193,7 @@ class Recorder:
     def __init__(self) -> None:
         self.frames: list[tuple[str, str | None, ResultMessage]] = []
         self.closed: list[str] = []
+        self.available: list[tuple[str, bool]] = []
 
     async def start(self) -> None:
         pass
@@ -205,6 +206,9 @@ class Recorder:
 
     def on_stream_closed(self, stream_id: str) -> None:
         self.closed.append(stream_id)
+
+    def on_camera_available(self, name: str, online: bool) -> None:
+        self.available.append((name, online))
 
 
 # --- WebSocket ---
