@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,6 +140,10 @@ class Settings:
                                      "failed; doubled per failed attempt...", min=0.01, max=600)
     camera_reconnect_max: float = _s("CAMERA_RECONNECT_MAX", 4.0, "...up to this many seconds (each wait is "
                                      "drawn from [half, all] of it: jitter).", min=0.01, max=3600)
+    ha_discovery: bool = _s("HA_DISCOVERY", False, "Publish Home Assistant MQTT discovery for the cameras of "
+                            "CAMERAS (sensors fingers/hands/gesture, a device trigger per gesture); needs "
+                            "MQTT_URL, MQTT_PAYLOAD=json and an EDGE_ID of `[a-zA-Z0-9_-]`.")
+    ha_discovery_prefix: str = _s("HA_DISCOVERY_PREFIX", "homeassistant", "Home Assistant's discovery prefix.")
 
     # --- stream pipeline (edge; docs/architecture.md "The stream path") ---
     stream_pipeline: str = _s("STREAM_PIPELINE", "litert",
@@ -346,6 +351,14 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         parse_cameras(settings.cameras)
     except CameraSpecError as exc:
         raise ConfigError(f"CAMERAS: {exc}") from None
+    if settings.ha_discovery:
+        if settings.mqtt_payload != "json":
+            raise ConfigError("HA_DISCOVERY=true needs MQTT_PAYLOAD=json (Home Assistant reads the edge's status)")
+        if not re.fullmatch(r"[a-zA-Z0-9_-]+", settings.resolved_edge_id()):
+            raise ConfigError(f"HA_DISCOVERY=true needs an edge id of letters, digits, '_' and '-' (it is Home "
+                              f"Assistant's discovery node id); set EDGE_ID (now {settings.resolved_edge_id()!r})")
+        if not re.fullmatch(r"[^+#\s]+", settings.ha_discovery_prefix):
+            raise ConfigError("HA_DISCOVERY_PREFIX: a topic prefix without spaces, '+' or '#'")
     if settings.camera_reconnect_min > settings.camera_reconnect_max:
         raise ConfigError("CAMERA_RECONNECT_MIN must not exceed CAMERA_RECONNECT_MAX")
     if settings.auth_enabled and not settings.api_keys:

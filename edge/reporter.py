@@ -19,6 +19,7 @@ in ``common.topics`` and docs/mqtt.md):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -52,13 +53,15 @@ from hgr.common.topics import (
     edge_topic,
     encode,
 )
+from hgr.edge.ha_discovery import discovery_configs, discovery_filter
 from hgr.edge.stream_events import EventTracker, HandState, state_fields
 
 log = logging.getLogger("hgr.edge.reporter")
 
 PROTOCOLS = list(ENCODINGS)
 MAX_THROTTLE_S = 86_400.0
-TEXT = "text/plain"  # the per-camera state topics: a value a home-automation rule uses as it is
+TEXT = "text/plain"
+JSON_TYPE = "application/json"  # the per-camera state topics: a value a home-automation rule uses as it is
 
 
 def camera_values(state: HandState) -> dict[str, str]:
@@ -152,6 +155,13 @@ class EdgeReporter:
         # Per-camera state topics: what was last published for each configured camera and live named stream.
         self._configured = camera_names(settings.cameras)
         self._cameras: dict[str, dict[str, str]] = {name: {"available": "offline"} for name in self._configured}
+        # HA_DISCOVERY: the configs this edge publishes now (a retained one of ours not among them is removed)
+        self._discovery: dict[str, bytes] = {}
+        if settings.ha_discovery:
+            for name in self._configured:
+                for topic, config in discovery_configs(settings.ha_discovery_prefix, settings.mqtt_topic_prefix,
+                                                       self.edge_id, name, settings.app_version).items():
+                    self._discovery[topic] = json.dumps(config, separators=(",", ":")).encode()
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -163,6 +173,9 @@ class EdgeReporter:
         self.bus.set_will(self._topics["status"], will, qos=1, retain=True, content_type=content_type)
         self.bus.add_connect_listener(self.publish_birth)
         self.bus.subscribe(self._topics["control"], self._on_control)
+        if self.settings.ha_discovery:
+            self.bus.subscribe(discovery_filter(self.settings.ha_discovery_prefix, self.edge_id),
+                               self._on_discovery_config)
         self._prev_stats, self._prev_at = self._stats(), time.monotonic()
         await self.bus.start()
         self._started = True
@@ -215,6 +228,8 @@ class EdgeReporter:
         self._publish("status", birth, qos=1, retain=True)
         for name, values in list(self._cameras.items()):  # the retained state again (a broker may have lost it)
             self._set_camera(name, values, force=True)
+        for topic, config in self._discovery.items():  # HA_DISCOVERY: after the state its entities read
+            self.bus.publish(topic, config, qos=1, retain=True, content_type=JSON_TYPE)
 
     def _stats(self) -> dict[str, Any]:
         try:
@@ -282,6 +297,13 @@ class EdgeReporter:
                 known[leaf] = value
                 self.bus.publish(camera_topic(self.settings.mqtt_topic_prefix, self.edge_id, name, leaf),
                                  value.encode(), qos=1, retain=True, content_type=TEXT)
+
+    def _on_discovery_config(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
+        """A retained discovery config under this edge's node id that it does not publish any more (a camera
+        taken out of CAMERAS): removed, as Home Assistant removes an entity, by an empty retained config."""
+        if payload and topic not in self._discovery:
+            log.info("removing the Home Assistant discovery config %s", topic)
+            self.bus.publish(topic, b"", qos=1, retain=True, content_type=None)
 
     def on_stream_closed(self, stream_id: str, *, _now: float | None = None) -> None:
         # The stream's throttle went with its session; its timer goes too (the table stays bounded).

@@ -5,6 +5,7 @@ named WebSocket stream; read back by fresh subscribers, as a home-automation sys
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from pathlib import Path
@@ -13,13 +14,17 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from camera_support import make_clip
+from paho.mqtt import publish
 from paho.mqtt.enums import CallbackAPIVersion
 from support import eventually, recv_msg, serve_edge
 
 from hgr.common import protocol
 from hgr.common.bus import make_bus
 from hgr.common.config import load_settings
+from hgr.common.errors import ConfigError
+from hgr.common.gestures import GESTURES
 from hgr.common.pool import InferencePool
+from hgr.edge.ha_discovery import discovery_configs
 from hgr.edge.reporter import camera_values
 from hgr.loadtest.ws_stream import load_frames, open_stream
 
@@ -109,3 +114,64 @@ async def _all(mqtt_url: str, topic_filter: str, wanted: set[str]) -> dict[str, 
 
 async def _is(mqtt_url: str, topic: str, value: str) -> bool:
     return (await asyncio.to_thread(retained, mqtt_url, topic, {topic}, 2.0)).get(topic) == value
+
+
+# --- Home Assistant discovery (HA_DISCOVERY) ---
+
+
+def test_discovery_needs_json_payloads_and_a_node_id_edge_id() -> None:
+    with pytest.raises(ConfigError, match="MQTT_PAYLOAD=json"):
+        load_settings({"HA_DISCOVERY": "true", "MQTT_PAYLOAD": "msgpack", "EDGE_ID": "house"}, env_file=None)
+    with pytest.raises(ConfigError, match="EDGE_ID"):
+        load_settings({"HA_DISCOVERY": "true", "EDGE_ID": "house.lan"}, env_file=None)
+    assert load_settings({"HA_DISCOVERY": "true", "EDGE_ID": "house-1"}, env_file=None).ha_discovery
+
+
+def test_discovery_configs_of_a_camera() -> None:
+    configs = discovery_configs("homeassistant", "hgr/v1", "house", "kitchen", "1.0.0")
+    sensors = {t: c for t, c in configs.items() if "/sensor/" in t}
+    triggers = {t: c for t, c in configs.items() if "/device_automation/" in t}
+    assert set(sensors) == {f"homeassistant/sensor/house/kitchen_{w}/config" for w in ("fingers", "hands", "gesture")}
+    assert {c["subtype"] for c in triggers.values()} == set(GESTURES) - {"none"}
+    for config in sensors.values():
+        assert config["state_topic"].startswith("hgr/v1/edges/house/cameras/kitchen/")
+        assert [a["topic"] for a in config["availability"]] == ["hgr/v1/edges/house/status",
+                                                                 "hgr/v1/edges/house/cameras/kitchen/available"]
+        assert config["availability_mode"] == "all"
+    for config in triggers.values():
+        assert config["topic"] == "hgr/v1/edges/house/cameras/kitchen/gesture"
+        assert config["payload"] == config["subtype"] and config["automation_type"] == "trigger"
+    assert len({json.dumps(c["device"]) for c in configs.values()}) == 1, "one device per camera"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_discovery_is_retained_and_a_removed_camera_loses_its_entities(
+        edge_pool: InferencePool, model_path: str, mqtt_url: str, hand_photos: list[tuple[Path, int]],
+        tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "demo.mkv", [hand_photos[0][0]], fps=15, frames_each=15, codec="mjpeg")
+    ha = f"test-ha-{uuid.uuid4().hex[:8]}"
+    prefix = f"test-hgr-{uuid.uuid4().hex[:8]}"
+    # what an earlier run published for a camera since taken out of CAMERAS
+    stale = f"{ha}/sensor/ha-edge/gone_fingers/config"
+    stale_trigger = f"{ha}/device_automation/ha-edge/gone_gesture_ok/config"
+    publish.multiple([{"topic": t, "payload": '{"name": "old"}', "qos": 1, "retain": True}
+                      for t in (stale, stale_trigger)], hostname="127.0.0.1", port=int(mqtt_url.rsplit(":", 1)[1]))
+    settings = load_settings({}, env_file=None, model_path=model_path, edge_id="ha-edge", mqtt_url=mqtt_url,
+                             mqtt_topic_prefix=prefix, cameras=f"demo=file://{clip}", camera_fps=5.0,
+                             ha_discovery=True, ha_discovery_prefix=ha)
+    expected = discovery_configs(ha, prefix, "ha-edge", "demo", settings.app_version)
+    async with serve_edge(settings, edge_pool, bus=make_bus(settings)):
+        def gone_and_all_there() -> dict[str, str] | None:
+            got = retained(mqtt_url, f"{ha}/#", set(expected), 2.0)
+            return got if set(got) == set(expected) else None
+
+        got = await eventually(lambda: asyncio.to_thread(gone_and_all_there), 60,
+                               "every discovery config retained, the removed camera's gone")
+        assert {t: json.loads(v) for t, v in got.items()} == expected
+        assert len(expected) == 3 + len(GESTURES) - 1
+    try:
+        # the retained configs outlive the edge (Home Assistant keeps the entities, unavailable via the status)
+        assert set(await asyncio.to_thread(retained, mqtt_url, f"{ha}/#", set(expected))) == set(expected)
+    finally:
+        publish.multiple([{"topic": t, "payload": b"", "qos": 1, "retain": True} for t in expected],
+                         hostname="127.0.0.1", port=int(mqtt_url.rsplit(":", 1)[1]))
