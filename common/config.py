@@ -20,6 +20,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from hgr.common.camera_spec import CameraSpecError, parse_cameras
 from hgr.common.errors import ConfigError
 from hgr.common.redis_url import SENTINEL_SCHEMES, parse_redis_url
 from hgr.common.topics import valid_edge_id
@@ -148,6 +149,25 @@ class Settings:
                                  "`*` = any) whose pages may open `/ws`, besides the edge's own (same host) and "
                                  "clients that send no `Origin` (not browsers); others: close 1008 "
                                  "`origin_not_allowed`.")
+
+    # --- cameras (edge; docs/cameras.md) ---
+    cameras: str = _s("CAMERAS", "", "Cameras this edge reads itself: `name=source` pairs, comma-separated, or "
+                      "`@/path/file` (one pair a line). Sources: `rtsp://` (TCP), `rtsp+udp://`, `http(s)://` "
+                      "(MJPEG), `file:///path` (looped), `/dev/videoN`. Names `[a-z0-9_-]{1,32}`.")
+    camera_fps: float = _s("CAMERA_FPS", 10.0, "Frames per second a camera offers to inference; the source's "
+                           "other frames are read (and H.264 decoded) but never encoded or run.", min=0.1, max=120)
+    camera_open_timeout: float = _s("CAMERA_OPEN_TIMEOUT", 10.0, "Seconds to open a camera (connect, handshake, "
+                                    "first packets) before the attempt fails.", min=0.1, max=600)
+    camera_read_timeout: float = _s("CAMERA_READ_TIMEOUT", 5.0, "Seconds without data from an open camera before "
+                                    "it counts as down and is reopened.", min=0.1, max=600)
+    camera_reconnect_min: float = _s("CAMERA_RECONNECT_MIN", 0.5, "First wait before reopening a camera that "
+                                     "failed; doubled per failed attempt...", min=0.01, max=600)
+    camera_reconnect_max: float = _s("CAMERA_RECONNECT_MAX", 4.0, "...up to this many seconds (each wait is "
+                                     "drawn from [half, all] of it: jitter).", min=0.01, max=3600)
+    ha_discovery: bool = _s("HA_DISCOVERY", False, "Publish Home Assistant MQTT discovery for the cameras of "
+                            "CAMERAS (sensors fingers/hands/gesture, a device trigger per gesture); needs "
+                            "MQTT_URL, MQTT_PAYLOAD=json and an EDGE_ID of `[a-zA-Z0-9_-]`.")
+    ha_discovery_prefix: str = _s("HA_DISCOVERY_PREFIX", "homeassistant", "Home Assistant's discovery prefix.")
 
     # --- stream pipeline (edge; docs/architecture.md "The stream path") ---
     stream_pipeline: str = _s("STREAM_PIPELINE", "litert",
@@ -416,6 +436,20 @@ def read_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
             errors.append(exc.message)
     if settings.api_keys.startswith("@") and not Path(settings.api_keys[1:]).is_file():
         errors.append(f"API_KEYS={settings.api_keys!r}: file not found")
+    try:
+        parse_cameras(settings.cameras)
+    except CameraSpecError as exc:
+        errors.append(f"CAMERAS: {exc}")
+    if settings.ha_discovery:
+        if settings.mqtt_payload != "json":
+            errors.append("HA_DISCOVERY=true needs MQTT_PAYLOAD=json (Home Assistant reads the edge's status)")
+        if not re.fullmatch(r"[a-zA-Z0-9_-]+", settings.resolved_edge_id()):
+            errors.append(f"HA_DISCOVERY=true needs an edge id of letters, digits, '_' and '-' (it is Home "
+                          f"Assistant's discovery node id); set EDGE_ID (now {settings.resolved_edge_id()!r})")
+    if not re.fullmatch(r"[^+#\s]+", settings.ha_discovery_prefix):
+        errors.append("HA_DISCOVERY_PREFIX: a topic prefix without spaces, '+' or '#'")
+    if settings.camera_reconnect_min > settings.camera_reconnect_max:
+        errors.append("CAMERA_RECONNECT_MIN must not exceed CAMERA_RECONNECT_MAX")
     if settings.auth_enabled and not settings.api_keys:
         errors.append("AUTH_ENABLED=true needs API_KEYS (`name:key`, comma-separated, or `@/path/file`)")
     if settings.mqtt_url and not settings.mqtt_url.startswith(("mqtt://", "mqtts://")):

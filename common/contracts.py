@@ -64,6 +64,7 @@ class OptionsDoc(TypedDict, total=False):
     num_hands: int
     mirrored: bool
     model: str
+    camera: str  # names the stream, on its first frame only (edge.session; docs/protocol.md "Named streams")
 
 
 class Limits(TypedDict):
@@ -104,6 +105,7 @@ class ResultMessage(TypedDict):
     image_size: list[int] | None
     timing: Timing
     dropped: int
+    camera: NotRequired[str]  # the stream's name: a configured camera's, or one a WebSocket client gave
 
 
 class ErrorMessage(TypedDict):
@@ -146,6 +148,7 @@ class StatusOnline(Envelope):
     model: str
     metrics_interval_s: float
     capabilities: Capabilities
+    cameras: NotRequired[list[str]]  # the names of the cameras it reads itself (CAMERAS), when it has any
 
 
 class StatusOffline(Envelope):
@@ -166,6 +169,19 @@ class OutboxCounts(TypedDict):
     dropped: int
 
 
+class CameraReport(TypedDict):
+    """One camera the edge reads itself, in its metrics message (docs/cameras.md)."""
+
+    name: str
+    up: bool
+    fps: float  # frames processed per second, over the last 5 s
+    reconnects: int
+    last_frame_age_s: float | None  # None: no frame yet
+    frames_read: int
+    frames_processed: int
+    frames_dropped: int
+
+
 class MetricsBody(TypedDict):
     """The part of a metrics message computed from two ``node.stats()`` snapshots (``metrics_doc``)."""
 
@@ -178,6 +194,7 @@ class MetricsBody(TypedDict):
     errors: dict[str, int]
     frames_by_key: dict[str, int]  # since the previous message
     interval_s: float
+    cameras: NotRequired[list[CameraReport]]  # only on an edge with cameras (CAMERAS)
 
 
 class MetricsPayload(Envelope, MetricsBody):

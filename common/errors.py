@@ -78,9 +78,14 @@ CATALOGUE: dict[str, ErrorCode] = {
                                         "or the upload endpoint one that is not multipart"),
     # 422: well-formed but not acceptable
     "invalid_request": ErrorCode(422, "JSON that does not follow the endpoint's schema"),
+    "bad_stream_name": ErrorCode(422, "WebSocket: a stream name (`?camera=` or `opts.camera`) that is not "
+                                 "`[a-z0-9_-]{1,32}`, or a second, different name for a named stream", ws_close=4422),
     "bad_options": ErrorCode(422, "invalid `options`/`opts` (unknown key, value out of range)", ws_message=True),
     "model_unavailable": ErrorCode(422, "the options name a model variant this node does not have",
                                    ws_message=True),
+    # 409: a conflict with what is there
+    "stream_name_taken": ErrorCode(409, "WebSocket: another live stream or a configured camera of this edge has "
+                                   "that name", ws_close=4409),
     # 429: over a rate limit
     "rate_limited": ErrorCode(429, "over the caller's rate limit (`Retry-After` says when to come back)"),
     "too_many_auth_failures": ErrorCode(429, "this client sent more unknown API keys than `AUTH_FAILURE_LIMIT` "

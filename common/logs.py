@@ -4,7 +4,7 @@ Text that quotes a request is scrubbed as the application reads it: percent-enco
 the secret patterns look (``?%74oken=`` is ``?token=`` to Starlette, so it is to the scrubber too). Text
 logs (``LOG_FORMAT=text``) escape control characters in the message, so a client's newline cannot start
 a line of its own; a traceback's further lines are indented. URLs of configured services are masked by
-parsing them (``mask_url``), not by pattern.
+parsing them (``common.masking.mask_url``), not by pattern.
 
 Call ``setup_logging(settings)`` once at start-up. Add context with ``log.info("msg", extra={...})``;
 the request id of the current request (set by the HTTP middleware through ``request_id_var``) is
@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from hgr.common.config import Settings
 
@@ -64,25 +64,6 @@ def escape_controls(text: str) -> str:
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
     return _CONTROL_NAMES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
-
-
-def mask_url(url: str) -> str:
-    """A configured URL (``REDIS_URL``, ``MQTT_URL``, …) for status and logs, parsed: the whole user-info
-    becomes ``***`` (everything up to the authority's last "@", as ``urlsplit`` and redis-py read it),
-    and so does the value of any query parameter that names a secret (``?password=``). A URL whose
-    password holds an unencoded "/", "?" or "#" does not parse as meant; then everything up to its last
-    "@" is hidden."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    elif "@" in url.partition("://")[2]:
-        return f"{parts.scheme}://***@{url.rpartition('@')[2]}" if parts.scheme else "***"
-    query = parts.query
-    if query:
-        query = urlencode([(k, "***" if _SECRET_KEYS.search(k) or re.search("(?i)pass", k) else v)
-                           for k, v in parse_qsl(query, keep_blank_values=True)], quote_via=quote, safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def scrub(value: Any, key: str = "") -> Any:

@@ -50,6 +50,19 @@ GESTURES = Counter("hgr_gestures_total", "Hands seen, by gesture.", ["gesture"])
 FRAMES_GATED = Counter("hgr_frames_gated_total", "Stream frames answered by the motion gate (no model ran).")
 DETECTOR_RUNS = Counter("hgr_palm_detector_runs_total", "Stream frames on which the palm detector ran.")
 
+# --- edge: cameras it reads itself (CAMERAS; labels: only the configured names) ---
+CAMERA_UP = Gauge("hgr_camera_up", "1 while a camera is open and delivering frames.", ["camera"])
+CAMERA_FRAMES_READ = Counter("hgr_camera_frames_read_total", "Frames read from a camera (decoded where H.264).",
+                             ["camera"])
+CAMERA_FRAMES_PROCESSED = Counter("hgr_camera_frames_processed_total", "A camera's frames answered with a result.",
+                                  ["camera"])
+CAMERA_FRAMES_DROPPED = Counter("hgr_camera_frames_dropped_total", "A camera's frames read but never run "
+                                "(above CAMERA_FPS, or replaced by a newer one while waiting).", ["camera"])
+CAMERA_RECONNECTS = Counter("hgr_camera_reconnects_total", "Attempts to reopen a camera after it failed.",
+                            ["camera"])
+CAMERA_LAST_FRAME_AGE = Gauge("hgr_camera_last_frame_age_seconds", "Seconds since a camera's last frame "
+                              "(-1: none yet).", ["camera"])
+
 # --- edge: fleet reporting ---
 LIBRARY_PATCH_ACTIVE = Gauge("hgr_library_patch_active", "1 when a patch on a library's internals is in use, 0 when "
                              "the installed release lacks them and the stock path runs (common.internals).",

@@ -41,6 +41,16 @@ def edge_topic(prefix: str, edge_id: str, kind: str) -> str:
     return f"{prefix}/edges/{edge_id}/{kind}"
 
 
+CAMERA_LEAVES = ("fingers", "gesture", "hands", "available")
+
+
+def camera_topic(prefix: str, edge_id: str, name: str, leaf: str) -> str:
+    """A per-camera state topic (retained, plain text; docs/mqtt.md "Per-camera state")."""
+    if leaf not in CAMERA_LEAVES:
+        raise ValueError(f"unknown camera topic {leaf!r}")
+    return f"{prefix}/edges/{edge_id}/cameras/{name}/{leaf}"
+
+
 def edges_filter(prefix: str, kind: str) -> str:
     """The filter matching ``kind`` messages of every edge."""
     return f"{prefix}/edges/+/{kind}"

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 
 from hgr.common import metrics, protocol
 from hgr.common.auth import DETECT, AuthError, KeyRing, key_from_headers
+from hgr.common.camera_spec import NAME_RULE, valid_name
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool, HelloMessage, MessageBus, ResultMessage
 from hgr.common.errors import spec
@@ -30,6 +31,7 @@ from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.common.pool import InferencePool
 from hgr.common.readiness import readiness
+from hgr.edge.camera import Cameras, forget_series
 from hgr.edge.session import Session
 from hgr.edge.slot import FpsGate
 from hgr.edge.stats import EdgeStats
@@ -48,6 +50,8 @@ class FrameReporter(Protocol):
     def on_frame(self, stream_id: str, key_name: str | None, result: ResultMessage) -> None: ...
 
     def on_stream_closed(self, stream_id: str) -> None: ...
+
+    def on_camera_available(self, name: str, online: bool) -> None: ...
 
 
 def web_dir(settings: Settings) -> Path:
@@ -71,7 +75,7 @@ def origin_allowed(websocket: WebSocket, allowed: frozenset[str]) -> bool:
     return host is not None and host == urlsplit("//" + websocket.headers.get("host", "")).hostname
 
 
-_KNOWN_CLOSE_CODES = {1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013}
+_KNOWN_CLOSE_CODES = {1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013, 4409, 4422}
 
 
 def close_label(code: int | None) -> str:
@@ -98,11 +102,14 @@ class EdgeNode:
                                   if o.strip())
         self._ids = itertools.count(1)
         self._stopping = False
+        self.cameras = Cameras(self)  # CAMERAS: read by the edge itself (edge/camera.py)
         self.routes: list[BaseRoute] = [
             WebSocketRoute("/ws", self.websocket),
             Route("/health", self.health),
             Route("/ready", self.ready),
             Route("/metrics", self.metrics),
+            Route("/status", self.status),
+            Route("/cameras", self.cameras_status),  # the same list where a hub's /status takes the path (hgr up)
             self._web_route(),  # a mount at / catches everything: keep it last
         ]
 
@@ -114,11 +121,13 @@ class EdgeNode:
             from hgr.edge.reporter import EdgeReporter
             self.reporter = reporter = EdgeReporter(self.settings, self.bus, self)
             await reporter.start()
+        await self.cameras.start()
         log.info("edge node started", extra={"edge_id": self.edge_id, "auth": self.keyring is not None})
 
     async def stop(self) -> None:
         """Refuse new streams, answer the frames in inference, close every socket with 1001."""
         self._stopping = True
+        await self.cameras.stop()
         await asyncio.gather(*(s.shutdown() for s in list(self.sessions)), return_exceptions=True)
         if self.reporter is not None:
             await self.reporter.stop()  # "offline" to the fleet, after the streams' "end" events
@@ -126,7 +135,8 @@ class EdgeNode:
     # --- hooks for the fleet reporter ---
 
     def stats(self) -> dict[str, Any]:
-        return {**self.counts.snapshot(), "connections": len(self.sessions), "workers": self.pool.stats()}
+        return {**self.counts.snapshot(), "connections": len(self.sessions), "workers": self.pool.stats(),
+                "cameras": self.cameras.status()}
 
     def set_throttle(self, key_name: str, max_fps: float | None) -> bool:
         """Cap the frames of all of this key's streams on this edge (together) at ``max_fps``;
@@ -187,10 +197,16 @@ class EdgeNode:
             await self._refuse(websocket, negotiated, f"this key already holds {per_key} streams on this edge",
                                error_code="too_many_connections")
             return
-        stream_id = f"{next(self._ids):x}-{secrets.token_hex(3)}"
+        name = websocket.query_params.get("camera")  # a stable name for the stream (docs/protocol.md)
+        if name is not None and (refusal := self.name_refusal(name)) is not None:
+            await self._refuse(websocket, negotiated, *refusal)
+            return
+        stream_id = name or self._random_stream_id()
         session = Session(self, websocket, negotiated, key_name, stream_id)
         self.sessions.add(session)  # before any await, so the connection limits cannot be overshot
         self._per_key[key_name] = self._per_key.get(key_name, 0) + 1
+        if name is not None:
+            self.name_stream(session, name)
         metrics.WS_CONNECTIONS.set(len(self.sessions))
         try:
             await websocket.accept(subprotocol=negotiated.subprotocol)
@@ -201,9 +217,39 @@ class EdgeNode:
                 self._per_key[key_name] = left
             metrics.WS_CONNECTIONS.set(len(self.sessions))
             metrics.WS_CLOSED.labels(close_label(session.close_code)).inc()
-            self.pool.close_stream(stream_id)
+            self.pool.close_stream(session.stream_id)  # a stream named by its first frame changed its id
             if self.reporter is not None:  # guards itself, like on_frame
-                self.reporter.on_stream_closed(stream_id)
+                self.reporter.on_stream_closed(session.stream_id)
+            if session.camera is not None:
+                forget_series(session.camera, metrics.CAMERA_UP, metrics.CAMERA_FRAMES_PROCESSED)
+                self.camera_available(session.camera, False)
+
+    def _random_stream_id(self) -> str:
+        while True:  # a client may have named its stream like one of these: never hand out a taken id
+            stream_id = f"{next(self._ids):x}-{secrets.token_hex(3)}"
+            if stream_id not in self.cameras and all(s.stream_id != stream_id for s in self.sessions):
+                return stream_id
+
+    def name_refusal(self, name: str, session: Session | None = None) -> tuple[str, str] | None:
+        """Why a stream may not take ``name`` (reason, error code), or None: names follow the cameras' rule
+        and are unique on the edge, among live streams and configured cameras alike."""
+        if not valid_name(name):
+            return f"stream name {name[:40]!r}: expected {NAME_RULE}", "bad_stream_name"
+        if name in self.cameras or any(s.stream_id == name and s is not session for s in self.sessions):
+            return f"stream name {name!r} is taken on this edge", "stream_name_taken"
+        return None
+
+    def name_stream(self, session: Session, name: str) -> None:
+        """Give ``session`` the (checked) ``name``: its stream id, its results' ``camera``, its metric series
+        (removed when it closes, so the label takes at most MAX_CONNECTIONS names besides the cameras')."""
+        session.stream_id = session.camera = name
+        metrics.CAMERA_UP.labels(name).set(1)
+        self.camera_available(name, True)
+
+    def camera_available(self, name: str, online: bool) -> None:
+        """A camera of CAMERAS went up or down, or a named stream opened or closed (its ``available`` topic)."""
+        if self.reporter is not None:  # guards itself, like on_frame
+            self.reporter.on_camera_available(name, online)
 
     async def _refuse(self, websocket: WebSocket, negotiated: protocol.Negotiated, reason: str,
                       error_code: str) -> None:
@@ -238,6 +284,18 @@ class EdgeNode:
         status, body = readiness(ready=bool(self.pool.ready), workers=stats["alive"], models=stats["models"],
                                  stopping=self._stopping)
         return JSONResponse(body, status_code=status)
+
+    async def status(self, request: Request) -> Response:
+        """The edge's own state: its id, streams, frame counters and its cameras (docs/cameras.md). Served
+        without a key (docs/security.md), so no process ids and camera sources without credentials."""
+        return JSONResponse({"edge_id": self.edge_id, "version": self.settings.app_version,
+                             "connections": len(self.sessions), "stopping": self._stopping,
+                             **{k: v for k, v in self.counts.snapshot().items() if k != "frames_by_key"},
+                             "workers": {k: v for k, v in self.pool.stats().items() if k not in ("pids", "per_worker")},
+                             "cameras": self.cameras.status()})
+
+    async def cameras_status(self, request: Request) -> Response:
+        return JSONResponse({"cameras": self.cameras.status()})
 
     async def metrics(self, request: Request) -> Response:
         body, content_type = metrics.render()

@@ -19,13 +19,16 @@ in ``common.topics`` and docs/mqtt.md):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
 from typing import Any, Literal, Protocol
 
+from hgr.common.camera_spec import parse_cameras
 from hgr.common.config import Settings
 from hgr.common.contracts import (
+    CameraReport,
     EdgePayload,
     Envelope,
     EventFields,
@@ -35,16 +38,38 @@ from hgr.common.contracts import (
     MetricsPayload,
     ResultMessage,
     StatusOffline,
+    StatusOnline,
 )
 from hgr.common.outbox import Message
 from hgr.common.protocol import ENCODINGS
-from hgr.common.topics import KINDS, SCHEMA_VERSION, PayloadError, as_float, as_str, decode, edge_topic, encode
-from hgr.edge.stream_events import EventTracker, state_fields
+from hgr.common.topics import (
+    KINDS,
+    SCHEMA_VERSION,
+    PayloadError,
+    as_float,
+    as_str,
+    camera_topic,
+    decode,
+    edge_topic,
+    encode,
+)
+from hgr.edge.ha_discovery import discovery_configs, discovery_filter
+from hgr.edge.stream_events import EventTracker, HandState, state_fields
 
 log = logging.getLogger("hgr.edge.reporter")
 
 PROTOCOLS = list(ENCODINGS)
 MAX_THROTTLE_S = 86_400.0
+TEXT = "text/plain"
+JSON_TYPE = "application/json"  # the per-camera state topics: a value a home-automation rule uses as it is
+
+
+def camera_values(state: HandState) -> dict[str, str]:
+    """The per-camera state topics' payloads for a stable hand state: total fingers, hands, and the gesture
+    (the hands' shared gesture, else the first hand's in ``state`` order; ``none`` without hands)."""
+    total, hands = state
+    gestures = [g for _, _, g in hands]
+    return {"fingers": str(total), "hands": str(len(hands)), "gesture": gestures[0] if gestures else "none"}
 
 
 class ReportingNode(Protocol):
@@ -78,7 +103,7 @@ def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: f
             by_key[key] = delta
     prev_processed = int(_num((prev or {}).get("frames_processed"))) if prev else 0
     fps = max(0, processed - prev_processed) / elapsed_s if prev and elapsed_s > 0 else 0.0
-    return {
+    body: MetricsBody = {
         "frames": {"received": int(_num(stats.get("frames_received"))), "processed": processed,
                    "dropped": sum(dropped.values())},
         "fps": round(fps, 2),
@@ -90,6 +115,20 @@ def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: f
         "frames_by_key": by_key,
         "interval_s": round(elapsed_s, 3),
     }
+    if stats.get("cameras"):
+        body["cameras"] = [camera_report(c) for c in stats["cameras"]]
+    return body
+
+
+def camera_report(camera: dict[str, Any]) -> CameraReport:
+    """A camera's ``status()`` as the metrics message carries it (counters since the edge started)."""
+    age = camera.get("last_frame_age_s")
+    return {"name": str(camera.get("name")), "up": bool(camera.get("up")), "fps": _num(camera.get("fps")),
+            "reconnects": int(_num(camera.get("reconnects"))),
+            "last_frame_age_s": None if age is None else _num(age),
+            "frames_read": int(_num(camera.get("frames_read"))),
+            "frames_processed": int(_num(camera.get("frames_processed"))),
+            "frames_dropped": int(_num(camera.get("frames_dropped")))}
 
 
 class EdgeReporter:
@@ -113,6 +152,16 @@ class EdgeReporter:
         self._task: asyncio.Task[None] | None = None
         self._lifts: dict[ThrottleTarget, asyncio.TimerHandle] = {}
         self._started = False
+        # Per-camera state topics: what was last published for each configured camera and live named stream.
+        self._configured = camera_names(settings.cameras)
+        self._cameras: dict[str, dict[str, str]] = {name: {"available": "offline"} for name in self._configured}
+        # HA_DISCOVERY: the configs this edge publishes now (a retained one of ours not among them is removed)
+        self._discovery: dict[str, bytes] = {}
+        if settings.ha_discovery:
+            for name in self._configured:
+                for topic, config in discovery_configs(settings.ha_discovery_prefix, settings.mqtt_topic_prefix,
+                                                       self.edge_id, name, settings.app_version).items():
+                    self._discovery[topic] = json.dumps(config, separators=(",", ":")).encode()
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -124,6 +173,9 @@ class EdgeReporter:
         self.bus.set_will(self._topics["status"], will, qos=1, retain=True, content_type=content_type)
         self.bus.add_connect_listener(self.publish_birth)
         self.bus.subscribe(self._topics["control"], self._on_control)
+        if self.settings.ha_discovery:
+            self.bus.subscribe(discovery_filter(self.settings.ha_discovery_prefix, self.edge_id),
+                               self._on_discovery_config)
         self._prev_stats, self._prev_at = self._stats(), time.monotonic()
         await self.bus.start()
         self._started = True
@@ -141,6 +193,8 @@ class EdgeReporter:
         now = time.monotonic()
         for stream_id in list(self.events.streams):
             self.on_stream_closed(stream_id, _now=now)
+        for name in list(self._cameras):  # a clean stop: every camera says offline (a crash: the status Will)
+            self.on_camera_available(name, False)
         self._publish("status", self._offline("shutdown", self.bus.connects, time.time()), qos=1, retain=True)
         await self.bus.stop()
 
@@ -162,16 +216,20 @@ class EdgeReporter:
     def publish_birth(self) -> None:
         self.birth_seq += 1
         s = self.settings
-        self._publish("status", {
-            **self._envelope(),
-            "status": "online", "birth_seq": self.birth_seq, "conn": self.bus.connects,
-            "metrics_seq": self.metrics_seq,
-            "ts": time.time(), "version": s.app_version, "model": s.model_variant,
-            "metrics_interval_s": s.metrics_interval,
-            "capabilities": {"protocols": PROTOCOLS, "max_fps": s.max_fps, "max_connections": s.max_connections,
-                             "workers": s.resolved_workers(), "results_topic": s.mqtt_results,
-                             "payload": self.fmt, "control": ["throttle", "throttle_stream", "rebirth"]},
-        }, qos=1, retain=True)
+        birth = StatusOnline(
+            v=SCHEMA_VERSION, edge_id=self.edge_id, session=self.session,
+            status="online", birth_seq=self.birth_seq, conn=self.bus.connects, metrics_seq=self.metrics_seq,
+            ts=time.time(), version=s.app_version, model=s.model_variant, metrics_interval_s=s.metrics_interval,
+            capabilities={"protocols": PROTOCOLS, "max_fps": s.max_fps, "max_connections": s.max_connections,
+                          "workers": s.resolved_workers(), "results_topic": s.mqtt_results,
+                          "payload": self.fmt, "control": ["throttle", "throttle_stream", "rebirth"]})
+        if self._configured:
+            birth["cameras"] = self._configured
+        self._publish("status", birth, qos=1, retain=True)
+        for name, values in list(self._cameras.items()):  # the retained state again (a broker may have lost it)
+            self._set_camera(name, values, force=True)
+        for topic, config in self._discovery.items():  # HA_DISCOVERY: after the state its entities read
+            self.bus.publish(topic, config, qos=1, retain=True, content_type=JSON_TYPE)
 
     def _stats(self) -> dict[str, Any]:
         try:
@@ -216,8 +274,36 @@ class EdgeReporter:
             if change is not None:
                 phase, state = change
                 self._publish_event(stream_id, key_name, phase, state_fields(state))
+                if (name := result.get("camera")) is not None:
+                    self._set_camera(name, camera_values(state))
         except Exception:  # reporting must never break a stream
             log.exception("on_frame reporting failed")
+
+    def on_camera_available(self, name: str, online: bool) -> None:
+        """A configured camera went up or down, or a named stream opened or closed: its ``available`` topic.
+        A named stream's entry goes when it closes (the table holds live names only)."""
+        try:
+            self._set_camera(name, {"available": "online" if online else "offline"})
+            if not online and name not in self._configured:
+                self._cameras.pop(name, None)
+        except Exception:
+            log.exception("on_camera_available reporting failed")
+
+    def _set_camera(self, name: str, values: dict[str, str], *, force: bool = False) -> None:
+        """Publish (retained, QoS 1, plain text) each value that differs from the last one published."""
+        known = self._cameras.setdefault(name, {})
+        for leaf, value in values.items():
+            if force or known.get(leaf) != value:
+                known[leaf] = value
+                self.bus.publish(camera_topic(self.settings.mqtt_topic_prefix, self.edge_id, name, leaf),
+                                 value.encode(), qos=1, retain=True, content_type=TEXT)
+
+    def _on_discovery_config(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
+        """A retained discovery config under this edge's node id that it does not publish any more (a camera
+        taken out of CAMERAS): removed, as Home Assistant removes an entity, by an empty retained config."""
+        if payload and topic not in self._discovery:
+            log.info("removing the Home Assistant discovery config %s", topic)
+            self.bus.publish(topic, b"", qos=1, retain=True, content_type=None)
 
     def on_stream_closed(self, stream_id: str, *, _now: float | None = None) -> None:
         # The stream's throttle went with its session; its timer goes too (the table stays bounded).
@@ -295,6 +381,10 @@ class EdgeReporter:
             self._apply(target, None)
         except Exception:
             log.exception("lifting the throttle of %s %s failed", *target)
+
+
+def camera_names(spec: str) -> list[str]:
+    return [c.name for c in parse_cameras(spec)]
 
 
 def throttle_target(doc: dict[str, Any]) -> ThrottleTarget:

@@ -19,10 +19,10 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket
 
-from hgr.common import protocol
+from hgr.common import metrics, protocol
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool, HelloMessage, ResultMessage, ServerMessage
-from hgr.common.errors import HgrError
+from hgr.common.errors import HgrError, spec
 from hgr.common.jsonsafe import JsonLimits
 from hgr.common.options import BadOptions, DetectOptions
 from hgr.edge.slot import FpsGate, LatestSlot
@@ -59,6 +59,12 @@ class StreamHost(Protocol):
 
     def report_frame(self, stream_id: str, key_name: str | None, message: ResultMessage) -> None: ...
 
+    def name_refusal(self, name: str, session: Session | None = None) -> tuple[str, str] | None: ...
+
+    def name_stream(self, session: Session, name: str) -> None: ...
+
+    def camera_available(self, name: str, online: bool) -> None: ...
+
 
 class Session:
     def __init__(self, node: StreamHost, websocket: WebSocket, negotiated: protocol.Negotiated,
@@ -68,6 +74,8 @@ class Session:
         self.encoding = negotiated.encoding
         self.key_name = key_name
         self.stream_id = stream_id
+        self.camera: str | None = None  # the stream's name, when the client gave one (EdgeNode.name_stream)
+        self._accepted = False  # a frame has been taken: too late to name the stream
         self.opts = node.defaults  # sticky: a frame's opts apply to it and to later frames
         self.slot: LatestSlot[_Waiting] = LatestSlot()
         self.gate = FpsGate(node.settings.max_fps)
@@ -167,15 +175,40 @@ class Session:
             seq = self.next_seq if frame.seq is None else frame.seq
             self.next_seq = max(self.next_seq, seq + 1)
             if frame.opts is not None:
+                opts = frame.opts
+                if isinstance(opts, dict) and "camera" in opts:
+                    if not await self._take_name(opts["camera"]):
+                        continue
+                    opts = {k: v for k, v in opts.items() if k != "camera"}
                 try:
-                    self.opts = DetectOptions.parse(frame.opts, self.node.defaults)
+                    self.opts = DetectOptions.parse(opts, self.node.defaults)
                 except BadOptions as exc:
                     await self.send_error(exc.code, exc.message, seq)
                     continue
             self._accept(frame, seq, now)
 
+    async def _take_name(self, name: object) -> bool:
+        """``opts.camera``: name the stream on its first frame (repeating the name later is fine). A bad,
+        taken or late name closes the connection with the catalogue's close code; False then."""
+        if name == self.camera:
+            return True
+        if not isinstance(name, str) or self.camera is not None or self._accepted:
+            refusal: tuple[str, str] | None = (
+                "a stream is named once: in the URL (?camera=) or in the opts of its first frame", "bad_stream_name")
+        else:
+            refusal = self.node.name_refusal(name, self)
+        if refusal is not None:
+            reason, code = refusal
+            self.node.counts.error(code)
+            await self.close(spec(code).ws_close or protocol.CLOSE_NORMAL, reason)
+            return False
+        assert isinstance(name, str)
+        self.node.name_stream(self, name)
+        return True
+
     def _accept(self, frame: protocol.Frame, seq: int, now: float) -> None:
         """Rate checks, then the slot (replacing, and counting, a frame still waiting there)."""
+        self._accepted = True
         # The stream's own cap before its key's, so a frame it drops does not spend the key's shared budget.
         for gate, reason in ((self.gate, "rate_limited"), (self.throttle, "throttled"),
                              (self.node.throttle_for(self.key_name), "throttled")):
@@ -217,6 +250,9 @@ class Session:
                 if result is None or waiting is None:
                     continue
                 message = protocol.result(waiting.seq, waiting.ts, result, self.dropped)
+                if self.camera is not None:
+                    message["camera"] = self.camera
+                    metrics.CAMERA_FRAMES_PROCESSED.labels(self.camera).inc()
                 self.dropped = 0
                 if not await self.send(message):
                     continue

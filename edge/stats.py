@@ -22,7 +22,7 @@ class EdgeStats:
         self.errors: Counter[str] = Counter()
         self.by_key: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self._received = {enc: metrics.FRAMES_RECEIVED.labels(enc) for enc in ("msgpack", "json", "image")}
+        self._received = {enc: metrics.FRAMES_RECEIVED.labels(enc) for enc in ("msgpack", "json", "image", "camera")}
         self._dropped: dict[str, Any] = {}
 
     def received(self, encoding: str) -> None:

@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from hgr.common import metrics
-from hgr.common.logs import mask_url
+from hgr.common.masking import mask_url
 from hgr.common.redis_url import RedisTarget, parse_redis_url
 
 log = logging.getLogger("hgr.hub.redis")

@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 
 from hgr.common import protocol
+from hgr.common.contracts import ResultMessage
 from hgr.loadtest.helpers import (  # noqa: F401 - re-exported for the tests
     SHARED,
     free_port,
@@ -182,6 +183,32 @@ async def serve_edge(settings: Any, pool: Any, **node_options: Any) -> AsyncIter
             yield node, f"ws://127.0.0.1:{port}/ws"
         finally:
             await node.stop()
+
+
+# --- the edge's fleet reporter ---
+
+class Recorder:
+    """A fleet reporter stand-in that just remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, str | None, ResultMessage]] = []
+        self.closed: list[str] = []
+        self.available: list[tuple[str, bool]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def on_frame(self, stream_id: str, key_name: str | None, result: ResultMessage) -> None:
+        self.frames.append((stream_id, key_name, result))
+
+    def on_stream_closed(self, stream_id: str) -> None:
+        self.closed.append(stream_id)
+
+    def on_camera_available(self, name: str, online: bool) -> None:
+        self.available.append((name, online))
 
 
 # --- WebSocket ---

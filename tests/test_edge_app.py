@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from support import eventually, recv_msg, serve_edge
+from support import Recorder, eventually, recv_msg, serve_edge
 from websockets.exceptions import ConnectionClosed
 
 from hgr.common import protocol
 from hgr.common.bus import LocalBus
 from hgr.common.config import load_settings
-from hgr.common.contracts import ResultMessage
 from hgr.common.pool import InferencePool
 from hgr.edge.app import EdgeNode
 from hgr.edge.reporter import EdgeReporter
@@ -29,26 +28,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 KEYS = "cam:key-cam-123456,other:key-other-654321"
 AUTH = {"Authorization": "Bearer key-cam-123456"}
 OTHER_AUTH = {"Authorization": "Bearer key-other-654321"}
-
-
-class Recorder:
-    """A fleet reporter stand-in that just remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.frames: list[tuple[str, str | None, ResultMessage]] = []
-        self.closed: list[str] = []
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    def on_frame(self, stream_id: str, key_name: str | None, result: ResultMessage) -> None:
-        self.frames.append((stream_id, key_name, result))
-
-    def on_stream_closed(self, stream_id: str) -> None:
-        self.closed.append(stream_id)
 
 
 EdgeFactory = Callable[..., Awaitable[tuple[EdgeNode, str]]]

@@ -6,7 +6,8 @@ import json
 import logging
 import sys
 
-from hgr.common.logs import JsonFormatter, TextFormatter, mask_url, request_id_var, scrub, scrub_text
+from hgr.common.logs import JsonFormatter, TextFormatter, request_id_var, scrub, scrub_text
+from hgr.common.masking import mask_url
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:

@@ -44,6 +44,8 @@ BAD_TEXT = {
     "WEB_DIR": "/nonexistent",
     "MQTT_TOPIC_PREFIX": "hgr/+",
     "MQTT_SHARE_GROUP": "a/b",
+    "CAMERAS": "Kitchen=rtsp://cam/s",
+    "HA_DISCOVERY_PREFIX": "home assistant",
 }
 # Text no check can call wrong before it is used (a host, a name, a URL fetched only when needed).
 FREE_TEXT = {"APP_NAME", "APP_VERSION", "HOST", "HGR_MODEL_CACHE_DIR", "HGR_MODEL_URL", "HGR_MODEL_INDEX_URL",

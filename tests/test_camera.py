@@ -1,0 +1,182 @@
+"""Cameras: the CAMERAS setting, the back-off and pacing arithmetic, and the reader thread against real sources
+on loopback (a looped MJPEG file; a server that accepts and then says nothing; a port that never answers)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from camera_support import make_clip
+from support import free_port, poll
+
+from hgr.common.camera_spec import CameraSpecError, parse_cameras, valid_name
+from hgr.common.config import load_settings
+from hgr.common.errors import ConfigError
+from hgr.common.masking import mask_url
+from hgr.edge.camera import Pacer, Reader, backoff_delay, reduced_size
+
+# --- CAMERAS ---
+
+
+def test_cameras_parse_every_source_kind() -> None:
+    cams = parse_cameras("kitchen=rtsp://127.0.0.1:8554/k, door=http://127.0.0.1:8080/mjpg,"
+                         "demo=file:///clips/a.mp4,usb=/dev/video0,yard=rtsp+udp://cam.local/s,"
+                         "shop=rtsps://u:p@cam.local/s")
+    assert [(c.name, c.kind) for c in cams] == [("kitchen", "rtsp"), ("door", "http"), ("demo", "file"),
+                                                ("usb", "device"), ("yard", "rtsp"), ("shop", "rtsp")]
+    kitchen, door, demo, usb, yard, shop = cams
+    assert kitchen.url == "rtsp://127.0.0.1:8554/k" and kitchen.options == {"rtsp_transport": "tcp"}
+    assert yard.url == "rtsp://cam.local/s" and yard.options == {"rtsp_transport": "udp"}
+    assert door.format == "mpjpeg" and demo.url == "/clips/a.mp4" and demo.loop and not kitchen.loop
+    assert usb.format == "v4l2" and usb.url == "/dev/video0"
+    assert shop.url == "rtsps://u:p@cam.local/s" and shop.shown == "rtsps://***@cam.local/s"
+
+
+def test_cameras_from_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "cameras"
+    f.write_text("# name=source, one a line\nkitchen=rtsp://h/k?a=1,b=2\n\ndoor=http://h/m\n")
+    assert [(c.name, c.url) for c in parse_cameras(f"@{f}")] == [("kitchen", "rtsp://h/k?a=1,b=2"),
+                                                                ("door", "http://h/m")]
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("Kitchen=rtsp://h/k", "camera name 'Kitchen'"),
+    ("a" * 33 + "=rtsp://h/k", "expected [a-z0-9_-]{1,32}"),
+    ("kitchen", "expected name=source"),
+    ("kitchen=rtsp://h/a,kitchen=rtsp://h/b", "given twice"),
+    ("kitchen=ftp://h/k", "is not a source"),
+    ("kitchen=file://relative.mp4", "file:///absolute/path"),
+    ("kitchen=rtsp:///nohost", "has no host"),
+    ("kitchen=/dev/sda", "is not a source"),
+    ("@/nonexistent/cameras", "file not found"),
+])
+def test_bad_cameras_are_refused_with_the_entry_named(spec: str, says: str) -> None:
+    with pytest.raises(CameraSpecError, match=None) as exc:
+        parse_cameras(spec)
+    assert says in str(exc.value)
+    with pytest.raises(ConfigError, match="CAMERAS"):
+        load_settings({"CAMERAS": spec}, env_file=None)
+
+
+def test_credentials_never_shown_in_errors() -> None:
+    with pytest.raises(CameraSpecError) as exc:
+        parse_cameras("kitchen=ftp://admin:hunter2@cam/s")
+    assert "hunter2" not in str(exc.value)
+    assert mask_url("http://cam/mjpg") == "http://cam/mjpg"
+    assert mask_url("rtsp://admin:hunter2@cam/s?password=x") == "rtsp://***@cam/s?password=***"
+
+
+def test_names() -> None:
+    assert valid_name("kitchen") and valid_name("door_2") and valid_name("a-b") and valid_name("x" * 32)
+    assert not valid_name("") and not valid_name("Kitchen") and not valid_name("a/b") and not valid_name("x" * 33)
+    assert not valid_name("a+b") and not valid_name("a#") and not valid_name("a b")
+
+
+def test_reconnect_bounds_are_checked() -> None:
+    with pytest.raises(ConfigError, match="CAMERA_RECONNECT_MIN"):
+        load_settings({"CAMERA_RECONNECT_MIN": "5", "CAMERA_RECONNECT_MAX": "1"}, env_file=None)
+
+
+# --- arithmetic ---
+
+
+def test_backoff_doubles_is_capped_and_jittered() -> None:
+    caps = [backoff_delay(n, 0.5, 4.0, 0.999999) for n in range(7)]
+    assert [round(c, 3) for c in caps] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    assert [backoff_delay(n, 0.5, 4.0, 0.0) for n in range(5)] == [0.25, 0.5, 1.0, 2.0, 2.0]  # the lower half
+    assert backoff_delay(10_000, 0.5, 4.0, 0.5) == 3.0  # no overflow for a camera down for days
+
+
+def test_pacer_keeps_every_third_frame_of_30_fps_at_10_fps_and_never_bursts() -> None:
+    pacer = Pacer(10.0)
+    kept = [n for n in range(30) if pacer.keep(n / 30)]
+    assert kept == list(range(0, 30, 3))
+    assert pacer.keep(100.0) and not pacer.keep(100.01) and not pacer.keep(100.05)  # after a gap: one frame
+    assert pacer.keep(100.1)
+
+
+def test_reduced_size_follows_the_workers_reduced_decode() -> None:
+    assert reduced_size(640, 480, 360, 4096) == (640, 480)
+    assert reduced_size(1920, 1080, 360, 4096) == (960, 540)
+    assert reduced_size(3840, 2160, 360, 4096) == (960, 540)
+    assert reduced_size(1920, 1080, 0, 4096) == (1920, 1080)
+    assert reduced_size(1920, 1080, 0, 1000) == (1000, 562)
+
+
+# --- the reader thread, on real sources ---
+
+
+def _reader(source: str, **settings: float) -> Reader:
+    s = load_settings({}, env_file=None, cameras=f"cam={source}", **settings)
+    return Reader(parse_cameras(s.cameras)[0], s, notify=lambda: None)
+
+
+def test_a_file_loops_and_mjpeg_parts_pass_through_undecoded(tmp_path: Path,
+                                                             hand_photos: list[tuple[Path, int]]) -> None:
+    clip = make_clip(tmp_path / "clip.mkv", [hand_photos[0][0]], fps=30, frames_each=6, codec="mjpeg")
+    reader = _reader(f"file://{clip}", camera_fps=30.0)
+    reader.start()
+    try:
+        poll(lambda: reader.frames_read > 14, 60, "the 6-frame clip read more than twice over")
+        grab = poll(reader.take, 10, "a kept frame")
+        assert grab.jpeg is not None and grab.jpeg[:2] == b"\xff\xd8" and grab.frame is None
+        assert reader.up and reader.reconnects == 0
+    finally:
+        reader.stop()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """An HTTP server that accepts, answers the MJPEG headers, then sends nothing."""
+    port = free_port()
+    srv = socket.create_server(("127.0.0.1", port))
+    conns: list[socket.socket] = []
+    done = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not done.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=x\r\n\r\n")
+            conns.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield port
+    done.set()
+    thread.join(5)
+    for c in conns:
+        c.close()
+    srv.close()
+
+
+def test_a_silent_source_times_out_and_is_retried(silent_server: int) -> None:
+    reader = _reader(f"http://127.0.0.1:{silent_server}/mjpg", camera_open_timeout=0.5, camera_read_timeout=0.5,
+                     camera_reconnect_min=0.05, camera_reconnect_max=0.1)
+    reader.start()
+    try:
+        poll(lambda: reader.reconnects >= 2, 60, "two reopen attempts")
+        assert not reader.up and reader.frames_read == 0 and reader.error
+    finally:
+        reader.stop()
+
+
+def test_a_port_that_never_answers_is_retried() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as srv:  # listens, never accepts: connect succeeds, no reply
+        srv.listen(0)
+        port = srv.getsockname()[1]
+        reader = _reader(f"rtsp://127.0.0.1:{port}/cam", camera_open_timeout=0.5, camera_read_timeout=0.5,
+                         camera_reconnect_min=0.05, camera_reconnect_max=0.1)
+        reader.start()
+        try:
+            poll(lambda: reader.reconnects >= 2, 60, "two reopen attempts")
+            assert not reader.up and reader.error
+        finally:
+            reader.stop()
