@@ -1,13 +1,16 @@
 """The Node-RED flow of docs/node-red-flow.json (docs/integrations.md, "Node-RED"), run by a real Node-RED from
 the npm registry (installed by .ci/run into NODE_RED_DIR) against a real Mosquitto: the flow loads with core
 nodes only, a gesture state message becomes an action message on ``home/actions``, a state replayed at
-subscription or repeated is no action, and the state reaches the debug node (Node-RED's log)."""
+subscription or repeated is no action, and the state reaches the debug node (Node-RED's log); then the same with
+the state published by a real ``hgr edge`` reading a file camera of two fixture photos."""
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from camera_support import make_clip
 from paho.mqtt.enums import CallbackAPIVersion
 from support import free_port, need, stop_process
 
 FLOW = Path(__file__).parent.parent / "docs" / "node-red-flow.json"
+PHOTOS = Path(__file__).parent / "fixtures" / "hands"
 NODE_RED_DIR = Path("/var/cache/hgr-node-red")  # .ci/run: npm install --prefix NODE_RED_DIR node-red@<pinned>
 NODE_RED = NODE_RED_DIR / "node_modules" / ".bin" / "node-red"
 ACTIONS = "home/actions"
@@ -125,6 +130,18 @@ def next_action(actions: queue.Queue[tuple[str, bytes]], timeout: float = 20) ->
     return action
 
 
+def subscribed(pub: mqtt.Client, actions: queue.Queue[tuple[str, bytes]]) -> dict[str, Any]:
+    """Wait until the flow is subscribed: a (not retained) gesture of camera ``probe`` of edge ``e1`` comes back
+    as an action. Returns the first action received (the probe's, unless the flow acted on something else)."""
+    for _ in range(100):
+        publish(pub, f"{STATE}/probe/gesture", "open_palm", retain=False)
+        try:
+            return next_action(actions, timeout=0.5)
+        except queue.Empty:
+            continue
+    raise AssertionError("the flow never turned a gesture into an action (not subscribed after 100 tries)")
+
+
 def wait_for_log(log: Path, text: str, deadline_s: float = 20) -> None:
     end = time.monotonic() + deadline_s
     while text not in log.read_text(errors="replace"):
@@ -148,17 +165,8 @@ def test_the_docs_flow_turns_gestures_into_actions(
             core = {t for s in node_sets if s["module"] == "node-red" and s.get("enabled", True) for t in s["types"]}
             assert {n["type"] for n in doc_flow} - {"tab"} <= core
 
-            # subscribed: a (not retained) gesture of a probe camera comes back as an action
-            probe: dict[str, Any] | None = None
-            for _ in range(100):
-                publish(pub, f"{STATE}/probe/gesture", "open_palm", retain=False)
-                try:
-                    probe = next_action(actions, timeout=0.5)
-                    break
-                except queue.Empty:
-                    continue
-            assert probe == {"edge": "e1", "camera": "probe", "gesture": "open_palm", "action": "lights_on"}, \
-                "the replayed porch state made no action"
+            assert subscribed(pub, actions) == {"edge": "e1", "camera": "probe", "gesture": "open_palm",
+                                                "action": "lights_on"}, "the replayed porch state made no action"
 
             publish(pub, f"{STATE}/kitchen/fingers", "5")
             publish(pub, f"{STATE}/kitchen/gesture", "open_palm")
@@ -176,3 +184,39 @@ def test_the_docs_flow_turns_gestures_into_actions(
             wait_for_log(log, f"{STATE}/kitchen/fingers = 5")
             wait_for_log(log, f"{STATE}/kitchen/gesture = victory")
         assert actions.empty()
+
+
+def test_an_edge_camera_drives_the_flow(
+        private_mosquitto: tuple[str, subprocess.Popen[bytes]], tmp_path: Path, model_path: str) -> None:
+    """The gesture comes from hgr itself: ``hgr edge`` with a file camera looping a fist and an open palm
+    (p_0002, p_0001: the model's fist and open_palm), its state topics read by the docs' flow."""
+    need(NODE_RED.exists(), f"Node-RED is not installed in {NODE_RED_DIR} (.ci/run installs it)")
+    mqtt_url = private_mosquitto[0]
+    port = int(mqtt_url.rsplit(":", 1)[1])
+    clip = make_clip(tmp_path / "kitchen.mkv", [PHOTOS / "p_0002.jpg", PHOTOS / "p_0001.jpg"], fps=15,
+                     frames_each=30, codec="mjpeg")
+    env = {**os.environ, "WORKERS": "1", "HGR_MODEL_PATH": model_path, "LOG_FORMAT": "text", "EDGE_ID": "house",
+           "EDGE_PORT": str(free_port()), "MQTT_URL": mqtt_url, "MQTT_TOPIC_PREFIX": "hgr/v1",
+           "CAMERAS": f"kitchen=file://{clip}", "CAMERA_FPS": "5"}
+    edge_log = tmp_path / "edge.log"
+    with subscriber(port, ACTIONS) as actions, publisher(port) as pub, node_red(tmp_path, port) as (_, log):
+        assert subscribed(pub, actions)["camera"] == "probe"
+        with edge_log.open("wb") as out:  # cwd=tmp_path: no developer .env file can change the edge
+            edge = subprocess.Popen([sys.executable, "-m", "hgr", "edge", "--host", "127.0.0.1"], cwd=tmp_path,
+                                    env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            seen: list[dict[str, Any]] = []
+            end = time.monotonic() + 180  # the model loads, then the clip shows each photo for 2 s in turn
+            while {a["action"] for a in seen} != {"lights_on", "lights_off"}:
+                assert edge.poll() is None, f"the edge exited: {edge_log.read_text()[-3000:]}"
+                assert time.monotonic() < end, f"actions {seen}; edge: {edge_log.read_text()[-3000:]}"
+                try:
+                    seen.append(next_action(actions, timeout=1))
+                except queue.Empty:
+                    continue
+            assert {(a["edge"], a["camera"]) for a in seen} == {("house", "kitchen")}
+            assert {a["gesture"]: a["action"] for a in seen} == {"fist": "lights_off", "open_palm": "lights_on"}
+            wait_for_log(log, "hgr/v1/edges/house/cameras/kitchen/fingers = 5")
+            wait_for_log(log, "hgr/v1/edges/house/cameras/kitchen/fingers = 0")
+        finally:
+            stop_process(edge, timeout=30)
