@@ -233,3 +233,11 @@ async def test_the_edge_compose_file_runs_as_written(images: dict[str, str], tmp
         assert lines and _not_json("\n".join(lines)) == []
     finally:
         run("down", "-v", "--remove-orphans", timeout=120)
+
+
+def test_the_hub_image_carries_no_camera_decoder(images: dict[str, str]) -> None:
+    # PyAV is the edge's (CAMERAS); the hub image leaves it out and still imports everything it runs.
+    script = "import importlib.util, hgr.hub.app, hgr.servers; print(importlib.util.find_spec('av') is None)"
+    done = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", images["hub"], "-c", script],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
