@@ -34,8 +34,12 @@ _MODELS = (("model_path", "HGR_MODEL_PATH"), ("model_lite_path", "HGR_MODEL_LITE
 def path_problem(value: str, kind: str) -> str | None:
     """Why ``value`` is not a readable file (``kind`` "file") or directory ("dir"); None when it is."""
     path = Path(os.path.expanduser(value))
-    if not path.exists():
+    try:
+        path.stat()
+    except FileNotFoundError:
         return f"no such {'directory' if kind == 'dir' else 'file'}"
+    except OSError as exc:  # a folder on the way that this user may not enter, a loop of links, …
+        return f"cannot be read ({exc.strerror or exc})"
     if kind == "dir":
         if not path.is_dir():
             return "not a directory"

@@ -135,6 +135,8 @@ def test_an_unreadable_file_is_named(model_path: str) -> None:
         secret = folder / "ca.pem"
         secret.write_text("x")
         secret.chmod(0)
+        # The model where user nobody may read it (a developer's may sit under /root/.cache).
+        model_path = str(shutil.copy(model_path, folder / "hand_landmarker.task"))
         expected = f"MQTT_CA_FILE={str(secret)!r}: cannot be read (Permission denied)"
         if os.geteuid() != 0:
             report = check_startup("hub", {"MQTT_CA_FILE": str(secret), "HGR_MODEL_PATH": model_path}, env_file=None)
@@ -145,6 +147,31 @@ def test_an_unreadable_file_is_named(model_path: str) -> None:
         done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
                                "hgr", "config", "--check", "--service", "hub"], check=False, capture_output=True,
                               text=True, cwd=folder, env=env, timeout=120)
+        assert (done.returncode, done.stderr.strip()) == (2, f"hgr: {expected}"), done.stderr
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_file_in_a_folder_that_cannot_be_entered_is_named_not_a_traceback(model_path: str) -> None:
+    # The same start-up check as user nobody, with the model under a folder only root may enter (as
+    # /root/.cache is): one line naming the variable, exit 2, not a PermissionError traceback.
+    folder = Path(tempfile.mkdtemp(prefix="hgr-closed-"))
+    try:
+        model = Path(shutil.copy(model_path, folder / "hand_landmarker.task"))
+        expected = f"HGR_MODEL_PATH={str(model)!r}: cannot be read (Permission denied)"
+        if os.geteuid() != 0:  # not root: a folder its owner may not enter either
+            folder.chmod(0)
+            try:
+                assert check_startup("hub", {"HGR_MODEL_PATH": str(model)}, env_file=None).errors == [expected]
+            finally:
+                folder.chmod(0o700)
+            return
+        folder.chmod(0o700)  # root: only root may enter; the check runs as user nobody
+        need(shutil.which("setpriv") is not None, "setpriv (util-linux)")
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                               "hgr", "config", "--check", "--service", "hub"], check=False, capture_output=True,
+                              text=True, cwd="/", env={"PATH": os.environ["PATH"], "HGR_MODEL_PATH": str(model)},
+                              timeout=120)
         assert (done.returncode, done.stderr.strip()) == (2, f"hgr: {expected}"), done.stderr
     finally:
         shutil.rmtree(folder)
