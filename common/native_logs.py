@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import threading
+from typing import TextIO
 
 log = logging.getLogger("hgr.native")
 
@@ -53,11 +54,11 @@ def parse(line: str) -> tuple[int, str, str | None]:
     return logging.WARNING, line, None  # unknown text (a traceback line, a library's print): kept, visible
 
 
-def _emit(line: str, out: object) -> None:
+def _emit(line: str, out: TextIO) -> None:
     if line.startswith("{"):
         try:
             if isinstance(json.loads(line), dict):  # already a JSON record (a worker's logging)
-                print(line, file=out, flush=True)  # type: ignore[call-overload]
+                print(line, file=out, flush=True)
                 return
         except ValueError:
             pass

@@ -5,11 +5,8 @@
 # 2024.1.6 is the last Home Assistant release that runs on Python 3.11 (the project's Python).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HA_VENV=${HA_VENV:-.venv-ha}
-if [ ! -x "$HA_VENV/bin/python" ]; then
-  python3.11 -m venv "$HA_VENV"
-  "$HA_VENV/bin/pip" install -q "homeassistant==2024.1.6"
-fi
+# shellcheck source=deploy/dev/ha-venv.sh
+. deploy/dev/ha-venv.sh
 .venv/bin/python - <<'PY' | "$HA_VENV/bin/python" deploy/dev/ha_discovery_check.py
 import json
 from hgr.edge.ha_discovery import discovery_configs

@@ -5,11 +5,8 @@
 # camera's values. deploy/dev/ha_real_check.py says what it checks. Not part of `make test` (the install).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HA_VENV=${HA_VENV:-.venv-ha}
-if [ ! -x "$HA_VENV/bin/hass" ]; then
-  python3.11 -m venv "$HA_VENV"
-  "$HA_VENV/bin/pip" install -q "homeassistant==2024.1.6"
-fi
+# shellcheck source=deploy/dev/ha-venv.sh
+. deploy/dev/ha-venv.sh
 # The MQTT integration's own requirements and those of its dependencies (file_upload, http), as their manifests pin
 # them; Home Assistant runs with --skip-pip.
 "$HA_VENV/bin/pip" install -q "paho-mqtt==1.6.1" "janus==1.0.0" "aiohttp_cors==0.7.0" \
