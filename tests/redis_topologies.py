@@ -60,13 +60,31 @@ class ClusterOf3:
                 "--dbfilename", f"dump-{port}.rdb",
                 # the bus port defaults to port + 10000, which may be taken or above 65535: pick a free one
                 "--cluster-port", str(free_port())], port)
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)
+        self._create()
         poll(lambda: all(_info_cluster(p) == "ok" for p in self.ports), 30, "cluster_state:ok on every node")
         if self.replicas:
             poll(self._replicas_in_sync, 60, "every replica known to every node and in sync with its master")
         return self
+
+    def _create(self, attempts: int = 3) -> None:
+        """``redis-cli --cluster create``, again on fresh nodes if it fails (once in a CI run it exited 1
+        on a loaded machine; what it printed is in the error if every attempt fails)."""
+        argv = ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        for attempt in range(1, attempts + 1):
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+            if done.returncode == 0:
+                return
+            if attempt == attempts:
+                raise AssertionError(f"{' '.join(argv)} exited {done.returncode} {attempts} times; the last "
+                                     f"printed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+            for port in self.ports:  # back to empty, unconfigured nodes for the next attempt
+                with redis.Redis(port=port, socket_timeout=5) as client:
+                    try:
+                        client.flushall()
+                    except redis.ResponseError:  # a replica is read-only; the reset below empties it
+                        pass
+                    client.execute_command("CLUSTER", "RESET", "HARD")
 
     def _replicas_in_sync(self) -> bool:
         for port in self.ports:
