@@ -22,8 +22,8 @@ from dotenv import dotenv_values
 
 from hgr.common.camera_spec import CameraSpecError, parse_cameras
 from hgr.common.errors import ConfigError
+from hgr.common.names import valid_edge_id
 from hgr.common.redis_url import SENTINEL_SCHEMES, parse_redis_url
-from hgr.common.topics import valid_edge_id
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -403,7 +403,7 @@ def problems_message(errors: list[str]) -> str:
 def read_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env",
                   **overrides: Any) -> SettingsReport:
     """Parse every setting and run every check on the values, collecting all problems instead of stopping
-    at the first (``load_settings`` raises on them; ``hgr.common.startup`` adds the checks that look
+    at the first (``load_settings`` raises on them; ``hgr.startup`` adds the checks that look
     beyond the values: files, ports, keys, the model)."""
     source: dict[str, str] = {}
     if env_file and Path(env_file).is_file():

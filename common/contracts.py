@@ -2,14 +2,15 @@
 
 - **Data** (``TypedDict``, so the messages stay plain dicts on the wire): the detection result the
   workers produce, the WebSocket messages of docs/protocol.md and the MQTT payloads of docs/mqtt.md.
-  The code that builds them (``common.engine``, ``common.protocol``, ``edge.reporter``,
+  The code that builds them (``common.inference.engine``, ``edge.protocol``, ``edge.reporter``,
   ``hub.fleet_logic``) and the code that reads them (``edge.session``, ``edge.stream_events``,
   ``hub.detection``) are typed with these.
-- **Services** (``typing.Protocol``): the inference pool and the message bus as edge and hub use them,
-  so neither depends on a concrete class (``common.pool.InferencePool``, ``common.bus.Bus`` fit them).
+- **Services** (``typing.Protocol``): the inference pool as edge, hub and the lifespan use it, so none
+  depends on the concrete ``common.inference.pool.InferencePool`` (the message bus's protocol,
+  ``MessageBus``, lives with the bus in ``common.messaging.bus``).
 
 Untrusted input (a client's frame, an edge's payload on the hub) is *validated* into these shapes by
-``common.protocol`` and ``hub.fleet_logic``; the types describe the result, they check nothing at run time.
+``edge.protocol`` and ``hub.fleet_logic``; the types describe the result, they check nothing at run time.
 """
 
 # No ``from __future__ import annotations`` here: on Python 3.11 a TypedDict then sees ``NotRequired[...]``
@@ -18,9 +19,8 @@ from collections.abc import Callable
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from hgr.common.options import DetectOptions
-from hgr.common.outbox import Outbox
 
-# --- the detection result (common.engine → worker → pool → edge / hub) ---
+# --- the detection result (common.inference.engine → worker → pool → edge / hub) ---
 
 
 class HandResult(TypedDict):
@@ -39,7 +39,7 @@ class Timing(TypedDict):
     decode_ms: float
     infer_ms: float
     total_ms: float
-    # Stream frames with STREAM_PIPELINE=litert (common.stream_pipeline): what ran on this frame.
+    # Stream frames with STREAM_PIPELINE=litert (common.inference.stream_pipeline): what ran on this frame.
     detector: NotRequired[bool]  # the palm detector ran
     gated: NotRequired[bool]  # the motion gate reused the empty result, no model ran
     hands_tracked: NotRequired[int]  # hands carried in from the previous frame
@@ -53,7 +53,7 @@ class DetectionResult(TypedDict):
     retry: NotRequired[str]  # "darker" | "brighter": a still whose hands were found on an exposure bracket
 
 
-# --- the edge's WebSocket messages (docs/protocol.md; built and parsed in common.protocol) ---
+# --- the edge's WebSocket messages (docs/protocol.md; built and parsed in edge.protocol) ---
 
 WsEncoding = Literal["hgr.msgpack.v1", "hgr.json.v1"]
 
@@ -257,12 +257,10 @@ ControlCommand = ThrottleCommand | RebirthCommand
 
 # A stream's frame source for ``submit_latest``: (image bytes, options, arrival time.monotonic()) or None.
 Pull = Callable[[], "tuple[bytes, DetectOptions, float] | None"]
-# A subscription handler: (topic, payload, properties such as content_type); sync or async.
-Handler = Callable[[str, bytes, dict[str, Any]], Any]
 
 
 class DetectionPool(Protocol):
-    """The inference pool as edge and hub use it (``common.pool.InferencePool``)."""
+    """The inference pool as edge and hub use it (``common.inference.pool.InferencePool``)."""
 
     @property
     def model_paths(self) -> dict[str, str]: ...
@@ -284,29 +282,3 @@ class DetectionPool(Protocol):
 
     async def close(self) -> None: ...
 
-
-class MessageBus(Protocol):
-    """Publish/subscribe as edge and hub use it (``common.bus.Bus``: MQTT or in-process)."""
-
-    @property
-    def connected(self) -> bool: ...
-    @property
-    def connects(self) -> int: ...
-    @property
-    def outbox(self) -> Outbox: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    def set_will(self, topic: str, payload: bytes | Callable[[int], bytes], qos: int = 1, retain: bool = True,
-                 content_type: str | None = ...) -> None: ...
-
-    def add_connect_listener(self, callback: Callable[[], Any]) -> None: ...
-
-    def sends_now(self, retain: bool = False) -> bool: ...
-
-    def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False,
-                content_type: str | None = ...) -> None: ...
-
-    def subscribe(self, topic_filter: str, handler: Handler, *, shared: bool = False) -> None: ...

@@ -21,11 +21,11 @@ from typing import Any
 
 log = logging.getLogger("hgr.internals")
 
-# Read by common.mqtt_client.BufferedClient (class attributes, and instance attributes set by __init__).
+# Read by common.messaging.mqtt_client.BufferedClient (class attributes, and instance attributes set by __init__).
 PAHO_READ_METHODS = ("_packet_read", "_sock_recv", "_loop_rc_handle", "_send_puback", "_packet_queue",
                      "_packet_write", "_handle_publish", "_handle_on_message")
 PAHO_READ_STATE = ("_sock", "_in_packet")
-# Read by common.bus.MqttBus._take_unacked: paho's queue of sent, unacknowledged messages.
+# Read by common.messaging.bus.MqttBus._take_unacked: paho's queue of sent, unacknowledged messages.
 PAHO_UNACKED_STATE = ("_out_message_mutex", "_out_messages", "_inflight_messages")
 # Overridden or read by hgr.serve.header_timeout_protocol (header timeout, size and count).
 UVICORN_HTTP_METHODS = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost", "on_url",

@@ -12,8 +12,8 @@
 over string contents), so a REST body is refused long before it is all read; ``within`` answers the same
 question for a document already whole (an MQTT payload, a WebSocket message) at C speed; ``loads`` checks
 the shape, parses, and refuses non-finite numbers and lone surrogates. Every transport uses it: REST bodies and the
-multipart ``options`` field (hub), ``hgr.json.v1`` WebSocket messages (``common.protocol``), MQTT payloads
-(``common.topics``). The errors are ``bad_json`` (not JSON, or JSON we will not echo) and
+multipart ``options`` field (hub), ``hgr.json.v1`` WebSocket messages (``edge.protocol``), MQTT payloads
+(``common.messaging.topics``). The errors are ``bad_json`` (not JSON, or JSON we will not echo) and
 ``json_too_complex`` (over ``JsonLimits``); each transport maps them (HTTP 400/413, a WS ``error``).
 """
 

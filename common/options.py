@@ -1,6 +1,6 @@
 """What a caller may choose per request or per stream, and the checks on it.
 
-Kept apart from ``common.engine`` so the processes that only route frames (the server, the pool's
+Kept apart from ``common.inference.engine`` so the processes that only route frames (the server, the pool's
 parent side) never import MediaPipe, OpenCV or Pillow.
 """
 

@@ -11,7 +11,7 @@ import itertools
 import logging
 import secrets
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -21,20 +21,24 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from hgr.common import metrics, protocol
+from hgr.common import metrics
 from hgr.common.auth import DETECT, AuthError, KeyRing, key_from_headers
 from hgr.common.camera_spec import NAME_RULE, valid_name
 from hgr.common.config import Settings
-from hgr.common.contracts import DetectionPool, HelloMessage, MessageBus, ResultMessage
+from hgr.common.contracts import DetectionPool, HelloMessage, ResultMessage
 from hgr.common.errors import spec
+from hgr.common.inference.pool import InferencePool
 from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
-from hgr.common.pool import InferencePool
 from hgr.common.readiness import readiness
+from hgr.edge import protocol
 from hgr.edge.camera import Cameras, forget_series
 from hgr.edge.session import Session
 from hgr.edge.slot import FpsGate
 from hgr.edge.stats import EdgeStats
+
+if TYPE_CHECKING:  # the bus module imports paho; it is loaded only when MQTT is configured
+    from hgr.common.messaging.bus import MessageBus
 
 log = logging.getLogger("hgr.edge")
 
@@ -313,11 +317,11 @@ class EdgeNode:
 
 
 def create_app(settings: Settings) -> Starlette:
-    """A standalone edge: its own pool (model found via common.model), started and stopped with the app."""
-    from hgr.common.model import model_paths
+    """A standalone edge: its own pool (model found via common.inference.model), started and stopped with the app."""
+    from hgr.common.inference.model import model_paths
 
     pool = InferencePool(settings, model_paths(settings), service="edge")
-    from hgr.common.bus import make_bus
+    from hgr.common.messaging.bus import make_bus
     node = EdgeNode(settings, pool, bus=make_bus(settings) if settings.mqtt_url else None)
 
     app = Starlette(routes=node.routes, lifespan=lifespan(pool, node))

@@ -29,12 +29,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hgr.common import metrics, protocol
+from hgr.common import metrics
 from hgr.common.camera_spec import CameraSpec, parse_cameras
 from hgr.common.config import Settings
 from hgr.common.contracts import ResultMessage
 from hgr.common.errors import HgrError
 from hgr.common.options import DetectOptions
+from hgr.edge import protocol
 from hgr.edge.session import StreamHost
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hgr.common.gestures import GESTURES
-from hgr.common.topics import camera_topic, edge_topic
+from hgr.common.inference.gestures import GESTURES
+from hgr.common.messaging.topics import camera_topic, edge_topic
 
 NODE_ID = re.compile(r"[a-zA-Z0-9_-]+")  # Home Assistant's rule for a discovery node id / object id
 SENSORS = ("fingers", "hands", "gesture")

@@ -1,7 +1,7 @@
 """The edge's fleet reporting: birth/offline status, periodic metrics, debounced events, control.
 
-``EdgeReporter(settings, bus, node)`` talks to the hub through ``common.bus`` (topics and payloads
-in ``common.topics`` and docs/mqtt.md):
+``EdgeReporter(settings, bus, node)`` talks to the hub through ``common.messaging.bus`` (topics and payloads
+in ``common.messaging.topics`` and docs/mqtt.md):
 
 - on every (re)connect a retained ``online`` *birth* (version, model, capabilities, a birth sequence
   number, the session id and the last metrics sequence number); the Will and a clean ``stop`` say
@@ -23,7 +23,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hgr.common.camera_spec import parse_cameras
 from hgr.common.config import Settings
@@ -33,16 +33,14 @@ from hgr.common.contracts import (
     Envelope,
     EventFields,
     EventPayload,
-    MessageBus,
     MetricsBody,
     MetricsPayload,
     ResultMessage,
     StatusOffline,
     StatusOnline,
 )
-from hgr.common.outbox import Message
-from hgr.common.protocol import ENCODINGS
-from hgr.common.topics import (
+from hgr.common.messaging.outbox import Message
+from hgr.common.messaging.topics import (
     KINDS,
     SCHEMA_VERSION,
     PayloadError,
@@ -54,7 +52,11 @@ from hgr.common.topics import (
     encode,
 )
 from hgr.edge.ha_discovery import discovery_configs, discovery_filter
+from hgr.edge.protocol import ENCODINGS
 from hgr.edge.stream_events import EventTracker, HandState, state_fields
+
+if TYPE_CHECKING:  # the bus module imports paho; it is loaded only when MQTT is configured
+    from hgr.common.messaging.bus import MessageBus
 
 log = logging.getLogger("hgr.edge.reporter")
 

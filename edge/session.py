@@ -1,7 +1,7 @@
 """One WebSocket stream: limits, parsing, the latest-frame-wins slot, inference, answers.
 
 Two tasks per connection. The *reader* takes messages off the socket, checks size and rate, parses
-them (``common.protocol``) and puts the frame in the connection's single waiting slot: a newer frame
+them (``edge.protocol``) and puts the frame in the connection's single waiting slot: a newer frame
 replaces an older waiting one (dropped, reason ``superseded``). The *processor* takes a turn in the pool
 (``submit_latest``); when the turn comes the pool pulls whatever frame is in the slot *then*, so the
 newest frame runs, however long the turn took. The processor sends the result, and only then takes the
@@ -19,12 +19,13 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket
 
-from hgr.common import metrics, protocol
+from hgr.common import metrics
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool, HelloMessage, ResultMessage, ServerMessage
 from hgr.common.errors import HgrError, spec
 from hgr.common.jsonsafe import JsonLimits
 from hgr.common.options import BadOptions, DetectOptions
+from hgr.edge import protocol
 from hgr.edge.slot import FpsGate, LatestSlot
 from hgr.edge.stats import EdgeStats
 

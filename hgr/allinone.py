@@ -52,9 +52,9 @@ class YieldingMount(Mount):
 
 
 def create_app(settings: Settings) -> Starlette:
-    from hgr.common.bus import make_bus
-    from hgr.common.model import model_paths
-    from hgr.common.pool import InferencePool
+    from hgr.common.inference.model import model_paths
+    from hgr.common.inference.pool import InferencePool
+    from hgr.common.messaging.bus import make_bus
     from hgr.edge.app import EdgeNode
     from hgr.hub.app import Hub
     from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware

@@ -61,8 +61,8 @@ def _read(name: str) -> Iterator[tuple[str, bytes | OSError]]:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from hgr.common.engine import Detector
-    from hgr.common.model import model_paths
+    from hgr.common.inference.engine import Detector
+    from hgr.common.inference.model import model_paths
 
     overrides = {}
     if args.model is not None:
@@ -100,7 +100,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from hgr.common.model import resolve_model
+    from hgr.common.inference.model import resolve_model
 
     settings = load_settings()
     fetch = args.action == "fetch"  # a progress bar only for a person watching a terminal
@@ -111,8 +111,8 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    if args.check:  # the very checks `hgr up|hub|edge` make before they start (hgr.common.startup)
-        from hgr.common.startup import check_startup
+    if args.check:  # the very checks `hgr up|hub|edge` make before they start (hgr.startup)
+        from hgr.startup import check_startup
 
         report = check_startup(args.service)
         for warning in report.warnings:

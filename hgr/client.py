@@ -26,8 +26,8 @@ from typing import Any, Self, TypeAlias
 import httpx
 import numpy as np
 
-from hgr.common import protocol
 from hgr.common.contracts import DetectionResult, OptionsDoc, ResultMessage
+from hgr.edge import protocol
 
 Image: TypeAlias = "str | Path | bytes | np.ndarray[Any, Any]"
 RETRY_STATUSES = (429, 503)

@@ -35,7 +35,7 @@ from hgr.common import internals, metrics, native_logs
 from hgr.common.config import Settings
 from hgr.common.errors import spec
 from hgr.common.logs import setup_logging
-from hgr.common.startup import SERVICE_PORTS, startup_settings
+from hgr.startup import SERVICE_PORTS, startup_settings
 
 log = logging.getLogger("hgr.serve")
 
@@ -375,7 +375,7 @@ def run(argv: Sequence[str], *, service: str, description: str,
         create_app: Callable[[Settings], Starlette], banner: Callable[[Settings, str, int], str],
         before_shutdown: Callable[[Starlette], Sequence[Callable[[], Awaitable[None]]]] = lambda app: ()) -> int:
     """Parse ``--host/--port`` (defaults: HOST and the service's port setting); run every start-up check
-    (``common.startup``, as ``hgr config --check`` does: all problems at once, ConfigError, exit 2);
+    (``hgr.startup``, as ``hgr config --check`` does: all problems at once, ConfigError, exit 2);
     configure logging; bind the port and listen on METRICS_PORT (one line and exit 3 when one is taken);
     only then build the app (the model, the workers), print the banner and serve until SIGINT/SIGTERM."""
     port_setting = SERVICE_PORTS[service]

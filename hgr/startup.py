@@ -20,7 +20,7 @@ from typing import Any
 from hgr.common.auth import parse_api_keys
 from hgr.common.config import Settings, SettingsReport, problems_message, read_settings
 from hgr.common.errors import ConfigError
-from hgr.common.model import cache_path, check_bundle
+from hgr.common.inference.model import cache_path, check_bundle
 
 # service -> the field holding its port
 SERVICE_PORTS = {"up": "port", "hub": "port", "edge": "edge_port"}

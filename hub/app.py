@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 from hgr.common import internals
 from hgr.common.auth import KeyRing
 from hgr.common.config import Settings
-from hgr.common.contracts import DetectionPool, MessageBus
+from hgr.common.contracts import DetectionPool
 from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.hub import routes_detect, routes_fleet, routes_ops
@@ -29,6 +29,9 @@ from hgr.hub.fleet import FleetService
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 from hgr.hub.ratelimit import RateLimiter
 from hgr.hub.redis_conn import RedisConn
+
+if TYPE_CHECKING:  # the bus module imports paho; it is loaded only when MQTT is configured
+    from hgr.common.messaging.bus import MessageBus
 
 log = logging.getLogger("hgr.hub")
 
@@ -139,9 +142,9 @@ def _text(value: Any) -> str:
 
 def create_app(settings: Settings) -> Starlette:
     """The standalone hub: its own pool, bus (for the fleet view) and Redis client."""
-    from hgr.common.bus import make_bus
-    from hgr.common.model import model_paths
-    from hgr.common.pool import InferencePool
+    from hgr.common.inference.model import model_paths
+    from hgr.common.inference.pool import InferencePool
+    from hgr.common.messaging.bus import make_bus
 
     pool = InferencePool(settings, model_paths(settings), service="hub")
     hub = Hub(settings, pool, bus=make_bus(settings, service="hub"))

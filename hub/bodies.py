@@ -108,7 +108,7 @@ def is_json(kind: str) -> bool:
 
 
 # The media types `/detect-fingers` takes as a raw image body (the image itself, no JSON around it).
-# The bytes decide the format (``common.images``); the type only says "this body is an image".
+# The bytes decide the format (``common.inference.images``); the type only says "this body is an image".
 RAW_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 

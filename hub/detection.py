@@ -11,7 +11,7 @@ from typing import Any
 from hgr.common import metrics
 from hgr.common.contracts import DetectionPool
 from hgr.common.errors import HgrError
-from hgr.common.model import describe
+from hgr.common.inference.model import describe
 from hgr.common.options import DetectOptions
 from hgr.hub.cache import ResultCache, cache_key
 

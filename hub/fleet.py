@@ -24,20 +24,20 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hgr.common import metrics
 from hgr.common.config import Settings
-from hgr.common.contracts import ControlCommand, MessageBus, ThrottleCommand
-from hgr.common.topics import (
+from hgr.common.contracts import ControlCommand, ThrottleCommand
+from hgr.common.messaging.topics import (
     PayloadError,
     decode,
     edge_topic,
     edges_filter,
     encode,
     parse_edge_topic,
-    valid_edge_id,
 )
+from hgr.common.names import valid_edge_id
 from hgr.hub.fleet_gauges import FleetGauges
 from hgr.hub.fleet_logic import (
     EdgeAllowance,
@@ -56,6 +56,9 @@ from hgr.hub.fleet_logic import (
 )
 from hgr.hub.fleet_store import FleetStore, IngestResult, MemoryFleetStore, RedisFleetStore
 from hgr.hub.redis_conn import Client
+
+if TYPE_CHECKING:  # the bus module imports paho; it is loaded only when MQTT is configured
+    from hgr.common.messaging.bus import MessageBus
 
 log = logging.getLogger("hgr.hub.fleet")
 

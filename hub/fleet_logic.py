@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hgr.common.contracts import ThrottleCommand
-from hgr.common.topics import PayloadError, as_counts, as_float, as_int, as_str
+from hgr.common.messaging.topics import PayloadError, as_counts, as_float, as_int, as_str
 
 MAX_SEQ = 2**53  # JSON-safe integers
 

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from hgr.common import jsonsafe
 from hgr.common.auth import FLEET_ADMIN, FLEET_READ
 from hgr.common.errors import HgrError
-from hgr.common.topics import valid_edge_id
+from hgr.common.names import valid_edge_id
 from hgr.hub.access import Access
 from hgr.hub.bodies import InvalidRequest, read_json
 from hgr.hub.fleet import FleetService

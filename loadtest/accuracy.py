@@ -1,11 +1,11 @@
-"""Finger-count accuracy of the real model + ``common.fingers`` on the labelled photos.
+"""Finger-count accuracy of the real model + ``common.inference.fingers`` on the labelled photos.
 
     python -m hgr.loadtest.accuracy            # summary table
     python -m hgr.loadtest.accuracy --json     # the full report as JSON
     python -m hgr.loadtest.accuracy --markdown # the generated part of docs/accuracy.md
     python -m hgr.loadtest.accuracy --dump tests/fixtures/landmarks.json   # landmarks for unit tests
 
-Runs ``common.engine.Detector`` in IMAGE mode with ``num_hands=2`` and the settings of
+Runs ``common.inference.engine.Detector`` in IMAGE mode with ``num_hands=2`` and the settings of
 ``load_settings()`` (``HGR_MODEL_PATH``) over every photo in ``<shared>/data/hands`` (labels.csv).
 
 Scoring: a photo counts as *detected* when the model reports at least one hand. The photos show one
@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hgr.common.fingers import DEFAULT, Measurements, Thresholds, count_fingers, decide, measure
+from hgr.common.inference.fingers import DEFAULT, Measurements, Thresholds, count_fingers, decide, measure
 from hgr.loadtest.helpers import DEFAULT_PHOTOS
 
 CLASSES = tuple(range(6))
@@ -71,8 +71,8 @@ def load_photos(folder: Path) -> list[Photo]:
 def detect_all(folder: Path, photos: Sequence[Photo]) -> list[dict[str, Any]]:
     """Run the real model over every photo: [{photo fields..., "hands": [engine hand dicts]}]."""
     from hgr.common.config import load_settings
-    from hgr.common.engine import Detector
-    from hgr.common.model import model_paths
+    from hgr.common.inference.engine import Detector
+    from hgr.common.inference.model import model_paths
     from hgr.common.options import DetectOptions
 
     settings = load_settings()
@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from hgr.common.config import load_settings
-    from hgr.common.model import model_paths
+    from hgr.common.inference.model import model_paths
 
     settings = load_settings()
     records = detect_all(args.folder, load_photos(args.folder))

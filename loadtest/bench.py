@@ -57,7 +57,7 @@ class BenchContext:
 
 def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], duration: float,
                 barrier: Any, index: int, video: bool = True) -> tuple[int, list[float]]:
-    from hgr.common.engine import Detector
+    from hgr.common.inference.engine import Detector
 
     detector = Detector(settings, paths)
     detector.warm_up()
@@ -75,7 +75,7 @@ def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], 
 
 
 async def _raw_run(ctx: BenchContext, processes: int, video: bool = True) -> tuple[int, list[float]]:
-    from hgr.common.model import model_paths
+    from hgr.common.inference.model import model_paths
 
     paths = model_paths(ctx.settings)
     spawn = multiprocessing.get_context("spawn")

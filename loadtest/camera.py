@@ -46,9 +46,9 @@ from typing import Any, Protocol
 
 from websockets.exceptions import WebSocketException
 
-from hgr.common import protocol
 from hgr.common.config import Settings
 from hgr.common.percentiles import percentiles
+from hgr.edge import protocol
 from hgr.loadtest import clips as camclips
 from hgr.loadtest.ws_stream import open_stream, running_edge
 
@@ -107,7 +107,7 @@ def _landmarker(settings: Settings, model_path: str, *, video: bool, num_hands: 
 
 def _hands(result: Any, width: int, height: int) -> tuple[tuple[camclips.Box, ...], tuple[int, ...]]:
     """Hand boxes (pixels) and finger counts, left to right, counted as the service counts them."""
-    from hgr.common.fingers import count_fingers, fingers_up
+    from hgr.common.inference.fingers import count_fingers, fingers_up
 
     found = []
     for i, landmarks in enumerate(result.hand_landmarks):
@@ -120,7 +120,7 @@ def _hands(result: Any, width: int, height: int) -> tuple[tuple[camclips.Box, ..
 
 
 def _decode(data: bytes) -> Any:
-    """As ``common.images.decode_image`` decodes a JPEG: OpenCV straight to RGB."""
+    """As ``common.inference.images.decode_image`` decodes a JPEG: OpenCV straight to RGB."""
     import cv2
     import numpy as np
 
@@ -405,7 +405,7 @@ def make_clips(settings: Settings, model_path: str, args: argparse.Namespace,
 
 
 async def run(ctx: Context) -> dict[str, Any]:
-    from hgr.common.model import model_paths
+    from hgr.common.inference.model import model_paths
 
     args, settings = ctx.args, ctx.settings
     model_path = model_paths(settings)[settings.model_variant]

@@ -50,8 +50,8 @@ import cv2
 import httpx
 import numpy as np
 
-from hgr.common import protocol
 from hgr.common.percentiles import percentiles
+from hgr.edge import protocol
 from hgr.loadtest.helpers import DEFAULT_PHOTOS, ROOT, free_port, stop_process, wait_for_port, wait_ready
 from hgr.loadtest.rest import request_args, uniquify
 from hgr.loadtest.ws_stream import camera, load_frames, open_stream, start_edge
@@ -83,7 +83,7 @@ def worker_pids(pid: int) -> list[int]:
     out = []
     for child in _children(pid):
         with contextlib.suppress(OSError):
-            if b"hgr.common.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"hgr.common.inference.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
                 out.append(child)
     return out
 

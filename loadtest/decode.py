@@ -1,6 +1,6 @@
 """``hgr bench --sections decode``: what the strict JPEG check costs.
 
-``common.images`` decodes JPEG with libjpeg-turbo in strict mode (simplejpeg), which refuses data damaged in
+``common.inference.images`` decodes JPEG with libjpeg-turbo in strict mode (simplejpeg), which refuses data damaged in
 the middle (a file cut short and given a new ``FFD9`` end marker) that OpenCV's decoder silently fills with
 grey. This section decodes the labelled photos (``--photos``, as sent: full size) both ways, alternating
 rounds for about ``--duration`` seconds, and reports milliseconds per image and the ratio strict / OpenCV
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from hgr.common.errors import CorruptImage
-from hgr.common.images import decode_image
+from hgr.common.inference.images import decode_image
 from hgr.loadtest.rest import load_photos
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from hgr.common.topics import edge_topic, encode
+from hgr.common.messaging.topics import edge_topic, encode
 from hgr.loadtest.helpers import free_port, loop_lag, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,8 +121,8 @@ def hub_main(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> N
 async def _hub(args: argparse.Namespace, samples: Any, stop: Any, drain: Any) -> None:
     import redis.asyncio as aioredis
 
-    from hgr.common.bus import MqttBus
     from hgr.common.config import load_settings
+    from hgr.common.messaging.bus import MqttBus
     from hgr.common.percentiles import percentiles
     from hgr.hub.fleet import FleetService
 

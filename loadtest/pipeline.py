@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from hgr.common.config import load_settings
-from hgr.common.hands import HandPipeline
-from hgr.common.model import resolve_model
+from hgr.common.inference.hands import HandPipeline
+from hgr.common.inference.model import resolve_model
 from hgr.common.percentiles import percentiles
 from hgr.loadtest.helpers import DEFAULT_PHOTOS
 

@@ -8,7 +8,7 @@ happen to draw, and a single photo the tracking reads differently from its still
 3-8 points. Here every labelled photo whose still is right (``loadtest/clips.py``: MediaPipe Tasks IMAGE
 counts it as labelled, on the clean photo and on noisy, drifted frames of it) becomes a clip of ``hold``
 frames filmed by the default sensor, run from a fresh stream at 30 fps through the edge's stream path
-(``common.stream_pipeline``, in process, frames decoded as the worker decodes them) and through raw
+(``common.inference.stream_pipeline``, in process, frames decoded as the worker decodes them) and through raw
 MediaPipe Tasks VIDEO with ``num_hands=NUM_HANDS`` (the camera benchmark's baseline). Agreement is per
 frame (``total_fingers`` equal to the label), split into the first frame (the palm detector's ROI, as a
 still) and the tracked frames after it (the ROI from the previous frame's landmarks). Each photo misread
@@ -35,10 +35,10 @@ from typing import Any
 import mediapipe as mp
 
 from hgr.common.config import Settings, load_settings
-from hgr.common.images import ImageLimits, decode_image
-from hgr.common.model import model_paths
+from hgr.common.inference.images import ImageLimits, decode_image
+from hgr.common.inference.model import model_paths
+from hgr.common.inference.stream_pipeline import StreamPipelines
 from hgr.common.options import DetectOptions
-from hgr.common.stream_pipeline import StreamPipelines
 from hgr.loadtest import camera
 from hgr.loadtest import clips as camclips
 from hgr.loadtest.helpers import DEFAULT_PHOTOS

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from hgr.common import protocol
 from hgr.common.contracts import OptionsDoc
+from hgr.edge import protocol
 from hgr.loadtest.helpers import free_port, stop_process, wait_ready
 
 

@@ -21,8 +21,8 @@ from support import SHARED, free_port, need, port_open, redis_argv, start_server
 
 from hgr.common.config import load_settings
 from hgr.common.errors import ModelUnavailable
-from hgr.common.model import resolve_model
-from hgr.common.pool import InferencePool
+from hgr.common.inference.model import resolve_model
+from hgr.common.inference.pool import InferencePool
 
 FIXTURE_PHOTOS = Path(__file__).parent / "fixtures" / "hands"  # 36 photos shipped with the repository
 BUNDLE_NAMES = {"full": "hand_landmarker.task", "lite": "hand_landmarker_lite.task"}

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from hgr.common import protocol
 from hgr.common.contracts import ResultMessage
+from hgr.edge import protocol
 from hgr.loadtest.helpers import (  # noqa: F401 - re-exported for the tests
     SHARED,
     free_port,

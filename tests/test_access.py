@@ -16,8 +16,8 @@ from starlette.testclient import TestClient
 
 from hgr.common import metrics
 from hgr.common.auth import SCOPES
-from hgr.common.bus import LocalBus
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging.bus import LocalBus
 from hgr.edge.app import EdgeNode
 from hgr.hub.access import PUBLIC, ROUTE_SCOPES
 from hgr.hub.app import Hub

@@ -1,4 +1,4 @@
-"""Finger-count accuracy of the real model + common.fingers on the labelled photos: the 210 of
+"""Finger-count accuracy of the real model + common.inference.fingers on the labelled photos: the 210 of
 ../shared/data/hands when present, else the 36 shipped in tests/fixtures/hands.
 
 Scoring (also in loadtest/accuracy.py and docs/accuracy.md): accuracy is over photos where the model
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from hgr.common.config import load_settings
-from hgr.common.engine import RETRY_NAMES, Detector
-from hgr.common.fingers import count_fingers, fingers_up
+from hgr.common.inference.engine import RETRY_NAMES, Detector
+from hgr.common.inference.fingers import count_fingers, fingers_up
 from hgr.loadtest.accuracy import Photo, detect_all, evaluate, load_photos, naive_count
 
 pytestmark = pytest.mark.slow

@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from support import alive, children, eventually, free_port, http_get, stop_process, wait_ready
 from websockets.exceptions import ConnectionClosed
 
-from hgr.common import protocol
+from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream
 
 VIEWER_KEY = "viewer-key-0123456789"  # the fleet views need fleet:read (docs/security.md)

@@ -1,4 +1,4 @@
-"""common/bus.py without a broker: the in-process bus (MQTT semantics) and make_bus.
+"""common/messaging/bus.py without a broker: the in-process bus (MQTT semantics) and make_bus.
 With Mosquitto: test_bus_mqtt.py."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from typing import Any
 
 from support import eventually
 
-from hgr.common.bus import LocalBus, make_bus
 from hgr.common.config import load_settings
+from hgr.common.messaging.bus import LocalBus, make_bus
 
 
 def test_make_bus_without_broker_is_in_process() -> None:

@@ -12,8 +12,8 @@ from typing import Any
 from fleet_helpers import Broker
 from support import eventually
 
-from hgr.common.bus import INBOX_HIGH, MqttBus
 from hgr.common.config import Settings, load_settings
+from hgr.common.messaging.bus import INBOX_HIGH, MqttBus
 
 
 def _settings(url: str, **env: str) -> Settings:

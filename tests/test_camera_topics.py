@@ -18,12 +18,12 @@ from paho.mqtt import publish
 from paho.mqtt.enums import CallbackAPIVersion
 from support import eventually, recv_msg, serve_edge
 
-from hgr.common import protocol
-from hgr.common.bus import make_bus
 from hgr.common.config import load_settings
 from hgr.common.errors import ConfigError
-from hgr.common.gestures import GESTURES
-from hgr.common.pool import InferencePool
+from hgr.common.inference.gestures import GESTURES
+from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging.bus import make_bus
+from hgr.edge import protocol
 from hgr.edge.ha_discovery import discovery_configs
 from hgr.edge.reporter import camera_values
 from hgr.loadtest.ws_stream import load_frames, open_stream

@@ -19,12 +19,12 @@ from fleet_helpers import StandInNode
 from support import eventually
 
 from hgr.common import contracts as c
-from hgr.common import protocol
-from hgr.common.bus import LocalBus
 from hgr.common.config import load_settings
+from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging.bus import LocalBus
+from hgr.common.messaging.topics import decode
 from hgr.common.options import DetectOptions
-from hgr.common.pool import InferencePool
-from hgr.common.topics import decode
+from hgr.edge import protocol
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub.fleet_logic import stream_throttle_command, throttle_command
 

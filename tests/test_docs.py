@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hgr.common.gestures import GESTURES
+from hgr.common.inference.gestures import GESTURES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", ROOT / "tests" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

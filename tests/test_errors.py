@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import hgr
-from hgr.common import protocol
 from hgr.common.errors import CATALOGUE, HgrError, ModelUnavailable, errors_table, spec, ws_mapping
 from hgr.common.options import BadOptions, check_model
+from hgr.edge import protocol
 from hgr.hub import middleware
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from fixtures.hands import (
     world,
 )
 
-from hgr.common.fingers import (
+from hgr.common.inference.fingers import (
     DEFAULT,
     FINGER_NAMES,
     as_points,

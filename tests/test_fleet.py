@@ -19,10 +19,10 @@ from support import eventually
 
 from hgr.common import metrics
 from hgr.common.auth import KeyRing
-from hgr.common.bus import LocalBus, MqttBus
 from hgr.common.config import load_settings
 from hgr.common.contracts import ResultMessage
-from hgr.common.topics import encode
+from hgr.common.messaging.bus import LocalBus, MqttBus
+from hgr.common.messaging.topics import encode
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub import routes_fleet
 from hgr.hub.access import Access

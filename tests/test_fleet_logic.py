@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hgr.common.topics import PayloadError
+from hgr.common.messaging.topics import PayloadError
 from hgr.hub.fleet_logic import (
     EdgeBatch,
     SeqState,

@@ -37,9 +37,9 @@ SUBSET = [
 # Runs inside the clone: fail before any test when `hgr` or the tests' helpers come from elsewhere.
 RUNNER = """
 import sys, pytest
-import hgr, hgr.common.model, hgr.loadtest.helpers
+import hgr, hgr.common.inference.model, hgr.loadtest.helpers
 clone = sys.argv[1]
-for mod in (hgr, hgr.common.model, hgr.loadtest.helpers):
+for mod in (hgr, hgr.common.inference.model, hgr.loadtest.helpers):
     if not str(mod.__file__).startswith(clone + "/"):
         sys.exit(f"{mod.__name__} imported from {mod.__file__}, not from the clone {clone}")
 if hgr.loadtest.helpers.SHARED.exists():

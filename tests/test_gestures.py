@@ -22,8 +22,8 @@ from fixtures.hands import (
     world,
 )
 
-from hgr.common.fingers import fingers_up
-from hgr.common.gestures import GESTURES, PATTERNS, classify
+from hgr.common.inference.fingers import fingers_up
+from hgr.common.inference.gestures import GESTURES, PATTERNS, classify
 
 OPEN, FIST, ONE = "p_0069.jpg", "p_0182.jpg", "p_0138.jpg"  # real left hands: open palm, fist, index up
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from hgr.common.hands import crop
-from hgr.common.hands.bundle import read_models
-from hgr.common.hands.roi import Roi
-from hgr.common.tflite_metadata import with_metadata_of
+from hgr.common.inference.hands import crop
+from hgr.common.inference.hands.bundle import read_models
+from hgr.common.inference.hands.roi import Roi
+from hgr.common.inference.tflite_metadata import with_metadata_of
 
 SIZE = 192
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hgr.common.hands import association, crop, palms
-from hgr.common.hands.bundle import read_models
-from hgr.common.hands.pipeline import Roi, dedupe
-from hgr.common.hands.roi import (
+from hgr.common.inference.hands import association, crop, palms
+from hgr.common.inference.hands.bundle import read_models
+from hgr.common.inference.hands.pipeline import Roi, dedupe
+from hgr.common.inference.hands.roi import (
     bounds,
     iou,
     landmarks_to_roi,

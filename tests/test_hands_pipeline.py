@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from hgr.common.fingers import count_fingers, fingers_up
-from hgr.common.hands import Hand, HandPipeline, Roi
+from hgr.common.inference.fingers import count_fingers, fingers_up
+from hgr.common.inference.hands import Hand, HandPipeline, Roi
 
 
 @dataclass

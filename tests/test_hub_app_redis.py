@@ -16,7 +16,7 @@ import pytest
 from hub_support import OPS, OPS_SPEC, hub_app, hub_settings
 from support import free_port, need, redis_argv, start_server
 
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
 from hgr.hub.app import Hub
 
 

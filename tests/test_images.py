@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hgr.common import images
 from hgr.common.errors import (
     CorruptImage,
     EmptyImage,
@@ -22,7 +21,8 @@ from hgr.common.errors import (
     TooManyPixels,
     UnsupportedImage,
 )
-from hgr.common.images import EXPOSURE_BRACKETS, ImageLimits, decode_image, read_header, with_gamma
+from hgr.common.inference import images
+from hgr.common.inference.images import EXPOSURE_BRACKETS, ImageLimits, decode_image, read_header, with_gamma
 
 
 def _encode(fmt: str, w: int = 64, h: int = 48, **save: object) -> bytes:

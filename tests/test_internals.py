@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from uvicorn.protocols.http import httptools_impl
 
 from hgr.common import internals
-from hgr.common.mqtt_client import buffered_client_class
+from hgr.common.messaging.mqtt_client import buffered_client_class
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from hgr.common import protocol, topics
 from hgr.common.jsonsafe import BadJson, JsonLimits, JsonTooComplex, Shape, loads
+from hgr.common.messaging import topics
+from hgr.edge import protocol
 
 
 @pytest.mark.parametrize("text", ["[1e999]", '{"a": NaN}', "[Infinity]", "[-Infinity]", '"\\ud800"',

@@ -158,7 +158,7 @@ def test_the_walker_sees_every_kind_of_import() -> None:
 from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
-from hgr.common import protocol
+from hgr.edge import protocol
 from . import slot
 if TYPE_CHECKING:
     from hgr.hub.app import Hub
@@ -169,7 +169,7 @@ def later(name):
 TABLE = {"up": ("hgr.allinone:main", "help text: not a module")}
 '''
     names = {name for _, name in imported_names("hgr.edge.session", source)}
-    assert {"hgr.common.protocol", "hgr.edge.slot", "hgr.hub.app.Hub", "hgr.loadtest.bench", "hgr.serve",
+    assert {"hgr.edge.protocol", "hgr.edge.slot", "hgr.hub.app.Hub", "hgr.loadtest.bench", "hgr.serve",
             "hgr.loadtest", "hgr.allinone"} <= names
     assert "help text: not a module" not in names
 
@@ -197,6 +197,35 @@ def test_layers_only_point_down() -> None:
     assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
 
 
+# Rooms inside hgr.common (docs/architecture.md): the base (config, errors, contracts, …) imports neither
+# room; the inference room and the messaging room import the base and never each other.
+ROOMS = ("inference", "messaging")
+
+
+def room(module: str) -> str | None:
+    """``base``, ``inference`` or ``messaging`` for a module of hgr.common; None outside it."""
+    parts = module.split(".")
+    if parts[:2] != ["hgr", "common"]:
+        return None
+    return parts[2] if len(parts) > 2 and parts[2] in ROOMS else "base"
+
+
+def test_the_rooms_of_common_never_import_each_other() -> None:
+    graph, modules = import_graph()
+    assert {"hgr.common.inference.pool", "hgr.common.messaging.bus", "hgr.common.config"} <= set(modules)
+    wrong = [f"{modules[src].relative_to(ROOT)}:{line}: {src} ({room(src)}) imports {dst} ({room(dst)})"
+             for src, edges in sorted(graph.items()) if room(src) is not None
+             for dst, line in sorted(edges.items())
+             if room(dst) is not None and room(dst) not in {"base", room(src)}]
+    assert not wrong, "imports between the rooms of hgr.common:\n" + "\n".join(wrong)
+
+
+def test_the_room_rule_catches_a_sideways_import() -> None:
+    assert room("hgr.common.inference.hands.crop") == "inference"
+    assert room("hgr.common.messaging.topics") == "messaging"
+    assert room("hgr.common.config") == "base" and room("hgr.edge.app") is None
+
+
 def test_no_import_cycles() -> None:
     graph, _ = import_graph()
     cycles = strongly_connected(graph)
@@ -222,6 +251,18 @@ def test_nothing_imports_the_bare_folder_names() -> None:
             if name.split(".")[0] in SUBLAYERS:
                 wrong.append(f"{path.relative_to(ROOT)}:{line}: {name}")
     assert not wrong, "imports of a bare top-level name (use hgr.<name>):\n" + "\n".join(wrong)
+
+
+def test_ruff_refuses_the_editors_bare_auto_import(tmp_path: Path) -> None:
+    """An editor offers ``from common.config import …`` (the folder is on its path); ruff's banned-api
+    (pyproject.toml) makes that a lint error in ``make check`` before any test runs."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from common.config import Settings\nimport hub.app\n\nprint(Settings, hub.app)\n")
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run([str(ruff), "check", "--config", str(ROOT / "pyproject.toml"), "--select", "TID251",
+                           "--output-format", "concise", str(bad)], capture_output=True, text=True, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "`common` is banned" in done.stdout and "`hub` is banned" in done.stdout, done.stdout
 
 
 # --- the installed distribution ---

@@ -1,4 +1,5 @@
-"""common/model.py, the loading order: HGR_MODEL_PATH → cache → download (pinned SHA-256) → build from the wheel (both
+"""common/inference/model.py, the loading order: HGR_MODEL_PATH → cache → download (pinned SHA-256) → build from the
+wheel (both
 variants; the lite detector gets the full detector's TFLite metadata).
 
 The download and the package index are a local HTTP server serving the real bundle and a wheel
@@ -25,11 +26,11 @@ import pytest
 from support import free_port
 
 from hgr.common.config import Settings, load_settings
-from hgr.common.engine import Detector
 from hgr.common.errors import ModelUnavailable
-from hgr.common.model import BUNDLE_MEMBERS, WHEEL_MEMBERS, resolve_model
+from hgr.common.inference.engine import Detector
+from hgr.common.inference.model import BUNDLE_MEMBERS, WHEEL_MEMBERS, resolve_model
+from hgr.common.inference.tflite_metadata import metadata_block, with_metadata_of
 from hgr.common.options import DetectOptions
-from hgr.common.tflite_metadata import metadata_block, with_metadata_of
 
 
 class FakeOrigin:

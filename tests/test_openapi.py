@@ -8,8 +8,8 @@ import pytest
 from hub_support import hub_app, hub_settings
 from openapi_spec_validator import validate
 
-from hgr.common.bus import LocalBus
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging.bus import LocalBus
 from hgr.hub.app import Hub
 from hgr.hub.openapi import openapi_schema
 

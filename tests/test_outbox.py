@@ -1,8 +1,9 @@
-"""common/outbox.py: the bounded outbox that holds MQTT messages while the broker is away, and its drop policy."""
+"""common/messaging/outbox.py: the bounded outbox that holds MQTT messages while the broker is away,
+and its drop policy."""
 
 from __future__ import annotations
 
-from hgr.common.outbox import Message, Outbox
+from hgr.common.messaging.outbox import Message, Outbox
 
 
 def _m(kind: str, n: int) -> Message:

@@ -17,8 +17,8 @@ from support import alive, eventually
 
 from hgr.common.config import load_settings
 from hgr.common.errors import CorruptImage, HgrError, ImageError, UnsupportedImage
+from hgr.common.inference.pool import InferencePool
 from hgr.common.options import BadOptions, DetectOptions
-from hgr.common.pool import InferencePool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -1,4 +1,4 @@
-"""The WebSocket wire format (common.protocol): pure encode/decode and validation."""
+"""The WebSocket wire format (edge.protocol): pure encode/decode and validation."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import msgpack
 import pytest
 
-from hgr.common import protocol
 from hgr.common.contracts import DetectionResult
-from hgr.common.protocol import ProtocolError
+from hgr.edge import protocol
+from hgr.edge.protocol import ProtocolError
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16 + b"\xff\xd9"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from hgr.common.config import load_settings
-from hgr.common.images import ImageLimits, decode_image, reduce_factor
+from hgr.common.inference.images import ImageLimits, decode_image, reduce_factor
+from hgr.common.inference.stream_pipeline import StreamPipelines
 from hgr.common.options import DetectOptions
-from hgr.common.stream_pipeline import StreamPipelines
 
 
 @pytest.mark.parametrize("size, min_side, factor", [

@@ -10,10 +10,10 @@ from typing import Any, cast
 from fleet_helpers import StandInNode
 from support import eventually, free_port
 
-from hgr.common.bus import LocalBus, MqttBus
 from hgr.common.config import load_settings
 from hgr.common.contracts import ResultMessage
-from hgr.common.topics import decode
+from hgr.common.messaging.bus import LocalBus, MqttBus
+from hgr.common.messaging.topics import decode
 from hgr.edge.reporter import EdgeReporter, metrics_doc
 
 

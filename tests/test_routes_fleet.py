@@ -16,8 +16,8 @@ from starlette.middleware import Middleware
 from support import eventually
 
 from hgr.common.auth import KeyRing
-from hgr.common.bus import LocalBus
 from hgr.common.config import load_settings
+from hgr.common.messaging.bus import LocalBus
 from hgr.hub import routes_fleet
 from hgr.hub.access import Access
 from hgr.hub.bodies import InvalidRequest

@@ -31,8 +31,8 @@ from fleet_helpers import USERS, Broker, EdgeSiteBroker, LinkCut, StandInNode
 from paho.mqtt.enums import CallbackAPIVersion
 from support import eventually, poll
 
-from hgr.common.bus import MqttBus
 from hgr.common.config import load_settings
+from hgr.common.messaging.bus import MqttBus
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub.fleet import FleetService
 

@@ -20,10 +20,11 @@ from camera_support import MjpegServer, RtspServer, camera_frame, make_clip
 from paho.mqtt.enums import CallbackAPIVersion
 from support import eventually, http_get, recv_msg, serve_edge
 
-from hgr.common import metrics, protocol
-from hgr.common.bus import make_bus
+from hgr.common import metrics
 from hgr.common.config import load_settings
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging.bus import make_bus
+from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -17,8 +17,8 @@ from support import eventually, http_get, recv_msg
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from hgr.common import protocol
 from hgr.common.percentiles import percentiles
+from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream, running_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -14,7 +14,7 @@ from support import alive, children, eventually, http_get, recv_msg
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from hgr.common import protocol
+from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream, running_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -17,7 +17,7 @@ import pytest
 from support import children, eventually, http_get, recv_msg
 from websockets.exceptions import ConnectionClosed
 
-from hgr.common import protocol
+from hgr.edge import protocol
 from hgr.loadtest.ws_stream import load_frames, open_stream, running_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -45,7 +45,8 @@ def edge(model_path: str, lite_model_path: str, tmp_path_factory: pytest.TempPat
 
 
 def _worker_pids(server_pid: int) -> list[int]:
-    return [pid for pid in children(server_pid) if b"hgr.common.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return [pid for pid in children(server_pid)
+            if b"hgr.common.inference.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 async def test_hello_then_results_with_seq_and_ts_echoed(edge: tuple[str, int], frames: list[bytes]) -> None:

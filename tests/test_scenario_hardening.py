@@ -20,11 +20,12 @@ import pytest_asyncio
 from hub_support import b64, hub_app, hub_settings, serve_hub
 from support import eventually, recv_msg, serve_app, serve_edge
 
-from hgr.common import protocol, topics
-from hgr.common.bus import make_bus
 from hgr.common.config import load_settings
+from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging import topics
+from hgr.common.messaging.bus import make_bus
 from hgr.common.options import DetectOptions
-from hgr.common.pool import InferencePool
+from hgr.edge import protocol
 from hgr.hub.app import Hub
 from hgr.hub.fleet import FleetService
 from hgr.loadtest.ws_stream import open_stream

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from hub_support import OPS, OPS_SPEC, b64, hub_settings, serve_hub
 from support import eventually, free_port, redis_argv
 
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

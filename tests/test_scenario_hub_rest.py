@@ -21,8 +21,8 @@ from hub_support import b64, hub_app, hub_settings, serve_hub
 from PIL import Image
 
 from hgr.common import internals
+from hgr.common.inference.pool import InferencePool
 from hgr.common.logs import JsonFormatter
-from hgr.common.pool import InferencePool
 from hgr.hub.app import Hub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

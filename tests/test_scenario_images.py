@@ -27,7 +27,7 @@ import redis
 from hub_support import b64
 from support import eventually, free_port, need, wait_ready
 
-from hgr.common import protocol
+from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,7 +34,7 @@ from redis_topologies import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, ClusterOf3, Sen
 from support import eventually
 
 from hgr.common import metrics
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
 from hgr.hub.app import Hub
 from hgr.hub.fleet_logic import EdgeBatch, parse_metrics, parse_status
 from hgr.hub.fleet_store import RedisFleetStore

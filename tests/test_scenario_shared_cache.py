@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from hub_support import b64, hub_settings, serve_hub
 
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -16,10 +16,10 @@ from prometheus_client import REGISTRY
 from support import eventually, recv_msg, serve_edge
 from websockets.asyncio.client import ClientConnection
 
-from hgr.common import protocol
-from hgr.common.bus import MqttBus, make_bus
 from hgr.common.config import load_settings
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging.bus import MqttBus, make_bus
+from hgr.edge import protocol
 from hgr.edge.app import EdgeNode
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub.fleet import FleetService

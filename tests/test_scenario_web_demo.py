@@ -88,7 +88,7 @@ def pick_photos(hand_photos: list[tuple[Path, int]], model_path: str) -> list[Pa
     browser test checks the page and the pipeline, not the model's accuracy on hard photos.
     """
     from hgr.common.config import load_settings
-    from hgr.common.engine import Detector
+    from hgr.common.inference.engine import Detector
     from hgr.common.options import DetectOptions
 
     settings = load_settings(environ={"HGR_MODEL_PATH": model_path}, env_file=None)

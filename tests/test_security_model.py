@@ -13,10 +13,11 @@ import pytest
 from hub_support import hub_settings
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from hgr.common import contracts, topics
+from hgr.common import contracts
 from hgr.common.auth import DETECT, SCOPES
-from hgr.common.bus import LocalBus
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging import topics
+from hgr.common.messaging.bus import LocalBus
 from hgr.edge.app import EdgeNode
 from hgr.hub.access import PUBLIC, ROUTE_SCOPES
 from hgr.hub.app import Hub

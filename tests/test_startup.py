@@ -1,4 +1,4 @@
-"""Start-up checks (hgr.common.startup): `hgr config --check` and a server's start-up run the same checks,
+"""Start-up checks (hgr.startup): `hgr config --check` and a server's start-up run the same checks,
 report every problem at once, and exit 2 (issue #22)."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from support import need
 from hgr import cli
 from hgr.common.config import Settings
 from hgr.common.errors import ConfigError
-from hgr.common.startup import check_startup
 from hgr.serve import run
+from hgr.startup import check_startup
 
 ROOT = Path(__file__).resolve().parent.parent
 

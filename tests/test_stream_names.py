@@ -13,9 +13,10 @@ import pytest_asyncio
 from support import Recorder, eventually, recv_msg, serve_edge
 from websockets.exceptions import ConnectionClosed
 
-from hgr.common import metrics, protocol
+from hgr.common import metrics
 from hgr.common.config import load_settings
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
+from hgr.edge import protocol
 from hgr.edge.app import EdgeNode
 from hgr.loadtest.ws_stream import open_stream
 

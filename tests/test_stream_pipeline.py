@@ -22,8 +22,8 @@ import pytest_asyncio
 
 from hgr.common.config import Settings, load_settings
 from hgr.common.contracts import DetectionResult
+from hgr.common.inference.pool import InferencePool
 from hgr.common.options import DetectOptions
-from hgr.common.pool import InferencePool
 from hgr.loadtest.clips import add_noise, encode_jpeg, fit, hand_window
 
 FRAME_MS = 1000 / 30

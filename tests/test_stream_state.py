@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hgr.common.stream_state import (
+from hgr.common.inference.stream_state import (
     LOOKS_AFTER_MOTION,
     THUMB_SIZE,
     Plan,

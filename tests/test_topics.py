@@ -1,10 +1,10 @@
-"""common/topics.py: topic names, edge-id rules and payload encoding of the fleet's MQTT messages."""
+"""common/messaging/topics.py: topic names, edge-id rules and payload encoding of the fleet's MQTT messages."""
 
 from __future__ import annotations
 
 import pytest
 
-from hgr.common.topics import (
+from hgr.common.messaging.topics import (
     PayloadError,
     decode,
     edge_topic,

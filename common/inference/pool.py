@@ -1,7 +1,7 @@
 """Inference worker processes and the dispatcher that batches frames into them.
 
 ``submit()`` is the only way in: an image (compressed bytes) and its options go to a worker process
-(``common.worker``), which decodes and runs the model; the result comes back with its timing. One pool
+(``common.inference.worker``), which decodes and runs the model; the result comes back with its timing. One pool
 serves the edge (frames of streams) and the hub (REST images) alike.
 
 Scheduling, per worker:
@@ -45,8 +45,8 @@ from hgr.common import metrics
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionResult, Pull
 from hgr.common.errors import HgrError, ImageError, ModelUnavailable
+from hgr.common.inference.worker import HEADER_LEN, frame_message
 from hgr.common.options import BadOptions, DetectOptions, check_model
-from hgr.common.worker import HEADER_LEN, frame_message
 
 log = logging.getLogger("hgr.pool")
 
@@ -411,7 +411,7 @@ class InferencePool:
             env = {**os.environ, "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2"),
                    "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
             w.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "hgr.common.worker", str(child.fileno()),
+                sys.executable, "-m", "hgr.common.inference.worker", str(child.fileno()),
                 pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=env)
         finally:
             child.close()

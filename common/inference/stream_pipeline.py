@@ -3,7 +3,7 @@
 One ``HandPipeline`` per model variant per worker process, created on first use and shared by every stream
 on that worker; a stream owns only a ``StreamState`` (a few ROIs, two timestamps and a 64×48 thumbnail,
 ~6 KB), kept in a dict by stream id and dropped at once when the stream closes: nothing to close, nothing
-that can stall the worker. What runs on a frame is decided by ``common.stream_state`` (motion gate,
+that can stall the worker. What runs on a frame is decided by ``common.inference.stream_state`` (motion gate,
 landmarks on the tracked ROIs, palm detector when needed); the frame's ``timing`` says what ran.
 """
 
@@ -17,13 +17,12 @@ import numpy as np
 
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionResult, HandResult
-from hgr.common.engine import hand_to_dict, make_result, sort_hands
-from hgr.common.hands import association
-from hgr.common.hands.pipeline import Hand, HandPipeline, Roi, dedupe
-from hgr.common.hands.roi import bounds
-from hgr.common.images import ImageLimits, decode_image
-from hgr.common.options import DetectOptions, check_model
-from hgr.common.stream_state import (
+from hgr.common.inference.engine import hand_to_dict, make_result, sort_hands
+from hgr.common.inference.hands import association
+from hgr.common.inference.hands.pipeline import Hand, HandPipeline, Roi, dedupe
+from hgr.common.inference.hands.roi import bounds
+from hgr.common.inference.images import ImageLimits, decode_image
+from hgr.common.inference.stream_state import (
     ScheduleConfig,
     StreamState,
     advance,
@@ -33,6 +32,7 @@ from hgr.common.stream_state import (
     should_detect,
     thumbnail,
 )
+from hgr.common.options import DetectOptions, check_model
 
 
 def schedule_config(settings: Settings) -> ScheduleConfig:

@@ -47,7 +47,7 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
-R = TypeVar("R")  # a tracked region (common.hands.Roi); opaque here
+R = TypeVar("R")  # a tracked region (common.inference.hands.Roi); opaque here
 
 THUMB_SIZE = (64, 48)  # (width, height) of the motion thumbnail
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1), normalised to the frame

@@ -5,7 +5,7 @@ entry the Tasks API reads its input normalisation from; ``palm_detection_full.tf
 take the same 1x192x192x3 float input in [0, 1] and give the same outputs. This does what MediaPipe's
 own ``MetadataPopulator`` does (append a buffer holding the block, name it in ``Model.metadata``, repack
 the flatbuffer), with the TFLite schema that ``ai-edge-litert`` ships, so the result is byte-identical
-to the lite detector in the project's shared bundle (``hgr.common.model`` checks its SHA-256).
+to the lite detector in the project's shared bundle (``hgr.common.inference.model`` checks its SHA-256).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """One inference worker process: decode + detect, one frame at a time, on one core.
 
-Started by ``common.pool`` as ``python -m hgr.common.worker <fd>`` (a fresh interpreter, never a fork of the
-event-loop process), talking over a socketpair inherited as ``fd``. Messages are msgpack arrays, each
-prefixed by its 4-byte big-endian length:
+Started by ``common.inference.pool`` as ``python -m hgr.common.inference.worker <fd>``
+(a fresh interpreter, never a fork of the event-loop process), talking over a socketpair inherited as
+``fd``. Messages are msgpack arrays, each prefixed by its 4-byte big-endian length:
 
     parent → worker  ["init", settings_dict, model_paths]            once, first
                      ["batch", [[job_id, image_bytes, num_hands, mirrored, model, stream], ...]]
@@ -50,10 +50,10 @@ def read_message(rfile: BinaryIO) -> Any | None:
 def _serve(sock: socket.socket) -> int:
     # Imported here so the parent can import frame_message without loading mediapipe twice over.
     from hgr.common.config import Settings
-    from hgr.common.engine import Detector
     from hgr.common.errors import HgrError
+    from hgr.common.inference.engine import Detector
+    from hgr.common.inference.stream_pipeline import StreamPipelines
     from hgr.common.options import DetectOptions
-    from hgr.common.stream_pipeline import StreamPipelines
 
     rfile = sock.makefile("rb")
 

@@ -12,7 +12,7 @@ broker. Both have the same surface:
 - ``set_will`` before ``start``; ``add_connect_listener`` for work to redo on every (re)connect.
 
 Threading: paho's network loop runs in its own thread (``loop_start``), with a paho client that reads
-in bursts (``common.mqtt_client``). Its callbacks only append to
+in bursts (``common.messaging.mqtt_client``). Its callbacks only append to
 a deque and wake the asyncio loop with ``call_soon_threadsafe`` once per burst, so handlers, the
 outbox and the ``connected`` flag are only ever touched on the event loop thread. The loop drains the
 deque in slices of a few milliseconds, and the paho thread stops reading while the deque is full
@@ -29,18 +29,47 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from hgr.common import metrics
 from hgr.common.config import Settings
-from hgr.common.mqtt_client import buffered_client_class
-from hgr.common.outbox import Message, Outbox
-from hgr.common.topics import CONTENT_TYPES, KINDS, shared_filter, topic_matches
+from hgr.common.messaging.mqtt_client import buffered_client_class
+from hgr.common.messaging.outbox import Message, Outbox
+from hgr.common.messaging.topics import CONTENT_TYPES, KINDS, shared_filter, topic_matches
 
 log = logging.getLogger("hgr.bus")
 
+# A subscription handler: (topic, payload, properties such as content_type); sync or async.
 Handler = Callable[[str, bytes, dict[str, Any]], Any]
+
+
+class MessageBus(Protocol):
+    """Publish/subscribe as edge and hub use it (``LocalBus`` and ``MqttBus`` below fit it), so they need
+    no concrete class."""
+
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def connects(self) -> int: ...
+    @property
+    def outbox(self) -> Outbox: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def set_will(self, topic: str, payload: bytes | Callable[[int], bytes], qos: int = 1, retain: bool = True,
+                 content_type: str | None = ...) -> None: ...
+
+    def add_connect_listener(self, callback: Callable[[], Any]) -> None: ...
+
+    def sends_now(self, retain: bool = False) -> bool: ...
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False,
+                content_type: str | None = ...) -> None: ...
+
+    def subscribe(self, topic_filter: str, handler: Handler, *, shared: bool = False) -> None: ...
 JSON = CONTENT_TYPES["json"]
 DRAIN_DELAY_S = 0.005
 # The most loop time one drain of the inbox takes before it yields (and continues on the next loop turn).

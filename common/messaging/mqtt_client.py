@@ -1,6 +1,6 @@
 """A faster paho-mqtt ``Client`` for the hub's ingest: same packets on the wire, fewer system calls.
 
-Split from ``common.bus`` because it leans on paho internals; ``buffered_client_class`` falls back to
+Split from ``common.messaging.bus`` because it leans on paho internals; ``buffered_client_class`` falls back to
 paho's own ``Client`` whenever those internals are not there.
 """
 

@@ -22,6 +22,7 @@ from typing import Any
 import msgpack
 
 from hgr.common import jsonsafe
+from hgr.common.names import valid_edge_id
 
 KINDS = ("status", "metrics", "events", "results", "control")
 CONTENT_TYPES = {"json": "application/json", "msgpack": "application/vnd.msgpack"}
@@ -70,12 +71,6 @@ def parse_edge_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     if len(rest) != 2 or rest[1] not in KINDS or not valid_edge_id(rest[0]):
         return None
     return rest[0], rest[1]
-
-
-def valid_edge_id(edge_id: str) -> bool:
-    """1-64 printable characters, no spaces, none of ``+ # /``: an edge id is one topic level, a Redis
-    key part and a metric label on the hub."""
-    return 0 < len(edge_id) <= 64 and all(ord(c) > 32 for c in edge_id) and not any(c in edge_id for c in "+#/")
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

@@ -31,9 +31,9 @@ from hub_support import hub_app
 from hypothesis import HealthCheck, settings
 from support import serve_edge
 
-from hgr.common.bus import LocalBus
 from hgr.common.config import Settings, load_settings
-from hgr.common.pool import InferencePool
+from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging.bus import LocalBus
 from hgr.hub.app import Hub
 
 T = TypeVar("T")

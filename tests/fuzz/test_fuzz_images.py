@@ -11,9 +11,9 @@ from fuzz_inputs import image_bytes
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from hgr.common import images
 from hgr.common.errors import HgrError, ImageError
-from hgr.common.images import ImageLimits, decode_image
+from hgr.common.inference import images
+from hgr.common.inference.images import ImageLimits, decode_image
 from hgr.common.options import DetectOptions
 
 LIMITS = ImageLimits(max_bytes=192 * 1024, max_pixels=40_000_000, max_side=16_384, infer_max_side=4096)

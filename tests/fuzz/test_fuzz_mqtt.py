@@ -13,7 +13,7 @@ from fuzz_inputs import dumps_loose, fleet_docs, odd_json_texts, pack
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from hgr.common import topics
+from hgr.common.messaging import topics
 
 KINDS = ["status", "metrics", "events"]
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from hgr.common import protocol
 from hgr.common.errors import CATALOGUE
+from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream
 
 EXPECTED_CLOSES = {protocol.CLOSE_UNSUPPORTED, protocol.CLOSE_TOO_BIG}

@@ -4,6 +4,6 @@
 just the ``Roi`` values it keeps. See docs/architecture.md ("Hand pipeline").
 """
 
-from hgr.common.hands.pipeline import Hand, HandPipeline, Roi, dedupe
+from hgr.common.inference.hands.pipeline import Hand, HandPipeline, Roi, dedupe
 
 __all__ = ["Hand", "HandPipeline", "Roi", "dedupe"]

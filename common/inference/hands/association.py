@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hgr.common.hands.roi import Roi, iou
+from hgr.common.inference.hands.roi import Roi, iou
 
 MIN_SIMILARITY = 0.5
 DUPLICATE_DISTANCE = 0.2  # kAllowedBaselineDistanceRatio, of the hand's baseline (wrist, index and pinky MCPs)

@@ -21,7 +21,7 @@ import math
 import cv2
 import numpy as np
 
-from hgr.common.hands.roi import Roi
+from hgr.common.inference.hands.roi import Roi
 
 
 def letterbox(width: int, height: int) -> Roi:

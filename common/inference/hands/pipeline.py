@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from hgr.common.hands import association, crop, landmarks, palms
-from hgr.common.hands.bundle import load_models
-from hgr.common.hands.roi import Roi, landmarks_to_roi, palm_to_roi
+from hgr.common.inference.hands import association, crop, landmarks, palms
+from hgr.common.inference.hands.bundle import load_models
+from hgr.common.inference.hands.roi import Roi, landmarks_to_roi, palm_to_roi
 
 __all__ = ["Hand", "HandPipeline", "Roi", "dedupe"]
 
