@@ -16,8 +16,10 @@ Untrusted input (a client's frame, an edge's payload on the hub) is *validated* 
 # No ``from __future__ import annotations`` here: on Python 3.11 a TypedDict then sees ``NotRequired[...]``
 # only as a string and reports every key as required at run time (tests/test_contracts.py reads them).
 from collections.abc import Callable
-from typing import Any, Literal, NotRequired, Protocol, TypedDict
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, NotRequired, Protocol, TypedDict, TypeVar
 
+from hgr.common.errors import HgrError
 from hgr.common.options import DetectOptions
 
 # --- the detection result (common.inference.engine → worker → pool → edge / hub) ---
@@ -255,8 +257,32 @@ ControlCommand = ThrottleCommand | RebirthCommand
 
 # --- services ---
 
-# A stream's frame source for ``submit_latest``: (image bytes, options, arrival time.monotonic()) or None.
-Pull = Callable[[], "tuple[bytes, DetectOptions, float] | None"]
+
+class PulledFrame(Protocol):
+    """What a stream's pull hands the pool when its turn comes (``submit_latest``): the image bytes, their
+    options and the arrival ``time.monotonic()``. The caller's own type, with whatever else it needs to
+    answer (a sequence number, a timestamp), comes back unchanged in ``Ran.frame``."""
+
+    @property
+    def image(self) -> bytes: ...
+    @property
+    def opts(self) -> DetectOptions: ...
+    @property
+    def received_at(self) -> float: ...
+
+
+F = TypeVar("F", bound=PulledFrame)
+
+# A stream's frame source for ``submit_latest``: its newest frame, or None if it has none any more.
+Pull = Callable[[], F | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Ran(Generic[F]):
+    """A ``submit_latest`` turn that took a frame: that frame, and what became of it — its result, or the
+    error it failed with (a bad image, a refused model, its worker died)."""
+    frame: F
+    outcome: DetectionResult | HgrError
 
 
 class DetectionPool(Protocol):
@@ -274,7 +300,9 @@ class DetectionPool(Protocol):
     async def submit(self, data: bytes, opts: DetectOptions, *, stream: str | None = None,
                      received_at: float | None = None) -> DetectionResult: ...
 
-    async def submit_latest(self, pull: Pull, *, stream: str) -> DetectionResult | None: ...
+    async def submit_latest(self, pull: Pull[F], *, stream: str) -> Ran[F] | None:
+        """Take a turn for ``stream``; ``pull()`` is called only when the turn comes. None if it returned
+        None; raises HgrError only if no frame was taken (the pool is not running, the pull raised)."""
 
     def close_stream(self, stream: str) -> None: ...
 
