@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -42,7 +41,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.exceptions import WebSocketException
 
@@ -50,6 +49,7 @@ from hgr.common.config import Settings
 from hgr.common.percentiles import percentiles
 from hgr.edge import protocol
 from hgr.loadtest import clips as camclips
+from hgr.loadtest.context import BenchContext
 from hgr.loadtest.ws_stream import open_stream, running_edge
 
 DEFAULT_MIX = "empty=4,one_hand=3,two_hands=1"
@@ -58,15 +58,6 @@ ANSWER_TIMEOUT_S = 30.0
 # The issue's acceptance for the new pipeline (issue 14), reported next to each edge run.
 TARGETS = {"throughput_ratio": 1.8, "one_hand_ratio": 1.7, "empty_ratio": 4.0, "one_hand_agreement": 0.97,
            "one_stream_overhead_ms": 2.0}
-
-
-class Context(Protocol):
-    """What this section uses of ``hgr bench``'s context."""
-
-    args: argparse.Namespace
-    settings: Settings
-
-    def log(self, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -404,7 +395,7 @@ def make_clips(settings: Settings, model_path: str, args: argparse.Namespace,
     return clips
 
 
-async def run(ctx: Context) -> dict[str, Any]:
+async def run(ctx: BenchContext) -> dict[str, Any]:
     from hgr.common.inference.model import model_paths
 
     args, settings = ctx.args, ctx.settings
@@ -521,7 +512,7 @@ class EdgeSide:
         return result
 
 
-async def _start_edge(stack: contextlib.ExitStack, ctx: Context, extra: dict[str, str], streams: int,
+async def _start_edge(stack: contextlib.ExitStack, ctx: BenchContext, extra: dict[str, str], streams: int,
                       workers: int) -> EdgeSide:
     """An edge with ``extra`` over the bench's environment, stopped when ``stack`` closes; a configuration
     that does not start is recorded as failed."""
@@ -626,12 +617,3 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [f"\n{_edge_name(e)} failed: {e['failed']}" for e in report["edge"] if "failed" in e]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    # python -m hgr.loadtest.camera report.json  → the Markdown tables of a saved `hgr bench` report
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m hgr.loadtest.camera REPORT.json   (make one with: hgr bench --sections camera)")
-    import json
-
-    loaded = json.loads(Path(sys.argv[1]).read_text())
-    print(markdown(loaded.get("camera", loaded)))

@@ -2,10 +2,11 @@
 
 Layers, bottom to top (docs/architecture.md): ``hgr.common`` < ``hgr.edge``, ``hgr.hub`` (never each
 other) < ``hgr.loadtest`` < the application layer (``hgr``, ``hgr.cli``, ``hgr.serve``, ``hgr.servers``,
-``hgr.allinone``, ``hgr.__main__``). Every import counts, wherever it is written: at module level, inside
-a function, under ``if TYPE_CHECKING:``, or as a string handed to ``importlib.import_module`` or written
-as ``"module:function"`` (the CLI's service table). A type-only import is still an arrow a reader
-follows, so it obeys the same rules; a lower module states what it needs as a ``typing.Protocol``.
+``hgr.allinone``, ``hgr.__main__``); outside the package, ``research/`` may import it, never the reverse.
+Every import counts, wherever it is written: at module level, inside a function, under
+``if TYPE_CHECKING:``, or as a string handed to ``importlib.import_module`` or written as
+``"module:function"`` (the CLI's service table). A type-only import is still an arrow a reader follows, so
+it obeys the same rules; a lower module states what it needs as a ``typing.Protocol``.
 """
 
 from __future__ import annotations
@@ -253,6 +254,22 @@ def test_nothing_imports_the_bare_folder_names() -> None:
     assert not wrong, "imports of a bare top-level name (use hgr.<name>):\n" + "\n".join(wrong)
 
 
+def test_the_package_never_imports_research_or_tests() -> None:
+    """``research/`` (studies run from a checkout, not in the wheel) and the tests import ``hgr.*``; nothing in
+    the package imports them back, so an installed copy never reaches for a checkout."""
+    wrong = [f"{path.relative_to(ROOT)}:{line}: {name}" for module, path in sorted(package_modules().items())
+             for line, name in imported_names(module, path.read_text(), path.name == "__init__.py")
+             if name.split(".")[0] in ("research", "tests", "support")]
+    assert not wrong, "package modules importing checkout-only code:\n" + "\n".join(wrong)
+
+
+def test_loadtest_finds_its_files_as_package_resources() -> None:
+    """``hgr bench`` works on a plain install: hgr.loadtest builds no path from ``__file__`` (a path into a
+    checkout finds nothing once installed); its photos are package data (``importlib.resources``)."""
+    wrong = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "loadtest").glob("*.py")) if "__file__" in p.read_text()]
+    assert not wrong, f"paths from __file__ in {wrong}"
+
+
 def test_ruff_refuses_the_editors_bare_auto_import(tmp_path: Path) -> None:
     """An editor offers ``from common.config import …`` (the folder is on its path); ruff's banned-api
     (pyproject.toml) makes that a lint error in ``make check`` before any test runs."""
@@ -301,14 +318,18 @@ def test_the_wheel_claims_only_hgr(wheel: zipfile.ZipFile) -> None:
     assert wheel.read(f"{dist_info}/top_level.txt").decode().split() == ["hgr"]
 
 
-def test_the_wheel_holds_every_module_the_lua_scripts_and_py_typed(wheel: zipfile.ZipFile, source: Path) -> None:
+def test_the_wheel_holds_every_module_and_its_data(wheel: zipfile.ZipFile, source: Path) -> None:
+    """Every module, the Lua scripts, the bench's photos and py.typed."""
     modules = {module.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
                for module, path in package_modules(source).items()}
     lua = {f"hgr/hub/{p.name}" for p in (source / "hub").glob("*.lua")}
     assert lua, "the hub's Lua scripts are missing from the source tree"
+    photos = {f"hgr/loadtest/hands/{p.name}" for p in (source / "loadtest" / "hands").iterdir()}
+    assert "hgr/loadtest/hands/labels.csv" in photos, "the bench's sample photos are missing from the source tree"
+    data = lua | photos | {"hgr/py.typed"}
     shipped = {n for n in wheel.namelist() if n.startswith("hgr/")}
-    assert shipped == modules | lua | {"hgr/py.typed"}, (
-        f"missing: {sorted(modules | lua - shipped)}; unexpected: {sorted(shipped - modules - lua)}")
+    assert shipped == modules | data, (
+        f"missing: {sorted(modules | data - shipped)}; unexpected: {sorted(shipped - modules - data)}")
 
 
 def test_the_wheel_entry_point_is_hgr_cli_main(wheel: zipfile.ZipFile) -> None:
