@@ -337,3 +337,40 @@ def test_the_wheel_entry_point_is_hgr_cli_main(wheel: zipfile.ZipFile) -> None:
     scripts = wheel.read(entry_points).decode().split("[console_scripts]", 1)[1].split("[", 1)[0]
     assert [tuple(p.strip() for p in line.split("=")) for line in scripts.strip().splitlines()] == [
         ("hgr", "hgr.cli:main")]
+
+
+INSTALLED_BENCH = """
+import sys
+from hgr.loadtest.bench import build_parser
+from hgr.loadtest.clips import read_labels
+photos = build_parser().parse_args([]).photos
+assert str(photos).startswith(sys.prefix), f"default photos {photos} outside the install {sys.prefix}"
+print(len(read_labels(photos)))
+"""
+
+
+def test_hgr_bench_finds_its_photos_in_an_installed_wheel(wheel: zipfile.ZipFile, tmp_path: Path) -> None:
+    """The wheel in a venv of its own, run from an empty directory: ``hgr bench --help`` works and the default
+    photos are the installed package's. (The dependencies come from this interpreter's site-packages, on the
+    path after the venv's own, so the wheel's ``hgr`` is the one imported; the editable install's finder is
+    not loaded from there.)"""
+    import site
+    import venv
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    (purelib,) = (env_dir / "lib").glob("python3*/site-packages")
+    (purelib / "zz-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    assert wheel.filename is not None
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(purelib),
+                          wheel.filename], capture_output=True, text=True, timeout=300, check=False)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    run = tmp_path / "elsewhere"
+    run.mkdir()
+    help_text = subprocess.run([str(python), "-m", "hgr", "bench", "--help"], cwd=run, capture_output=True,
+                               text=True, timeout=120, check=False)
+    assert help_text.returncode == 0 and "--sections" in help_text.stdout, help_text.stderr[-3000:]
+    photos = subprocess.run([str(python), "-c", INSTALLED_BENCH], cwd=run, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert photos.returncode == 0 and photos.stdout.split() == ["36"], photos.stderr[-3000:]
