@@ -1,7 +1,7 @@
 """Finger-count accuracy of the real model + common.inference.fingers on the labelled photos: the 210 of
 ../shared/data/hands when present, else the 36 the package ships in loadtest/hands.
 
-Scoring (also in loadtest/accuracy.py and docs/accuracy.md): accuracy is over photos where the model
+Scoring (also in research/accuracy.py and docs/accuracy.md): accuracy is over photos where the model
 finds a hand; each photo shows one hand, so if the model reports two, the highest-score hand is scored.
 End to end = photos counted right / all photos. EXPOSURE_RETRY is on by default (stills only).
 """

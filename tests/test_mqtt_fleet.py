@@ -1,4 +1,4 @@
-"""loadtest/mqtt_fleet.py: how the hub's ingest rate is read from its samples, and one small real run of
+"""research/mqtt_fleet.py: how the hub's ingest rate is read from its samples, and one small real run of
 each mode (private Mosquitto with the shipped config, the machine's Redis, real hub and publishers)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The short chaos run (loadtest/chaos.py, 50 s): real hub and edge, private Redis and Mosquitto, good and
+"""The short chaos run (research/chaos/, 50 s): real hub and edge, private Redis and Mosquitto, good and
 hostile traffic while a worker is killed, Redis restarted, the broker stopped and the hub reloaded. The run's
 own verdict is asserted, property by property, so a failure says which one broke."""
 

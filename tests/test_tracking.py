@@ -1,4 +1,4 @@
-"""loadtest/tracking.py: the tracked one-hand agreement report (pure parts) and one real photo end to end."""
+"""research/tracking.py: the tracked one-hand agreement report (pure parts) and one real photo end to end."""
 
 from __future__ import annotations
 
