@@ -75,8 +75,9 @@ images: install
 	deploy/dev/stand-in-bases.sh
 	$(PY) -m pytest -q -ra tests/test_scenario_images.py
 
+# The package's 36 sample photos, or the full labelled set beside the checkout when it is there.
 bench: install
-	$(VENV)/bin/hgr bench
+	$(VENV)/bin/hgr bench $(if $(wildcard ../shared/data/hands/labels.csv),--photos ../shared/data/hands)
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache artifacts

@@ -1,4 +1,4 @@
-"""loadtest/mqtt_fleet.py: how the hub's ingest rate is read from its samples, and one small real run of
+"""research/mqtt_fleet.py: how the hub's ingest rate is read from its samples, and one small real run of
 each mode (private Mosquitto with the shipped config, the machine's Redis, real hub and publishers)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from support import need
+from support import ROOT, need
 
-from hgr.loadtest.mqtt_fleet import ingest_rate
+from research.mqtt_fleet import ingest_rate
 
 
 def test_live_rate_is_the_steady_part() -> None:
@@ -36,9 +36,9 @@ def test_backlog_rate_without_data_is_zero() -> None:
 @pytest.mark.parametrize("mode", ["live", "backlog"])
 def test_a_small_run_stores_every_message_and_reports_a_rate(mode: str, redis_url: str) -> None:
     need(bool(shutil.which("mosquitto")), "mosquitto is not installed")
-    proc = subprocess.run([sys.executable, "-m", "hgr.loadtest.mqtt_fleet", "--edges", "20", "--rate", "2000",
+    proc = subprocess.run([sys.executable, "-m", "research.mqtt_fleet", "--edges", "20", "--rate", "2000",
                            "--duration", "2", "--mode", mode, "--redis-url", redis_url],
-                          capture_output=True, text=True, timeout=300, check=False)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["mode"] == mode and report["sent"] > 0

@@ -1,6 +1,6 @@
 """Simulated fleet → one hub's MQTT ingest rate. Prints JSON.
 
-    python -m hgr.loadtest.mqtt_fleet --edges 200 --rate 12000 --duration 10
+    python -m research.mqtt_fleet --edges 200 --rate 12000 --duration 10
 
 Processes: a private Mosquitto running the shipped config (monitoring/mosquitto, auth off, on a free
 port; or ``--mqtt-url`` for a broker of yours), one *hub* process running the real ``FleetService``
@@ -21,7 +21,7 @@ alone: the hub's own ceiling.
 the broker carries the fleet's connection count (mind ``ulimit -n``: each connection is a descriptor
 in the broker and three in a publisher process)::
 
-    python -m hgr.loadtest.mqtt_fleet --edges 10000 --connections 10000 --publishers 4 --rate 1000 --duration 60
+    python -m research.mqtt_fleet --edges 10000 --connections 10000 --publishers 4 --rate 1000 --duration 60
 
 Traffic stays on 127.0.0.1; every loop is bounded by ``--duration``.
 """
@@ -43,9 +43,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from hgr.common.messaging.topics import edge_topic, encode
-from hgr.loadtest.helpers import free_port, loop_lag, stop_process, wait_for_port
+from hgr.loadtest.procs import ServerExited, free_port, loop_lag, start_mosquitto, stop_process
+from research.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "monitoring" / "mosquitto" / "mosquitto.conf"
 
 
@@ -92,12 +92,10 @@ def start_broker(folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     conf = folder / "mosquitto.conf"
     conf.write_text(shipped_broker_config(port, folder))
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port("127.0.0.1", port, 20)
-    except TimeoutError:
-        proc.kill()
-        raise SystemExit("mosquitto did not start") from None
+        proc = start_mosquitto(conf, port)
+    except (TimeoutError, ServerExited) as exc:
+        raise SystemExit(f"mosquitto did not start: {exc}") from None
     return f"mqtt://127.0.0.1:{port}", proc
 
 
@@ -385,7 +383,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hgr.loadtest.mqtt_fleet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m research.mqtt_fleet", description=__doc__.splitlines()[0])
     parser.add_argument("--edges", type=int, default=200)
     parser.add_argument("--rate", type=float, default=12000.0, help="metrics messages/s, all edges together")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing (bounded)")
