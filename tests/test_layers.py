@@ -306,9 +306,11 @@ def test_the_wheel_holds_every_module_the_lua_scripts_and_py_typed(wheel: zipfil
                for module, path in package_modules(source).items()}
     lua = {f"hgr/hub/{p.name}" for p in (source / "hub").glob("*.lua")}
     assert lua, "the hub's Lua scripts are missing from the source tree"
+    docs_ui = {f"hgr/hub/docs_ui/{p.name}" for p in (source / "hub" / "docs_ui").iterdir()}  # /docs (hub.apidocs)
+    assert "hgr/hub/docs_ui/swagger-ui-bundle.js" in docs_ui
+    expected = modules | lua | docs_ui | {"hgr/py.typed"}
     shipped = {n for n in wheel.namelist() if n.startswith("hgr/")}
-    assert shipped == modules | lua | {"hgr/py.typed"}, (
-        f"missing: {sorted(modules | lua - shipped)}; unexpected: {sorted(shipped - modules - lua)}")
+    assert shipped == expected, f"missing: {sorted(expected - shipped)}; unexpected: {sorted(shipped - expected)}"
 
 
 def test_the_wheel_entry_point_is_hgr_cli_main(wheel: zipfile.ZipFile) -> None:
