@@ -8,6 +8,7 @@ stay around a minute on a 2-core machine."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +30,7 @@ from hgr.common.messaging.bus import LocalBus
 from hgr.hub.app import Hub
 from hgr.hub.fleet_logic import StatusMsg
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
-from hgr.hub.openapi import openapi_schema
+from hgr.hub.openapi import OPERATIONS, openapi_schema
 
 MAX_EXAMPLES = 12
 KEY = "fuzz-every-scope-0123456789"
@@ -81,3 +82,18 @@ def hub_url(model_path: str) -> Iterator[str]:
           suppress_health_check=list(HealthCheck))
 def test_every_answer_conforms_to_the_document(case: Any, hub_url: str) -> None:
     case.call_and_validate(base_url=hub_url, headers=HEADERS, checks=CHECKS, timeout=60)
+
+
+def test_the_fuzz_reached_every_operation_and_no_answer_was_a_5xx(hub_url: str) -> None:
+    """Runs after the generated cases (file order): the hub's own request counter says every documented
+    operation was called, with more than the examples alone, and never answered 5xx."""
+    text = httpx.get(f"{hub_url}/metrics", timeout=30).text
+    calls = [(dict(re.findall(r'(\w+)="([^"]*)"', labels)), float(value)) for labels, value in
+             re.findall(r"^hand_gesture_requests_total\{(.*)\} ([0-9.e+]+)$", text, re.MULTILINE)]  # {…} in routes
+    by_route: dict[tuple[str, str], float] = {}
+    for labels, value in calls:
+        key = (labels["method"].lower(), labels["route"])
+        by_route[key] = by_route.get(key, 0) + value
+        assert not labels["status"].startswith("5"), labels
+    for op in OPERATIONS:
+        assert by_route.get((op.method, op.path), 0) >= 3, f"{op.method} {op.path} was hardly called: {by_route}"
