@@ -326,7 +326,9 @@ def test_the_wheel_holds_every_module_and_its_data(wheel: zipfile.ZipFile, sourc
     assert lua, "the hub's Lua scripts are missing from the source tree"
     photos = {f"hgr/loadtest/hands/{p.name}" for p in (source / "loadtest" / "hands").iterdir()}
     assert "hgr/loadtest/hands/labels.csv" in photos, "the bench's sample photos are missing from the source tree"
-    data = lua | photos | {"hgr/py.typed"}
+    docs_ui = {f"hgr/hub/docs_ui/{p.name}" for p in (source / "hub" / "docs_ui").iterdir()}  # /docs (hub.apidocs)
+    assert "hgr/hub/docs_ui/swagger-ui-bundle.js" in docs_ui
+    data = lua | photos | docs_ui | {"hgr/py.typed"}
     shipped = {n for n in wheel.namelist() if n.startswith("hgr/")}
     assert shipped == modules | data, (
         f"missing: {sorted(modules | data - shipped)}; unexpected: {sorted(shipped - modules - data)}")
