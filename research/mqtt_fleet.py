@@ -300,6 +300,12 @@ def ingest_rate(series: list[tuple[float, int]], back_ts: float | None) -> float
         done = next((ts for ts, n in series if n >= top), None)
         return top / (done - back_ts) if top and done is not None and done > back_ts else 0.0
     window = [(ts, n) for ts, n in series if 0.1 * top <= n <= 0.9 * top]
+    if len(window) < 2:
+        # The hub stored the middle of the run between two samples (a loaded machine: CI once saw 0.0 here):
+        # from the last sample below the window to the first above it, a lower bound like the backlog's.
+        below = [(ts, n) for ts, n in series if n < 0.1 * top] or series[:1]
+        above = [(ts, n) for ts, n in series if n > 0.9 * top]
+        window = [below[-1], above[0]] if below and above and above[0][0] > below[-1][0] else []
     return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) >= 2 else 0.0
 
 

@@ -24,8 +24,15 @@ def test_backlog_rate_is_the_whole_queue_from_the_hub_s_return() -> None:
     # the hub came back at t=10 and stored the whole queue between two samples: there is no steady
     # window, but the queue over the time to the first sample that saw it all is a rate
     series = [(13.5, 0), (13.75, 6000), (14.0, 6000)]
-    assert ingest_rate(series, None) == 0.0
     assert ingest_rate(series, 10.0) == pytest.approx(6000 / 3.75)
+
+
+def test_a_live_run_stored_between_two_samples_is_a_lower_bound_not_zero() -> None:
+    # a loaded machine: no sample inside the 10-90 % window; the rate is what crossed it between the
+    # last sample below and the first above
+    series = [(0.0, 0), (13.5, 0), (13.75, 6000), (14.0, 6000)]
+    assert ingest_rate(series, None) == pytest.approx(6000 / 0.25)
+    assert ingest_rate([(1.0, 6000)], None) == 0.0
 
 
 def test_backlog_rate_without_data_is_zero() -> None:
