@@ -44,7 +44,8 @@ def test_a_process_tree_is_measured_with_its_children(child: subprocess.Popen[by
     own, tree = rss_mb(me), rss_mb(me, tree=True)
     assert own > 10 and tree >= own + rss_mb(child.pid) * 0.5  # memory may move between the two reads
     assert cpu_seconds(me) > 0 and cpu_seconds(me, tree=True) >= cpu_seconds(me)
-    assert worker_pids(me) == []  # a plain Python child is no inference worker
+    # a plain Python child is no inference worker (a pool fixture of an earlier test may still hold real ones)
+    assert child.pid not in worker_pids(me)
 
 
 def test_a_zombie_is_not_alive_and_a_reaped_process_measures_nothing() -> None:
