@@ -20,12 +20,13 @@ from starlette.routing import Route
 
 from hgr.common import jsonsafe
 from hgr.common.auth import FLEET_ADMIN, FLEET_READ
+from hgr.common.contracts import MAX_THROTTLE_FPS, MAX_THROTTLE_S
 from hgr.common.errors import HgrError
 from hgr.common.names import valid_edge_id
 from hgr.hub.access import Access
 from hgr.hub.bodies import InvalidRequest, read_json
 from hgr.hub.fleet import FleetService
-from hgr.hub.fleet_logic import MAX_THROTTLE_FPS, MAX_THROTTLE_S, edge_view
+from hgr.hub.fleet_logic import edge_view
 
 log = logging.getLogger("hgr.hub.fleet")
 
