@@ -78,7 +78,10 @@ Count = Annotated[int, Meta(ge=0, le=MAX_SEQ)]
 Timestamp = Annotated[float, Meta(ge=0, le=1e11)]  # seconds since the epoch
 Session = Annotated[str, Meta(max_length=64)]
 Name = Annotated[str, Meta(max_length=128)]  # a stream id, key name, counter name
-Counters = Annotated[dict[Name, Count], Meta(max_length=MAX_COUNTERS)]
+# What an edge counts (frames, drops, messages queued): a claim, which any JSON number ≥ 0 may state (the hub
+# floors it); sequence numbers above are integers proper.
+Amount = Annotated[int, Meta(ge=0, le=MAX_SEQ)] | Annotated[float, Meta(ge=0, le=MAX_SEQ)]
+Counters = Annotated[dict[Name, Amount], Meta(max_length=MAX_COUNTERS)]
 Rate = Annotated[float, Meta(ge=0, le=1e6)]  # frames per second
 Millis = Annotated[float, Meta(ge=0, le=1e7)]
 
@@ -186,14 +189,14 @@ class StatusOffline(Envelope):
 
 
 class FrameCounts(TypedDict):
-    received: NotRequired[Count]
-    processed: NotRequired[Count]
-    dropped: NotRequired[Count]
+    received: NotRequired[Amount]
+    processed: NotRequired[Amount]
+    dropped: NotRequired[Amount]
 
 
 class OutboxCounts(TypedDict):
-    queued: NotRequired[Count]
-    dropped: NotRequired[Count]
+    queued: NotRequired[Amount]
+    dropped: NotRequired[Amount]
 
 
 class CameraReport(TypedDict):
@@ -216,7 +219,7 @@ class MetricsBody(TypedDict):
     fps: NotRequired[Rate]
     drops: NotRequired[Counters]
     latency_ms: NotRequired[Annotated[dict[Name, Millis], Meta(max_length=8)]]  # p50, p95, p99
-    connections: NotRequired[Annotated[int, Meta(ge=0, le=10_000_000)]]
+    connections: NotRequired[Annotated[int, Meta(ge=0, le=10_000_000)] | Annotated[float, Meta(ge=0, le=10_000_000)]]
     workers: NotRequired[dict[str, Any]]  # the pool's stats
     errors: NotRequired[Counters]
     frames_by_key: NotRequired[Counters]  # since the previous message

@@ -93,10 +93,10 @@ def _num(value: Any) -> float:
 def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: float) -> MetricsBody:
     """The metrics message body from two consecutive ``node.stats()`` snapshots (pure)."""
     processed = int(_num(stats.get("frames_processed")))
-    dropped = {str(k): int(_num(v)) for k, v in (stats.get("frames_dropped") or {}).items()}
+    dropped: dict[str, int | float] = {str(k): int(_num(v)) for k, v in (stats.get("frames_dropped") or {}).items()}
     by_key_now = {str(k): int(_num(v)) for k, v in (stats.get("frames_by_key") or {}).items()}
     by_key_prev = (prev or {}).get("frames_by_key") or {}
-    by_key = {}
+    by_key: dict[str, int | float] = {}
     for key, n in by_key_now.items():
         delta = n - int(_num(by_key_prev.get(key, 0)))
         if delta < 0:  # the node's counter restarted: all of it is new

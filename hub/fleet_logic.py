@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +79,12 @@ class MetricsMsg:
 
 
 def metrics_msg(doc: MetricsPayload) -> MetricsMsg:
-    return MetricsMsg(doc["session"], doc["seq"], doc, doc.get("frames_by_key", {}))
+    return MetricsMsg(doc["session"], doc["seq"], doc, _counts(doc.get("frames_by_key", {})))
+
+
+def _counts(counters: Mapping[str, float]) -> dict[str, int]:
+    """An edge's counters as the hub counts them: whole numbers (a claim may state any number ≥ 0)."""
+    return {name: int(n) for name, n in counters.items()}
 
 
 def metrics_snapshot(doc: MetricsPayload) -> dict[str, Any]:
@@ -89,13 +95,13 @@ def metrics_snapshot(doc: MetricsPayload) -> dict[str, Any]:
     return {
         "fps": doc.get("fps", 0.0),
         "latency_ms": {p: latency.get(p, 0.0) for p in ("p50", "p95", "p99")},
-        "frames": {"received": frames.get("received", 0), "processed": frames.get("processed", 0),
-                   "dropped": frames.get("dropped", 0)},
-        "drops": doc.get("drops", {}),
-        "errors": doc.get("errors", {}),
-        "connections": doc.get("connections", 0),
+        "frames": _counts({"received": frames.get("received", 0), "processed": frames.get("processed", 0),
+                           "dropped": frames.get("dropped", 0)}),
+        "drops": _counts(doc.get("drops", {})),
+        "errors": _counts(doc.get("errors", {})),
+        "connections": int(doc.get("connections", 0)),
         "workers": workers,
-        "outbox": {"queued": outbox.get("queued", 0), "dropped": outbox.get("dropped", 0)},
+        "outbox": _counts({"queued": outbox.get("queued", 0), "dropped": outbox.get("dropped", 0)}),
         "ts": doc.get("ts", 0.0),
     }
 

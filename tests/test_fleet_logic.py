@@ -87,6 +87,11 @@ def test_reading_rejects_bad_payloads_with_payload_error() -> None:
             with pytest.raises(PayloadError):
                 decode(*encode(doc, fmt), tp=MetricsPayload)  # what the hub does on arrival
     assert decode(*encode({"session": "s", "seq": 1}), tp=MetricsPayload) == {"session": "s", "seq": 1}
+    # Counts are claims in any JSON number ≥ 0, counted whole; sequence numbers are integers proper.
+    claim = metrics_msg(conform({"session": "s", "seq": 1, "frames_by_key": {"k": 2.7, "j": 1e15}}, MetricsPayload))
+    assert claim.frames_by_key == {"k": 2, "j": 10**15}
+    with pytest.raises(PayloadError):
+        conform({"session": "s", "seq": 1.0}, MetricsPayload)
     batch = EdgeBatch()  # the pool stats are kept as JSON text: bounded, strict
     batch.add_metrics(metrics_msg(conform({"session": "s", "seq": 1, "workers": {"x": "y" * 20_000}}, MetricsPayload)))
     assert not batch.prepare() and batch.snapshot is None  # counted as invalid, no snapshot stored
