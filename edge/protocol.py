@@ -125,7 +125,7 @@ def decode_text(text: str, limits: jsonsafe.JsonLimits = jsonsafe.DEFAULT_LIMITS
         raise ProtocolError(f"the message is refused: {exc.message}", code=exc.code) from None
     except msgspec.ValidationError as exc:
         raise _refusal(exc, data, _ANY_JSON) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError(f"the message is refused: not valid JSON ({exc})", code="bad_message") from None
 
 
@@ -140,8 +140,9 @@ def _refusal(exc: msgspec.ValidationError, data: bytes,
     message's ``seq`` when that one is valid."""
     try:
         msg = decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError, TypeError):  # the typed decode stopped before the damage
-        msg = None
+    except (msgspec.MsgspecError, RecursionError, TypeError) as whole:  # the typed decode stopped before it
+        # Past what the typed decode read: broken, or a number out of range (1e999) anywhere.
+        return ProtocolError(f"the message is refused: {str(whole)[:200]}", code="bad_message")
     if not isinstance(msg, dict):
         return ProtocolError("a message must be a map/object with a \"type\"", code="bad_message")
     try:

@@ -136,7 +136,7 @@ def decode(payload: bytes, content_type: str | None = None, max_bytes: int = MAX
     except jsonsafe.JsonTooComplex as exc:
         raise PayloadError(f"undecodable payload: {exc.message}") from None
     except msgspec.ValidationError as exc:
-        raise PayloadError(f"invalid payload: {exc}") from None
+        raise PayloadError(_invalid(exc)) from None
     except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: msgpack nested past msgspec's limit
         raise PayloadError(f"undecodable payload: {type(exc).__name__}") from None
     return doc
@@ -147,4 +147,10 @@ def conform(doc: Any, tp: type[Doc]) -> Doc:
     try:
         return msgspec.convert(doc, tp)
     except msgspec.ValidationError as exc:
-        raise PayloadError(f"invalid payload: {exc}") from None
+        raise PayloadError(_invalid(exc)) from None
+
+
+def _invalid(exc: msgspec.ValidationError) -> str:
+    # msgspec quotes a value it did not expect (``Invalid enum value '…'``): a log line stays short anyway.
+    text = str(exc)
+    return f"invalid payload: {text if len(text) <= 200 else text[:200] + '…'}"
