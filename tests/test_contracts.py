@@ -8,7 +8,6 @@ and docs/mqtt.md. msgspec ignores unknown keys (as every reader does), so the ke
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -27,7 +26,8 @@ from hgr.common.messaging.topics import decode
 from hgr.common.options import DetectOptions
 from hgr.edge import protocol
 from hgr.edge.reporter import EdgeReporter
-from hgr.hub.fleet_logic import StatusMsg, metrics_snapshot, stream_throttle_command, throttle_command
+from hgr.hub.fleet_logic import metrics_snapshot, stream_throttle_command, throttle_command
+from hgr.hub.fleet_store import STATUS_ARGS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HUB = Path(__file__).resolve().parent.parent / "hub"
@@ -223,10 +223,10 @@ HUB_FIELDS = {"online_since", "status_at", "last_seen", "seq_lo", "seq_hi", "hol
 
 
 def test_status_msg_and_fleet_status_lua_use_the_declared_field_names() -> None:
-    """``StatusMsg`` carries a status message's fields under their declared names, in the order of
-    fleet_status.lua's ARGV (RedisFleetStore passes them so), and every field the script writes to an edge's
-    hash is a declared one (or the hub's own)."""
-    fields = [f.name for f in dataclasses.fields(StatusMsg) if f.name != "online"]
+    """``StatusMsg`` carries a status message's fields under their declared names; RedisFleetStore passes
+    them in its order (``STATUS_ARGS``) as fleet_status.lua's ARGV, which the script's header names; and every
+    field the script writes to an edge's hash is a declared one (or the hub's own)."""
+    fields = list(STATUS_ARGS)
     assert set(fields) <= STATUS_KEYS, sorted(set(fields) - STATUS_KEYS)
     lua = (HUB / "fleet_status.lua").read_text()
     argv = re.search(r"-- ARGV: (.*?)\n-- Returns", lua, re.DOTALL)
