@@ -17,7 +17,7 @@ in JSON and msgpack alike, and returns plain dicts. There is no hand-written val
 """
 
 # No ``from __future__ import annotations`` here: on Python 3.11 a TypedDict then sees ``NotRequired[...]``
-# only as a string and reports every key as required at run time (tests/test_contracts.py reads them).
+# only as a string and reports every key as required at run time (msgspec decodes by them).
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, NotRequired, Protocol, TypedDict
