@@ -9,12 +9,16 @@
   depends on the concrete ``common.inference.pool.InferencePool`` (the message bus's protocol,
   ``MessageBus``, lives with the bus in ``common.messaging.bus``).
 
-Untrusted input (a client's frame, an edge's payload on the hub) is *validated* into these shapes by
-``edge.protocol`` and ``hub.fleet_logic``; the types describe the result, they check nothing at run time.
+The WebSocket and MQTT shapes carry their bounds (``Annotated[..., msgspec.Meta(...)]``), and untrusted
+input (a client's frame, an edge's payload on the hub, a hub's command on the edge, detection options) is
+decoded *with these very types* by msgspec (``edge.protocol``, ``common.messaging.topics``,
+``hub.fleet_logic``, ``edge.reporter``, ``common.options``): msgspec checks keys, types and bounds at C speed,
+in JSON and msgpack alike, and returns plain dicts. There is no hand-written validator beside them.
 """
 
 # No ``from __future__ import annotations`` here: on Python 3.11 a TypedDict then sees ``NotRequired[...]``
-# only as a string and reports every key as required at run time (tests/test_contracts.py reads them).
+# only as a string and reports every key as required at run time (msgspec decodes by them).
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, NotRequired, Protocol, TypedDict, TypeVar
@@ -23,6 +27,9 @@ import msgspec
 
 from hgr.common.errors import HgrError
 from hgr.common.options import DetectOptions
+
+# Declared with DetectOptions (which this module imports, so it cannot live here), and re-exported.
+from hgr.common.options import OptionsDoc as OptionsDoc  # noqa: PLC0414
 
 # --- the detection result (common.inference.engine → worker → pool → edge / hub) ---
 
@@ -57,18 +64,33 @@ class DetectionResult(TypedDict):
     retry: NotRequired[str]  # "darker" | "brighter": a still whose hands were found on an exposure bracket
 
 
+# --- bounds: what a reader accepts, declared once with the field (``msgspec.Meta``, checked at decode time) ---
+
+MAX_SEQ = 2**53  # MQTT sequence numbers and counters: JSON-safe integers
+MAX_WS_SEQ = 2**63 - 1  # a WebSocket frame's seq (msgpack's int64)
+MAX_THROTTLE_FPS = 10_000  # a throttle command's max_fps
+MAX_THROTTLE_S = 86_400  # a throttle command's duration_s
+MAX_COUNTERS = 256  # names in a {name: count} map of a metrics message
+
+# ts echoes untouched, so it must be writable back as JSON: finite (NaN fails both bounds).
+Finite = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+WsSeq = Annotated[int, msgspec.Meta(ge=0, le=MAX_WS_SEQ)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]  # numbered from 1
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]  # seconds since the epoch
+Session = Annotated[str, msgspec.Meta(max_length=64)]
+Name = Annotated[str, msgspec.Meta(max_length=128)]  # a stream id, key name, counter name
+# What an edge counts (frames, drops, messages queued): a claim, which any JSON number ≥ 0 may state (the hub
+# floors it); sequence numbers above are integers proper.
+Amount = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] | Annotated[float, msgspec.Meta(ge=0, le=MAX_SEQ)]
+Counters = Annotated[dict[Name, Amount], msgspec.Meta(max_length=MAX_COUNTERS)]
+Connections = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] | Annotated[float, msgspec.Meta(ge=0, le=10_000_000)]
+Rate = Annotated[float, msgspec.Meta(ge=0, le=1e6)]  # frames per second
+Millis = Annotated[float, msgspec.Meta(ge=0, le=1e7)]
+
 # --- the edge's WebSocket messages (docs/protocol.md; built and parsed in edge.protocol) ---
 
 WsEncoding = Literal["hgr.msgpack.v1", "hgr.json.v1"]
-
-
-class OptionsDoc(TypedDict, total=False):
-    """Detection options as a client sends them (validated by ``DetectOptions.parse``)."""
-
-    num_hands: int
-    mirrored: bool
-    model: str
-    camera: str  # names the stream, on its first frame only (edge.session; docs/protocol.md "Named streams")
 
 
 class Limits(TypedDict):
@@ -91,13 +113,16 @@ class HelloMessage(TypedDict):
 
 
 class FrameMessage(TypedDict):
-    """Client → edge. ``image`` is bytes in msgpack, a base64 string in JSON. ``opts`` are sticky."""
+    """Client → edge; decoded by ``edge.protocol`` with this type (``bad_frame`` when it does not fit).
+    ``image`` is bin in msgpack and a base64 string in JSON (msgspec's ``bytes`` in either)."""
 
     type: Literal["frame"]
-    seq: int
-    ts: NotRequired[float | None]
-    image: bytes | str
-    opts: NotRequired[OptionsDoc]
+    seq: WsSeq
+    ts: NotRequired[Finite | None]
+    image: bytes
+    # An ``OptionsDoc``, sticky; left unchecked here because a bad one is a ``bad_options`` error (and
+    # ``camera`` a stream name), checked by the session: ``DetectOptions.parse``, ``EdgeSession._take_name``.
+    opts: NotRequired[Any]
 
 
 class ResultMessage(TypedDict):
@@ -121,112 +146,116 @@ class ErrorMessage(TypedDict):
 
 ServerMessage = HelloMessage | ResultMessage | ErrorMessage
 
-# --- MQTT payloads (docs/mqtt.md; built by edge.reporter, read by hub.fleet_logic) ---
+# --- MQTT payloads (docs/mqtt.md; built by edge.reporter, decoded with these types by hub.fleet and the
+# reporter's control handler). A reader needs only the identity fields (``session``, a sequence number, what
+# the message is); the rest is NotRequired, read as empty/0 when absent, and checked against its bounds
+# when present. The edge sends every field (tests/test_contracts.py holds it to that). Unknown fields are
+# ignored. ---
 
 
 class Envelope(TypedDict):
     """What every edge → hub message carries."""
 
-    v: int
-    edge_id: str
-    session: str
+    v: NotRequired[Annotated[int, msgspec.Meta(ge=1)]]
+    edge_id: NotRequired[Annotated[str, msgspec.Meta(max_length=64)]]  # the topic's is the one the hub uses
+    session: Session
 
 
 class Capabilities(TypedDict):
-    protocols: list[str]
-    max_fps: float
-    max_connections: int
-    workers: int
-    results_topic: bool
-    payload: str
-    control: list[str]
+    protocols: NotRequired[list[str]]
+    max_fps: NotRequired[float]
+    max_connections: NotRequired[int]
+    workers: NotRequired[int]
+    results_topic: NotRequired[bool]
+    payload: NotRequired[str]
+    control: NotRequired[list[str]]
 
 
 class StatusOnline(Envelope):
     status: Literal["online"]
-    birth_seq: int
-    conn: int
-    metrics_seq: int
-    ts: float
-    version: str
-    model: str
-    metrics_interval_s: float
-    capabilities: Capabilities
-    cameras: NotRequired[list[str]]  # the names of the cameras it reads itself (CAMERAS), when it has any
+    birth_seq: Seq
+    conn: NotRequired[Count]
+    metrics_seq: NotRequired[Count]
+    ts: NotRequired[Timestamp]
+    version: NotRequired[Annotated[str, msgspec.Meta(max_length=64)]]
+    model: NotRequired[Annotated[str, msgspec.Meta(max_length=64)]]
+    metrics_interval_s: NotRequired[Annotated[float, msgspec.Meta(ge=0, le=86_400)]]
+    capabilities: NotRequired[Capabilities]
+    cameras: NotRequired[list[Name]]  # the names of the cameras it reads itself (CAMERAS), when it has any
 
 
 class StatusOffline(Envelope):
     status: Literal["offline"]
-    reason: str  # "will" | "shutdown"
-    conn: int
-    ts: NotRequired[float]  # absent in the Will (written before the edge goes away)
+    reason: NotRequired[Annotated[str, msgspec.Meta(max_length=32)]]  # "will" | "shutdown"
+    conn: NotRequired[Count]
+    ts: NotRequired[Timestamp]  # absent in the Will (written before the edge goes away)
 
 
 class FrameCounts(TypedDict):
-    received: int
-    processed: int
-    dropped: int
+    received: NotRequired[Amount]
+    processed: NotRequired[Amount]
+    dropped: NotRequired[Amount]
 
 
 class OutboxCounts(TypedDict):
-    queued: int
-    dropped: int
+    queued: NotRequired[Amount]
+    dropped: NotRequired[Amount]
 
 
 class CameraReport(TypedDict):
     """One camera the edge reads itself, in its metrics message (docs/cameras.md)."""
 
-    name: str
+    name: Name
     up: bool
-    fps: float  # frames processed per second, over the last 5 s
-    reconnects: int
+    fps: Rate  # frames processed per second, over the last 5 s
+    reconnects: Count
     last_frame_age_s: float | None  # None: no frame yet
-    frames_read: int
-    frames_processed: int
-    frames_dropped: int
+    frames_read: Count
+    frames_processed: Count
+    frames_dropped: Count
 
 
 class MetricsBody(TypedDict):
     """The part of a metrics message computed from two ``node.stats()`` snapshots (``metrics_doc``)."""
 
-    frames: FrameCounts
-    fps: float
-    drops: dict[str, int]
-    latency_ms: dict[str, float]  # p50, p95, p99
-    connections: int
-    workers: dict[str, Any]  # the pool's stats
-    errors: dict[str, int]
-    frames_by_key: dict[str, int]  # since the previous message
-    interval_s: float
-    cameras: NotRequired[list[CameraReport]]  # only on an edge with cameras (CAMERAS)
+    frames: NotRequired[FrameCounts]
+    fps: NotRequired[Rate]
+    drops: NotRequired[Counters]
+    latency_ms: NotRequired[Annotated[dict[Name, Millis], msgspec.Meta(max_length=8)]]  # p50, p95, p99
+    connections: NotRequired[Connections]
+    workers: NotRequired[dict[str, Any]]  # the pool's stats
+    errors: NotRequired[Counters]
+    frames_by_key: NotRequired[Counters]  # since the previous message
+    interval_s: NotRequired[Annotated[float, msgspec.Meta(ge=0)]]
+    cameras: NotRequired[Annotated[list[CameraReport], msgspec.Meta(max_length=MAX_COUNTERS)]]  # only with CAMERAS
 
 
 class MetricsPayload(Envelope, MetricsBody):
-    seq: int
-    ts: float
-    outbox: OutboxCounts
+    seq: Seq
+    ts: NotRequired[Timestamp]
+    outbox: NotRequired[OutboxCounts]
 
 
 class EventHand(TypedDict):
-    handedness: str
-    fingers: int
-    gesture: str
+    handedness: Name
+    fingers: Count
+    gesture: Name
 
 
 class EventFields(TypedDict):
     """A stream's stable hand state, as events carry it (``edge.stream_events.state_fields``)."""
 
-    total_fingers: int
-    hands: list[EventHand]
+    total_fingers: NotRequired[Annotated[int, msgspec.Meta(ge=0, le=1000)]]
+    hands: NotRequired[Annotated[list[EventHand], msgspec.Meta(max_length=16)]]
 
 
 class EventPayload(Envelope, EventFields):
-    seq: int
-    ts: float
-    stream: str
-    key: str | None
+    seq: NotRequired[Count]
+    ts: NotRequired[Timestamp]
+    stream: Name
+    key: NotRequired[Name | None]
     phase: Literal["new", "update", "end"]
-    duration_s: NotRequired[float]  # on "end"
+    duration_s: NotRequired[Annotated[float, msgspec.Meta(ge=0)]]  # on "end"
 
 
 class ResultsPayload(Envelope):
@@ -240,19 +269,20 @@ EdgePayload = StatusOnline | StatusOffline | MetricsPayload | EventPayload | Res
 
 
 class ThrottleCommand(TypedDict):
-    """Hub → edge on ``…/control``: exactly one of ``key`` or ``stream``; ``max_fps`` None lifts the cap."""
+    """Hub → edge on ``…/control``: exactly one of ``key`` or ``stream`` (checked by the edge:
+    ``reporter.throttle_target``); ``max_fps`` None or absent lifts the cap."""
 
     cmd: Literal["throttle"]
-    key: NotRequired[str]
-    stream: NotRequired[str]
-    max_fps: NotRequired[float | None]
-    duration_s: NotRequired[float]
-    reason: NotRequired[str]
+    key: NotRequired[Name]
+    stream: NotRequired[Annotated[str, msgspec.Meta(max_length=64)]]
+    max_fps: NotRequired[Annotated[float, msgspec.Meta(ge=0, le=MAX_THROTTLE_FPS)] | None]
+    duration_s: NotRequired[Annotated[float, msgspec.Meta(ge=0, le=MAX_THROTTLE_S)]]
+    reason: NotRequired[Annotated[str, msgspec.Meta(max_length=64)]]
 
 
 class RebirthCommand(TypedDict):
     cmd: Literal["rebirth"]
-    reason: NotRequired[str]
+    reason: NotRequired[Annotated[str, msgspec.Meta(max_length=64)]]
 
 
 ControlCommand = ThrottleCommand | RebirthCommand
@@ -323,8 +353,6 @@ class DetectionPool(Protocol):
 # A TypedDict stays a plain dict after validation and ignores keys it does not name; a ``msgspec.Struct``
 # with ``forbid_unknown_fields`` is used where an unknown key is refused (options, the throttle body).
 
-MAX_THROTTLE_FPS = 10_000  # the ranges an edge accepts in a throttle command (edge/reporter.py checks them too)
-MAX_THROTTLE_S = 86_400
 REST_SCHEMA_REF = "#/components/schemas/{name}"  # where hub.openapi puts the components
 
 ImageId = Annotated[

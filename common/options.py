@@ -1,19 +1,40 @@
 """What a caller may choose per request or per stream, and the checks on it.
 
 Kept apart from ``common.inference.engine`` so the processes that only route frames (the server, the pool's
-parent side) never import MediaPipe, OpenCV or Pillow.
+parent side) never import MediaPipe, OpenCV or Pillow. ``OptionsDoc`` (re-exported by ``common.contracts``)
+is the options' one declaration: ``DetectOptions.parse`` validates a client's options with it (msgspec).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any, TypedDict, get_args
+
+import msgspec
 
 from hgr.common.config import Settings
 from hgr.common.errors import HgrError
 
 VARIANTS = ("full", "lite")
+NumHands = Annotated[int, msgspec.Meta(ge=1, le=4)]
+# A str to the type checker (settings and callers hold plain strings), one of VARIANTS at run time.
+ModelVariant = Annotated[str, msgspec.Meta(pattern=f"^({'|'.join(VARIANTS)})$")]
+
+
+class OptionsDoc(TypedDict, total=False):
+    """Detection options as a client sends them: a REST body's ``options``, a WebSocket frame's ``opts``."""
+
+    num_hands: NumHands
+    mirrored: bool
+    model: ModelVariant
+    camera: str  # names the stream, on its first frame only (edge.session; docs/protocol.md "Named streams")
+
+
+# What ``DetectOptions.parse`` takes: every option but ``camera`` (the WebSocket session takes that one out).
+OPTION_NAMES = frozenset(OptionsDoc.__annotations__) - {"camera"}
+# How a refusal names what a field takes (the field's type as a client reads it).
+_EXPECTED = {"num_hands": "an integer from {ge} to {le}", "mirrored": "true or false", "model": "one of {choices}"}
 
 
 class BadOptions(HgrError):
@@ -34,27 +55,28 @@ class DetectOptions:
             return defaults
         if not isinstance(raw, dict):
             raise BadOptions("options must be an object")
-        unknown = set(raw) - {"num_hands", "mirrored", "model"}
+        # msgspec ignores unknown keys of a TypedDict; a misspelt option must not be ignored silently.
+        unknown = set(raw) - OPTION_NAMES
         if unknown:
             raise BadOptions(f"unknown option(s): {', '.join(sorted(map(str, unknown)))}")
-        opts = defaults
-        if "num_hands" in raw:
-            n = raw["num_hands"]
-            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 4:
-                raise BadOptions("num_hands must be an integer from 1 to 4")
-            opts = replace(opts, num_hands=n)
-        if "mirrored" in raw:
-            if not isinstance(raw["mirrored"], bool):
-                raise BadOptions("mirrored must be true or false")
-            opts = replace(opts, mirrored=raw["mirrored"])
-        if "model" in raw:
-            if raw["model"] not in VARIANTS:
-                raise BadOptions(f"model must be one of {', '.join(VARIANTS)}")
-            opts = replace(opts, model=raw["model"])
-        return opts
+        try:
+            doc = msgspec.convert(raw, OptionsDoc)
+        except msgspec.ValidationError as exc:
+            raise BadOptions(_refusal(str(exc))) from None
+        return replace(defaults, num_hands=doc.get("num_hands", defaults.num_hands),
+                       mirrored=doc.get("mirrored", defaults.mirrored), model=doc.get("model", defaults.model))
 
     def cache_key(self) -> str:
         return f"n{self.num_hands}-m{int(self.mirrored)}-{self.model}"
+
+
+def _refusal(error: str) -> str:
+    """``num_hands must be an integer from 1 to 4`` from msgspec's ``Expected `int` <= 4 - at `$.num_hands```."""
+    field = error.rpartition("$.")[2].rstrip("`")
+    if field not in _EXPECTED:
+        return f"bad options: {error}"
+    meta = get_args(NumHands)[1]
+    return f"{field} must be " + _EXPECTED[field].format(ge=meta.ge, le=meta.le, choices=", ".join(VARIANTS))
 
 
 def default_options(settings: Settings) -> DetectOptions:

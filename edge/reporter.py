@@ -35,18 +35,19 @@ from hgr.common.contracts import (
     EventPayload,
     MetricsBody,
     MetricsPayload,
+    RebirthCommand,
     ResultMessage,
     StatusOffline,
     StatusOnline,
+    ThrottleCommand,
 )
 from hgr.common.messaging.outbox import Message
 from hgr.common.messaging.topics import (
     KINDS,
     SCHEMA_VERSION,
     PayloadError,
-    as_float,
-    as_str,
     camera_topic,
+    conform,
     decode,
     edge_topic,
     encode,
@@ -61,7 +62,6 @@ if TYPE_CHECKING:  # the bus module imports paho; it is loaded only when MQTT is
 log = logging.getLogger("hgr.edge.reporter")
 
 PROTOCOLS = list(ENCODINGS)
-MAX_THROTTLE_S = 86_400.0
 TEXT = "text/plain"
 JSON_TYPE = "application/json"  # the per-camera state topics: a value a home-automation rule uses as it is
 
@@ -93,10 +93,10 @@ def _num(value: Any) -> float:
 def metrics_doc(stats: dict[str, Any], prev: dict[str, Any] | None, elapsed_s: float) -> MetricsBody:
     """The metrics message body from two consecutive ``node.stats()`` snapshots (pure)."""
     processed = int(_num(stats.get("frames_processed")))
-    dropped = {str(k): int(_num(v)) for k, v in (stats.get("frames_dropped") or {}).items()}
+    dropped: dict[str, int | float] = {str(k): int(_num(v)) for k, v in (stats.get("frames_dropped") or {}).items()}
     by_key_now = {str(k): int(_num(v)) for k, v in (stats.get("frames_by_key") or {}).items()}
     by_key_prev = (prev or {}).get("frames_by_key") or {}
-    by_key = {}
+    by_key: dict[str, int | float] = {}
     for key, n in by_key_now.items():
         delta = n - int(_num(by_key_prev.get(key, 0)))
         if delta < 0:  # the node's counter restarted: all of it is new
@@ -332,15 +332,16 @@ class EdgeReporter:
     # --- hub → edge ---
     def _on_control(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
         try:
-            doc = decode(payload, props.get("content_type"), self.settings.mqtt_max_payload)
-            cmd = as_str(doc, "cmd", max_len=32)
+            doc: dict[str, Any] = decode(payload, props.get("content_type"), self.settings.mqtt_max_payload)
+            cmd = doc.get("cmd")
             if cmd == "rebirth":
+                conform(doc, RebirthCommand)
                 self.publish_birth()
             elif cmd == "throttle":
-                if not self._throttle(doc):
+                if not self._throttle(conform(doc, ThrottleCommand)):
                     return
             else:
-                raise PayloadError(f"unknown command {cmd!r}")
+                raise PayloadError(f"unknown command {str(cmd)[:32]!r}")
             self.control_received[cmd] = self.control_received.get(cmd, 0) + 1
         except PayloadError as exc:
             self._ignore("invalid")
@@ -352,13 +353,11 @@ class EdgeReporter:
     def _ignore(self, reason: str) -> None:
         self.control_ignored[reason] = self.control_ignored.get(reason, 0) + 1
 
-    def _throttle(self, doc: dict[str, Any]) -> bool:
-        """Apply a throttle command (all fields checked first); False when its stream is not here."""
+    def _throttle(self, doc: ThrottleCommand) -> bool:
+        """Apply a (checked) throttle command; False when its stream or key is not here."""
         target = throttle_target(doc)
         max_fps = doc.get("max_fps")
-        if max_fps is not None:
-            max_fps = as_float(doc, "max_fps", lo=0.0, hi=10_000.0)
-        duration = as_float(doc, "duration_s", 0.0, lo=0.0, hi=MAX_THROTTLE_S) if "duration_s" in doc else 0.0
+        duration = doc.get("duration_s", 0.0)
         if not self._apply(target, max_fps):
             self._ignore(f"unknown_{target[0]}")
             log.debug("throttle of unknown %s %s ignored", *target)
@@ -389,10 +388,12 @@ def camera_names(spec: str) -> list[str]:
     return [c.name for c in parse_cameras(spec)]
 
 
-def throttle_target(doc: dict[str, Any]) -> ThrottleTarget:
+def throttle_target(doc: ThrottleCommand) -> ThrottleTarget:
     """What a throttle command names: exactly one of ``key`` (a key name) or ``stream`` (a stream id)."""
+    if "stream" in doc and "key" in doc:
+        raise PayloadError("throttle: give key or stream, not both")
     if "stream" in doc:
-        if "key" in doc:
-            raise PayloadError("throttle: give key or stream, not both")
-        return "stream", as_str(doc, "stream", max_len=64)
-    return "key", as_str(doc, "key", max_len=128)
+        return "stream", doc["stream"]
+    if "key" in doc:
+        return "key", doc["key"]
+    raise PayloadError("throttle: give key or stream")

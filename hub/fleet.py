@@ -23,13 +23,13 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hgr.common import metrics
 from hgr.common.config import Settings
-from hgr.common.contracts import ControlCommand, ThrottleCommand
+from hgr.common.contracts import ControlCommand, EventPayload, MetricsPayload, ThrottleCommand
 from hgr.common.messaging.topics import (
+    Doc,
     PayloadError,
     decode,
     edge_topic,
@@ -45,12 +45,12 @@ from hgr.hub.fleet_logic import (
     StatusMsg,
     credible_key_frames,
     edge_view,
+    event_summary,
     fleet_totals,
+    metrics_msg,
     over_quota,
-    parse_event,
-    parse_metrics,
-    parse_status,
     quota_window,
+    read_status,
     stream_throttle_command,
     throttle_command,
 )
@@ -171,7 +171,7 @@ class FleetService:
         if edge_id is None or not payload or not self._admit(edge_id):  # empty retained payload: topic cleared
             return
         try:
-            msg = parse_status(decode(payload, props.get("content_type"), self.settings.mqtt_max_payload))
+            msg = read_status(decode(payload, props.get("content_type"), self.settings.mqtt_max_payload))
         except PayloadError as exc:
             self._reject("status", topic, exc)
             return
@@ -194,29 +194,29 @@ class FleetService:
         self._status_wake.set()
 
     def _on_metrics(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
-        parsed = self._parse("metrics", topic, payload, props, parse_metrics)
+        parsed = self._parse("metrics", topic, payload, props, MetricsPayload)
         if parsed is not None:
-            self._batch(parsed[0]).add_metrics(parsed[1])
+            self._batch(parsed[0]).add_metrics(metrics_msg(parsed[1]))
             self._count_pending()
 
     def _on_event(self, topic: str, payload: bytes, props: dict[str, Any]) -> None:
-        parsed = self._parse("events", topic, payload, props, parse_event)
+        parsed = self._parse("events", topic, payload, props, EventPayload)
         if parsed is not None:
-            self._batch(parsed[0]).add_event(parsed[1])
+            self._batch(parsed[0]).add_event(event_summary(parsed[1]))
             self.ingested["events"] += 1
             metrics.FLEET_MESSAGES.labels("events").inc()
             self._count_pending()
 
     def _parse(self, kind: str, topic: str, payload: bytes, props: dict[str, Any],
-               parse: Callable[[Any], Any]) -> tuple[str, Any] | None:
-        """(edge id, parsed message), or None after counting the message as rejected."""
+               tp: type[Doc]) -> tuple[str, Doc] | None:
+        """(edge id, the message decoded as ``tp``), or None after counting the message as rejected."""
         edge_id = self._edge_of(topic)
         try:
             if edge_id is None:
                 raise PayloadError("not an edge topic")
             if not self._admit(edge_id):
                 return None
-            return edge_id, parse(decode(payload, props.get("content_type"), self.settings.mqtt_max_payload))
+            return edge_id, decode(payload, props.get("content_type"), self.settings.mqtt_max_payload, tp)
         except PayloadError as exc:
             self._reject(kind, topic, exc)
             return None

@@ -7,19 +7,32 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hgr.common.contracts import MAX_THROTTLE_FPS, MAX_THROTTLE_S, ThrottleCommand
-from hgr.common.messaging.topics import PayloadError, as_counts, as_float, as_int, as_str
+from hgr.common.contracts import (
+    MAX_THROTTLE_FPS,
+    MAX_THROTTLE_S,
+    EventPayload,
+    MetricsPayload,
+    StatusOffline,
+    StatusOnline,
+    ThrottleCommand,
+)
+from hgr.common.messaging.topics import PayloadError, conform
 
-MAX_SEQ = 2**53  # JSON-safe integers
+# --- reading messages: decoded and checked against common.contracts (msgspec) by ``topics.decode``; here
+# only what the hub keeps of them ---
 
+MAX_CAPABILITIES = 4096  # characters of an edge's capabilities as stored (JSON)
+MAX_WORKERS = 16384  # characters of the pool stats a metrics snapshot stores (JSON)
 
-# --- reading messages (every field checked: a hub survives any payload) ---
 
 @dataclass(frozen=True, slots=True)
 class StatusMsg:
+    """What the stores apply of a status message (fields named as in ``StatusOnline``/``StatusOffline``)."""
+
     online: bool
     session: str
     reason: str
@@ -32,74 +45,71 @@ class StatusMsg:
     conn: int = 0  # the edge's connection number: orders a Will against the births of the same session
 
 
-def parse_status(doc: dict[str, Any]) -> StatusMsg:
-    status = as_str(doc, "status", max_len=16)
-    session = as_str(doc, "session", max_len=64)
-    if status == "online":
-        caps = doc.get("capabilities") or {}
-        if not isinstance(caps, dict):
-            raise PayloadError("capabilities: expected an object")
-        caps_text = json.dumps(caps, separators=(",", ":"))
-        if len(caps_text) > 4096:
-            raise PayloadError("capabilities: too large")
-        return StatusMsg(True, session, "birth", as_int(doc, "birth_seq", lo=1, hi=MAX_SEQ),
-                         as_int(doc, "metrics_seq", 0, hi=MAX_SEQ), as_str(doc, "version", "", max_len=64),
-                         as_str(doc, "model", "", max_len=64), caps_text,
-                         as_float(doc, "metrics_interval_s", 0.0, hi=86_400), as_int(doc, "conn", 0, hi=MAX_SEQ))
-    if status == "offline":
-        return StatusMsg(False, session, as_str(doc, "reason", "offline", max_len=32),
-                         conn=as_int(doc, "conn", 0, hi=MAX_SEQ))
-    raise PayloadError(f"status: expected online or offline, got {status!r}")
+def read_status(doc: dict[str, Any]) -> StatusMsg:
+    """A decoded status message, checked against ``StatusOnline`` or ``StatusOffline`` (by its ``status``)."""
+    if doc.get("status") == "online":
+        return status_online(conform(doc, StatusOnline))
+    offline = conform(doc, StatusOffline)  # anything but "online" fails here, on its Literal
+    return StatusMsg(False, offline["session"], offline.get("reason", "offline"), conn=offline.get("conn", 0))
+
+
+def status_online(doc: StatusOnline) -> StatusMsg:
+    caps = _json_text(doc.get("capabilities", {}), "capabilities", MAX_CAPABILITIES)
+    return StatusMsg(True, doc["session"], "birth", doc["birth_seq"], doc.get("metrics_seq", 0), doc.get("version", ""),
+                     doc.get("model", ""), caps, doc.get("metrics_interval_s", 0.0), doc.get("conn", 0))
+
+
+def _json_text(value: Any, name: str, max_len: int) -> str:
+    """``value`` as the JSON text a store keeps: bounded, and strict (a msgpack NaN inside is refused)."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise PayloadError(f"{name}: not finite") from None
+    if len(text) > max_len:
+        raise PayloadError(f"{name}: too large")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsMsg:
     session: str
     seq: int
-    doc: dict[str, Any]  # the whole message; only the newest of a batch becomes the snapshot
+    doc: MetricsPayload  # the whole message; only the newest of a batch becomes the snapshot
     frames_by_key: dict[str, int]
 
 
-def parse_metrics(doc: dict[str, Any]) -> MetricsMsg:
-    """What every message needs checked on arrival (the hot path at 10k+/s): identity, sequence and
-    the per-key frame counts. The rest is checked by ``metrics_snapshot`` for the message kept."""
-    return MetricsMsg(as_str(doc, "session", max_len=64), as_int(doc, "seq", lo=1, hi=MAX_SEQ), doc,
-                      as_counts(doc, "frames_by_key"))
+def metrics_msg(doc: MetricsPayload) -> MetricsMsg:
+    return MetricsMsg(doc["session"], doc["seq"], doc, _counts(doc.get("frames_by_key", {})))
 
 
-def metrics_snapshot(doc: dict[str, Any]) -> dict[str, Any]:
-    """What the REST view shows of a metrics message, every number validated."""
-    latency = doc.get("latency_ms") or {}
-    frames = doc.get("frames") or {}
-    workers = doc.get("workers") or {}
-    if not isinstance(latency, dict) or not isinstance(frames, dict) or not isinstance(workers, dict):
-        raise PayloadError("latency_ms, frames and workers must be objects")
-    outbox = doc.get("outbox") or {}
-    if not isinstance(outbox, dict):
-        raise PayloadError("outbox must be an object")
-    workers_text = json.dumps(workers, separators=(",", ":"))
-    if len(workers_text) > 16384:
-        raise PayloadError("workers: too large")
-    snapshot = {
-        "fps": as_float(doc, "fps", 0.0, hi=1e6),
-        "latency_ms": {p: as_float(latency, p, 0.0, hi=1e7) for p in ("p50", "p95", "p99")},
-        "frames": {k: as_int(frames, k, 0) for k in ("received", "processed", "dropped")},
-        "drops": as_counts(doc, "drops"),
-        "errors": as_counts(doc, "errors"),
-        "connections": as_int(doc, "connections", 0, hi=10_000_000),
+def _counts(counters: Mapping[str, float]) -> dict[str, int]:
+    """An edge's counters as the hub counts them: whole numbers (a claim may state any number ≥ 0)."""
+    return {name: int(n) for name, n in counters.items()}
+
+
+def metrics_snapshot(doc: MetricsPayload) -> dict[str, Any]:
+    """What the REST view shows of a (checked) metrics message; absent fields read as 0 or empty."""
+    latency, frames, outbox = doc.get("latency_ms", {}), doc.get("frames", {}), doc.get("outbox", {})
+    workers = doc.get("workers", {})
+    _json_text(workers, "workers", MAX_WORKERS)
+    return {
+        "fps": doc.get("fps", 0.0),
+        "latency_ms": {p: latency.get(p, 0.0) for p in ("p50", "p95", "p99")},
+        "frames": _counts({"received": frames.get("received", 0), "processed": frames.get("processed", 0),
+                           "dropped": frames.get("dropped", 0)}),
+        "drops": _counts(doc.get("drops", {})),
+        "errors": _counts(doc.get("errors", {})),
+        "connections": int(doc.get("connections", 0)),
         "workers": workers,
-        "outbox": {k: as_int(outbox, k, 0) for k in ("queued", "dropped")},
-        "ts": as_float(doc, "ts", 0.0, hi=1e11),
+        "outbox": _counts({"queued": outbox.get("queued", 0), "dropped": outbox.get("dropped", 0)}),
+        "ts": doc.get("ts", 0.0),
     }
-    return snapshot
 
 
-def parse_event(doc: dict[str, Any]) -> dict[str, Any]:
-    phase = as_str(doc, "phase", max_len=16)
-    if phase not in ("new", "update", "end"):
-        raise PayloadError(f"phase: expected new, update or end, got {phase!r}")
-    return {"phase": phase, "stream": as_str(doc, "stream", max_len=128),
-            "total_fingers": as_int(doc, "total_fingers", 0, hi=1000), "ts": as_float(doc, "ts", 0.0, hi=1e11)}
+def event_summary(doc: EventPayload) -> dict[str, Any]:
+    """What the hub keeps of a (checked) event: the edge's last one, in its view."""
+    return {"phase": doc["phase"], "stream": doc["stream"], "total_fingers": doc.get("total_fingers", 0),
+            "ts": doc.get("ts", 0.0)}
 
 
 # --- batching between store flushes ---
@@ -112,7 +122,7 @@ class EdgeBatch:
     seqs: list[int] = field(default_factory=list)
     by_seq_keys: dict[int, dict[str, int]] = field(default_factory=dict)  # seq -> frames_by_key
     snap_seq: int = 0
-    snapshot_doc: dict[str, Any] | None = None  # the newest message, validated at flush time
+    snapshot_doc: MetricsPayload | None = None  # the newest message, made a snapshot at flush time
     snapshot: dict[str, Any] | None = None
     events: int = 0
     last_event: dict[str, Any] | None = None
@@ -132,7 +142,7 @@ class EdgeBatch:
             self.snap_seq, self.snapshot_doc = msg.seq, msg.doc
 
     def prepare(self) -> bool:
-        """Validate the kept message into ``snapshot``; False when it was invalid (no snapshot then)."""
+        """The kept message into ``snapshot``; False when its pool stats cannot be stored (no snapshot then)."""
         if self.snapshot_doc is None:
             return True
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib.resources import files
 from typing import Any, Protocol
 
@@ -174,6 +174,9 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+STATUS_ARGS = tuple(f.name for f in fields(StatusMsg) if f.name != "online")
+
+
 class RedisFleetStore:
     """Shared fleet state in a ``redis.asyncio`` Redis or RedisCluster client (bytes or decoded responses)."""
 
@@ -190,9 +193,11 @@ class RedisFleetStore:
         return [f"{self.prefix}edge:{edge_id}", f"{self.prefix}pending:{edge_id}", self.index]
 
     async def apply_status(self, edge_id: str, msg: StatusMsg, now: float) -> bool:
+        # fleet_status.lua's ARGV: the message's fields in StatusMsg's order (tests/test_contracts.py holds the
+        # script's header, StatusMsg and the declarations to the same names).
+        fields = (getattr(msg, name) for name in STATUS_ARGS)
         applied = await self._status(keys=self._keys(edge_id), args=[
-            edge_id, repr(now), "1" if msg.online else "0", msg.session, msg.reason, msg.birth_seq,
-            msg.metrics_seq, msg.version, msg.model, msg.capabilities, repr(msg.metrics_interval_s), msg.conn])
+            edge_id, repr(now), "1" if msg.online else "0", *(repr(v) if isinstance(v, float) else v for v in fields)])
         return bool(int(applied))
 
     async def apply_batches(self, batches: dict[str, EdgeBatch], now: float,

@@ -21,7 +21,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from hgr.hub.fleet_logic import EdgeBatch, parse_metrics, parse_status
+from hgr.common.contracts import MetricsPayload
+from hgr.common.messaging.topics import conform
+from hgr.hub.fleet_logic import EdgeBatch, metrics_msg, read_status
 from hgr.hub.fleet_store import RedisFleetStore
 from hgr.loadtest.procs import free_port, loop_lag, start_redis, stop_process
 
@@ -36,12 +38,13 @@ async def measure(port: int, edges: int) -> dict[str, Any]:
     batches = {}
     for i in range(edges):
         edge_id = f"e{i:05d}"
-        await store.apply_status(edge_id, parse_status({
+        await store.apply_status(edge_id, read_status({
             "status": "online", "session": "s1", "birth_seq": 1, "metrics_seq": 0, "version": "1",
             "model": "full", "capabilities": {"max_fps": 30}}), now)
         batch = EdgeBatch()
-        batch.add_metrics(parse_metrics({"session": "s1", "seq": 1, "fps": 10.0, "frames": {"received": 1},
-                                         "latency_ms": {"p50": 5.0}, "frames_by_key": {"k": 3}}))
+        batch.add_metrics(metrics_msg(conform({"session": "s1", "seq": 1, "fps": 10.0, "frames": {"received": 1},
+                                               "latency_ms": {"p50": 5.0}, "frames_by_key": {"k": 3}},
+                                              MetricsPayload)))
         batch.prepare()
         batches[edge_id] = batch
     await store.apply_batches(batches, now, 2.0)

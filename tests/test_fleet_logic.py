@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from hgr.common.messaging.topics import PayloadError
+from hgr.common.contracts import MetricsPayload
+from hgr.common.messaging.topics import PayloadError, conform, decode, encode
 from hgr.hub.fleet_logic import (
     EdgeBatch,
     SeqState,
@@ -15,11 +16,10 @@ from hgr.hub.fleet_logic import (
     credible_key_frames,
     edge_view,
     fleet_totals,
-    metrics_snapshot,
+    metrics_msg,
     over_quota,
-    parse_metrics,
-    parse_status,
     quota_window,
+    read_status,
     stream_throttle_command,
     throttle_command,
 )
@@ -78,19 +78,29 @@ def test_quota_arithmetic() -> None:
     assert cmd == {"cmd": "throttle", "key": "alice", "max_fps": 0, "duration_s": 55.0, "reason": "fleet_quota"}
 
 
-def test_parsing_rejects_bad_payloads_with_payload_error() -> None:
+def test_reading_rejects_bad_payloads_with_payload_error() -> None:
     for doc in ({}, {"session": "s", "seq": -1}, {"session": "s", "seq": "1"}, {"session": 5, "seq": 1},
                 {"session": "s", "seq": 1, "fps": "fast"}, {"session": "s", "seq": 1, "drops": {"x": -1}},
-                {"session": "s", "seq": 1, "frames_by_key": []}, {"session": "s", "seq": True}):
-        with pytest.raises(PayloadError):
-            metrics_snapshot(parse_metrics(doc).doc)  # identity on arrival, the rest when kept
-    batch = EdgeBatch()
-    batch.add_metrics(parse_metrics({"session": "s", "seq": 1, "fps": "fast"}))
+                {"session": "s", "seq": 1, "frames_by_key": []}, {"session": "s", "seq": True},
+                {"session": "s", "seq": 1, "fps": 1e7}, {"session": "s" * 65, "seq": 1}):
+        for fmt in ("json", "msgpack"):
+            with pytest.raises(PayloadError):
+                decode(*encode(doc, fmt), tp=MetricsPayload)  # what the hub does on arrival
+    assert decode(*encode({"session": "s", "seq": 1}), tp=MetricsPayload) == {"session": "s", "seq": 1}
+    # Counts are claims in any JSON number ≥ 0, counted whole; sequence numbers are integers proper.
+    claim = metrics_msg(conform({"session": "s", "seq": 1, "frames_by_key": {"k": 2.7, "j": 1e15}}, MetricsPayload))
+    assert claim.frames_by_key == {"k": 2, "j": 10**15}
+    with pytest.raises(PayloadError):
+        conform({"session": "s", "seq": 1.0}, MetricsPayload)
+    batch = EdgeBatch()  # the pool stats are kept as JSON text: bounded, strict
+    batch.add_metrics(metrics_msg(conform({"session": "s", "seq": 1, "workers": {"x": "y" * 20_000}}, MetricsPayload)))
     assert not batch.prepare() and batch.snapshot is None  # counted as invalid, no snapshot stored
     for doc in ({"status": "maybe", "session": "s"}, {"status": "online", "session": "s"},
-                {"status": "online", "session": "s", "birth_seq": 1, "capabilities": "x"}):
+                {"status": "online", "session": "s", "birth_seq": 1, "capabilities": "x"},
+                {"status": "online", "session": "s", "birth_seq": 1, "capabilities": {"max_fps": float("nan")}}):
         with pytest.raises(PayloadError):
-            parse_status(doc)
+            read_status(doc)
+    assert read_status({"status": "offline", "session": "s"}).reason == "offline"
 
 
 def test_fleet_totals() -> None:

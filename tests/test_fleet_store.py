@@ -10,14 +10,16 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from hgr.common.contracts import MetricsPayload
+from hgr.common.messaging.topics import conform
 from hgr.common.redis_url import parse_redis_url
 from hgr.hub.fleet_logic import (
     EdgeBatch,
     MetricsMsg,
     StatusMsg,
     edge_view,
-    parse_metrics,
-    parse_status,
+    metrics_msg,
+    read_status,
 )
 from hgr.hub.fleet_store import FleetStore, MemoryFleetStore, RedisFleetStore
 from hgr.hub.redis_conn import make_client
@@ -27,7 +29,7 @@ def _metrics(seq: int, session: str = "s1", **extra: Any) -> MetricsMsg:
     doc = {"session": session, "seq": seq, "fps": 10.0 + seq, "latency_ms": {"p50": 5, "p95": 9, "p99": 12},
            "frames": {"received": 100, "processed": 90, "dropped": 10}, "connections": 2,
            "frames_by_key": {"alice": 3}, **extra}
-    return parse_metrics(doc)
+    return metrics_msg(conform(doc, MetricsPayload))
 
 
 def _batch(*seqs: int, session: str = "s1") -> EdgeBatch:
@@ -39,7 +41,7 @@ def _batch(*seqs: int, session: str = "s1") -> EdgeBatch:
 
 
 def _birth(session: str = "s1", birth_seq: int = 1, metrics_seq: int = 0) -> StatusMsg:
-    return parse_status({"status": "online", "session": session, "birth_seq": birth_seq,
+    return read_status({"status": "online", "session": session, "birth_seq": birth_seq,
                          "metrics_seq": metrics_seq, "version": "1.0.0", "model": "full",
                          "capabilities": {"max_fps": 30}})
 
@@ -117,16 +119,16 @@ async def test_store_offline_only_from_the_current_session(store: FleetStore) ->
 
 async def test_store_a_late_will_of_an_older_connection_is_ignored(store: FleetStore) -> None:
     def birth(conn: int, seq: int) -> StatusMsg:
-        return parse_status({"status": "online", "session": "s", "birth_seq": seq, "conn": conn})
+        return read_status({"status": "online", "session": "s", "birth_seq": seq, "conn": conn})
 
     assert await store.apply_status("e1", birth(1, 1), 0.0)
     assert await store.apply_status("e1", birth(1, 2), 1.0)  # a rebirth on the same connection
     assert await store.apply_status("e1", birth(2, 3), 2.0)  # reconnected (broker restart)
-    will_of_conn_1 = parse_status({"status": "offline", "session": "s", "reason": "will", "conn": 1})
+    will_of_conn_1 = read_status({"status": "offline", "session": "s", "reason": "will", "conn": 1})
     assert not await store.apply_status("e1", will_of_conn_1, 3.0)  # queued during the restart: stale
     assert not await store.apply_status("e1", birth(1, 2), 3.5)  # an old birth replayed
     assert (await _edge(store, "e1"))["status"] == "online"
-    assert await store.apply_status("e1", parse_status({"status": "offline", "session": "s", "reason": "will",
+    assert await store.apply_status("e1", read_status({"status": "offline", "session": "s", "reason": "will",
                                                         "conn": 2}), 4.0)
     assert (await _edge(store, "e1"))["status"] == "offline"
 

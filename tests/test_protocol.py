@@ -62,6 +62,8 @@ def test_bad_binary_messages_are_protocol_errors(message: bytes, code: str, seq:
     ("[1,2]", "bad_message"),
     ('{"type":"frame","seq":1,"image":"***"}', "bad_frame"),
     ('{"type":"frame","seq":1,"image":1}', "bad_frame"),
+    ('{"type":"frame","seq":1,"ts":1e999,"image":""}', "bad_message"),  # out of range, as NaN: not echoable
+    ('{"type":"frame","seq":1,"image":"","opts":{"a":-1e999}}', "bad_message"),  # anywhere, not only in ts
 ])
 def test_bad_text_messages_are_protocol_errors(text: str, code: str) -> None:
     with pytest.raises(ProtocolError) as info:

@@ -34,9 +34,11 @@ from redis_topologies import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, ClusterOf3, Sen
 from support import eventually
 
 from hgr.common import metrics
+from hgr.common.contracts import MetricsPayload
 from hgr.common.inference.pool import InferencePool
+from hgr.common.messaging.topics import conform
 from hgr.hub.app import Hub
-from hgr.hub.fleet_logic import EdgeBatch, parse_metrics, parse_status
+from hgr.hub.fleet_logic import EdgeBatch, metrics_msg, read_status
 from hgr.hub.fleet_store import RedisFleetStore
 from hgr.hub.ratelimit import RateLimited
 
@@ -180,12 +182,12 @@ async def _cache_and_fleet_work(fail_open: httpx.AsyncClient, fail_closed: httpx
     assert first.status_code == second.status_code == 200
     assert second.json()["cached"] is True
     store = RedisFleetStore(open_hub.redis.client, prefix)
-    birth = parse_status({"status": "online", "session": "s1", "birth_seq": 1, "metrics_seq": 0,
+    birth = read_status({"status": "online", "session": "s1", "birth_seq": 1, "metrics_seq": 0,
                           "version": "1.0.0", "model": "full", "capabilities": {}})
     assert await store.apply_status("edge-x", birth, time.time())
     batch = EdgeBatch()
     for seq in (1, 2, 3):
-        batch.add_metrics(parse_metrics({"session": "s1", "seq": seq, "fps": 5.0}))
+        batch.add_metrics(metrics_msg(conform({"session": "s1", "seq": seq, "fps": 5.0}, MetricsPayload)))
     assert batch.prepare()
     assert (await store.apply_batch("edge-x", batch, time.time(), 2.0)).accepted == [1, 2, 3]
     edge = await store.edge("edge-x")
