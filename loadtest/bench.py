@@ -2,9 +2,10 @@
 
 Sections (``--sections``, comma-separated, run in this order):
 
-- ``raw``: the engine called directly (VIDEO mode, one stream per process, the same frames): one
+- ``raw``: MediaPipe Tasks called directly (VIDEO mode, one stream per process, the same frames): one
   process alone (the per-frame time a single stream is compared with), then WORKERS processes
-  together (the throughput ceiling).
+  together (the throughput ceiling); with ``rest`` also IMAGE mode (the stills' ceiling) and the service's
+  own LiteRT still engine called directly (``image_litert``).
 - ``edge``: an edge started in a subprocess (or ``--url`` of a running one), fed by 1, 4 and 16 simulated
   30 fps cameras (``--streams``) and then one unthrottled stream; frames/s, the ratio to raw, latency
   percentiles measured by the client (send → result) and drop counts.
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,12 @@ class BenchContext:
 # --- raw: the model alone ---
 
 def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], duration: float,
-                barrier: Any, index: int, video: bool = True) -> tuple[int, list[float]]:
+                barrier: Any, index: int, video: bool = True, pipeline: str = "mediapipe") -> tuple[int, list[float]]:
     from hgr.common.inference.engine import Detector
 
-    detector = Detector(settings, paths)
+    # The raw model is MediaPipe Tasks (STREAM_PIPELINE=mediapipe), whatever the service runs; ``litert`` measures
+    # the service's own engine called directly (its stills).
+    detector = Detector(replace(settings, stream_pipeline=pipeline), paths)
     detector.warm_up()
     stream = f"raw-{index}" if video else None  # VIDEO mode like an edge stream, IMAGE mode like REST
     detector.detect_bytes(frames[0], stream=stream)  # create the landmarker before timing
@@ -74,7 +77,8 @@ def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], 
     return n, times
 
 
-async def _raw_run(ctx: BenchContext, processes: int, video: bool = True) -> tuple[int, list[float]]:
+async def _raw_run(ctx: BenchContext, processes: int, video: bool = True,
+                   pipeline: str = "mediapipe") -> tuple[int, list[float]]:
     from hgr.common.inference.model import model_paths
 
     paths = model_paths(ctx.settings)
@@ -84,7 +88,7 @@ async def _raw_run(ctx: BenchContext, processes: int, video: bool = True) -> tup
         loop = asyncio.get_running_loop()
         runs = await asyncio.gather(*(
             loop.run_in_executor(executor, _raw_worker, ctx.settings, paths, ctx.frames, ctx.args.duration,
-                                 barrier, i, video) for i in range(processes)))
+                                 barrier, i, video, pipeline) for i in range(processes)))
     return sum(n for n, _ in runs), [t for _, ts in runs for t in ts]
 
 
@@ -103,6 +107,10 @@ async def section_raw(ctx: BenchContext) -> dict[str, Any]:
         ctx.log(f"raw: {workers} processes in IMAGE mode × {ctx.args.duration:.0f} s")
         frames, times = await _raw_run(ctx, workers, video=False)
         out["image_mode"] = {"fps": round(frames / ctx.args.duration, 1), "per_frame_ms": percentiles(times)}
+        # The service's own still engine (LiteRT) called directly: what of REST's ratio is the engine's.
+        ctx.log(f"raw: {workers} processes, the LiteRT still engine × {ctx.args.duration:.0f} s")
+        frames, times = await _raw_run(ctx, workers, video=False, pipeline="litert")
+        out["image_litert"] = {"fps": round(frames / ctx.args.duration, 1), "per_frame_ms": percentiles(times)}
     return out
 
 

@@ -68,7 +68,7 @@ def _serve(sock: socket.socket) -> int:
         detector = Detector(settings, init[2])
         detector.warm_up()
         # Stream frames: the shared hand pipeline (STREAM_PIPELINE=litert), or the detector's VIDEO landmarkers.
-        streams = StreamPipelines(settings, init[2], detector.limits) if settings.stream_pipeline == "litert" else None
+        streams: StreamPipelines | None = detector.streams  # litert: its hand pipelines serve the stills too
         if streams is not None:
             streams.warm_up(settings.model_variant if settings.model_variant in init[2] else next(iter(init[2])))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
