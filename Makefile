@@ -17,7 +17,7 @@ endif
 # Tools installed with the package (hgr, hadolint from the test extras) are found without activating.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test checks install lock test-latest images bench clean
+.PHONY: run test checks install lock test-latest images bench docs-ui clean
 
 # Exactly the lock, nothing else: a new venv, every package at its pinned version and hash, no resolution
 # (--no-deps: the lock is the whole closure). The lock leaves out opencv-contrib-python, the GUI build of
@@ -75,8 +75,14 @@ images: install
 	deploy/dev/stand-in-bases.sh
 	$(PY) -m pytest -q -ra tests/test_scenario_images.py
 
+# The package's 36 sample photos, or the full labelled set beside the checkout when it is there.
 bench: install
-	$(VENV)/bin/hgr bench
+	$(VENV)/bin/hgr bench $(if $(wildcard ../shared/data/hands/labels.csv),--photos ../shared/data/hands)
+
+# Refresh the Swagger UI the hub serves at /docs (hub/docs_ui/, from npm's swagger-ui-dist; records version
+# and SHA-256 in hub/docs_ui/vendored.txt, which tests/test_apidocs.py checks). `make docs-ui UI=5.35.0` pins one.
+docs-ui:
+	deploy/dev/docs-ui.sh $(UI)
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache artifacts

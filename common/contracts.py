@@ -16,8 +16,12 @@ Untrusted input (a client's frame, an edge's payload on the hub) is *validated* 
 # No ``from __future__ import annotations`` here: on Python 3.11 a TypedDict then sees ``NotRequired[...]``
 # only as a string and reports every key as required at run time (tests/test_contracts.py reads them).
 from collections.abc import Callable
-from typing import Any, Literal, NotRequired, Protocol, TypedDict
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, Literal, NotRequired, Protocol, TypedDict, TypeVar
 
+import msgspec
+
+from hgr.common.errors import HgrError
 from hgr.common.options import DetectOptions
 
 # --- the detection result (common.inference.engine → worker → pool → edge / hub) ---
@@ -255,8 +259,32 @@ ControlCommand = ThrottleCommand | RebirthCommand
 
 # --- services ---
 
-# A stream's frame source for ``submit_latest``: (image bytes, options, arrival time.monotonic()) or None.
-Pull = Callable[[], "tuple[bytes, DetectOptions, float] | None"]
+
+class PulledFrame(Protocol):
+    """What a stream's pull hands the pool when its turn comes (``submit_latest``): the image bytes, their
+    options and the arrival ``time.monotonic()``. The caller's own type, with whatever else it needs to
+    answer (a sequence number, a timestamp), comes back unchanged in ``Ran.frame``."""
+
+    @property
+    def image(self) -> bytes: ...
+    @property
+    def opts(self) -> DetectOptions: ...
+    @property
+    def received_at(self) -> float: ...
+
+
+F = TypeVar("F", bound=PulledFrame)
+
+# A stream's frame source for ``submit_latest``: its newest frame, or None if it has none any more.
+Pull = Callable[[], F | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Ran(Generic[F]):
+    """A ``submit_latest`` turn that took a frame: that frame, and what became of it — its result, or the
+    error it failed with (a bad image, a refused model, its worker died)."""
+    frame: F
+    outcome: DetectionResult | HgrError
 
 
 class DetectionPool(Protocol):
@@ -274,7 +302,9 @@ class DetectionPool(Protocol):
     async def submit(self, data: bytes, opts: DetectOptions, *, stream: str | None = None,
                      received_at: float | None = None) -> DetectionResult: ...
 
-    async def submit_latest(self, pull: Pull, *, stream: str) -> DetectionResult | None: ...
+    async def submit_latest(self, pull: Pull[F], *, stream: str) -> Ran[F] | None:
+        """Take a turn for ``stream``; ``pull()`` is called only when the turn comes. None if it returned
+        None; raises HgrError only if no frame was taken (the pool is not running, the pull raised)."""
 
     def close_stream(self, stream: str) -> None: ...
 
@@ -282,3 +312,229 @@ class DetectionPool(Protocol):
 
     async def close(self) -> None: ...
 
+
+
+# --- REST (docs/api.md): the hub's request bodies and answers ---
+#
+# Declared once, here: ``hub.bodies.convert`` validates every JSON body against its type with msgspec
+# (after ``common.jsonsafe`` has parsed it within its limits), and ``hub.openapi`` generates the OpenAPI
+# schema (/openapi.json, /docs) from the same types with ``msgspec.json.schema_components``; the bounds,
+# descriptions and examples in the ``Meta`` annotations are both the check and the documentation.
+# A TypedDict stays a plain dict after validation and ignores keys it does not name; a ``msgspec.Struct``
+# with ``forbid_unknown_fields`` is used where an unknown key is refused (options, the throttle body).
+
+MAX_THROTTLE_FPS = 10_000  # the ranges an edge accepts in a throttle command (edge/reporter.py checks them too)
+MAX_THROTTLE_S = 86_400
+REST_SCHEMA_REF = "#/components/schemas/{name}"  # where hub.openapi puts the components
+
+ImageId = Annotated[
+    Annotated[str, msgspec.Meta(max_length=256)] | int,
+    msgspec.Meta(description="Any string (at most 256 characters) or integer of yours: echoed back in the answer.",
+                 examples=["photo-1"])]
+
+
+class RestOptions(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Detection options of a REST request; an absent one takes the hub's default (``GET /model/info``).
+    A wrong one is 422 ``bad_options``, a variant the hub lacks 422 ``model_unavailable``."""
+
+    num_hands: Annotated[int, msgspec.Meta(ge=1, le=4, description="The most hands to look for.",
+                                           examples=[2])] | msgspec.UnsetType = msgspec.UNSET
+    mirrored: Annotated[bool, msgspec.Meta(
+        description="The image is a mirrored selfie (a front camera's preview): handedness is swapped back.",
+        examples=[False])] | msgspec.UnsetType = msgspec.UNSET
+    model: Annotated[Literal["full", "lite"], msgspec.Meta(
+        description="The model variant (`lite`: faster, less accurate; only where the hub has it).",
+        examples=["full"])] | msgspec.UnsetType = msgspec.UNSET
+
+
+Base64Image = Annotated[str, msgspec.Meta(
+    description="The image's bytes (JPEG, PNG, WebP or BMP) in base64; a `data:image/...;base64,` prefix and "
+                "MIME line breaks are accepted. At most `MAX_IMAGE_SIZE` bytes once decoded.",
+    examples=["/9j/4AAQSkZJRgABAQAAAQABAAD..."])]
+
+
+class DetectRequest(TypedDict):
+    """``POST /detect-fingers`` with a JSON body (the other way: the image itself as the body)."""
+
+    image_base64: Base64Image
+    image_id: NotRequired[ImageId]
+    options: NotRequired[RestOptions | None]  # null: the defaults
+
+
+class BatchItem(TypedDict):
+    """One image of a batch: a wrong entry is answered in its own slot, the others are not affected."""
+
+    image_base64: Base64Image
+    image_id: NotRequired[ImageId]  # default: the entry's index, as a string
+    options: NotRequired[RestOptions | None]  # over the batch's options (null: the batch's)
+
+
+class BatchRequest(TypedDict):
+    """``POST /detect-fingers-batch``: at most ``MAX_BATCH_IMAGES`` images (413 ``too_many_images`` beyond)."""
+
+    images: Annotated[list[BatchItem], msgspec.Meta(min_length=1, description="The images, answered in order.")]
+    options: NotRequired[RestOptions | None]  # for every image without options of its own (null: the defaults)
+
+
+class BatchEnvelope(TypedDict):
+    """``BatchRequest`` as the route first reads it: its entries left as sent, each then checked against
+    ``BatchItem`` on its own, so one wrong entry costs only its slot."""
+
+    images: Annotated[list[Any], msgspec.Meta(min_length=1)]
+    options: NotRequired[RestOptions | None]  # null: the defaults
+
+
+class UploadForm(TypedDict):
+    """``POST /detect-fingers-upload`` (multipart/form-data): one or more ``file`` parts; ``options`` is a
+    form field holding ``RestOptions`` as a JSON text."""
+
+    file: Annotated[list[Annotated[str, msgspec.Meta(extra_json_schema={"contentMediaType": "image/*"})]],
+                    msgspec.Meta(min_length=1,
+                                 description="The image files (at most `MAX_BATCH_IMAGES`), answered in order.")]
+    options: NotRequired[Annotated[str, msgspec.Meta(
+        description="`RestOptions` as a JSON object text, for every file.", examples=['{"num_hands": 1}'])]]
+
+
+class ThrottleRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /fleet/edges/{edge_id}/streams/{stream}/throttle``. ``max_fps`` is required, so a forgotten
+    field never lifts a cap by accident."""
+
+    max_fps: Annotated[float, msgspec.Meta(
+        ge=0, le=MAX_THROTTLE_FPS, description="Frames per second the stream may use; 0 stops it, null lifts the cap.",
+        examples=[2])] | None
+    duration_s: Annotated[float, msgspec.Meta(
+        gt=0, le=MAX_THROTTLE_S, description="The edge lifts the cap by itself after this long (null: never).",
+        examples=[30])] | None = None
+
+
+class ThrottleAnswer(TypedDict):
+    """202: the command is on its way to the edge (MQTT QoS 1); an edge without that stream ignores it."""
+
+    edge_id: str
+    command: ThrottleCommand
+
+
+class ErrorDetail(TypedDict):
+    code: Annotated[str, msgspec.Meta(description="Stable: switch on it (docs/api.md \"Errors\").",
+                                      examples=["invalid_request"])]
+    message: Annotated[str, msgspec.Meta(description="For people; may change.")]
+    request_id: NotRequired[Annotated[str, msgspec.Meta(description="Also the `X-Request-ID` response header.")]]
+
+
+class ErrorBody(TypedDict):
+    """Every error answer (``common.errors`` catalogue; ``hub.middleware.error_response``)."""
+
+    error: ErrorDetail
+
+
+class RestResult(DetectionResult):
+    """One image's answer: the detection result plus what the hub adds."""
+
+    image_id: NotRequired[ImageId]  # when the request named the image (always in a batch or upload)
+    filename: NotRequired[str | None]  # uploads: the part's file name
+    cached: Annotated[bool, msgspec.Meta(description="Answered from the result cache.")]
+    processing_ms: Annotated[float, msgspec.Meta(description="Arrival to answer, on the hub.")]
+
+
+class ItemError(TypedDict):
+    """A batch or upload entry that failed: its error, in its own slot."""
+
+    image_id: ImageId
+    filename: NotRequired[str | None]
+    error: ErrorDetail
+
+
+class BatchResult(TypedDict):
+    # msgspec cannot declare a union of two object types; the schema says what an entry is.
+    results: Annotated[list[Annotated[dict[str, Any], msgspec.Meta(extra_json_schema={"oneOf": [
+        {"$ref": REST_SCHEMA_REF.format(name="RestResult")}, {"$ref": REST_SCHEMA_REF.format(name="ItemError")}]})]],
+        msgspec.Meta(description="One entry per image, in order: a result, or an error for that image alone.")]
+    count: int
+    succeeded: int
+    failed: int
+    processing_ms: float
+
+
+class Health(TypedDict):
+    status: Literal["ok"]
+
+
+class Ready(TypedDict):
+    """``GET /ready`` (``common.readiness``): 200 when the node takes work, 503 with ``error`` when not."""
+
+    status: Literal["ready", "not_ready"]
+    workers: Annotated[int, msgspec.Meta(ge=0, description="Live inference processes.")]
+    models: list[str]
+    redis: Annotated[bool | None, msgspec.Meta(description="The Redis link; null without Redis.")]
+    error: NotRequired[ErrorDetail]  # on 503: code `not_ready` and why
+
+
+class ModelDefaults(TypedDict):
+    num_hands: int
+    mirrored: bool
+
+
+class ModelInfo(TypedDict):
+    """``GET /model/info``: what a client needs to choose options."""
+
+    default: Literal["full", "lite"]
+    variants: Annotated[dict[str, str], msgspec.Meta(description="Variant → model id (a hash of the bundle).")]
+    defaults: ModelDefaults
+    ready: bool
+
+
+class Status(TypedDict):
+    """``GET /status``: anyone gets the first five fields; a key with ``fleet:read`` gets the rest too
+    (docs/security.md)."""
+
+    service: str
+    version: str
+    status: Literal["ok", "degraded"]
+    degraded: Annotated[list[str], msgspec.Meta(description="What is down: `redis`, `workers`.")]
+    uptime_s: float
+    model: NotRequired[ModelInfo]
+    pool: NotRequired[dict[str, Any]]
+    redis: NotRequired[dict[str, Any]]
+    mqtt: NotRequired[dict[str, Any] | None]
+    cache: NotRequired[dict[str, Any]]
+    rate_limit: NotRequired[dict[str, Any]]
+    auth: NotRequired[dict[str, Any]]
+    fleet: NotRequired[dict[str, Any] | None]
+    limits: NotRequired[dict[str, int]]
+    internals: NotRequired[dict[str, str]]
+
+
+class EdgeView(TypedDict):
+    """One edge as the fleet routes show it (``hub.fleet_logic.edge_view``)."""
+
+    edge_id: str
+    status: Annotated[str, msgspec.Meta(description="`online`, `offline` or `unknown`.")]
+    reason: str
+    last_seen: float | None
+    last_seen_age_s: float | None
+    online_since: float | None
+    version: str
+    model: str
+    session: str
+    birth_seq: int
+    capabilities: dict[str, Any]
+    fps: float
+    latency_ms: dict[str, float]
+    drops: int
+    drops_by_reason: dict[str, int]
+    connections: int
+    frames: dict[str, int]
+    workers: dict[str, Any]
+    errors: dict[str, int]
+    outbox: dict[str, int]
+    metrics_seq: int
+    messages: dict[str, int]
+    last_event: dict[str, Any] | None
+
+
+class FleetView(TypedDict):
+    """``GET /fleet``: every edge and the totals (``hub.fleet.FleetService.fleet_view``)."""
+
+    edges: list[EdgeView]
+    totals: dict[str, float]
+    ts: float

@@ -51,6 +51,8 @@ CATALOGUE: dict[str, ErrorCode] = {
                               "`/status`)", ws_close=1008),
     "forbidden": ErrorCode(403, "an unknown API key, or a key without the scope the route needs "
                            "(docs/security.md)", ws_close=1008),
+    "stream_name_forbidden": ErrorCode(403, "WebSocket: the stream's API key may not take that name (its "
+                                       "`camera:` allowances in `API_KEYS`)", ws_close=4403),
     "origin_not_allowed": ErrorCode(403, "WebSocket: a browser page from an origin that is neither the edge's "
                                     "own nor in `WS_ALLOWED_ORIGINS`", ws_close=1008),
     # 404/405: no such thing

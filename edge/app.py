@@ -202,7 +202,7 @@ class EdgeNode:
                                error_code="too_many_connections")
             return
         name = websocket.query_params.get("camera")  # a stable name for the stream (docs/protocol.md)
-        if name is not None and (refusal := self.name_refusal(name)) is not None:
+        if name is not None and (refusal := self.name_refusal(name, key_name=key_name)) is not None:
             await self._refuse(websocket, negotiated, *refusal)
             return
         stream_id = name or self._random_stream_id()
@@ -234,14 +234,25 @@ class EdgeNode:
             if stream_id not in self.cameras and all(s.stream_id != stream_id for s in self.sessions):
                 return stream_id
 
-    def name_refusal(self, name: str, session: Session | None = None) -> tuple[str, str] | None:
-        """Why a stream may not take ``name`` (reason, error code), or None: names follow the cameras' rule
-        and are unique on the edge, among live streams and configured cameras alike."""
+    def name_refusal(self, name: str, session: Session | None = None, *,
+                     key_name: str | None = None) -> tuple[str, str] | None:
+        """Why a stream may not take ``name`` (reason, error code), or None: names follow the cameras' rule,
+        are among those the stream's key may take, and are unique on the edge, among live streams and
+        configured cameras alike. The key is ``session``'s, or ``key_name`` before the session exists."""
         if not valid_name(name):
             return f"stream name {name[:40]!r}: expected {NAME_RULE}", "bad_stream_name"
+        if not self._may_name(session.key_name if session is not None else key_name, name):
+            return f"stream name {name!r} is not one this API key may take", "stream_name_forbidden"
         if name in self.cameras or any(s.stream_id == name and s is not session for s in self.sessions):
             return f"stream name {name!r} is taken on this edge", "stream_name_taken"
         return None
+
+    def _may_name(self, key_name: str | None, name: str) -> bool:
+        """The key's ``camera:`` allowances (API_KEYS) hold; with no keyring every name is open."""
+        if self.keyring is None or key_name is None:
+            return True
+        entry = self.keyring.by_name.get(key_name)
+        return entry is not None and entry.may_name(name)
 
     def name_stream(self, session: Session, name: str) -> None:
         """Give ``session`` the (checked) ``name``: its stream id, its results' ``camera``, its metric series

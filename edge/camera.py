@@ -132,6 +132,19 @@ class Grab:
     frame: av.video.frame.VideoFrame | None = None
 
 
+@dataclass(slots=True)
+class _Encoded:
+    """A grab ready for the pool (``contracts.PulledFrame``), and the grab it came from (for the answer)."""
+
+    grab: Grab
+    image: bytes
+    opts: DetectOptions
+
+    @property
+    def received_at(self) -> float:
+        return self.grab.read_at
+
+
 class Reader:
     """The thread that reads one camera. Counters are written by the thread, read by the event loop
     (single ints and floats: consistent enough for status and metrics)."""
@@ -294,8 +307,7 @@ class Camera:
         self._processed_at: deque[float] = deque(maxlen=4096)
         self._seq = 0
         self._dropped_reported = 0
-        self._ready: tuple[Grab, bytes] | None = None
-        self.current: Grab | None = None
+        self._ready: _Encoded | None = None
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -330,19 +342,17 @@ class Camera:
         self.node.pool.close_stream(self.stream_id)
         forget_series(self.name, metrics.CAMERA_FRAMES_PROCESSED, metrics.CAMERA_LAST_FRAME_AGE)
 
-    def _pull(self) -> tuple[bytes, DetectOptions, float] | None:
+    def _pull(self) -> _Encoded | None:
         """Called by the pool when the camera's turn comes."""
         ready, self._ready = self._ready, None
         if ready is None:
             return None
-        grab, image = ready
-        if grab.frame is None:  # an MJPEG source: a newer part costs nothing to take instead
+        if ready.grab.frame is None:  # an MJPEG source: a newer part costs nothing to take instead
             newer = self.reader.take()
             if newer is not None and newer.jpeg is not None:
                 self.reader.drop()
-                grab, image = newer, newer.jpeg
-        self.current = grab
-        return image, self.node.defaults, grab.read_at
+                ready = _Encoded(newer, newer.jpeg, ready.opts)
+        return ready
 
     async def _process(self) -> None:
         node, counts, s = self.node, self.node.counts, self.node.settings
@@ -361,8 +371,11 @@ class Camera:
                                                     s.infer_max_side)
                     grab.frame = None
                 counts.received("camera")
-                self._ready, self.current = (grab, image), None
-                result = await node.pool.submit_latest(self._pull, stream=self.stream_id)
+                self._ready = _Encoded(grab, image, node.defaults)
+                ran = await node.pool.submit_latest(self._pull, stream=self.stream_id)
+                result = None if ran is None else ran.outcome
+                if isinstance(result, HgrError):  # the frame ran and failed: counted like any other failure
+                    raise result
             except HgrError as exc:
                 counts.error(exc.code)
                 log.warning("camera %s: frame failed: %s", self.name, exc.message)
@@ -370,9 +383,9 @@ class Camera:
             except Exception:  # one bad frame (an encode failure) must not end the camera
                 log.exception("camera %s: frame failed", self.name)
                 continue
-            grab = self.current
-            if result is None or grab is None:
+            if ran is None or result is None:
                 continue
+            grab = ran.frame.grab
             dropped = self.reader.frames_dropped - self._dropped_reported
             self._dropped_reported = self.reader.frames_dropped
             message = protocol.result(self._seq, grab.wall_ms, result, dropped)

@@ -60,7 +60,8 @@ class StreamHost(Protocol):
 
     def report_frame(self, stream_id: str, key_name: str | None, message: ResultMessage) -> None: ...
 
-    def name_refusal(self, name: str, session: Session | None = None) -> tuple[str, str] | None: ...
+    def name_refusal(self, name: str, session: Session | None = None, *,
+                     key_name: str | None = None) -> tuple[str, str] | None: ...
 
     def name_stream(self, session: Session, name: str) -> None: ...
 
@@ -86,7 +87,6 @@ class Session:
         self.closed = False
         self.draining = False  # the edge is stopping: no new frames
         self.close_code: int | None = None
-        self.current: _Waiting | None = None  # the frame in inference
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -225,11 +225,6 @@ class Session:
         self.dropped += 1
         self.node.counts.drop(reason)
 
-    def _pull(self) -> tuple[bytes, DetectOptions, float] | None:
-        """Called by the pool when this stream's turn comes: hand over the newest frame."""
-        waiting = self.current = self.slot.take()
-        return None if waiting is None else (waiting.image, waiting.opts, waiting.received_at)
-
     async def _process(self) -> None:
         node, pool, counts = self.node, self.node.pool, self.node.counts
         while True:
@@ -238,17 +233,17 @@ class Session:
             if not self.slot or self.draining:
                 continue
             self._idle.clear()
-            self.current = None
             try:
                 try:
-                    # The frame is taken from the slot only at dispatch: until then a newer one replaces it.
-                    result = await pool.submit_latest(self._pull, stream=self.stream_id)
-                except HgrError as exc:
-                    if self.current is not None:
-                        await self.send_error(exc.code, exc.message, self.current.seq)
+                    # The frame is taken from the slot only when the turn comes: until then a newer one replaces it.
+                    ran = await pool.submit_latest(self.slot.take, stream=self.stream_id)
+                except HgrError:
+                    continue  # no frame was taken (the pool is stopping): nothing to answer
+                if ran is None:
                     continue
-                waiting = self.current
-                if result is None or waiting is None:
+                waiting, result = ran.frame, ran.outcome
+                if isinstance(result, HgrError):
+                    await self.send_error(result.code, result.message, waiting.seq)
                     continue
                 message = protocol.result(waiting.seq, waiting.ts, result, self.dropped)
                 if self.camera is not None:

@@ -4,6 +4,7 @@ Prometheus metrics, so the two can never disagree."""
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Mapping
 from typing import Any
 
 from hgr.common import metrics
@@ -40,7 +41,7 @@ class EdgeStats:
         self.errors[code] += 1
         metrics.ERRORS.labels("edge", code).inc()
 
-    def processed(self, key_name: str | None, latency_s: float, result: dict[str, Any]) -> None:
+    def processed(self, key_name: str | None, latency_s: float, result: Mapping[str, Any]) -> None:
         self.frames_processed += 1
         if key_name is not None:
             self.by_key[key_name] += 1

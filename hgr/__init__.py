@@ -4,7 +4,7 @@ One namespace, four layers that only point down (docs/architecture.md):
 
 - ``hgr.common``: the base (config, errors, images, the model engine, worker pool, protocol, bus, ...);
 - ``hgr.edge`` and ``hgr.hub``: the two services, each on ``hgr.common`` only;
-- ``hgr.loadtest``: load generators, benchmarks, the accuracy report;
+- ``hgr.loadtest``: ``hgr bench`` (its sections, load clients, process measurements, sample photos);
 - ``hgr.cli``, ``hgr.serve``, ``hgr.servers``, ``hgr.allinone``: the application layer that starts them.
 
 In the source tree ``hgr/common``, ``hgr/edge``, ``hgr/hub`` and ``hgr/loadtest`` are links to the

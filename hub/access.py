@@ -41,6 +41,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/model/info"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,  # renders /openapi.json (hub.apidocs)
+    ("GET", "/docs/{asset}"): PUBLIC,
     ("POST", "/detect-fingers"): DETECT,
     ("POST", "/detect-fingers-batch"): DETECT,
     ("POST", "/detect-fingers-upload"): DETECT,

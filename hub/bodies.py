@@ -9,7 +9,9 @@ a connection for a bounded time.
 
 A JSON body is measured while it arrives (``common.jsonsafe.Shape``: a 63 MB ``[[],[],…]`` is refused
 after its first 30 KB, instead of costing 2 GB and seconds of event loop), then parsed in a thread when
-large, and every decoded oddity becomes a 4xx there, in one place.
+large, and every decoded oddity becomes a 4xx there, in one place. What the document must then look
+like is declared once, in ``common.contracts`` (the REST section), and checked by msgspec (``convert``):
+the same declarations are the OpenAPI schema (``hub.openapi``).
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
 from hgr.common import jsonsafe
+from hgr.common.contracts import ImageId, RestOptions
 from hgr.common.errors import EmptyImage, HgrError, ImageTooLarge
+from hgr.common.options import BadOptions, DetectOptions
+
+T = TypeVar("T")
 
 
 class BadRequest(HgrError):
@@ -126,22 +134,42 @@ async def read_image(request: Request, max_image_size: int, max_request_size: in
     return bytes(body)
 
 
-def query_options(params: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+def convert(doc: Any, kind: type[T], schema: str, *, strict: bool = True,
+            refused: type[HgrError] | None = None) -> T:
+    """``doc`` (a parsed JSON body, a form field, a query string) as ``kind``, a REST declaration of
+    ``common.contracts``, checked by msgspec: every bound of the declaration, unknown fields where it
+    refuses them. msgspec's own words (what was expected, and where: ``$.options.num_hands``) become the
+    message, with the schema's name in /openapi.json. A wrong ``options`` is 422 ``bad_options``, anything
+    else 422 ``invalid_request`` (``refused``: this code whatever the place). ``strict=False``: strings
+    may stand for numbers and booleans (``?num_hands=1&mirrored=true``)."""
+    try:
+        return msgspec.convert(doc, kind, strict=strict)
+    except msgspec.ValidationError as exc:
+        message = f"{exc} (schema: {schema}, /openapi.json)"
+        where = str(exc).rpartition(" - at `")[2].rstrip("`") if " - at `" in str(exc) else "$"
+        if refused is None:
+            refused = BadOptions if where == "$.options" or where.startswith(("$.options.", "$.options[")) \
+                else InvalidRequest
+        raise refused(message) from None
+
+
+def detect_options(doc: RestOptions | None | msgspec.UnsetType, defaults: DetectOptions) -> DetectOptions:
+    """The request's ``RestOptions`` over ``defaults`` (absent or null: the defaults)."""
+    if not isinstance(doc, RestOptions):
+        return defaults
+    chosen = {name: value for name in doc.__struct_fields__ if (value := getattr(doc, name)) is not msgspec.UNSET}
+    return dataclasses.replace(defaults, **chosen) if chosen else defaults
+
+
+def query_options(params: Mapping[str, str], defaults: DetectOptions) -> tuple[DetectOptions, str | int | None]:
     """``(options, image_id)`` from a raw image request's query string (``?num_hands=1&mirrored=true
-    &model=lite&image_id=x``), typed as the JSON body's ``options`` would be, so ``DetectOptions.parse``
-    checks both alike (an unknown name or a bad value: 422 ``bad_options``)."""
-    options: dict[str, Any] = {}
-    image_id = None
-    for name, value in params.items():
-        if name == "image_id":
-            image_id = value
-        elif name == "num_hands":
-            options[name] = int(value) if value.isdigit() else value
-        elif name == "mirrored":
-            options[name] = {"true": True, "1": True, "false": False, "0": False}.get(value.lower(), value)
-        else:
-            options[name] = value
-    return options or None, image_id
+    &model=lite&image_id=x``): the same ``RestOptions`` declaration as the JSON body's ``options``, its
+    values read from text (an unknown name or a bad value: 422 ``bad_options``)."""
+    options = dict(params)
+    raw_id = options.pop("image_id", None)
+    image_id = None if raw_id is None else convert(raw_id, ImageId, "ImageId")  # type: ignore[arg-type]
+    return detect_options(convert(options, RestOptions, "RestOptions", strict=False, refused=BadOptions),
+                          defaults), image_id
 
 
 async def read_json(request: Request, limit: int, json_limits: jsonsafe.JsonLimits,

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hgr.common.contracts import ThrottleCommand
+from hgr.common.contracts import MAX_THROTTLE_FPS, MAX_THROTTLE_S, ThrottleCommand
 from hgr.common.messaging.topics import PayloadError, as_counts, as_float, as_int, as_str
 
 MAX_SEQ = 2**53  # JSON-safe integers
@@ -295,11 +295,6 @@ def quota_window(now: float, window_s: float) -> tuple[int, float]:
 def over_quota(used: int, quota: int) -> bool:
     """0 = no fleet quota."""
     return quota > 0 and used > quota
-
-
-# The ranges an edge accepts in a throttle command (edge/reporter.py checks the same bounds).
-MAX_THROTTLE_FPS = 10_000
-MAX_THROTTLE_S = 86_400
 
 
 def throttle_command(key_name: str, window_end: float, now: float) -> ThrottleCommand:

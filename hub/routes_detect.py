@@ -9,7 +9,8 @@ A limited client cannot make us read and parse megabytes only to refuse them: th
 endpoint is charged before its body is read, and a batch or upload is admitted only if the key can
 afford one image (``RateLimiter.admit``), then charged in full once its images are counted, before
 any of them is decoded. Bodies are read by ``hub.bodies`` (size, time and JSON-shape limits
-while they arrive; every JSON oddity a 4xx from ``common.jsonsafe``).
+while they arrive; every JSON oddity a 4xx from ``common.jsonsafe``) and checked against their
+declarations in ``common.contracts`` (``DetectRequest``, ``BatchRequest``, ``RestOptions``) by msgspec.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
+import msgspec
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,15 +26,18 @@ from starlette.routing import Route
 
 from hgr.common import jsonsafe
 from hgr.common.config import Settings
+from hgr.common.contracts import BatchEnvelope, BatchItem, DetectRequest, ImageId, RestOptions
 from hgr.common.errors import HgrError, ImageTooLarge
-from hgr.common.options import DetectOptions
+from hgr.common.options import BadOptions, DetectOptions
 from hgr.hub.access import Access
 from hgr.hub.bodies import (
     RAW_IMAGE_TYPES,
     InvalidRequest,
     RequestTooLarge,
     UnsupportedMediaType,
+    convert,
     decode_base64_image,
+    detect_options,
     is_json,
     longest_json_string,
     media_type,
@@ -82,8 +87,7 @@ def routes(hub: DetectHost) -> list[Route]:
         headers = await charge(request, await hub.access.caller(request), 1)
         kind = media_type(request)
         if kind in RAW_IMAGE_TYPES:  # the image itself; options and image_id in the query string
-            raw_opts, image_id = query_options(request.query_params)
-            opts = DetectOptions.parse(raw_opts, hub.defaults)  # 422 before reading the image
+            opts, image_id = query_options(request.query_params, hub.defaults)  # 422 before reading the image
             data = await read_image(request, s.max_image_size, s.max_request_size, s.body_timeout)
             result = await hub.detection.run(data, opts, received)
             if image_id is not None:
@@ -93,15 +97,10 @@ def routes(hub: DetectHost) -> list[Route]:
             raise UnsupportedMediaType(f"send the body as Content-Type: application/json ({{\"image_base64\": …}}) "
                                        f"or the image itself as {', '.join(RAW_IMAGE_TYPES)} "
                                        f"(got {kind[:60] or 'none'!r})")
-        body = await read_json(request, single_limit, json_limits, s.body_timeout)
-        if not isinstance(body, dict):
-            raise InvalidRequest("the body must be a JSON object with `image_base64`")
-        if "image_base64" not in body:
-            raise InvalidRequest("`image_base64` is required")
-        if "image_id" in body and not _is_id(body["image_id"]):
-            raise InvalidRequest("`image_id` must be a string or an integer")
+        body = convert(await read_json(request, single_limit, json_limits, s.body_timeout), DetectRequest,
+                       "DetectRequest")
         data = decode_base64_image(body["image_base64"], s.max_image_size)
-        opts = DetectOptions.parse(body.get("options"), hub.defaults)
+        opts = detect_options(body.get("options"), hub.defaults)
         result = await hub.detection.run(data, opts, received)
         if "image_id" in body:
             result = {"image_id": body["image_id"], **result}
@@ -111,14 +110,13 @@ def routes(hub: DetectHost) -> list[Route]:
         received = time.monotonic()
         caller = await hub.access.caller(request)  # 401/403 before reading a byte
         paid = await hub.limiter.admit(caller.bucket, caller.limit)  # 429 before reading a byte
-        body = await read_json(request, s.max_request_size, json_limits, s.body_timeout)
-        images = body.get("images") if isinstance(body, dict) else None
-        if not isinstance(images, list) or not images:
-            raise InvalidRequest("the body must be {\"images\": [{\"image_id\": ..., \"image_base64\": ...}, ...]}")
+        body = convert(await read_json(request, s.max_request_size, json_limits, s.body_timeout), BatchEnvelope,
+                       "BatchRequest")
+        images = body["images"]
         if len(images) > s.max_batch_images:
             raise RequestTooLarge(f"{len(images)} images; at most {s.max_batch_images} per request",
                                   code="too_many_images")
-        batch_opts = DetectOptions.parse(body.get("options"), hub.defaults)
+        batch_opts = detect_options(body.get("options"), hub.defaults)
         headers = await charge_rest(request, caller, len(images), paid)
         items: list[Item] = []
         for i, item in enumerate(images):
@@ -137,9 +135,10 @@ def routes(hub: DetectHost) -> list[Route]:
             files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
             if not files:
                 raise InvalidRequest("no file: send one or more multipart fields named `file`")
-            raw_opts = form.get("options")
-            opts = DetectOptions.parse(jsonsafe.loads(raw_opts, json_limits) if isinstance(raw_opts, str) else None,
-                                       hub.defaults)
+            raw_opts = form.get("options")  # RestOptions as JSON text (UploadForm)
+            opts = hub.defaults if not isinstance(raw_opts, str) else detect_options(
+                convert(jsonsafe.loads(raw_opts, json_limits), RestOptions | None, "RestOptions",  # type: ignore[arg-type]
+                        refused=BadOptions), hub.defaults)
             headers = await charge_rest(request, caller, len(files), paid)
             items: list[Item] = []
             for i, f in enumerate(files):
@@ -164,28 +163,25 @@ def routes(hub: DetectHost) -> list[Route]:
     ]
 
 
-def _batch_item(item: Any, index: int, defaults: DetectOptions,
-                max_bytes: int) -> tuple[str, bytes | HgrError, DetectOptions | HgrError]:
-    """(image_id, bytes or the error, options or the error) of one batch entry; never raises."""
-    if not isinstance(item, dict):
-        return str(index), InvalidRequest("each entry must be an object with `image_base64`"), defaults
-    image_id = item.get("image_id", str(index))
-    image_id = image_id if _is_id(image_id) else str(index)
-    opts: DetectOptions | HgrError
+def _batch_item(raw: Any, index: int, defaults: DetectOptions,
+                max_bytes: int) -> tuple[str | int, bytes | HgrError, DetectOptions | HgrError]:
+    """(image_id, bytes or the error, options or the error) of one batch entry (``BatchItem``); never raises.
+    An entry that is not a ``BatchItem`` is answered as its own error, under its ``image_id`` if that one
+    is valid, else its index."""
     try:
-        opts = DetectOptions.parse(item.get("options"), defaults)
+        item = convert(raw, BatchItem, "BatchItem")
     except HgrError as exc:
-        opts = exc
-    if "image_base64" not in item:
-        return image_id, InvalidRequest("`image_base64` is required"), opts
+        try:
+            image_id = msgspec.convert(raw["image_id"], ImageId)
+        except (TypeError, KeyError, IndexError, msgspec.ValidationError):
+            image_id = str(index)
+        return image_id, exc, defaults
+    image_id = item.get("image_id", str(index))
+    opts = detect_options(item.get("options"), defaults)
     try:
         return image_id, decode_base64_image(item["image_base64"], max_bytes), opts
     except HgrError as exc:
         return image_id, exc, opts
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def _batch_body(results: list[dict[str, Any]], received: float) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import Any
 
@@ -20,17 +19,15 @@ from starlette.routing import Route
 
 from hgr.common import jsonsafe
 from hgr.common.auth import FLEET_ADMIN, FLEET_READ
+from hgr.common.contracts import ThrottleRequest
 from hgr.common.errors import HgrError
 from hgr.common.names import valid_edge_id
 from hgr.hub.access import Access
-from hgr.hub.bodies import InvalidRequest, read_json
+from hgr.hub.bodies import InvalidRequest, convert, read_json
 from hgr.hub.fleet import FleetService
-from hgr.hub.fleet_logic import MAX_THROTTLE_FPS, MAX_THROTTLE_S, edge_view
+from hgr.hub.fleet_logic import edge_view
 
 log = logging.getLogger("hgr.hub.fleet")
-
-_THROTTLE_FIELDS = {"max_fps", "duration_s"}
-
 
 class EdgeNotFound(HgrError):
     code = "edge_not_found"
@@ -40,31 +37,11 @@ class FleetUnavailable(HgrError):
     code = "fleet_unavailable"
 
 
-def _number(body: dict[str, Any], field: str) -> float | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidRequest(f"`{field}` must be a number or null")
-    return float(value)
-
-
 def throttle_request(body: Any) -> tuple[float | None, float | None]:
-    """``{"max_fps": n | null, "duration_s": s?}`` → (max_fps, duration_s); InvalidRequest otherwise.
-    ``max_fps`` is required (null lifts the cap, so a forgotten field never lifts one by accident)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest('the body must be a JSON object: {"max_fps": 2, "duration_s": 30}')
-    unknown = body.keys() - _THROTTLE_FIELDS
-    if unknown:
-        raise InvalidRequest(f"unknown field(s) {sorted(unknown)}; expected max_fps and optionally duration_s")
-    if "max_fps" not in body:
-        raise InvalidRequest("`max_fps` is required (a number of frames per second, 0 to stop, null to lift)")
-    max_fps, duration_s = _number(body, "max_fps"), _number(body, "duration_s")
-    if max_fps is not None and not 0 <= max_fps <= MAX_THROTTLE_FPS:
-        raise InvalidRequest(f"`max_fps` must be in [0, {MAX_THROTTLE_FPS}] or null")
-    if duration_s is not None and not 0 < duration_s <= MAX_THROTTLE_S:
-        raise InvalidRequest(f"`duration_s` must be in (0, {MAX_THROTTLE_S}] or null")
-    return max_fps, duration_s
+    """The body as ``common.contracts.ThrottleRequest`` → (max_fps, duration_s); InvalidRequest otherwise
+    (``max_fps`` is required: null lifts the cap, so a forgotten field never lifts one by accident)."""
+    request = convert(body, ThrottleRequest, "ThrottleRequest")
+    return request.max_fps, request.duration_s
 
 
 def _store_down(exc: Exception) -> FleetUnavailable:

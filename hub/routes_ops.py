@@ -1,4 +1,5 @@
-"""Operational endpoints: liveness, readiness, status, model info, Prometheus metrics, OpenAPI schema.
+"""Operational endpoints: liveness, readiness, status, model info, Prometheus metrics, OpenAPI schema and
+its interactive documentation (``/docs``, ``hub.apidocs``).
 
 None needs an API key: probes and scrapers run without one. ``/status`` tells a keyless caller only
 whether the hub is up; the rest (pool, Redis, policies, fleet) only a key with ``fleet:read``
@@ -18,6 +19,7 @@ from hgr.common.auth import FLEET_READ
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionPool
 from hgr.common.readiness import readiness
+from hgr.hub import apidocs
 from hgr.hub.access import Access
 from hgr.hub.openapi import openapi_schema
 from hgr.hub.redis_conn import RedisConn
@@ -76,4 +78,5 @@ def routes(hub: OpsHost) -> list[Route]:
         Route("/model/info", model_info, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *apidocs.routes(),
     ]

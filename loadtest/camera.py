@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -42,7 +41,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.exceptions import WebSocketException
 
@@ -50,6 +49,7 @@ from hgr.common.config import Settings
 from hgr.common.percentiles import percentiles
 from hgr.edge import protocol
 from hgr.loadtest import clips as camclips
+from hgr.loadtest.context import BenchContext
 from hgr.loadtest.ws_stream import open_stream, running_edge
 
 DEFAULT_MIX = "empty=4,one_hand=3,two_hands=1"
@@ -58,15 +58,6 @@ ANSWER_TIMEOUT_S = 30.0
 # The issue's acceptance for the new pipeline (issue 14), reported next to each edge run.
 TARGETS = {"throughput_ratio": 1.8, "one_hand_ratio": 1.7, "empty_ratio": 4.0, "one_hand_agreement": 0.97,
            "one_stream_overhead_ms": 2.0}
-
-
-class Context(Protocol):
-    """What this section uses of ``hgr bench``'s context."""
-
-    args: argparse.Namespace
-    settings: Settings
-
-    def log(self, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -404,7 +395,7 @@ def make_clips(settings: Settings, model_path: str, args: argparse.Namespace,
     return clips
 
 
-async def run(ctx: Context) -> dict[str, Any]:
+async def run(ctx: BenchContext) -> dict[str, Any]:
     from hgr.common.inference.model import model_paths
 
     args, settings = ctx.args, ctx.settings
@@ -521,7 +512,7 @@ class EdgeSide:
         return result
 
 
-async def _start_edge(stack: contextlib.ExitStack, ctx: Context, extra: dict[str, str], streams: int,
+async def _start_edge(stack: contextlib.ExitStack, ctx: BenchContext, extra: dict[str, str], streams: int,
                       workers: int) -> EdgeSide:
     """An edge with ``extra`` over the bench's environment, stopped when ``stack`` closes; a configuration
     that does not start is recorded as failed."""
@@ -564,74 +555,3 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=float, default=3.0, help="camera: sensor noise sigma, DN (default 3)")
     parser.add_argument("--drift", type=float, default=1.5, help="camera: drift bound, pixels (default 1.5)")
     parser.add_argument("--flicker", type=float, default=0.0, help="camera: exposure flicker, ± fraction (default 0)")
-
-
-# --- the report as Markdown (docs/benchmarks.md) ---
-
-def _ms(p: dict[str, Any], key: str) -> str:
-    return "—" if p.get(key) is None else f"{p[key]:.1f}"
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f} %"
-
-
-def _edge_name(edge: dict[str, Any]) -> str:
-    return "edge " + (",".join(f"{k}={v}" for k, v in edge["env"].items()) or "(default)")
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The tables docs/benchmarks.md shows, from one ``camera`` report."""
-    base = report["baseline"]
-    lines = [("| run | scenes | frames/s | ratio to baseline | latency p50 / p99 | agreement (fingers / hands) "
-              "| detector ran | gated |"), "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-
-    def row(name: str, kind: str, r: dict[str, Any]) -> str:
-        ratio = r.get("ratio_to_baseline")
-        return (f"| {name} | {kind} | {r['fps']:.1f} | {'—' if ratio is None else f'{ratio:.2f}'} | "
-                f"{_ms(r['latency_ms'], 'p50')} / {_ms(r['latency_ms'], 'p99')} ms | "
-                f"{_pct(r['agreement'])} / {_pct(r['hands_agreement'])} | {_pct(r['detector_fraction'])} | "
-                f"{_pct(r['gated_fraction'])} |")
-
-    edges = [e for e in report["edge"] if "failed" not in e]
-    sides = [("baseline (raw VIDEO)", base)] + [(_edge_name(e), e) for e in edges]
-    for load in report["loads"]:
-        for name, side in sides:
-            kinds = side[load]
-            shown = (*camclips.KINDS, "all") if load == "mix" else tuple(k for k in camclips.KINDS if k in kinds)
-            lines += [row(name, f"{kind} ({load})" if load != "mix" else kind, kinds[kind])
-                      for kind in shown if kind in kinds]
-    lines += ["", "| run | load | scenes | frames both answered | agreement, edge / baseline |",
-              "| --- | --- | --- | --- | --- |"]
-    for e in edges:
-        for load in report["loads"]:
-            for kind, a in e.get("agreement_shared", {}).get(load, {}).items():
-                lines.append(f"| {_edge_name(e)} | {load} | {kind} | {a['frames']} | {_pct(a['edge'])} / "
-                             f"{_pct(a['baseline'])} |")
-    for e in edges:
-        cores = ", ".join(f"{load} {n}" for load, n in e.get("client_cpu_cores", {}).items())
-        if cores:
-            lines += ["", f"Load generator (same cores; none in the baseline), {_edge_name(e)}: {cores} cores."]
-    lines += ["", ("| run | 1 one-hand stream: frames/s | latency p50 / p99 | p50 over raw per-frame p50 "
-                   "| added to its own decode + inference (p50) |"), "| --- | --- | --- | --- | --- |",
-              (f"| baseline (raw VIDEO) | {base['one_stream']['fps']:.1f} | "
-               f"{_ms(base['one_stream']['model_ms'], 'p50')} / {_ms(base['one_stream']['model_ms'], 'p99')} ms "
-               "| — | — |")]
-    for e in edges:
-        one = e["one_stream"]
-        name = _edge_name(e)
-        lines.append(f"| {name} | {one['fps']:.1f} | {_ms(one['latency_ms'], 'p50')} / "
-                     f"{_ms(one['latency_ms'], 'p99')} ms | {one['overhead_over_raw_p50_ms']} ms | "
-                     f"{one.get('added_p50_ms')} ms |")
-    lines += [f"\n{_edge_name(e)} failed: {e['failed']}" for e in report["edge"] if "failed" in e]
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    # python -m hgr.loadtest.camera report.json  → the Markdown tables of a saved `hgr bench` report
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m hgr.loadtest.camera REPORT.json   (make one with: hgr bench --sections camera)")
-    import json
-
-    loaded = json.loads(Path(sys.argv[1]).read_text())
-    print(markdown(loaded.get("camera", loaded)))

@@ -25,6 +25,7 @@ bytes.
 from __future__ import annotations
 
 import csv
+import importlib.resources
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,11 +34,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hgr.loadtest.helpers import DEFAULT_PHOTOS, ROOT
-
 WIDTH, HEIGHT = 640, 480
 KINDS = ("empty", "one_hand", "two_hands")
-FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "hands"
+# 36 labelled photos shipped inside the package (hands/README.md: sources and licenses), so `hgr bench` has
+# frames on a plain install; `--photos` names a larger set. The wheel installs as files, so this is a real path.
+SAMPLE_PHOTOS = Path(str(importlib.resources.files("hgr.loadtest") / "hands"))
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 
@@ -110,12 +111,12 @@ class Clip:
 
 # --- photos ---
 
-def photo_folder(preferred: Path = DEFAULT_PHOTOS) -> Path:
-    """The labelled photos: ``preferred`` (the shared set) when it has labels.csv, else the test fixtures."""
-    for folder in (preferred, FIXTURE_PHOTOS):
+def photo_folder(preferred: Path = SAMPLE_PHOTOS) -> Path:
+    """The labelled photos: ``preferred`` when it has labels.csv, else the package's sample."""
+    for folder in (preferred, SAMPLE_PHOTOS):
         if (folder / "labels.csv").is_file():
             return folder
-    raise FileNotFoundError(f"no labels.csv in {preferred} or {FIXTURE_PHOTOS}")
+    raise FileNotFoundError(f"no labels.csv in {preferred} or {SAMPLE_PHOTOS}")
 
 
 def read_labels(folder: Path) -> list[tuple[str, int]]:

@@ -1,20 +1,16 @@
-"""REST load generator for the hub (the seed's interface), and the ``rest`` section of ``hgr bench``.
+"""The ``rest`` section of ``hgr bench``, and the REST load generator under it (``run_rest``; from a checkout,
+``python -m research.rest_load`` runs it against a hub of yours).
 
-    python -m hgr.loadtest.rest --url http://127.0.0.1:8000 --requests 1000 --concurrency 50 \
-        --type single|batch|upload [--api-key K] [--batch-size 8] [--allow-cache]
-
-Prints one JSON object: throughput (requests/s and images/s), client-side latency percentiles (ms),
-status counts and error codes. Every image is made unique (a JPEG comment with a nonce) unless
-``--allow-cache``, so the numbers measure the model path, not the result cache.
+``run_rest`` reports throughput (requests/s and images/s), client-side latency percentiles (ms), status
+counts and error codes. Every image is made unique (a JPEG comment with a nonce) unless ``unique=False``,
+so the numbers measure the model path, not the result cache.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -26,7 +22,8 @@ from typing import Any
 import httpx
 
 from hgr.common.percentiles import percentiles
-from hgr.loadtest.helpers import DEFAULT_PHOTOS, free_port, stop_process, wait_ready
+from hgr.loadtest.context import BenchContext
+from hgr.loadtest.procs import free_port, stop_process, wait_ready
 
 KINDS = ("single", "batch", "upload")
 
@@ -113,7 +110,7 @@ async def run_rest(url: str, requests: int, concurrency: int, kind: str, photos:
     }
 
 
-async def run(ctx: Any) -> dict[str, Any]:
+async def run(ctx: BenchContext) -> dict[str, Any]:
     """``hgr bench --sections rest``: a hub in a subprocess (cache and rate limit off, so every image
     reaches the model), then single and batch requests for about ``--duration`` seconds each."""
     port = free_port()
@@ -142,27 +139,3 @@ async def run(ctx: Any) -> dict[str, Any]:
     finally:
         stop_process(proc)
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hgr.loadtest.rest", description=__doc__.splitlines()[0])
-    p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--requests", type=int, default=1000)
-    p.add_argument("--concurrency", type=int, default=50)
-    p.add_argument("--type", dest="kind", choices=KINDS, default="single")
-    p.add_argument("--api-key", default=os.environ.get("HGR_API_KEY"))
-    p.add_argument("--batch-size", type=int, default=8, help="images per batch/upload request")
-    p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
-    p.add_argument("--allow-cache", action="store_true", help="send the photos as they are (cache hits)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    report = asyncio.run(run_rest(args.url, args.requests, args.concurrency, args.kind, args.photos, args.api_key,
-                                  batch_size=args.batch_size, unique=not args.allow_cache))
-    print(json.dumps(report, indent=2))
-    return 0 if report["status"].get("200") == args.requests else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

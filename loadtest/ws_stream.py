@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from hgr.common.contracts import OptionsDoc
 from hgr.edge import protocol
-from hgr.loadtest.helpers import free_port, stop_process, wait_ready
+from hgr.loadtest.procs import free_port, stop_process, wait_ready
 
 
 def load_frames(folder: str | Path, limit: int | None = None, max_side: int = 640) -> list[bytes]:
@@ -48,8 +48,8 @@ def load_frames(folder: str | Path, limit: int | None = None, max_side: int = 64
 
 def start_edge(port: int, env: dict[str, str] | None = None, *,
                log_file: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-    """``hgr edge`` on 127.0.0.1:``port`` with extra environment; wait with ``helpers.wait_ready``, stop with
-    ``helpers.stop_process``."""
+    """``hgr edge`` on 127.0.0.1:``port`` with extra environment; wait with ``procs.wait_ready``, stop with
+    ``procs.stop_process``."""
     full_env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "warning", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "hgr", "edge", "--host", "127.0.0.1", "--port", str(port)],
                             env=full_env, stdout=log_file, stderr=log_file)

@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from redis_topologies import ClusterOf3, SentinelSet
-from support import SHARED, free_port, need, port_open, redis_argv, start_server
+from support import SHARED, free_port, need, port_open
 
 from hgr.common.config import load_settings
 from hgr.common.errors import ModelUnavailable
 from hgr.common.inference.model import resolve_model
 from hgr.common.inference.pool import InferencePool
+from hgr.loadtest.clips import SAMPLE_PHOTOS
+from hgr.loadtest.procs import anonymous_broker_config, start_mosquitto, start_redis
 
-FIXTURE_PHOTOS = Path(__file__).parent / "fixtures" / "hands"  # 36 photos shipped with the repository
 BUNDLE_NAMES = {"full": "hand_landmarker.task", "lite": "hand_landmarker_lite.task"}
 PATH_ENV = {"full": "HGR_MODEL_PATH", "lite": "HGR_MODEL_LITE_PATH"}
 
@@ -66,9 +67,9 @@ def lite_model_path() -> str:
 @pytest.fixture(scope="session")
 def hand_photos() -> list[tuple[Path, int]]:
     """(path, labelled finger count) of every photo in ../shared/data/hands when present, else of the
-    small set shipped in tests/fixtures/hands (same labels.csv format)."""
+    36 the package ships in loadtest/hands (same labels.csv format)."""
     shared = SHARED / "data" / "hands"
-    folder = shared if (shared / "labels.csv").is_file() else FIXTURE_PHOTOS
+    folder = shared if (shared / "labels.csv").is_file() else SAMPLE_PHOTOS
     with (folder / "labels.csv").open() as f:
         return [(folder / row["file"], int(row["fingers"])) for row in csv.DictReader(f)]
 
@@ -128,7 +129,7 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A redis-server of the test's own on a free port (for tests that kill or flush it)."""
     need(bool(shutil.which("redis-server")), "redis-server is not installed")
     port = free_port()
-    proc = start_server(redis_argv(port), port)
+    proc = start_redis(port)
     yield f"redis://127.0.0.1:{port}/0", proc
     proc.kill()
     proc.wait()
@@ -140,8 +141,8 @@ def private_mosquitto(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[by
     need(bool(shutil.which("mosquitto")), "mosquitto is not installed")
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n")
-    proc = start_server(["mosquitto", "-c", str(conf)], port)
+    conf.write_text(anonymous_broker_config(port))
+    proc = start_mosquitto(conf, port)
     yield f"mqtt://127.0.0.1:{port}", proc
     proc.kill()
     proc.wait()

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from support import free_port, need, start_server
+from support import free_port, need
 
-from hgr.loadtest.mqtt_fleet import shipped_broker_config
+from hgr.loadtest.procs import start_mosquitto
+from research.mqtt_fleet import shipped_broker_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "monitoring" / "mosquitto"
@@ -67,7 +68,7 @@ class Broker:
         return f"mqtt://{user}:{USERS[user]}@127.0.0.1:{self.port}"
 
     def start(self) -> Broker:
-        self.proc = start_server(["mosquitto", "-c", str(self.conf)], self.port)
+        self.proc = start_mosquitto(self.conf, self.port)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

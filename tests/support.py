@@ -1,14 +1,12 @@
 """Helpers for tests (import with `from support import ...`): real-service checks, ports, processes,
-waiting, in-process servers. Ports and process helpers live in loadtest.helpers (the load generators
-use them too) and are re-exported here."""
+waiting, in-process servers. Ports, processes and private servers live in hgr.loadtest.procs (``hgr bench``
+and the research runs use them too) and are re-exported here."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,14 +19,27 @@ import uvicorn
 
 from hgr.common.contracts import ResultMessage
 from hgr.edge import protocol
-from hgr.loadtest.helpers import (  # noqa: F401 - re-exported for the tests
-    SHARED,
+from hgr.loadtest.procs import (  # noqa: F401 - re-exported for the tests
+    ServerExited,
+    alive,
+    children,
+    cpu_seconds,
     free_port,
     port_open,
+    redis_argv,
+    rss_mb,
+    start_mosquitto,
+    start_redis,
+    start_server,
     stop_process,
     wait_for_port,
     wait_ready,
+    worker_pids,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
+# Models and the full labelled photo set, beside the checkout (a checkout's layout: the package never looks here).
+SHARED = Path(os.environ.get("HGR_SHARED_DIR", ROOT.parent / "shared"))
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -39,58 +50,6 @@ def need(condition: bool, reason: str) -> None:
         if IN_CI:
             pytest.fail(f"required in CI: {reason}")
         pytest.skip(reason)
-
-
-# --- processes ---
-
-class ServerExited(RuntimeError):
-    """The server process ended before its port opened (most often: the port was taken meanwhile)."""
-
-
-def start_server(argv: list[str], port: int, deadline_s: float = 20) -> subprocess.Popen[bytes]:
-    """Start a server process and wait for its port; kill it if the port never opens, and say at once,
-    with what it printed, if it exits first (a free port can be taken as some connection's local port
-    between choosing it and the server binding it)."""
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        end = time.monotonic() + deadline_s
-        while not port_open("127.0.0.1", port, timeout=0.2):
-            if proc.poll() is not None:
-                out.seek(0)
-                raise ServerExited(f"{argv[0]} on port {port} exited with {proc.returncode}: "
-                                   f"{out.read().decode(errors='replace')[-2000:]}")
-            if time.monotonic() > end:
-                proc.kill()
-                raise TimeoutError(f"127.0.0.1:{port} did not open within {deadline_s}s")
-            time.sleep(0.05)
-    return proc
-
-
-def redis_argv(port: int | str) -> list[str]:
-    """A throw-away redis-server on 127.0.0.1:``port``: nothing saved, nothing appended."""
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie (a zombie still answers kill(0))."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:  # reaped in between
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # the name in (...) may contain spaces
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of ``pid``, started by any of its threads (from /proc, like ``ps --ppid``)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):  # a thread that ended in between
-            found += [int(child) for child in (task / "children").read_text().split()]
-    return sorted(found)
 
 
 # --- HTTP ---

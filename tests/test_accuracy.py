@@ -1,7 +1,7 @@
 """Finger-count accuracy of the real model + common.inference.fingers on the labelled photos: the 210 of
-../shared/data/hands when present, else the 36 shipped in tests/fixtures/hands.
+../shared/data/hands when present, else the 36 the package ships in loadtest/hands.
 
-Scoring (also in loadtest/accuracy.py and docs/accuracy.md): accuracy is over photos where the model
+Scoring (also in research/accuracy.py and docs/accuracy.md): accuracy is over photos where the model
 finds a hand; each photo shows one hand, so if the model reports two, the highest-score hand is scored.
 End to end = photos counted right / all photos. EXPOSURE_RETRY is on by default (stills only).
 """
@@ -17,12 +17,13 @@ import pytest
 from hgr.common.config import load_settings
 from hgr.common.inference.engine import RETRY_NAMES, Detector
 from hgr.common.inference.fingers import count_fingers, fingers_up
-from hgr.loadtest.accuracy import Photo, detect_all, evaluate, load_photos, naive_count
+from hgr.loadtest.clips import SAMPLE_PHOTOS
+from research.accuracy import Photo, detect_all, evaluate, load_photos, naive_count
 
 pytestmark = pytest.mark.slow
 
 # Floors per photo set, a little under what the full model measured (docs/accuracy.md, the
-# commands there; tests/fixtures/hands/README.md): full set off 177/210 end to end, on 188/210 (95.7% and
+# commands there; loadtest/hands/README.md): full set off 177/210 end to end, on 188/210 (95.7% and
 # 94.5% among detected); fixture set off 28/36, on 32/36 (93.3% and 91.4%). The margin is about two
 # photos on the small set, three on the large one, for a MediaPipe or platform build that moves a
 # borderline hand.
@@ -37,7 +38,7 @@ def photo_set(hand_photos: list[tuple[Path, int]]) -> tuple[Path, list[Photo], d
     folder = hand_photos[0][0].parent
     photos = load_photos(folder)
     assert [(folder / p.file, p.label) for p in photos] == hand_photos
-    floors = FLOORS["fixture" if folder.parent.name == "fixtures" else "shared"]
+    floors = FLOORS["fixture" if folder == SAMPLE_PHOTOS else "shared"]
     assert len(photos) == floors["photos"]
     return folder, photos, floors
 

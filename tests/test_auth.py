@@ -70,7 +70,18 @@ def test_api_keys_carry_scopes(spec: str, scopes: set[str], limit: tuple[int, fl
     assert (set(key.scopes), key.limit) == (scopes, limit)
 
 
-@pytest.mark.parametrize("spec", ["a:k:fleet:write", "a:k:detect+", "a:k:0/60:detect", "a::detect"])
+def test_camera_allowances_limit_the_names_a_key_may_take() -> None:
+    kitchen, porch, free = parse_api_keys("kitchen:k1:detect+camera:kitchen,porch:k2:10/60:camera:porch-*,free:k3")
+    assert (set(kitchen.scopes), kitchen.cameras) == ({"detect"}, ("kitchen",))
+    assert kitchen.may_name("kitchen") and not kitchen.may_name("kitchen2") and not kitchen.may_name("porch-1")
+    # allowances alone leave the scopes at their default
+    assert (set(porch.scopes), porch.limit, porch.cameras) == ({"detect", "fleet:read"}, (10, 60.0), ("porch-*",))
+    assert porch.may_name("porch-1") and porch.may_name("porch-") and not porch.may_name("kitchen")
+    assert free.cameras is None and free.may_name("anything")
+
+
+@pytest.mark.parametrize("spec", ["a:k:fleet:write", "a:k:detect+", "a:k:0/60:detect", "a::detect",
+                                  "a:k:camera:", "a:k:detect+camera:Kitchen", "a:k:camera:a/b"])
 def test_bad_scopes_are_refused(spec: str) -> None:
     with pytest.raises(ConfigError, match=r"API_KEYS entry 1"):
         parse_api_keys(spec)

@@ -1,4 +1,5 @@
-"""hub/bodies.py: untrusted bodies read within their limits, and base64 fields turned into image bytes."""
+"""hub/bodies.py: untrusted bodies read within their limits, checked against their declarations (msgspec),
+and base64 fields turned into image bytes."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ import pytest
 from starlette.requests import Request
 
 from hgr.common import jsonsafe
+from hgr.common.contracts import DetectRequest, RestOptions
 from hgr.common.errors import EmptyImage, HgrError, ImageTooLarge
+from hgr.common.options import DetectOptions
 from hgr.hub.bodies import (
     InvalidRequest,
     RequestTooLarge,
     UnsupportedMediaType,
     bounded,
+    convert,
     decode_base64_image,
+    detect_options,
+    query_options,
     read_json,
     single_image_body_limit,
 )
@@ -88,3 +94,45 @@ async def test_read_json_wants_json_within_the_limit() -> None:
     with pytest.raises(HgrError) as empty:
         await read_json(request, 1024, LIMITS)
     assert empty.value.code == "bad_json"
+
+
+# --- bodies against their declarations (common.contracts' REST section, checked by msgspec) ---
+
+DEFAULTS = DetectOptions(num_hands=2, mirrored=False, model="full")
+
+
+@pytest.mark.parametrize("doc,code,fragment", [
+    ([1, 2], "invalid_request", "Expected `object`, got `array`"),
+    ({"image": "x"}, "invalid_request", "missing required field `image_base64`"),
+    ({"image_base64": 5}, "invalid_request", "at `$.image_base64`"),
+    ({"image_base64": "AAAA", "image_id": True}, "invalid_request", "at `$.image_id`"),
+    ({"image_base64": "AAAA", "image_id": "x" * 257}, "invalid_request", "at `$.image_id`"),
+    ({"image_base64": "AAAA", "options": {"colour": "red"}}, "bad_options", "unknown field `colour`"),
+    ({"image_base64": "AAAA", "options": {"num_hands": 9}}, "bad_options", "<= 4 - at `$.options.num_hands`"),
+    ({"image_base64": "AAAA", "options": {"model": "huge"}}, "bad_options", "at `$.options.model`"),
+    ({"image_base64": "AAAA", "options": []}, "bad_options", "at `$.options`"),
+])
+def test_a_body_off_its_declaration_says_what_and_where(doc: object, code: str, fragment: str) -> None:
+    with pytest.raises(HgrError) as refused:
+        convert(doc, DetectRequest, "DetectRequest")
+    assert refused.value.code == code and refused.value.status == 422
+    assert fragment in refused.value.message and "DetectRequest" in refused.value.message
+
+
+def test_a_valid_body_stays_a_dict_and_its_options_fill_in_the_defaults() -> None:
+    body = convert({"image_base64": "AAAA", "image_id": 7, "extra": 1, "options": {"mirrored": True}}, DetectRequest,
+                   "DetectRequest")
+    assert body["image_id"] == 7 and "extra" not in body
+    assert detect_options(body.get("options"), DEFAULTS) == DetectOptions(2, True, "full")
+    assert detect_options(None, DEFAULTS) is DEFAULTS
+    assert detect_options(convert({}, RestOptions, "RestOptions"), DEFAULTS) is DEFAULTS
+
+
+def test_query_options_read_the_same_declaration_from_text() -> None:
+    opts, image_id = query_options({"num_hands": "1", "mirrored": "true", "model": "lite", "image_id": "x"}, DEFAULTS)
+    assert (opts, image_id) == (DetectOptions(1, True, "lite"), "x")
+    assert query_options({}, DEFAULTS) == (DEFAULTS, None)
+    for query in ({"num_hands": "9"}, {"mirrored": "maybe"}, {"colour": "red"}, {"num_hands": "two"}):
+        with pytest.raises(HgrError) as refused:
+            query_options(query, DEFAULTS)
+        assert refused.value.code == "bad_options" and next(iter(query)) in refused.value.message

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hgr.loadtest.camera import Answer, markdown, shared_agreement
+from hgr.loadtest.camera import Answer, shared_agreement
 from hgr.loadtest.clips import Clip
+from research.camera_report import markdown
 
 KINDS = ("empty", "one_hand", "two_hands")
 ROW_KEYS = {"frames", "fps", "latency_ms", "model_ms", "agreement", "hands_agreement", "detector_fraction",

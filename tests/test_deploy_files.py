@@ -26,10 +26,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from support import free_port, need, start_server
+from support import free_port, need, start_mosquitto
 
 from hgr.common.auth import parse_api_keys
-from hgr.loadtest.mqtt_fleet import shipped_broker_config
+from research.mqtt_fleet import shipped_broker_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
@@ -364,7 +364,7 @@ def test_mosquitto_accepts_the_generated_users(generated_secrets: Path, tmp_path
     conf = tmp_path / "mosquitto.conf"
     dynsec = generated_secrets / "secrets" / "dynamic-security.json"
     conf.write_text(shipped_broker_config(port, tmp_path, dynsec=dynsec))
-    broker = _mosquitto(conf, port)
+    broker = start_mosquitto(conf, port)
     try:
         hub_password = dict(line.split("=", 1) for line in (generated_secrets / "hub.env").read_text().split())[
             "MQTT_HUB_PASSWORD"]
@@ -438,10 +438,6 @@ def test_hub_sees_client_addresses_through_nginx() -> None:
 
 
 # ----------------------------------------------------------------------------------------- edge broker bridge
-def _mosquitto(conf: Path, port: int) -> subprocess.Popen[bytes]:
-    return start_server(["mosquitto", "-c", str(conf)], port)
-
-
 def _receive_while_publishing(sub: list[str], pub: list[str], deadline_s: float = 60) -> str:
     """Start `sub` (exits after one message), re-run `pub` until it has received: the bridge connects
     asynchronously, so the first publishes may go nowhere."""
@@ -496,8 +492,8 @@ def test_edge_bridge_forwards_only_its_own_topics(tmp_path: Path) -> None:
                          .replace("/mosquitto/data/", f"{tmp_path}/")
                          .replace("/mosquitto/config/bridge.d", str(tmp_path / "bridge.d")))
 
-    hub_broker = _mosquitto(hub_conf, hub_port)
-    edge_broker = _mosquitto(edge_conf, edge_port)
+    hub_broker = start_mosquitto(hub_conf, hub_port)
+    edge_broker = start_mosquitto(edge_conf, edge_port)
     try:
         at_hub = ["-h", "127.0.0.1", "-p", str(hub_port), "-u", "hub", "-P", "hub-pw"]
         at_edge = ["-h", "127.0.0.1", "-p", str(edge_port)]

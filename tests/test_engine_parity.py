@@ -3,7 +3,7 @@ photo: the 36 of tests/fixtures/hands always, and the 210 of ../shared/data/hand
 through ``Detector.detect_bytes`` with the default settings (exposure retry on), so decoding, the retry and
 the result are compared too, not only the models.
 
-The bars are the issue's for a precision change, applied to the engine switch (loadtest/engine_parity.py
+The bars are the issue's for a precision change, applied to the engine switch (research/engine_parity.py
 defines the figures; docs/accuracy.md "The engine" has a run): counts agree on ≥ 99 % of the photos, the
 photos counted right ≥ the reference's minus one, the photos with a hand within one of the reference's, the
 median landmark gap ≤ 0.5 % of the hand (stricter than of the crop, which is about twice the hand).
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from support import SHARED
 
-from hgr.loadtest.accuracy import detect_all, load_photos
-from hgr.loadtest.engine_parity import compare
+from research.accuracy import detect_all, load_photos
+from research.engine_parity import compare
 
 pytestmark = pytest.mark.slow
 

@@ -35,7 +35,7 @@ from hgr.common.inference.fingers import (
     pinch_gap,
     thumb_reach_out,
 )
-from hgr.loadtest.accuracy import holdout
+from research.accuracy import holdout
 
 OPEN, FIST = "p_0069.jpg", "p_0182.jpg"  # a real open palm and a real fist, both left hands
 

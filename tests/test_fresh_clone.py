@@ -2,8 +2,8 @@
 
 The clone is of this repository's HEAD (committed work only). Its model cache is filled the way `make run`
 fills it on a new machine (the bundles `hgr` resolves, copied into an empty cache directory), its package
-index points at a closed port (nothing may be fetched), and its photos are the set shipped in
-tests/fixtures/hands. The venv's editable install points at this tree, so the run checks, in the same
+index points at a closed port (nothing may be fetched), and its photos are the set the package ships
+(loadtest/hands). The venv's editable install points at this tree, so the run checks, in the same
 interpreter that runs the tests, that `hgr` is imported from the clone (the clone's directory comes first
 on sys.path, and path entries win over the editable finder).
 """
@@ -39,13 +39,13 @@ SUBSET = [
 # Runs inside the clone: fail before any test when `hgr` or the tests' helpers come from elsewhere.
 RUNNER = """
 import sys, pytest
-import hgr, hgr.common.inference.model, hgr.loadtest.helpers
+import hgr, hgr.common.inference.model, hgr.loadtest.procs, research.paths
 clone = sys.argv[1]
-for mod in (hgr, hgr.common.inference.model, hgr.loadtest.helpers):
+for mod in (hgr, hgr.common.inference.model, hgr.loadtest.procs, research.paths):
     if not str(mod.__file__).startswith(clone + "/"):
         sys.exit(f"{mod.__name__} imported from {mod.__file__}, not from the clone {clone}")
-if hgr.loadtest.helpers.SHARED.exists():
-    sys.exit(f"{hgr.loadtest.helpers.SHARED} exists beside the clone")
+if research.paths.SHARED.exists():
+    sys.exit(f"{research.paths.SHARED} exists beside the clone")
 sys.exit(pytest.main(sys.argv[2:]))
 """
 

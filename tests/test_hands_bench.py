@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hgr.loadtest.pipeline import decode, measure
+from research.pipeline import decode, measure
 
 
 def _read(path: Path) -> np.ndarray:

@@ -21,6 +21,7 @@ import pytest
 
 from hgr.common.inference.fingers import count_fingers, fingers_up
 from hgr.common.inference.hands import Hand, HandPipeline, Roi
+from hgr.loadtest.procs import rss_mb
 
 
 @dataclass
@@ -137,7 +138,7 @@ def test_tracking_the_next_roi_finds_the_hand_again(pipeline: HandPipeline, comp
                 close += float(np.median(np.hypot(*(again.landmarks[:, :2] - hand.landmarks[:, :2]).T))) < 0.02
     assert total and found == total
     # A palm-detector crop and a landmark-derived crop disagree a little on hard poses (Tasks too); the small
-    # set in tests/fixtures/hands keeps hard poses on purpose (28 of its 30 hands; 95 % and more on the 210).
+    # set in loadtest/hands keeps hard poses on purpose (28 of its 30 hands; 95 % and more on the 210).
     assert close >= 0.9 * total
 
 
@@ -235,14 +236,10 @@ def test_closed_pipeline_refuses_work(model_path: str) -> None:
 
 def test_one_pipeline_is_two_interpreters_of_memory(model_path: str) -> None:
     """A worker holds one pipeline for all its streams: it must stay small (two interpreters, tens of MB)."""
-    def rss_mb() -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
     HandPipeline(model_path).close()  # libraries loaded, allocator warmed
-    before = rss_mb()
+    before = rss_mb(os.getpid())
     pipelines = [HandPipeline(model_path) for _ in range(3)]
-    each = (rss_mb() - before) / 3
+    each = (rss_mb(os.getpid()) - before) / 3
     for p in pipelines:
         p.detect(np.zeros((480, 640, 3), np.uint8), 2)
         p.close()

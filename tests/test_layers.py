@@ -2,10 +2,11 @@
 
 Layers, bottom to top (docs/architecture.md): ``hgr.common`` < ``hgr.edge``, ``hgr.hub`` (never each
 other) < ``hgr.loadtest`` < the application layer (``hgr``, ``hgr.cli``, ``hgr.serve``, ``hgr.servers``,
-``hgr.allinone``, ``hgr.__main__``). Every import counts, wherever it is written: at module level, inside
-a function, under ``if TYPE_CHECKING:``, or as a string handed to ``importlib.import_module`` or written
-as ``"module:function"`` (the CLI's service table). A type-only import is still an arrow a reader
-follows, so it obeys the same rules; a lower module states what it needs as a ``typing.Protocol``.
+``hgr.allinone``, ``hgr.__main__``); outside the package, ``research/`` may import it, never the reverse.
+Every import counts, wherever it is written: at module level, inside a function, under
+``if TYPE_CHECKING:``, or as a string handed to ``importlib.import_module`` or written as
+``"module:function"`` (the CLI's service table). A type-only import is still an arrow a reader follows, so
+it obeys the same rules; a lower module states what it needs as a ``typing.Protocol``.
 """
 
 from __future__ import annotations
@@ -253,6 +254,22 @@ def test_nothing_imports_the_bare_folder_names() -> None:
     assert not wrong, "imports of a bare top-level name (use hgr.<name>):\n" + "\n".join(wrong)
 
 
+def test_the_package_never_imports_research_or_tests() -> None:
+    """``research/`` (studies run from a checkout, not in the wheel) and the tests import ``hgr.*``; nothing in
+    the package imports them back, so an installed copy never reaches for a checkout."""
+    wrong = [f"{path.relative_to(ROOT)}:{line}: {name}" for module, path in sorted(package_modules().items())
+             for line, name in imported_names(module, path.read_text(), path.name == "__init__.py")
+             if name.split(".")[0] in ("research", "tests", "support")]
+    assert not wrong, "package modules importing checkout-only code:\n" + "\n".join(wrong)
+
+
+def test_loadtest_finds_its_files_as_package_resources() -> None:
+    """``hgr bench`` works on a plain install: hgr.loadtest builds no path from ``__file__`` (a path into a
+    checkout finds nothing once installed); its photos are package data (``importlib.resources``)."""
+    wrong = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "loadtest").glob("*.py")) if "__file__" in p.read_text()]
+    assert not wrong, f"paths from __file__ in {wrong}"
+
+
 def test_ruff_refuses_the_editors_bare_auto_import(tmp_path: Path) -> None:
     """An editor offers ``from common.config import …`` (the folder is on its path); ruff's banned-api
     (pyproject.toml) makes that a lint error in ``make check`` before any test runs."""
@@ -301,14 +318,20 @@ def test_the_wheel_claims_only_hgr(wheel: zipfile.ZipFile) -> None:
     assert wheel.read(f"{dist_info}/top_level.txt").decode().split() == ["hgr"]
 
 
-def test_the_wheel_holds_every_module_the_lua_scripts_and_py_typed(wheel: zipfile.ZipFile, source: Path) -> None:
+def test_the_wheel_holds_every_module_and_its_data(wheel: zipfile.ZipFile, source: Path) -> None:
+    """Every module, the Lua scripts, the bench's photos and py.typed."""
     modules = {module.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
                for module, path in package_modules(source).items()}
     lua = {f"hgr/hub/{p.name}" for p in (source / "hub").glob("*.lua")}
     assert lua, "the hub's Lua scripts are missing from the source tree"
+    photos = {f"hgr/loadtest/hands/{p.name}" for p in (source / "loadtest" / "hands").iterdir()}
+    assert "hgr/loadtest/hands/labels.csv" in photos, "the bench's sample photos are missing from the source tree"
+    docs_ui = {f"hgr/hub/docs_ui/{p.name}" for p in (source / "hub" / "docs_ui").iterdir()}  # /docs (hub.apidocs)
+    assert "hgr/hub/docs_ui/swagger-ui-bundle.js" in docs_ui
+    data = lua | photos | docs_ui | {"hgr/py.typed"}
     shipped = {n for n in wheel.namelist() if n.startswith("hgr/")}
-    assert shipped == modules | lua | {"hgr/py.typed"}, (
-        f"missing: {sorted(modules | lua - shipped)}; unexpected: {sorted(shipped - modules - lua)}")
+    assert shipped == modules | data, (
+        f"missing: {sorted(modules | data - shipped)}; unexpected: {sorted(shipped - modules - data)}")
 
 
 def test_the_wheel_entry_point_is_hgr_cli_main(wheel: zipfile.ZipFile) -> None:
@@ -316,3 +339,40 @@ def test_the_wheel_entry_point_is_hgr_cli_main(wheel: zipfile.ZipFile) -> None:
     scripts = wheel.read(entry_points).decode().split("[console_scripts]", 1)[1].split("[", 1)[0]
     assert [tuple(p.strip() for p in line.split("=")) for line in scripts.strip().splitlines()] == [
         ("hgr", "hgr.cli:main")]
+
+
+INSTALLED_BENCH = """
+import sys
+from hgr.loadtest.bench import build_parser
+from hgr.loadtest.clips import read_labels
+photos = build_parser().parse_args([]).photos
+assert str(photos).startswith(sys.prefix), f"default photos {photos} outside the install {sys.prefix}"
+print(len(read_labels(photos)))
+"""
+
+
+def test_hgr_bench_finds_its_photos_in_an_installed_wheel(wheel: zipfile.ZipFile, tmp_path: Path) -> None:
+    """The wheel in a venv of its own, run from an empty directory: ``hgr bench --help`` works and the default
+    photos are the installed package's. (The dependencies come from this interpreter's site-packages, on the
+    path after the venv's own, so the wheel's ``hgr`` is the one imported; the editable install's finder is
+    not loaded from there.)"""
+    import site
+    import venv
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    (purelib,) = (env_dir / "lib").glob("python3*/site-packages")
+    (purelib / "zz-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    assert wheel.filename is not None
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(purelib),
+                          wheel.filename], capture_output=True, text=True, timeout=300, check=False)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    run = tmp_path / "elsewhere"
+    run.mkdir()
+    help_text = subprocess.run([str(python), "-m", "hgr", "bench", "--help"], cwd=run, capture_output=True,
+                               text=True, timeout=120, check=False)
+    assert help_text.returncode == 0 and "--sections" in help_text.stdout, help_text.stderr[-3000:]
+    photos = subprocess.run([str(python), "-c", INSTALLED_BENCH], cwd=run, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert photos.returncode == 0 and photos.stdout.split() == ["36"], photos.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""loadtest/mqtt_fleet.py: how the hub's ingest rate is read from its samples, and one small real run of
+"""research/mqtt_fleet.py: how the hub's ingest rate is read from its samples, and one small real run of
 each mode (private Mosquitto with the shipped config, the machine's Redis, real hub and publishers)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from support import need
+from support import ROOT, need
 
-from hgr.loadtest.mqtt_fleet import ingest_rate
+from research.mqtt_fleet import ingest_rate
 
 
 def test_live_rate_is_the_steady_part() -> None:
@@ -24,8 +24,15 @@ def test_backlog_rate_is_the_whole_queue_from_the_hub_s_return() -> None:
     # the hub came back at t=10 and stored the whole queue between two samples: there is no steady
     # window, but the queue over the time to the first sample that saw it all is a rate
     series = [(13.5, 0), (13.75, 6000), (14.0, 6000)]
-    assert ingest_rate(series, None) == 0.0
     assert ingest_rate(series, 10.0) == pytest.approx(6000 / 3.75)
+
+
+def test_a_live_run_stored_between_two_samples_is_a_lower_bound_not_zero() -> None:
+    # a loaded machine: no sample inside the 10-90 % window; the rate is what crossed it between the
+    # last sample below and the first above
+    series = [(0.0, 0), (13.5, 0), (13.75, 6000), (14.0, 6000)]
+    assert ingest_rate(series, None) == pytest.approx(6000 / 0.25)
+    assert ingest_rate([(1.0, 6000)], None) == 0.0
 
 
 def test_backlog_rate_without_data_is_zero() -> None:
@@ -36,9 +43,9 @@ def test_backlog_rate_without_data_is_zero() -> None:
 @pytest.mark.parametrize("mode", ["live", "backlog"])
 def test_a_small_run_stores_every_message_and_reports_a_rate(mode: str, redis_url: str) -> None:
     need(bool(shutil.which("mosquitto")), "mosquitto is not installed")
-    proc = subprocess.run([sys.executable, "-m", "hgr.loadtest.mqtt_fleet", "--edges", "20", "--rate", "2000",
+    proc = subprocess.run([sys.executable, "-m", "research.mqtt_fleet", "--edges", "20", "--rate", "2000",
                            "--duration", "2", "--mode", mode, "--redis-url", redis_url],
-                          capture_output=True, text=True, timeout=300, check=False)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["mode"] == mode and report["sent"] > 0

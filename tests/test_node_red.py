@@ -23,8 +23,10 @@ from camera_support import make_clip
 from paho.mqtt.enums import CallbackAPIVersion
 from support import free_port, need, stop_process
 
+from hgr.loadtest.clips import SAMPLE_PHOTOS
+
 FLOW = Path(__file__).parent.parent / "docs" / "node-red-flow.json"
-PHOTOS = Path(__file__).parent / "fixtures" / "hands"
+PHOTOS = SAMPLE_PHOTOS
 NODE_RED_DIR = Path("/var/cache/hgr-node-red")  # .ci/run: npm install --prefix NODE_RED_DIR node-red@<pinned>
 NODE_RED = NODE_RED_DIR / "node_modules" / ".bin" / "node-red"
 ACTIONS = "home/actions"

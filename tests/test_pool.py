@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,13 @@ from hgr.common.inference.pool import InferencePool
 from hgr.common.options import BadOptions, DetectOptions
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@dataclass
+class _Frame:  # a stream's frame as submit_latest pulls it (contracts.PulledFrame)
+    image: bytes
+    opts: DetectOptions = field(default_factory=lambda: DetectOptions(num_hands=1))
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @pytest.fixture(scope="module")
@@ -78,23 +86,28 @@ async def test_submit_latest_pulls_the_frame_when_its_turn_comes(pool: Inference
     busy = cv2.imencode(".png", np.random.default_rng(2).integers(0, 255, (1500, 2000, 3), np.uint8))[1].tobytes()
     blockers = [asyncio.create_task(pool.submit(busy, DetectOptions(), stream="latest")) for _ in range(2)]
     await eventually(lambda: pool.stats()["in_flight"] == 2, 60, interval=0.001)
-    current: dict[str, bytes | None] = {"frame": sized(320)}
+    current: dict[str, _Frame | None] = {"frame": _Frame(sized(320))}
     pulls: list[float] = []
 
-    def pull() -> tuple[bytes, DetectOptions, float] | None:
+    def pull() -> _Frame | None:
         pulls.append(time.monotonic())
         frame, current["frame"] = current["frame"], None
-        return None if frame is None else (frame, DetectOptions(num_hands=1), time.monotonic())
+        return frame
 
     turn = asyncio.create_task(pool.submit_latest(pull, stream="latest"))
     await asyncio.sleep(0)
-    current["frame"] = sized(400)  # a newer frame arrives while the turn waits
+    newer = current["frame"] = _Frame(sized(400))  # a newer frame arrives while the turn waits
     assert pulls == [], "nothing is pulled while the worker has a frame queued"
     await asyncio.gather(*blockers)
-    result = await turn
-    assert len(pulls) == 1 and result is not None and result["image_size"] == [400, 240]
+    ran = await turn
+    assert len(pulls) == 1 and ran is not None and ran.frame is newer, "the frame that ran comes back with its result"
+    assert not isinstance(ran.outcome, HgrError) and ran.outcome["image_size"] == [400, 240]
     # nothing left to pull: the turn ends without running anything
     assert await pool.submit_latest(pull, stream="latest") is None
+    # a frame that fails comes back with its error, not raised: the caller knows which frame it was
+    broken = current["frame"] = _Frame(b"certainly not an image")
+    failed = await pool.submit_latest(pull, stream="latest")
+    assert failed is not None and failed.frame is broken and isinstance(failed.outcome, UnsupportedImage)
     pool.close_stream("latest")
 
 

@@ -1,4 +1,4 @@
-"""The short chaos run (loadtest/chaos.py, 50 s): real hub and edge, private Redis and Mosquitto, good and
+"""The short chaos run (research/chaos/, 50 s): real hub and edge, private Redis and Mosquitto, good and
 hostile traffic while a worker is killed, Redis restarted, the broker stopped and the hub reloaded. The run's
 own verdict is asserted, property by property, so a failure says which one broke."""
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import need
+from support import ROOT, need
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +20,8 @@ def test_short_chaos_run_keeps_good_clients_whole(tmp_path: Path, model_path: st
     for tool in ("redis-server", "mosquitto"):
         need(bool(shutil.which(tool)), f"{tool} is not installed")
     out = tmp_path / "chaos.json"
-    proc = subprocess.run([sys.executable, "-m", "hgr.loadtest.chaos", "--duration", "50", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run([sys.executable, "-m", "research.chaos", "--duration", "50", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert out.exists(), proc.stderr[-3000:]
     report = json.loads(out.read_text())
     verdict = report["verdict"]

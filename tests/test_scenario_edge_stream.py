@@ -14,7 +14,7 @@ import cv2
 import msgpack
 import numpy as np
 import pytest
-from support import children, eventually, http_get, recv_msg
+from support import eventually, http_get, recv_msg, worker_pids
 from websockets.exceptions import ConnectionClosed
 
 from hgr.edge import protocol
@@ -42,11 +42,6 @@ def edge(model_path: str, lite_model_path: str, tmp_path_factory: pytest.TempPat
                         "MAX_FRAME_BYTES": str(MAX_FRAME_BYTES), "EDGE_ID": "edge-test"},
                        log_file=log) as (port, proc)):
         yield f"ws://127.0.0.1:{port}/ws", proc.pid
-
-
-def _worker_pids(server_pid: int) -> list[int]:
-    return [pid for pid in children(server_pid)
-            if b"hgr.common.inference.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 async def test_hello_then_results_with_seq_and_ts_echoed(edge: tuple[str, int], frames: list[bytes]) -> None:
@@ -189,7 +184,7 @@ async def test_a_flooding_client_gets_drops_not_a_backlog(edge: tuple[str, int],
 
 async def test_killing_a_worker_fails_only_its_frame(edge: tuple[str, int], frames: list[bytes]) -> None:
     server_pid = edge[1]
-    pids = _worker_pids(server_pid)
+    pids = worker_pids(server_pid)
     assert len(pids) == 2
     streams = [await open_stream(edge[0]) for _ in range(4)]  # balanced: two streams per worker
     outcomes: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(streams))}
@@ -215,8 +210,8 @@ async def test_killing_a_worker_fails_only_its_frame(edge: tuple[str, int], fram
     for i, msgs in outcomes.items():
         # every stream finished all its frames, in order; no frame went unanswered
         assert [m["seq"] for m in msgs] == list(range(30)), i
-    await eventually(lambda: len(_worker_pids(server_pid)) >= 2, 120, "the killed worker to be replaced")
-    new_pids = _worker_pids(server_pid)
+    await eventually(lambda: len(worker_pids(server_pid)) >= 2, 120, "the killed worker to be replaced")
+    new_pids = worker_pids(server_pid)
     assert len(new_pids) == 2 and pids[0] not in new_pids
     for ws, _ in streams:
         await ws.close()

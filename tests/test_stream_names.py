@@ -106,6 +106,34 @@ async def test_a_bad_name_in_the_url_closes_4422(serve: Serve, name: str) -> Non
     assert await refused(f"{url}?camera={name}") == 4422
 
 
+async def test_a_key_takes_only_the_names_its_allowances_match(serve: Serve, frames: list[bytes]) -> None:
+    """Tenant boundary (docs/security.md "Stream names"): a key with ``camera:`` allowances cannot publish
+    under another tenant's camera name, in the URL or in its first frame; a key without any names freely."""
+    _, url, recorder = await serve(auth_enabled=True,
+                                   api_keys="kitchen:k-kitchen:detect+camera:kitchen,porch:k-porch:camera:porch-*,"
+                                            "free:k-free")
+    kitchen, porch, free = ({"X-API-Key": k} for k in ("k-kitchen", "k-porch", "k-free"))
+    with pytest.raises(ConnectionClosed) as closed:
+        ws, _ = await open_stream(f"{url}?camera=porch-1", headers=kitchen)
+        await recv_msg(ws, 30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    ws, _ = await open_stream(url, headers=kitchen)
+    await ws.send(protocol.encode_frame(0, frames[0], opts={"camera": "porch-1"}))
+    assert await closed_with(ws) == 4403
+    assert recorder.frames == []  # nothing was published under the name it may not take
+    own, _ = await open_stream(f"{url}?camera=kitchen", headers=kitchen)
+    await own.send(protocol.encode_frame(0, frames[0]))
+    assert (await recv_msg(own))["camera"] == "kitchen"
+    side, _ = await open_stream(url, headers=porch)
+    await side.send(protocol.encode_frame(0, frames[0], opts={"camera": "porch-1"}))
+    assert (await recv_msg(side))["camera"] == "porch-1"
+    anyone, _ = await open_stream(f"{url}?camera=garden", headers=free)
+    await anyone.send(protocol.encode_frame(0, frames[0]))
+    assert (await recv_msg(anyone))["camera"] == "garden"
+    for ws in (own, side, anyone):
+        await ws.close()
+
+
 async def test_a_stream_named_by_its_first_frame(serve: Serve, frames: list[bytes]) -> None:
     _, url, recorder = await serve()
     ws, _ = await open_stream(url)

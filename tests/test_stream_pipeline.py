@@ -24,6 +24,7 @@ from hgr.common.config import Settings, load_settings
 from hgr.common.contracts import DetectionResult
 from hgr.common.inference.pool import InferencePool
 from hgr.common.options import DetectOptions
+from hgr.loadtest import procs
 from hgr.loadtest.clips import add_noise, encode_jpeg, fit, hand_window
 
 FRAME_MS = 1000 / 30
@@ -88,10 +89,9 @@ async def one_hand_photos(pool: InferencePool, paths: list[Path], want: int) -> 
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
+    mb = procs.rss_mb(pid)
+    assert mb > 0, f"no RSS for {pid}"
+    return mb
 
 
 def worker_pid(pool: InferencePool) -> int:

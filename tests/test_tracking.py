@@ -1,11 +1,12 @@
-"""loadtest/tracking.py: the tracked one-hand agreement report (pure parts) and one real photo end to end."""
+"""research/tracking.py: the tracked one-hand agreement report (pure parts) and one real photo end to end."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from hgr.common.config import load_settings
-from hgr.loadtest.tracking import PhotoRun, markdown, measure, report
+from hgr.loadtest.clips import SAMPLE_PHOTOS
+from research.tracking import PhotoRun, markdown, measure, report
 
 
 def test_report_splits_first_and_tracked_frames_and_lists_misread_photos() -> None:
@@ -26,7 +27,7 @@ def test_report_splits_first_and_tracked_frames_and_lists_misread_photos() -> No
 
 
 def test_measure_runs_the_stream_path_and_the_baseline_on_real_photos(tmp_path: Path, model_path: str) -> None:
-    fixtures = Path(__file__).parent / "fixtures" / "hands"
+    fixtures = SAMPLE_PHOTOS
     rows = (fixtures / "labels.csv").read_text().splitlines()
     (tmp_path / "labels.csv").write_text("\n".join(rows[:4]) + "\n")  # the header and 3 photos
     for row in rows[1:4]:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from camera_support import make_clip
 
-from hgr.loadtest.helpers import free_port, stop_process, wait_ready
+from hgr.loadtest.procs import free_port, stop_process, wait_ready
 
 
 def wait(check: Callable[[], Any], seconds: float, what: str) -> Any:

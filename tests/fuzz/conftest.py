@@ -35,6 +35,7 @@ from hgr.common.config import Settings, load_settings
 from hgr.common.inference.pool import InferencePool
 from hgr.common.messaging.bus import LocalBus
 from hgr.hub.app import Hub
+from hgr.loadtest import procs
 
 T = TypeVar("T")
 
@@ -56,10 +57,7 @@ def fuzz(weight: float) -> settings:
 
 def rss_mb(pid: int | None = None) -> float:
     """Resident set size of ``pid`` (default: this process, which hosts the hub and the edge), in MB."""
-    for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return procs.rss_mb(pid or os.getpid())
 
 
 @dataclass

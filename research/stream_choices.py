@@ -1,23 +1,23 @@
 """The measurements behind two defaults of the stream path (docs/benchmarks.md, "Stream path choices").
 
-``python -m hgr.loadtest.stream_choices motion``: how far camera noise, drift and JPEG move the 64×48 motion
+``python -m research.stream_choices motion``: how far camera noise, drift and JPEG move the 64×48 motion
 thumbnail between consecutive frames (``loadtest/clips.py``'s sensor), against how far a hand appearing
 moves it (a hand cut from one photo, at 15 % of the frame height, pasted into another) — the evidence for
 ``MOTION_THRESHOLD``.
 
-``python -m hgr.loadtest.stream_choices decode``: the photos as large camera frames (1280×960, 1920×1440 and
+``python -m research.stream_choices decode``: the photos as large camera frames (1280×960, 1920×1440 and
 640×480), decoded in full and at 1/2 and 1/4 scale, through the LiteRT hand pipeline: decode time, finger
 counts as labelled, landmark distance from the full decode — the evidence for ``REDUCED_DECODE_MIN_SIDE``;
 and the header check of such a frame (``read_header``) against Pillow opening it.
 
-``python -m hgr.loadtest.stream_choices streams [--pipeline litert|mediapipe]``: one real worker; its RSS
+``python -m research.stream_choices streams [--pipeline litert|mediapipe]``: one real worker; its RSS
 idle, with 64 streams, with 32 streams cycling every option (num_hands 1-4, full/lite, mirrored), after
 closing them, and the queueing of the next frame after 64 streams close (the stall a synchronous close
 would cause). The acceptance bounds are asserted by tests/test_stream_pipeline.py; this prints the numbers.
 
-``python -m hgr.loadtest.stream_choices cpu``: a real ``hgr edge`` (2 workers) per ``STREAM_PIPELINE``, 8
+``python -m research.stream_choices cpu``: a real ``hgr edge`` (2 workers) per ``STREAM_PIPELINE``, 8
 closed-loop one-hand camera streams for 8 s; the CPU time per answered frame of the edge's process, each
-worker and the client (from /proc): the model work per frame, free of how a shared machine schedules the
+worker and the client (psutil): the model work per frame, free of how a shared machine schedules the
 processes of a closed loop.
 
 All print one line per case; ``--every N`` takes every N-th photo (default: all 210).
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import statistics
 import sys
 import time
@@ -47,6 +46,7 @@ from hgr.common.inference.results import hand_to_dict
 from hgr.common.inference.stream_state import thumbnail
 from hgr.common.options import DetectOptions
 from hgr.loadtest.clips import Sensor, add_noise, drift_path, encode_jpeg, fit, look, photo_folder, read_labels
+from hgr.loadtest.procs import children, cpu_seconds, rss_mb
 
 
 def _decode_rgb(data: bytes) -> np.ndarray:
@@ -163,13 +163,6 @@ def _time_headers(data: bytes, out: dict[str, list[float]], rounds: int = 20) ->
         out[name].append(best * 1000)
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def streams(frames: list[bytes], model: str, lite: str, pipeline: str) -> None:
     settings = load_settings({}, env_file=None, model_path=model, model_lite_path=lite, stream_pipeline=pipeline)
     pool = InferencePool(settings, {"full": model, "lite": lite}, service="edge", workers=1)
@@ -177,13 +170,13 @@ async def streams(frames: list[bytes], model: str, lite: str, pipeline: str) -> 
     try:
         pid = pool.stats()["pids"][0]
         assert isinstance(pid, int)
-        idle = _rss_mb(pid)
+        idle = rss_mb(pid)
         print(f"{pipeline}: idle worker {idle:.0f} MB")
         names = [f"a{i}" for i in range(64)]
         for k in range(3):
             await asyncio.gather(*(pool.submit(frames[(i + k) % len(frames)], DetectOptions(), stream=n)
                                    for i, n in enumerate(names)))
-        print(f"{pipeline}: 64 streams, 3 frames each: +{_rss_mb(pid) - idle:.0f} MB")
+        print(f"{pipeline}: 64 streams, 3 frames each: +{rss_mb(pid) - idle:.0f} MB")
         start = time.monotonic()
         for n in names:
             pool.close_stream(n)
@@ -196,31 +189,14 @@ async def streams(frames: list[bytes], model: str, lite: str, pipeline: str) -> 
             for k in range(len(options)):
                 await asyncio.gather(*(pool.submit(frames[(i + k) % len(frames)], options[(i + k) % len(options)],
                                                    stream=n) for i, n in enumerate(names)))
-            grown = _rss_mb(pid) - idle
+            grown = rss_mb(pid) - idle
             for n in names:
                 pool.close_stream(n)
             after = await pool.submit(frames[0], DetectOptions(), stream=f"after-{round_}")
             print(f"{pipeline}: 32 streams cycling 16 options, round {round_ + 1}: +{grown:.0f} MB; after closing "
-                  f"them +{_rss_mb(pid) - idle:.0f} MB, next frame queued {after['timing']['queue_ms']:.1f} ms")
+                  f"them +{rss_mb(pid) - idle:.0f} MB, next frame queued {after['timing']['queue_ms']:.1f} ms")
     finally:
         await pool.close()
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(pid):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def cpu(images: list[np.ndarray], model: str, seconds: float = 8.0) -> None:
@@ -237,18 +213,18 @@ def cpu(images: list[np.ndarray], model: str, seconds: float = 8.0) -> None:
         env = {"HGR_MODEL_PATH": model, "WORKERS": "2", "MAX_FPS": "1000", "AUTH_ENABLED": "false",
                "STREAM_PIPELINE": pipeline}
         with running_edge(env) as (port, proc):
-            pids = [proc.pid, *_children(proc.pid)]
-            before, mine, start = [_cpu_s(p) for p in pids], time.process_time(), time.monotonic()
+            pids = [proc.pid, *children(proc.pid)]
+            before, mine, start = [cpu_seconds(p) for p in pids], time.process_time(), time.monotonic()
             run = asyncio.run(edge_streams(f"ws://127.0.0.1:{port}/ws", clips, 1.0, seconds))
             wall, n = time.monotonic() - start, len(run.answers)
-            used = [(_cpu_s(p) - b) * 1000 / n for p, b in zip(pids, before, strict=True)]
+            used = [(cpu_seconds(p) - b) * 1000 / n for p, b in zip(pids, before, strict=True)]
         print(f"{pipeline}: {n} frames in {wall:.1f} s ({n / wall:.1f}/s); CPU ms per frame: edge process "
               f"{used[0]:.2f}, workers {' + '.join(f'{u:.2f}' for u in used[1:])} = {sum(used[1:]):.2f}, client "
               f"{(time.process_time() - mine) * 1000 / n:.2f}")
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hgr.loadtest.stream_choices")
+    parser = argparse.ArgumentParser(prog="python -m research.stream_choices")
     parser.add_argument("what", choices=("motion", "decode", "streams", "cpu"))
     parser.add_argument("--pipeline", default="litert", choices=("litert", "mediapipe"), help="streams: the path")
     parser.add_argument("--lite-model", default="../shared/models/hand_landmarker_lite.task")

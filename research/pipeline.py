@@ -1,8 +1,7 @@
-"""The ``pipeline`` section of ``hgr bench``: the LiteRT hand pipeline's calls against MediaPipe Tasks, in one
+"""The LiteRT hand pipeline's calls against MediaPipe Tasks, in one
 process, on the same decoded frames.
 
-    hgr bench --sections pipeline [--duration 10] [--photos DIR]
-    python -m hgr.loadtest.pipeline [--duration 10] [--photos DIR]
+    python -m research.pipeline [--duration 10] [--photos DIR]
 
 Per call, one thread, interleaved round-robin so a busy shared machine slows every kind alike:
 
@@ -21,7 +20,6 @@ resident memory each object adds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -37,14 +35,14 @@ from hgr.common.config import load_settings
 from hgr.common.inference.hands import HandPipeline
 from hgr.common.inference.model import resolve_model
 from hgr.common.percentiles import percentiles
-from hgr.loadtest.helpers import DEFAULT_PHOTOS
+from hgr.loadtest import procs
+from research.paths import DEFAULT_PHOTOS
 
 MAX_PHOTOS = 8
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return procs.rss_mb(os.getpid())
 
 
 def decode(frames: list[bytes]) -> list[np.ndarray]:
@@ -142,18 +140,10 @@ def measure(bundle: str, images: list[np.ndarray], duration: float) -> dict[str,
     }
 
 
-async def run(ctx: Any) -> dict[str, Any]:
-    """The ``hgr bench`` section: the context's frames, its settings' model, ``--duration`` seconds."""
-    bundle = resolve_model(ctx.settings).path
-    images = decode(ctx.frames)
-    ctx.log(f"pipeline: {len(images)} frames, {ctx.args.duration:.0f} s")
-    return await asyncio.to_thread(measure, bundle, images, ctx.args.duration)
-
-
 def main(argv: list[str]) -> int:
     from hgr.loadtest.ws_stream import load_frames
 
-    p = argparse.ArgumentParser(prog="python -m hgr.loadtest.pipeline", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m research.pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=10.0, help="seconds of measurement (default 10)")
     p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="folder of JPEG photos")
     args = p.parse_args(argv)

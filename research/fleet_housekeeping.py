@@ -1,6 +1,6 @@
 """What the fleet's once-a-second housekeeping costs one hub at N edges. Prints JSON.
 
-    python -m hgr.loadtest.fleet_housekeeping --edges 10000
+    python -m research.fleet_housekeeping --edges 10000
 
 Starts a private ``redis-server`` on a free port, stores N edges (a birth and one metrics message each)
 through the real ``RedisFleetStore``, then times the two calls every hub makes about once a second: the
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ import redis.asyncio as aioredis
 
 from hgr.hub.fleet_logic import EdgeBatch, parse_metrics, parse_status
 from hgr.hub.fleet_store import RedisFleetStore
-from hgr.loadtest.helpers import free_port, loop_lag, stop_process, wait_for_port
+from hgr.loadtest.procs import free_port, loop_lag, start_redis, stop_process
 
 REPEATS = 5
 
@@ -70,15 +69,13 @@ async def measure(port: int, edges: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hgr.loadtest.fleet_housekeeping",
+    parser = argparse.ArgumentParser(prog="python -m research.fleet_housekeeping",
                                      description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--edges", type=int, default=10_000)
     args = parser.parse_args(argv)
     port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    proc = start_redis(port)
     try:
-        wait_for_port("127.0.0.1", port, 10)
         print(json.dumps(asyncio.run(measure(port, max(1, args.edges))), indent=2))
     finally:
         stop_process(proc, 10)

@@ -2,8 +2,8 @@
 and MediaPipe Tasks IMAGE mode (``STREAM_PIPELINE=mediapipe``), both through ``Detector.detect_bytes``
 (decode, exposure retry, result) with ``num_hands=2`` and the settings of ``load_settings()``.
 
-    python -m hgr.loadtest.engine_parity                          # ../shared/data/hands
-    python -m hgr.loadtest.engine_parity --folder tests/fixtures/hands --json
+    python -m research.engine_parity                          # ../shared/data/hands
+    python -m research.engine_parity --folder tests/fixtures/hands --json
 
 Figures, with the bars of a precision change applied to the engine switch (tests/test_engine_parity.py
 asserts them on every shipped photo; docs/accuracy.md "The engine" has a run):
@@ -11,7 +11,7 @@ asserts them on every shipped photo; docs/accuracy.md "The engine" has a run):
 - ``detected``: photos with a hand, per engine (ours within one photo of the reference);
 - ``same_hands``: photos where both find as many hands;
 - ``same_count``: photos with the same ``total_fingers`` (≥ 99 %);
-- ``correct``: photos counted right (the scored hand against the label, as loadtest/accuracy.py scores),
+- ``correct``: photos counted right (the scored hand against the label, as research/accuracy.py scores),
   per engine (ours ≥ the reference's minus one);
 - ``landmark_gap``: per hand of the reference, the median over its 21 landmarks of the distance to our
   nearest hand's, as a fraction of the hand's size (the longer side of the reference's landmark box, in
@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hgr.loadtest.accuracy import detect_all, evaluate, load_photos
-from hgr.loadtest.helpers import DEFAULT_PHOTOS
+from research.accuracy import detect_all, evaluate, load_photos
+from research.paths import DEFAULT_PHOTOS
 
 Record = dict[str, Any]
 
@@ -110,7 +110,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hgr.loadtest.engine_parity", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.engine_parity", description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, default=DEFAULT_PHOTOS, help="photos with labels.csv")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)

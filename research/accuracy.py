@@ -1,9 +1,9 @@
 """Finger-count accuracy of the real model + ``common.inference.fingers`` on the labelled photos.
 
-    python -m hgr.loadtest.accuracy            # summary table
-    python -m hgr.loadtest.accuracy --json     # the full report as JSON
-    python -m hgr.loadtest.accuracy --markdown # the generated part of docs/accuracy.md
-    python -m hgr.loadtest.accuracy --dump tests/fixtures/landmarks.json   # landmarks for unit tests
+    python -m research.accuracy            # summary table
+    python -m research.accuracy --json     # the full report as JSON
+    python -m research.accuracy --markdown # the generated part of docs/accuracy.md
+    python -m research.accuracy --dump tests/fixtures/landmarks.json   # landmarks for unit tests
 
 Runs ``common.inference.engine.Detector`` on stills with ``num_hands=2`` and the settings of
 ``load_settings()`` (``HGR_MODEL_PATH``; the engine is ``STREAM_PIPELINE``'s, LiteRT by default) over every
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from hgr.common.inference.fingers import DEFAULT, Measurements, Thresholds, count_fingers, decide, measure
-from hgr.loadtest.helpers import DEFAULT_PHOTOS
+from research.paths import DEFAULT_PHOTOS
 
 CLASSES = tuple(range(6))
 # Grid for the hold-out tuning: wide ranges around each physical boundary.
@@ -300,7 +300,7 @@ def fixture(records: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hgr.loadtest.accuracy", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.accuracy", description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, default=DEFAULT_PHOTOS, help="photos with labels.csv")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the full report as JSON")

@@ -1,7 +1,6 @@
 """Tracked one-hand agreement over every photo a one-hand clip may use, not the few a camera bench draws.
 
-    python -m hgr.loadtest.tracking [--hold 30] [--json]       # HGR_MODEL_PATH as for the service
-    hgr bench --sections tracking                              # the same, as a bench section
+    python -m research.tracking [--hold 30] [--json]       # HGR_MODEL_PATH as for the service
 
 The camera benchmark (``loadtest/camera.py``) measures one-hand agreement on the 12-32 photos its clips
 happen to draw, and a single photo the tracking reads differently from its still moves that figure by
@@ -41,7 +40,7 @@ from hgr.common.inference.stream_pipeline import StreamPipelines
 from hgr.common.options import DetectOptions
 from hgr.loadtest import camera
 from hgr.loadtest import clips as camclips
-from hgr.loadtest.helpers import DEFAULT_PHOTOS
+from research.paths import DEFAULT_PHOTOS
 
 FPS = 30.0
 CLEAN = camclips.Sensor(noise_sigma=0.0, drift_px=0.0, scale_wobble=0.0)
@@ -201,14 +200,8 @@ def markdown(rep: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run(ctx: Any) -> dict[str, Any]:
-    """``hgr bench --sections tracking``."""
-    return report(measure(ctx.settings, camclips.photo_folder(Path(ctx.args.photos)), hold=ctx.args.clip_hold,
-                          seed=ctx.args.seed, log=ctx.log), hold=ctx.args.clip_hold, seed=ctx.args.seed)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hgr.loadtest.tracking", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.tracking", description=__doc__.split("\n")[0])
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS))
     parser.add_argument("--hold", type=int, default=30, help="frames per clip (default 30: 1 s at 30 fps)")
     parser.add_argument("--seed", type=int, default=14)

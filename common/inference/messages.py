@@ -1,0 +1,90 @@
+"""The messages between the pool and a worker process, declared once for both sides.
+
+Each message is a msgpack array prefixed by its 4-byte big-endian length; the first element names the
+kind (msgspec's tag on an ``array_like`` struct), the rest are the fields in the order declared here:
+
+    parent → worker  Init        once, first
+                     Batch       the frames to run, in order (one message per batch: the hot path)
+                     CloseStream a stream ended: free its tracker
+    worker → parent  Ready | Fatal   once, after loading the model (or failing to)
+                     Result | Error  one per frame, as each finishes
+
+Compressed image bytes cross the process boundary, never pixels. ``started`` is ``time.monotonic()``, a
+system-wide clock on Linux, so the parent can compute a frame's queueing time. msgspec validates each
+message against its declaration as it decodes, so a malformed one fails loudly at the boundary.
+
+Light on purpose (msgspec only): the parent imports it without the model's libraries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+HEADER_LEN = 4  # bytes of big-endian length before each message
+
+
+class Init(msgspec.Struct, array_like=True, tag="init"):
+    settings: dict[str, Any]  # dataclasses.asdict(Settings)
+    model_paths: dict[str, str]
+
+
+class Task(msgspec.Struct, array_like=True):
+    """One frame of a batch. ``stream`` None is IMAGE mode."""
+    id: int
+    image: bytes
+    num_hands: int
+    mirrored: bool
+    model: str
+    stream: str | None
+
+
+class Batch(msgspec.Struct, array_like=True, tag="batch"):
+    tasks: list[Task]
+
+
+class CloseStream(msgspec.Struct, array_like=True, tag="close_stream"):
+    stream: str
+
+
+class Ready(msgspec.Struct, array_like=True, tag="ready"):
+    pid: int
+
+
+class Fatal(msgspec.Struct, array_like=True, tag="fatal"):
+    message: str
+
+
+class Result(msgspec.Struct, array_like=True, tag="result"):
+    id: int
+    started: float
+    # A DetectionResult; kept a plain dict here so decoding does not re-validate every field of every frame.
+    result: dict[str, Any]
+
+
+class Error(msgspec.Struct, array_like=True, tag="error"):
+    id: int
+    started: float
+    code: str  # a catalogue code (common/errors.py)
+    message: str
+
+
+ToWorker = Init | Batch | CloseStream
+FromWorker = Ready | Fatal | Result | Error
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def frame(msg: ToWorker | FromWorker) -> bytes:
+    """The message, length-prefixed, ready to write."""
+    payload = _encoder.encode(msg)
+    return len(payload).to_bytes(HEADER_LEN, "big") + payload
+
+
+def length(header: bytes) -> int:
+    return int.from_bytes(header, "big")
+
+
+to_worker = msgspec.msgpack.Decoder(ToWorker)
+from_worker = msgspec.msgpack.Decoder(FromWorker)

@@ -1,0 +1,46 @@
+"""The pool ↔ worker messages (common/inference/messages.py): their wire shape and round trips."""
+
+from __future__ import annotations
+
+import msgpack
+import msgspec
+import pytest
+
+from hgr.common.inference import messages as m
+
+
+def _payload(framed: bytes) -> bytes:
+    assert m.length(framed[:m.HEADER_LEN]) == len(framed) - m.HEADER_LEN
+    return framed[m.HEADER_LEN:]
+
+
+def test_a_batch_is_one_msgpack_array_of_positional_tasks() -> None:
+    batch = m.Batch([m.Task(7, b"\xff\xd8jpeg", 2, False, "full", "cam-1"), m.Task(8, b"png", 1, True, "lite", None)])
+    wire = msgpack.unpackb(_payload(m.frame(batch)), raw=False)
+    assert wire == ["batch", [[7, b"\xff\xd8jpeg", 2, False, "full", "cam-1"], [8, b"png", 1, True, "lite", None]]]
+    assert m.to_worker.decode(_payload(m.frame(batch))) == batch
+
+
+@pytest.mark.parametrize("msg", [
+    m.Init({"workers": 2, "model_variant": "full"}, {"full": "/m/full.task"}),
+    m.CloseStream("cam-1"),
+])
+def test_parent_messages_round_trip(msg: m.ToWorker) -> None:
+    assert m.to_worker.decode(_payload(m.frame(msg))) == msg
+
+
+@pytest.mark.parametrize("msg", [
+    m.Ready(1234),
+    m.Fatal("worker could not load the model: no file"),
+    m.Result(3, 12.5, {"hands": [], "total_fingers": 0, "timing": {"infer_ms": 1.0}}),
+    m.Error(4, 12.5, "corrupt_image", "the image is truncated"),
+])
+def test_worker_messages_round_trip(msg: m.FromWorker) -> None:
+    assert m.from_worker.decode(_payload(m.frame(msg))) == msg
+
+
+def test_a_malformed_message_is_refused_at_the_boundary() -> None:
+    with pytest.raises(msgspec.ValidationError):
+        m.from_worker.decode(msgpack.packb(["result", "not an id", 1.0, {}]))
+    with pytest.raises(msgspec.ValidationError):
+        m.to_worker.decode(msgpack.packb(["shutdown"]))
