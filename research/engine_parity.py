@@ -3,7 +3,7 @@ and MediaPipe Tasks IMAGE mode (``STREAM_PIPELINE=mediapipe``), both through ``D
 (decode, exposure retry, result) with ``num_hands=2`` and the settings of ``load_settings()``.
 
     python -m research.engine_parity                          # ../shared/data/hands
-    python -m research.engine_parity --folder tests/fixtures/hands --json
+    python -m research.engine_parity --folder loadtest/hands --json
 
 Figures, with the bars of a precision change applied to the engine switch (tests/test_engine_parity.py
 asserts them on every shipped photo; docs/accuracy.md "The engine" has a run):

@@ -21,9 +21,10 @@ import pytest
 from hgr.common.config import load_settings
 from hgr.common.contracts import DetectionResult
 from hgr.common.inference.engine import Detector
+from hgr.loadtest.clips import SAMPLE_PHOTOS
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = Path(__file__).parent / "fixtures" / "hands"
+PHOTOS = SAMPLE_PHOTOS  # the 36 labelled photos the package ships
 HAND = PHOTOS / "p_0001.jpg"  # one open hand, found at once by both engines
 ENGINES = ("litert", "mediapipe")
 

@@ -1,5 +1,5 @@
 """The still engine (LiteRT, the default) against MediaPipe Tasks IMAGE mode, its reference, on every shipped
-photo: the 36 of tests/fixtures/hands always, and the 210 of ../shared/data/hands when present. Both run
+photo: the 36 of loadtest/hands always, and the 210 of ../shared/data/hands when present. Both run
 through ``Detector.detect_bytes`` with the default settings (exposure retry on), so decoding, the retry and
 the result are compared too, not only the models.
 
@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from support import SHARED
 
+from hgr.loadtest.clips import SAMPLE_PHOTOS
 from research.accuracy import detect_all, load_photos
 from research.engine_parity import compare
 
 pytestmark = pytest.mark.slow
 
-SETS = {"fixture": Path(__file__).parent / "fixtures" / "hands", "shared": SHARED / "data" / "hands"}
+SETS = {"fixture": SAMPLE_PHOTOS, "shared": SHARED / "data" / "hands"}
 # The shipped set always; the shared one where it is (a clone without ../shared runs the first, skipping nothing).
 PRESENT = sorted(name for name, folder in SETS.items() if (folder / "labels.csv").is_file())
 
