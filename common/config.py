@@ -171,9 +171,11 @@ class Settings:
 
     # --- stream pipeline (edge; docs/architecture.md "The stream path") ---
     stream_pipeline: str = _s("STREAM_PIPELINE", "litert",
-                              "Model path for stream frames: `litert` = one shared hand pipeline per worker with "
-                              "tracking-aware scheduling and motion gating; `mediapipe` = a MediaPipe VIDEO "
-                              "landmarker per stream.", choices=("litert", "mediapipe"))
+                              "The engine, for stills and stream frames: `litert` = the bundle's models run with "
+                              "LiteRT, one hand pipeline per worker shared by stills (palm detector → "
+                              "landmarks) and streams (tracking-aware scheduling, motion gating); `mediapipe` = "
+                              "the fallback, MediaPipe Tasks (IMAGE mode for stills, a VIDEO landmarker per "
+                              "stream).", choices=("litert", "mediapipe"))
     detect_interval_ms: float = _s("DETECT_INTERVAL_MS", 200.0,
                                    "litert: while a stream tracks some but fewer than its `num_hands` hands, the "
                                    "palm detector looks for more this often (a lost track or no tracked hand: "

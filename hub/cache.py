@@ -40,6 +40,7 @@ ANSWER_SETTINGS: tuple[str, ...] = (
     "min_hand_detection_confidence",  # the palm detector's threshold: fewer or more hands
     "min_hand_presence_confidence",   # the landmark model's presence threshold: fewer or more hands
     "exposure_retry",                 # a darker/brighter look when no hand is found (`retry`)
+    "stream_pipeline",                # the engine (LiteRT or MediaPipe Tasks): the same hands, not the same bits
     "infer_max_side",                 # the side an image is scaled to before inference
     "max_image_size",                 # the worker's limits: an image one hub refuses must not be answered
     "max_image_pixels",               # from another hub's cache entry
@@ -73,9 +74,9 @@ NOT_ANSWER_SETTINGS: dict[str, str] = {
     **dict.fromkeys(("edge_id", "max_frame_bytes", "max_fps", "max_connections", "idle_timeout", "web_dir",
                      "ws_max_control_rate", "ws_max_fragments", "max_connections_per_key", "ws_allowed_origins"),
                     "the edge's streams"),
-    **dict.fromkeys(("stream_pipeline", "detect_interval_ms", "detect_interval_frames", "motion_gate",
+    **dict.fromkeys(("detect_interval_ms", "detect_interval_frames", "motion_gate",
                      "motion_threshold", "motion_max_skip_ms", "reduced_decode_min_side"),
-                    "stream frames only: stills always take the MediaPipe IMAGE path, decoded in full"),
+                    "stream frames only: a still is one untracked frame, decoded in full"),
     **dict.fromkeys(("auth_failure_limit", "auth_failure_window"), "who may ask, not the answer"),
     **dict.fromkeys(("cameras", "camera_fps", "camera_open_timeout", "camera_read_timeout", "camera_reconnect_min",
                      "camera_reconnect_max", "ha_discovery", "ha_discovery_prefix"),

@@ -3,9 +3,10 @@
 Sections (``--sections``, comma-separated, run in this order), each an ``async def run(ctx) -> dict`` in
 ``SECTIONS``, its report under its name:
 
-- ``raw`` (``hgr.loadtest.raw``): the engine called directly (VIDEO mode, one stream per process, the same
+- ``raw`` (``hgr.loadtest.raw``): MediaPipe Tasks called directly (VIDEO mode, one stream per process, the same
   frames): one process alone (the per-frame time a single stream is compared with), then WORKERS processes
-  together (the throughput ceiling); with ``rest``, also in IMAGE mode.
+  together (the throughput ceiling); with ``rest``, also in IMAGE mode (the stills' ceiling) and the service's
+  own LiteRT still engine called directly (``image_litert``).
 - ``edge`` (``hgr.loadtest.edge_streams``): an edge started in a subprocess (or ``--url`` of a running one),
   fed by 1, 4 and 16 simulated 30 fps cameras (``--streams``) and then one unthrottled stream; frames/s, the
   ratio to raw, latency percentiles measured by the client (send → result) and drop counts.

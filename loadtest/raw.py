@@ -1,6 +1,7 @@
-"""The ``raw`` section of ``hgr bench``: the engine called directly (VIDEO mode, one stream per process, the
-same frames). One process alone gives the per-frame model time a single stream is compared with; WORKERS
-processes at once give the throughput ceiling the service at saturation is compared with."""
+"""The ``raw`` section of ``hgr bench``: MediaPipe Tasks called directly (VIDEO mode, one stream per process,
+the same frames), whatever engine the service runs (it pins ``STREAM_PIPELINE=mediapipe``). One process alone
+gives the per-frame model time a single stream is compared with; WORKERS processes at once give the throughput
+ceiling the service at saturation is compared with."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from hgr.common.config import Settings
@@ -16,10 +18,12 @@ from hgr.loadtest.context import BenchContext
 
 
 def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], duration: float,
-                barrier: Any, index: int, video: bool = True) -> tuple[int, list[float]]:
+                barrier: Any, index: int, video: bool = True, pipeline: str = "mediapipe") -> tuple[int, list[float]]:
     from hgr.common.inference.engine import Detector
 
-    detector = Detector(settings, paths)
+    # The raw model is MediaPipe Tasks (STREAM_PIPELINE=mediapipe), whatever the service runs; ``litert`` measures
+    # the service's own engine called directly (its stills).
+    detector = Detector(replace(settings, stream_pipeline=pipeline), paths)
     detector.warm_up()
     stream = f"raw-{index}" if video else None  # VIDEO mode like an edge stream, IMAGE mode like REST
     detector.detect_bytes(frames[0], stream=stream)  # create the landmarker before timing
@@ -34,7 +38,8 @@ def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], 
     return n, times
 
 
-async def _raw_run(ctx: BenchContext, processes: int, video: bool = True) -> tuple[int, list[float]]:
+async def _raw_run(ctx: BenchContext, processes: int, video: bool = True,
+                   pipeline: str = "mediapipe") -> tuple[int, list[float]]:
     from hgr.common.inference.model import model_paths
 
     paths = model_paths(ctx.settings)
@@ -44,7 +49,7 @@ async def _raw_run(ctx: BenchContext, processes: int, video: bool = True) -> tup
         loop = asyncio.get_running_loop()
         runs = await asyncio.gather(*(
             loop.run_in_executor(executor, _raw_worker, ctx.settings, paths, ctx.frames, ctx.args.duration,
-                                 barrier, i, video) for i in range(processes)))
+                                 barrier, i, video, pipeline) for i in range(processes)))
     return sum(n for n, _ in runs), [t for _, ts in runs for t in ts]
 
 
@@ -63,4 +68,8 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         ctx.log(f"raw: {workers} processes in IMAGE mode × {ctx.args.duration:.0f} s")
         frames, times = await _raw_run(ctx, workers, video=False)
         out["image_mode"] = {"fps": round(frames / ctx.args.duration, 1), "per_frame_ms": percentiles(times)}
+        # The service's own still engine (LiteRT) called directly: what of REST's ratio is the engine's.
+        ctx.log(f"raw: {workers} processes, the LiteRT still engine × {ctx.args.duration:.0f} s")
+        frames, times = await _raw_run(ctx, workers, video=False, pipeline="litert")
+        out["image_litert"] = {"fps": round(frames / ctx.args.duration, 1), "per_frame_ms": percentiles(times)}
     return out

@@ -5,8 +5,9 @@
     python -m research.accuracy --markdown # the generated part of docs/accuracy.md
     python -m research.accuracy --dump tests/fixtures/landmarks.json   # landmarks for unit tests
 
-Runs ``common.inference.engine.Detector`` in IMAGE mode with ``num_hands=2`` and the settings of
-``load_settings()`` (``HGR_MODEL_PATH``) over every photo in ``<shared>/data/hands`` (labels.csv).
+Runs ``common.inference.engine.Detector`` on stills with ``num_hands=2`` and the settings of
+``load_settings()`` (``HGR_MODEL_PATH``; the engine is ``STREAM_PIPELINE``'s, LiteRT by default) over every
+photo in ``<shared>/data/hands`` (labels.csv).
 
 Scoring: a photo counts as *detected* when the model reports at least one hand. The photos show one
 hand each, so when the model reports two, the one with the highest handedness score is scored (and
@@ -68,20 +69,25 @@ def load_photos(folder: Path) -> list[Photo]:
                 for row in csv.DictReader(f)]
 
 
-def detect_all(folder: Path, photos: Sequence[Photo]) -> list[dict[str, Any]]:
-    """Run the real model over every photo: [{photo fields..., "hands": [engine hand dicts]}]."""
+def detect_all(folder: Path, photos: Sequence[Photo], *, engine: str | None = None) -> list[dict[str, Any]]:
+    """Run the real model over every photo: [{photo fields..., "hands": [engine hand dicts], "retry", "image_size"}].
+
+    ``engine``: a ``STREAM_PIPELINE`` value (``litert``, ``mediapipe``) instead of the setting's."""
     from hgr.common.config import load_settings
     from hgr.common.inference.engine import Detector
     from hgr.common.inference.model import model_paths
     from hgr.common.options import DetectOptions
 
     settings = load_settings()
+    if engine is not None:
+        settings = replace(settings, stream_pipeline=engine)
     detector = Detector(settings, model_paths(settings))
     opts = DetectOptions(num_hands=2, model=settings.model_variant)
     try:
         results = [(p, detector.detect_bytes((folder / p.file).read_bytes(), opts)) for p in photos]
         # "retry": the exposure bracket the hands were found on (EXPOSURE_RETRY), None for the photo as sent
-        return [{**asdict(p), "hands": r["hands"], "retry": r.get("retry")} for p, r in results]
+        return [{**asdict(p), "hands": r["hands"], "retry": r.get("retry"), "image_size": r["image_size"]}
+                for p, r in results]
     finally:
         detector.close()
 
@@ -178,7 +184,8 @@ def sensitivity(records: Sequence[dict[str, Any]]) -> dict[str, list[list[float]
             for k, values in GRID.items()}
 
 
-def build_report(records: Sequence[dict[str, Any]], model: str, exposure_retry: bool = False) -> dict[str, Any]:
+def build_report(records: Sequence[dict[str, Any]], model: str, exposure_retry: bool = False,
+                 engine: str = "litert") -> dict[str, Any]:
     def ours(hand: dict[str, Any]) -> int:
         return int(hand["fingers"])
 
@@ -191,6 +198,7 @@ def build_report(records: Sequence[dict[str, Any]], model: str, exposure_retry: 
         sessions[key]["detected"] += bool(r["hands"])
     return {
         "model": model,
+        "engine": engine,
         "exposure_retry": exposure_retry,
         "scoring": "one hand per photo; if the model reports two, the highest-score hand is scored",
         "thresholds": asdict(DEFAULT),
@@ -215,7 +223,8 @@ def _pct(x: float | None) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     o, n = report["overall"], report["naive_baseline"]
     lines = [
-        f"Model: `{report['model']}`, `EXPOSURE_RETRY={str(report['exposure_retry']).lower()}`. Thresholds: "
+        f"Model: `{report['model']}`, `STREAM_PIPELINE={report['engine']}`, "
+        f"`EXPOSURE_RETRY={str(report['exposure_retry']).lower()}`. Thresholds: "
         + ", ".join(f"`{k}={v}`" for k, v in report["thresholds"].items()) + ".",
         "",
         (f"**Overall: {o['correct']}/{o['detected']} detected hands counted correctly "
@@ -309,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {len(records)} photos to {args.dump}", file=sys.stderr)
         return 0
     report = build_report(records, Path(model_paths(settings)[settings.model_variant]).name,
-                          settings.exposure_retry)
+                          settings.exposure_retry, settings.stream_pipeline)
     if args.json:
         print(json.dumps(report, indent=1))
     elif args.markdown:

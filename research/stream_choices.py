@@ -39,10 +39,10 @@ import simplejpeg
 from PIL import Image
 
 from hgr.common.config import load_settings
-from hgr.common.inference.engine import hand_to_dict
 from hgr.common.inference.hands.pipeline import HandPipeline
 from hgr.common.inference.images import ImageLimits, read_header
 from hgr.common.inference.pool import InferencePool
+from hgr.common.inference.results import hand_to_dict
 from hgr.common.inference.stream_state import thumbnail
 from hgr.common.options import DetectOptions
 from hgr.loadtest.clips import Sensor, add_noise, drift_path, encode_jpeg, fit, look, photo_folder, read_labels

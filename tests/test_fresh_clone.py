@@ -24,9 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 # A bounded subset that needs the full model, the lite model and the photos: accuracy on the shipped set,
-# building the lite bundle from a wheel, the CLI on a photo, one edge WebSocket stream, one REST request.
+# the still engine against MediaPipe Tasks on it, building the lite bundle from a wheel, the CLI on a photo, one
+# edge WebSocket stream, one REST request.
 SUBSET = [
     "tests/test_accuracy.py",
+    "tests/test_engine_parity.py::test_finger_counts_agree",
     "tests/test_model.py::test_lite_detector_is_the_wheels_model_with_the_full_detectors_metadata",
     "tests/test_model.py::test_lite_bundle_is_built_from_the_wheel_and_detects_hands",
     "tests/test_cli.py::test_detect_json_prints_one_object_per_image",

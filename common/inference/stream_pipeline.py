@@ -17,11 +17,11 @@ import numpy as np
 
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionResult, HandResult
-from hgr.common.inference.engine import hand_to_dict, make_result, sort_hands
 from hgr.common.inference.hands import association
 from hgr.common.inference.hands.pipeline import Hand, HandPipeline, Roi, dedupe
 from hgr.common.inference.hands.roi import bounds
 from hgr.common.inference.images import ImageLimits, decode_image
+from hgr.common.inference.results import hand_to_dict, make_result, sort_hands
 from hgr.common.inference.stream_state import (
     ScheduleConfig,
     StreamState,

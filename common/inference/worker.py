@@ -50,8 +50,7 @@ def _serve(sock: socket.socket) -> int:
         detector = Detector(settings, init.model_paths)
         detector.warm_up()
         # Stream frames: the shared hand pipeline (STREAM_PIPELINE=litert), or the detector's VIDEO landmarkers.
-        streams = (StreamPipelines(settings, init.model_paths, detector.limits)
-                   if settings.stream_pipeline == "litert" else None)
+        streams: StreamPipelines | None = detector.streams  # litert: its hand pipelines serve the stills too
         if streams is not None:
             streams.warm_up(settings.model_variant if settings.model_variant in init.model_paths
                             else next(iter(init.model_paths)))

@@ -83,8 +83,9 @@ class HandPipeline:
             rois.append(palm_to_roi(corners.reshape(4), crop.project(palm.keypoints, box), width, height))
         return rois
 
-    def landmarks(self, rgb: np.ndarray, roi: Roi) -> Hand | None:
-        """One landmark-model run on ``roi``; None unless the presence score exceeds ``min_presence``.
+    def landmarks(self, rgb: np.ndarray, roi: Roi, min_presence: float | None = None) -> Hand | None:
+        """One landmark-model run on ``roi``; None unless the presence score exceeds ``min_presence``
+        (the pipeline's own unless given).
 
         (Strictly, as MediaPipe's ThresholdingCalculator.)
         """
@@ -94,17 +95,22 @@ class HandPipeline:
         if not _usable(roi):
             return None  # nothing to look at (a caller's stale or corrupted ROI must not stop its worker)
         out = self._landmark.run(self._landmark_crop(rgb, roi, zero_border=False))
-        if not out.presence > self.min_presence:
+        if not out.presence > (self.min_presence if min_presence is None else min_presence):
             return None
         points = crop.project(out.landmarks, roi)
         label, score = landmarks.handedness(out.right)
         return Hand(points, crop.rotate_world(out.world, roi.rotation), out.presence, label, score, roi,
                     landmarks_to_roi(points, width, height))
 
-    def detect(self, rgb: np.ndarray, max_hands: int) -> list[Hand]:
-        """A still: palms, then landmarks per ROI (duplicates of one hand dropped, as Tasks does)."""
+    def detect(self, rgb: np.ndarray, max_hands: int, min_presence: float | None = None) -> list[Hand]:
+        """A still: palms, then landmarks per ROI (duplicates of one hand dropped), as Tasks' IMAGE mode does.
+
+        ``min_presence`` overrides the pipeline's own threshold: one pipeline serves a worker's streams (kept
+        while above the tracking threshold) and its stills (Tasks' ``min_hand_presence_confidence``).
+        """
         width, height = _check_image(rgb)
-        hands = [h for h in (self.landmarks(rgb, roi) for roi in self.palms(rgb, max_hands)) if h is not None]
+        hands = [h for h in (self.landmarks(rgb, roi, min_presence) for roi in self.palms(rgb, max_hands))
+                 if h is not None]
         dropped = association.duplicates([h.landmarks for h in hands], width, height)
         return [h for i, h in enumerate(hands) if i not in dropped]
 
