@@ -17,7 +17,7 @@ endif
 # Tools installed with the package (hgr, hadolint from the test extras) are found without activating.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test checks install lock test-latest images bench docs-ui clean
+.PHONY: run test check checks install lock test-latest images bench docs-ui clean
 
 # Exactly the lock, nothing else: a new venv, every package at its pinned version and hash, no resolution
 # (--no-deps: the lock is the whole closure). The lock leaves out opencv-contrib-python, the GUI build of
@@ -36,14 +36,20 @@ run: install
 
 test: install checks
 
-# Static checks first (seconds): ruff over the tree, mypy --strict over the package, then over the tests
-# (all configured in [tool.mypy]; tests/fuzz on its own, since its conftest has the bare name of tests/conftest.py).
+# Static checks first (seconds): ruff over the tree, mypy --strict over the package, research/ and the tests
+# (one run, configured in [tool.mypy]); then every test, with the coverage of the test process (servers
+# started as processes are not counted) against the floor in [tool.coverage.report].
 checks:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --explicit-package-bases --exclude '^tests/fuzz/' tests
-	MYPYPATH=tests/fuzz $(VENV)/bin/mypy --explicit-package-bases tests/fuzz
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --cov --cov-report=term:skip-covered
+
+# The fast tier while you work: the same static checks, then the tests that need no service, no model and
+# no server process (tests/conftest.py holds each test to that), in about a minute.
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -ra -m "not service" -p no:cacheprovider
 
 # Both lock files from one resolution: requirements-test.txt (runtime + test + the build backend) first,
 # then requirements.txt (runtime + build backend, what the images install) constrained to the same versions.

@@ -16,7 +16,8 @@ from typing import Self
 import av
 import cv2
 import numpy as np
-from support import free_port, need, port_open
+
+from tests.support import free_port, need, port_open
 
 RTSP_SCRIPT = Path(__file__).parent / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -11,13 +11,14 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
-from redis_topologies import ClusterOf3, SentinelSet
-from support import SHARED, free_port, need, port_open
 
 from hgr.common.config import load_settings
 from hgr.common.errors import ModelUnavailable
@@ -25,6 +26,79 @@ from hgr.common.inference.model import resolve_model
 from hgr.common.inference.pool import InferencePool
 from hgr.loadtest.clips import SAMPLE_PHOTOS
 from hgr.loadtest.procs import anonymous_broker_config, start_mosquitto, start_redis
+from tests.redis_topologies import ClusterOf3, SentinelSet
+from tests.support import SHARED, free_port, need, port_open
+
+# The tiers (tests/README.md "Tiers"): `make check` runs the tests that need no service, no model and no
+# server process (`-m "not service"`); `make test` runs them all. A test is in the service tier when it asks
+# for one of these fixtures, lives in a scenario file, or is marked slow, browser or service.
+SERVICE_FIXTURES = frozenset({"model_path", "lite_model_path", "hand_photos", "frames", "hub_pool", "edge_pool",
+                              "redis_url", "mqtt_url", "private_redis", "private_mosquitto", "redis_cluster",
+                              "redis_sentinel", "services", "bounded", "wheel"})
+
+
+def in_service_tier(item: pytest.Item) -> bool:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(fixtures & SERVICE_FIXTURES or item.path.name.startswith("test_scenario_") or "fuzz" in item.path.parts
+                or any(item.get_closest_marker(m) for m in ("slow", "browser", "service")))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if in_service_tier(item) and not item.get_closest_marker("service"):
+            item.add_marker(pytest.mark.service)
+
+
+# The check tier's promise is held, not hoped: while a test outside the service tier runs (set-up, call,
+# tear-down), an audit hook notes every process it starts and every network connection it makes, and
+# the test fails naming them (mark it `service`, or use a service fixture). Main thread only: a thread
+# left over from an earlier service test may still reconnect somewhere.
+class _TierGuard:
+    def __init__(self) -> None:
+        self.watching = False
+        self.seen: list[str] = []
+
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        if not self.watching or threading.get_ident() != threading.main_thread().ident:
+            return
+        if event in {"subprocess.Popen", "os.posix_spawn", "os.fork", "os.system"}:
+            self.seen.append(f"{event}: {str(args[0])[:120] if args else ''}")
+        elif event == "socket.connect" and isinstance(args[1], tuple):
+            self.seen.append(f"socket.connect: {args[1]}")
+
+
+_GUARD = _TierGuard()
+sys.addaudithook(_GUARD.audit)
+
+
+def _guarded(item: pytest.Item) -> Iterator[None]:
+    if in_service_tier(item):
+        yield
+        return
+    _GUARD.watching, _GUARD.seen = True, []
+    try:
+        yield
+    finally:
+        _GUARD.watching = False
+    if _GUARD.seen:
+        pytest.fail(f"{item.nodeid} is in the check tier (no service, model or process) but it "
+                    f"{'; '.join(sorted(set(_GUARD.seen))[:5])}: mark it @pytest.mark.service", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    return (yield from _guarded(item))
+
 
 BUNDLE_NAMES = {"full": "hand_landmarker.task", "lite": "hand_landmarker_lite.task"}
 PATH_ENV = {"full": "HGR_MODEL_PATH", "lite": "HGR_MODEL_LITE_PATH"}

@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from support import free_port, need
-
 from hgr.loadtest.procs import start_mosquitto
 from research.mqtt_fleet import shipped_broker_config
+from tests.support import free_port, need
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "monitoring" / "mosquitto"

@@ -12,11 +12,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from support import free_port, serve_app, stop_process, wait_ready
 
 from hgr.common.config import Settings, load_settings
 from hgr.hub.app import Hub
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
+from tests.support import free_port, serve_app, stop_process, wait_ready
 
 # A key for the operator's views (the full /status, GET /fleet): docs/security.md.
 OPS_KEY = "ops-view-key-0123456789"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import redis
 from redis.crc import key_slot
-from support import ServerExited, free_port, need, poll, redis_argv, start_server, stop_process
+
+from tests.support import ServerExited, free_port, need, poll, redis_argv, start_server, stop_process
 
 MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000  # a Sentinel calls the master down after this long without an answer

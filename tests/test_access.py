@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
-from hub_support import hub_app, hub_settings
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -22,6 +21,7 @@ from hgr.edge.app import EdgeNode
 from hgr.hub.access import PUBLIC, ROUTE_SCOPES
 from hgr.hub.app import Hub
 from hgr.hub.fleet_logic import StatusMsg
+from tests.hub_support import hub_app, hub_settings
 
 KEYS = {scope: f"key-{scope.replace(':', '-')}-0123456789" for scope in SCOPES}
 API_KEYS = ",".join(f"only-{scope.replace(':', '-')}:{key}:{scope}" for scope, key in KEYS.items())

@@ -25,11 +25,13 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from support import alive, children, eventually, free_port, http_get, stop_process, wait_ready
 from websockets.exceptions import ConnectionClosed
 
 from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream
+from tests.support import alive, children, eventually, free_port, http_get, stop_process, wait_ready
+
+pytestmark = pytest.mark.service  # starts processes (servers, tools) or needs a broker
 
 VIEWER_KEY = "viewer-key-0123456789"  # the fleet views need fleet:read (docs/security.md)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from hub_support import hub_app, hub_settings
 
 from hgr.common.inference.pool import InferencePool
 from hgr.hub import apidocs
 from hgr.hub.app import Hub
+from tests.hub_support import hub_app, hub_settings
 
 FOLDER = Path(__file__).resolve().parents[1] / "hub" / "docs_ui"
 

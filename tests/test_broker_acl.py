@@ -16,10 +16,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from fleet_helpers import USERS, Broker
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
-from support import poll
+
+from tests.fleet_helpers import USERS, Broker
+from tests.support import poll
+
+pytestmark = pytest.mark.service  # starts processes (servers, tools) or needs a broker
 
 SHARED = "$share/hgr-hub/hgr/v1/edges/+/metrics"
 WAIT_S = 10

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from support import eventually
-
 from hgr.common.config import load_settings
 from hgr.common.messaging.bus import LocalBus, make_bus
+from tests.support import eventually
 
 
 def test_make_bus_without_broker_is_in_process() -> None:

@@ -9,11 +9,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fleet_helpers import Broker
-from support import eventually
+import pytest
 
 from hgr.common.config import Settings, load_settings
 from hgr.common.messaging.bus import INBOX_HIGH, MqttBus
+from tests.fleet_helpers import Broker
+from tests.support import eventually
+
+pytestmark = pytest.mark.service  # starts processes (servers, tools) or needs a broker
 
 
 def _settings(url: str, **env: str) -> Settings:

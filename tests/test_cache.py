@@ -7,8 +7,6 @@ import subprocess
 import uuid
 from typing import Any, cast
 
-from support import eventually, redis_argv
-
 from hgr.common.config import Settings, load_settings
 from hgr.common.contracts import DetectionResult
 from hgr.common.options import DetectOptions
@@ -22,6 +20,7 @@ from hgr.hub.cache import (
     cache_key,
 )
 from hgr.hub.redis_conn import RedisConn
+from tests.support import eventually, redis_argv
 
 # A minimal result (its timing has total_ms only): the caches store and return it untouched.
 RESULT = cast(DetectionResult, {"hands": [], "total_fingers": 0, "image_size": [10, 10], "timing": {"total_ms": 1.0}})

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from camera_support import make_clip
-from support import free_port, poll
 
 from hgr.common.camera_spec import CameraSpecError, parse_cameras, valid_name
 from hgr.common.config import load_settings
 from hgr.common.errors import ConfigError
 from hgr.common.masking import mask_url
 from hgr.edge.camera import Pacer, Reader, backoff_delay, reduced_size
+from tests.camera_support import make_clip
+from tests.support import free_port, poll
 
 # --- CAMERAS ---
 

@@ -13,10 +13,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from camera_support import make_clip
 from paho.mqtt import publish
 from paho.mqtt.enums import CallbackAPIVersion
-from support import eventually, recv_msg, serve_edge
 
 from hgr.common.config import load_settings
 from hgr.common.errors import ConfigError
@@ -27,6 +25,8 @@ from hgr.edge import protocol
 from hgr.edge.ha_discovery import discovery_configs
 from hgr.edge.reporter import camera_values
 from hgr.loadtest.ws_stream import load_frames, open_stream
+from tests.camera_support import make_clip
+from tests.support import eventually, recv_msg, serve_edge
 
 LEAVES = ("fingers", "gesture", "hands", "available")
 

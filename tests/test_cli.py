@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.service  # starts processes (servers, tools) or needs a broker
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import simplejpeg
-from support import free_port, http_get, stop_process, wait_ready
 
 from hgr.client import AsyncClient, Client, HgrClientError, Retry, stream
+from tests.support import free_port, http_get, stop_process, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "client-test-key-0123456789"

@@ -73,6 +73,7 @@ def test_public_view_masks_secrets() -> None:
     assert "s3cret" not in repr(shown)
 
 
+@pytest.mark.service
 def test_cli_reports_bad_config_and_exits_nonzero() -> None:
     proc = subprocess.run([sys.executable, "-m", "hgr", "config", "--check"], check=False, capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin", "WORKERS": "-1"}, cwd=ROOT)
@@ -157,6 +158,7 @@ def test_a_service_link_in_a_prefixed_variable_is_an_error() -> None:
         load_settings({"HGR_REDIS_PORT": "tcp://10.0.0.5:6379"}, env_file=None)
 
 
+@pytest.mark.service
 def test_config_check_lists_the_service_link_as_a_warning_and_passes(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "hgr", "config", "--check"], check=False, capture_output=True,
                           text=True, cwd=tmp_path, timeout=60,

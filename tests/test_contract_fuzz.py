@@ -17,12 +17,10 @@ import httpx
 import pytest
 import schemathesis
 import uvicorn
-from hub_support import hub_settings
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from support import free_port, poll
 
 from hgr.common.inference.pool import InferencePool
 from hgr.common.lifespan import lifespan
@@ -31,6 +29,8 @@ from hgr.hub.app import Hub
 from hgr.hub.fleet_logic import StatusMsg
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 from hgr.hub.openapi import OPERATIONS, openapi_schema
+from tests.hub_support import hub_settings
+from tests.support import free_port, poll
 
 MAX_EXAMPLES = 12
 KEY = "fuzz-every-scope-0123456789"

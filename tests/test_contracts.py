@@ -15,8 +15,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from fleet_helpers import StandInNode
-from support import eventually
 
 from hgr.common import contracts as c
 from hgr.common.config import load_settings
@@ -28,6 +26,8 @@ from hgr.edge import protocol
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub.fleet_logic import metrics_snapshot, stream_throttle_command, throttle_command
 from hgr.hub.fleet_store import STATUS_ARGS
+from tests.fleet_helpers import StandInNode
+from tests.support import eventually
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HUB = Path(__file__).resolve().parent.parent / "hub"

@@ -26,10 +26,12 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from support import free_port, need, start_mosquitto
 
 from hgr.common.auth import parse_api_keys
 from research.mqtt_fleet import shipped_broker_config
+from tests.support import free_port, need, start_mosquitto
+
+pytestmark = pytest.mark.service  # starts processes (servers, tools) or needs a broker
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from support import Recorder, eventually, recv_msg, serve_edge
 from websockets.exceptions import ConnectionClosed
 
 from hgr.common.config import load_settings
@@ -22,6 +21,7 @@ from hgr.edge import protocol
 from hgr.edge.app import EdgeNode
 from hgr.edge.reporter import EdgeReporter
 from hgr.loadtest.ws_stream import open_stream
+from tests.support import Recorder, eventually, recv_msg, serve_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

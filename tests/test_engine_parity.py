@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import SHARED
 
 from hgr.loadtest.clips import SAMPLE_PHOTOS
 from research.accuracy import detect_all, load_photos
 from research.engine_parity import compare
+from tests.support import SHARED
 
 pytestmark = pytest.mark.slow
 

@@ -6,21 +6,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fixtures.hands import (
-    INDEX,
-    MIDDLE,
-    PINKY,
-    RING,
-    THUMB,
-    bend,
-    hand,
-    mirror,
-    photos,
-    random_rotation,
-    scored_hands,
-    transplant,
-    world,
-)
 
 from hgr.common.inference.fingers import (
     DEFAULT,
@@ -36,6 +21,21 @@ from hgr.common.inference.fingers import (
     thumb_reach_out,
 )
 from research.accuracy import holdout
+from tests.fixtures.hands import (
+    INDEX,
+    MIDDLE,
+    PINKY,
+    RING,
+    THUMB,
+    bend,
+    hand,
+    mirror,
+    photos,
+    random_rotation,
+    scored_hands,
+    transplant,
+    world,
+)
 
 OPEN, FIST = "p_0069.jpg", "p_0182.jpg"  # a real open palm and a real fist, both left hands
 

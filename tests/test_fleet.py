@@ -12,10 +12,8 @@ from typing import Any, cast
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from fleet_helpers import StandInNode
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from support import eventually
 
 from hgr.common import metrics
 from hgr.common.auth import KeyRing
@@ -29,6 +27,8 @@ from hgr.hub.access import Access
 from hgr.hub.fleet import FleetService
 from hgr.hub.middleware import HubMiddleware
 from hgr.hub.ratelimit import RateLimiter
+from tests.fleet_helpers import StandInNode
+from tests.support import eventually
 
 VIEWER_KEY = "viewer-key-0123456789"
 

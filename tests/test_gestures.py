@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fixtures.hands import (
+
+from hgr.common.inference.fingers import fingers_up
+from hgr.common.inference.gestures import GESTURES, PATTERNS, classify
+from tests.fixtures.hands import (
     INDEX,
     PINKY,
     THUMB,
@@ -21,9 +24,6 @@ from fixtures.hands import (
     turn_in_picture,
     world,
 )
-
-from hgr.common.inference.fingers import fingers_up
-from hgr.common.inference.gestures import GESTURES, PATTERNS, classify
 
 OPEN, FIST, ONE = "p_0069.jpg", "p_0182.jpg", "p_0138.jpg"  # real left hands: open palm, fist, index up
 

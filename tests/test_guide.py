@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from support import free_port, http_get, need, poll, stop_process, wait_ready
+
+from tests.support import free_port, http_get, need, poll, stop_process, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from hub_support import OPS, OPS_SPEC, hub_app, hub_settings
-from support import free_port, need, redis_argv, start_server
 
 from hgr.common.inference.pool import InferencePool
 from hgr.hub.app import Hub
+from tests.hub_support import OPS, OPS_SPEC, hub_app, hub_settings
+from tests.support import free_port, need, redis_argv, start_server
 
 
 @contextmanager

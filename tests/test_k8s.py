@@ -13,9 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from dotenv import dotenv_values
-from support import need
 
 from hgr.common.config import Settings, load_settings
+from tests.support import need
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -100,6 +100,7 @@ def test_every_variable_an_hgr_container_sets_is_a_setting() -> None:
         assert names <= known, names - known
 
 
+@pytest.mark.service
 def test_the_scrape_jobs_pass_promtool_and_keep_the_job_names_the_alerts_use() -> None:
     need(shutil.which("promtool") is not None, "promtool (Debian's prometheus package)")
     scrape = K8S / "prometheus-scrape.yml"

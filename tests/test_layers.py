@@ -270,6 +270,7 @@ def test_loadtest_finds_its_files_as_package_resources() -> None:
     assert not wrong, f"paths from __file__ in {wrong}"
 
 
+@pytest.mark.service
 def test_ruff_refuses_the_editors_bare_auto_import(tmp_path: Path) -> None:
     """An editor offers ``from common.config import …`` (the folder is on its path); ruff's banned-api
     (pyproject.toml) makes that a lint error in ``make check`` before any test runs."""

@@ -23,7 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from support import free_port
 
 from hgr.common.config import Settings, load_settings
 from hgr.common.errors import ModelUnavailable
@@ -31,6 +30,7 @@ from hgr.common.inference.engine import Detector
 from hgr.common.inference.model import BUNDLE_MEMBERS, WHEEL_MEMBERS, resolve_model
 from hgr.common.inference.tflite_metadata import metadata_block, with_metadata_of
 from hgr.common.options import DetectOptions
+from tests.support import free_port
 
 
 class FakeOrigin:
@@ -153,6 +153,7 @@ def test_wheel_with_tampered_model_is_rejected(tmp_path: Path, origin: FakeOrigi
         resolve_model(_settings(tmp_path, origin))
 
 
+@pytest.mark.service
 def test_slow_download_times_out_and_every_failure_is_reported(tmp_path: Path, origin: FakeOrigin) -> None:
     origin.files["/model.task"] = (b"x", "application/octet-stream")
     origin.delays["/model.task"] = 3
@@ -167,6 +168,7 @@ def test_slow_download_times_out_and_every_failure_is_reported(tmp_path: Path, o
     assert "HGR_MODEL_PATH=" in message and "hgr model fetch" not in message  # that is what just failed
 
 
+@pytest.mark.service
 def test_model_fetch_failure_names_each_url_and_error(tmp_path: Path) -> None:
     """`hgr model fetch` with both sources refusing: one line with each URL and its error, exit 2."""
     closed = f"http://127.0.0.1:{free_port()}"
@@ -219,6 +221,7 @@ def test_model_fetch_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path, ori
     assert "model.task: 100%" in text and "\r" in text, text  # tqdm redraws its line until done
 
 
+@pytest.mark.service
 def test_lite_variant_has_no_official_download(tmp_path: Path, origin: FakeOrigin) -> None:
     with pytest.raises(ModelUnavailable, match="no official download of the lite bundle"):
         resolve_model(_settings(tmp_path, origin, HGR_MODEL_VARIANT="lite", HGR_MODEL_URL=""))

@@ -33,7 +33,8 @@ import httpx
 import msgpack
 import pytest
 import yaml
-from support import free_port, need, stop_process, wait_for_port, wait_ready
+
+from tests.support import free_port, need, stop_process, wait_for_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "monitoring"
@@ -41,6 +42,8 @@ RULES = MONITORING / "alerts.yml"
 DASHBOARDS = MONITORING / "grafana" / "dashboards"
 sys.path.insert(0, str(MONITORING / "grafana"))
 import dashboards as dashboard_source
+
+pytestmark = pytest.mark.service  # starts processes (servers, tools) or needs a broker
 
 LIVE_EDGE = "edge-live"
 RATE_WINDOW = "2m"  # replaces $__rate_interval: the whole live run fits in it

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from support import ROOT, need
 
 from research.mqtt_fleet import ingest_rate
+from tests.support import ROOT, need
 
 
 def test_live_rate_is_the_steady_part() -> None:

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from camera_support import make_clip
 from paho.mqtt.enums import CallbackAPIVersion
-from support import free_port, need, stop_process
 
 from hgr.loadtest.clips import SAMPLE_PHOTOS
+from tests.camera_support import make_clip
+from tests.support import free_port, need, stop_process
 
 FLOW = Path(__file__).parent.parent / "docs" / "node-red-flow.json"
 PHOTOS = SAMPLE_PHOTOS

@@ -16,7 +16,6 @@ import jsonschema
 import msgspec
 import pytest
 import pytest_asyncio
-from hub_support import b64, hub_app, hub_settings, serve_hub
 from openapi_spec_validator import validate
 
 from hgr.common import contracts
@@ -28,6 +27,7 @@ from hgr.hub.access import ROUTE_SCOPES
 from hgr.hub.app import Hub
 from hgr.hub.fleet_logic import StatusMsg
 from hgr.hub.openapi import COMPONENT_TYPES, OPERATIONS, openapi_schema
+from tests.hub_support import b64, hub_app, hub_settings, serve_hub
 
 SCHEMA = openapi_schema("test")
 KEY = "openapi-test-key-0123456789"

@@ -14,12 +14,12 @@ import cv2
 import numpy as np
 import pytest
 import pytest_asyncio
-from support import alive, eventually
 
 from hgr.common.config import load_settings
 from hgr.common.errors import CorruptImage, HgrError, ImageError, UnsupportedImage
 from hgr.common.inference.pool import InferencePool
 from hgr.common.options import BadOptions, DetectOptions
+from tests.support import alive, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

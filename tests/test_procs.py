@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import need, poll
 
 from hgr.loadtest.procs import (
     ServerExited,
@@ -25,6 +24,9 @@ from hgr.loadtest.procs import (
     stop_process,
     worker_pids,
 )
+from tests.support import need, poll
+
+pytestmark = pytest.mark.service  # starts processes: that is what it tests
 
 
 @pytest.fixture

@@ -7,14 +7,15 @@ import asyncio
 import json
 from typing import Any, cast
 
-from fleet_helpers import StandInNode
-from support import eventually, free_port
+import pytest
 
 from hgr.common.config import load_settings
 from hgr.common.contracts import ResultMessage
 from hgr.common.messaging.bus import LocalBus, MqttBus
 from hgr.common.messaging.topics import decode
 from hgr.edge.reporter import EdgeReporter, metrics_doc
+from tests.fleet_helpers import StandInNode
+from tests.support import eventually, free_port
 
 
 def _result(total: int, gesture: str = "open") -> ResultMessage:
@@ -87,6 +88,7 @@ async def test_reporter_birth_metrics_events_control_and_offline() -> None:
     assert got["status"][-1]["reason"] == "shutdown"
 
 
+@pytest.mark.service
 async def test_reporter_never_blocks_the_frame_path_without_a_broker() -> None:
     # A broker address where nothing listens: the edge keeps working, events wait in the outbox.
     settings = load_settings({"EDGE_ID": "cam-2", "MQTT_URL": f"mqtt://127.0.0.1:{free_port()}",

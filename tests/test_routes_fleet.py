@@ -13,7 +13,6 @@ import pytest
 import pytest_asyncio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from support import eventually
 
 from hgr.common.auth import KeyRing
 from hgr.common.config import load_settings
@@ -25,6 +24,7 @@ from hgr.hub.fleet import FleetService
 from hgr.hub.fleet_logic import StatusMsg
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 from hgr.hub.ratelimit import RateLimiter
+from tests.support import eventually
 
 KEY = "ops-key-0123456789"
 

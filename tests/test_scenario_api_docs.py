@@ -11,10 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from hub_support import hub_processes
-from support import need
 
 from hgr.hub.openapi import OPERATIONS
+from tests.hub_support import hub_processes
+from tests.support import need
 
 pytestmark = pytest.mark.browser
 

@@ -27,14 +27,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import redis.asyncio as aioredis
-from fleet_helpers import USERS, Broker, EdgeSiteBroker, LinkCut, StandInNode
 from paho.mqtt.enums import CallbackAPIVersion
-from support import eventually, poll
 
 from hgr.common.config import load_settings
 from hgr.common.messaging.bus import MqttBus
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub.fleet import FleetService
+from tests.fleet_helpers import USERS, Broker, EdgeSiteBroker, LinkCut, StandInNode
+from tests.support import eventually, poll
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 

@@ -16,9 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import simplejpeg
-from camera_support import MjpegServer, RtspServer, camera_frame, make_clip
 from paho.mqtt.enums import CallbackAPIVersion
-from support import eventually, http_get, recv_msg, serve_edge
 
 from hgr.common import metrics
 from hgr.common.config import load_settings
@@ -26,6 +24,8 @@ from hgr.common.inference.pool import InferencePool
 from hgr.common.messaging.bus import make_bus
 from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream
+from tests.camera_support import MjpegServer, RtspServer, camera_frame, make_clip
+from tests.support import eventually, http_get, recv_msg, serve_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

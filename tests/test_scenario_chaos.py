@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT, need
+
+from tests.support import ROOT, need
 
 pytestmark = pytest.mark.slow
 

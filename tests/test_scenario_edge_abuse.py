@@ -13,13 +13,13 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
-from support import eventually, http_get, recv_msg
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from hgr.common.percentiles import percentiles
 from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream, running_edge
+from tests.support import eventually, http_get, recv_msg
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

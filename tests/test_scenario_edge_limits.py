@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import alive, children, eventually, http_get, recv_msg
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream, running_edge
+from tests.support import alive, children, eventually, http_get, recv_msg
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

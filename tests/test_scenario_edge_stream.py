@@ -14,11 +14,11 @@ import cv2
 import msgpack
 import numpy as np
 import pytest
-from support import eventually, http_get, recv_msg, worker_pids
 from websockets.exceptions import ConnectionClosed
 
 from hgr.edge import protocol
 from hgr.loadtest.ws_stream import load_frames, open_stream, running_edge
+from tests.support import eventually, http_get, recv_msg, worker_pids
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

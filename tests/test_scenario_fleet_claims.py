@@ -28,10 +28,11 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from fleet_helpers import USERS, Broker
-from hub_support import hub_processes
 from paho.mqtt.enums import CallbackAPIVersion
-from support import poll
+
+from tests.fleet_helpers import USERS, Broker
+from tests.hub_support import hub_processes
+from tests.support import poll
 
 PREFIX = "hgr/v1"
 OPS_KEY = "ops-claims-key-0123456789"

@@ -28,9 +28,10 @@ from typing import Any
 
 import httpx
 import pytest
-import support
-from fleet_helpers import USERS, Broker
-from support import free_port, need, port_open, stop_process
+
+from tests import support
+from tests.fleet_helpers import USERS, Broker
+from tests.support import free_port, need, port_open, stop_process
 
 pytestmark = pytest.mark.slow
 

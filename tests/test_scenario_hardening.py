@@ -17,8 +17,6 @@ import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
-from hub_support import b64, hub_app, hub_settings, serve_hub
-from support import eventually, recv_msg, serve_app, serve_edge
 
 from hgr.common.config import load_settings
 from hgr.common.inference.pool import InferencePool
@@ -30,6 +28,8 @@ from hgr.hub.app import Hub
 from hgr.hub.fleet import FleetService
 from hgr.loadtest.ws_stream import open_stream
 from hgr.serve import uvicorn_options
+from tests.hub_support import b64, hub_app, hub_settings, serve_hub
+from tests.support import eventually, recv_msg, serve_app, serve_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hub_support import hub_processes
-from support import free_port, wait_ready
+
+from tests.hub_support import hub_processes
+from tests.support import free_port, wait_ready
 
 KEY = "team-key-0123456789"
 

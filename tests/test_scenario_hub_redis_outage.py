@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from hub_support import OPS, OPS_SPEC, b64, hub_settings, serve_hub
-from support import eventually, free_port, redis_argv
 
 from hgr.common.inference.pool import InferencePool
+from tests.hub_support import OPS, OPS_SPEC, b64, hub_settings, serve_hub
+from tests.support import eventually, free_port, redis_argv
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from hub_support import b64, hub_app, hub_settings, serve_hub
 from PIL import Image
 
 from hgr.common import internals
 from hgr.common.inference.pool import InferencePool
 from hgr.common.logs import JsonFormatter
 from hgr.hub.app import Hub
+from tests.hub_support import b64, hub_app, hub_settings, serve_hub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

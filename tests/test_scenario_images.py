@@ -24,11 +24,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from hub_support import b64
-from support import eventually, free_port, need, wait_ready
 
 from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream
+from tests.hub_support import b64
+from tests.support import eventually, free_port, need, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "python:3.11.11-slim-bookworm"  # ARG PYTHON_IMAGE of both Dockerfiles

@@ -28,9 +28,9 @@ import paho.mqtt.client as mqtt
 import pytest
 import redis as redis_lib
 from paho.mqtt.enums import CallbackAPIVersion
-from support import free_port, http_get, need, poll, redis_argv, start_server, stop_process, wait_ready
 
 from hgr.loadtest.ws_stream import open_stream
+from tests.support import free_port, http_get, need, poll, redis_argv, start_server, stop_process, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "p@ssw0rd"  # the example: masking up to the first "@" left "ssw0rd@…" behind

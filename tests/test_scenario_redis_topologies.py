@@ -27,11 +27,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from hub_support import OPS, OPS_SPEC, b64, hub_processes, hub_settings, serve_hub
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
-from redis_topologies import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, ClusterOf3, SentinelSet
-from support import eventually
 
 from hgr.common import metrics
 from hgr.common.contracts import MetricsPayload
@@ -41,6 +38,9 @@ from hgr.hub.app import Hub
 from hgr.hub.fleet_logic import EdgeBatch, metrics_msg, read_status
 from hgr.hub.fleet_store import RedisFleetStore
 from hgr.hub.ratelimit import RateLimited
+from tests.hub_support import OPS, OPS_SPEC, b64, hub_processes, hub_settings, serve_hub
+from tests.redis_topologies import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, ClusterOf3, SentinelSet
+from tests.support import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

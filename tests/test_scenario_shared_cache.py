@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from hub_support import b64, hub_settings, serve_hub
 
 from hgr.common.inference.pool import InferencePool
+from tests.hub_support import b64, hub_settings, serve_hub
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -11,9 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from hub_support import serve_hub
 from prometheus_client import REGISTRY
-from support import eventually, recv_msg, serve_edge
 from websockets.asyncio.client import ClientConnection
 
 from hgr.common.config import load_settings
@@ -24,6 +22,8 @@ from hgr.edge.app import EdgeNode
 from hgr.edge.reporter import EdgeReporter
 from hgr.hub.fleet import FleetService
 from hgr.loadtest.ws_stream import open_stream
+from tests.hub_support import serve_hub
+from tests.support import eventually, recv_msg, serve_edge
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the shared pool lives on the module loop
 

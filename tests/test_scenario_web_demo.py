@@ -21,8 +21,9 @@ from typing import Any
 import cv2
 import httpx
 import pytest
-from support import free_port, need, stop_process, wait_for_port
-from webvideo import build_fake_camera, load_letterboxed
+
+from tests.support import free_port, need, stop_process, wait_for_port
+from tests.webvideo import build_fake_camera, load_letterboxed
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,6 @@ import typing
 from pathlib import Path
 
 import pytest
-from hub_support import hub_settings
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from hgr.common import contracts
@@ -21,6 +20,7 @@ from hgr.common.messaging.bus import LocalBus
 from hgr.edge.app import EdgeNode
 from hgr.hub.access import PUBLIC, ROUTE_SCOPES
 from hgr.hub.app import Hub
+from tests.hub_support import hub_settings
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "security.md"
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
-from support import need
 
 from hgr import cli
 from hgr.common.config import Settings
 from hgr.common.errors import ConfigError
 from hgr.serve import run
 from hgr.startup import check_startup
+from tests.support import need
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -255,7 +255,7 @@ def test_a_server_with_bad_settings_names_them_all_and_starts_nothing(tmp_path: 
 
 def test_start_up_logs_the_ignored_service_link(tmp_path: Path, model_path: str) -> None:
     """A real `hgr edge` under Kubernetes' service links: it starts, and its log says what it ignored."""
-    from support import free_port, stop_process, wait_ready
+    from tests.support import free_port, stop_process, wait_ready
 
     port, log = free_port(), tmp_path / "edge.log"
     env = {"PATH": os.environ["PATH"], "HGR_MODEL_PATH": model_path, "WORKERS": "1", "LOG_FORMAT": "json",
@@ -288,7 +288,7 @@ def start(service: str, argv: list[str], env: dict[str, str], cwd: Path) -> tupl
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     """A port another server listens on."""
-    from support import free_port
+    from tests.support import free_port
 
     with socket.socket() as other:
         other.bind(("127.0.0.1", free_port()))
@@ -316,7 +316,7 @@ def test_a_busy_port_from_the_environment_names_the_setting(busy_port: int, tmp_
 
 
 def test_a_busy_metrics_port_is_one_line_and_exit_3(busy_port: int, tmp_path: Path, model_path: str) -> None:
-    from support import free_port
+    from tests.support import free_port
 
     code, out, err = start("hub", ["--host", "127.0.0.1", "--port", str(free_port())],
                            {"HGR_MODEL_PATH": model_path, "METRICS_PORT": str(busy_port)}, tmp_path)
@@ -324,9 +324,10 @@ def test_a_busy_metrics_port_is_one_line_and_exit_3(busy_port: int, tmp_path: Pa
                                        "Address already in use\n"))
 
 
+@pytest.mark.service
 def test_no_model_to_be_had_is_one_line_and_exit_2(tmp_path: Path) -> None:
     """No HGR_MODEL_PATH, an empty cache, and both network sources refusing (a closed local port)."""
-    from support import free_port
+    from tests.support import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"
     code, out, err = start("hub", ["--host", "127.0.0.1", "--port", str(free_port())], {

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from support import Recorder, eventually, recv_msg, serve_edge
 from websockets.exceptions import ConnectionClosed
 
 from hgr.common import metrics
@@ -19,6 +18,7 @@ from hgr.common.inference.pool import InferencePool
 from hgr.edge import protocol
 from hgr.edge.app import EdgeNode
 from hgr.loadtest.ws_stream import open_stream
+from tests.support import Recorder, eventually, recv_msg, serve_edge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -27,15 +27,15 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from hub_support import hub_app
 from hypothesis import HealthCheck, settings
-from support import serve_edge
 
 from hgr.common.config import Settings, load_settings
 from hgr.common.inference.pool import InferencePool
 from hgr.common.messaging.bus import LocalBus
 from hgr.hub.app import Hub
 from hgr.loadtest import procs
+from tests.hub_support import hub_app
+from tests.support import serve_edge
 
 T = TypeVar("T")
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from conftest import fuzz
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hgr.common.config import Settings, load_settings
 from hgr.common.errors import ConfigError
+from tests.fuzz.conftest import fuzz
 
 FIELDS = {f.metadata["env"]: f for f in dataclasses.fields(Settings)}
 EDGES = ["0", "-1", "1e309", "nan", "NaN", "inf", "-inf", "true", "off", " 7 ", "99999999999999999999", "0x10",

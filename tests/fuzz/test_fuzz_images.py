@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from unittest import mock
 
-from conftest import Services, fuzz
-from fuzz_inputs import image_bytes
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -15,6 +13,8 @@ from hgr.common.errors import HgrError, ImageError
 from hgr.common.inference import images
 from hgr.common.inference.images import ImageLimits, decode_image
 from hgr.common.options import DetectOptions
+from tests.fuzz.conftest import Services, fuzz
+from tests.fuzz.fuzz_inputs import image_bytes
 
 LIMITS = ImageLimits(max_bytes=192 * 1024, max_pixels=40_000_000, max_side=16_384, infer_max_side=4096)
 

@@ -4,12 +4,12 @@ reference, used for REST bodies) passes, whatever the bytes and the limits."""
 
 from __future__ import annotations
 
-from conftest import fuzz
-from fuzz_inputs import odd_json_texts
 from hypothesis import event, given
 from hypothesis import strategies as st
 
 from hgr.common.jsonsafe import JsonLimits, JsonTooComplex, Shape, within
+from tests.fuzz.conftest import fuzz
+from tests.fuzz.fuzz_inputs import odd_json_texts
 
 # Bytes made mostly of what changes a shape: brackets, commas, quotes and escapes, with some filler.
 shape_soup = st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b",", b'"', b"\\", b'\\"', b"\\\\", b"a", b" ",

@@ -8,12 +8,12 @@ import asyncio
 import json
 from typing import Any
 
-from conftest import Services, fuzz
-from fuzz_inputs import dumps_loose, fleet_docs, odd_json_texts, pack
 from hypothesis import event, given
 from hypothesis import strategies as st
 
 from hgr.common.messaging import topics
+from tests.fuzz.conftest import Services, fuzz
+from tests.fuzz.fuzz_inputs import dumps_loose, fleet_docs, odd_json_texts, pack
 
 KINDS = ["status", "metrics", "events"]
 

@@ -8,12 +8,12 @@ import json
 from typing import Any
 
 import httpx
-from conftest import Services, fuzz
-from fuzz_inputs import b64, dumps_loose, image_bytes, json_values, odd_json_texts, odd_text
 from hypothesis import event, given
 from hypothesis import strategies as st
 
 from hgr.common.errors import CATALOGUE
+from tests.fuzz.conftest import Services, fuzz
+from tests.fuzz.fuzz_inputs import b64, dumps_loose, image_bytes, json_values, odd_json_texts, odd_text
 
 PATHS = ["/detect-fingers", "/detect-fingers-batch", "/detect-fingers-upload"]
 

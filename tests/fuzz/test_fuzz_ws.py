@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Services, fuzz
-from fuzz_inputs import b64, dumps_loose, image_bytes, json_values, odd_json_texts, pack
 from hypothesis import event, given
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
@@ -20,6 +18,8 @@ from websockets.exceptions import ConnectionClosed
 from hgr.common.errors import CATALOGUE
 from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream
+from tests.fuzz.conftest import Services, fuzz
+from tests.fuzz.fuzz_inputs import b64, dumps_loose, image_bytes, json_values, odd_json_texts, pack
 
 EXPECTED_CLOSES = {protocol.CLOSE_UNSUPPORTED, protocol.CLOSE_TOO_BIG}
 

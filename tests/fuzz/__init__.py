@@ -1,0 +1,1 @@
+"""The Hypothesis fuzzers (profiles in conftest.py)."""
