@@ -175,7 +175,8 @@ class Settings:
                               "LiteRT, one hand pipeline per worker shared by stills (palm detector → "
                               "landmarks) and streams (tracking-aware scheduling, motion gating); `mediapipe` = "
                               "the fallback, MediaPipe Tasks (IMAGE mode for stills, a VIDEO landmarker per "
-                              "stream).", choices=("litert", "mediapipe"))
+                              "stream; the images carry it only when built with HGR_FALLBACK_ENGINE=true).",
+                              choices=("litert", "mediapipe"))
     detect_interval_ms: float = _s("DETECT_INTERVAL_MS", 200.0,
                                    "litert: while a stream tracks some but fewer than its `num_hands` hands, the "
                                    "palm detector looks for more this often (a lost track or no tracked hand: "

@@ -12,6 +12,7 @@ warning: start-up fetches it).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -92,6 +93,11 @@ def check_startup(service: str = "up", environ: dict[str, str] | None = None, en
         problem = value and (path_problem(value, "file") or _bundle_problem(value))
         if problem:
             errors.append(f"{env}={value!r}: {problem}")
+    if s.stream_pipeline == "mediapipe" and "stream_pipeline" not in report.invalid \
+            and importlib.util.find_spec("mediapipe") is None:
+        errors.append("STREAM_PIPELINE=mediapipe: the fallback engine needs the mediapipe package, which this "
+                      "installation leaves out (the images do unless built with --build-arg "
+                      "HGR_FALLBACK_ENGINE=true; docs/deployment.md \"Image size\")")
     if not s.model_path and not cache_path(s).is_file():
         warnings.append(f"no model bundle yet: HGR_MODEL_PATH is unset and {cache_path(s)} is absent, so "
                         "start-up will download or build one (`hgr model fetch` does it now)")

@@ -4,6 +4,7 @@ report every problem at once, and exit 2 (issue #22)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -195,6 +196,18 @@ def test_no_model_yet_is_a_warning_not_an_error(tmp_path: Path) -> None:
     report = check_startup("up", {"HGR_MODEL_PATH": "", "HGR_MODEL_CACHE_DIR": str(tmp_path)}, env_file=None)
     assert report.errors == [] and len(report.warnings) == 1
     assert "start-up will download or build one" in report.warnings[0]
+
+
+def test_the_fallback_engine_without_mediapipe_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the images leave mediapipe out by default: STREAM_PIPELINE=mediapipe there is a start-up error that
+    # says how to build an image with it, not a worker's ModuleNotFoundError
+    env = {"HGR_MODEL_PATH": "", "HGR_MODEL_CACHE_DIR": str(tmp_path)}
+    assert check_startup("edge", {**env, "STREAM_PIPELINE": "mediapipe"}, env_file=None).errors == []
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mediapipe" else real(name, *a))
+    (problem,) = check_startup("edge", {**env, "STREAM_PIPELINE": "mediapipe"}, env_file=None).errors
+    assert problem.startswith("STREAM_PIPELINE=mediapipe") and "HGR_FALLBACK_ENGINE=true" in problem
+    assert check_startup("edge", {**env, "STREAM_PIPELINE": "litert"}, env_file=None).errors == []
 
 
 def test_the_metrics_port_is_checked_against_the_services_own_port() -> None:
