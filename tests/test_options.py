@@ -3,10 +3,14 @@ node's defaults field by field."""
 
 from __future__ import annotations
 
+from typing import get_args
+
+import msgspec
 import pytest
 
 from hgr.common.config import load_settings
-from hgr.common.options import BadOptions, DetectOptions, check_model, default_options
+from hgr.common.contracts import RestOptions
+from hgr.common.options import VARIANTS, BadOptions, DetectOptions, NumHands, check_model, default_options
 
 DEFAULTS = DetectOptions(num_hands=2, mirrored=False, model="full")
 
@@ -41,3 +45,12 @@ def test_defaults_come_from_the_settings_and_the_cache_key_covers_every_field() 
     assert (opts.num_hands, opts.model) == (1, "lite")
     keys = {DetectOptions(n, m, v).cache_key() for n in (1, 2) for m in (False, True) for v in ("full", "lite")}
     assert len(keys) == 8
+
+
+def test_rest_options_take_their_bounds_from_the_options_declaration() -> None:
+    # REST shows the variants as an enum (OpenAPI) and the hand count with its description: the same
+    # bounds as a WebSocket frame's opts, declared once in hgr.common.options
+    schema = msgspec.json.schema(RestOptions)["$defs"]["RestOptions"]["properties"]
+    assert tuple(schema["model"]["enum"]) == VARIANTS
+    bounds = get_args(NumHands)[1]
+    assert (schema["num_hands"]["minimum"], schema["num_hands"]["maximum"]) == (bounds.ge, bounds.le)

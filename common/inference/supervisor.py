@@ -25,7 +25,7 @@ from hgr.common.inference import messages as m
 
 log = logging.getLogger("hgr.pool")
 
-START_TIMEOUT = 180.0  # seconds for a worker to import mediapipe and load the model on a loaded machine
+START_TIMEOUT = 180.0  # seconds for a worker to import its engine and load the model on a loaded machine
 DRAIN_TIMEOUT = 10.0
 
 
