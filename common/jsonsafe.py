@@ -140,13 +140,18 @@ def within(data: bytes, limits: JsonLimits) -> bool:
     return True
 
 
+def check_shape(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> None:
+    """``JsonTooComplex`` when ``data``, a whole document, is nested or sized past ``limits``: the check in
+    front of every parse (``loads`` here, msgspec's typed decoders in ``topics`` and ``edge.protocol``)."""
+    if not within(data, limits):
+        Shape(limits).feed(data)  # the reference: it raises, with the message of the limit crossed first
+
+
 def loads(data: bytes | bytearray | str, limits: JsonLimits = DEFAULT_LIMITS, *, measured: bool = False) -> Any:
     """The document in ``data``, or ``BadJson``/``JsonTooComplex``. ``measured``: the caller already fed
     every byte through a ``Shape`` with these limits (a streamed body), so it is not scanned twice."""
     if not measured:
-        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-        if not within(raw, limits):
-            Shape(limits).feed(raw)  # the reference: it raises, with the message of the limit crossed first
+        check_shape(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data), limits)
     try:
         doc = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:  # RecursionError: unreachable under the depth limit

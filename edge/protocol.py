@@ -118,8 +118,7 @@ def decode_text(text: str, limits: jsonsafe.JsonLimits = jsonsafe.DEFAULT_LIMITS
     data = text.encode("utf-8", "surrogatepass")
     try:
         # The shape first (jsonsafe, before any parsing); msgspec refuses NaN and unpaired surrogates itself.
-        if not jsonsafe.within(data, limits):
-            jsonsafe.Shape(limits).feed(data)
+        jsonsafe.check_shape(data, limits)
         return _frame(_FROM_JSON.decode(data))
     except jsonsafe.JsonTooComplex as exc:
         raise ProtocolError(f"the message is refused: {exc.message}", code=exc.code) from None

@@ -130,8 +130,7 @@ def decode(payload: bytes, content_type: str | None = None, max_bytes: int = MAX
         else:
             # msgspec refuses NaN, Infinity and unpaired surrogates itself; the shape (depth, values) is
             # jsonsafe's to check, before any parsing.
-            if not jsonsafe.within(payload, jsonsafe.DEFAULT_LIMITS):
-                jsonsafe.Shape(jsonsafe.DEFAULT_LIMITS).feed(payload)
+            jsonsafe.check_shape(payload)
             doc = from_json.decode(payload)
     except jsonsafe.JsonTooComplex as exc:
         raise PayloadError(f"undecodable payload: {exc.message}") from None
