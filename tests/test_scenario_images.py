@@ -38,7 +38,7 @@ IMAGE_BUDGET_MB = {"edge": 520, "hub": 420}
 BUILD_TIMEOUT_S = 1800
 # What the Dockerfiles copy (.dockerignore's whitelist), so the build context holds nothing else.
 CONTEXT = ("requirements.txt", "pyproject.toml", "README.md", "common", "hgr", "edge", "hub", "loadtest", "web",
-           "deploy/model", "Dockerfile.edge", "Dockerfile.hub", ".dockerignore")
+           "deploy/model", "deploy/slim-venv.sh", "Dockerfile.edge", "Dockerfile.hub", ".dockerignore")
 KEY = "smoke-" + uuid.uuid4().hex
 
 
