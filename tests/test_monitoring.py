@@ -34,6 +34,7 @@ import msgpack
 import pytest
 import yaml
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, need_chromium
 from tests.support import free_port, need, stop_process, wait_for_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +47,12 @@ import dashboards as dashboard_source
 pytestmark = pytest.mark.service  # starts processes (servers, tools) or needs a broker
 
 LIVE_EDGE = "edge-live"
+ARTIFACTS = ROOT / "artifacts"
+PICTURED_RANGE = "1m"
+PICTURED_SAMPLES = 30  # of the live edge's fps: the picture waits for half a minute of traffic
+# The fleet overview's time series drawn for docs/img/dashboard.jpg (Grafana itself does not install here).
+PICTURED = ("hgr-fleet-overview.json", ("Frames per second by edge", "Frame latency percentiles (scraped edges)",
+                                        "REST latency percentiles (hub)", "Errors returned to clients"))
 RATE_WINDOW = "2m"  # replaces $__rate_interval: the whole live run fits in it
 
 
@@ -333,6 +340,7 @@ class LiveStack:
 def live_stack(tmp_path: Path, private_mosquitto: tuple[str, subprocess.Popen[bytes]], redis_url: str,
                model_path: str) -> Iterator[LiveStack]:
     need(shutil.which("prometheus") is not None, "prometheus is not installed (apt-get install prometheus)")
+    need_chromium()
     stack = LiveStack(tmp_path, private_mosquitto[0], redis_url)
     try:
         stack.start_services()
@@ -399,6 +407,44 @@ async def stream_frames(edge_ws: str, key: str, photos: list[Path], stop: asynci
     return seen
 
 
+def pictured_queries() -> list[str]:
+    """The PromQL of the pictured panels, first target each, as the live run evaluates it."""
+    name, titles = PICTURED
+    panels = {p["title"]: p for p in dashboard_files()[name]["panels"]}
+    return [substitute(panels[title]["targets"][0]["expr"]) for title in titles]
+
+
+async def picture_dashboard(prom: str, path: Path) -> None:
+    """A screenshot of Prometheus's graph page (the classic UI Debian ships) showing the pictured panels'
+    queries over the live run: real data from real processes, for docs/img/dashboard.jpg."""
+    from urllib.parse import urlencode
+
+    from playwright.async_api import async_playwright
+
+    params: dict[str, str] = {}
+    for i, expr in enumerate(pictured_queries()):
+        params.update({f"g{i}.expr": expr, f"g{i}.tab": "0", f"g{i}.range_input": PICTURED_RANGE,
+                       f"g{i}.stacked": "0"})
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.goto(f"{prom}/classic/graph?{urlencode(params)}")
+            # Laid out as a dashboard is: two panels a row, the menu bar out of the way of a full-page shot.
+            await page.add_style_tag(content="#graph_container { display: grid; grid-template-columns: 1fr 1fr;"
+                                              " gap: 0 1rem } .navbar { position: static }"
+                                              " #add_graph, #graph_container > .clearfix { display: none }")
+            # Each panel draws its chart (an SVG path per series) once its query answered with data.
+            await page.wait_for_function(
+                "n => document.querySelectorAll('.graph_area svg path').length >= n",
+                arg=len(params) // 4, timeout=60_000)
+            errors = await page.locator(".alert-danger:visible").all_inner_texts()
+            assert not [e for e in errors if e.strip()], errors
+            await page.screenshot(path=str(path), full_page=True)
+        finally:
+            await browser.close()
+
+
 async def query(client: httpx.AsyncClient, prom: str, expr: str) -> list[dict[str, Any]]:
     response = await client.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10)
     body = response.json()
@@ -435,6 +481,14 @@ async def test_every_expression_returns_data_from_a_live_fleet(live_stack: LiveS
                     del pending[where]
             if pending:
                 await asyncio.sleep(1)
+        if not pending:  # every panel has data: draw the pictured ones while the traffic still flows
+            span = f'count_over_time(hgr_fleet_edge_fps{{edge_id="{LIVE_EDGE}"}}[{PICTURED_RANGE}])'
+            while time.monotonic() < deadline + 60:
+                if any(float(r["value"][1]) >= PICTURED_SAMPLES for r in await query(client, prom, span)):
+                    break
+                await asyncio.sleep(1)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await picture_dashboard(prom, ARTIFACTS / "dashboard.png")
         stop.set()
         seen = await asyncio.wait_for(streamer, 60)
         statuses = await asyncio.wait_for(rest, 60)

@@ -22,7 +22,8 @@ import cv2
 import httpx
 import pytest
 
-from tests.support import free_port, need, stop_process, wait_for_port
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, need_chromium
+from tests.support import free_port, stop_process, wait_for_port
 from tests.webvideo import build_fake_camera, load_letterboxed
 
 pytestmark = pytest.mark.browser
@@ -30,22 +31,14 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
 EXPECTED_COUNTS = (2, 5)
 # Generous: a loaded 2-core machine runs the edge, its worker and Chromium's software video at once.
 EDGE_START_S = 120.0
 COUNTS_DEADLINE_S = 240.0
 
-CHROMIUM_ARGS = [
+FAKE_CAMERA_ARGS = [
     "--use-fake-ui-for-media-stream",  # grant the camera without a prompt
     "--use-fake-device-for-media-stream",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 ]
 
 
@@ -123,15 +116,13 @@ def camera_video(tmp_path_factory: pytest.TempPathFactory, hand_photos: list[tup
 
 @pytest.fixture(scope="module")
 def browser(camera_video: Path) -> Iterator[Any]:
-    need(Path(CHROMIUM).is_file(), f"chromium is not installed at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "playwright (Python) is not installed")
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(
             executable_path=CHROMIUM, headless=True,
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera_video}"])
+            args=[*CHROMIUM_ARGS, *FAKE_CAMERA_ARGS, f"--use-file-for-fake-video-capture={camera_video}"])
         yield chromium
         chromium.close()
 
