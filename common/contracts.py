@@ -26,7 +26,7 @@ from typing import Annotated, Any, Generic, Literal, NotRequired, Protocol, Type
 import msgspec
 
 from hgr.common.errors import HgrError
-from hgr.common.options import DetectOptions, NumHands
+from hgr.common.options import DetectOptions, NumHands, Variant
 
 # Declared with DetectOptions (which this module imports, so it cannot live here), and re-exported.
 from hgr.common.options import OptionsDoc as OptionsDoc  # noqa: PLC0414
@@ -365,13 +365,13 @@ class RestOptions(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     """Detection options of a REST request; an absent one takes the hub's default (``GET /model/info``).
     A wrong one is 422 ``bad_options``, a variant the hub lacks 422 ``model_unavailable``."""
 
-    # the bounds are the options' own (common.options.NumHands): declared once for REST and WebSocket
+    # the bounds and variants are the options' own (common.options): declared once for REST and WebSocket
     num_hands: Annotated[NumHands, msgspec.Meta(description="The most hands to look for.",
                                                 examples=[2])] | msgspec.UnsetType = msgspec.UNSET
     mirrored: Annotated[bool, msgspec.Meta(
         description="The image is a mirrored selfie (a front camera's preview): handedness is swapped back.",
         examples=[False])] | msgspec.UnsetType = msgspec.UNSET
-    model: Annotated[Literal["full", "lite"], msgspec.Meta(  # = options.VARIANTS (tests/test_options.py)
+    model: Annotated[Variant, msgspec.Meta(
         description="The model variant (`lite`: faster, less accurate; only where the hub has it).",
         examples=["full"])] | msgspec.UnsetType = msgspec.UNSET
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, TypedDict, get_args
+from typing import Annotated, Any, Literal, TypedDict, get_args
 
 import msgspec
 
 from hgr.common.config import Settings
 from hgr.common.errors import HgrError
 
-VARIANTS = ("full", "lite")
+Variant = Literal["full", "lite"]  # the model variants: declared here once (REST's enum, the pattern below)
+VARIANTS: tuple[str, ...] = get_args(Variant)
 NumHands = Annotated[int, msgspec.Meta(ge=1, le=4)]
 # A str to the type checker (settings and callers hold plain strings), one of VARIANTS at run time.
 ModelVariant = Annotated[str, msgspec.Meta(pattern=f"^({'|'.join(VARIANTS)})$")]
