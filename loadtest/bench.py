@@ -14,6 +14,9 @@ Sections (``--sections``, comma-separated, run in this order), each an ``async d
   one-hand and two-hand scenes) as closed-loop streams, the edge against raw MediaPipe VIDEO mode on the same
   clips, per scene kind (``--camera-mix``, ``--edge-env``).
 - ``rest`` (``hgr.loadtest.rest``): a hub in a subprocess, single and batch requests.
+- ``file_cameras`` (``hgr.loadtest.file_cameras``): the edge's CPU per processed frame with 8 looped H.264 file
+  cameras and 8 WebSocket streams, against 16 WebSocket streams alone, on the same clips at the same pace, in
+  alternating turns; the cameras' decoding measured apart.
 
 Frames come from ``--photos`` (default: the 36 labelled photos the package ships), so a plain install runs
 every section. The studies behind docs/benchmarks.md's other numbers live outside the package, in a
@@ -32,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from hgr.common.config import load_settings
-from hgr.loadtest import camera, edge_streams, raw, rest, ws_stream
+from hgr.loadtest import camera, edge_streams, file_cameras, raw, rest, ws_stream
 from hgr.loadtest.clips import SAMPLE_PHOTOS
 from hgr.loadtest.context import BenchContext
 
 Section = Callable[[BenchContext], Awaitable[dict[str, Any]]]
-SECTIONS: dict[str, Section] = {"raw": raw.run, "edge": edge_streams.run, "camera": camera.run, "rest": rest.run}
+SECTIONS: dict[str, Section] = {"raw": raw.run, "edge": edge_streams.run, "camera": camera.run, "rest": rest.run,
+                                "file_cameras": file_cameras.run}
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
@@ -75,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated, run in order: {', '.join(SECTIONS)} (default raw,edge)")
     p.add_argument("--url", default=None, help="bench a running edge (ws://host:port/ws) instead of starting one")
     camera.add_arguments(p)
+    file_cameras.add_arguments(p)
     return p
 
 

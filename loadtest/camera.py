@@ -549,9 +549,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera: turns each load is measured in, baseline and edges alternating (default 2)")
     parser.add_argument("--camera-warmup", type=float, default=WARMUP_S,
                         help=f"camera: seconds every stream runs before frames count (default {WARMUP_S:g})")
-    parser.add_argument("--seed", type=int, default=14, help="camera: clip seed (same seed, same frames)")
-    parser.add_argument("--scenes", type=int, default=4, help="camera: scenes per clip (default 4)")
-    parser.add_argument("--clip-hold", type=int, default=30, help="camera: frames per scene (default 30)")
-    parser.add_argument("--noise", type=float, default=3.0, help="camera: sensor noise sigma, DN (default 3)")
-    parser.add_argument("--drift", type=float, default=1.5, help="camera: drift bound, pixels (default 1.5)")
-    parser.add_argument("--flicker", type=float, default=0.0, help="camera: exposure flicker, ± fraction (default 0)")
+    # shared with the file_cameras section (loadtest/file_cameras.py), which films its clips the same way
+    parser.add_argument("--seed", type=int, default=14, help="camera, file_cameras: clip seed (same seed, same frames)")
+    parser.add_argument("--scenes", type=int, default=4, help="camera, file_cameras: photos per clip (default 4)")
+    parser.add_argument("--clip-hold", type=int, default=30, help="camera, file_cameras: frames per scene (default 30)")
+    parser.add_argument("--noise", type=float, default=3.0, help="camera, file_cameras: noise sigma, DN (default 3)")
+    parser.add_argument("--drift", type=float, default=1.5, help="camera, file_cameras: drift bound, px (default 1.5)")
+    parser.add_argument("--flicker", type=float, default=0.0,
+                        help="camera, file_cameras: exposure flicker, ± fraction (default 0)")

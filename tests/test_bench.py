@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from hgr.loadtest import camera, edge_streams, raw, rest
+from hgr.loadtest import camera, edge_streams, file_cameras, raw, rest
 from hgr.loadtest.bench import SECTIONS, build_parser
 from hgr.loadtest.clips import SAMPLE_PHOTOS, read_labels
 
 
 def test_every_section_is_one_run_function_in_one_table() -> None:
-    assert SECTIONS == {"raw": raw.run, "edge": edge_streams.run, "camera": camera.run, "rest": rest.run}
+    assert SECTIONS == {"raw": raw.run, "edge": edge_streams.run, "camera": camera.run, "rest": rest.run,
+                        "file_cameras": file_cameras.run}
 
 
 def test_the_default_photos_are_the_packages_own() -> None:
@@ -28,7 +29,7 @@ def test_the_default_photos_are_the_packages_own() -> None:
 def test_an_unknown_section_is_refused_before_anything_starts(text: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--sections", text])
-    assert "choose from raw, edge, camera, rest" in capsys.readouterr().err
+    assert "choose from raw, edge, camera, rest, file_cameras" in capsys.readouterr().err
 
 
 def test_a_tiny_raw_section_from_an_unrelated_directory(tmp_path: Path, model_path: str) -> None:
