@@ -242,6 +242,11 @@ class Settings:
     redis_sentinel_password: str = _s("REDIS_SENTINEL_PASSWORD", "", "Password of the Sentinels themselves (their "
                                       "`requirepass`); the master's password goes in REDIS_URL.", secret=True)
     redis_key_prefix: str = _s("REDIS_KEY_PREFIX", "hgr:", "Prefix of every Redis key this service writes.")
+    rate_limit_redis_url: str = _s("RATE_LIMIT_REDIS_URL", "", "A Redis of the rate limits' own (their buckets and "
+                                   "the failed-key pacing), in REDIS_URL's forms (a cluster: `redis+cluster://`; its "
+                                   "Sentinels' password: REDIS_SENTINEL_PASSWORD); run it with `maxmemory-policy "
+                                   "noeviction`, so no bucket is ever evicted (docs/security.md, Redis). Empty = "
+                                   "the limits live in REDIS_URL's Redis (in the process without one).", secret=True)
 
     # --- mqtt ---
     mqtt_url: str = _s("MQTT_URL", "", "`mqtt://user:pass@host:port` or `mqtts://…`; unset = no broker.",
@@ -469,6 +474,11 @@ def read_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
             variable = "REDIS_URL" if settings.redis_url else "REDIS_SENTINELS" if settings.redis_sentinels \
                 else "REDIS_HOST"
             errors.append(f"{variable}: {exc}")
+    if settings.rate_limit_redis_url:
+        try:
+            parse_redis_url(settings.rate_limit_redis_url)
+        except ValueError as exc:
+            errors.append(f"RATE_LIMIT_REDIS_URL: {exc}")
     return SettingsReport(settings, errors, warnings, frozenset(invalid))
 
 

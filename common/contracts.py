@@ -494,7 +494,9 @@ class Ready(TypedDict):
     status: Literal["ready", "not_ready"]
     workers: Annotated[int, msgspec.Meta(ge=0, description="Live inference processes.")]
     models: list[str]
-    redis: Annotated[bool | None, msgspec.Meta(description="The Redis link; null without Redis.")]
+    redis: Annotated[bool | None, msgspec.Meta(description="The hub's Redis links (REDIS_URL's, and "
+                                                "RATE_LIMIT_REDIS_URL's when set): true while every one is up; "
+                                                "null without Redis.")]
     error: NotRequired[ErrorDetail]  # on 503: code `not_ready` and why
 
 
@@ -519,7 +521,8 @@ class Status(TypedDict):
     service: str
     version: str
     status: Literal["ok", "degraded"]
-    degraded: Annotated[list[str], msgspec.Meta(description="What is down: `redis`, `workers`.")]
+    degraded: Annotated[list[str], msgspec.Meta(description="What is down: `redis` (REDIS_URL's), "
+                                                "`rate_limit_redis` (RATE_LIMIT_REDIS_URL's), `workers`.")]
     uptime_s: float
     model: NotRequired[ModelInfo]
     pool: NotRequired[dict[str, Any]]

@@ -83,7 +83,8 @@ RATE_LIMIT = Counter("hgr_rate_limit_decisions_total", "Rate-limit decisions.", 
 # decision: allowed | limited | near_limit | shadow_limited | error_allowed | error_refused
 AUTH_FAILURES = Counter("hgr_auth_failures_total", "Requests refused for their API key, by reason.", ["reason"])
 # reason: missing | invalid | scope | limited (an unknown key past AUTH_FAILURE_LIMIT)
-REDIS_UP = Gauge("hgr_redis_up", "1 when the last Redis call succeeded.")
+REDIS_UP = Gauge("hgr_redis_up", "1 when the last Redis call succeeded.", ["redis"])
+# redis: main (REDIS_URL: cache, fleet, and the limits unless they have their own) | rate_limit (RATE_LIMIT_REDIS_URL)
 
 # --- hub: fleet ---
 FLEET_EDGES = Gauge("hgr_fleet_edges", "Known edges by status.", ["status"])

@@ -2,9 +2,10 @@
 
 ``200 {"status": "ready", "workers": 2, "models": ["full"], "redis": null}`` when the node can take work;
 ``503`` with ``"status": "not_ready"`` and the common error body (code ``not_ready``) when it cannot.
-``workers`` counts the live inference processes; ``redis`` is the hub's Redis link (``true``/``false``)
-and ``null`` where there is no Redis (an edge, a hub without one). A Redis outage never makes a node
-unready: the hub serves on without it (fail-open rate limits, no cache).
+``workers`` counts the live inference processes; ``redis`` is the hub's Redis link (``true``/``false``:
+true while REDIS_URL's and RATE_LIMIT_REDIS_URL's are both up) and ``null`` where there is no Redis (an
+edge, a hub without one). A Redis outage never makes a node unready: the hub serves on without it
+(RATE_LIMIT_FAIL decides about the limits, no cache).
 """
 
 from __future__ import annotations

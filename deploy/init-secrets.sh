@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create the secrets docker-compose.hub.yml reads, once, on the hub host:
-#   deploy/hub.env                  REDIS_PASSWORD, MQTT_HUB_PASSWORD, GRAFANA_ADMIN_PASSWORD, PUBLIC_HOSTNAME
+#   deploy/hub.env                  REDIS_PASSWORD, REDIS_LIMITS_PASSWORD, MQTT_HUB_PASSWORD,
+#                                   GRAFANA_ADMIN_PASSWORD, PUBLIC_HOSTNAME
 #   deploy/secrets/api_keys.txt     API_KEYS file (one `name:key[:scopes]` per line: `default`, `ops` with
 #                                   fleet:admin), mounted as a Docker secret
 #   deploy/secrets/mosquitto.passwd broker users: `hub` and one per edge id (add `observer` by hand if needed)
@@ -12,7 +13,8 @@
 #
 #   deploy/init-secrets.sh hub.example.com edge-door edge-lobby
 #
-# Existing files are kept (re-run it to add edges). Needs openssl, and mosquitto_passwd or docker.
+# Existing files are kept (re-run it to add edges, and after an upgrade: a password a new release needs is
+# added to an existing hub.env). Needs openssl, and mosquitto_passwd or docker.
 set -euo pipefail
 umask 077
 cd "$(dirname "$0")"
@@ -39,6 +41,8 @@ MQTT_HUB_PASSWORD=$(random)
 GRAFANA_ADMIN_PASSWORD=$(random)
 ENV
 fi
+# Passwords a later release needs, added to an existing hub.env (nothing in it is changed).
+grep -q '^REDIS_LIMITS_PASSWORD=' hub.env || printf 'REDIS_LIMITS_PASSWORD=%s\n' "$(random)" >> hub.env
 # shellcheck disable=SC1091
 . ./hub.env
 

@@ -65,7 +65,9 @@ def create_app(settings: Settings) -> Starlette:
     edge = EdgeNode(settings, pool, bus=bus)
 
     describe = {"broker": "mqtt" if settings.mqtt_url else "in-process bus",
-                "redis": "redis" if settings.resolved_redis_url() else "in-process cache, limiter and fleet store",
+                "redis": "redis" if settings.resolved_redis_url() else "in-process cache and fleet store",
+                "rate_limits": ("their own redis" if settings.rate_limit_redis_url
+                                else "redis" if settings.resolved_redis_url() else "in-process"),
                 "workers": settings.resolved_workers()}
     # The edge starts first: its reporter sets the Last Will, which must precede the bus's first
     # connection. The bus is reference-counted, so the hub's start/stop pair nests inside the edge's.

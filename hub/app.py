@@ -44,11 +44,18 @@ class Hub:
         self.keyring = KeyRing.from_spec(settings.api_keys)
         self.defaults = default_options(settings)
         url = settings.resolved_redis_url()
-        self.redis = RedisConn(url, sentinel_password=settings.redis_sentinel_password or None) if url else None
+        sentinel_password = settings.redis_sentinel_password or None
+        self.redis = RedisConn(url, sentinel_password=sentinel_password) if url else None
+        # The rate limits in a Redis of their own when RATE_LIMIT_REDIS_URL says so: eviction policy is per
+        # Redis, so only there can the limits have `noeviction` while the cache keeps `allkeys-lru`, and
+        # no cache entry or fleet key competes with a bucket for memory (docs/security.md "Redis").
+        limits_url = settings.rate_limit_redis_url
+        self.limits_redis = (RedisConn(limits_url, sentinel_password=sentinel_password, name="rate_limit")
+                             if limits_url else self.redis)
         self.cache: ResultCache = (NoCache() if not settings.cache_enabled
                                    else RedisCache(self.redis, settings.cache_ttl) if self.redis
                                    else MemoryCache(settings.cache_max_entries, settings.cache_ttl))
-        self.limiter = RateLimiter(settings, self.redis)
+        self.limiter = RateLimiter(settings, self.limits_redis)
         self.access = Access(settings, self.keyring, self.limiter)
         self.model_ids = model_ids(pool.model_paths)
         answer_ids = {variant: answer_id(mid, settings) for variant, mid in self.model_ids.items()}
@@ -57,57 +64,42 @@ class Hub:
         self.fleet = (FleetService(settings, bus, self.redis.client if self.redis else None)
                       if bus is not None else None)
         self.started = time.monotonic()
-        self.eviction: dict[str, Any] | None = None  # Redis's eviction settings, read at start
         self.routes: list[BaseRoute] = [*routes_detect.routes(self), *routes_ops.routes(self),
                                          *(routes_fleet.routes(self.fleet, self.access) if self.fleet else [])]
 
     async def start(self) -> None:
         self.started = time.monotonic()
-        if self.redis:
-            await self.redis.start()  # Redis down at start is not fatal: the pinger keeps trying
-            self.eviction = await self.check_eviction()
+        for conn in self.redis_conns():
+            await conn.start()  # Redis down at start is not fatal: the pinger keeps trying
+        await self.limiter.check_eviction()  # of the Redis that holds the limits
         if self.fleet:
             await self.fleet.start()  # starts the bus (reference-counted: shared with the edge in `hgr up`)
         log.info("hub started", extra={
-            "redis": self.redis.status()["url"] if self.redis else None, "auth": self.settings.auth_enabled,
+            "redis": self.redis.status()["url"] if self.redis else None,
+            "rate_limit_redis": self.limits_redis.status()["url"] if self.limits_redis else None,
+            "auth": self.settings.auth_enabled,
             "keys": len(self.keyring.keys), "cache": self.cache.status().get("store", "off"),
             "rate_limit": self.limiter.status()})
 
-    async def check_eviction(self) -> dict[str, Any]:
-        """Redis's ``maxmemory`` and ``maxmemory-policy``, and whether they let Redis evict rate-limit
-        buckets: every bucket has a TTL (it expires when full again), so any policy but ``noeviction`` may
-        drop an exhausted one under memory pressure and hand its client a full allowance (issue #20,
-        docs/security.md "Redis"). Logged as a warning when they do; shown in ``/status``."""
-        assert self.redis is not None
-        try:  # straight to the client: a managed Redis that refuses CONFIG is not a Redis that is down
-            raw: dict[Any, Any] = await self.redis.client.config_get("maxmemory*")
-            # A Redis Cluster may answer per node ({node: {...}}): every node must be safe.
-            nodes = [v for v in raw.values() if isinstance(v, dict)] or [raw]
-            configs = [{_text(k): _text(v) for k, v in node.items()} for node in nodes]
-            pairs = {(int(c["maxmemory"]), c["maxmemory-policy"]) for c in configs}
-        except Exception as exc:  # noqa: BLE001 - CONFIG renamed or refused, or Redis down: unknown
-            log.warning("could not read Redis's eviction policy: %s", exc)
-            return {"maxmemory": None, "policy": "unknown", "limits_safe": None}
-        safe = all(m == 0 or p == "noeviction" for m, p in pairs)
-        maxmemory, policy = max(m for m, _ in pairs), ",".join(sorted({p for _, p in pairs}))
-        if not safe:
-            log.warning("Redis maxmemory-policy %s (maxmemory %d) may evict rate-limit buckets: a client whose "
-                        "bucket is evicted gets a full allowance; use noeviction with RATE_LIMIT_FAIL=closed, or "
-                        "a Redis of their own for the limits (docs/security.md)", policy, maxmemory)
-        return {"maxmemory": maxmemory, "policy": policy, "limits_safe": safe}
+    def redis_conns(self) -> list[RedisConn]:
+        """Every Redis connection of the hub: REDIS_URL's and RATE_LIMIT_REDIS_URL's, each once."""
+        conns = [self.redis] if self.redis else []
+        if self.limits_redis is not None and self.limits_redis is not self.redis:
+            conns.append(self.limits_redis)
+        return conns
 
     async def stop(self) -> None:
         if self.fleet:
             await self.fleet.stop()
-        if self.redis:
-            await self.redis.close()
+        for conn in self.redis_conns():
+            await conn.close()
 
     def status(self) -> dict[str, Any]:
         s = self.settings
         redis: dict[str, Any] = self.redis.status() if self.redis else {"configured": False}
-        if self.redis:
-            redis["eviction"] = self.eviction
+        dedicated = self.limits_redis if self.limits_redis is not self.redis else None
         degraded = [name for name, bad in (("redis", self.redis is not None and not self.redis.up),
+                                           ("rate_limit_redis", dedicated is not None and not dedicated.up),
                                            ("workers", not self.pool.ready)) if bad]
         bus = None
         if self.bus is not None:
@@ -134,10 +126,6 @@ class Hub:
         return {"default": self.defaults.model, "variants": self.model_ids,
                 "defaults": {"num_hands": self.defaults.num_hands, "mirrored": self.defaults.mirrored},
                 "ready": bool(self.pool.ready)}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -2,9 +2,10 @@
 
 Two stores with the same arithmetic (``hub.gcra``): Redis (one atomic Lua script per decision, so
 any number of hub processes share one budget) and an in-process dict for the all-in-one without
-Redis. When Redis is unreachable ``RATE_LIMIT_FAIL`` decides: ``open`` allows (and says so in the
-metrics), ``closed`` refuses with 503. ``RATE_LIMIT_SHADOW`` computes and reports everything but
-never refuses.
+Redis. The Redis is ``RATE_LIMIT_REDIS_URL``'s when set (a Redis of the limits' own, whose eviction
+policy nothing else needs), else ``REDIS_URL``'s; ``check_eviction`` reads its policy at start. When it is
+unreachable ``RATE_LIMIT_FAIL`` decides: ``open`` allows (and says so in the metrics), ``closed``
+refuses with 503. ``RATE_LIMIT_SHADOW`` computes and reports everything but never refuses.
 """
 
 from __future__ import annotations
@@ -87,11 +88,31 @@ class RedisBuckets:
 
 class RateLimiter:
     def __init__(self, settings: Settings, redis: RedisConn | None = None) -> None:
+        """``redis``: the connection that holds the buckets (the hub passes RATE_LIMIT_REDIS_URL's when
+        set, else REDIS_URL's); None keeps them in this process."""
         self.settings = settings
         self.enabled = settings.rate_limit_enabled
         self.default = Policy(settings.rate_limit_requests, settings.rate_limit_window, settings.rate_limit_burst)
         self.prefix = f"{settings.redis_key_prefix}rl:"
+        self.redis = redis
         self.store: MemoryBuckets | RedisBuckets = RedisBuckets(redis) if redis else MemoryBuckets()
+        self.eviction: dict[str, Any] | None = None  # the Redis's eviction settings, read at start
+
+    async def check_eviction(self) -> dict[str, Any] | None:
+        """Read (and keep, for ``status``) the eviction settings of the Redis that holds the buckets; None
+        without one. Any policy but ``noeviction`` under a ``maxmemory`` may drop an exhausted bucket (every
+        bucket has a TTL: it expires when full again) and hand its client a full allowance (issue #20,
+        docs/security.md "Redis"): that is logged as a warning."""
+        if self.redis is None:
+            return None
+        self.eviction = await read_eviction(self.redis)
+        if self.eviction["limits_safe"] is False:
+            log.warning("Redis maxmemory-policy %s (maxmemory %d) may evict rate-limit buckets: a client whose "
+                        "bucket is evicted gets a full allowance; give the limits a Redis of their own "
+                        "(RATE_LIMIT_REDIS_URL) with noeviction, or use noeviction with RATE_LIMIT_FAIL=closed "
+                        "(docs/security.md)", self.eviction["policy"], self.eviction["maxmemory"],
+                        extra={"redis": self.redis.status()["url"]})
+        return self.eviction
 
     def policy_for(self, override: tuple[int, float] | None) -> Policy:
         if override is None:
@@ -159,10 +180,36 @@ class RateLimiter:
                                  headers={"Retry-After": "1"})
 
     def status(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "store": "redis" if isinstance(self.store, RedisBuckets) else "memory",
-                "requests": self.default.requests, "window_s": self.default.window_s,
-                "burst": self.default.burst, "shadow": self.settings.rate_limit_shadow,
-                "fail": self.settings.rate_limit_fail}
+        out: dict[str, Any] = {
+            "enabled": self.enabled, "store": "redis" if isinstance(self.store, RedisBuckets) else "memory",
+            "requests": self.default.requests, "window_s": self.default.window_s,
+            "burst": self.default.burst, "shadow": self.settings.rate_limit_shadow,
+            "fail": self.settings.rate_limit_fail}
+        if self.redis is not None:  # where the buckets are, and whether that Redis may evict them
+            out["redis"] = {**self.redis.status(), "dedicated": bool(self.settings.rate_limit_redis_url),
+                            "eviction": self.eviction}
+        return out
+
+
+async def read_eviction(conn: RedisConn) -> dict[str, Any]:
+    """``maxmemory`` and ``maxmemory-policy`` of ``conn``'s Redis, and ``limits_safe``: whether it never
+    evicts (``noeviction``, or no ``maxmemory``); None (policy ``unknown``) when CONFIG is refused or
+    Redis is down: check such a Redis by hand."""
+    try:  # straight to the client: a managed Redis that refuses CONFIG is not a Redis that is down
+        raw: dict[Any, Any] = await conn.client.config_get("maxmemory*")
+        # A Redis Cluster may answer per node ({node: {...}}): every node must be safe.
+        nodes = [v for v in raw.values() if isinstance(v, dict)] or [raw]
+        configs = [{_text(k): _text(v) for k, v in node.items()} for node in nodes]
+        pairs = {(int(c["maxmemory"]), c["maxmemory-policy"]) for c in configs}
+    except Exception as exc:  # noqa: BLE001 - CONFIG renamed or refused, or Redis down: unknown
+        log.warning("could not read Redis's eviction policy: %s", exc, extra={"redis": conn.status()["url"]})
+        return {"maxmemory": None, "policy": "unknown", "limits_safe": None}
+    return {"maxmemory": max(m for m, _ in pairs), "policy": ",".join(sorted({p for _, p in pairs})),
+            "limits_safe": all(m == 0 or p == "noeviction" for m, p in pairs)}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _verdict(d: Decision, policy: Policy) -> Verdict:

@@ -1,4 +1,5 @@
-"""One Redis connection for the hub's cache, rate limiter and fleet state, with its health.
+"""A Redis connection of the hub (``REDIS_URL``'s, for the cache, the fleet and the rate limits; or
+``RATE_LIMIT_REDIS_URL``'s, the limits' own), with its health.
 
 Calls fail fast instead of hanging a request: short socket timeouts, no client-side retries, and
 after a failure the connection is marked down so further calls are refused at once (``RedisDown``)
@@ -47,8 +48,9 @@ class RedisDown(Exception):
 
 class RedisConn:
     def __init__(self, url: str, *, timeout_s: float = 0.5, ping_interval_s: float = 1.0,
-                 sentinel_password: str | None = None) -> None:
+                 sentinel_password: str | None = None, name: str = "main") -> None:
         self.url = url
+        self.name = name  # the `redis` label of hgr_redis_up: `main` (REDIS_URL) or `rate_limit`
         self.target = parse_redis_url(url)
         self.client: Client = make_client(self.target, timeout_s, sentinel_password)
         self.up = False
@@ -59,7 +61,7 @@ class RedisConn:
 
     async def start(self) -> None:
         await self.ping()
-        self._pinger = asyncio.create_task(self._ping_loop(), name="redis-ping")
+        self._pinger = asyncio.create_task(self._ping_loop(), name=f"redis-ping-{self.name}")
 
     async def close(self) -> None:
         if self._pinger:
@@ -102,16 +104,16 @@ class RedisConn:
 
     def _mark_up(self) -> None:
         if not self.up:
-            log.info("redis is up", extra={"redis": mask_url(self.url)})
+            log.info("redis is up", extra={"redis": mask_url(self.url), "role": self.name})
         self.up, self.last_error, self.down_since = True, None, None
-        metrics.REDIS_UP.set(1)
+        metrics.REDIS_UP.labels(self.name).set(1)
 
     def _mark_down(self, exc: BaseException) -> None:
         if self.up or self.down_since is None:
-            log.warning("redis is down: %s", exc, extra={"redis": mask_url(self.url)})
+            log.warning("redis is down: %s", exc, extra={"redis": mask_url(self.url), "role": self.name})
             self.down_since = time.monotonic()
         self.up, self.last_error = False, f"{exc.__class__.__name__}: {exc}"
-        metrics.REDIS_UP.set(0)
+        metrics.REDIS_UP.labels(self.name).set(0)
 
 
 def make_client(target: RedisTarget, timeout_s: float, sentinel_password: str | None = None) -> Client:

@@ -33,8 +33,7 @@ class OpsHost(Protocol):
     def settings(self) -> Settings: ...
     @property
     def pool(self) -> DetectionPool: ...
-    @property
-    def redis(self) -> RedisConn | None: ...
+    def redis_conns(self) -> list[RedisConn]: ...
 
     @property
     def access(self) -> Access: ...
@@ -52,8 +51,9 @@ def routes(hub: OpsHost) -> list[Route]:
 
     async def ready(request: Request) -> JSONResponse:
         stats = hub.pool.stats()
+        conns = hub.redis_conns()  # REDIS_URL's and RATE_LIMIT_REDIS_URL's: `redis` is true when every one is up
         status, body = readiness(ready=bool(hub.pool.ready), workers=stats["alive"], models=stats["models"],
-                                 redis=None if hub.redis is None else hub.redis.up)
+                                 redis=all(c.up for c in conns) if conns else None)
         return JSONResponse(body, status_code=status)
 
     async def status(request: Request) -> JSONResponse:

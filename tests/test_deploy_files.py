@@ -3,7 +3,9 @@
 - The compose files validate against the Compose Specification's JSON schema (tests/schemas/), and
   every file they mount or read from the repository exists (or, under deploy/secrets/, is one that
   deploy/init-secrets.sh creates).
-- The hub can be scaled: no fixed container name or host port, state in Redis (allkeys-lru).
+- The hub can be scaled: no fixed container name or host port, state in Redis: the cache and the fleet in
+  one (allkeys-lru), the rate limits in one of their own (noeviction; tests/test_scenario_limits_redis.py
+  runs both as written).
 - The Dockerfiles pass hadolint and the project's own rules: multi-stage, pinned base, non-root,
   HEALTHCHECK, no build tools in the final image, headless OpenCV, the model baked in, `hgr` as CMD.
 - deploy/init-secrets.sh produces secrets that the real nginx and mosquitto accept.
@@ -138,11 +140,19 @@ def test_hub_can_scale_and_keeps_state_in_redis() -> None:
     hub = services["hub"]
     # `--scale hub=N` needs no fixed name and no host port; nginx and Prometheus use the service name.
     assert "container_name" not in hub and "ports" not in hub
-    assert "redis:6379" in hub["environment"]["REDIS_URL"]
+    assert "@redis:6379/" in hub["environment"]["REDIS_URL"]
+    assert "@redis-limits:6379/" in hub["environment"]["RATE_LIMIT_REDIS_URL"]
     assert "@mosquitto:1883" in hub["environment"]["MQTT_URL"]
-    redis_cmd = services["redis"]["command"]
-    assert redis_cmd[redis_cmd.index("--maxmemory-policy") + 1] == "allkeys-lru"
-    assert "--maxmemory" in redis_cmd
+    assert hub["depends_on"]["redis-limits"] == {"condition": "service_healthy"}
+    for name, policy in (("redis", "allkeys-lru"), ("redis-limits", "noeviction")):
+        redis_cmd = services[name]["command"]
+        assert redis_cmd[redis_cmd.index("--maxmemory-policy") + 1] == policy
+        assert "--maxmemory" in redis_cmd and redis_cmd[redis_cmd.index("--appendonly") + 1] == "no"
+        assert services[name]["image"] == services["redis"]["image"]
+    # Each Redis its own password; nothing but the hub's RATE_LIMIT_REDIS_URL names the limits' one.
+    assert "REDIS_LIMITS_PASSWORD" in " ".join(services["redis-limits"]["command"])
+    assert "REDIS_LIMITS_PASSWORD" not in " ".join(services["redis"]["command"])
+    assert [k for k, v in hub["environment"].items() if "redis-limits" in v] == ["RATE_LIMIT_REDIS_URL"]
     nginx_conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
     assert "set $hub hub:8000;" in nginx_conf and "proxy_pass http://$hub;" in nginx_conf
     assert "resolver 127.0.0.11" in nginx_conf
@@ -154,7 +164,7 @@ def test_hub_can_scale_and_keeps_state_in_redis() -> None:
 
 def test_hub_stack_has_every_part() -> None:
     services = load_yaml("docker-compose.hub.yml")["services"]
-    assert set(services) == {"hub", "redis", "mosquitto", "prometheus", "grafana", "nginx"}
+    assert set(services) == {"hub", "redis", "redis-limits", "mosquitto", "prometheus", "grafana", "nginx"}
     mosquitto_mounts = " ".join(services["mosquitto"]["volumes"])
     assert "./monitoring/mosquitto/mosquitto.conf:" in mosquitto_mounts
     assert "./deploy/secrets/dynamic-security.json:/mosquitto/config/dynamic-security.json" in mosquitto_mounts
@@ -339,6 +349,19 @@ def test_init_secrets_creates_what_compose_reads(generated_secrets: Path) -> Non
     assert "EDGE_ID=edge-a\n" in edge_env and re.search(r"MQTT_URL=mqtts://edge-a:\w{48}@hub\.test:8883", edge_env)
     keys = {k.name: k for k in parse_api_keys(f"@{generated_secrets / 'secrets' / 'api_keys.txt'}")}
     assert keys["default"].scopes == {"detect", "fleet:read"} and keys["ops"].scopes == {"fleet:admin"}
+
+
+def test_init_secrets_adds_a_new_password_to_an_old_hub_env(generated_secrets: Path, tmp_path: Path) -> None:
+    """An upgrade: a hub.env written before redis-limits existed gets REDIS_LIMITS_PASSWORD from the next run
+    (compose refuses to start without it), and keeps every value it had."""
+    deploy = tmp_path / "deploy"
+    shutil.copytree(generated_secrets, deploy)
+    old = [line for line in (deploy / "hub.env").read_text().splitlines() if not line.startswith("REDIS_LIMITS_")]
+    (deploy / "hub.env").write_text("\n".join(old) + "\n")
+    subprocess.run([str(deploy / "init-secrets.sh"), "hub.test"], check=True, capture_output=True, timeout=60)
+    lines = (deploy / "hub.env").read_text().splitlines()
+    assert lines[:len(old)] == old and len(lines) == len(old) + 1
+    assert re.fullmatch(r"REDIS_LIMITS_PASSWORD=[0-9a-f]{48}", lines[-1]), lines[-1]
 
 
 def test_nginx_accepts_the_config(generated_secrets: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ parseable by hgr's own settings, and the Prometheus scrape jobs accepted by prom
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -85,9 +86,34 @@ def test_hgr_config_is_env_production_and_hgr_parses_it() -> None:
     # The secrets' placeholders stand in for the real values; hgr's settings accept the whole environment.
     secrets = next(d for d in documents(K8S / "secrets.example.yaml"))["stringData"]
     env = {**config, "REDIS_URL": secrets["redis_url"], "MQTT_URL": secrets["mqtt_hub_url"],
-           "API_KEYS": secrets["api_keys"].strip()}
+           "RATE_LIMIT_REDIS_URL": secrets["rate_limit_redis_url"], "API_KEYS": secrets["api_keys"].strip()}
     settings = load_settings(env, env_file=None)
     assert isinstance(settings, Settings) and settings.redis_enabled and settings.auth_enabled
+    assert "@hgr-redis-limits:6379/" in settings.rate_limit_redis_url
+
+
+def test_the_two_redis_run_as_the_compose_file_runs_them() -> None:
+    """hgr-redis and hgr-redis-limits have the arguments of docker-compose.hub.yml's `redis` and `redis-limits`
+    (tests/test_scenario_limits_redis.py runs those), with the password from their Secret key and the
+    compose file's default maxmemory; the hub's RATE_LIMIT_REDIS_URL comes from the Secret and names the
+    limits' Service."""
+    compose = yaml.safe_load((ROOT / "docker-compose.hub.yml").read_text())["services"]
+    deployments = {w["metadata"]["name"]: w for w in workloads()}
+    secrets = next(d for d in documents(K8S / "secrets.example.yaml"))["stringData"]
+    for name, service, key in (("hgr-redis", "redis", "redis_password"),
+                               ("hgr-redis-limits", "redis-limits", "redis_limits_password")):
+        [container] = deployments[name]["spec"]["template"]["spec"]["containers"]
+        expected = [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", re.sub(r"\$\{\w+:\?[^}]*\}", "$(REDIS_PASSWORD)", str(arg)))
+                    for arg in compose[service]["command"]]
+        assert container["args"] == expected, name
+        assert container["image"] == compose[service]["image"]
+        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+        assert env["REDIS_PASSWORD"] == env["REDISCLI_AUTH"] == {"name": "hgr-secrets", "key": key}
+        assert key in secrets
+    [hub] = deployments["hgr-hub"]["spec"]["template"]["spec"]["containers"]
+    hub_env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in hub["env"]}
+    assert hub_env["RATE_LIMIT_REDIS_URL"] == {"name": "hgr-secrets", "key": "rate_limit_redis_url"}
+    assert f":{secrets['redis_limits_password']}@hgr-redis-limits:6379/" in secrets["rate_limit_redis_url"]
 
 
 def test_every_variable_an_hgr_container_sets_is_a_setting() -> None:

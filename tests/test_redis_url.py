@@ -41,8 +41,20 @@ def test_cluster_url() -> None:
 def test_bad_urls_say_what_is_wrong(url: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         parse_redis_url(url)
-    with pytest.raises(ConfigError, match=f"REDIS_URL: .*{says}"):
-        load_settings({"REDIS_URL": url}, env_file=None)
+    for variable in ("REDIS_URL", "RATE_LIMIT_REDIS_URL"):
+        with pytest.raises(ConfigError, match=f"^{variable}: .*{says}"):
+            load_settings({variable: url}, env_file=None)
+
+
+@pytest.mark.parametrize("url", ["redis://:pw@l1:6379/0", "rediss://:pw@l1:6380/1", "unix:///run/redis.sock",
+                                 "redis+sentinel://:pw@s1,s2:26380/limits/0", "redis+cluster://:pw@n1:7000,n2:7001"])
+def test_the_limits_own_redis_takes_every_form_and_stays_a_secret(url: str) -> None:
+    settings = load_settings({"RATE_LIMIT_REDIS_URL": url}, env_file=None)
+    assert settings.rate_limit_redis_url == url
+    assert settings.resolved_redis_url() is None  # the cache and the fleet do not move with it
+    assert settings.public()["RATE_LIMIT_REDIS_URL"] == "***"
+    conn = RedisConn(url, name="rate_limit")  # the one connection code, whichever Redis it is
+    assert conn.target == parse_redis_url(url) and "pw" not in str(conn.status())
 
 
 def test_settings_build_the_topology_url() -> None:

@@ -1,4 +1,5 @@
-"""The hub on Redis: shared cache and limits, and Redis dying and coming back under it (never a 500)."""
+"""The hub on Redis: shared cache and limits, and Redis dying and coming back under it (never a 500); the
+limits' own Redis (RATE_LIMIT_REDIS_URL, the shipped layout) dying under it the same way."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
+from hgr.common.config import load_settings
 from hgr.common.inference.pool import InferencePool
-from tests.hub_support import OPS, OPS_SPEC, b64, hub_settings, serve_hub
+from tests.hub_support import OPS, OPS_SPEC, b64, hub_settings, serve_hub, shipped_redis
 from tests.support import eventually, free_port, redis_argv
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -77,7 +80,7 @@ async def test_redis_killed_fail_open_keeps_serving_then_recovers(
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/ready")).status_code == 200  # fail-open: still serving
         metrics = (await client.get("/metrics")).text
-        assert "hgr_redis_up 0.0" in metrics
+        assert 'hgr_redis_up{redis="main"} 0.0' in metrics
         assert 'hgr_rate_limit_decisions_total{decision="error_allowed"}' in metrics
 
         restarted = restart_redis(url)
@@ -124,3 +127,51 @@ async def test_hub_starts_with_redis_down_and_connects_later(hub_pool: Inference
         finally:
             server.kill()
             server.wait()
+
+
+def _decisions(name: str) -> float:
+    return REGISTRY.get_sample_value("hgr_rate_limit_decisions_total", {"decision": name}) or 0.0
+
+
+@pytest.mark.parametrize("fail", ["open", "closed"])
+async def test_the_limits_redis_killed_follows_rate_limit_fail(hub_pool: InferencePool, photo: bytes,
+                                                                fail: str) -> None:
+    """docker-compose.hub.yml's two Redis; `redis-limits` killed under the hub: RATE_LIMIT_FAIL decides as it
+    did with one Redis (open: served and counted `error_allowed`; closed: 503 `rate_limiter_unavailable`),
+    while the cache Redis serves on; /status and /ready say which Redis is down; the limits come back with
+    their Redis."""
+    with shipped_redis() as stack:
+        settings = load_settings(stack.env, env_file=None, api_keys=OPS_SPEC, workers=1, rate_limit_requests=1000,
+                                 rate_limit_fail=fail, cache_ttl=120)
+        async with (serve_hub(settings, hub_pool) as (base, _),
+                    httpx.AsyncClient(base_url=base, timeout=120) as client):
+            body = {"image_base64": b64(photo)}
+            first = await client.post("/detect-fingers", json=body)
+            assert first.status_code == 200 and first.headers["RateLimit-Remaining"] == "999"
+            stack.kill("redis-limits")
+            allowed, refused = _decisions("error_allowed"), _decisions("error_refused")
+            r = await client.post("/detect-fingers", json=body)
+            if fail == "open":
+                assert r.status_code == 200 and r.json()["cached"] is True  # the cache's Redis is up
+                assert (_decisions("error_allowed") - allowed, _decisions("error_refused") - refused) == (1, 0)
+            else:
+                assert r.status_code == 503 and r.json()["error"]["code"] == "rate_limiter_unavailable"
+                assert r.headers["Retry-After"] == "1"
+                assert (_decisions("error_allowed") - allowed, _decisions("error_refused") - refused) == (0, 1)
+            status = (await client.get("/status", headers=OPS)).json()
+            assert status["status"] == "degraded" and status["degraded"] == ["rate_limit_redis"]
+            assert status["redis"]["up"] is True
+            assert status["rate_limit"]["redis"]["up"] is False and status["rate_limit"]["redis"]["error"]
+            ready = await client.get("/ready")
+            assert ready.status_code == 200 and ready.json()["redis"] is False  # never unready for Redis
+            metrics = (await client.get("/metrics")).text
+            assert 'hgr_redis_up{redis="rate_limit"} 0.0' in metrics and 'hgr_redis_up{redis="main"} 1.0' in metrics
+
+            stack.start("redis-limits")
+
+            async def recovered() -> bool:
+                return bool((await client.get("/status", headers=OPS)).json()["status"] == "ok")
+            await eventually(recovered, 30, "the hub to see the limits' Redis again", ignore=())
+            r = await client.post("/detect-fingers", json=body)
+            assert r.status_code == 200 and r.headers["RateLimit-Remaining"] == "999"  # a fresh, empty Redis
+            assert (await client.get("/ready")).json()["redis"] is True

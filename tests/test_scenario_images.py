@@ -195,7 +195,8 @@ def _compose_env(**extra: str) -> dict[str, str]:
 @pytest.mark.parametrize(("compose", "env"), [
     ("docker-compose.edge.yml", {"EDGE_ID": "edge-1", "MQTT_URL": "mqtts://hub.example.com:8883", "API_KEYS": "c:k"}),
     ("docker-compose.hub.yml", {"PUBLIC_HOSTNAME": "hub.example.com", "REDIS_PASSWORD": "p",
-                                "MQTT_HUB_PASSWORD": "p", "GRAFANA_ADMIN_PASSWORD": "p"}),
+                                "REDIS_LIMITS_PASSWORD": "p", "MQTT_HUB_PASSWORD": "p",
+                                "GRAFANA_ADMIN_PASSWORD": "p"}),
 ], ids=["edge", "hub"])
 def test_a_compose_client_that_installs_here_reads_the_compose_files(compose: str, env: dict[str, str]) -> None:
     need(shutil.which("docker-compose") is not None, "Debian's docker-compose (apt-get install docker-compose)")

@@ -36,6 +36,7 @@ BAD_TEXT = {
     "MQTT_URL": "http://broker",
     "REDIS_URL": "ftp://x",
     "REDIS_SENTINELS": "host:port",
+    "RATE_LIMIT_REDIS_URL": "ftp://x",
     "HGR_MODEL_PATH": "/nonexistent.task",
     "HGR_MODEL_LITE_PATH": "/nonexistent-lite.task",
     "HGR_MODEL_SHA256": "abc",
