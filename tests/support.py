@@ -70,14 +70,19 @@ async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]], de
                      ignore: tuple[type[BaseException], ...] = (Exception,)) -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy and return that; fail with
     ``what`` after the deadline. Exceptions in ``ignore`` count as "not yet" (e.g. a server not up
-    yet); ``ignore=()`` lets every exception through."""
+    yet); ``ignore=()`` lets every exception through. An async check that never answers is cancelled at
+    the deadline: the deadline bounds the whole wait, not only the time between checks."""
     end = time.monotonic() + deadline_s
     last: Any = None
     while time.monotonic() < end:
         try:
             last = check()
             if asyncio.iscoroutine(last):
-                last = await last
+                try:
+                    last = await asyncio.wait_for(last, max(0.0, end - time.monotonic()))
+                except TimeoutError:
+                    raise AssertionError(f"timed out waiting for {what}: a check did not answer within "
+                                         f"{deadline_s} s") from None
             if last:
                 return last
         except ignore as exc:
