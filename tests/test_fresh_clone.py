@@ -22,7 +22,7 @@ import pytest
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # a clone, a venv and a test run: over the suite's 900 s
 
 # A bounded subset that needs the full model, the lite model and the photos: accuracy on the shipped set,
 # the still engine against MediaPipe Tasks on it, building the lite bundle from a wheel, the CLI on a photo, one

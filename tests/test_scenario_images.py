@@ -36,6 +36,9 @@ BASE = "python:3.11.11-slim-bookworm"  # ARG PYTHON_IMAGE of both Dockerfiles
 # its cameras, neither carries mediapipe (the fallback engine) unless built with HGR_FALLBACK_ENGINE=true.
 IMAGE_BUDGET_MB = {"edge": 520, "hub": 420}
 BUILD_TIMEOUT_S = 1800
+# The module's fixture builds both images inside its first test's setup: the suite's per-test timeout
+# (pyproject) would cut a cold build short.
+pytestmark = pytest.mark.timeout(2 * BUILD_TIMEOUT_S + 600)
 # What the Dockerfiles copy (.dockerignore's whitelist), so the build context holds nothing else.
 CONTEXT = ("requirements.txt", "pyproject.toml", "README.md", "common", "hgr", "edge", "hub", "loadtest", "web",
            "deploy/model", "deploy/slim-venv.sh", "Dockerfile.edge", "Dockerfile.hub", ".dockerignore")
