@@ -1,6 +1,7 @@
 """A real ``hgr edge`` process with a file camera and a named WebSocket stream, on the shipped broker (its
-dynamic-security rights, logged in as its edge id), watched by the ``observer`` user: killed with SIGKILL,
-each camera's ``…/cameras/{name}/available`` turns ``offline`` through the Will of its own connection
+dynamic-security rights, logged in as its edge id), watched by the ``observer`` user: killed with SIGKILL
+(its sockets close) or frozen with SIGSTOP (silent: the broker's keepalive gives up on it), each camera's
+``…/cameras/{name}/available`` turns ``offline`` through the Will of its own connection
 (edge/availability.py) within the keepalive-driven Will time, retained; stopped cleanly, each says
 ``offline`` itself and disconnects cleanly (the broker's log: no Will was needed), before the edge's
 ``offline`` status (docs/mqtt.md "Per-camera state")."""
@@ -58,28 +59,38 @@ async def _online_with_a_named_stream(port: int, watcher: Watcher) -> object:
 
 
 def _reap_workers(pids: list[int]) -> None:
-    """The killed edge's worker processes end when their socket to it closes (bounded wait)."""
+    """A killed edge's worker processes end when their socket to it closes (bounded wait)."""
     poll(lambda: not any(alive(pid) for pid in pids), 30, "the killed edge's workers to exit")
 
 
-async def test_a_killed_edge_s_cameras_go_offline_through_their_wills(
-        broker: Broker, model_path: str, hand_photos: list[tuple[Path, int]], tmp_path: Path) -> None:
+# How the broker learns that the edge is gone, and the line its log writes for each connection then.
+GONE = {"killed": (signal.SIGKILL, "closed its connection."),  # the kernel closes a killed process's sockets
+        "frozen": (signal.SIGSTOP, "has exceeded timeout, disconnecting.")}  # silent: 1.5 × MQTT_KEEPALIVE
+
+
+@pytest.mark.parametrize("how", list(GONE))
+async def test_a_dead_edge_s_cameras_go_offline_through_their_wills(
+        how: str, broker: Broker, model_path: str, hand_photos: list[tuple[Path, int]], tmp_path: Path) -> None:
+    sig, log_line = GONE[how]
     watcher = Watcher(broker.port, [f"{BASE}/cameras/+/available", f"{BASE}/status"], user="observer")
     try:
         with (tmp_path / "edge.log").open("wb") as log, \
                 running_edge(_env(broker, model_path, _clip(tmp_path, hand_photos)), log_file=log) as (port, proc):
             ws = await _online_with_a_named_stream(port, watcher)
             workers = worker_pids(proc.pid)
-            killed_at = time.monotonic()
-            proc.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(proc.wait, 30)
-            await asyncio.to_thread(watcher.wait, lambda: _available(watcher, "offline", killed_at), WILL_S,
-                                    "each camera's Will")
-            took = max(at for at, topic, payload, _ in watcher.messages
-                       if topic.endswith("/available") and at >= killed_at) - killed_at
-            status = json.loads(watcher.wait(lambda: watcher.last(f"{BASE}/status", killed_at), WILL_S,
-                                             "the edge's own Will"))
-            assert status["status"] == "offline" and status["reason"] == "will"
+            gone_at = time.monotonic()
+            proc.send_signal(sig)
+            try:
+                await asyncio.to_thread(watcher.wait, lambda: _available(watcher, "offline", gone_at), WILL_S,
+                                        "each camera's Will")
+                took = max(at for at, topic, payload, _ in watcher.messages
+                           if topic.endswith("/available") and at >= gone_at) - gone_at
+                status = json.loads(await asyncio.to_thread(
+                    watcher.wait, lambda: watcher.last(f"{BASE}/status", gone_at), WILL_S, "the edge's own Will"))
+                assert status["status"] == "offline" and status["reason"] == "will"
+            finally:
+                proc.kill()  # a frozen edge ends here (a stopped process still takes SIGKILL)
+                await asyncio.to_thread(proc.wait, 30)
             await ws.close()  # type: ignore[attr-defined]
             await asyncio.to_thread(_reap_workers, workers)
     finally:
@@ -87,15 +98,16 @@ async def test_a_killed_edge_s_cameras_go_offline_through_their_wills(
     # Retained: a subscriber that comes afterwards (a home-automation system restarting) reads offline too.
     fresh = Watcher(broker.port, [f"{BASE}/cameras/+/available"], user="observer")
     try:
-        fresh.wait(lambda: _available(fresh, "offline"), 10, "the retained offline")
+        await asyncio.to_thread(fresh.wait, lambda: _available(fresh, "offline"), 10, "the retained offline")
         assert all(retained for _, _, _, retained in fresh.messages)
     finally:
         fresh.close()
-    assert took <= WILL_S, f"the Wills came {took:.2f}s after the kill"
-    # The broker's account: each camera connection was dropped, not closed (what the clean stop test tells apart).
+    assert took <= WILL_S, f"the Wills came {took:.2f}s after the edge was {how}"
+    # The broker's account: each camera connection was dropped or went silent, never closed cleanly (the
+    # clean stop test below tells these lines apart).
     text = (broker.folder / "data" / "mosquitto.log").read_text()
     for name in NAMES:
-        assert f"Client hgr-edge-{EDGE}/cameras/{name} closed its connection." in text
+        assert f"Client hgr-edge-{EDGE}/cameras/{name} {log_line}" in text
 
 
 async def test_a_clean_stop_says_offline_itself_before_the_edge_s_status(
