@@ -71,6 +71,8 @@ MQTT_CONNECTED = Gauge("hgr_mqtt_connected", "1 while connected to the broker.",
 MQTT_PUBLISHED = Counter("hgr_mqtt_published_total", "Messages handed to the broker, by kind.", ["kind"])
 MQTT_OUTBOX = Gauge("hgr_mqtt_outbox_messages", "Messages waiting for the broker.")
 MQTT_OUTBOX_DROPPED = Counter("hgr_mqtt_outbox_dropped_total", "Messages dropped from a full outbox.", ["kind"])
+MQTT_CAMERA_LINKS = Gauge("hgr_mqtt_camera_links", "The cameras' availability connections (edge/availability.py), "
+                          "by state: connected, or connecting (the broker away or refusing them).", ["state"])
 
 # --- hub: HTTP, cache, rate limits, redis ---
 # The deployment guide's names (before: http_requests_total / http_request_duration_seconds, not exported

@@ -11,6 +11,8 @@ in ``common.messaging.topics`` and docs/mqtt.md):
 - ``on_frame`` (called by the edge for every result, on the event loop) feeds the per-stream event
   debouncer and, with ``MQTT_RESULTS``, publishes the result at QoS 0. It does dictionary work and at
   most a non-blocking ``bus.publish``: the frame path never waits for the broker;
+- the per-camera state topics (``fingers``, ``hands``, ``gesture``) on change; ``available`` through
+  ``edge.availability``: on a broker, each camera's own connection whose Will says ``offline``;
 - ``…/control`` commands: ``throttle`` of a key (``node.set_throttle(key, max_fps)``) or of one stream
   (``node.set_stream_throttle(stream, max_fps)``), lifted after ``duration_s``; and ``rebirth``. Invalid
   commands, and throttles of streams this edge does not have, are counted in ``control_ignored``.
@@ -52,6 +54,7 @@ from hgr.common.messaging.topics import (
     edge_topic,
     encode,
 )
+from hgr.edge.availability import availability_for
 from hgr.edge.ha_discovery import discovery_configs, discovery_filter
 from hgr.edge.protocol import ENCODINGS
 from hgr.edge.stream_events import EventTracker, HandState, state_fields
@@ -157,6 +160,8 @@ class EdgeReporter:
         # Per-camera state topics: what was last published for each configured camera and live named stream.
         self._configured = camera_names(settings.cameras)
         self._cameras: dict[str, dict[str, str]] = {name: {"available": "offline"} for name in self._configured}
+        # Who writes `available`: one connection per camera with an `offline` Will (edge/availability.py)
+        self.availability = availability_for(settings, bus, self.edge_id, self._configured)
         # HA_DISCOVERY: the configs this edge publishes now (a retained one of ours not among them is removed)
         self._discovery: dict[str, bytes] = {}
         if settings.ha_discovery:
@@ -175,6 +180,7 @@ class EdgeReporter:
         self.bus.set_will(self._topics["status"], will, qos=1, retain=True, content_type=content_type)
         self.bus.add_connect_listener(self.publish_birth)
         self.bus.subscribe(self._topics["control"], self._on_control)
+        await self.availability.start()
         if self.settings.ha_discovery:
             self.bus.subscribe(discovery_filter(self.settings.ha_discovery_prefix, self.edge_id),
                                self._on_discovery_config)
@@ -195,8 +201,9 @@ class EdgeReporter:
         now = time.monotonic()
         for stream_id in list(self.events.streams):
             self.on_stream_closed(stream_id, _now=now)
-        for name in list(self._cameras):  # a clean stop: every camera says offline (a crash: the status Will)
+        for name in list(self._cameras):  # a clean stop: every camera says offline (a crash: their Wills)
             self.on_camera_available(name, False)
+        await self.availability.stop()  # acknowledged before the status says offline (bounded)
         self._publish("status", self._offline("shutdown", self.bus.connects, time.time()), qos=1, retain=True)
         await self.bus.stop()
 
@@ -292,11 +299,15 @@ class EdgeReporter:
             log.exception("on_camera_available reporting failed")
 
     def _set_camera(self, name: str, values: dict[str, str], *, force: bool = False) -> None:
-        """Publish (retained, QoS 1, plain text) each value that differs from the last one published."""
+        """Publish (retained, QoS 1, plain text) each value that differs from the last one published;
+        ``available`` goes to its one publisher, ``self.availability``."""
         known = self._cameras.setdefault(name, {})
         for leaf, value in values.items():
             if force or known.get(leaf) != value:
                 known[leaf] = value
+                if leaf == "available":
+                    self.availability.set(name, value == "online", again=force)
+                    continue
                 self.bus.publish(camera_topic(self.settings.mqtt_topic_prefix, self.edge_id, name, leaf),
                                  value.encode(), qos=1, retain=True, content_type=TEXT)
 

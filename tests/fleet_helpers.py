@@ -1,7 +1,7 @@
 """Helpers for the fleet tests: a Mosquitto of the test's own running the *shipped* broker config
 (monitoring/mosquitto/mosquitto.conf, its users and rights built by deploy/mosquitto/dynsec.py from a
-mosquitto_passwd file, as deploy/init-secrets.sh does), restartable on the same port, and a stand-in for
-the EdgeNode the reporter talks to."""
+mosquitto_passwd file, as deploy/init-secrets.sh does), restartable on the same port, a stand-in for
+the EdgeNode the reporter talks to, and a subscriber that records what arrives (``Watcher``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +188,59 @@ class LinkCut:
             dst.transport.abort()
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers -= {writer, up_writer}
+
+
+class Watcher:
+    """A subscriber of ``topic_filters`` (as ``user`` of the shipped broker, or anonymous): every message in
+    arrival order as (arrival time, topic, payload text, retained), and waits on them (no sleeps)."""
+
+    def __init__(self, port: int, topic_filters: list[str], user: str | None = None, timeout: float = 30.0) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[tuple[float, str, str, bool]] = []
+        self._changed = threading.Condition()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watcher-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv5)
+        if user is not None:
+            self.client.username_pw_set(user, USERS[user])
+        acks: list[int] = []
+
+        def on_connect(client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+            for topic_filter in topic_filters:
+                client.subscribe(topic_filter, qos=1)
+
+        def on_subscribe(client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+            assert not any(code.is_failure for code in codes), f"subscription refused: {codes}"
+            acks.append(mid)
+            if len(acks) == len(topic_filters):
+                subscribed.set()
+
+        def on_message(client: Any, userdata: Any, msg: Any) -> None:
+            with self._changed:
+                self.messages.append((time.monotonic(), msg.topic, msg.payload.decode(), bool(msg.retain)))
+                self._changed.notify_all()
+
+        self.client.on_connect, self.client.on_subscribe, self.client.on_message = on_connect, on_subscribe, on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not subscribed.wait(timeout):
+            self.close()
+            raise AssertionError(f"the watcher of {topic_filters} was not subscribed within {timeout}s")
+
+    def last(self, topic: str, since: float = 0.0) -> str | None:
+        """The latest payload on ``topic`` that arrived at or after ``since`` (monotonic), or None."""
+        with self._changed:
+            return next((p for at, t, p, _ in reversed(self.messages) if t == topic and at >= since), None)
+
+    def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Wait until ``check()`` (called under the lock, on every message) is truthy; return it."""
+        with self._changed:
+            result = self._changed.wait_for(check, timeout)
+        assert result, f"timed out after {timeout}s waiting for {what}; got {self.messages[-20:]}"
+        return result
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

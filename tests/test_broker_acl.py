@@ -7,6 +7,7 @@ never checks subscriptions) and the hub lost half of another edge's metrics."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 import uuid
@@ -19,6 +20,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from hgr.common.messaging.topics import CAMERA_LEAVES
 from tests.fleet_helpers import USERS, Broker
 from tests.support import poll
 
@@ -117,6 +119,31 @@ def test_an_edge_publishes_only_its_own_reports(clients: dict[str, Client]) -> N
     for topic in ("hgr/v1/edges/edge-a/control", "hgr/v1/edges/edge-b/control", "hgr/v1/other",
                   "$CONTROL/dynamic-security/v1"):
         assert not edge.may_publish(topic), topic
+
+
+def test_an_edge_writes_its_own_cameras_state_and_no_other_s(clients: dict[str, Client]) -> None:
+    """The per-camera state topics (docs/mqtt.md "Per-camera state"); each camera's availability connection
+    logs in as the edge too (edge/availability.py), so the same rights cover its `online` and its Will."""
+    edge = clients["edge-a"]
+    for leaf in CAMERA_LEAVES:
+        assert edge.may_publish(f"hgr/v1/edges/edge-a/cameras/kitchen/{leaf}", "1"), leaf
+        assert not edge.may_publish(f"hgr/v1/edges/edge-b/cameras/kitchen/{leaf}", "1"), leaf
+    for topic in ("hgr/v1/edges/edge-a/cameras/kitchen/other", "hgr/v1/edges/edge-a/cameras/kitchen",
+                  "hgr/v1/edges/edge-a/cameras/kitchen/available/x", "hgr/v1/edges/edge-a/cameras"):
+        assert not edge.may_publish(topic, "1"), topic
+    assert not edge.may_subscribe("hgr/v1/edges/edge-a/cameras/#")  # it writes them, it never reads them
+    assert clients["observer"].may_subscribe("hgr/v1/edges/+/cameras/#")
+    assert not clients["hub"].may_publish("hgr/v1/edges/edge-a/cameras/kitchen/available", "online")
+
+
+def test_the_generator_names_the_camera_leaves_the_edge_writes() -> None:
+    """deploy/mosquitto/dynsec.py runs without hgr installed, so it spells the leaves out: the same ones."""
+    spec = importlib.util.spec_from_file_location("dynsec", Path(__file__).resolve().parents[1] / "deploy" /
+                                                  "mosquitto" / "dynsec.py")
+    assert spec is not None and spec.loader is not None
+    dynsec = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dynsec)
+    assert tuple(dynsec.CAMERA_LEAVES) == CAMERA_LEAVES
 
 
 def test_the_hub_and_the_observer_have_least_privilege(clients: dict[str, Client]) -> None:

@@ -16,7 +16,8 @@ in bursts (``common.messaging.mqtt_client``). Its callbacks only append to
 a deque and wake the asyncio loop with ``call_soon_threadsafe`` once per burst, so handlers, the
 outbox and the ``connected`` flag are only ever touched on the event loop thread. The loop drains the
 deque in slices of a few milliseconds, and the paho thread stops reading while the deque is full
-(``INBOX_HIGH``), so a backlog arriving at once never holds the loop (REST, flushes) for long.
+(``INBOX_HIGH``), so a backlog arriving at once never holds the loop (REST, flushes) for long. ``stop``
+joins paho's thread in a thread of its own (``in_own_thread``), not in the loop's default executor.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from hgr.common import metrics
@@ -42,6 +43,7 @@ log = logging.getLogger("hgr.bus")
 
 # A subscription handler: (topic, payload, properties such as content_type); sync or async.
 Handler = Callable[[str, bytes, dict[str, Any]], Any]
+T = TypeVar("T")
 
 
 class MessageBus(Protocol):
@@ -92,9 +94,12 @@ def _kind(topic: str) -> str:
 class Bus:
     """What edge and hub code relies on; see the module docstring."""
 
-    def __init__(self, settings: Settings, *, service: str = "edge") -> None:
+    def __init__(self, settings: Settings, *, service: str = "edge", gauges: bool = True) -> None:
         self.settings = settings
         self.service = service
+        # Whether this bus sets the process's connection and outbox gauges. A helper connection (a camera's
+        # availability link, edge/availability.py) says False: its state would overwrite the main one's.
+        self.gauges = gauges
         self.connected = False
         self.outbox = Outbox(settings.mqtt_outbox_size,
                              on_drop=lambda m: metrics.MQTT_OUTBOX_DROPPED.labels(_kind(m.topic)).inc())
@@ -157,16 +162,21 @@ class Bus:
                 self.outbox.drop(message)  # per-frame results are worthless later: never queued
             else:
                 self.outbox.push(message)
-                metrics.MQTT_OUTBOX.set(len(self.outbox))
+                self._gauge_outbox()
         except Exception:  # noqa: BLE001 - publishing must never break the caller (the frame path)
             self._log_error("publish to %s failed", topic)
 
     def _send(self, message: Message) -> None:
         raise NotImplementedError
 
+    def _gauge_outbox(self) -> None:
+        if self.gauges:
+            metrics.MQTT_OUTBOX.set(len(self.outbox))
+
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected
-        metrics.MQTT_CONNECTED.labels(self.service).set(1 if connected else 0)
+        if self.gauges:
+            metrics.MQTT_CONNECTED.labels(self.service).set(1 if connected else 0)
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -193,7 +203,7 @@ class Bus:
             return
         for message in self.outbox.pop_all():
             self._send(message)
-        metrics.MQTT_OUTBOX.set(len(self.outbox))
+        self._gauge_outbox()
 
     # --- subscribing ---
     def subscribe(self, topic_filter: str, handler: Handler, *, shared: bool = False) -> None:
@@ -270,8 +280,9 @@ class LocalBus(Bus):
 
 
 class MqttBus(Bus):
-    def __init__(self, settings: Settings, *, service: str = "edge", client_id: str | None = None) -> None:
-        super().__init__(settings, service=service)
+    def __init__(self, settings: Settings, *, service: str = "edge", client_id: str | None = None,
+                 gauges: bool = True) -> None:
+        super().__init__(settings, service=service, gauges=gauges)
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -348,7 +359,7 @@ class MqttBus(Bus):
         self._closing = True
         self._inbox_room.set()  # a reader waiting for room must not hold up loop_stop
         self.client.disconnect()  # a clean DISCONNECT: the broker discards the Will
-        await asyncio.to_thread(self.client.loop_stop)
+        await in_own_thread(self.client.loop_stop)
         self._set_connected(False)
 
     async def flush(self, timeout: float) -> bool:
@@ -417,7 +428,7 @@ class MqttBus(Bus):
         unacked = self._take_unacked()
         if unacked:
             self.outbox.requeue(unacked)
-            metrics.MQTT_OUTBOX.set(len(self.outbox))
+            self._gauge_outbox()
 
     def _take_unacked(self) -> list[Message]:
         client = self.client
@@ -441,8 +452,8 @@ class MqttBus(Bus):
 
     def _set_connected(self, connected: bool) -> None:
         if connected != self.connected:
-            log.info("MQTT %s %s:%s", "connected to" if connected else "disconnected from",
-                     self.host, self.port)
+            log.info("MQTT %s %s:%s as %s", "connected to" if connected else "disconnected from",
+                     self.host, self.port, self.client_id)
         super()._set_connected(connected)
 
     def subscribe(self, topic_filter: str, handler: Handler, *, shared: bool = False, qos: int = 1) -> None:
@@ -504,6 +515,34 @@ class MqttBus(Bus):
         if message.qos > 0:
             self._last_info = info
         metrics.MQTT_PUBLISHED.labels(_kind(message.topic)).inc()
+
+
+async def in_own_thread(fn: Callable[[], T]) -> T:
+    """``fn()`` in a thread of its own, awaited. Not the loop's default executor (``asyncio.to_thread``):
+    the frame path uses that one (a camera's JPEG encoding), and joining paho's thread can take a second
+    (its reconnect wait) or five (its connect timeout) while the broker is away."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not done.done():  # the awaiting task may have been cancelled meanwhile
+            if ok:
+                done.set_result(value)
+            else:
+                done.set_exception(value)
+
+    def run() -> None:
+        try:
+            outcome: tuple[bool, Any] = (True, fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            outcome = (False, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop closed meanwhile: nobody is waiting
+            pass
+
+    threading.Thread(target=run, name=f"hgr-bus-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    return await done
 
 
 def make_bus(settings: Settings, *, service: str = "edge", client_id: str | None = None) -> Bus:

@@ -13,7 +13,9 @@ Its 2.0 ACLs do not substitute `%u`, so every edge gets a role of its own, namin
 `hub` reads the fleet (metrics and events only through the shared subscription of each `--group`, status
 plainly) and writes every edge's `control`; `observer` reads the fleet's topics and writes nothing; any
 other user is an edge whose id is its user name: it writes its own `status`, `metrics`, `events` and
-`results` and reads its own `control`, nothing else. Everything not granted is denied. No user may use the
+`results` and its cameras' state topics `cameras/<name>/fingers|gesture|hands|available` (published, and
+set as the Will of each camera's availability connection, by connections logged in as that edge), and
+reads its own `control`, nothing else. Everything not granted is denied. No user may use the
 plugin's control API (`$CONTROL/…`): the file is the whole truth, rebuilt when users change.
 
 The password hashes are copied, not recomputed: `mosquitto_passwd`'s `$7$` entries are PBKDF2-SHA512
@@ -29,6 +31,8 @@ import sys
 from typing import Any
 
 KINDS_WRITTEN_BY_EDGE = ("status", "metrics", "events", "results")
+# hgr.common.messaging.topics.CAMERA_LEAVES (tests/test_broker_acl.py holds them equal; this file runs without hgr)
+CAMERA_LEAVES = ("fingers", "gesture", "hands", "available")
 
 
 def _acl(acltype: str, topic: str) -> dict[str, Any]:
@@ -50,6 +54,7 @@ def roles(users: list[str], prefix: str, groups: list[str]) -> list[dict[str, An
         mine = f"{edges}/{user}"
         out.append({"rolename": f"edge:{user}", "acls": [
             *(_acl("publishClientSend", f"{mine}/{kind}") for kind in KINDS_WRITTEN_BY_EDGE),
+            *(_acl("publishClientSend", f"{mine}/cameras/+/{leaf}") for leaf in CAMERA_LEAVES),
             _acl("subscribeLiteral", f"{mine}/control"), _acl("publishClientReceive", f"{mine}/control")]})
     return out
 
