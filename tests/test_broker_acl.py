@@ -136,6 +136,24 @@ def test_an_edge_writes_its_own_cameras_state_and_no_other_s(clients: dict[str, 
     assert not clients["hub"].may_publish("hgr/v1/edges/edge-a/cameras/kitchen/available", "online")
 
 
+def test_an_edge_writes_and_reads_back_only_its_own_discovery_configs(clients: dict[str, Client]) -> None:
+    """HA_DISCOVERY (edge/ha_discovery.py): the configs under the edge's own node id, and the filter the edge
+    subscribes with to clear configs of cameras it no longer has; Home Assistant logs in as the observer."""
+    from hgr.edge.ha_discovery import discovery_filter
+
+    edge, observer = clients["edge-a"], clients["observer"]
+    assert edge.may_publish("homeassistant/sensor/edge-a/kitchen_fingers/config")
+    assert edge.may_publish("homeassistant/device_automation/edge-a/kitchen_gesture_fist/config", "")
+    assert edge.may_subscribe(discovery_filter("homeassistant", "edge-a"))
+    for topic in ("homeassistant/sensor/edge-b/kitchen_fingers/config", "homeassistant/sensor/edge-a/x/state",
+                  "homeassistant/status", "homeassistant/sensor/edge-a/config"):
+        assert not edge.may_publish(topic), topic
+    for topic_filter in (discovery_filter("homeassistant", "edge-b"), "homeassistant/#", "homeassistant/+/+/+/config"):
+        assert not edge.may_subscribe(topic_filter), topic_filter
+    assert observer.may_subscribe("homeassistant/#")
+    assert not observer.may_publish("homeassistant/sensor/edge-a/kitchen_fingers/config")
+
+
 def test_the_generator_names_the_camera_leaves_the_edge_writes() -> None:
     """deploy/mosquitto/dynsec.py runs without hgr installed, so it spells the leaves out: the same ones."""
     spec = importlib.util.spec_from_file_location("dynsec", Path(__file__).resolve().parents[1] / "deploy" /

@@ -70,7 +70,8 @@ def test_every_route_of_hub_and_edge_is_in_the_document(idle_pool: InferencePool
 
 def test_every_topic_and_command_is_in_the_document() -> None:
     topic_rows = {row[0].strip("`") for row in doc_rows("MQTT topics")}
-    assert topic_rows == {f"edges/{{edge_id}}/{k}" for k in topics.KINDS} | {"edges/{edge_id}/cameras/{name}/{leaf}"}
+    assert topic_rows == ({f"edges/{{edge_id}}/{k}" for k in topics.KINDS} | {"edges/{edge_id}/cameras/{name}/{leaf}"}
+                          | {"homeassistant/{component}/{edge_id}/{object}/config"})  # HA_DISCOVERY
     commands = {typing.get_args(typing.get_type_hints(t)["cmd"])[0] for t in typing.get_args(contracts.ControlCommand)}
     assert {row[0].strip("`") for row in doc_rows("Control commands")} == commands == {"throttle", "rebirth"}
     assert "## Listeners and leaks" in DOC.read_text()

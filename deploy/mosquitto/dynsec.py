@@ -15,7 +15,9 @@ plainly) and writes every edge's `control`; `observer` reads the fleet's topics 
 other user is an edge whose id is its user name: it writes its own `status`, `metrics`, `events` and
 `results` and its cameras' state topics `cameras/<name>/fingers|gesture|hands|available` (published, and
 set as the Will of each camera's availability connection, by connections logged in as that edge), and
-reads its own `control`, nothing else. Everything not granted is denied. No user may use the
+reads its own `control`; with Home Assistant discovery it writes and reads back its own configs,
+`homeassistant/+/<edge id>/+/config` (`--ha-prefix`), which the observer (Home Assistant's login) reads.
+Nothing else. Everything not granted is denied. No user may use the
 plugin's control API (`$CONTROL/…`): the file is the whole truth, rebuilt when users change.
 
 The password hashes are copied, not recomputed: `mosquitto_passwd`'s `$7$` entries are PBKDF2-SHA512
@@ -39,7 +41,7 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
     return {"acltype": acltype, "topic": topic, "priority": 0, "allow": True}
 
 
-def roles(users: list[str], prefix: str, groups: list[str]) -> list[dict[str, Any]]:
+def roles(users: list[str], prefix: str, groups: list[str], ha_prefix: str = "homeassistant") -> list[dict[str, Any]]:
     edges = f"{prefix}/edges"
     hub = [_acl("subscribeLiteral", f"{edges}/+/status"),
            *(_acl("subscribeLiteral", f"$share/{group}/{edges}/+/{kind}")
@@ -47,6 +49,8 @@ def roles(users: list[str], prefix: str, groups: list[str]) -> list[dict[str, An
            *(_acl("publishClientReceive", f"{edges}/+/{kind}") for kind in ("status", "metrics", "events")),
            _acl("publishClientSend", f"{edges}/+/control")]
     observer = [_acl("subscribePattern", f"{prefix}/#"), _acl("publishClientReceive", f"{prefix}/#")]
+    if ha_prefix:  # Home Assistant, logged in as the observer, reads the discovery configs too
+        observer += [_acl("subscribePattern", f"{ha_prefix}/#"), _acl("publishClientReceive", f"{ha_prefix}/#")]
     out = [{"rolename": "hub", "acls": hub}, {"rolename": "observer", "acls": observer}]
     for user in users:
         if user in ("hub", "observer"):
@@ -55,7 +59,12 @@ def roles(users: list[str], prefix: str, groups: list[str]) -> list[dict[str, An
         out.append({"rolename": f"edge:{user}", "acls": [
             *(_acl("publishClientSend", f"{mine}/{kind}") for kind in KINDS_WRITTEN_BY_EDGE),
             *(_acl("publishClientSend", f"{mine}/cameras/+/{leaf}") for leaf in CAMERA_LEAVES),
-            _acl("subscribeLiteral", f"{mine}/control"), _acl("publishClientReceive", f"{mine}/control")]})
+            _acl("subscribeLiteral", f"{mine}/control"), _acl("publishClientReceive", f"{mine}/control"),
+            # HA_DISCOVERY: the configs under its own node id (its edge id), written and read back (a camera
+            # taken out of CAMERAS has its configs cleared); hgr.edge.ha_discovery.discovery_filter
+            *([_acl("publishClientSend", f"{ha_prefix}/+/{user}/+/config"),
+               _acl("subscribeLiteral", f"{ha_prefix}/+/{user}/+/config"),
+               _acl("publishClientReceive", f"{ha_prefix}/+/{user}/+/config")] if ha_prefix else [])]})
     return out
 
 
@@ -71,7 +80,8 @@ def _client(line: str, n: int) -> dict[str, Any]:
             "roles": [{"rolename": role}]}
 
 
-def build(passwd_text: str, prefix: str = "hgr/v1", groups: tuple[str, ...] = ("hgr-hub",)) -> dict[str, Any]:
+def build(passwd_text: str, prefix: str = "hgr/v1", groups: tuple[str, ...] = ("hgr-hub",),
+          ha_prefix: str = "homeassistant") -> dict[str, Any]:
     lines = [(n, line.strip()) for n, line in enumerate(passwd_text.splitlines(), 1)]
     clients = [_client(line, n) for n, line in lines if line and not line.startswith("#")]
     users = [c["username"] for c in clients]
@@ -79,7 +89,7 @@ def build(passwd_text: str, prefix: str = "hgr/v1", groups: tuple[str, ...] = ("
         raise SystemExit("passwd: a user appears twice")
     return {"defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False,
                                  "subscribe": False, "unsubscribe": True},
-            "clients": clients, "groups": [], "roles": roles(users, prefix, list(groups))}
+            "clients": clients, "groups": [], "roles": roles(users, prefix, list(groups), ha_prefix)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,9 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default="hgr/v1", help="MQTT_TOPIC_PREFIX (default hgr/v1)")
     parser.add_argument("--group", action="append", help="MQTT_SHARE_GROUP of the hubs (default hgr-hub; repeat "
                         "for several groups)")
+    parser.add_argument("--ha-prefix", default="homeassistant", help="HA_DISCOVERY_PREFIX: each edge may write and "
+                        "read its own discovery configs under it, the observer reads it ('' grants nothing)")
     args = parser.parse_args(argv)
     with open(args.passwd, encoding="utf-8") as f:
-        json.dump(build(f.read(), args.prefix, tuple(args.group or ["hgr-hub"])), sys.stdout, indent=2)
+        json.dump(build(f.read(), args.prefix, tuple(args.group or ["hgr-hub"]), args.ha_prefix), sys.stdout,
+                  indent=2)
     sys.stdout.write("\n")
 
 
