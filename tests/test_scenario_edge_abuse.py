@@ -5,9 +5,7 @@ continuation fragments (rows 7 and 8); per-key connection caps and the Origin al
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -19,6 +17,16 @@ from websockets.exceptions import ConnectionClosed
 from hgr.common.percentiles import percentiles
 from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream, running_edge
+from research.chaos.hostile import (
+    FIRST_FRAGMENT,
+    ONE_BYTE_FRAGMENT,
+    ONE_HEADER,
+    PING,
+    close_seen,
+    endless_head,
+    flood,
+    raw_ws,
+)
 from tests.support import eventually, http_get, recv_msg
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -80,31 +88,11 @@ async def test_an_80_kb_header_and_1000_headers_are_431(port: int) -> None:
 async def test_a_header_that_never_ends_is_cut_off_and_health_is_served_meanwhile(port: int) -> None:
     """An 80 MB header, sent as fast as the edge reads: the edge stops reading after about
     MAX_HEADER_BYTES and one read (what the kernel buffers besides is all the client gets rid of)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    chunk = b"a" * 65536
-    sent, answer = 0, b""
     health: list[float] = []
-
-    async def attack() -> None:
-        nonlocal sent, answer
-        writer.write(b"GET /health HTTP/1.1\r\nHost: edge\r\nX-Big: ")
-        try:
-            while sent < 80 * 1024 * 1024:
-                writer.write(chunk)
-                await writer.drain()
-                sent += len(chunk)
-        except (ConnectionError, OSError):
-            pass
-        try:
-            answer = await asyncio.wait_for(reader.read(4096), 30)
-        except (ConnectionError, OSError):
-            answer = b"reset"  # the edge cut off a client that went on sending after its 431
-
-    attacker = asyncio.create_task(attack())
+    attacker = asyncio.create_task(endless_head(port, *ONE_HEADER))
     while not attacker.done():
         health.append(await _health_ms(port))
-    await attacker
-    writer.close()
+    sent, answer = await attacker
     assert answer == b"reset" or answer.startswith(b"HTTP/1.1 431 ") and b"headers_too_large" in answer, answer
     assert sent < 16 * 1024 * 1024, f"the edge read {sent} bytes of one header"
     assert health, "/health was asked while the header was sent"
@@ -113,60 +101,6 @@ async def test_a_header_that_never_ends_is_cut_off_and_health_is_served_meanwhil
 
 
 # --- WebSocket frames that carry no frame: pings and continuation fragments (rows 7 and 8) ---
-
-def _ws_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
-    """One client frame, masked (with a zero key: the payload goes as is), payload < 126 bytes."""
-    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
-
-
-async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A WebSocket on the edge opened by hand (so the client can write any frame); the 101 is read,
-    nothing after it."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16))
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: edge\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hgr.msgpack.v1\r\nSec-WebSocket-Key: "
-                 + key + b"\r\n\r\n")
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-    assert head.startswith(b"HTTP/1.1 101 "), head
-    return reader, writer
-
-
-async def _flood(writer: asyncio.StreamWriter, batch: bytes, *, total_frames: int, frames_per_batch: int,
-                 seconds: float) -> tuple[int, bool]:
-    """Write ``batch`` (``frames_per_batch`` frames) until ``total_frames`` are sent, ``seconds`` have
-    passed or the edge cuts the connection off; the frames sent and whether it was cut off."""
-    sent, end = 0, time.monotonic() + seconds
-    try:
-        while sent < total_frames and time.monotonic() < end:
-            writer.write(batch)
-            await writer.drain()
-            sent += frames_per_batch
-    except (ConnectionError, OSError):
-        return sent, True
-    return sent, False
-
-
-async def _close_seen(reader: asyncio.StreamReader) -> int | None:
-    """Read what the edge sent (the attacker never did) up to the end; the close frame's code, if any."""
-    data = b""
-    try:
-        while chunk := await asyncio.wait_for(reader.read(1 << 20), 30):
-            data += chunk
-    except (ConnectionError, OSError):
-        pass
-    code, at = None, 0
-    while at + 2 <= len(data):  # server frames are unmasked
-        opcode, length, at = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
-        if length == 126:
-            length, at = int.from_bytes(data[at:at + 2], "big"), at + 2
-        elif length == 127:
-            length, at = int.from_bytes(data[at:at + 8], "big"), at + 8
-        if opcode == 0x8 and length >= 2 and at + 2 <= len(data):
-            code = int.from_bytes(data[at:at + 2], "big")
-        at += length
-    return code
-
 
 async def _legit_results(url: str, frame: bytes, stop: asyncio.Event) -> int:
     """A well-behaved stream: one frame, wait for its answer, the next. Results until ``stop``."""
@@ -221,11 +155,11 @@ async def _frame_flood_is_closed(row: str, port: int, frame: bytes, first: bytes
     before = _errors(port, "too_many_frames")
 
     async def attack() -> tuple[int, bool, int | None]:
-        reader, writer = await _raw_ws(port)
+        reader, writer = await raw_ws(port)
         writer.write(first)
-        sent, cut_off = await _flood(writer, batch, total_frames=total_frames, frames_per_batch=10_000,
+        sent, cut_off = await flood(writer, batch, total_frames=total_frames, frames_per_batch=10_000,
                                      seconds=seconds)
-        code = await _close_seen(reader)
+        code = await close_seen(reader)
         writer.close()
         return sent, cut_off, code
 
@@ -243,14 +177,13 @@ async def test_a_ping_flood_that_never_reads_is_closed_and_starves_nobody(port: 
     """Row 7: 400 000 pings, never reading a pong: the edge held every pong (+46 MB) and a legit stream
     fell from ~85 to 6 results in 10 s. Now the flood is closed (1008, `too_many_frames`) after
     `WS_MAX_CONTROL_RATE`'s burst."""
-    await _frame_flood_is_closed("row 7", port, frames[0], b"", _ws_frame(0x9) * 10_000, 400_000, 30)
+    await _frame_flood_is_closed("row 7", port, frames[0], b"", PING * 10_000, 400_000, 30)
 
 
 async def test_a_stream_of_one_byte_fragments_is_closed_and_starves_nobody(port: int, frames: list[bytes]) -> None:
     """Row 8: 1-byte continuation frames for 15 s took a legit stream from 128 to 31 results and /health
     to 4.8 s. Now the message is closed (1008, `too_many_frames`) at `WS_MAX_FRAGMENTS` frames."""
-    await _frame_flood_is_closed("row 8", port, frames[0], _ws_frame(0x2, b"\x00", fin=False),
-                                 _ws_frame(0x0, b"\x00", fin=False) * 10_000, 10**9, 5)
+    await _frame_flood_is_closed("row 8", port, frames[0], FIRST_FRAGMENT, ONE_BYTE_FRAGMENT * 10_000, 10**9, 5)
 
 
 # --- tenants and browsers: per-key connection caps, the Origin allowlist ---
