@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from websockets.asyncio.client import connect
@@ -26,6 +26,7 @@ from research.chaos.hostile import (
     endless_head,
     flood,
     raw_ws,
+    ws_frame,
 )
 from tests.support import eventually, http_get, recv_msg
 
@@ -184,6 +185,61 @@ async def test_a_stream_of_one_byte_fragments_is_closed_and_starves_nobody(port:
     """Row 8: 1-byte continuation frames for 15 s took a legit stream from 128 to 31 results and /health
     to 4.8 s. Now the message is closed (1008, `too_many_frames`) at `WS_MAX_FRAGMENTS` frames."""
     await _frame_flood_is_closed("row 8", port, frames[0], FIRST_FRAGMENT, ONE_BYTE_FRAGMENT * 10_000, 10**9, 5)
+
+
+# --- a client that never reads what the edge answers ---
+
+@pytest.fixture(scope="module")
+def unread_port(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    env = {"HGR_MODEL_PATH": model_path, "WORKERS": "1", "MAX_FPS": "1000", "WS_MAX_UNREAD": "8192",
+           "WS_UNREAD_TIMEOUT": "0.5"}
+    with ((tmp_path_factory.mktemp("log") / "edge.log").open("w") as log,
+          running_edge(env, log_file=log) as (p, _)):
+        yield p
+
+
+def _sample(port: int, series: str) -> float:
+    _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines() if line.startswith(series + " "))
+
+
+async def test_a_client_that_never_reads_is_dropped_and_one_that_reads_is_not(unread_port: int,
+                                                                                 frames: list[bytes]) -> None:
+    """A client sending frames and never reading the answers: its output fills the edge's kernel buffer
+    (WS_MAX_UNREAD), then waits; WS_UNREAD_TIMEOUT later the edge drops the connection (`not_reading`,
+    close 1008 for the app). Before, only the keepalive ended it (40 s), and a close with output still
+    buffered waited for the client for ever. A client that reads, with the same small buffer, is served."""
+    port = unread_port
+    before = _errors(port, "not_reading")
+    closed_1008 = _sample(port, 'hgr_websocket_closed_total{code="1008"}')
+    # A small receive window (4 KiB): what the edge writes is stuck in its own buffers sooner.
+    messages = [ws_frame(0x2, cast(bytes, protocol.encode_frame(seq, frame))) for seq, frame in enumerate(frames)]
+    _, writer = await raw_ws(port, rcvbuf=4096)
+    cast(asyncio.Transport, writer.transport).pause_reading()  # the client never reads
+    sent, cut_off, end = 0, False, time.monotonic() + 60
+    try:
+        while sent < 200_000 and time.monotonic() < end:  # cut off within about a second
+            writer.write(messages[sent % len(messages)])
+            await writer.drain()
+            sent += 1
+    except (ConnectionError, OSError):
+        cut_off = True
+    finally:
+        writer.close()
+    assert cut_off, f"a client that never read was still connected after {sent} frames"
+    await eventually(lambda: _errors(port, "not_reading") > before, 30, "the drop counted")
+    await eventually(lambda: _sample(port, 'hgr_websocket_closed_total{code="1008"}') > closed_1008, 30,
+                     "the stream closed 1008")
+    await eventually(lambda: _sample(port, "hgr_websocket_connections") == 0, 30, "no stream left open")
+    ws, _ = await open_stream(f"ws://127.0.0.1:{port}/ws")
+    try:
+        for seq in range(20):
+            await ws.send(protocol.encode_frame(seq, frames[seq % len(frames)]))
+            answer = await recv_msg(ws, 120)
+            assert (answer["type"], answer["seq"]) == ("result", seq)
+    finally:
+        await ws.close()
+    assert _errors(port, "not_reading") == before + 1
 
 
 # --- tenants and browsers: per-key connection caps, the Origin allowlist ---
