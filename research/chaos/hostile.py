@@ -206,11 +206,11 @@ async def flood(writer: asyncio.StreamWriter, batch: bytes, *, total_frames: int
 
 
 async def close_seen(reader: asyncio.StreamReader, timeout_s: float = 30) -> int | None:
-    """Read what the server sent (the flooder never did) up to the end, each read waiting at most
-    ``timeout_s``; the close frame's code, if any."""
-    data = b""
+    """Read what the server sent (the flooder never did) up to the end, for at most ``timeout_s``; the
+    close frame's code, if any."""
+    data, end = b"", time.monotonic() + timeout_s
     try:
-        while chunk := await asyncio.wait_for(reader.read(1 << 20), timeout_s):
+        while chunk := await asyncio.wait_for(reader.read(1 << 20), max(0.0, end - time.monotonic())):
             data += chunk
     except (ConnectionError, OSError, TimeoutError):
         pass
