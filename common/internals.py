@@ -31,7 +31,7 @@ PAHO_UNACKED_STATE = ("_out_message_mutex", "_out_messages", "_inflight_messages
 UVICORN_HTTP_METHODS = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost", "on_url",
                         "on_header", "data_received", "send_400_response")
 UVICORN_HTTP_STATE = ("cycle", "transport", "loop")
-# Overridden or read by hgr.serve.guarded_websocket_protocol (WebSocket control-frame and fragment budgets);
+# Overridden or read by hgr.serve.guarded_websocket_protocol (control-frame and fragment budgets, unread output);
 # its frame hooks must still be what handle_events dispatches to.
 UVICORN_WS_HOOKS = ("handle_ping", "handle_pong", "handle_text", "handle_bytes", "handle_cont")
 UVICORN_WS_STATE = ("data_received", "connection_made", "connection_lost", "pause_writing", "resume_writing", "conn",
