@@ -141,6 +141,12 @@ class Settings:
     ws_max_fragments: int = _s("WS_MAX_FRAGMENTS", 256, "Most frames one WebSocket message may be split into "
                                "(the first and its continuation fragments); beyond: close 1008 `too_many_frames`.",
                                min=1)
+    ws_max_unread: int = _s("WS_MAX_UNREAD", 256 * KiB, "Most of a WebSocket stream's output the edge holds "
+                            "unread, bytes: the socket's kernel send buffer (Linux caps it at "
+                            "`net.core.wmem_max`); past it the stream's results wait.", min=8 * KiB, max=64 * MiB)
+    ws_unread_timeout: float = _s("WS_UNREAD_TIMEOUT", 10.0, "Seconds a WebSocket's output may wait past "
+                                  "`WS_MAX_UNREAD` (its client not reading) before the connection is dropped "
+                                  "(1008 `not_reading`).", min=0.1)
     max_connections_per_key: int = _s("MAX_CONNECTIONS_PER_KEY", 0, "WebSocket connections one API key may hold "
                                       "on an edge, so one tenant cannot take all of `MAX_CONNECTIONS` (beyond: close "
                                       "1013 `too_many_connections`); 0 = no cap of its own. Needs `AUTH_ENABLED`.",

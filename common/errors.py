@@ -46,6 +46,9 @@ CATALOGUE: dict[str, ErrorCode] = {
     "unreadable": ErrorCode(400, "`hgr detect` (CLI): the image file cannot be read"),
     # 408: too slow
     "request_timeout": ErrorCode(408, "the request body did not arrive within `BODY_TIMEOUT` seconds"),
+    "not_reading": ErrorCode(408, "WebSocket: the client left the edge's output unread past `WS_MAX_UNREAD` for "
+                             "`WS_UNREAD_TIMEOUT` seconds; the connection is dropped (the client, not reading, sees "
+                             "a reset)", ws_close=1008),
     # 401/403: authentication (the edge completes the WebSocket handshake, then closes 1008)
     "unauthorized": ErrorCode(401, "no API key where one is needed (`AUTH_ENABLED`, the fleet routes, the full "
                               "`/status`)", ws_close=1008),

@@ -31,10 +31,11 @@ PAHO_UNACKED_STATE = ("_out_message_mutex", "_out_messages", "_inflight_messages
 UVICORN_HTTP_METHODS = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost", "on_url",
                         "on_header", "data_received", "send_400_response")
 UVICORN_HTTP_STATE = ("cycle", "transport", "loop")
-# Overridden or read by hgr.serve.guarded_websocket_protocol (WebSocket control-frame and fragment budgets);
+# Overridden or read by hgr.serve.guarded_websocket_protocol (control-frame and fragment budgets, unread output);
 # its frame hooks must still be what handle_events dispatches to.
 UVICORN_WS_HOOKS = ("handle_ping", "handle_pong", "handle_text", "handle_bytes", "handle_cont")
-UVICORN_WS_STATE = ("data_received", "connection_lost", "conn", "queue", "close_sent", "transport", "loop")
+UVICORN_WS_STATE = ("data_received", "connection_made", "connection_lost", "pause_writing", "resume_writing", "conn",
+                    "queue", "close_sent", "transport", "loop")
 # Matched by hub.bodies.read_form in the HTTPException texts starlette raises for a form over its limits.
 STARLETTE_FORM_TEXTS = ("Too many files", "Too many fields", "exceeded maximum size")
 
@@ -108,7 +109,8 @@ PATCHES = (
           "a connection whose request headers are not complete after HEADER_TIMEOUT is closed, and a head over "
           "MAX_HEADER_BYTES or MAX_HEADERS answered 431", _missing_uvicorn_http),
     Patch("uvicorn_ws_guards", "uvicorn",
-          "WebSocket ping/pong floods (WS_MAX_CONTROL_RATE) and fragment floods (WS_MAX_FRAGMENTS) are closed 1008",
+          "WebSocket ping/pong floods (WS_MAX_CONTROL_RATE) and fragment floods (WS_MAX_FRAGMENTS) are closed 1008, "
+          "and a client leaving more than WS_MAX_UNREAD unread for WS_UNREAD_TIMEOUT is dropped",
           _missing_uvicorn_ws),
     Patch("starlette_form_errors", "starlette",
           "an upload over MAX_UPLOAD_FILES, MAX_FORM_FIELDS or MAX_FORM_FIELD_SIZE answers 413 with its own "

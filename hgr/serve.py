@@ -10,13 +10,16 @@ connection whose headers are not complete ``HEADER_TIMEOUT`` seconds after it op
 byte of a further request). Nor does uvicorn's httptools protocol bound a request's head (an 80 MB header
 or a million of them were read, the parser concatenating as they came): the same protocol answers
 ``431 headers_too_large`` past ``MAX_HEADER_BYTES`` or ``MAX_HEADERS`` and closes the connection. Bodies
-have ``BODY_TIMEOUT`` (``hub.bodies``); WebSocket streams ``IDLE_TIMEOUT``.
+have ``BODY_TIMEOUT`` (``hub.bodies``); WebSocket streams ``IDLE_TIMEOUT``, and a WebSocket client that
+leaves more than ``WS_MAX_UNREAD`` of its output unread for ``WS_UNREAD_TIMEOUT`` seconds is dropped
+(``GuardedWebSocketProtocol``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
@@ -25,7 +28,7 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from prometheus_client import start_http_server
@@ -45,7 +48,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     found = internals.check_all()
     ws: str | type[asyncio.Protocol] = "websockets"  # no frame guard (put a proxy in front)
     if not found["uvicorn_ws_guards"]:
-        ws = guarded_websocket_protocol(settings.ws_max_control_rate, settings.ws_max_fragments)
+        ws = guarded_websocket_protocol(settings.ws_max_control_rate, settings.ws_max_fragments,
+                                        settings.ws_max_unread, settings.ws_unread_timeout)
     http: str | type[asyncio.Protocol] = "h11"  # h11 bounds the head's size (a 400), not its time or count
     if importlib.util.find_spec("httptools") and not found["uvicorn_header_timeout"]:
         http = header_timeout_protocol(settings.header_timeout, settings.max_header_bytes, settings.max_headers)
@@ -212,8 +216,10 @@ def header_timeout_protocol(seconds: float, max_bytes: int = 64 * 1024, max_head
 WS_READ_SLICE = 16 * 1024  # bytes parsed before the frame budgets are checked again
 
 
-def guarded_websocket_protocol(control_rate: float, max_fragments: int) -> type[asyncio.Protocol]:
-    """uvicorn's websockets-sansio protocol, with frames that carry no message counted (issue 20 rows 7-8).
+def guarded_websocket_protocol(control_rate: float, max_fragments: int, max_unread: int = 256 * 1024,
+                               unread_timeout: float = 10.0) -> type[asyncio.Protocol]:
+    """uvicorn's websockets-sansio protocol, with frames that carry no message counted (issue 20 rows 7-8),
+    and the output a client leaves unread bounded.
 
     uvicorn parses every frame and answers every ping, whether the client reads or not, and a message may
     come in any number of continuation frames: 400 000 pings never read held 46 MB of pongs, and a stream
@@ -224,7 +230,17 @@ def guarded_websocket_protocol(control_rate: float, max_fragments: int) -> type[
     once. A read is parsed ``WS_READ_SLICE`` bytes at a time, so the loop never parses more than one slice
     of a flood past the limit. The websockets library has no such limits to configure; the hooks are
     uvicorn's per-frame handlers (``handle_ping``, ``handle_pong``, ``handle_text``, ``handle_bytes``,
-    ``handle_cont``), which tests/test_serve_guards.py checks are still called by ``handle_events``."""
+    ``handle_cont``), which tests/test_serve_guards.py checks are still called by ``handle_events``.
+
+    Unread output: a client that never reads leaves the edge's results in the socket's kernel send buffer
+    (autotuned up to ``net.ipv4.tcp_wmem``'s 4 MiB), then in the transport's buffer, where stock uvicorn
+    keeps them, and a ``transport.close()`` then waits for that buffer to drain: for ever, if the client
+    never reads (the keepalive's close and the session's own included). Here the kernel buffer is set to
+    ``max_unread`` (``SO_SNDBUF`` gets half: Linux doubles it for its bookkeeping) and the transport's high
+    water to 0, so any byte that does not fit in the kernel pauses writing (uvicorn's ``send`` waits, the
+    session makes no more results) and arms a timer; a resume (the buffer drained) disarms it. A
+    connection still paused ``unread_timeout`` seconds later is dropped (``transport.abort()``: nothing
+    more can reach a client that does not read), its app told with close 1008 (``not_reading``)."""
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     from websockets.frames import Frame
 
@@ -235,6 +251,43 @@ def guarded_websocket_protocol(control_rate: float, max_fragments: int) -> type[
         _refilled_at = 0.0
         _fragments = 0
         _linger: Linger | None = None
+        _unread_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            if sock is not None:  # a transport without one (tests' fakes) keeps the system's buffer
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(1, max_unread // 2))
+            cast(asyncio.WriteTransport, transport).set_write_buffer_limits(high=0)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._unread_timer is None:
+                self._unread_timer = self.loop.call_later(unread_timeout, self._not_reading)
+
+        def resume_writing(self) -> None:
+            self._disarm_unread()
+            super().resume_writing()
+
+        def _disarm_unread(self) -> None:
+            if self._unread_timer is not None:
+                self._unread_timer.cancel()
+                self._unread_timer = None
+
+        def _not_reading(self) -> None:
+            """Still paused ``unread_timeout`` after the kernel buffer filled: drop the connection. Also when it
+            is already closing (a close frame queued behind what the client never read would hold the
+            socket and its buffers until the client goes)."""
+            self._unread_timer = None
+            reason = f"output unread past {max_unread} bytes for {unread_timeout:g} s"
+            metrics.ERRORS.labels("edge", "not_reading").inc()
+            log.info("websocket dropped: %s", reason, extra={"client": self.client, "code": "not_reading"})
+            if not self.close_sent:
+                self.close_sent = True
+                self.queue.put_nowait({"type": "websocket.disconnect", "code": spec("not_reading").ws_close or 1008,
+                                       "reason": reason})
+            self.transport.abort()
 
         def data_received(self, data: bytes) -> None:
             if self._linger is not None:  # failed: what the client still sends is dropped
@@ -291,6 +344,7 @@ def guarded_websocket_protocol(control_rate: float, max_fragments: int) -> type[
             self._linger = Linger(self.transport, self.loop)
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_unread()
             if self._linger is not None:
                 self._linger.cancel()
             super().connection_lost(exc)

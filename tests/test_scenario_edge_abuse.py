@@ -5,12 +5,10 @@ continuation fragments (rows 7 and 8); per-key connection caps and the Origin al
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from websockets.asyncio.client import connect
@@ -19,6 +17,17 @@ from websockets.exceptions import ConnectionClosed
 from hgr.common.percentiles import percentiles
 from hgr.edge import protocol
 from hgr.loadtest.ws_stream import open_stream, running_edge
+from research.chaos.hostile import (
+    FIRST_FRAGMENT,
+    ONE_BYTE_FRAGMENT,
+    ONE_HEADER,
+    PING,
+    close_seen,
+    endless_head,
+    flood,
+    raw_ws,
+    ws_frame,
+)
 from tests.support import eventually, http_get, recv_msg
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -80,31 +89,11 @@ async def test_an_80_kb_header_and_1000_headers_are_431(port: int) -> None:
 async def test_a_header_that_never_ends_is_cut_off_and_health_is_served_meanwhile(port: int) -> None:
     """An 80 MB header, sent as fast as the edge reads: the edge stops reading after about
     MAX_HEADER_BYTES and one read (what the kernel buffers besides is all the client gets rid of)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    chunk = b"a" * 65536
-    sent, answer = 0, b""
     health: list[float] = []
-
-    async def attack() -> None:
-        nonlocal sent, answer
-        writer.write(b"GET /health HTTP/1.1\r\nHost: edge\r\nX-Big: ")
-        try:
-            while sent < 80 * 1024 * 1024:
-                writer.write(chunk)
-                await writer.drain()
-                sent += len(chunk)
-        except (ConnectionError, OSError):
-            pass
-        try:
-            answer = await asyncio.wait_for(reader.read(4096), 30)
-        except (ConnectionError, OSError):
-            answer = b"reset"  # the edge cut off a client that went on sending after its 431
-
-    attacker = asyncio.create_task(attack())
+    attacker = asyncio.create_task(endless_head(port, *ONE_HEADER))
     while not attacker.done():
         health.append(await _health_ms(port))
-    await attacker
-    writer.close()
+    sent, answer = await attacker
     assert answer == b"reset" or answer.startswith(b"HTTP/1.1 431 ") and b"headers_too_large" in answer, answer
     assert sent < 16 * 1024 * 1024, f"the edge read {sent} bytes of one header"
     assert health, "/health was asked while the header was sent"
@@ -113,60 +102,6 @@ async def test_a_header_that_never_ends_is_cut_off_and_health_is_served_meanwhil
 
 
 # --- WebSocket frames that carry no frame: pings and continuation fragments (rows 7 and 8) ---
-
-def _ws_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
-    """One client frame, masked (with a zero key: the payload goes as is), payload < 126 bytes."""
-    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
-
-
-async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A WebSocket on the edge opened by hand (so the client can write any frame); the 101 is read,
-    nothing after it."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16))
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: edge\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hgr.msgpack.v1\r\nSec-WebSocket-Key: "
-                 + key + b"\r\n\r\n")
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-    assert head.startswith(b"HTTP/1.1 101 "), head
-    return reader, writer
-
-
-async def _flood(writer: asyncio.StreamWriter, batch: bytes, *, total_frames: int, frames_per_batch: int,
-                 seconds: float) -> tuple[int, bool]:
-    """Write ``batch`` (``frames_per_batch`` frames) until ``total_frames`` are sent, ``seconds`` have
-    passed or the edge cuts the connection off; the frames sent and whether it was cut off."""
-    sent, end = 0, time.monotonic() + seconds
-    try:
-        while sent < total_frames and time.monotonic() < end:
-            writer.write(batch)
-            await writer.drain()
-            sent += frames_per_batch
-    except (ConnectionError, OSError):
-        return sent, True
-    return sent, False
-
-
-async def _close_seen(reader: asyncio.StreamReader) -> int | None:
-    """Read what the edge sent (the attacker never did) up to the end; the close frame's code, if any."""
-    data = b""
-    try:
-        while chunk := await asyncio.wait_for(reader.read(1 << 20), 30):
-            data += chunk
-    except (ConnectionError, OSError):
-        pass
-    code, at = None, 0
-    while at + 2 <= len(data):  # server frames are unmasked
-        opcode, length, at = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
-        if length == 126:
-            length, at = int.from_bytes(data[at:at + 2], "big"), at + 2
-        elif length == 127:
-            length, at = int.from_bytes(data[at:at + 8], "big"), at + 8
-        if opcode == 0x8 and length >= 2 and at + 2 <= len(data):
-            code = int.from_bytes(data[at:at + 2], "big")
-        at += length
-    return code
-
 
 async def _legit_results(url: str, frame: bytes, stop: asyncio.Event) -> int:
     """A well-behaved stream: one frame, wait for its answer, the next. Results until ``stop``."""
@@ -221,11 +156,11 @@ async def _frame_flood_is_closed(row: str, port: int, frame: bytes, first: bytes
     before = _errors(port, "too_many_frames")
 
     async def attack() -> tuple[int, bool, int | None]:
-        reader, writer = await _raw_ws(port)
+        reader, writer = await raw_ws(port)
         writer.write(first)
-        sent, cut_off = await _flood(writer, batch, total_frames=total_frames, frames_per_batch=10_000,
+        sent, cut_off = await flood(writer, batch, total_frames=total_frames, frames_per_batch=10_000,
                                      seconds=seconds)
-        code = await _close_seen(reader)
+        code = await close_seen(reader)
         writer.close()
         return sent, cut_off, code
 
@@ -243,14 +178,68 @@ async def test_a_ping_flood_that_never_reads_is_closed_and_starves_nobody(port: 
     """Row 7: 400 000 pings, never reading a pong: the edge held every pong (+46 MB) and a legit stream
     fell from ~85 to 6 results in 10 s. Now the flood is closed (1008, `too_many_frames`) after
     `WS_MAX_CONTROL_RATE`'s burst."""
-    await _frame_flood_is_closed("row 7", port, frames[0], b"", _ws_frame(0x9) * 10_000, 400_000, 30)
+    await _frame_flood_is_closed("row 7", port, frames[0], b"", PING * 10_000, 400_000, 30)
 
 
 async def test_a_stream_of_one_byte_fragments_is_closed_and_starves_nobody(port: int, frames: list[bytes]) -> None:
     """Row 8: 1-byte continuation frames for 15 s took a legit stream from 128 to 31 results and /health
     to 4.8 s. Now the message is closed (1008, `too_many_frames`) at `WS_MAX_FRAGMENTS` frames."""
-    await _frame_flood_is_closed("row 8", port, frames[0], _ws_frame(0x2, b"\x00", fin=False),
-                                 _ws_frame(0x0, b"\x00", fin=False) * 10_000, 10**9, 5)
+    await _frame_flood_is_closed("row 8", port, frames[0], FIRST_FRAGMENT, ONE_BYTE_FRAGMENT * 10_000, 10**9, 5)
+
+
+# --- a client that never reads what the edge answers ---
+
+@pytest.fixture(scope="module")
+def unread_port(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    env = {"HGR_MODEL_PATH": model_path, "WORKERS": "1", "MAX_FPS": "1000", "WS_MAX_UNREAD": "8192",
+           "WS_UNREAD_TIMEOUT": "0.5"}
+    with ((tmp_path_factory.mktemp("log") / "edge.log").open("w") as log,
+          running_edge(env, log_file=log) as (p, _)):
+        yield p
+
+
+def _sample(port: int, series: str) -> float:
+    _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines() if line.startswith(series + " "))
+
+
+async def test_a_client_that_never_reads_is_dropped_and_one_that_reads_is_not(unread_port: int,
+                                                                                 frames: list[bytes]) -> None:
+    """A client sending frames and never reading the answers: its output fills the edge's kernel buffer
+    (WS_MAX_UNREAD), then waits; WS_UNREAD_TIMEOUT later the edge drops the connection (`not_reading`,
+    close 1008 for the app). Before, only the keepalive ended it (40 s), and a close with output still
+    buffered waited for the client for ever. A client that reads, with the same small buffer, is served."""
+    port = unread_port
+    before = _errors(port, "not_reading")
+    closed_1008 = _sample(port, 'hgr_websocket_closed_total{code="1008"}')
+    # A small receive window (4 KiB): what the edge writes is stuck in its own buffers sooner.
+    messages = [ws_frame(0x2, cast(bytes, protocol.encode_frame(seq, frame))) for seq, frame in enumerate(frames)]
+    _, writer = await raw_ws(port, rcvbuf=4096)
+    cast(asyncio.Transport, writer.transport).pause_reading()  # the client never reads
+    sent, cut_off, end = 0, False, time.monotonic() + 60
+    try:
+        while sent < 200_000 and time.monotonic() < end:  # cut off within about a second
+            writer.write(messages[sent % len(messages)])
+            await writer.drain()
+            sent += 1
+    except (ConnectionError, OSError):
+        cut_off = True
+    finally:
+        writer.close()
+    assert cut_off, f"a client that never read was still connected after {sent} frames"
+    await eventually(lambda: _errors(port, "not_reading") > before, 30, "the drop counted")
+    await eventually(lambda: _sample(port, 'hgr_websocket_closed_total{code="1008"}') > closed_1008, 30,
+                     "the stream closed 1008")
+    await eventually(lambda: _sample(port, "hgr_websocket_connections") == 0, 30, "no stream left open")
+    ws, _ = await open_stream(f"ws://127.0.0.1:{port}/ws")
+    try:
+        for seq in range(20):
+            await ws.send(protocol.encode_frame(seq, frames[seq % len(frames)]))
+            answer = await recv_msg(ws, 120)
+            assert (answer["type"], answer["seq"]) == ("result", seq)
+    finally:
+        await ws.close()
+    assert _errors(port, "not_reading") == before + 1
 
 
 # --- tenants and browsers: per-key connection caps, the Origin allowlist ---
