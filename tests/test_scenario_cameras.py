@@ -233,3 +233,27 @@ async def test_rtsp_outage_camera_goes_down_and_back_while_websocket_keeps_its_r
 async def _until(get: Any, predicate: Any) -> Any:
     value = await get()
     return value if predicate(value) else None
+
+
+async def test_rtsp_over_udp_carries_the_video_on_rtp_over_udp(
+        edge_pool: InferencePool, model_path: str, hand_photos: list[tuple[Path, int]]) -> None:
+    """``rtsp+udp://`` (docs/cameras.md): the same camera as over TCP, its RTP on UDP ports of the reader."""
+    import psutil
+
+    photos = await pick_photos(edge_pool, model_path, hand_photos, (2,))
+    with RtspServer(photos[2]) as rtsp:
+        udp_url = rtsp.url.replace("rtsp://", "rtsp+udp://")
+        settings = settings_for(model_path, cameras=f"yard={udp_url}", camera_fps=5.0)
+        async with serve_edge(settings, edge_pool) as (_, url):
+            base = url.replace("ws://", "http://").removesuffix("/ws")
+
+            async def counted() -> dict[str, Any] | None:
+                cam = (await asyncio.to_thread(status_of, base))["yard"]
+                return cam if cam["up"] and cam["frames_processed"] >= 10 and cam["fingers"] == 2 else None
+
+            cam = await eventually(counted, 120, "the UDP camera counting its photo", interval=0.2)
+            assert cam["kind"] == "rtsp" and cam["reconnects"] == 0, cam
+            # The reader (FFmpeg, in this process) holds RTP/RTCP sockets: the video does not ride the
+            # RTSP TCP connection. Over TCP (the default) it holds none.
+            rtp = [c for c in psutil.Process().net_connections(kind="udp4") if c.laddr.ip in ("0.0.0.0", "127.0.0.1")]
+            assert len(rtp) >= 2, rtp
