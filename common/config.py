@@ -283,10 +283,13 @@ class Settings:
                                  "Hub marks an edge offline after this many silent seconds.", min=1)
     edge_forget_after: float = _s("EDGE_FORGET_AFTER", 86_400.0,
                                   "Hub forgets an edge offline this many seconds (and drops its metric "
-                                  "series); 0 = never.", min=0)
+                                  "series); 0 = never. An edge heard from for less than EDGE_STALE_AFTER is "
+                                  "forgotten once silent for EDGE_STALE_AFTER.", min=0)
     fleet_gauges_interval: float = _s("FLEET_GAUGES_INTERVAL", 5.0,
                                       "Seconds between refreshes of the hub's per-edge Prometheus gauges (each "
-                                      "reads the whole fleet: ~0.1 ms of hub CPU per edge).", min=0.1)
+                                      "reads the whole fleet: ~0.1 ms of hub CPU per edge; they are at least 1 ms "
+                                      "per edge apart, 20 s for 20 000 edges: a tenth of the hub at most).",
+                                      min=0.1)
     event_debounce_ms: float = _s("EVENT_DEBOUNCE_MS", 300.0,
                                   "A count/gesture must hold this long before an event is published.", min=0)
 

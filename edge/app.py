@@ -313,7 +313,7 @@ class EdgeNode:
         return JSONResponse({"cameras": self.cameras.status()})
 
     async def metrics(self, request: Request) -> Response:
-        body, content_type = metrics.render()
+        body, content_type = await metrics.render_off_loop()
         return Response(body, media_type=content_type)
 
     def _web_route(self) -> BaseRoute:

@@ -69,6 +69,8 @@ TOPIC_CACHE_MAX = 100_000
 REBIRTH_EVERY_S = 30.0  # at most one rebirth request per edge this often, across hubs
 STATUS_PER_EDGE = 4  # an edge's queued statuses kept (the newest): its final state needs only the last
 STATUS_EDGES_MAX = 100_000  # edges with statuses queued at once
+GAUGES_PAUSE_PER_EDGE_S = 0.001  # ~10x a refresh's cost per edge: 20 000 edges are refreshed every 20 s
+SWEEP_LOG_EDGES = 20  # edges marked stale in one sweep that get a log line each
 
 
 class FleetService:
@@ -370,16 +372,19 @@ class FleetService:
     # --- staleness, forgetting, Prometheus ---
     async def _sweep_loop(self) -> None:
         interval = min(1.0, self.settings.edge_stale_after / 4)
-        refreshed = 0.0
+        refreshed, pause = 0.0, self.settings.fleet_gauges_interval
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.sweep()
                 # The gauges read the whole fleet (about a core-second per 10 000 edges), so they keep their
-                # own, slower pace: Prometheus scrapes every 15 s or so anyway.
-                if time.monotonic() - refreshed >= self.settings.fleet_gauges_interval:
+                # own, slower pace: Prometheus scrapes every 15 s or so anyway. A large fleet's refreshes are
+                # further apart (GAUGES_PAUSE_PER_EDGE_S), so they take about a tenth of the hub at most
+                # (20 000 made-up edges on an open broker held it half the time at 5 s).
+                if time.monotonic() - refreshed >= pause:
                     refreshed = time.monotonic()
-                    await self.refresh_gauges()
+                    edges = await self.refresh_gauges()
+                    pause = max(self.settings.fleet_gauges_interval, GAUGES_PAUSE_PER_EDGE_S * edges)
             except Exception as exc:  # noqa: BLE001 - the sweep runs again next interval
                 log.warning("fleet sweep failed: %s", exc)
 
@@ -389,10 +394,19 @@ class FleetService:
         for edge_id in forgotten:
             self._allowances.pop(edge_id, None)
             self._known.discard(edge_id)
-        for edge_id in staled:
+        if forgotten:
+            log.info("forgot %d edge(s) (offline for EDGE_FORGET_AFTER, or heard from for less than "
+                     "EDGE_STALE_AFTER and quiet since)", len(forgotten))
+        # One line per edge while a few go quiet; a summary when thousands do at once (made-up ids on an
+        # open broker would otherwise write thousands of lines on the loop in one sweep).
+        for edge_id in staled[:SWEEP_LOG_EDGES]:
             log.warning("edge %s silent for %ss: marked offline", edge_id, s.edge_stale_after)
+        if len(staled) > SWEEP_LOG_EDGES:
+            log.warning("%d more edges silent for %ss: marked offline", len(staled) - SWEEP_LOG_EDGES,
+                        s.edge_stale_after)
 
-    async def refresh_gauges(self) -> None:
+    async def refresh_gauges(self) -> int:
+        """Set the per-edge gauges from the whole fleet; returns how many edges it has."""
         # One refresh at a time, read and update together: an older read must never land after a newer one.
         async with self._gauges_lock:
             edges, now = await self.store.edges(), time.time()
@@ -400,6 +414,7 @@ class FleetService:
             self._known = set(edges) | set(self._batches) | set(self._status_pending)
             # Off the event loop: thousands of views and series updates would hold REST and ingest meanwhile.
             await asyncio.to_thread(lambda: self.gauges.update(edge_view(e, h, now) for e, h in edges.items()))
+            return len(edges)
 
     # --- the fleet as the REST view shows it ---
     async def fleet_view(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ for s in string.gmatch(ARGV[9] or '', '%d+') do seqs[#seqs + 1] = tonumber(s) en
 table.sort(seqs)
 
 redis.call('SADD', idx, edge_id)
+redis.call('HSETNX', h, 'first_seen', now)  -- how long the edge has been around (fleet_sweep.lua)
 local cur = redis.call('HMGET', h, 'session', 'seq_lo', 'seq_hi', 'hole_at', 'snap_seq', 'status', 'reason', 'last_seen')
 local accepted, dups, lost, reset = {}, 0, 0, 0
 

@@ -8,6 +8,8 @@ local h, pend, idx = KEYS[1], KEYS[2], KEYS[3]
 local edge_id, now, online, session, reason = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4], ARGV[5]
 local conn = tonumber(ARGV[12])
 local cur = redis.call('HMGET', h, 'session', 'birth_seq', 'status', 'conn')
+-- when the fleet first heard of the edge: how long it has been around (fleet_sweep.lua's "brief")
+redis.call('HSETNX', h, 'first_seen', now)
 local cur_conn = tonumber(cur[4]) or 0
 if online then
   local birth_seq = tonumber(ARGV[6])

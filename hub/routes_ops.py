@@ -63,7 +63,7 @@ def routes(hub: OpsHost) -> list[Route]:
         return JSONResponse(hub.model_info())
 
     async def prometheus(request: Request) -> Response:
-        body, content_type = metrics.render()
+        body, content_type = await metrics.render_off_loop()
         return Response(body, media_type=content_type)
 
     schema = openapi_schema(hub.settings.app_version)

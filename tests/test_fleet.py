@@ -171,6 +171,16 @@ async def test_gap_asks_for_rebirth_and_silence_marks_stale(env: dict[str, str],
 
         await eventually(rebirth_requested, 10, "a rebirth request", interval=0.2)
 
+        async def around_for_stale_after() -> bool:
+            # Silence marks stale only an edge heard from for EDGE_STALE_AFTER (2 s); a briefer one is
+            # forgotten instead (tests/test_fleet_store.py): keep reporting until the hub has seen that long.
+            later.append(6 + len(later))
+            send("metrics", {"seq": later[-1]})
+            view = (await client.get("/fleet/edges/fake")).json()
+            return bool(view["last_seen"] - view["online_since"] > 2.0)
+
+        await eventually(around_for_stale_after, 10, "the edge around for EDGE_STALE_AFTER", interval=0.2)
+
         async def counted() -> dict[str, Any]:
             messages = (await client.get("/fleet/edges/fake")).json()["messages"]
             return messages if messages["metrics"] == 3 + len(later) else {}

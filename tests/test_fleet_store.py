@@ -135,16 +135,35 @@ async def test_store_a_late_will_of_an_older_connection_is_ignored(store: FleetS
 
 async def test_store_sweep_marks_stale_then_metrics_revive_then_forgets(store: FleetStore) -> None:
     await store.apply_status("e1", _birth(), 0.0)
-    assert await store.sweep(10.0, 45.0, 0.0) == ([], [])
-    assert await store.sweep(50.0, 45.0, 0.0) == (["e1"], [])
+    await store.apply_batch("e1", _batch(1), 46.0, 2.0)  # around for longer than stale_after: not brief
+    assert await store.sweep(50.0, 45.0, 0.0) == ([], [])
+    assert await store.sweep(92.0, 45.0, 0.0) == (["e1"], [])
     assert (await _edge(store, "e1"))["reason"] == "stale"
-    await store.apply_batch("e1", _batch(1), 51.0, 2.0)
+    await store.apply_batch("e1", _batch(2), 93.0, 2.0)
     raw = await _edge(store, "e1")
     assert raw["status"] == "online" and raw["reason"] == "seen"
-    await store.apply_status("e1", StatusMsg(False, "s1", "shutdown"), 52.0)
-    assert await store.sweep(60.0, 45.0, 100.0) == ([], [])
+    await store.apply_status("e1", StatusMsg(False, "s1", "shutdown"), 94.0)
+    assert await store.sweep(150.0, 45.0, 100.0) == ([], [])
     assert await store.sweep(200.0, 45.0, 100.0) == ([], ["e1"])
     assert await store.edge("e1") is None and await store.edges() == {}
+
+
+async def test_store_sweep_forgets_brief_edges_instead_of_keeping_them(store: FleetStore) -> None:
+    """An edge heard from for less than stale_after (a made-up id on an open broker: a birth and a metrics
+    message) is forgotten once silent, never marked stale nor kept for forget_after, even with 0 (never)."""
+    await store.apply_status("brief", _birth(), 0.0)
+    await store.apply_batch("brief", _batch(1), 1.0, 2.0)
+    await store.apply_status("willed", _birth(), 0.0)
+    await store.apply_status("willed", StatusMsg(False, "s1", "will"), 10.0)  # died young, said so
+    await store.apply_status("kept", _birth(), 0.0)
+    await store.apply_batch("kept", _batch(1), 45.0, 2.0)
+    assert await store.sweep(40.0, 45.0, 0.0) == ([], [])
+    assert await store.sweep(47.0, 45.0, 0.0) == ([], ["brief"])  # silent: forgotten, not stale
+    assert await store.sweep(56.0, 45.0, 0.0) == ([], ["willed"])  # offline: forgotten stale_after on
+    assert await store.sweep(91.0, 45.0, 0.0) == (["kept"], [])  # around for stale_after: marked as before
+    assert set(await store.edges()) == {"kept"}
+    await store.apply_status("brief", _birth("s2"), 100.0)  # a forgotten edge that comes back starts over
+    assert float((await _edge(store, "brief"))["first_seen"]) == 100.0
 
 
 async def test_store_quota_counts_and_claims(store: FleetStore) -> None:
@@ -163,3 +182,13 @@ async def test_store_events_update_counters_and_last_event(store: FleetStore) ->
     view = edge_view("e1", await _edge(store, "e1"), 6.0)
     assert view["messages"]["events"] == 2 and view["last_event"]["total_fingers"] == 4
     assert view["last_seen"] == 5.0
+
+
+async def test_store_reads_the_fleet_in_pieces(store: FleetStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``edges()`` reads a large fleet in several pipelines (the loop is served between them): every edge once."""
+    monkeypatch.setattr("hgr.hub.fleet_store.EDGES_PER_READ", 2)
+    for n in range(5):
+        await store.apply_status(f"p{n}", _birth(), float(n))
+    edges = await store.edges()
+    assert sorted(edges) == [f"p{n}" for n in range(5)]
+    assert all(h["status"] == "online" for h in edges.values())

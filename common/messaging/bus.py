@@ -78,6 +78,10 @@ DRAIN_DELAY_S = 0.005
 # Unbounded, a queued backlog (a hub back after a restart: 60 000 messages) held the loop for 3.5 s, and
 # with it REST requests, flushes and pings; measured with `python -m hgr.loadtest.mqtt_fleet` (loop_lag_ms).
 DRAIN_SLICE_S = 0.005
+# Between two slices of a backlog, the loop's own time: a backlog takes at most half of the loop. Drained
+# back to back (call_soon), a request needing ten loop turns waited ten slices: a hub's /health p50 was
+# 105 ms while made-up edges flooded it (research.abuse row 6).
+DRAIN_PAUSE_S = 0.005
 # Messages waiting for the loop. Above INBOX_HIGH the paho thread stops reading (the broker holds the rest:
 # TCP backpressure) until the loop has drained to INBOX_LOW. Without it, a backlog's reader thread took
 # the GIL from the loop for seconds (a 10 ms timer ran 0.9 s late, a flush took 2.4 s) and the inbox held
@@ -503,8 +507,8 @@ class MqttBus(Bus):
                 self._run_handler(handler, topic, payload, props)
             if time.perf_counter() > end and inbox:
                 assert self._loop is not None
-                self._drain_scheduled = True  # the rest on the next turn, after the loop's other work
-                self._loop.call_soon(self._drain)
+                self._drain_scheduled = True  # the rest after a pause for the loop's other work
+                self._loop.call_later(DRAIN_PAUSE_S, self._drain)
                 break
         if len(inbox) <= INBOX_LOW:
             self._inbox_room.set()
