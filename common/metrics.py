@@ -83,7 +83,7 @@ HTTP_DURATION = Histogram("hand_gesture_request_duration_seconds", "HTTP request
                           ["service", "method", "route", "status"], buckets=HTTP)
 CACHE = Counter("hgr_cache_requests_total", "Result cache look-ups.", ["result"])  # hit | miss | error
 RATE_LIMIT = Counter("hgr_rate_limit_decisions_total", "Rate-limit decisions.", ["decision"])
-# decision: allowed | limited | near_limit | shadow_limited | error_allowed | error_refused
+# decision: allowed | limited | near_limit | shadow_limited | error_allowed | error_refused | full_refused
 AUTH_FAILURES = Counter("hgr_auth_failures_total", "Requests refused for their API key, by reason.", ["reason"])
 # reason: missing | invalid | scope | limited (an unknown key past AUTH_FAILURE_LIMIT)
 REDIS_UP = Gauge("hgr_redis_up", "1 when the last Redis call succeeded.", ["redis"])

@@ -5,7 +5,8 @@ any number of hub processes share one budget) and an in-process dict for the all
 Redis. The Redis is ``RATE_LIMIT_REDIS_URL``'s when set (a Redis of the limits' own, whose eviction
 policy nothing else needs), else ``REDIS_URL``'s; ``check_eviction`` reads its policy at start. When it is
 unreachable ``RATE_LIMIT_FAIL`` decides: ``open`` allows (and says so in the metrics), ``closed``
-refuses with 503. ``RATE_LIMIT_SHADOW`` computes and reports everything but never refuses.
+refuses with 503; when it is full (``noeviction`` refusing writes) it refuses with 503 either way.
+``RATE_LIMIT_SHADOW`` computes and reports everything but never refuses.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from hgr.common import metrics
 from hgr.common.config import Settings
 from hgr.common.errors import HgrError
 from hgr.hub.gcra import US, Decision, Policy, gcra
-from hgr.hub.redis_conn import RedisConn, RedisDown
+from hgr.hub.redis_conn import RedisConn, RedisDown, RedisFull
 
 log = logging.getLogger("hgr.hub.ratelimit")
 
 LUA = files("hgr.hub").joinpath("ratelimit.lua").read_text()
 NEAR_LIMIT_FRACTION = 0.1  # "near limit": fewer than 10 % of the capacity left after this request
+FULL_LOG_EVERY_S = 10.0
 
 
 class RateLimited(HgrError):
@@ -47,7 +49,7 @@ class Verdict:
     remaining: int
     reset_s: int
     retry_after_s: int | None = None  # only when refused
-    reason: str = "ok"  # ok | limited | too_costly | shadow | store_down
+    reason: str = "ok"  # ok | limited | too_costly | shadow | store_down | store_full
 
     def headers(self) -> dict[str, str]:
         out = {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(max(0, self.remaining)),
@@ -97,6 +99,7 @@ class RateLimiter:
         self.redis = redis
         self.store: MemoryBuckets | RedisBuckets = RedisBuckets(redis) if redis else MemoryBuckets()
         self.eviction: dict[str, Any] | None = None  # the Redis's eviction settings, read at start
+        self._full_logged_at = -math.inf
 
     async def check_eviction(self) -> dict[str, Any] | None:
         """Read (and keep, for ``status``) the eviction settings of the Redis that holds the buckets; None
@@ -129,6 +132,8 @@ class RateLimiter:
         now_us = int((time.time() if now_s is None else now_s) * US)
         try:
             decision = await self.store.decide(self.prefix + identity, now_us, cost, policy)
+        except RedisFull:
+            return self._store_full(policy)
         except RedisDown:
             return self._store_down(policy)
         verdict = _verdict(decision, policy)
@@ -178,6 +183,20 @@ class RateLimiter:
         metrics.RATE_LIMIT.labels("error_refused").inc()
         raise LimiterUnavailable("the rate limiter's store is unreachable; try again shortly",
                                  headers={"Retry-After": "1"})
+
+    def _store_full(self, policy: Policy) -> Verdict:
+        """Refused whatever RATE_LIMIT_FAIL says: fail-open is for an outage, and a full limits Redis is one a
+        client can cause (a bucket per address it uses, until ``noeviction`` refuses new ones): letting
+        everyone through then would hand the limits to whoever fills it. Shadow mode still never refuses."""
+        if self.settings.rate_limit_shadow:
+            metrics.RATE_LIMIT.labels("error_allowed").inc()
+            return Verdict(True, policy.capacity, policy.capacity, 0, None, "store_full")
+        metrics.RATE_LIMIT.labels("full_refused").inc()
+        if time.monotonic() - self._full_logged_at >= FULL_LOG_EVERY_S:  # one line, not one per request
+            self._full_logged_at = time.monotonic()
+            log.warning("the rate limits' Redis is full (maxmemory, noeviction): requests refused whatever "
+                        "RATE_LIMIT_FAIL says (docs/security.md \"Redis\")")
+        raise LimiterUnavailable("the rate limiter's store is full; try again shortly", headers={"Retry-After": "1"})
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {

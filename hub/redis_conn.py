@@ -26,7 +26,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError
 
 from hgr.common import metrics
 from hgr.common.masking import mask_url
@@ -44,6 +44,11 @@ ERRORS = (RedisError, RedisClusterException, OSError)
 
 class RedisDown(Exception):
     """Redis is unreachable (now or at the last attempt); callers apply their own fallback."""
+
+
+class RedisFull(RedisDown):
+    """Redis answered, but refuses writes: it is at ``maxmemory`` under ``noeviction`` (the limits' Redis, as
+    shipped). It is up; callers that do not tell the two apart treat it as down."""
 
 
 class RedisConn:
@@ -79,11 +84,14 @@ class RedisConn:
         return True
 
     async def call(self, fn: Callable[[Client], Awaitable[T]]) -> T:
-        """Run ``fn(client)``; raise RedisDown (never a redis-py error) if Redis is or goes away."""
+        """Run ``fn(client)``; raise RedisDown (never a redis-py error) if Redis is or goes away, RedisFull if
+        it refuses a write for want of memory."""
         if not self.up:
             raise RedisDown(self.last_error or "redis is down")
         try:
             result = await fn(self.client)
+        except OutOfMemoryError as exc:  # not marked down: it answers, and reads and deletes still work
+            raise RedisFull(str(exc)) from None
         except ERRORS as exc:
             self._mark_down(exc)
             raise RedisDown(str(exc)) from None

@@ -183,3 +183,45 @@ async def test_row6_a_full_cache_redis_never_forgives_an_exhausted_bucket(model_
     else:
         assert after[-1] == (0, 400), after  # row 6 as the issue found it: the bucket evicted, the tenant served
         assert status["rate_limit"]["redis"]["eviction"]["limits_safe"] is False
+
+
+async def test_a_full_limits_redis_refuses_even_with_rate_limit_fail_open(model_path: str) -> None:
+    """env.production ships RATE_LIMIT_FAIL=open (an outage lets clients through). A *full* limits Redis is
+    not an outage, and one a client can cause (a bucket per address it uses, until `noeviction` refuses
+    new ones): then every request is refused (503), never let through, and the Redis is not taken for down."""
+    with shipped_redis(("redis", "redis-limits")) as stack:
+        settings = load_settings(stack.env, env_file=None, workers=1, auth_enabled=True, api_keys=KEYS,
+                                 rate_limit_requests=100, rate_limit_window=600.0, rate_limit_fail="open")
+        hub = Hub(settings, InferencePool(settings, {"full": model_path}, service="hub", workers=1))  # never started
+        await hub.start()
+        junk = redis.Redis.from_url(stack.urls["redis-limits"])
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hub_app(hub)), base_url="http://hub",
+                                         headers={"X-API-Key": KEY}) as client:
+                async def request() -> httpx.Response:  # charged, then refused as an empty image: no inference
+                    return await client.post("/detect-fingers", json={"image_base64": ""})
+
+                assert (await request()).status_code == 400
+                filled = 0
+                # The shipped 64 MB, to the last bytes: a refused write's own argument counts while it is
+                # checked, so after 1 MB values the room left goes in smaller ones.
+                for size in (2**20, 2**14, 2**8):
+                    with pytest.raises(redis.exceptions.OutOfMemoryError):
+                        while filled < 2**16:
+                            filled += 1
+                            junk.set(f"junk:{filled}", b"x" * size)
+                assert filled > 64
+                allowed, refused = _decisions("error_allowed"), _decisions("full_refused")
+                answers = [await request() for _ in range(3)]
+                assert [a.status_code for a in answers] == [503] * 3
+                assert {a.json()["error"]["code"] for a in answers} == {"rate_limiter_unavailable"}
+                assert all(a.headers["Retry-After"] == "1" for a in answers)
+                assert _decisions("full_refused") - refused == 3 and _decisions("error_allowed") == allowed
+                status = (await client.get("/status", headers=OPS)).json()
+                assert status["rate_limit"]["redis"]["up"] is True  # full, not down
+                junk.delete(*(f"junk:{n}" for n in range(1, filled + 1)))
+                charged = _decisions("allowed")
+                assert (await request()).status_code == 400 and _decisions("allowed") == charged + 1  # room again
+        finally:
+            junk.close()
+            await hub.stop()
