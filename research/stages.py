@@ -77,6 +77,7 @@ from research.paths import DEFAULT_PHOTOS
 STAGES = ("decode", "gate", "crop", "palm", "landmarks", "geometry", "other")
 KINDS = ("detector", "tracked", "gated")
 MODELS = ("palm", "landmarks")  # the stages whose Interpreter.invoke is timed on its own
+PER_CALL = ("crop", "palm", "landmarks")  # one call per model input: their time per call means something
 
 # (owner, attribute, stage): where the stream path looks each function up when it calls it.
 PROBES: tuple[tuple[Any, str, str], ...] = (
@@ -103,12 +104,14 @@ class Profiler:
     clock: Callable[[], float] = time.process_time
     stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # stage -> ms, this frame
     invoke: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # caller's stage -> ms
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # stage -> wrapped calls, this frame
     _open: list[list[Any]] = field(default_factory=list)  # [stage, ms of wrapped calls inside] per open call
 
     def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
             self._open.append([stage, 0.0])
+            self.calls[stage] += 1
             start = self.clock()
             try:
                 return fn(*args, **kwargs)
@@ -130,12 +133,13 @@ class Profiler:
                 self.invoke[self._open[-1][0] if self._open else "other"] += (self.clock() - start) * 1000
         return timed
 
-    def take(self) -> tuple[dict[str, float], dict[str, float]]:
-        """The frame's stage and invoke times, and a fresh start for the next frame."""
-        stages, invoke = dict(self.stages), dict(self.invoke)
+    def take(self) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+        """The frame's stage and invoke times and call counts, and a fresh start for the next frame."""
+        stages, invoke, calls = dict(self.stages), dict(self.invoke), dict(self.calls)
         self.stages.clear()
         self.invoke.clear()
-        return stages, invoke
+        self.calls.clear()
+        return stages, invoke, calls
 
 
 @contextmanager
@@ -162,6 +166,7 @@ class FrameProfile:
     wall_ms: float
     stages: dict[str, float]  # CPU ms per stage that ran on this frame ("other" always)
     invoke: dict[str, float]  # CPU ms in Interpreter.invoke, by the stage that called it
+    calls: dict[str, int]  # wrapped calls per stage (landmarks: one per hand looked at)
 
 
 def frame_kind(timing: dict[str, Any]) -> str:
@@ -194,10 +199,10 @@ def profile(settings: Settings, model_path: str, clips: Sequence[camclips.Clip],
                 wall, cpu = time.perf_counter(), profiler.clock()
                 result = streams.detect_bytes(clip.frames[k % len(clip)], opts, ("stages", c), k * 1000 / fps)
                 total, wall = (profiler.clock() - cpu) * 1000, (time.perf_counter() - wall) * 1000
-                stages, invoke = profiler.take()
+                stages, invoke, calls = profiler.take()
                 stages["other"] = total - sum(stages.values())
                 out.append(FrameProfile(c, k, frame_kind(dict(result["timing"])), len(result["hands"]), total,
-                                        wall, stages, invoke))
+                                        wall, stages, invoke, calls))
     finally:
         streams.close()
     return out
@@ -218,7 +223,9 @@ def summarise(frames: Sequence[FrameProfile]) -> dict[str, Any]:
         rows: dict[str, Any] = {}
         for stage in STAGES:
             ran = [f.stages[stage] for f in group if stage in f.stages]
-            rows[stage] = {"frames": len(ran), **_stats(ran),
+            calls = sum(f.calls.get(stage, 0) for f in group)
+            rows[stage] = {"frames": len(ran), **_stats(ran), "calls": calls,
+                           "ms_per_call": round(sum(ran) / calls, 3) if calls else None,
                            "per_frame_ms": round(sum(ran) / len(group), 3) if group else None,
                            "share": round(sum(ran) / cpu, 4) if cpu else None}
         for stage in MODELS:
@@ -284,15 +291,16 @@ def _f(v: float | None, digits: int = 2) -> str:
 def table(report: dict[str, Any]) -> str:
     """The Markdown tables docs/benchmarks.md shows."""
     prof = report["in_process"]
-    lines = [("| stage | frames it ran on | ms where it ran: mean / p50 / p95 | ms per frame (all frames) | "
-              "share of CPU |"), "| --- | --- | --- | --- | --- |"]
+    lines = [("| stage | frames it ran on | ms per frame where it ran: mean / p50 / p95 | calls (ms per call) | "
+              "ms per frame, all frames | share of CPU |"), "| --- | --- | --- | --- | --- | --- |"]
     for stage in (*STAGES, *(f"{m}_invoke" for m in MODELS)):
         r = prof["stages"][stage]
         name = f"of which {stage.removesuffix('_invoke')} model invoke" if stage.endswith("_invoke") else stage
+        calls = f"{r['calls']} ({_f(r['ms_per_call'])})" if stage in PER_CALL else "—"
         lines.append(f"| {name} | {r['frames']} / {prof['frames']} | {_f(r['mean'])} / {_f(r['p50'])} / "
-                     f"{_f(r['p95'])} | {_f(r['per_frame_ms'])} | {100 * r['share']:.1f} % |")
+                     f"{_f(r['p95'])} | {calls} | {_f(r['per_frame_ms'])} | {100 * r['share']:.1f} % |")
     t = prof["total_ms"]
-    lines.append(f"| **total** | {prof['frames']} | {_f(t['mean'])} / {_f(t['p50'])} / {_f(t['p95'])} | "
+    lines.append(f"| **total** | {prof['frames']} | {_f(t['mean'])} / {_f(t['p50'])} / {_f(t['p95'])} | — | "
                  f"{_f(t['mean'])} | 100 % |")
     lines += ["", "| frame kind | frames | share of CPU | ms per frame: mean / p50 / p95 | "
               + " | ".join(STAGES) + " | palm / landmark invoke |",

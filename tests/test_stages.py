@@ -31,10 +31,11 @@ def test_a_call_inside_another_is_its_own_stage_and_invoke_is_noted_apart() -> N
         model()  # 1 ms, noted under palm and still palm's own time
 
     prof.wrap("palm", palms)()
-    stages_ms, invoke_ms = prof.take()
+    stages_ms, invoke_ms, calls = prof.take()
     assert stages_ms == pytest.approx({"crop": 1.0, "palm": 4.0})  # palm's 5 ms less its crop's 1
     assert invoke_ms == pytest.approx({"palm": 1.0})
-    assert prof.take() == ({}, {})  # the next frame starts afresh
+    assert calls == {"crop": 1, "palm": 1}
+    assert prof.take() == ({}, {}, {})  # the next frame starts afresh
 
 
 def test_the_probes_are_removed_even_when_the_run_fails() -> None:
