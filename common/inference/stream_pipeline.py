@@ -122,11 +122,13 @@ class StreamPipelines:
         boxes = [bounds(r, width, height) for r in (*track, *(h.next_roi for h in hands))]
         return moved_outside(state, thumb, boxes, self.config)
 
-    def detect_bytes(self, data: bytes, opts: DetectOptions, stream: Any) -> DetectionResult:
-        """A stream's compressed frame in, the common result out (``timing`` says what ran)."""
+    def detect_bytes(self, data: bytes, opts: DetectOptions, stream: Any,
+                     now_ms: float | None = None) -> DetectionResult:
+        """A stream's compressed frame in, the common result out (``timing`` says what ran); ``now_ms`` as for
+        ``detect`` (a study replays a clip at its own frame rate: research/stages.py)."""
         start = time.perf_counter()
         image = decode_image(data, self.limits, reduce_min_side=self.settings.reduced_decode_min_side)
-        frame = self.detect(image.rgb, opts, stream)
+        frame = self.detect(image.rgb, opts, stream, now_ms)
         result = make_result(frame.hands, image.size, image.decode_ms, frame.infer_ms,
                              (time.perf_counter() - start) * 1000)
         timing = result["timing"]
