@@ -1,7 +1,7 @@
 """Lower precision for the hand pipeline's two models (issue 24), each candidate held to the gate against the
 fp32 LiteRT path and timed against it in the same run.
 
-    nice -n 19 python -m research.precision > precision.json        # stills, fixtures, timing
+    nice -n 19 python -m research.precision > precision.json        # stills, fixtures, timing (HGR_MODEL_PATH)
     nice -n 19 python -m research.precision --clips 100 > p.json    # and camera clips from 100 photos
     python -m research.precision --markdown p.json                  # the table in docs/accuracy.md
 
@@ -77,9 +77,8 @@ from hgr.common.inference.hands import pipeline as hand_pipeline
 from hgr.common.inference.hands.bundle import Models, read_models
 from research.accuracy import Photo, detect_all, load_photos
 from research.engine_parity import compare
-from research.paths import DEFAULT_PHOTOS, ROOT, SHARED
+from research.paths import DEFAULT_PHOTOS, ROOT
 
-BUNDLE = SHARED / "models" / "hand_landmarker.task"
 FIXTURE = ROOT / "tests" / "fixtures" / "landmarks.json"
 MODELS = ("palm", "landmark")
 VARIANTS = ("int8_conv2d", "int8_conv", "int8_all", "ov_f32", "ov_bf16", "ov_bf16_ends1", "ov_bf16_ends2",
@@ -472,7 +471,12 @@ def candidates(variants: Sequence[str]) -> list[tuple[str, str]]:
 
 def run(folder: Path, variants: Sequence[str], *, clip_photos: int, clip_candidates: Sequence[str],
         hold: int, seconds: float, log: Callable[[str], None]) -> dict[str, Any]:
-    palm_bytes, landmark_bytes = read_models(BUNDLE)
+    from hgr.common.config import load_settings
+    from hgr.common.inference.model import model_paths
+
+    settings = load_settings()
+    bundle = Path(model_paths(settings)[settings.model_variant])  # HGR_MODEL_PATH, as the service resolves it
+    palm_bytes, landmark_bytes = read_models(bundle)
     source = {"palm": palm_bytes, "landmark": landmark_bytes}
     workdir = Path(tempfile.mkdtemp(prefix="hgr-precision-"))
     built: dict[tuple[str, str], Built] = {}
@@ -493,7 +497,7 @@ def run(folder: Path, variants: Sequence[str], *, clip_photos: int, clip_candida
     with serving(*recording):
         reference = detect_all(folder, photos)
     report: dict[str, Any] = {
-        "photos": str(folder), "bundle": {"path": str(BUNDLE), "sha256": sha256(BUNDLE.read_bytes())},
+        "photos": str(folder), "bundle": {"path": str(bundle), "sha256": sha256(bundle.read_bytes())},
         "versions": versions(), "models": models, "reference_fixtures": fixture_agreement(reference),
         "candidates": {},
     }
