@@ -31,9 +31,9 @@ from hgr.hub.fleet_logic import EdgeBatch, SeqState, StatusMsg, apply_seqs
 from hgr.hub.redis_conn import Client
 
 CLUSTER_CONCURRENCY = 32  # scripts in flight at once on a Redis Cluster (below the client's 100 connections)
-# Edges per pipeline, so that building or parsing one holds the loop ~15 ms at most:
-EDGES_PER_READ = 500  # reading the fleet (a hash each)
-EDGES_PER_PIPELINE = 500  # a flush (a script each)
+# Edges per pipeline, so that building or parsing one holds the loop a few ms at most:
+EDGES_PER_READ = 200  # reading the fleet (a hash each)
+EDGES_PER_PIPELINE = 200  # a flush (a script each)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -33,3 +34,29 @@ def test_gauges_follow_the_views_and_forgotten_edges_lose_their_series() -> None
     assert _value("hgr_fleet_edges", status="offline") == 0
     gauges.update([])
     assert _value("hgr_fleet_edge_up", edge_id="gauge-a") is None
+
+
+async def test_gauges_set_in_turns_give_the_loop_back_and_end_as_one_update() -> None:
+    """A refresh on the loop (``update_in_turns``) yields every ``per_turn`` views, and ends where ``update``
+    ends: every listed edge's series, none of the unlisted."""
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    gauges = FleetGauges()
+    gauges.update([_view("turn-gone")])
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    try:
+        before = turns
+        await gauges.update_in_turns((_view(f"turn-{n}") for n in range(10)), per_turn=2)
+        assert turns - before >= 5  # the other task ran between the turns
+    finally:
+        counter.cancel()
+    assert all(_value("hgr_fleet_edge_up", edge_id=f"turn-{n}") == 1 for n in range(10))
+    assert _value("hgr_fleet_edge_up", edge_id="turn-gone") is None
+    assert _value("hgr_fleet_edges", status="online") == 10

@@ -74,14 +74,15 @@ class MessageBus(Protocol):
     def subscribe(self, topic_filter: str, handler: Handler, *, shared: bool = False) -> None: ...
 JSON = CONTENT_TYPES["json"]
 DRAIN_DELAY_S = 0.005
-# The most loop time one drain of the inbox takes before it yields (and continues on the next loop turn).
+# The most loop time one drain of the inbox takes before it yields (and continues after DRAIN_PAUSE_S).
 # Unbounded, a queued backlog (a hub back after a restart: 60 000 messages) held the loop for 3.5 s, and
-# with it REST requests, flushes and pings; measured with `python -m hgr.loadtest.mqtt_fleet` (loop_lag_ms).
-DRAIN_SLICE_S = 0.005
-# Between two slices of a backlog, the loop's own time: a backlog takes at most half of the loop. Drained
-# back to back (call_soon), a request needing ten loop turns waited ten slices: a hub's /health p50 was
-# 105 ms while made-up edges flooded it (research.abuse row 6).
-DRAIN_PAUSE_S = 0.005
+# with it REST requests, flushes and pings; measured with `python -m research.mqtt_fleet` (loop_lag_ms).
+DRAIN_SLICE_S = 0.001
+# Between two slices of a backlog, the loop's own time: a backlog takes at most half of the loop. A request
+# needs about ten loop turns, and each waited for a slice: drained back to back in 5 ms slices, a hub's
+# /health p50 was 105 ms while made-up edges flooded it (research.abuse row 6); in 1 ms slices with 1 ms
+# pauses, 9-12 ms (docs/benchmarks.md, "Row 6 again").
+DRAIN_PAUSE_S = 0.001
 # Messages waiting for the loop. Above INBOX_HIGH the paho thread stops reading (the broker holds the rest:
 # TCP backpressure) until the loop has drained to INBOX_LOW. Without it, a backlog's reader thread took
 # the GIL from the loop for seconds (a 10 ms timer ran 0.9 s late, a flush took 2.4 s) and the inbox held
