@@ -111,7 +111,7 @@ CATALOGUE: dict[str, ErrorCode] = {
     "unavailable": ErrorCode(503, "the inference pool is shutting down", ws_message=True),
     "overloaded": ErrorCode(503, "WebSocket: the edge already has `MAX_CONNECTIONS` streams (or is stopping)",
                             ws_close=1013),
-    "rate_limiter_unavailable": ErrorCode(503, "Redis is down and `RATE_LIMIT_FAIL=closed`"),
+    "rate_limiter_unavailable": ErrorCode(503, "the limits' Redis is down and `RATE_LIMIT_FAIL=closed`, or it is full"),
     "fleet_unavailable": ErrorCode(503, "the fleet store (Redis) is unreachable"),
 }
 

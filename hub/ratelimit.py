@@ -112,7 +112,7 @@ class RateLimiter:
         if self.eviction["limits_safe"] is False:
             log.warning("Redis maxmemory-policy %s (maxmemory %d) may evict rate-limit buckets: a client whose "
                         "bucket is evicted gets a full allowance; give the limits a Redis of their own "
-                        "(RATE_LIMIT_REDIS_URL) with noeviction, or use noeviction with RATE_LIMIT_FAIL=closed "
+                        "(RATE_LIMIT_REDIS_URL) with noeviction, or use noeviction for this one "
                         "(docs/security.md)", self.eviction["policy"], self.eviction["maxmemory"],
                         extra={"redis": self.redis.status()["url"]})
         return self.eviction
