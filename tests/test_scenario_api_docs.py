@@ -58,7 +58,9 @@ def test_docs_render_every_operation_offline(hub_url: str, browser: Any) -> None
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.goto(f"{hub_url}/docs")
-    page.wait_for_function(f"document.querySelectorAll('.opblock').length >= {len(OPERATIONS)}", timeout=60_000)
+    # A locator, not wait_for_function: a string predicate that is not true at once is polled by eval inside
+    # the page, which the page's CSP (no 'unsafe-eval', as it should) refuses: it failed so on a loaded machine.
+    page.locator(".opblock").nth(len(OPERATIONS) - 1).wait_for(state="attached", timeout=60_000)
     rendered = page.eval_on_selector_all(".opblock", "els => els.map(e => e.id)")
     expected = {f"operations-{op.tag}-{op.operation_id}" for op in OPERATIONS}
     assert expected <= set(rendered), f"not rendered: {expected - set(rendered)}"
