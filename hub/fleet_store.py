@@ -28,12 +28,12 @@ from typing import Any, Protocol
 from redis.asyncio.cluster import RedisCluster
 
 from hgr.hub.fleet_logic import EdgeBatch, SeqState, StatusMsg, apply_seqs
-from hgr.hub.redis_conn import Client
+from hgr.hub.redis_conn import Client, text
 
 CLUSTER_CONCURRENCY = 32  # scripts in flight at once on a Redis Cluster (below the client's 100 connections)
-# Edges per pipeline, so that building or parsing one holds the loop a few ms at most:
-EDGES_PER_READ = 200  # reading the fleet (a hash each)
-EDGES_PER_PIPELINE = 200  # a flush (a script each)
+# Edges per pipeline (a hash each when reading the fleet, a script each in a flush): building or parsing one
+# holds the loop a few ms at most.
+EDGES_PER_PIPELINE = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +184,6 @@ class MemoryFleetStore:
         return staled, forgotten
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 STATUS_ARGS = tuple(f.name for f in fields(StatusMsg) if f.name != "online")
 
@@ -253,7 +250,7 @@ class RedisFleetStore:
 
     @staticmethod
     def _result(reply: list[Any]) -> IngestResult:
-        accepted = _text(reply[3])
+        accepted = text(reply[3])
         return IngestResult([int(s) for s in accepted.split(",")] if accepted else [], int(reply[0]), int(reply[1]))
 
     async def add_key_frames(self, window: int, counts: dict[str, int], ttl_s: float) -> dict[str, int]:
@@ -270,25 +267,25 @@ class RedisFleetStore:
                                          px=max(1, int(ttl_s * 1000))))
 
     async def edges(self) -> dict[str, dict[str, str]]:
-        ids = sorted(_text(m) for m in await self.redis.smembers(self.index))
+        ids = sorted(text(m) for m in await self.redis.smembers(self.index))
         out: dict[str, dict[str, str]] = {}
-        # In pipelines of EDGES_PER_READ: redis-py parses a pipeline's replies without yielding, and 20 000
+        # In pipelines of EDGES_PER_PIPELINE: redis-py parses a pipeline's replies without yielding, and 20 000
         # hashes in one held the hub's loop (REST, ingest) for 0.6 s every gauge refresh.
-        for start in range(0, len(ids), EDGES_PER_READ):
-            chunk = ids[start:start + EDGES_PER_READ]
+        for start in range(0, len(ids), EDGES_PER_PIPELINE):
+            chunk = ids[start:start + EDGES_PER_PIPELINE]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for edge_id in chunk:
                     pipe.hgetall(f"{self.prefix}edge:{edge_id}")
                 hashes = await pipe.execute()
-            out.update((edge_id, {_text(k): _text(v) for k, v in h.items()}) for edge_id, h in zip(chunk, hashes) if h)
+            out.update((edge_id, {text(k): text(v) for k, v in h.items()}) for edge_id, h in zip(chunk, hashes) if h)
         return out
 
     async def edge(self, edge_id: str) -> dict[str, str] | None:
         h = await self.redis.hgetall(f"{self.prefix}edge:{edge_id}")
-        return {_text(k): _text(v) for k, v in h.items()} if h else None
+        return {text(k): text(v) for k, v in h.items()} if h else None
 
     async def sweep(self, now: float, stale_after_s: float, forget_after_s: float) -> tuple[list[str], list[str]]:
-        reply = [_text(x) for x in await self._sweep(keys=[self.index],
+        reply = [text(x) for x in await self._sweep(keys=[self.index],
                                                     args=[repr(now), repr(stale_after_s), repr(forget_after_s),
                                                           self.prefix])]
         cut = reply.index("|")

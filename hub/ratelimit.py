@@ -23,7 +23,7 @@ from hgr.common import metrics
 from hgr.common.config import Settings
 from hgr.common.errors import HgrError
 from hgr.hub.gcra import US, Decision, Policy, gcra
-from hgr.hub.redis_conn import RedisConn, RedisDown, RedisFull
+from hgr.hub.redis_conn import RedisConn, RedisDown, RedisFull, text
 
 log = logging.getLogger("hgr.hub.ratelimit")
 
@@ -218,7 +218,7 @@ async def read_eviction(conn: RedisConn) -> dict[str, Any]:
         raw: dict[Any, Any] = await conn.client.config_get("maxmemory*")
         # A Redis Cluster may answer per node ({node: {...}}): every node must be safe.
         nodes = [v for v in raw.values() if isinstance(v, dict)] or [raw]
-        configs = [{_text(k): _text(v) for k, v in node.items()} for node in nodes]
+        configs = [{text(k): text(v) for k, v in node.items()} for node in nodes]
         pairs = {(int(c["maxmemory"]), c["maxmemory-policy"]) for c in configs}
     except Exception as exc:  # noqa: BLE001 - CONFIG renamed or refused, or Redis down: unknown
         log.warning("could not read Redis's eviction policy: %s", exc, extra={"redis": conn.status()["url"]})
@@ -226,9 +226,6 @@ async def read_eviction(conn: RedisConn) -> dict[str, Any]:
     return {"maxmemory": max(m for m, _ in pairs), "policy": ",".join(sorted({p for _, p in pairs})),
             "limits_safe": all(m == 0 or p == "noeviction" for m, p in pairs)}
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _verdict(d: Decision, policy: Policy) -> Verdict:

@@ -42,6 +42,11 @@ Client = aioredis.Redis | RedisCluster
 ERRORS = (RedisError, RedisClusterException, OSError)
 
 
+def text(value: Any) -> str:
+    """A Redis reply value as text, whether the client decodes responses or not."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class RedisDown(Exception):
     """Redis is unreachable (now or at the last attempt); callers apply their own fallback."""
 

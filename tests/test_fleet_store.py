@@ -186,7 +186,7 @@ async def test_store_events_update_counters_and_last_event(store: FleetStore) ->
 
 async def test_store_reads_the_fleet_in_pieces(store: FleetStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """``edges()`` reads a large fleet in several pipelines (the loop is served between them): every edge once."""
-    monkeypatch.setattr("hgr.hub.fleet_store.EDGES_PER_READ", 2)
+    monkeypatch.setattr("hgr.hub.fleet_store.EDGES_PER_PIPELINE", 2)
     for n in range(5):
         await store.apply_status(f"p{n}", _birth(), float(n))
     edges = await store.edges()
