@@ -15,15 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from hgr.common.config import Settings, load_settings
 from hgr.hub.app import Hub
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
-from tests.support import free_port, need, serve_app, start_server, stop_process, wait_ready
+from tests.support import ROOT, free_port, need, serve_app, start_server, stop_process, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def decisions(name: str) -> float:
+    """hgr_rate_limit_decisions_total{decision=name} in this process's registry (0 before the first)."""
+    return REGISTRY.get_sample_value("hgr_rate_limit_decisions_total", {"decision": name}) or 0.0
+
 
 # A key for the operator's views (the full /status, GET /fleet): docs/security.md.
 OPS_KEY = "ops-view-key-0123456789"

@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from hgr.common.messaging.topics import CAMERA_LEAVES
-from tests.fleet_helpers import USERS, Broker
+from tests.fleet_helpers import DEPLOY_MOSQUITTO, USERS, Broker
 from tests.support import poll
 
 pytestmark = pytest.mark.service  # starts processes (servers, tools) or needs a broker
@@ -156,8 +156,7 @@ def test_an_edge_writes_and_reads_back_only_its_own_discovery_configs(clients: d
 
 def test_the_generator_names_the_camera_leaves_the_edge_writes() -> None:
     """deploy/mosquitto/dynsec.py runs without hgr installed, so it spells the leaves out: the same ones."""
-    spec = importlib.util.spec_from_file_location("dynsec", Path(__file__).resolve().parents[1] / "deploy" /
-                                                  "mosquitto" / "dynsec.py")
+    spec = importlib.util.spec_from_file_location("dynsec", DEPLOY_MOSQUITTO / "dynsec.py")
     assert spec is not None and spec.loader is not None
     dynsec = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(dynsec)
@@ -182,7 +181,7 @@ def test_the_generator_refuses_what_cannot_be_an_edge(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "dynsec.py"
+    script = DEPLOY_MOSQUITTO / "dynsec.py"
     for line in ("cam/1:$7$101$c2FsdA==$aGFzaA==", "cam+:$7$101$c2FsdA==$aGFzaA==", "cam:plaintext"):
         (tmp_path / "passwd").write_text(line + "\n")
         r = subprocess.run([sys.executable, str(script), str(tmp_path / "passwd")], capture_output=True, text=True,

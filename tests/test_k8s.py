@@ -4,7 +4,6 @@ parseable by hgr's own settings, and the Prometheus scrape jobs accepted by prom
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,9 +15,9 @@ import yaml
 from dotenv import dotenv_values
 
 from hgr.common.config import Settings, load_settings
-from tests.support import need
+from tests.hub_support import COMPOSE_HUB, interpolate
+from tests.support import ROOT, need
 
-ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 KUBERNETES = "1.31"  # the oldest release still maintained upstream when these were written
@@ -97,13 +96,14 @@ def test_the_two_redis_run_as_the_compose_file_runs_them() -> None:
     (tests/test_scenario_limits_redis.py runs those), with the password from their Secret key and the
     compose file's default maxmemory; the hub's RATE_LIMIT_REDIS_URL comes from the Secret and names the
     limits' Service."""
-    compose = yaml.safe_load((ROOT / "docker-compose.hub.yml").read_text())["services"]
+    compose = yaml.safe_load(COMPOSE_HUB.read_text())["services"]
     deployments = {w["metadata"]["name"]: w for w in workloads()}
     secrets = next(d for d in documents(K8S / "secrets.example.yaml"))["stringData"]
     for name, service, key in (("hgr-redis", "redis", "redis_password"),
                                ("hgr-redis-limits", "redis-limits", "redis_limits_password")):
         [container] = deployments[name]["spec"]["template"]["spec"]["containers"]
-        expected = [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", re.sub(r"\$\{\w+:\?[^}]*\}", "$(REDIS_PASSWORD)", str(arg)))
+        expected = [interpolate(str(arg), {"REDIS_PASSWORD": "$(REDIS_PASSWORD)",
+                                           "REDIS_LIMITS_PASSWORD": "$(REDIS_PASSWORD)"})
                     for arg in compose[service]["command"]]
         assert container["args"] == expected, name
         assert container["image"] == compose[service]["image"]

@@ -6,15 +6,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from prometheus_client import REGISTRY
 
 from hgr.common.config import load_settings
 from hgr.hub.ratelimit import RateLimited, RateLimiter
 from hgr.hub.redis_conn import RedisConn
-
-
-def decisions(name: str) -> float:
-    return REGISTRY.get_sample_value("hgr_rate_limit_decisions_total", {"decision": name}) or 0.0
+from tests.hub_support import decisions
 
 
 async def test_memory_limiter_raises_429_with_headers() -> None:

@@ -9,11 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from prometheus_client import REGISTRY
 
 from hgr.common.config import load_settings
 from hgr.common.inference.pool import InferencePool
-from tests.hub_support import OPS, OPS_SPEC, b64, hub_settings, serve_hub, shipped_redis
+from tests.hub_support import OPS, OPS_SPEC, b64, decisions, hub_settings, serve_hub, shipped_redis
 from tests.support import eventually, free_port, redis_argv
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -129,10 +128,6 @@ async def test_hub_starts_with_redis_down_and_connects_later(hub_pool: Inference
             server.wait()
 
 
-def _decisions(name: str) -> float:
-    return REGISTRY.get_sample_value("hgr_rate_limit_decisions_total", {"decision": name}) or 0.0
-
-
 @pytest.mark.parametrize("fail", ["open", "closed"])
 async def test_the_limits_redis_killed_follows_rate_limit_fail(hub_pool: InferencePool, photo: bytes,
                                                                 fail: str) -> None:
@@ -149,15 +144,15 @@ async def test_the_limits_redis_killed_follows_rate_limit_fail(hub_pool: Inferen
             first = await client.post("/detect-fingers", json=body)
             assert first.status_code == 200 and first.headers["RateLimit-Remaining"] == "999"
             stack.kill("redis-limits")
-            allowed, refused = _decisions("error_allowed"), _decisions("error_refused")
+            allowed, refused = decisions("error_allowed"), decisions("error_refused")
             r = await client.post("/detect-fingers", json=body)
             if fail == "open":
                 assert r.status_code == 200 and r.json()["cached"] is True  # the cache's Redis is up
-                assert (_decisions("error_allowed") - allowed, _decisions("error_refused") - refused) == (1, 0)
+                assert (decisions("error_allowed") - allowed, decisions("error_refused") - refused) == (1, 0)
             else:
                 assert r.status_code == 503 and r.json()["error"]["code"] == "rate_limiter_unavailable"
                 assert r.headers["Retry-After"] == "1"
-                assert (_decisions("error_allowed") - allowed, _decisions("error_refused") - refused) == (0, 1)
+                assert (decisions("error_allowed") - allowed, decisions("error_refused") - refused) == (0, 1)
             status = (await client.get("/status", headers=OPS)).json()
             assert status["status"] == "degraded" and status["degraded"] == ["rate_limit_redis"]
             assert status["redis"]["up"] is True

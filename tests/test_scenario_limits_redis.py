@@ -26,7 +26,6 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
-from prometheus_client import REGISTRY
 
 from hgr.common.config import load_settings
 from hgr.common.contracts import DetectionResult, HandResult
@@ -36,7 +35,7 @@ from hgr.hub.app import Hub
 from hgr.hub.cache import RedisCache, cache_key
 from hgr.hub.fleet_logic import StatusMsg
 from hgr.hub.fleet_store import RedisFleetStore
-from tests.hub_support import OPS, OPS_KEY, b64, hub_app, hub_processes, shipped_redis
+from tests.hub_support import OPS, OPS_KEY, b64, decisions, hub_app, hub_processes, shipped_redis
 
 KEY, PHOTO_KEY = "team-key-0123456789abcdef", "photo-key-0123456789abcdef"
 KEYS = f"team:{KEY},photo:{PHOTO_KEY},ops:{OPS_KEY}:fleet:read"
@@ -132,10 +131,6 @@ async def _fill(hub: Hub, round_no: int) -> None:
                                for i in batch))
 
 
-def _decisions(name: str) -> float:
-    return REGISTRY.get_sample_value("hgr_rate_limit_decisions_total", {"decision": name}) or 0.0
-
-
 async def _info(url: str) -> dict[str, Any]:
     client = aioredis.Redis.from_url(url)
     try:
@@ -161,14 +156,14 @@ async def test_row6_a_full_cache_redis_never_forgives_an_exhausted_bucket(model_
 
                 assert [await request() for _ in range(4)] == [400, 400, 400, 429]  # the bucket is exhausted
                 assert hub.limits_redis is not None
-                failures = _decisions("error_allowed")
+                failures = decisions("error_allowed")
                 after: list[tuple[int, int]] = []  # (the bucket's key there, the answer) after each round
                 for round_no in range(ROUNDS):
                     await _fill(hub, round_no)
                     after.append((await hub.limits_redis.client.exists("hgr:rl:key:team"), await request()))
                     if after[-1][1] != 429:
                         break
-                failures = _decisions("error_allowed") - failures
+                failures = decisions("error_allowed") - failures
                 cache_info = await _info(stack.urls["redis"])
                 status = (await client.get("/status", headers=OPS)).json()
         finally:
@@ -211,17 +206,17 @@ async def test_a_full_limits_redis_refuses_even_with_rate_limit_fail_open(model_
                             filled += 1
                             junk.set(f"junk:{filled}", b"x" * size)
                 assert filled > 64
-                allowed, refused = _decisions("error_allowed"), _decisions("full_refused")
+                allowed, refused = decisions("error_allowed"), decisions("full_refused")
                 answers = [await request() for _ in range(3)]
                 assert [a.status_code for a in answers] == [503] * 3
                 assert {a.json()["error"]["code"] for a in answers} == {"rate_limiter_unavailable"}
                 assert all(a.headers["Retry-After"] == "1" for a in answers)
-                assert _decisions("full_refused") - refused == 3 and _decisions("error_allowed") == allowed
+                assert decisions("full_refused") - refused == 3 and decisions("error_allowed") == allowed
                 status = (await client.get("/status", headers=OPS)).json()
                 assert status["rate_limit"]["redis"]["up"] is True  # full, not down
                 junk.delete(*(f"junk:{n}" for n in range(1, filled + 1)))
-                charged = _decisions("allowed")
-                assert (await request()).status_code == 400 and _decisions("allowed") == charged + 1  # room again
+                charged = decisions("allowed")
+                assert (await request()).status_code == 400 and decisions("allowed") == charged + 1  # room again
         finally:
             junk.close()
             await hub.stop()
