@@ -61,8 +61,8 @@ LOCK_EXTRA = 'setuptools>=77' 'backports-strenum<1.3'
 UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml - --generate-hashes --universal --python-version 3.11 \
 	--no-emit-package opencv-contrib-python --custom-compile-command 'make lock' -q
 lock: install
-	printf '%s\n' $(LOCK_EXTRA) | $(UV_COMPILE) --upgrade --extra test -o requirements-test.txt
-	printf '%s\n' $(LOCK_EXTRA) | $(UV_COMPILE) -c requirements-test.txt -o requirements.txt
+	printf '%s\n' $(LOCK_EXTRA) | $(UV_COMPILE) --upgrade --extra test --extra openvino -o requirements-test.txt
+	printf '%s\n' $(LOCK_EXTRA) | $(UV_COMPILE) -c requirements-test.txt --extra openvino -o requirements.txt
 
 # The newest releases within pyproject's ranges, in a venv of their own, then the whole suite on them.
 test-latest:
