@@ -183,6 +183,21 @@ class Settings:
                               "the fallback, MediaPipe Tasks (IMAGE mode for stills, a VIDEO landmarker per "
                               "stream; the images carry it only when built with HGR_FALLBACK_ENGINE=true).",
                               choices=("litert", "mediapipe"))
+    inference_runtime: str = _s("INFERENCE_RUNTIME", "auto",
+                                "litert: what runs the hand models (`STREAM_PIPELINE=litert`): `litert` = LiteRT "
+                                "(XNNPACK, fp32); `openvino` = OpenVINO's CPU plugin (needs the `openvino` extra: "
+                                "`pip install 'hgr[openvino]'`, images built with HGR_OPENVINO=true); `auto` = "
+                                "OpenVINO where the precision chosen is bf16, else LiteRT.",
+                                choices=("auto", "litert", "openvino"))
+    inference_precision: str = _s("INFERENCE_PRECISION", "auto",
+                                  "litert: the hand models' number format: `fp32`; `bf16` = bfloat16 with the "
+                                  "layers at both ends kept fp32 (OpenVINO only; 1.9x faster per model where the "
+                                  "CPU has avx512_bf16 or amx_bf16, docs/accuracy.md); `auto` = bf16 where the CPU "
+                                  "has those instructions and OpenVINO is installed, else fp32. Each worker checks "
+                                  "a lower precision at start-up against fp32 on the shipped check photos and "
+                                  "runs fp32 if any count differs (logged, in `/status`, "
+                                  "`hgr_inference_fallback_workers`).",
+                                  choices=("auto", "fp32", "bf16"))
     detect_interval_ms: float = _s("DETECT_INTERVAL_MS", 200.0,
                                    "litert: while a stream tracks some but fewer than its `num_hands` hands, the "
                                    "palm detector looks for more this often (a lost track or no tracked hand: "

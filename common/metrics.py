@@ -37,6 +37,11 @@ ERRORS = Counter("hand_gesture_errors_total", "Errors returned to clients, by co
 # --- worker pool ---
 WORKERS_ALIVE = Gauge("hgr_workers_alive", "Inference worker processes running.", ["service"])
 WORKER_RESTARTS = Counter("hgr_worker_restarts_total", "Inference workers restarted after dying.", ["service"])
+# INFERENCE_RUNTIME, INFERENCE_PRECISION: what each worker runs after its start-up check (inference.hands.check).
+INFERENCE_WORKERS = Gauge("hgr_inference_workers", "Inference workers by what runs their hand models (after the "
+                          "start-up check).", ["service", "runtime", "precision"])
+INFERENCE_FALLBACK = Gauge("hgr_inference_fallback_workers", "Workers asked for a lower precision that run fp32: "
+                           "their start-up check found a count that differs from fp32's.", ["service"])
 
 # --- edge: frames and websockets ---
 FRAMES_RECEIVED = Counter("hgr_frames_received_total", "Frames received.", ["encoding"])

@@ -21,6 +21,7 @@ from typing import Any
 from hgr.common.auth import parse_api_keys
 from hgr.common.config import Settings, SettingsReport, problems_message, read_settings
 from hgr.common.errors import ConfigError
+from hgr.common.inference.hands.runtime import choose_here
 from hgr.common.inference.model import cache_path, check_bundle
 
 # service -> the field holding its port
@@ -98,6 +99,11 @@ def check_startup(service: str = "up", environ: dict[str, str] | None = None, en
         errors.append("STREAM_PIPELINE=mediapipe: the fallback engine needs the mediapipe package, which this "
                       "installation leaves out (the images do unless built with --build-arg "
                       "HGR_FALLBACK_ENGINE=true; docs/deployment.md \"Image size\")")
+    if s.stream_pipeline == "litert" and not {"inference_runtime", "inference_precision"} & set(report.invalid):
+        try:  # the error a worker would otherwise die of: OpenVINO not installed, bf16 on LiteRT
+            choose_here(s.inference_runtime, s.inference_precision)
+        except ValueError as exc:
+            errors.append(str(exc))
     if not s.model_path and not cache_path(s).is_file():
         warnings.append(f"no model bundle yet: HGR_MODEL_PATH is unset and {cache_path(s)} is absent, so "
                         "start-up will download or build one (`hgr model fetch` does it now)")

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from hgr.common import metrics
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionResult
+from hgr.common.inference.hands.runtime import choose_here
 from hgr.common.options import DetectOptions
 from hgr.hub.redis_conn import RedisConn, RedisDown
 
@@ -41,6 +42,8 @@ ANSWER_SETTINGS: tuple[str, ...] = (
     "min_hand_presence_confidence",   # the landmark model's presence threshold: fewer or more hands
     "exposure_retry",                 # a darker/brighter look when no hand is found (`retry`)
     "stream_pipeline",                # the engine (LiteRT or MediaPipe Tasks): the same hands, not the same bits
+    "inference_runtime",              # what runs the models, in which number format (bf16 moves a few counts);
+    "inference_precision",            # `auto` is keyed as what it resolves to on this CPU (answer_id)
     "infer_max_side",                 # the side an image is scaled to before inference
     "max_image_size",                 # the worker's limits: an image one hub refuses must not be answered
     "max_image_pixels",               # from another hub's cache entry
@@ -104,8 +107,15 @@ def answer_id(model_id: str, settings: Settings) -> str:
     """The model's id plus a digest of the settings that change a still's answer (``ANSWER_SETTINGS``):
     hubs with different settings sharing one Redis never serve each other's answers, and changing a
     setting retires the old entries at once instead of after ``CACHE_TTL``."""
-    values = json.dumps([[name, getattr(settings, name)] for name in ANSWER_SETTINGS], separators=(",", ":"))
-    return f"{model_id}+{hashlib.sha256(values.encode()).hexdigest()[:16]}"
+    values = [[name, getattr(settings, name)] for name in ANSWER_SETTINGS]
+    # `auto` resolves by the CPU: hubs on bf16 and on fp32 CPUs sharing one cache keep apart. (A worker whose
+    # start-up check refused bf16 answers in fp32 under the bf16 key: the answers bf16 is held to.)
+    try:
+        values.append(["inference", choose_here(settings.inference_runtime, settings.inference_precision).name])
+    except ValueError:
+        pass  # a start-up error (hgr.startup) before any hub keys a still
+    digest = hashlib.sha256(json.dumps(values, separators=(",", ":")).encode()).hexdigest()[:16]
+    return f"{model_id}+{digest}"
 
 
 class ResultCache(Protocol):

@@ -75,6 +75,7 @@ from ai_edge_litert.tools import flatbuffer_utils
 from hgr.common.inference.fingers import count_fingers, fingers_up
 from hgr.common.inference.hands import pipeline as hand_pipeline
 from hgr.common.inference.hands.bundle import Models, read_models
+from hgr.common.inference.hands.openvino_models import OpenVinoModel, keep_f32, mark_f32
 from research.accuracy import Photo, detect_all, load_photos
 from research.engine_parity import compare
 from research.paths import DEFAULT_PHOTOS, ROOT
@@ -83,8 +84,6 @@ FIXTURE = ROOT / "tests" / "fixtures" / "landmarks.json"
 MODELS = ("palm", "landmark")
 VARIANTS = ("int8_conv2d", "int8_conv", "int8_all", "ov_f32", "ov_bf16", "ov_bf16_ends1", "ov_bf16_ends2",
             "ov_bf16_ends4", "ov_bf16_ends8")
-# Layer types that do the work (what "first/last convolution" counts in ``keep_f32``).
-HEAVY = {"Convolution", "GroupConvolution", "MatMul"}
 # ``keep_f32``'s (first, last) per variant.
 ENDS = {f"ov_bf16_ends{n}": (n, n) for n in (1, 2, 4, 8)}
 TIMED_INPUTS = 8  # crops per model for the timing
@@ -153,88 +152,6 @@ def _openvino() -> Any:
     except ImportError as e:
         raise Missing(f"openvino is not installed ({e}): pip install openvino") from None
     return openvino
-
-
-def keep_f32(xml: str, first: int = 1, last: int = 1) -> set[str]:
-    """Ids of the IR layers to keep in f32: those with at most ``first`` heavy layers (``HEAVY``, itself
-    included) on their longest path from the input, or at most ``last`` on their longest path to an output.
-    Constants are left out (the attribute goes on the layers that compute), and the first rule counts only
-    layers the input reaches (not the weights' conversions)."""
-    layer = r'<layer id="(?P<id>\d+)" name="[^"]*" type="(?P<type>\w+)"'
-    layers = {m["id"]: m["type"] for m in re.finditer(layer, xml)}
-    edges = [(m[1], m[2]) for m in re.finditer(r'<edge from-layer="(\d+)" from-port="\d+" to-layer="(\d+)"', xml)]
-    parents: dict[str, list[str]] = {i: [] for i in layers}
-    children: dict[str, list[str]] = {i: [] for i in layers}
-    for a, b in edges:
-        parents[b].append(a)
-        children[a].append(b)
-
-    def depth(i: str, nexts: dict[str, list[str]], memo: dict[str, int]) -> int:
-        # iterative post-order: the graphs are a few hundred layers deep
-        stack = [(i, False)]
-        while stack:
-            node, ready = stack.pop()
-            if node in memo:
-                continue
-            if ready:
-                memo[node] = (layers[node] in HEAVY) + max((memo[n] for n in nexts[node]), default=0)
-            else:
-                stack.append((node, True))
-                stack.extend((n, False) for n in nexts[node] if n not in memo)
-        return memo[i]
-
-    fed = [i for i, kind in layers.items() if kind == "Parameter"]  # what the input reaches (not the weights)
-    for node in fed:
-        fed.extend(n for n in children[node] if n not in fed)
-    from_input: dict[str, int] = {}
-    to_output: dict[str, int] = {}
-    return {i for i, kind in layers.items()
-            if kind not in ("Const", "Parameter", "Result")
-            and ((i in fed and depth(i, parents, from_input) <= first) or depth(i, children, to_output) <= last)}
-
-
-def mark_f32(xml: str, ids: set[str]) -> str:
-    """The IR ``xml`` with the ``precise`` rt_info attribute on the layers ``ids``."""
-    attribute = '<attribute name="precise" version="0"/>'
-
-    def mark(m: re.Match[str]) -> str:
-        if m["id"] not in ids:
-            return m[0]
-        if m["rt"]:
-            return m[0].replace("<rt_info>", "<rt_info>" + attribute, 1)
-        return m["open"] + f"<rt_info>{attribute}</rt_info>"
-
-    return re.sub(r'(?P<open><layer id="(?P<id>\d+)"[^>]*>)(?P<rt>\s*<rt_info>)?', mark, xml)
-
-
-class OpenVinoModel:
-    """The Interpreter calls the pipeline makes (details, set_tensor, invoke, get_tensor) on an OpenVINO
-    compiled model, outputs in the tflite's order."""
-
-    def __init__(self, compiled: Any) -> None:
-        self._request = compiled.create_infer_request()
-        self._outputs = list(compiled.outputs)
-        self._input: np.ndarray | None = None
-        self._results: list[np.ndarray] = []
-
-    def allocate_tensors(self) -> None:
-        pass
-
-    def get_input_details(self) -> list[dict[str, Any]]:
-        return [{"index": 0}]
-
-    def get_output_details(self) -> list[dict[str, Any]]:
-        return [{"index": i} for i in range(len(self._outputs))]
-
-    def set_tensor(self, index: int, value: np.ndarray) -> None:
-        self._input = value
-
-    def invoke(self) -> None:
-        results = self._request.infer({0: self._input})
-        self._results = [results[o] for o in self._outputs]
-
-    def get_tensor(self, index: int) -> np.ndarray:
-        return self._results[index]
 
 
 @dataclass(frozen=True)

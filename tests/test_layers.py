@@ -320,7 +320,7 @@ def test_the_wheel_claims_only_hgr(wheel: zipfile.ZipFile) -> None:
 
 
 def test_the_wheel_holds_every_module_and_its_data(wheel: zipfile.ZipFile, source: Path) -> None:
-    """Every module, the Lua scripts, the bench's photos and py.typed."""
+    """Every module, the Lua scripts, the bench's photos, the start-up check's photos and py.typed."""
     modules = {module.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
                for module, path in package_modules(source).items()}
     lua = {f"hgr/hub/{p.name}" for p in (source / "hub").glob("*.lua")}
@@ -329,7 +329,10 @@ def test_the_wheel_holds_every_module_and_its_data(wheel: zipfile.ZipFile, sourc
     assert "hgr/loadtest/hands/labels.csv" in photos, "the bench's sample photos are missing from the source tree"
     docs_ui = {f"hgr/hub/docs_ui/{p.name}" for p in (source / "hub" / "docs_ui").iterdir()}  # /docs (hub.apidocs)
     assert "hgr/hub/docs_ui/swagger-ui-bundle.js" in docs_ui
-    data = lua | photos | docs_ui | {"hgr/py.typed"}
+    checks = {f"hgr/common/inference/hands/check_photos/{p.name}"  # the start-up check's (hands.check)
+              for p in (source / "common" / "inference" / "hands" / "check_photos").iterdir()}
+    assert "hgr/common/inference/hands/check_photos/labels.csv" in checks
+    data = lua | photos | docs_ui | checks | {"hgr/py.typed"}
     shipped = {n for n in wheel.namelist() if n.startswith("hgr/")}
     assert shipped == modules | data, (
         f"missing: {sorted(modules | data - shipped)}; unexpected: {sorted(shipped - modules - data)}")

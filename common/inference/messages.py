@@ -50,6 +50,11 @@ class CloseStream(msgspec.Struct, array_like=True, tag="close_stream"):
 
 class Ready(msgspec.Struct, array_like=True, tag="ready"):
     pid: int
+    # What runs the default variant's hand models ("litert/fp32", "openvino/bf16"; "" on STREAM_PIPELINE=mediapipe),
+    # what the settings asked for, and why the start-up check refused it ("" when it did not).
+    inference: str = ""
+    asked: str = ""
+    fallback: str = ""
 
 
 class Fatal(msgspec.Struct, array_like=True, tag="fatal"):

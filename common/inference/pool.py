@@ -68,6 +68,7 @@ class InferencePool:
                                  service=service, on_ready=self._worker_ready, on_answer=self._on_answer,
                                  on_exit=self._worker_exit)
         self._timers: list[tuple[float, asyncio.TimerHandle] | None] = [None] * self.size
+        self._ready: list[m.Ready | None] = [None] * self.size  # what each live worker said it runs
         self._ids = itertools.count(1)
         self._started = False
         self._closing = False
@@ -137,7 +138,25 @@ class InferencePool:
             "pids": [p["pid"] for p in per_worker],
             "models": sorted(self.model_paths),
             "per_worker": per_worker,
+            "inference": self.inference(),
         }
+
+    def inference(self) -> dict[str, Any]:
+        """What runs the hand models, over the live workers: what was asked, what runs (workers by
+        "runtime/precision") and each worker's fallback reason (docs/accuracy.md "Lower precision")."""
+        said = [r for r in self._ready if r is not None and r.inference]
+        running: dict[str, int] = {}
+        for r in said:
+            running[r.inference] = running.get(r.inference, 0) + 1
+        return {"asked": said[0].asked if said else None, "running": running,
+                "fallbacks": [r.fallback for r in said if r.fallback]}
+
+    def _count_inference(self) -> None:
+        metrics.INFERENCE_WORKERS.clear()  # one pool per process: the series are this pool's
+        for name, workers in self.inference()["running"].items():
+            runtime, precision = name.split("/")
+            metrics.INFERENCE_WORKERS.labels(self.service, runtime, precision).set(workers)
+        metrics.INFERENCE_FALLBACK.labels(self.service).set(sum(1 for r in self._ready if r and r.fallback))
 
     # --- submitting ---
 
@@ -223,12 +242,18 @@ class InferencePool:
 
     # --- what the workers say ---
 
-    def _worker_ready(self, index: int) -> None:
+    def _worker_ready(self, index: int, msg: m.Ready) -> None:
+        self._ready[index] = msg
+        self._count_inference()
+        if msg.fallback:
+            log.error("worker %d runs %s, not %s: %s", index, msg.inference, msg.asked, msg.fallback)
         slot = self._d.slots[index]
         self._d.worker_up(slot)
         self._dispatch(slot)
 
     def _worker_exit(self, index: int, was_alive: bool) -> None:
+        self._ready[index] = None
+        self._count_inference()
         lost = self._d.worker_down(self._d.slots[index])
         self._fail(lost, WorkerRestarted("the worker processing this frame died and is being restarted"))
         if lost:

@@ -18,8 +18,10 @@ import numpy as np
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionResult, HandResult
 from hgr.common.inference.hands import association
+from hgr.common.inference.hands.check import Checked, checked_pipeline
 from hgr.common.inference.hands.pipeline import Hand, HandPipeline, Roi, dedupe
 from hgr.common.inference.hands.roi import bounds
+from hgr.common.inference.hands.runtime import Choice, choose_here
 from hgr.common.inference.images import ImageLimits, decode_image
 from hgr.common.inference.results import hand_to_dict, make_result, sort_hands
 from hgr.common.inference.stream_state import (
@@ -59,6 +61,10 @@ class StreamPipelines:
         self.model_paths = model_paths
         self.limits = limits
         self.config = schedule_config(settings)
+        # INFERENCE_RUNTIME × INFERENCE_PRECISION on this CPU; each variant's pipeline is checked against fp32
+        # when it is made (common.inference.hands.check) and may serve fp32 instead.
+        self.choice: Choice = choose_here(settings.inference_runtime, settings.inference_precision)
+        self.checked: dict[str, Checked] = {}
         self._pipelines: dict[str, HandPipeline] = {}
         self._states: dict[Any, StreamState[Roi]] = {}
 
@@ -73,9 +79,14 @@ class StreamPipelines:
             s = self.settings
             # The detector threshold is MediaPipe's min_hand_detection_confidence; a track is kept while the
             # presence score passes min_tracking_confidence, as in MediaPipe's VIDEO mode.
-            pipe = self._pipelines[variant] = HandPipeline(
-                self.model_paths[variant], threads=1, min_detection=s.min_hand_detection_confidence,
-                min_presence=max(s.min_hand_presence_confidence, s.min_tracking_confidence))
+            def make(choice: Choice) -> HandPipeline:
+                return HandPipeline(self.model_paths[variant], threads=1, min_detection=s.min_hand_detection_confidence,
+                                    min_presence=max(s.min_hand_presence_confidence, s.min_tracking_confidence),
+                                    choice=choice)
+
+            # Checked as a still is answered: with Tasks' presence threshold.
+            checked = self.checked[variant] = checked_pipeline(make, self.choice, s.min_hand_presence_confidence)
+            pipe = self._pipelines[variant] = checked.pipeline
         return pipe
 
     def detect(self, rgb: np.ndarray, opts: DetectOptions, stream: Any, now_ms: float | None = None) -> StreamFrame:

@@ -42,10 +42,11 @@ class _Process:
 
 class Supervisor:
     def __init__(self, size: int, init: m.Init, *, service: str,
-                 on_ready: Callable[[int], None],
+                 on_ready: Callable[[int, m.Ready], None],
                  on_answer: Callable[[int, m.Result | m.Error], None],
                  on_exit: Callable[[int, bool], None]) -> None:
-        """``on_ready(i)``: slot i's process loaded the model. ``on_answer(i, msg)``: a frame's answer.
+        """``on_ready(i, msg)``: slot i's process loaded the model (``msg`` says what runs it).
+        ``on_answer(i, msg)``: a frame's answer.
         ``on_exit(i, was_alive)``: slot i's process is gone (restart follows unless stopping)."""
         self._procs = [_Process(i) for i in range(size)]
         self._init = m.frame(init)
@@ -177,7 +178,7 @@ class Supervisor:
                 p.fatal = None
                 self._m_alive.set(self.alive_count)
                 p.ready.set()
-                self._on_ready(p.index)
+                self._on_ready(p.index, msg)
             else:
                 p.fatal = msg.message
                 log.error("worker %d: %s", p.index, msg.message)

@@ -51,13 +51,17 @@ def _serve(sock: socket.socket) -> int:
         detector.warm_up()
         # Stream frames: the shared hand pipeline (STREAM_PIPELINE=litert), or the detector's VIDEO landmarkers.
         streams: StreamPipelines | None = detector.streams  # litert: its hand pipelines serve the stills too
+        ready = m.Ready(os.getpid())
         if streams is not None:
-            streams.warm_up(settings.model_variant if settings.model_variant in init.model_paths
-                            else next(iter(init.model_paths)))
+            paths = init.model_paths
+            variant = settings.model_variant if settings.model_variant in paths else next(iter(paths))
+            streams.warm_up(variant)  # makes and checks the variant's pipeline (INFERENCE_PRECISION)
+            checked = streams.checked[variant]
+            ready = m.Ready(os.getpid(), checked.pipeline.choice.name, checked.asked.name, checked.fallback)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
         send(m.Fatal(f"worker could not load the model: {exc}"))
         return 1
-    send(m.Ready(os.getpid()))
+    send(ready)
     try:
         while (msg := read_message(rfile)) is not None:
             if isinstance(msg, m.Batch):

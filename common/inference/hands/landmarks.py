@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+
+from hgr.common.inference.hands.bundle import ModelRunner
 
 INPUT_SIZE = 224
 NUM_LANDMARKS = 21
@@ -27,9 +28,10 @@ class LandmarkOutput:
 
 
 class LandmarkModel:
-    """The interpreter and its tensor indices, resolved once."""
+    """The model (a LiteRT interpreter or an OpenVINO one, ``bundle.ModelRunner``) and its tensor indices,
+    resolved once."""
 
-    def __init__(self, interpreter: Interpreter) -> None:
+    def __init__(self, interpreter: ModelRunner) -> None:
         self._interpreter = interpreter
         self._input = int(interpreter.get_input_details()[0]["index"])
         self._outputs = [int(d["index"]) for d in interpreter.get_output_details()]

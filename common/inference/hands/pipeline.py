@@ -1,8 +1,8 @@
 """The hand pipeline's API: palms → hand ROIs → landmarks, and each hand's ROI for the next frame.
 
 One ``HandPipeline`` per worker process, shared by all its streams: it holds the bundle's two models
-(LiteRT interpreters) and nothing per stream. A stream tracks hands by keeping ``Hand.next_roi`` and
-passing it to ``landmarks`` on its next frame; ``dedupe`` tells which detector ROIs are new hands.
+(LiteRT or OpenVINO, ``INFERENCE_RUNTIME``) and nothing per stream. A stream tracks hands by keeping
+``Hand.next_roi`` and passing it to ``landmarks`` on its next frame; ``dedupe`` tells which detector ROIs are new hands.
 Not thread-safe (the interpreters are reused): one caller at a time.
 """
 
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
 from hgr.common.inference.hands import association, crop, landmarks, palms
-from hgr.common.inference.hands.bundle import load_models
+from hgr.common.inference.hands.bundle import ModelRunner, load_models
 from hgr.common.inference.hands.roi import Roi, landmarks_to_roi, palm_to_roi
+from hgr.common.inference.hands.runtime import REFERENCE, Choice
 
 __all__ = ["Hand", "HandPipeline", "Roi", "dedupe"]
 
@@ -53,9 +53,10 @@ class HandPipeline:
     """The bundle's palm detector and landmark model, loaded once; holds no per-stream state."""
 
     def __init__(self, bundle: str | Path, *, threads: int = 1, min_detection: float = 0.5,
-                 min_presence: float = 0.5) -> None:
-        models = load_models(bundle, threads)
-        self._palm: Interpreter | None = models.palm
+                 min_presence: float = 0.5, choice: Choice = REFERENCE) -> None:
+        models = load_models(bundle, threads, choice)
+        self.choice = models.choice  # what runs (OpenVINO without bf16 arithmetic runs fp32 whatever was asked)
+        self._palm: ModelRunner | None = models.palm
         self._palm_input = int(models.palm.get_input_details()[0]["index"])
         self._palm_outputs = [int(d["index"]) for d in models.palm.get_output_details()]
         self._landmark: landmarks.LandmarkModel | None = landmarks.LandmarkModel(models.landmark)
