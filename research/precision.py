@@ -72,10 +72,12 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
 
+from hgr.common.inference import stream_pipeline
 from hgr.common.inference.fingers import count_fingers, fingers_up
 from hgr.common.inference.hands import pipeline as hand_pipeline
 from hgr.common.inference.hands.bundle import Models, read_models
 from hgr.common.inference.hands.openvino_models import OpenVinoModel, keep_f32, mark_f32
+from hgr.common.inference.hands.runtime import REFERENCE, Choice
 from research.accuracy import Photo, detect_all, load_photos
 from research.engine_parity import compare
 from research.paths import DEFAULT_PHOTOS, ROOT
@@ -216,11 +218,13 @@ def build(variant: str, model: bytes, workdir: Path) -> Built:
 
 @contextmanager
 def serving(palm: Built, landmark: Built) -> Iterator[None]:
-    """Every HandPipeline made meanwhile (the Detector's, the stream path's) runs these two models."""
-    def load(bundle: str | Path, threads: int = 1) -> Models:
+    """Every HandPipeline made meanwhile (the Detector's, the stream path's) runs these two models, and the
+    service's own choice (INFERENCE_PRECISION, with its start-up check) is the reference: these models are it."""
+    def load(bundle: str | Path, threads: int = 1, choice: Choice = REFERENCE) -> Models:
         return Models(cast(Interpreter, palm.make()), cast(Interpreter, landmark.make()))
 
-    with mock.patch.object(hand_pipeline, "load_models", load):
+    with mock.patch.object(hand_pipeline, "load_models", load), \
+            mock.patch.object(stream_pipeline, "choose_here", lambda runtime, precision: REFERENCE):
         yield
 
 

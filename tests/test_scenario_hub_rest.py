@@ -20,6 +20,7 @@ import pytest_asyncio
 from PIL import Image
 
 from hgr.common import internals
+from hgr.common.inference.hands.runtime import choose_here
 from hgr.common.inference.pool import InferencePool
 from hgr.common.logs import JsonFormatter
 from hgr.hub.app import Hub
@@ -155,6 +156,8 @@ async def test_ops_endpoints(secured: str) -> None:
         status = (await client.get("/status", headers=auth())).json()  # the full view: fleet:read
         assert status["status"] == "ok" and status["version"] and status["uptime_s"] >= 0
         assert status["pool"]["alive"] == 1 and status["redis"] == {"configured": False}
+        runs = choose_here("auto", "auto").name  # the defaults on this CPU (litert/fp32 without bf16)
+        assert status["pool"]["inference"] == {"asked": runs, "running": {runs: 1}, "fallbacks": []}
         assert status["rate_limit"]["store"] == "memory" and status["auth"] == {"enabled": True, "keys": 2}
         assert ALICE not in json.dumps(status)
         info = (await client.get("/model/info")).json()
