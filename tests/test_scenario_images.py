@@ -33,7 +33,8 @@ from tests.support import eventually, free_port, need, wait_ready
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "python:3.11.11-slim-bookworm"  # ARG PYTHON_IMAGE of both Dockerfiles
 # What an image may add on top of its base (docs/deployment.md "Image size"): the edge carries PyAV for
-# its cameras, neither carries mediapipe (the fallback engine) unless built with HGR_FALLBACK_ENGINE=true.
+# its cameras, neither carries mediapipe (the fallback engine) unless built with HGR_FALLBACK_ENGINE=true,
+# nor openvino (the bf16 runtime) unless built with HGR_OPENVINO=true. The suite builds the default images only.
 IMAGE_BUDGET_MB = {"edge": 520, "hub": 420}
 BUILD_TIMEOUT_S = 1800
 # The module's fixture builds both images inside its first test's setup: the suite's per-test timeout
@@ -249,15 +250,26 @@ def test_the_hub_image_carries_no_camera_decoder(images: dict[str, str]) -> None
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
 
 
+# What the default images leave out, and the setting that asks for it: (module, environment, build argument).
+LEFT_OUT = {
+    # Stills and streams run on LiteRT; mediapipe (and matplotlib, fontTools, …) is the fallback engine.
+    "fallback": ("mediapipe", "STREAM_PIPELINE=mediapipe", "HGR_FALLBACK_ENGINE=true"),
+    # OpenVINO runs the hand models in bf16, worth its ~180 MB only on CPUs that have bf16.
+    "openvino": ("openvino", "INFERENCE_RUNTIME=openvino", "HGR_OPENVINO=true"),
+}
+
+
 @pytest.mark.parametrize("kind", ["edge", "hub"])
-def test_the_images_leave_the_fallback_engine_out_and_say_so(images: dict[str, str], kind: str) -> None:
-    # Stills and streams run on LiteRT; mediapipe (and matplotlib, fontTools, …) is not in the image, and
-    # asking for the fallback is a start-up error that says how to get it, not a worker's traceback.
-    script = "import importlib.util, hgr.servers; print(importlib.util.find_spec('mediapipe') is None)"
+@pytest.mark.parametrize("what", sorted(LEFT_OUT))
+def test_the_images_leave_the_optional_engines_out_and_say_so(images: dict[str, str], kind: str, what: str) -> None:
+    # Not in the image, and asking for it is a start-up error that names the build argument that brings it,
+    # not a worker's traceback.
+    module, setting, build_arg = LEFT_OUT[what]
+    script = f"import importlib.util, hgr.servers; print(importlib.util.find_spec({module!r}) is None)"
     done = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", images[kind], "-c", script],
                           check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
-    done = subprocess.run(["docker", "run", "--rm", "-e", "STREAM_PIPELINE=mediapipe", "--entrypoint", "hgr",
+    done = subprocess.run(["docker", "run", "--rm", "-e", setting, "--entrypoint", "hgr",
                            images[kind], "config", "--check", "--service", kind],
                           check=False, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "HGR_FALLBACK_ENGINE=true" in done.stdout + done.stderr, done
+    assert done.returncode == 2 and build_arg in done.stdout + done.stderr, done
