@@ -33,9 +33,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -465,6 +467,7 @@ class EdgeSide:
     url: str | None
     log: str
     failed: str | None = None
+    inference: dict[str, Any] | None = None  # what runs its hand models (its /status: INFERENCE_PRECISION)
     answers: dict[str, list[Answer]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=dict)
     client_cpu: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # [cpu s, wall s]
@@ -491,7 +494,8 @@ class EdgeSide:
         if self.failed is not None:
             return {"env": self.env, "failed": self.failed, "log": self.log}
         shared: dict[str, Any] = {}
-        result: dict[str, Any] = {"env": self.env, "errors": self.errors, "agreement_shared": shared}
+        result: dict[str, Any] = {"env": self.env, "inference": self.inference, "errors": self.errors,
+                                  "agreement_shared": shared}
         for name, load in loads.items():
             if name != "one_stream":
                 result[name] = with_ratios(by_kind(self.answers[name], load, duration), base[name])
@@ -526,7 +530,13 @@ async def _start_edge(stack: contextlib.ExitStack, ctx: BenchContext, extra: dic
     except (OSError, RuntimeError, TimeoutError) as exc:
         ctx.log(f"camera: edge {extra} did not start: {exc!r}")
         return EdgeSide(extra, None, log_file.name, failed=f"start: {exc!r}")
-    return EdgeSide(extra, f"ws://127.0.0.1:{port}/ws", log_file.name)
+    status = await asyncio.to_thread(_get_json, f"http://127.0.0.1:{port}/status")
+    return EdgeSide(extra, f"ws://127.0.0.1:{port}/ws", log_file.name, inference=status["workers"]["inference"])
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
 
 
 def parse_kinds(text: str) -> list[str]:
