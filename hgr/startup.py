@@ -21,7 +21,7 @@ from typing import Any
 from hgr.common.auth import parse_api_keys
 from hgr.common.config import Settings, SettingsReport, problems_message, read_settings
 from hgr.common.errors import ConfigError
-from hgr.common.inference.hands.runtime import choose_here
+from hgr.common.inference.hands.runtime import choose_here, cpu_flags, has_bf16
 from hgr.common.inference.model import cache_path, check_bundle
 
 # service -> the field holding its port
@@ -101,9 +101,13 @@ def check_startup(service: str = "up", environ: dict[str, str] | None = None, en
                       "HGR_FALLBACK_ENGINE=true; docs/deployment.md \"Image size\")")
     if s.stream_pipeline == "litert" and not {"inference_runtime", "inference_precision"} & set(report.invalid):
         try:  # the error a worker would otherwise die of: OpenVINO not installed, bf16 on LiteRT
-            choose_here(s.inference_runtime, s.inference_precision)
+            choice = choose_here(s.inference_runtime, s.inference_precision)
         except ValueError as exc:
             errors.append(str(exc))
+        else:
+            if choice.precision == "bf16" and not has_bf16(cpu_flags()):
+                warnings.append("INFERENCE_PRECISION=bf16: this CPU has no bf16 arithmetic (avx512_bf16, amx_bf16), "
+                                "so OpenVINO runs the models in fp32 here, no faster than LiteRT")
     if not s.model_path and not cache_path(s).is_file():
         warnings.append(f"no model bundle yet: HGR_MODEL_PATH is unset and {cache_path(s)} is absent, so "
                         "start-up will download or build one (`hgr model fetch` does it now)")

@@ -70,6 +70,9 @@ def test_the_start_up_check_refuses_a_choice_the_settings_cannot_meet(tmp_path: 
                                env_file=None).errors
     assert problem.startswith("INFERENCE_PRECISION=bf16 needs INFERENCE_RUNTIME=openvino")
     assert check_startup("edge", {**env, "INFERENCE_RUNTIME": "openvino"}, env_file=None).errors == []
+    bf16 = check_startup("edge", {**env, "INFERENCE_PRECISION": "bf16"}, env_file=None)
+    assert bf16.errors == []
+    assert any("no bf16 arithmetic" in w for w in bf16.warnings) == (not HERE_BF16), bf16.warnings
     # the fallback engine runs its own models: the inference settings are not its
     assert check_startup("edge", {**env, "STREAM_PIPELINE": "mediapipe", "INFERENCE_RUNTIME": "litert",
                                   "INFERENCE_PRECISION": "bf16"}, env_file=None).errors == []
