@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from hgr.common import metrics
 from hgr.common.config import load_settings
@@ -223,5 +224,8 @@ async def test_a_pool_reports_what_its_workers_run(model_path: str, monkeypatch:
         assert pool.stats()["inference"]["fallbacks"] == ["p_0001.jpg: [4] (fp32: [5])"]
         assert metrics.INFERENCE_FALLBACK.labels("test_runtime")._value.get() == 1
         assert metrics.INFERENCE_WORKERS.labels("test_runtime", "litert", "fp32")._value.get() == 1
+        if runs != "litert/fp32":  # what no worker runs any more has no series
+            assert REGISTRY.get_sample_value("hgr_inference_workers", {"service": "test_runtime", "runtime": runtime,
+                                                                       "precision": precision}) is None
     finally:
         await pool.close()

@@ -69,6 +69,7 @@ class InferencePool:
                                  on_exit=self._worker_exit)
         self._timers: list[tuple[float, asyncio.TimerHandle] | None] = [None] * self.size
         self._ready: list[m.Ready | None] = [None] * self.size  # what each live worker said it runs
+        self._inference_series: set[tuple[str, ...]] = set()  # (runtime, precision) of this pool's series
         self._ids = itertools.count(1)
         self._started = False
         self._closing = False
@@ -152,10 +153,12 @@ class InferencePool:
                 "fallbacks": [r.fallback for r in said if r.fallback]}
 
     def _count_inference(self) -> None:
-        metrics.INFERENCE_WORKERS.clear()  # one pool per process: the series are this pool's
-        for name, workers in self.inference()["running"].items():
-            runtime, precision = name.split("/")
+        running = {tuple(name.split("/", 1)): n for name, n in self.inference()["running"].items()}
+        for gone in self._inference_series - running.keys():  # a kind no live worker runs now
+            metrics.INFERENCE_WORKERS.remove(self.service, *gone)
+        for (runtime, precision), workers in running.items():
             metrics.INFERENCE_WORKERS.labels(self.service, runtime, precision).set(workers)
+        self._inference_series = set(running)
         metrics.INFERENCE_FALLBACK.labels(self.service).set(sum(1 for r in self._ready if r and r.fallback))
 
     # --- submitting ---
