@@ -269,9 +269,10 @@ def test_dockerfile_follows_the_project_rules(name: str) -> None:
     cmd = next(i.args for i in reversed(final) if i.keyword == "CMD")
     assert cmd.startswith('["hgr", ')
 
-    # No compilers or headers in the image that ships; runtime libraries only, without recommends.
+    # No compilers, headers or binutils (the build stage's `strip`) in the image that ships; runtime libraries
+    # only, without recommends.
     final_runs = " ".join(i.args for i in final if i.keyword == "RUN")
-    for tool in ("gcc", "g++", "build-essential", "make ", "clang", "-dev ", "-dev=", "git "):
+    for tool in ("gcc", "g++", "build-essential", "make ", "clang", "-dev ", "-dev=", "git ", "binutils"):
         assert tool not in final_runs, tool
     assert "--no-install-recommends" in final_runs and "rm -rf /var/lib/apt/lists/*" in final_runs
     assert not any(i.keyword == "COPY" and "--from" not in i.args and i.args.split()[0] in ("common/", "edge/", "hub/")
