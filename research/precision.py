@@ -5,8 +5,8 @@ fp32 LiteRT path and timed against it in the same run.
     nice -n 19 python -m research.precision --clips 100 > p.json    # and camera clips from 100 photos
     python -m research.precision --markdown p.json                  # the table in docs/accuracy.md
 
-Needs, beyond the lock, ``ai-edge-quantizer`` (the int8 candidates) and ``openvino`` (the bf16 ones), imported
-only when a candidate needs them; a candidate whose package is missing is reported as skipped.
+Needs, beyond the lock, ``ai-edge-quantizer`` (the int8 candidates, static ones included) and ``openvino`` (the
+bf16 ones), imported only when a candidate needs them; a candidate whose package is missing is reported as skipped.
 
 Candidates, per model (palm detector, landmark model), each on one model with the other at fp32, and on both:
 
@@ -27,7 +27,22 @@ Candidates, per model (palm detector, landmark model), each on one model with th
   each output on (``keep_f32``; N = 1, 2, 4, 8). OpenVINO 2026.4's Python API cannot set the attribute
   that does this (a string under its rt_info key is ignored), so the model goes through IR: the ``precise``
   rt_info attribute (``ov::disable_fp16_compression``, which the CPU plugin also honours for bf16) is
-  written into the IR's XML on those layers and the IR read back.
+  written into the IR's XML on those layers and the IR read back;
+- ``int8_static``: static (full) int8, run by LiteRT/XNNPACK with its QS8 kernels: int8 weights per output
+  channel and int8 activations per tensor (asymmetric), their ranges calibrated on the inputs the fp32 pipeline
+  fed the model on half of the photos (``calibration_split``: half of each recording session, drawn with
+  ``--calibration-seed``; the gate is reported on all photos and on the other half alone, "held-out"). The
+  quantizer (``static_int8``) runs a model only through a signature and reads every tensor while calibrating,
+  so the folded model loses the emptied float16 tensors (``prune_unused``) and gains a signature over its graph
+  (``with_signature``); its input and outputs stay float (a QUANTIZE after the input, a DEQUANTIZE before
+  each output) so the pipeline feeds it unchanged. Ops the quantizer does not support stay float between
+  DEQUANTIZE and QUANTIZE: the palm detector's 31 PRELUs (ai-edge-quantizer 0.10.0 has no PRELU);
+- ``int8_static_endsN``: the same, with the ops at both ends kept float as ``ov_bf16_endsN`` picks them (on
+  the tflite graph, ``float_ends``: CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED are the heavy ops; N = 1,
+  2, 4);
+- ``int8_static_minmax``, ``int8_static_minmax_ends4``: the same two with each activation's range the extremes
+  over the calibration inputs; the quantizer's own rule (the others) averages each input's min and max
+  (0.95 old + 0.05 new), so values beyond saturate.
 
 The gate (issue 24), each candidate against the fp32 LiteRT path (``research.engine_parity.compare``, with
 ``Detector.detect_bytes`` as the service answers a still, ``num_hands=2``, exposure retry on):
@@ -85,9 +100,15 @@ from research.paths import DEFAULT_PHOTOS, ROOT
 FIXTURE = ROOT / "tests" / "fixtures" / "landmarks.json"
 MODELS = ("palm", "landmark")
 VARIANTS = ("int8_conv2d", "int8_conv", "int8_all", "ov_f32", "ov_bf16", "ov_bf16_ends1", "ov_bf16_ends2",
-            "ov_bf16_ends4", "ov_bf16_ends8")
+            "ov_bf16_ends4", "ov_bf16_ends8", "int8_static", "int8_static_ends1", "int8_static_ends2",
+            "int8_static_ends4", "int8_static_minmax", "int8_static_minmax_ends4")
 # ``keep_f32``'s (first, last) per variant.
 ENDS = {f"ov_bf16_ends{n}": (n, n) for n in (1, 2, 4, 8)}
+# Static int8: heavy layers kept float at each end (0: none, only the model's float input and outputs), and
+# each tensor's range over the calibration inputs: the quantizer's moving average of their min/max, or min/max.
+STATIC = {"int8_static": (0, "average"), **{f"int8_static_ends{n}": (n, "average") for n in (1, 2, 4)},
+          "int8_static_minmax": (0, "minmax"), "int8_static_minmax_ends4": (4, "minmax")}
+HEAVY_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")  # what "the first/last N layers" counts
 TIMED_INPUTS = 8  # crops per model for the timing
 Record = dict[str, Any]
 
@@ -148,6 +169,117 @@ def dynamic_int8(model: bytes, ops: Sequence[str] | None) -> bytes:
     return bytes(q.quantize(enable_progress_report=False).quantized_model)
 
 
+def prune_unused(model: bytes) -> bytes:
+    """``model`` without the tensors no op, input or output refers to (``fold_fp16`` leaves the float16 ones,
+    emptied, behind; the quantizer's calibrator reads every tensor and fails on an empty one)."""
+    m = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    for graph in m.subgraphs:
+        used = {int(i) for i in (*graph.inputs, *graph.outputs)}
+        for op in graph.operators:
+            used |= {int(i) for i in (*op.inputs, *op.outputs) if i >= 0}
+        new = {old: n for n, old in enumerate(sorted(used))}
+        graph.tensors = [graph.tensors[i] for i in sorted(used)]
+        graph.inputs = [new[int(i)] for i in graph.inputs]
+        graph.outputs = [new[int(i)] for i in graph.outputs]
+        for op in graph.operators:
+            op.inputs = [new[int(i)] if i >= 0 else -1 for i in op.inputs]
+            op.outputs = [new[int(i)] for i in op.outputs]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
+
+
+SIGNATURE = "serving_default"
+
+
+def with_signature(model: bytes) -> bytes:
+    """``model`` with a signature over its one graph's inputs and outputs: the bundle's models have none, and the
+    quantizer's calibrator runs a model only through a signature."""
+    m = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    graph = m.subgraphs[0]
+
+    def tensors(ids: Sequence[int]) -> list[Any]:
+        out = []
+        for i in ids:
+            t = schema.TensorMapT()
+            t.name, t.tensorIndex = _name(graph.tensors[int(i)]), int(i)
+            out.append(t)
+        return out
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = SIGNATURE, 0
+    signature.inputs, signature.outputs = tensors(graph.inputs), tensors(graph.outputs)
+    m.signatureDefs = [signature]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
+
+
+def _name(tensor: Any) -> str:
+    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+
+
+def float_ends(model: bytes, first: int, last: int) -> list[str]:
+    """The quantizer's scopes (output tensor names, each followed by ";") of the ops to keep float: those with at
+    most ``first`` heavy ops (``HEAVY_OPS``, itself included) on their longest path from the input, or at most
+    ``last`` on their longest path to an output, as ``keep_f32`` picks OpenVINO's layers."""
+    m = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    graph = m.subgraphs[0]
+    heavy_codes = {getattr(schema.BuiltinOperator, name) for name in HEAVY_OPS}
+    ops = graph.operators  # in execution order: every op after the ops that feed it
+    heavy = [max(m.operatorCodes[op.opcodeIndex].builtinCode, m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)
+             in heavy_codes for op in ops]
+    producer = {int(t): n for n, op in enumerate(ops) for t in op.outputs}
+    consumers: dict[int, list[int]] = {}
+    for n, op in enumerate(ops):
+        for t in op.inputs:
+            if int(t) in producer:
+                consumers.setdefault(producer[int(t)], []).append(n)
+    from_input: list[int] = []
+    for n, op in enumerate(ops):
+        from_input.append(heavy[n] + max((from_input[producer[int(t)]] for t in op.inputs if int(t) in producer),
+                                         default=0))
+    to_output = [0] * len(ops)
+    for n in reversed(range(len(ops))):
+        to_output[n] = heavy[n] + max((to_output[c] for c in consumers.get(n, [])), default=0)
+    return [";".join(_name(graph.tensors[int(t)]) for t in op.outputs) + ";"
+            for n, op in enumerate(ops) if from_input[n] <= first or to_output[n] <= last]
+
+
+def static_int8(model: bytes, calibration: Sequence[np.ndarray], ends: int, ranges: str = "average"
+                ) -> tuple[bytes, int]:
+    """Static int8 of the bundle's ``model`` (int8 weights per output channel, int8 activations per tensor with
+    ranges from ``calibration``, the model's inputs as the pipeline fed them), float input and outputs (a
+    QUANTIZE after the input, DEQUANTIZE before each output: the pipeline feeds it unchanged), the ops of
+    ``float_ends(…, ends, ends)`` left float (none when ``ends`` is 0). ``ranges``: ``average``, the quantizer's
+    own (each tensor's min and max averaged over the inputs, ``min = 0.95 min + 0.05 new``: values beyond
+    saturate), or ``minmax`` (the extremes over all inputs). Returns the model and how many ops stayed float on
+    purpose."""
+    try:
+        from ai_edge_quantizer import algorithm_manager, calibrator, qtyping, quantizer, recipe_manager
+        from ai_edge_quantizer.utils import qsv_utils
+    except ImportError as e:
+        raise Missing(f"ai-edge-quantizer is not installed ({e}): pip install ai-edge-quantizer") from None
+    folded = with_signature(prune_unused(fold_fp16(model)))
+    manager = recipe_manager.RecipeManager()
+    manager.add_static_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8,
+                              weight_num_bits=8)
+    no = algorithm_manager.AlgorithmName.NO_QUANTIZE
+    for io in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+        manager.add_quantization_config(".*", io, algorithm_key=no)
+    kept = float_ends(folded, ends, ends) if ends else []
+    if kept:  # a later scope overrides an earlier one where both match
+        manager.add_quantization_config("^(?:" + "|".join(re.escape(k) for k in kept) + ")$",
+                                        qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=no)
+    q = quantizer.Quantizer(bytearray(folded))
+    q.load_quantization_recipe(manager.get_quantization_recipe())
+    [name] = Interpreter(model_content=folded).get_signature_runner(SIGNATURE).get_input_details()
+    data = {SIGNATURE: [{name: x} for x in calibration]}
+    if ranges == "average":
+        qsvs = q.calibrate(data, num_threads=1)
+    else:  # Quantizer.calibrate takes no update rule; its Calibrator does
+        calib = calibrator.Calibrator(folded, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+        calib.calibrate(data, manager)
+        qsvs = calib.get_model_qsvs()
+    return bytes(q.quantize(qsvs, enable_progress_report=False).quantized_model), len(kept)
+
+
 def _openvino() -> Any:
     try:
         import openvino
@@ -200,7 +332,7 @@ def _ov(data: bytes, hint: str, ends: tuple[int, int] | None, workdir: Path) -> 
     return Built(make, pin, note + f"; from the tflite {sha256(data)}")
 
 
-def build(variant: str, model: bytes, workdir: Path) -> Built:
+def build(variant: str, model: bytes, workdir: Path, calibration: Sequence[np.ndarray] = ()) -> Built:
     if variant == "fp32":
         return _litert(model, "the bundle's")
     if variant == "int8_conv2d":
@@ -209,6 +341,11 @@ def build(variant: str, model: bytes, workdir: Path) -> Built:
         return _litert(dynamic_int8(fold_fp16(model), ["CONV_2D", "FULLY_CONNECTED"]))
     if variant == "int8_all":
         return _litert(dynamic_int8(fold_fp16(model), None))
+    if variant in STATIC:
+        ends, ranges = STATIC[variant]
+        data, kept = static_int8(model, calibration, ends, ranges)
+        return _litert(data, f"static int8 calibrated on {len(calibration)} inputs ({ranges} ranges), "
+                             f"{kept} ops kept float")
     if variant.startswith("ov_"):
         return _ov(model, "bf16" if "bf16" in variant else "f32", ENDS.get(variant), workdir)
     raise ValueError(variant)
@@ -229,13 +366,13 @@ def serving(palm: Built, landmark: Built) -> Iterator[None]:
 
 
 class Recorder:
-    """An interpreter that keeps the first inputs it is given (the crops timed later)."""
+    """An interpreter that keeps the first ``limit`` inputs it is given (the crops timed later, the calibration)."""
 
-    def __init__(self, inner: Any, keep: list[np.ndarray]) -> None:
-        self._inner, self._keep = inner, keep
+    def __init__(self, inner: Any, keep: list[np.ndarray], limit: int = TIMED_INPUTS) -> None:
+        self._inner, self._keep, self._limit = inner, keep, limit
 
     def set_tensor(self, index: int, value: np.ndarray) -> None:
-        if len(self._keep) < TIMED_INPUTS:
+        if len(self._keep) < self._limit:
             self._keep.append(value.copy())
         self._inner.set_tensor(index, value)
 
@@ -390,8 +527,27 @@ def candidates(variants: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
+def calibration_split(photos: Sequence[Photo], seed: int) -> set[str]:
+    """The files that calibrate the static int8 candidates: half of each recording session (rounded up), drawn
+    with ``seed``. By session so both halves hold every lighting and background (one source is one session of
+    60 photos: a split by session would leave it out of one half); the other half is the held-out set the gate
+    also reports on alone."""
+    import random
+
+    sessions: dict[tuple[str, str], list[str]] = {}
+    for p in photos:
+        sessions.setdefault((p.source, p.session), []).append(p.file)
+    rng = random.Random(seed)
+    chosen: set[str] = set()
+    for key in sorted(sessions):
+        files = sorted(sessions[key])
+        rng.shuffle(files)
+        chosen.update(files[:(len(files) + 1) // 2])
+    return chosen
+
+
 def run(folder: Path, variants: Sequence[str], *, clip_photos: int, clip_candidates: Sequence[str],
-        hold: int, seconds: float, log: Callable[[str], None]) -> dict[str, Any]:
+        hold: int, seconds: float, log: Callable[[str], None], calibration_seed: int = 0) -> dict[str, Any]:
     from hgr.common.config import load_settings
     from hgr.common.inference.model import model_paths
 
@@ -402,15 +558,33 @@ def run(folder: Path, variants: Sequence[str], *, clip_photos: int, clip_candida
     workdir = Path(tempfile.mkdtemp(prefix="hgr-precision-"))
     built: dict[tuple[str, str], Built] = {}
     models: dict[str, dict[str, Any]] = {m: {} for m in MODELS}
+
+    def make(model: str, variant: str, calibration: Sequence[np.ndarray] = ()) -> None:
+        try:
+            b = built[model, variant] = build(variant, source[model], workdir, calibration)
+            models[model][variant] = {"sha256": b.sha256, "note": b.note}
+        except Missing as e:
+            models[model][variant] = {"skipped": str(e)}
+            log(f"{model} {variant}: skipped ({e})")
+
     for model in MODELS:
         for variant in ("fp32", *variants):
-            try:
-                b = built[model, variant] = build(variant, source[model], workdir)
-                models[model][variant] = {"sha256": b.sha256, "note": b.note}
-            except Missing as e:
-                models[model][variant] = {"skipped": str(e)}
-                log(f"{model} {variant}: skipped ({e})")
+            if variant not in STATIC:
+                make(model, variant)
     photos: list[Photo] = load_photos(folder)
+    calibrating = calibration_split(photos, calibration_seed)
+    held_out = [p.file for p in photos if p.file not in calibrating]
+    calibration: dict[str, list[np.ndarray]] = {"palm": [], "landmark": []}
+    if any(v in STATIC for v in variants):
+        log(f"static int8: calibrating on {len(calibrating)} photos")
+        inputs = (Built(lambda: Recorder(built["palm", "fp32"].make(), calibration["palm"], 10_000), ""),
+                  Built(lambda: Recorder(built["landmark", "fp32"].make(), calibration["landmark"], 10_000), ""))
+        with serving(*inputs):
+            detect_all(folder, [p for p in photos if p.file in calibrating])
+        for model in MODELS:
+            for variant in variants:
+                if variant in STATIC:
+                    make(model, variant, calibration[model])
     log(f"fp32 on {len(photos)} photos")
     crops: dict[str, list[np.ndarray]] = {"palm": [], "landmark": []}
     recording = (Built(lambda: Recorder(built["palm", "fp32"].make(), crops["palm"]), ""),
@@ -420,6 +594,8 @@ def run(folder: Path, variants: Sequence[str], *, clip_photos: int, clip_candida
     report: dict[str, Any] = {
         "photos": str(folder), "bundle": {"path": str(bundle), "sha256": sha256(bundle.read_bytes())},
         "versions": versions(), "models": models, "reference_fixtures": fixture_agreement(reference),
+        "calibration": {"seed": calibration_seed, "photos": sorted(calibrating), "held_out": held_out,
+                        "inputs": {m: len(v) for m, v in calibration.items()}},
         "candidates": {},
     }
     shifted = shifted_photos(folder, photos, workdir / "shifted")
@@ -446,6 +622,13 @@ def run(folder: Path, variants: Sequence[str], *, clip_photos: int, clip_candida
                                                for a, b in zip(ours, ref, strict=True))}
         report["candidates"][name] = {"stills": stills, "fixtures": fixture_agreement(records),
                                       "clips": clip_figures, "gate": verdict(stills, clip_figures)}
+        if palm in STATIC or landmark in STATIC:  # the same figures on the photos that did not calibrate it
+            keep = set(held_out)
+            ours, ref = ([r for r in rs if r["file"] in keep] for rs in (records, reference))
+            held = compare(ours, ref)
+            report["candidates"][name]["held_out"] = {"stills": held, "fixtures": fixture_agreement(ours),
+                                                      "reference_fixtures": fixture_agreement(ref),
+                                                      "gate": verdict(held, None)}
     log("timing")
     report["timing"] = {}
     for model in MODELS:
@@ -473,18 +656,26 @@ def table(report: dict[str, Any]) -> str:
                     f"{s['correct']['ours']} ({s['correct']['reference']}) | {s['detected']['ours']} "
                     f"({s['detected']['reference']}) | {100 * (g['median'] or 0):.3f} % / {100 * g['worst']:.1f} % | "
                     f"{control['fixtures']['same_count']} ({fixtures}) | | | |")
-    for name, c in report["candidates"].items():
-        palm, landmark = (part.split("=")[1] for part in name.split())
-        s, clips, gate = c["stills"], c["clips"], c["gate"]
+
+    def row(label: str, c: dict[str, Any], fixtures: int, speeds: str) -> str:
+        s, clips, gate = c["stills"], c.get("clips"), c["gate"]
         g = s["landmark_gap"]
         failed = [k for k, ok in gate.items() if k != "pass" and not ok]
         clip = f"{clips['same_frames']}/{clips['frames']} ({100 * clips['same_frames'] / clips['frames']:.1f} %)" \
             if clips else ""
-        rows.append(f"| {palm} / {landmark} | {s['same_count']}/{s['photos']} | {s['correct']['ours']} "
-                    f"({s['correct']['reference']}) | {s['detected']['ours']} ({s['detected']['reference']}) | "
-                    f"{100 * (g['median'] or 0):.3f} % / {100 * g['worst']:.1f} % | {c['fixtures']['same_count']} "
-                    f"({fixtures}) | {clip} | {'pass' if gate['pass'] else 'fails ' + ', '.join(failed)} | "
-                    f"{'; '.join(x for x in (speed('palm', palm), speed('landmark', landmark)) if x)} |")
+        return (f"| {label} | {s['same_count']}/{s['photos']} | {s['correct']['ours']} "
+                f"({s['correct']['reference']}) | {s['detected']['ours']} ({s['detected']['reference']}) | "
+                f"{100 * (g['median'] or 0):.3f} % / {100 * g['worst']:.1f} % | {c['fixtures']['same_count']} "
+                f"({fixtures}) | {clip} | {'pass' if gate['pass'] else 'fails ' + ', '.join(failed)} | {speeds} |")
+
+    for name, c in report["candidates"].items():
+        palm, landmark = (part.split("=")[1] for part in name.split())
+        rows.append(row(f"{palm} / {landmark}", c, fixtures,
+                        "; ".join(x for x in (speed("palm", palm), speed("landmark", landmark)) if x)))
+        if "held_out" in c:  # static int8: the photos that did not calibrate it
+            held = c["held_out"]
+            rows.append(row(f"{palm} / {landmark}, held-out photos only", held,
+                            held["reference_fixtures"]["same_count"], ""))
     return "\n".join(rows) + "\n"
 
 
@@ -496,6 +687,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clip-variants", default="ov_f32,ov_bf16,ov_bf16_ends2,ov_bf16_ends8",
                         help="candidates that use one of these also run the clips")
     parser.add_argument("--hold", type=int, default=30, help="frames per clip")
+    parser.add_argument("--calibration-seed", type=int, default=0,
+                        help="which half of each session calibrates the static int8 candidates")
     parser.add_argument("--seconds", type=float, default=20.0, help="timing per model")
     parser.add_argument("--markdown", type=Path, metavar="REPORT", help="print a saved report as a table, run nothing")
     args = parser.parse_args(argv)
@@ -507,7 +700,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
     report = run(args.folder, variants, clip_photos=args.clips, clip_candidates=args.clip_variants.split(","),
-                 hold=args.hold, seconds=args.seconds, log=lambda m: print(m, file=sys.stderr, flush=True))
+                 hold=args.hold, seconds=args.seconds, log=lambda m: print(m, file=sys.stderr, flush=True),
+                 calibration_seed=args.calibration_seed)
     sys.stdout.write(json.dumps(report, indent=1) + "\n")
     return 0
 
