@@ -323,8 +323,7 @@ def shifted_photos(folder: Path, photos: Sequence[Photo], target: Path, pixels: 
     from hgr.common.inference.images import ImageLimits, decode_image
 
     settings = load_settings()
-    limits = ImageLimits(settings.max_image_size, settings.max_image_pixels, settings.max_image_side,
-                         settings.infer_max_side)
+    limits = ImageLimits.from_settings(settings)
     target.mkdir(parents=True, exist_ok=True)
     (target / "labels.csv").write_bytes((folder / "labels.csv").read_bytes())
     for p in photos:
