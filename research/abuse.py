@@ -114,7 +114,7 @@ async def _ws_flood(plan: AttackPlan, first: bytes, batch: bytes, per_batch: int
             outcomes[f"not opened: {type(exc).__name__}"] += 1
         else:
             writer.write(first)
-            sent, cut = await flood(writer, batch, total_frames=per_connection, frames_per_batch=per_batch,
+            sent, cut = await flood(writer, batch, total=per_connection, per_batch=per_batch,
                                     seconds=end - time.monotonic())
             frames, cut_off = frames + sent, cut_off + cut
             if cut or sent >= per_connection:  # the edge's answer is there (or comes within its linger)

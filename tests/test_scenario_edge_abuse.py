@@ -158,8 +158,7 @@ async def _frame_flood_is_closed(row: str, port: int, frame: bytes, first: bytes
     async def attack() -> tuple[int, bool, int | None]:
         reader, writer = await raw_ws(port)
         writer.write(first)
-        sent, cut_off = await flood(writer, batch, total_frames=total_frames, frames_per_batch=10_000,
-                                     seconds=seconds)
+        sent, cut_off = await flood(writer, batch, total=total_frames, per_batch=10_000, seconds=seconds)
         code = await close_seen(reader)
         writer.close()
         return sent, cut_off, code
