@@ -52,7 +52,7 @@ from hgr.common.percentiles import percentiles
 from hgr.edge import protocol
 from hgr.loadtest import clips as camclips
 from hgr.loadtest.context import BenchContext
-from hgr.loadtest.ws_stream import open_stream, running_edge
+from hgr.loadtest.ws_stream import bench_edge_env, open_stream, running_edge
 
 DEFAULT_MIX = "empty=4,one_hand=3,two_hands=1"
 WARMUP_S = 2.0  # every stream runs this long before frames are counted (landmarkers made, tracks found)
@@ -520,8 +520,7 @@ async def _start_edge(stack: contextlib.ExitStack, ctx: BenchContext, extra: dic
                       workers: int) -> EdgeSide:
     """An edge with ``extra`` over the bench's environment, stopped when ``stack`` closes; a configuration
     that does not start is recorded as failed."""
-    env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(streams + 8), "AUTH_ENABLED": "false",
-           "LOG_LEVEL": "warning", "WORKERS": str(workers), **extra}
+    env = bench_edge_env(streams, workers, extra)
     log_file = stack.enter_context(tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the stack, after the edge
         "w", prefix="hgr-bench-camera-", suffix=".log", delete=False))
     ctx.log(f"camera: edge {extra or '(environment as is)'} starting (log {log_file.name})")

@@ -9,14 +9,16 @@ within 3 ms of the raw per-frame time; under overload a bounded p99 with the exc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
 import tempfile
 from typing import Any
 
 from hgr.common.percentiles import percentiles
 from hgr.loadtest import ws_stream
 from hgr.loadtest.context import BenchContext
-from hgr.loadtest.procs import cpu_seconds, free_port, stop_process, wait_ready
+from hgr.loadtest.procs import cpu_seconds
 
 
 def _summarise(reports: list[ws_stream.StreamReport], duration: float, raw_fps: float | None) -> dict[str, Any]:
@@ -40,32 +42,27 @@ def _summarise(reports: list[ws_stream.StreamReport], duration: float, raw_fps: 
 async def run(ctx: BenchContext) -> dict[str, Any]:
     args, raw = ctx.args, ctx.results.get("raw")
     raw_fps = raw["fps"] if raw else None
-    proc, url = None, args.url
-    log_file = None
-    if url is None:
-        port = free_port()
-        # kept open for the edge's whole run; closed in the finally below
-        log_file = tempfile.NamedTemporaryFile("w", prefix="hgr-bench-edge-", suffix=".log", delete=False)  # noqa: SIM115
-        env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(max(args.streams) + 8), "AUTH_ENABLED": "false",
-               "LOG_LEVEL": "warning"}
-        if args.workers:
-            env["WORKERS"] = str(args.workers)
-        ctx.log(f"edge: starting on port {port} (log {log_file.name})")
-        proc = ws_stream.start_edge(port, env, log_file=log_file)
-        wait_ready(f"http://127.0.0.1:{port}", proc)
-        url = f"ws://127.0.0.1:{port}/ws"
-    out: dict[str, Any] = {"url": url, "fps_per_stream": args.fps, "rows": []}
+    proc: subprocess.Popen[bytes] | None = None
+    url = args.url
+    with contextlib.ExitStack() as stack:  # the edge stopped, then its log closed
+        if url is None:
+            log_file = stack.enter_context(tempfile.NamedTemporaryFile(
+                "w", prefix="hgr-bench-edge-", suffix=".log", delete=False))
+            ctx.log(f"edge: starting (log {log_file.name})")
+            env = ws_stream.bench_edge_env(max(args.streams), args.workers)
+            port, proc = await asyncio.to_thread(stack.enter_context, ws_stream.running_edge(env, log_file=log_file))
+            url = f"ws://127.0.0.1:{port}/ws"
+        out: dict[str, Any] = {"url": url, "fps_per_stream": args.fps, "rows": []}
 
-    def with_cpu(row: dict[str, Any], cpu_before: float | None) -> dict[str, Any]:
-        # The edge process's own CPU per answered frame (event loop + IPC; workers excluded), and the
-        # load generator's share of the machine: it runs on the same cores as the workers, which the
-        # raw section's processes have to themselves.
-        if proc is not None and cpu_before is not None and row["results"]:
-            row["edge_cpu_ms_per_frame"] = round((cpu_seconds(proc.pid) - cpu_before) * 1000 / row["results"], 3)
-        row["client_cpu_cores"] = round((cpu_seconds(os.getpid()) - client_before) / args.duration, 3)
-        return row
+        def with_cpu(row: dict[str, Any], cpu_before: float | None) -> dict[str, Any]:
+            # The edge process's own CPU per answered frame (event loop + IPC; workers excluded), and the
+            # load generator's share of the machine: it runs on the same cores as the workers, which the
+            # raw section's processes have to themselves.
+            if proc is not None and cpu_before is not None and row["results"]:
+                row["edge_cpu_ms_per_frame"] = round((cpu_seconds(proc.pid) - cpu_before) * 1000 / row["results"], 3)
+            row["client_cpu_cores"] = round((cpu_seconds(os.getpid()) - client_before) / args.duration, 3)
+            return row
 
-    try:
         for n in args.streams:
             ctx.log(f"edge: {n} stream(s) at {args.fps} fps × {args.duration:.0f} s")
             client_before = cpu_seconds(os.getpid())
@@ -80,10 +77,6 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         report = await ws_stream.camera(url, ctx.frames, fps=None, duration=args.duration)
         out["rows"].append(with_cpu({"streams": 1, "offered_fps": round(report.sent / args.duration, 1),
                                      "unthrottled": True, **_summarise([report], args.duration, raw_fps)}, before))
-    finally:
-        if proc is not None:
-            stop_process(proc)
-            log_file.close()  # type: ignore[union-attr]
     out["targets"] = _targets(out["rows"], raw)
     return out
 

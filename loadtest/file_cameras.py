@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -48,7 +49,7 @@ from typing import Any
 from hgr.loadtest import clip_video, ws_stream
 from hgr.loadtest import clips as camclips
 from hgr.loadtest.context import BenchContext
-from hgr.loadtest.procs import cpu_seconds, free_port, stop_process, wait_ready, worker_pids
+from hgr.loadtest.procs import cpu_seconds, worker_pids
 
 LOADS = ("websocket", "mixed")
 TARGET_RATIO = 1.10  # issue 21: CPU per processed frame within 10 % of WebSocket streams alone
@@ -158,35 +159,33 @@ async def run_turn(load: str, videos: list[clip_video.VideoClip], sent: list[lis
     n = len(videos)
     cameras = n if load == "mixed" else 0
     streams = 2 * n - cameras
-    env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(streams + 8), "AUTH_ENABLED": "false", "LOG_LEVEL": "warning",
-           "WORKERS": str(workers), "CAMERA_FPS": str(pace), "MQTT_URL": "",
-           "CAMERAS": ",".join(f"cam{i}=file://{v.path}" for i, v in enumerate(videos)) if cameras else ""}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    # kept open for the edge's whole run; closed in the finally below
-    log_file = tempfile.NamedTemporaryFile("w", prefix="hgr-bench-files-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = ws_stream.start_edge(port, env, log_file=log_file)
+    env = ws_stream.bench_edge_env(streams, workers, {
+        "CAMERA_FPS": str(pace), "MQTT_URL": "",
+        "CAMERAS": ",".join(f"cam{i}=file://{v.path}" for i, v in enumerate(videos)) if cameras else ""})
     clients: list[asyncio.Task[ws_stream.StreamReport]] = []
-    try:
-        await asyncio.to_thread(wait_ready, base, proc)
-        # the clients run through the warm-up and the window, and a little past it
-        duration = START_TIMEOUT_S + warmup + window + 1.0
-        clients = [asyncio.create_task(ws_stream.camera(f"ws://127.0.0.1:{port}/ws", sent[i % n], fps=pace,
-                                                        duration=duration)) for i in range(cameras, cameras + streams)]
-        await asyncio.to_thread(_wait_started, base, proc, cameras, streams)
-        await asyncio.sleep(warmup)
-        start = await asyncio.to_thread(_snapshot, proc.pid, base)
-        await asyncio.sleep(window)
-        end = await asyncio.to_thread(_snapshot, proc.pid, base)
-        for task in clients:
-            if task.done():  # a stream that ended early has failed: say why rather than measure less load
-                task.result()
-    finally:
-        for task in clients:
-            task.cancel()
-        await asyncio.gather(*clients, return_exceptions=True)
-        await asyncio.to_thread(stop_process, proc)
-        log_file.close()
+    with contextlib.ExitStack() as stack:  # the edge stopped, then its log closed
+        log_file = stack.enter_context(tempfile.NamedTemporaryFile(
+            "w", prefix="hgr-bench-files-", suffix=".log", delete=False))
+        port, proc = await asyncio.to_thread(stack.enter_context, ws_stream.running_edge(env, log_file=log_file))
+        base = f"http://127.0.0.1:{port}"
+        try:
+            # the clients run through the warm-up and the window, and a little past it
+            duration = START_TIMEOUT_S + warmup + window + 1.0
+            clients = [asyncio.create_task(ws_stream.camera(f"ws://127.0.0.1:{port}/ws", sent[i % n], fps=pace,
+                                                            duration=duration))
+                       for i in range(cameras, cameras + streams)]
+            await asyncio.to_thread(_wait_started, base, proc, cameras, streams)
+            await asyncio.sleep(warmup)
+            start = await asyncio.to_thread(_snapshot, proc.pid, base)
+            await asyncio.sleep(window)
+            end = await asyncio.to_thread(_snapshot, proc.pid, base)
+            for task in clients:
+                if task.done():  # a stream that ended early has failed: say why rather than measure less load
+                    task.result()
+        finally:
+            for task in clients:
+                task.cancel()
+            await asyncio.gather(*clients, return_exceptions=True)
     row = measure_window(start, end, load=load, cameras=cameras, streams=streams, pace=pace)
     row["log"] = log_file.name
     return row

@@ -1,6 +1,7 @@
 """Processes and their measurements, for ``hgr bench``, the research runs and the tests alike: free ports,
 waiting for a port or ``/ready``, stopping a process, a process tree's CPU time and memory, its children,
-and private ``redis-server`` / ``mosquitto`` instances that are up when the call returns.
+a sample of its ``/metrics``, and private ``redis-server`` / ``mosquitto`` instances that are up when the
+call returns.
 
 psutil reads what /proc has (and what other systems have instead), so no caller parses /proc itself.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 # --- ports and waiting ---
 
@@ -149,6 +151,17 @@ def cpu_seconds(pid: int, *, tree: bool = False) -> float:
 def rss_mb(pid: int, *, tree: bool = False) -> float:
     """Resident memory of ``pid`` (with ``tree``: plus its live descendants) in MiB, 0.0 when gone."""
     return _total(pid, tree, lambda proc: proc.memory_info().rss / (1024 * 1024))
+
+
+def sample_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` in a ``/metrics`` body (Prometheus text) whose labels include
+    ``labels`` (``sample_sum(text, "hand_gesture_errors_total", code="overloaded")``: over every service); 0.0
+    when there is none. Only that name's lines go through prometheus_client's parser: a hub's /metrics can
+    hold 100 000 per-edge series, seconds to parse whole."""
+    mine = "".join(line + "\n" for line in text.splitlines()
+                   if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "))
+    return sum((sample.value for family in text_string_to_metric_families(mine) for sample in family.samples
+                if sample.name == name and labels.items() <= sample.labels.items()), 0.0)
 
 
 # --- private servers ---

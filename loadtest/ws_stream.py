@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,16 @@ def start_edge(port: int, env: dict[str, str] | None = None, *,
     full_env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "warning", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "hgr", "edge", "--host", "127.0.0.1", "--port", str(port)],
                             env=full_env, stdout=log_file, stderr=log_file)
+
+
+def bench_edge_env(streams: int, workers: int | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of an edge ``hgr bench`` drives: no frame-rate limit or auth in the way, room for
+    ``streams`` connections (and a few more), ``workers`` inference workers (None: the edge's own default),
+    then ``extra`` over all that."""
+    env = {"MAX_FPS": "100000", "MAX_CONNECTIONS": str(streams + 8), "AUTH_ENABLED": "false", "LOG_LEVEL": "warning"}
+    if workers:
+        env["WORKERS"] = str(workers)
+    return {**env, **(extra or {})}
 
 
 @contextlib.contextmanager

@@ -46,7 +46,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -63,7 +62,7 @@ from typing import Any
 
 from hgr.common.percentiles import percentiles
 from hgr.loadtest import ws_stream
-from hgr.loadtest.procs import cpu_seconds, rss_mb
+from hgr.loadtest.procs import cpu_seconds, rss_mb, sample_sum
 from research.chaos.stack import Stack
 from research.paths import DEFAULT_PHOTOS
 
@@ -114,7 +113,7 @@ async def _ws_flood(plan: AttackPlan, first: bytes, batch: bytes, per_batch: int
             outcomes[f"not opened: {type(exc).__name__}"] += 1
         else:
             writer.write(first)
-            sent, cut = await flood(writer, batch, total_frames=per_connection, frames_per_batch=per_batch,
+            sent, cut = await flood(writer, batch, total=per_connection, per_batch=per_batch,
                                     seconds=end - time.monotonic())
             frames, cut_off = frames + sent, cut_off + cut
             if cut or sent >= per_connection:  # the edge's answer is there (or comes within its linger)
@@ -297,12 +296,6 @@ def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 30) -
         return bytes(exc.read())
 
 
-def _sample(text: str, name: str, labels: str = "") -> float:
-    series = re.escape(name + ("{" + labels + "}" if labels else ""))
-    match = re.search(rf"^{series} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
-
-
 # --- the processes of a row ---
 
 @dataclass
@@ -329,11 +322,11 @@ class Target:
         messages = edge.get("messages", {})
         return {"seq": edge.get("metrics_seq", 0), "stored": messages.get("metrics", 0),
                 "gaps": messages.get("gaps", 0), "duplicates": messages.get("duplicates", 0),
-                "published": _sample(edge_metrics, "hgr_mqtt_published_total", 'kind="metrics"'),
+                "published": sample_sum(edge_metrics, "hgr_mqtt_published_total", kind="metrics"),
                 "hub_metrics_bytes": len(hub_metrics),
-                "edges_refused": _sample(text, "hgr_fleet_claims_limited_total", 'what="edges"'),
+                "edges_refused": sample_sum(text, "hgr_fleet_claims_limited_total", what="edges"),
                 # the fleet gauges (refreshed every FLEET_GAUGES_INTERVAL: they lag), not /fleet (12 MB at 20 000)
-                "edges_in_gauges": sum(_sample(text, "hgr_fleet_edges", f'status="{status}"')
+                "edges_in_gauges": sum(sample_sum(text, "hgr_fleet_edges", status=status)
                                      for status in ("online", "offline"))}
 
 

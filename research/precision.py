@@ -87,12 +87,15 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
 
+from hgr.common.config import Settings, load_settings
 from hgr.common.inference import stream_pipeline
 from hgr.common.inference.fingers import count_fingers, fingers_up
 from hgr.common.inference.hands import pipeline as hand_pipeline
 from hgr.common.inference.hands.bundle import Models, read_models
 from hgr.common.inference.hands.openvino_models import OpenVinoModel, keep_f32, mark_f32
 from hgr.common.inference.hands.runtime import REFERENCE, Choice
+from hgr.common.inference.images import ImageLimits, decode_image
+from hgr.common.inference.model import model_paths
 from research.accuracy import Photo, detect_all, load_photos
 from research.engine_parity import compare
 from research.paths import DEFAULT_PHOTOS, ROOT
@@ -409,30 +412,26 @@ def verdict(stills: dict[str, Any], clips: dict[str, Any] | None) -> dict[str, b
     return gate
 
 
-def clip_counts(clips: Sequence[Any], built: tuple[Built, Built]) -> list[tuple[int, ...]]:
+def clip_counts(settings: Settings, paths: dict[str, str], clips: Sequence[Any],
+                built: tuple[Built, Built]) -> list[tuple[int, ...]]:
     """total_fingers per frame of each clip through the edge's stream path (tracking), as research/tracking.py."""
-    from hgr.common.config import load_settings
-    from hgr.common.inference.model import model_paths
     from research.tracking import Runner
 
-    settings = load_settings()
     with serving(*built):
-        runner = Runner(settings, model_paths(settings))
+        runner = Runner(settings, paths)
         try:
             return [runner.edge(clip).counts for clip in clips]
         finally:
             runner.close()
 
 
-def render_clips(folder: Path, photos: int, hold: int, seed: int) -> list[Any]:
+def render_clips(settings: Settings, model_path: str, folder: Path, photos: int, hold: int,
+                 seed: int) -> list[Any]:
     """One-hand clips of the first ``photos`` labelled photos the stills judge counts right."""
-    from hgr.common.config import load_settings
-    from hgr.common.inference.model import model_paths
     from hgr.loadtest import camera
     from hgr.loadtest import clips as camclips
 
-    settings = load_settings()
-    judge = camera.StillJudge(settings, model_paths(settings)[settings.model_variant])
+    judge = camera.StillJudge(settings, model_path)
     sensor = camclips.Sensor()
     out = []
     try:
@@ -450,18 +449,13 @@ def render_clips(folder: Path, photos: int, hold: int, seed: int) -> list[Any]:
     return out
 
 
-def shifted_photos(folder: Path, photos: Sequence[Photo], target: Path, pixels: int = 1) -> Path:
+def shifted_photos(limits: ImageLimits, folder: Path, photos: Sequence[Photo], target: Path,
+                   pixels: int = 1) -> Path:
     """The photos as the service decodes them, moved ``pixels`` left (the last column repeated), saved
     losslessly (PNG) under their names in ``target``: the control, how many counts a change far below what a
     camera's noise does flips at fp32 (``pixels=0`` flips none: the round trip is lossless)."""
     import cv2
 
-    from hgr.common.config import load_settings
-    from hgr.common.inference.images import ImageLimits, decode_image
-
-    settings = load_settings()
-    limits = ImageLimits(settings.max_image_size, settings.max_image_pixels, settings.max_image_side,
-                         settings.infer_max_side)
     target.mkdir(parents=True, exist_ok=True)
     (target / "labels.csv").write_bytes((folder / "labels.csv").read_bytes())
     for p in photos:
@@ -548,14 +542,21 @@ def calibration_split(photos: Sequence[Photo], seed: int) -> set[str]:
 
 def run(folder: Path, variants: Sequence[str], *, clip_photos: int, clip_candidates: Sequence[str],
         hold: int, seconds: float, log: Callable[[str], None], calibration_seed: int = 0) -> dict[str, Any]:
-    from hgr.common.config import load_settings
-    from hgr.common.inference.model import model_paths
+    # The IR files the OpenVINO candidates are read from, and the shifted photos: all read within this run.
+    with tempfile.TemporaryDirectory(prefix="hgr-precision-") as tmp:
+        return _run(Path(tmp), folder, variants, clip_photos=clip_photos, clip_candidates=clip_candidates,
+                    hold=hold, seconds=seconds, log=log, calibration_seed=calibration_seed)
 
+
+def _run(workdir: Path, folder: Path, variants: Sequence[str], *, clip_photos: int,
+         clip_candidates: Sequence[str], hold: int, seconds: float, log: Callable[[str], None],
+         calibration_seed: int) -> dict[str, Any]:
     settings = load_settings()
-    bundle = Path(model_paths(settings)[settings.model_variant])  # HGR_MODEL_PATH, as the service resolves it
+    paths = model_paths(settings)
+    model_path = paths[settings.model_variant]  # HGR_MODEL_PATH, as the service resolves it
+    bundle = Path(model_path)
     palm_bytes, landmark_bytes = read_models(bundle)
     source = {"palm": palm_bytes, "landmark": landmark_bytes}
-    workdir = Path(tempfile.mkdtemp(prefix="hgr-precision-"))
     built: dict[tuple[str, str], Built] = {}
     models: dict[str, dict[str, Any]] = {m: {} for m in MODELS}
 
@@ -598,12 +599,13 @@ def run(folder: Path, variants: Sequence[str], *, clip_photos: int, clip_candida
                         "inputs": {m: len(v) for m, v in calibration.items()}},
         "candidates": {},
     }
-    shifted = shifted_photos(folder, photos, workdir / "shifted")
-    with serving(built["palm", "fp32"], built["landmark", "fp32"]):
+    shifted = shifted_photos(ImageLimits.from_settings(settings), folder, photos, workdir / "shifted")
+    fp32 = (built["palm", "fp32"], built["landmark", "fp32"])
+    with serving(*fp32):
         control = detect_all(shifted, photos)
     report["control_shifted_1px"] = {"stills": compare(control, reference), "fixtures": fixture_agreement(control)}
-    clips = render_clips(folder, clip_photos, hold, seed=1) if clip_photos else []
-    reference_clips = clip_counts(clips, (built["palm", "fp32"], built["landmark", "fp32"])) if clips else []
+    clips = render_clips(settings, model_path, folder, clip_photos, hold, seed=1) if clip_photos else []
+    reference_clips = clip_counts(settings, paths, clips, fp32) if clips else []
     for palm, landmark in candidates(variants):
         if ("palm", palm) not in built or ("landmark", landmark) not in built:
             continue
@@ -615,7 +617,7 @@ def run(folder: Path, variants: Sequence[str], *, clip_photos: int, clip_candida
         stills = compare(records, reference)
         clip_figures = None
         if clips and (palm in clip_candidates or landmark in clip_candidates):
-            counts = clip_counts(clips, pair)
+            counts = clip_counts(settings, paths, clips, pair)
             frames = sum(len(c) for c in reference_clips)
             clip_figures = {"clips": len(clips), "frames": frames,
                             "same_frames": sum(a == b for ours, ref in zip(counts, reference_clips, strict=True)

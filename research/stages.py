@@ -183,8 +183,7 @@ def schedule(clips: Sequence[camclips.Clip], frames: int) -> list[tuple[int, int
 def profile(settings: Settings, model_path: str, clips: Sequence[camclips.Clip], frames: int, fps: float,
             opts: DetectOptions) -> list[FrameProfile]:
     """The in-process run: every scheduled frame through ``detect_bytes``, one stream per clip, with the probes in."""
-    limits = ImageLimits(settings.max_image_size, settings.max_image_pixels, settings.max_image_side,
-                         settings.infer_max_side)
+    limits = ImageLimits.from_settings(settings)
     streams = StreamPipelines(settings, {opts.model: model_path}, limits)
     profiler = Profiler()
     out: list[FrameProfile] = []

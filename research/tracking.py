@@ -74,8 +74,7 @@ class Runner:
     def __init__(self, settings: Settings, paths: dict[str, str]) -> None:
         self.settings = settings
         self.model_path = paths[settings.model_variant]
-        self.limits = ImageLimits(settings.max_image_size, settings.max_image_pixels, settings.max_image_side,
-                                  settings.infer_max_side)
+        self.limits = ImageLimits.from_settings(settings)
         self.streams = StreamPipelines(settings, paths, self.limits)
         self.opts = DetectOptions(settings.num_hands, False, settings.model_variant)
         self._clip = 0

@@ -6,13 +6,12 @@ a broker that refuses the links stalls nothing else; without a broker, the topic
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import shutil
+import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client import REGISTRY
@@ -26,32 +25,17 @@ from hgr.edge.reporter import EdgeReporter
 from hgr.loadtest.ws_stream import open_stream
 from tests.camera_support import make_clip
 from tests.fleet_helpers import Broker, StandInNode, Watcher
-from tests.support import eventually, free_port, need, recv_msg, serve_edge, start_mosquitto
+from tests.support import eventually, recv_msg, serve_edge
 
 pytestmark = pytest.mark.service  # brokers of the tests' own
 
 
-@contextlib.contextmanager
-def _broker(folder: Path, extra: str = "") -> Iterator[int]:
-    """A private anonymous Mosquitto logging its connections to ``folder/mosquitto.log``; yields its port."""
-    need(bool(shutil.which("mosquitto")), "mosquitto is not installed")
-    port = free_port()
-    folder.mkdir(parents=True, exist_ok=True)
-    conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\n{extra}allow_anonymous true\nconnection_messages true\n"
-                    f"log_dest file {folder / 'mosquitto.log'}\nuser root\n")  # as root it would switch users
-    proc = start_mosquitto(conf, port)
-    try:
-        yield port
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[int]:
-    with _broker(tmp_path / "broker") as port:
-        yield port
+def broker(private_mosquitto: tuple[str, subprocess.Popen[bytes]]) -> int:
+    """The port of the test's own anonymous Mosquitto (tests/conftest.py)."""
+    port = urlsplit(private_mosquitto[0]).port
+    assert port is not None
+    return port
 
 
 def _settings(port: int, **env: str) -> Settings:
@@ -70,7 +54,6 @@ async def test_changes_settle_in_order_within_the_bound(broker: int) -> None:
     links = CameraLinks(settings, client_id="hgr-edge-churn", edge_id="churn", configured=["porch"])
     assert links.limit == 4 and links.link_client_id("desk") == "hgr-edge-churn/cameras/desk"
     base = f"{settings.mqtt_topic_prefix}/edges/churn/cameras"
-    watcher = Watcher(broker, [f"{base}/+/available"])
     most = 0
     sampling = True
 
@@ -80,40 +63,45 @@ async def test_changes_settle_in_order_within_the_bound(broker: int) -> None:
             most = max(most, links.held)
             await asyncio.sleep(0.001)
 
-    sampler = asyncio.create_task(sample())
+    watcher = Watcher(broker, [f"{base}/+/available"])
     try:
-        await links.start()  # porch (configured, down) is owed its first `offline`
-        names = [f"cam{i}" for i in range(10)]
-        for name in names:
-            links.set(name, True)
-        for name in names[::2]:
-            links.set(name, False)
-        links.set("cam0", True)  # back up while its link is still opening: coalesced, it stays up
-        up = {"cam0", *names[1::2]}
-        assert len(up) == 6 > links.limit  # more names up than links allowed: the rest wait for a slot
+        sampler = asyncio.create_task(sample())
+        try:
+            await links.start()  # porch (configured, down) is owed its first `offline`
+            names = [f"cam{i}" for i in range(10)]
+            for name in names:
+                links.set(name, True)
+            for name in names[::2]:
+                links.set(name, False)
+            links.set("cam0", True)  # back up while its link is still opening: coalesced, it stays up
+            up = {"cam0", *names[1::2]}
+            assert len(up) == 6 > links.limit  # more names up than links allowed: the rest wait for a slot
 
-        def topic(name: str) -> str:
-            return f"{base}/{name}/available"
+            def topic(name: str) -> str:
+                return f"{base}/{name}/available"
 
-        first = sorted(up)[:links.limit - 1]  # the slots went in the order the names came (porch's is freed)
-        await asyncio.to_thread(watcher.wait, lambda: all(watcher.last(topic(n)) == "online" for n in first)
-                                and watcher.last(topic("porch")) == "offline", 30, "the first online, porch offline")
-        for name in sorted(up)[:2]:  # down: their slots go to the names still waiting
-            links.set(name, False)
-        up -= set(sorted(up)[:2])
-        await asyncio.to_thread(watcher.wait, lambda: all(watcher.last(topic(n)) == "online" for n in up), 30,
-                                "the waiting ones online")
-        await eventually(lambda: links.held == len(up) and links.connected == len(up), 30, "the links settled")
-        assert _gauge("connected") == len(up) and _gauge("connecting") == 0
-        for name in set(names) - up:  # went down: offline, or never said anything (coalesced before connecting)
-            assert watcher.last(topic(name)) in ("offline", None), name
+            first = sorted(up)[:links.limit - 1]  # the slots went in the order the names came (porch's is freed)
+            await asyncio.to_thread(watcher.wait, lambda: all(watcher.last(topic(n)) == "online" for n in first)
+                                    and watcher.last(topic("porch")) == "offline", 30,
+                                    "the first online, porch offline")
+            for name in sorted(up)[:2]:  # down: their slots go to the names still waiting
+                links.set(name, False)
+            up -= set(sorted(up)[:2])
+            await asyncio.to_thread(watcher.wait, lambda: all(watcher.last(topic(n)) == "online" for n in up), 30,
+                                    "the waiting ones online")
+            await eventually(lambda: links.held == len(up) and links.connected == len(up), 30, "the links settled")
+            assert _gauge("connected") == len(up) and _gauge("connecting") == 0
+            for name in set(names) - up:  # went down: offline, or never said anything (coalesced before connecting)
+                assert watcher.last(topic(name)) in ("offline", None), name
+        finally:
+            await links.stop()
+            sampling = False
+            await sampler
+        await asyncio.to_thread(watcher.wait,
+                                lambda: all(watcher.last(f"{base}/{n}/available") == "offline" for n in up),
+                                10, "offline at stop")
     finally:
-        await links.stop()
-        sampling = False
-        await sampler
-    await asyncio.to_thread(watcher.wait, lambda: all(watcher.last(f"{base}/{n}/available") == "offline" for n in up),
-                            10, "offline at stop")
-    watcher.close()
+        watcher.close()
     assert most <= links.limit, f"{most} links held at once (bound {links.limit})"
     assert links.held == 0 and _gauge("connected") == 0
 
@@ -124,24 +112,26 @@ async def test_one_publisher_per_value(broker: int) -> None:
     settings = _settings(broker, EDGE_ID="single")
     base = f"{settings.mqtt_topic_prefix}/edges/single/cameras"
     watcher = Watcher(broker, [f"{base}/+/available"])
-    bus = make_bus(settings)
-    reporter = EdgeReporter(settings, bus, StandInNode())
-    assert isinstance(reporter.availability, CameraLinks)
-    await reporter.start()
     try:
-        reporter.on_camera_available("desk", True)
-        reporter.on_camera_available("desk", True)  # no change: nothing
-        await asyncio.to_thread(watcher.wait, lambda: watcher.last(f"{base}/desk/available") == "online", 20,
-                                "desk online")
-        reporter.publish_birth()  # what a main reconnect (or a rebirth command) does
-        reporter.on_camera_available("desk", False)
-        await asyncio.to_thread(watcher.wait, lambda: watcher.last(f"{base}/desk/available") == "offline", 20,
-                                "desk offline")
-        await eventually(lambda: isinstance(reporter.availability, CameraLinks) and reporter.availability.held == 0,
-                         20, "desk's link closed")
+        bus = make_bus(settings)
+        reporter = EdgeReporter(settings, bus, StandInNode())
+        assert isinstance(reporter.availability, CameraLinks)
+        await reporter.start()
+        try:
+            reporter.on_camera_available("desk", True)
+            reporter.on_camera_available("desk", True)  # no change: nothing
+            await asyncio.to_thread(watcher.wait, lambda: watcher.last(f"{base}/desk/available") == "online", 20,
+                                    "desk online")
+            reporter.publish_birth()  # what a main reconnect (or a rebirth command) does
+            reporter.on_camera_available("desk", False)
+            await asyncio.to_thread(watcher.wait, lambda: watcher.last(f"{base}/desk/available") == "offline", 20,
+                                    "desk offline")
+            await eventually(lambda: isinstance(reporter.availability, CameraLinks) and reporter.availability.held == 0,
+                             20, "desk's link closed")
+        finally:
+            await reporter.stop()
     finally:
-        await reporter.stop()
-    watcher.close()
+        watcher.close()
     assert [p for _, t, p, _ in watcher.messages if t == f"{base}/desk/available"] == ["online", "offline"]
 
 

@@ -156,6 +156,15 @@ def test_size_limit_is_checked_first() -> None:
     assert err.value.status == 413
 
 
+def test_limits_from_settings_are_the_service_knobs() -> None:
+    from hgr.common.config import load_settings
+
+    s = load_settings({"MAX_IMAGE_SIZE": "1000", "MAX_IMAGE_PIXELS": "2000", "MAX_IMAGE_SIDE": "300",
+                       "INFER_MAX_SIDE": "200"}, env_file=None)
+    assert ImageLimits.from_settings(s) == ImageLimits(max_bytes=1000, max_pixels=2000, max_side=300,
+                                                       infer_max_side=200)
+
+
 def test_real_photo_matches_opencv(hand_photos: list[tuple[Path, int]]) -> None:
     path = hand_photos[0][0]
     out = decode_image(path.read_bytes())

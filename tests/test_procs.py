@@ -19,6 +19,7 @@ from hgr.loadtest.procs import (
     free_port,
     port_open,
     rss_mb,
+    sample_sum,
     start_redis,
     start_server,
     stop_process,
@@ -72,3 +73,17 @@ def test_a_private_redis_is_up_when_started_and_writes_into_its_folder(tmp_path:
     finally:
         stop_process(proc, 10)
     assert (tmp_path / "redis.log").exists()
+
+
+def test_sample_sum_adds_the_samples_of_one_name_whose_labels_include_those_asked() -> None:
+    text = ("# HELP hand_gesture_errors_total Errors.\n# TYPE hand_gesture_errors_total counter\n"
+            'hand_gesture_errors_total{service="edge",code="overloaded"} 2.0\n'
+            'hand_gesture_errors_total{service="hub",code="overloaded"} 1.0\n'
+            'hand_gesture_errors_total{service="hub",code="too_large"} 4.0\n'
+            "hgr_websocket_connections 3.0\nhgr_websocket_connections_peak 9.0\n")
+    assert sample_sum(text, "hand_gesture_errors_total", code="overloaded") == 3.0
+    assert sample_sum(text, "hand_gesture_errors_total", service="hub", code="overloaded") == 1.0
+    assert sample_sum(text, "hand_gesture_errors_total") == 7.0
+    assert sample_sum(text, "hgr_websocket_connections") == 3.0  # not the longer name beginning with it
+    assert sample_sum(text, "hand_gesture_errors_total", code="none") == 0.0
+    assert sample_sum(text, "hgr_absent") == 0.0

@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hgr.common.percentiles import percentiles
 from hgr.edge import protocol
+from hgr.loadtest.procs import sample_sum
 from hgr.loadtest.ws_stream import open_stream, running_edge
 from research.chaos.hostile import (
     FIRST_FRAGMENT,
@@ -142,10 +143,13 @@ async def _under_attack(port: int, frame: bytes, attack: Callable[[], Coroutine[
     return alone, attacked, health, outcome
 
 
-def _errors(port: int, code: str) -> float:
+def _sample(port: int, name: str, **labels: str) -> float:
     _, body = http_get(f"http://127.0.0.1:{port}/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
-               if line.startswith("hand_gesture_errors_total{") and f'code="{code}"' in line)
+    return sample_sum(body.decode(), name, **labels)
+
+
+def _errors(port: int, code: str) -> float:
+    return _sample(port, "hand_gesture_errors_total", code=code)
 
 
 async def _frame_flood_is_closed(row: str, port: int, frame: bytes, first: bytes, batch: bytes, total_frames: int,
@@ -158,8 +162,7 @@ async def _frame_flood_is_closed(row: str, port: int, frame: bytes, first: bytes
     async def attack() -> tuple[int, bool, int | None]:
         reader, writer = await raw_ws(port)
         writer.write(first)
-        sent, cut_off = await flood(writer, batch, total_frames=total_frames, frames_per_batch=10_000,
-                                     seconds=seconds)
+        sent, cut_off = await flood(writer, batch, total=total_frames, per_batch=10_000, seconds=seconds)
         code = await close_seen(reader)
         writer.close()
         return sent, cut_off, code
@@ -198,11 +201,6 @@ def unread_port(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> It
         yield p
 
 
-def _sample(port: int, series: str) -> float:
-    _, body = http_get(f"http://127.0.0.1:{port}/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines() if line.startswith(series + " "))
-
-
 async def test_a_client_that_never_reads_is_dropped_and_one_that_reads_is_not(unread_port: int,
                                                                                  frames: list[bytes]) -> None:
     """A client sending frames and never reading the answers: its output fills the edge's kernel buffer
@@ -211,7 +209,7 @@ async def test_a_client_that_never_reads_is_dropped_and_one_that_reads_is_not(un
     buffered waited for the client for ever. A client that reads, with the same small buffer, is served."""
     port = unread_port
     before = _errors(port, "not_reading")
-    closed_1008 = _sample(port, 'hgr_websocket_closed_total{code="1008"}')
+    closed_1008 = _sample(port, "hgr_websocket_closed_total", code="1008")
     # A small receive window (4 KiB): what the edge writes is stuck in its own buffers sooner.
     messages = [ws_frame(0x2, cast(bytes, protocol.encode_frame(seq, frame))) for seq, frame in enumerate(frames)]
     _, writer = await raw_ws(port, rcvbuf=4096)
@@ -228,7 +226,7 @@ async def test_a_client_that_never_reads_is_dropped_and_one_that_reads_is_not(un
         writer.close()
     assert cut_off, f"a client that never read was still connected after {sent} frames"
     await eventually(lambda: _errors(port, "not_reading") > before, 30, "the drop counted")
-    await eventually(lambda: _sample(port, 'hgr_websocket_closed_total{code="1008"}') > closed_1008, 30,
+    await eventually(lambda: _sample(port, "hgr_websocket_closed_total", code="1008") > closed_1008, 30,
                      "the stream closed 1008")
     await eventually(lambda: _sample(port, "hgr_websocket_connections") == 0, 30, "no stream left open")
     ws, _ = await open_stream(f"ws://127.0.0.1:{port}/ws")

@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from hgr.edge import protocol
+from hgr.loadtest.procs import sample_sum
 from hgr.loadtest.ws_stream import open_stream, running_edge
 from tests.support import alive, children, eventually, http_get, recv_msg
 
@@ -36,8 +37,7 @@ def url(model_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 def _frames_received(port: int) -> float:
     """The edge's ``hgr_frames_received_total`` (all encodings), read from its /metrics."""
     _, body = http_get(f"http://127.0.0.1:{port}/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
-               if line.startswith("hgr_frames_received_total"))
+    return sample_sum(body.decode(), "hgr_frames_received_total")
 
 
 async def _close_code(ws: ClientConnection) -> int | None:

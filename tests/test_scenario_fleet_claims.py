@@ -30,6 +30,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hgr.loadtest.procs import sample_sum
 from research.chaos.hostile import fake_edge
 from tests.fleet_helpers import USERS, Broker
 from tests.hub_support import hub_processes
@@ -98,13 +99,6 @@ class Stack:
         return self.http.get(f"{self.url}/metrics").text
 
 
-def _sample(text: str, name: str, labels: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{labels}}} "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, model_path: str) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("claims")
@@ -151,7 +145,7 @@ def test_row3_inflated_frame_counts_do_not_throttle_a_tenant(stack: Stack) -> No
         assert subscribed.wait(10)
         _online(stack, rogue)
         _online(stack, real)
-        before = _sample(stack.metrics_text(), "hgr_fleet_claims_limited_total", 'what="frames"')
+        before = sample_sum(stack.metrics_text(), "hgr_fleet_claims_limited_total", what="frames")
         stored = stack.edge("edge-a")["messages"]["metrics"]
         rogue.metrics({"tenantB": 1e15}).wait_for_publish(10)
         poll(lambda: stack.edge("edge-a")["messages"]["metrics"] > stored, 30, "the claim stored")
@@ -164,8 +158,8 @@ def test_row3_inflated_frame_counts_do_not_throttle_a_tenant(stack: Stack) -> No
         poll(lambda: any(c.get("stream") == "sentinel" for c in commands), 30, "the sentinel command")
         assert [c for c in commands if c.get("key") == "tenantB"] == [], "one edge's claim throttled tenant B"
         text = stack.metrics_text()
-        assert 0 < _sample(text, "hgr_fleet_key_frames", 'key="tenantB"') <= 2 * EDGE_MAX_FPS + 60 * EDGE_MAX_FPS
-        assert _sample(text, "hgr_fleet_claims_limited_total", 'what="frames"') >= before + 1
+        assert 0 < sample_sum(text, "hgr_fleet_key_frames", key="tenantB") <= 2 * EDGE_MAX_FPS + 60 * EDGE_MAX_FPS
+        assert sample_sum(text, "hgr_fleet_claims_limited_total", what="frames") >= before + 1
     finally:
         observer.loop_stop()
         observer.disconnect()
@@ -208,7 +202,7 @@ def test_row4_a_birth_flood_loses_no_other_edges_rebirth_or_will(stack: Stack) -
              60, "edge-b's re-birth at the hub")
         poll(lambda: stack.edge("edge-c").get("status") == "offline", 60, "edge-c's Will at the hub")
         assert stack.edge("edge-a")["status"] == "online"  # the flooder's births coalesced, its last applied
-        assert _sample(stack.metrics_text(), "hgr_fleet_claims_limited_total", 'what="status"') > 0
+        assert sample_sum(stack.metrics_text(), "hgr_fleet_claims_limited_total", what="status") > 0
     finally:
         if holder.poll() is None:
             holder.kill()
@@ -239,7 +233,7 @@ def test_row5_key_names_per_edge_are_bounded(stack: Stack) -> None:
     text = stack.metrics_text()
     series = [line for line in text.splitlines() if line.startswith(f'hgr_fleet_key_frames{{key="k{run}-')]
     assert len(series) <= MAX_KEYS, f"{len(series)} series from one edge in {time.monotonic() - started:.1f} s"
-    assert _sample(text, "hgr_fleet_claims_limited_total", 'what="key_names"') >= 200 * 256 - MAX_KEYS
+    assert sample_sum(text, "hgr_fleet_claims_limited_total", what="key_names") >= 200 * 256 - MAX_KEYS
     assert len(text) < 200_000
 
 
@@ -286,7 +280,7 @@ def test_row6_the_fleet_tracks_at_most_fleet_max_edges(tmp_path: Path, redis_url
             for i in range(fakes):  # through paho: at its pace the hub keeps up with the broker's default queue
                 fake_edge(publisher, prefix, f"fake-{i}")
             publish(f"fake-{fakes - 1}", "metrics", {"session": "f", "seq": 2}).wait_for_publish(60)
-            poll(lambda: _sample(http.get(f"{url}/metrics").text, "hgr_fleet_claims_limited_total", 'what="edges"')
+            poll(lambda: sample_sum(http.get(f"{url}/metrics").text, "hgr_fleet_claims_limited_total", what="edges")
                  >= 2 * (fakes - cap), 120, "the made-up edges past the cap refused")
             before = known_metrics()
             poll(lambda: known_reports() > before, 60, "the known edge still reported")

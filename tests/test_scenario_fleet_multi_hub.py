@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
+from hgr.loadtest.procs import sample_sum
 from tests import support
 from tests.fleet_helpers import USERS, Broker
 from tests.support import free_port, need, port_open, stop_process
@@ -203,8 +204,7 @@ def test_broker_restart_edges_reconnect_and_deliver_their_outbox(fleet: Fleet) -
 
     def outbox(edge: str) -> float:  # the edge's hgr_mqtt_outbox_messages
         text = httpx.get(f"http://127.0.0.1:{fleet.ports[edge]}/metrics", timeout=5).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("hgr_mqtt_outbox_messages "))
+        return sample_sum(text, "hgr_mqtt_outbox_messages")
 
     poll(lambda: all(outbox(edge) >= 10 for edge in ("edge-a", "edge-b")), 60, "10 metrics in each edge's outbox")
     fleet.broker.start()

@@ -43,8 +43,7 @@ class Detector:
         self.settings = settings
         self.model_paths = model_paths  # variant -> .task path (only the variants available)
         self.defaults = default_options(settings)
-        self.limits = ImageLimits(settings.max_image_size, settings.max_image_pixels, settings.max_image_side,
-                                  settings.infer_max_side)
+        self.limits = ImageLimits.from_settings(settings)
         # litert: the worker's stream side too (it takes ``streams`` from here), so stills and streams share
         # one HandPipeline per variant: one set of interpreters, one warm-up.
         self.streams: StreamPipelines | None = None

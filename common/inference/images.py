@@ -17,6 +17,7 @@ import functools
 import io
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -32,6 +33,9 @@ from hgr.common.errors import (
     UnsupportedImage,
 )
 
+if TYPE_CHECKING:
+    from hgr.common.config import Settings
+
 # We enforce our own pixel limit (configurable); Pillow's global one would raise a different error.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -45,6 +49,12 @@ class ImageLimits:
     max_pixels: int = 40_000_000
     max_side: int = 16_384  # refused beyond (OpenCV's warps abort at 32767)
     infer_max_side: int = 4096  # downscaled beyond, before inference
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageLimits:
+        """The limits the service enforces (MAX_IMAGE_SIZE, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, INFER_MAX_SIDE)."""
+        return cls(settings.max_image_size, settings.max_image_pixels, settings.max_image_side,
+                   settings.infer_max_side)
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,17 +189,17 @@ async def raw_ws(port: int, host: str = "127.0.0.1", timeout_s: float = 30, *, r
     return reader, writer
 
 
-async def flood(writer: asyncio.StreamWriter, batch: bytes, *, total_frames: int, frames_per_batch: int,
+async def flood(writer: asyncio.StreamWriter, batch: bytes, *, total: int, per_batch: int,
                 seconds: float) -> tuple[int, bool]:
-    """Write ``batch`` (``frames_per_batch`` frames) as fast as the server takes it, never reading, until
-    ``total_frames`` are sent, ``seconds`` have passed or the server cuts the connection off; the frames
+    """Write ``batch`` (``per_batch`` units: frames, or bytes) as fast as the server takes it, never reading,
+    until ``total`` units are sent, ``seconds`` have passed or the server cuts the connection off; the units
     sent and whether it was cut off."""
     sent, end = 0, time.monotonic() + seconds
     try:
-        while sent < total_frames and time.monotonic() < end:
+        while sent < total and time.monotonic() < end:
             writer.write(batch)
             await writer.drain()
-            sent += frames_per_batch
+            sent += per_batch
     except (ConnectionError, OSError):
         return sent, True
     return sent, False
@@ -238,15 +238,8 @@ async def endless_head(port: int, start: bytes, chunk: bytes, limit: int, *, sec
     or the server cuts the sender off; then the server's answer: (bytes sent, its first 4 KiB, or ``b"reset"``
     when the connection was reset)."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-    sent, end = 0, time.monotonic() + seconds
-    try:
-        writer.write(start)
-        while sent < limit and time.monotonic() < end:
-            writer.write(chunk)
-            await writer.drain()
-            sent += len(chunk)
-    except (ConnectionError, OSError):
-        pass
+    writer.write(start)
+    sent, _ = await flood(writer, chunk, total=limit, per_batch=len(chunk), seconds=seconds)
     try:
         answer = await asyncio.wait_for(reader.read(4096), timeout_s)
     except (ConnectionError, OSError):
