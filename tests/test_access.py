@@ -5,6 +5,7 @@ callers see no fleet); the limit on unknown keys and its metric."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -33,11 +34,14 @@ def idle_pool(model_path: str) -> InferencePool:
 
 @pytest_asyncio.fixture
 async def hub(idle_pool: InferencePool) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
-    settings = hub_settings(auth_enabled=True, api_keys=API_KEYS, rate_limit_requests=10_000)
+    settings = hub_settings(auth_enabled=True, api_keys=API_KEYS, rate_limit_requests=10_000,
+                            edge_stale_after=3600.0)  # cam-b, heard from once, stays while the module runs
     hub = Hub(settings, idle_pool, bus=LocalBus(settings, service="hub"))
     await hub.start()
     assert hub.fleet is not None
-    await hub.fleet.store.apply_status("cam-b", StatusMsg(online=True, session="s", reason="birth", birth_seq=1), 1.0)
+    # now, not long ago: an edge heard from once and silent since is forgotten by the hub's sweep
+    await hub.fleet.store.apply_status("cam-b", StatusMsg(online=True, session="s", reason="birth", birth_seq=1),
+                                       time.time())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hub_app(hub)), base_url="http://hub") as client:
         yield hub, client
     await hub.stop()
@@ -88,7 +92,7 @@ async def test_row1_a_tenants_key_cannot_throttle_another_tenants_stream(idle_po
     try:
         assert hub.fleet is not None
         await hub.fleet.store.apply_status("cam-b", StatusMsg(online=True, session="s", reason="birth", birth_seq=1),
-                                           1.0)
+                                           time.time())
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hub_app(hub)), base_url="http://h") as client:
             assert (await client.get("/fleet")).status_code == 401
             assert (await client.get("/fleet/edges/cam-b")).status_code == 401

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,7 +52,7 @@ class SeededFleet:
     async def start(self) -> None:
         assert self.hub.fleet is not None
         await self.hub.fleet.store.apply_status("cam-1", StatusMsg(online=True, session="s1", reason="birth",
-                                                                   birth_seq=1), 1.0)
+                                                                   birth_seq=1), time.time())
 
     async def stop(self) -> None:
         return None
@@ -61,7 +62,8 @@ class SeededFleet:
 def hub_url(model_path: str) -> Iterator[str]:
     """The hub in a thread of its own (uvicorn's own loop), so schemathesis' blocking calls reach it."""
     s = hub_settings(auth_enabled=True, api_keys=f"fuzz:{KEY}:detect+fleet:admin", rate_limit_requests=100_000,
-                     max_batch_images=4, max_request_size=2_000_000, max_image_size=1_000_000)
+                     max_batch_images=4, max_request_size=2_000_000, max_image_size=1_000_000,
+                     edge_stale_after=3600.0)  # the seeded cam-1 stays while the fuzz runs
     pool = InferencePool(s, {"full": model_path}, service="hub", workers=1)
     hub = Hub(s, pool, bus=LocalBus(s, service="hub"))
     app = Starlette(routes=hub.routes, lifespan=lifespan(pool, hub, SeededFleet(hub)),

@@ -6,6 +6,7 @@ real hub answers validates against it."""
 from __future__ import annotations
 
 import json
+import time
 import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -119,12 +120,14 @@ def test_every_example_fits_its_schema() -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def real_hub(hub_pool: InferencePool) -> AsyncIterator[tuple[str, Hub]]:
-    settings = hub_settings(api_keys=f"ops:{KEY}:detect+fleet:admin", rate_limit_requests=1000)
+    # cam-1 is heard from once: the sweep must not forget it while the module runs (EDGE_STALE_AFTER)
+    settings = hub_settings(api_keys=f"ops:{KEY}:detect+fleet:admin", rate_limit_requests=1000,
+                            edge_stale_after=3600.0)
     bus = LocalBus(settings, service="hub")
     async with serve_hub(settings, hub_pool, bus) as (url, hub):
         assert hub.fleet is not None
         await hub.fleet.store.apply_status("cam-1", StatusMsg(online=True, session="s1", reason="birth",
-                                                              birth_seq=1), 1.0)
+                                                              birth_seq=1), time.time())
         yield url, hub
 
 
