@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hgr.common.inference.hands.runtime import choose_here
 from hgr.loadtest.camera import Answer, shared_agreement
 from hgr.loadtest.clips import Clip
 from research.camera_report import markdown
@@ -41,6 +42,8 @@ def test_camera_section_measures_baseline_and_edge(model_path: str, hand_photos:
     assert report["slices"] == 2  # baseline and edge measured in alternating turns
     edge, refused = report["edge"]
     assert edge["env"] == {"MAX_FPS": "1000"} and edge["errors"] == {}
+    runs = choose_here("auto", "auto").name  # what ran its models, from its /status: the defaults on this CPU
+    assert edge["inference"] == {"asked": runs, "running": {runs: 2}, "fallbacks": []}
     assert set(edge["client_cpu_cores"]) == {"mix", "one_hand_alone", "one_stream"}
     assert refused["env"] == {"MAX_FPS": "-1"} and refused["failed"].startswith("start:")
     for side in (base, edge["mix"]):
