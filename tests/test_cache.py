@@ -7,8 +7,11 @@ import subprocess
 import uuid
 from typing import Any, cast
 
+import pytest
+
 from hgr.common.config import Settings, load_settings
 from hgr.common.contracts import DetectionResult
+from hgr.common.inference.hands import runtime
 from hgr.common.options import DetectOptions
 from hgr.hub.cache import (
     ANSWER_SETTINGS,
@@ -46,6 +49,17 @@ def test_answer_id_changes_with_every_setting_that_changes_a_still() -> None:
     assert answer_id("model-a", load_settings({"MIN_HAND_DETECTION_CONFIDENCE": "0.99"}, env_file=None)) != base
     assert answer_id("model-a", load_settings({"MIN_HAND_PRESENCE_CONFIDENCE": "0.99"}, env_file=None)) != base
     assert answer_id("model-a", load_settings({"RATE_LIMIT_REQUESTS": "7"}, env_file=None)) == base
+
+
+def test_answer_id_keys_auto_as_what_it_resolves_to_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two hubs with the same settings (INFERENCE_PRECISION=auto) on a bf16 and an AVX2-only CPU, sharing one
+    # cache, run different number formats: their answers must not be served to each other.
+    auto = load_settings({}, env_file=None)
+    monkeypatch.setattr(runtime, "openvino_installed", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
+    fp32_cpu = answer_id("model-a", auto)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert answer_id("model-a", auto) != fp32_cpu
 
 
 def _another_value(f: dataclasses.Field[Any], value: Any) -> Any:
