@@ -66,14 +66,16 @@ def checked_pipeline(make: Callable[[Choice], HandPipeline], asked: Choice, min_
     try:
         candidate = make(asked)
     except Exception as exc:  # noqa: BLE001 - any failure of the faster path leaves the reference serving
-        fallback = f"{asked.name} could not be loaded: {exc}"
-        log.error("inference falls back to %s: %s", REFERENCE.name, fallback)
-        return Checked(reference, asked, fallback)
+        return _refused(reference, asked, f"{asked.name} could not be loaded: {exc}")
     differ = disagreements(candidate, reference, check_images() if images is None else images, min_presence)
     if not differ:
         reference.close()
         return Checked(candidate, asked)
     candidate.close()
-    fallback = f"{asked.name} counted differently from fp32 on {len(differ)} check photo(s): {'; '.join(differ)}"
-    log.error("inference falls back to %s: %s", REFERENCE.name, fallback)
-    return Checked(reference, asked, fallback)
+    return _refused(reference, asked, f"{asked.name} counted differently from fp32 on {len(differ)} check "
+                                      f"photo(s): {'; '.join(differ)}")
+
+
+def _refused(reference: HandPipeline, asked: Choice, reason: str) -> Checked:
+    log.error("inference falls back to %s: %s", REFERENCE.name, reason)
+    return Checked(reference, asked, reason)
