@@ -257,9 +257,12 @@ def test_a_decoded_frame_reaches_the_pool_as_pixels_at_the_size_its_jpeg_had(
 
 
 def test_a_turn_takes_a_newer_mjpeg_part_but_leaves_a_newer_decoded_frame_to_the_reader() -> None:
-    reader = _reader("file:///clips/none.mp4")
-    reader._keep(Grab(1.0, 1000.0, frame=object()))  # type: ignore[arg-type]  # a decoded frame: never run as it is
-    assert reader.take_part() is None and reader.take() is not None
-    reader._keep(Grab(2.0, 2000.0, jpeg=b"\xff\xd8part"))
-    part = reader.take_part()
-    assert part is not None and part.jpeg == b"\xff\xd8part" and reader.take() is None
+    reader = _reader("file:///clips/none.mp4")  # never started: only its newest-frame slot is used
+    try:
+        reader._keep(Grab(1.0, 1000.0, frame=object()))  # type: ignore[arg-type]  # a decoded frame
+        assert reader.take_part() is None and reader.take() is not None
+        reader._keep(Grab(2.0, 2000.0, jpeg=b"\xff\xd8part"))
+        part = reader.take_part()
+        assert part is not None and part.jpeg == b"\xff\xd8part" and reader.take() is None
+    finally:
+        reader.stop()  # its series leave /metrics (a later test checks the camera labels there)

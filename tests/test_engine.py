@@ -168,9 +168,7 @@ PROBE = textwrap.dedent("""
 
     out = asyncio.run(main())
     # `hgr detect` (and the benches' raw engine) run the Detector in their own process:
-    from hgr.common.errors import CorruptImage, EmptyImage
-from hgr.common.inference.engine import Detector
-from hgr.common.inference.images import decode_image
+    from hgr.common.inference.engine import Detector
     d = Detector(load_settings({}, env_file=None, model_path=model, stream_pipeline=engine), {"full": model})
     d.detect_bytes(Path(photo).read_bytes())
     d.close()
