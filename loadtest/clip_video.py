@@ -130,8 +130,9 @@ def _open(path: Path) -> tuple[Any, Any]:
 
 
 def sent_frames(clip: VideoClip, pace: float, settings: Settings) -> list[bytes]:
-    """One loop of ``clip`` as the edge's camera would hand it to a worker at ``pace`` frames per second:
-    the frames ``Pacer`` keeps (by the file's timestamps), each JPEG-encoded by ``encode_frame``."""
+    """One loop of ``clip`` as a WebSocket client would send what the edge's camera keeps of it at ``pace``
+    frames per second: the frames ``Pacer`` keeps (by the file's timestamps), each JPEG-encoded by
+    ``encode_frame`` at the size the camera hands its workers the pixels."""
     pacer = Pacer(pace)
     container, stream = _open(clip.path)
     frames = []
