@@ -161,7 +161,7 @@ class Settings:
                       "`@/path/file` (one pair a line). Sources: `rtsp://` (TCP), `rtsp+udp://`, `http(s)://` "
                       "(MJPEG), `file:///path` (looped), `/dev/videoN`. Names `[a-z0-9_-]{1,32}`.")
     camera_fps: float = _s("CAMERA_FPS", 10.0, "Frames per second a camera offers to inference; the source's "
-                           "other frames are read (and H.264 decoded) but never encoded or run.", min=0.1, max=120)
+                           "other frames are read (and H.264 decoded) but never converted or run.", min=0.1, max=120)
     camera_open_timeout: float = _s("CAMERA_OPEN_TIMEOUT", 10.0, "Seconds to open a camera (connect, handshake, "
                                     "first packets) before the attempt fails.", min=0.1, max=600)
     camera_read_timeout: float = _s("CAMERA_READ_TIMEOUT", 5.0, "Seconds without data from an open camera before "

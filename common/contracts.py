@@ -293,10 +293,16 @@ ControlCommand = ThrottleCommand | RebirthCommand
 class PulledFrame(Protocol):
     """What a stream's pull hands the pool when its turn comes (``submit_latest``): the image bytes, their
     options and the arrival ``time.monotonic()``. The caller's own type, with whatever else it needs to
-    answer (a sequence number, a timestamp), comes back unchanged in ``Ran.frame``."""
+    answer (a sequence number, a timestamp), comes back unchanged in ``Ran.frame``.
+
+    ``rgb_shape`` None: ``image`` is a compressed image (every network source). ``(height, width)``: ``image``
+    is packed RGB pixels, a frame the edge's own camera reader decoded (edge/camera.py), handed to the worker
+    as they are (common/inference/messages.py)."""
 
     @property
     def image(self) -> bytes: ...
+    @property
+    def rgb_shape(self) -> tuple[int, int] | None: ...
     @property
     def opts(self) -> DetectOptions: ...
     @property

@@ -8,14 +8,17 @@ Each camera has two halves:
   read timeouts are FFmpeg's own (``av.open(timeout=(open, read))``); a failure closes the source and
   reopens it after a capped exponential back-off with jitter (``backoff_delay``). The thread blocks only
   itself: a dead camera never holds the event loop, another camera or a WebSocket stream.
-- an asyncio task (``Camera._process``) that takes the newest frame, JPEG-encodes it in a thread when it
-  was decoded (only now, when the stream is ready for its next frame: a frame nobody will run is never
-  encoded), and takes a turn in the pool exactly as a WebSocket stream does (``submit_latest`` with the
-  camera's name as the stream, so affinity, batching, the stream scheduler and the motion gate apply);
-  the result goes to the edge's counters and to ``report_frame`` (fleet events, MQTT results) with
-  ``camera`` set to the name.
+- an asyncio task (``Camera._process``) that takes the newest frame, converts it in a thread when it was
+  decoded (scaled by ``reduced_size`` and turned into packed RGB pixels by FFmpeg's swscale, only now, when
+  the stream is ready for its next frame: a frame nobody will run is never converted), and takes a turn in
+  the pool exactly as a WebSocket stream does (``submit_latest`` with the camera's name as the stream, so
+  affinity, batching, the stream scheduler and the motion gate apply); the result goes to the edge's
+  counters and to ``report_frame`` (fleet events, MQTT results) with ``camera`` set to the name.
 
-Compressed bytes cross the process boundary, never pixels, as for WebSocket frames.
+What crosses the process boundary: an MJPEG part as the camera sent it (the worker decodes it, as a WebSocket
+frame), or the pixels of a frame the reader decoded (``rgb_shape`` set: the worker runs them as they are).
+Pixels, not a JPEG made here only for the worker to decode it again: that round trip cost ~2 ms of CPU a frame
+(docs/cameras.md); the pixels are at the size the JPEG had (``reduced_size``), so the answers are comparable.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from hgr.edge.session import StreamHost
 if TYPE_CHECKING:
     import av.container
     import av.video.frame
+    import numpy as np
 
 log = logging.getLogger("hgr.edge.camera")
 
@@ -97,14 +101,28 @@ def reduced_size(width: int, height: int, min_side: int, max_side: int) -> tuple
     return w - w % 2, h - h % 2
 
 
+def frame_rgb(frame: av.video.frame.VideoFrame, min_side: int, max_side: int) -> np.ndarray:
+    """A decoded frame as RGB pixels (H×W×3), scaled by ``reduced_size`` (FFmpeg's swscale does the scaling
+    and the colour conversion in one pass)."""
+    w, h = reduced_size(frame.width, frame.height, min_side, max_side)
+    rgb: np.ndarray = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    return rgb
+
+
+def frame_pixels(frame: av.video.frame.VideoFrame, min_side: int, max_side: int) -> tuple[bytes, tuple[int, int]]:
+    """What a camera hands the worker for a frame it decoded: ``frame_rgb`` packed row after row, and its
+    (height, width) (``contracts.PulledFrame.rgb_shape``)."""
+    rgb = frame_rgb(frame, min_side, max_side)
+    return rgb.tobytes(), (rgb.shape[0], rgb.shape[1])  # tobytes: C order, whatever the row padding
+
+
 def encode_frame(frame: av.video.frame.VideoFrame, min_side: int, max_side: int) -> bytes:
-    """A decoded frame as JPEG, scaled by ``reduced_size`` (FFmpeg's swscale does the scaling and the
-    colour conversion in one pass)."""
+    """A decoded frame as JPEG at the size ``frame_pixels`` gives it: what the edge once sent its workers, and
+    what a WebSocket client sends (the bench's clients: loadtest/clip_video.py)."""
     import simplejpeg
 
-    w, h = reduced_size(frame.width, frame.height, min_side, max_side)
-    rgb = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
-    data: bytes = simplejpeg.encode_jpeg(rgb, quality=JPEG_QUALITY, colorspace="RGB")
+    data: bytes = simplejpeg.encode_jpeg(frame_rgb(frame, min_side, max_side), quality=JPEG_QUALITY,
+                                         colorspace="RGB")
     return data
 
 
@@ -124,7 +142,7 @@ def media_time(item: Any) -> float | None:
 
 @dataclass(slots=True)
 class Grab:
-    """A frame the reader kept: JPEG bytes as the source sent them, or a decoded frame to encode."""
+    """A frame the reader kept: JPEG bytes as the source sent them, or a decoded frame to convert."""
 
     read_at: float  # time.monotonic()
     wall_ms: float  # time.time() in ms: the result's ts
@@ -133,12 +151,14 @@ class Grab:
 
 
 @dataclass(slots=True)
-class _Encoded:
-    """A grab ready for the pool (``contracts.PulledFrame``), and the grab it came from (for the answer)."""
+class _Prepared:
+    """A grab ready for the pool (``contracts.PulledFrame``), and the grab it came from (for the answer):
+    an MJPEG part (``rgb_shape`` None) or a decoded frame's pixels."""
 
     grab: Grab
     image: bytes
     opts: DetectOptions
+    rgb_shape: tuple[int, int] | None = None
 
     @property
     def received_at(self) -> float:
@@ -192,6 +212,15 @@ class Reader:
     def take(self) -> Grab | None:
         with self._lock:
             grab, self._latest = self._latest, None
+        return grab
+
+    def take_part(self) -> Grab | None:
+        """The newest grab if it is an MJPEG part (ready to run as it is); a decoded frame stays where it is."""
+        with self._lock:
+            grab = self._latest
+            if grab is None or grab.jpeg is None:
+                return None
+            self._latest = None
         return grab
 
     # --- the thread ---
@@ -307,7 +336,7 @@ class Camera:
         self._processed_at: deque[float] = deque(maxlen=4096)
         self._seq = 0
         self._dropped_reported = 0
-        self._ready: _Encoded | None = None
+        self._ready: _Prepared | None = None
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -342,16 +371,18 @@ class Camera:
         self.node.pool.close_stream(self.stream_id)
         forget_series(self.name, metrics.CAMERA_FRAMES_PROCESSED, metrics.CAMERA_LAST_FRAME_AGE)
 
-    def _pull(self) -> _Encoded | None:
+    def _pull(self) -> _Prepared | None:
         """Called by the pool when the camera's turn comes."""
         ready, self._ready = self._ready, None
         if ready is None:
             return None
-        if ready.grab.frame is None:  # an MJPEG source: a newer part costs nothing to take instead
-            newer = self.reader.take()
+        # An MJPEG source: a newer part costs nothing to take instead. A decoded source's newer frame is left to
+        # the reader, for ``_process`` to convert next (taking it here would lose it).
+        if ready.rgb_shape is None:
+            newer = self.reader.take_part()
             if newer is not None and newer.jpeg is not None:
                 self.reader.drop()
-                ready = _Encoded(newer, newer.jpeg, ready.opts)
+                ready = _Prepared(newer, newer.jpeg, ready.opts)
         return ready
 
     async def _process(self) -> None:
@@ -364,14 +395,14 @@ class Camera:
                 continue
             try:
                 if grab.jpeg is not None:
-                    image = grab.jpeg
+                    image, shape = grab.jpeg, None
                 else:
                     assert grab.frame is not None
-                    image = await asyncio.to_thread(encode_frame, grab.frame, s.reduced_decode_min_side,
-                                                    s.infer_max_side)
+                    image, shape = await asyncio.to_thread(frame_pixels, grab.frame, s.reduced_decode_min_side,
+                                                           s.infer_max_side)
                     grab.frame = None
                 counts.received("camera")
-                self._ready = _Encoded(grab, image, node.defaults)
+                self._ready = _Prepared(grab, image, node.defaults, shape)
                 ran = await node.pool.submit_latest(self._pull, stream=self.stream_id)
                 result = None if ran is None else ran.outcome
                 if isinstance(result, HgrError):  # the frame ran and failed: counted like any other failure
@@ -380,7 +411,7 @@ class Camera:
                 counts.error(exc.code)
                 log.warning("camera %s: frame failed: %s", self.name, exc.message)
                 continue
-            except Exception:  # one bad frame (an encode failure) must not end the camera
+            except Exception:  # one bad frame (a conversion failure) must not end the camera
                 log.exception("camera %s: frame failed", self.name)
                 continue
             if ran is None or result is None:

@@ -42,6 +42,10 @@ class _Waiting:
     opts: DetectOptions
     received_at: float
 
+    @property
+    def rgb_shape(self) -> None:  # a client's frame is always a compressed image, never pixels
+        return None
+
 
 class StreamHost(Protocol):
     """What a session needs from the node that owns it (``edge.app.EdgeNode``), stated here so the

@@ -2,11 +2,12 @@
 and what reading them costs.
 
 The ``file_cameras`` section (``loadtest/file_cameras.py``) plays each clip twice: as an H.264 file that a
-camera of ``CAMERAS`` decodes in the edge, and as JPEG frames that a WebSocket client sends. For the two
-kinds of source to cost the workers the same, the client's frames are made the way the edge makes a
-camera's: the file decoded with PyAV, the frames the camera's pacing keeps (``hgr.edge.camera.Pacer`` at
-the same rate), each encoded by ``hgr.edge.camera.encode_frame``. The workers then get the same bytes
-from both; what differs is only where the frame came from.
+camera of ``CAMERAS`` decodes in the edge, and as JPEG frames that a WebSocket client sends. The client's
+frames are made the way the edge makes a camera's: the file decoded with PyAV, the frames the camera's pacing
+keeps (``hgr.edge.camera.Pacer`` at the same rate), each at the size the camera hands its workers. A camera
+hands them that frame's pixels (``hgr.edge.camera.frame_pixels``); a client can only send an image, so it sends
+the JPEG of those pixels (``hgr.edge.camera.encode_frame``, the same size): the workers see the same picture
+from both, decoded from a JPEG for the client's frames only.
 
 A clip is photos filmed by the simulated sensor of ``loadtest/clips.py`` (drift, read noise), each held
 for ``hold`` frames, written without B-frames and with a key frame every two seconds, as IP cameras send.
@@ -29,7 +30,7 @@ import cv2
 import numpy as np
 
 from hgr.common.config import Settings
-from hgr.edge.camera import Pacer, encode_frame, media_time
+from hgr.edge.camera import Pacer, encode_frame, frame_pixels, media_time
 from hgr.loadtest import clips as camclips
 
 KEY_FRAME_S = 2.0  # seconds between key frames, a common IP-camera setting
@@ -129,8 +130,9 @@ def _open(path: Path) -> tuple[Any, Any]:
 
 
 def sent_frames(clip: VideoClip, pace: float, settings: Settings) -> list[bytes]:
-    """One loop of ``clip`` as the edge's camera would hand it to a worker at ``pace`` frames per second:
-    the frames ``Pacer`` keeps (by the file's timestamps), each JPEG-encoded by ``encode_frame``."""
+    """One loop of ``clip`` as a WebSocket client would send what the edge's camera keeps of it at ``pace``
+    frames per second: the frames ``Pacer`` keeps (by the file's timestamps), each JPEG-encoded by
+    ``encode_frame`` at the size the camera hands its workers the pixels."""
     pacer = Pacer(pace)
     container, stream = _open(clip.path)
     frames = []
@@ -147,12 +149,13 @@ def sent_frames(clip: VideoClip, pace: float, settings: Settings) -> list[bytes]
 def reading_cost(clip: VideoClip, pace: float, settings: Settings, seconds: float) -> dict[str, Any]:
     """CPU a file camera spends in the edge on the first ``seconds`` of ``clip``, measured here: the file
     demuxed and decoded at its own rate (the thread sleeps until each frame is due, as the reader does),
-    every frame the pacing keeps converted and JPEG-encoded. Thread CPU time (``time.thread_time``), so
-    nothing else this process does is counted; call it in a thread of its own, off the event loop."""
+    every frame the pacing keeps scaled and converted to the pixels a worker gets (``frame_pixels``). Thread CPU
+    time (``time.thread_time``), so nothing else this process does is counted; call it in a thread of its own,
+    off the event loop."""
     pacer = Pacer(pace)
     container, stream = _open(clip.path)
     read = kept = 0
-    encode_s = 0.0
+    convert_s = 0.0
     with container:
         started_cpu, started = time.thread_time(), time.monotonic()
         for frame in container.decode(stream):
@@ -167,13 +170,13 @@ def reading_cost(clip: VideoClip, pace: float, settings: Settings, seconds: floa
                 if pacer.keep(at):
                     kept += 1
                     t = time.thread_time()
-                    encode_frame(frame, settings.reduced_decode_min_side, settings.infer_max_side)
-                    encode_s += time.thread_time() - t
+                    frame_pixels(frame, settings.reduced_decode_min_side, settings.infer_max_side)
+                    convert_s += time.thread_time() - t
         total_s = time.thread_time() - started_cpu
     if not read or not kept:
         raise ValueError(f"{clip.path}: no frames decoded")
-    decode_s = total_s - encode_s
+    decode_s = total_s - convert_s
     return {"clip": clip.path.name, "video_fps": clip.fps, "pace_fps": pace, "frames_read": read, "frames_kept": kept,
             "decode_ms_per_read_frame": round(decode_s * 1000 / read, 3),
-            "encode_ms_per_kept_frame": round(encode_s * 1000 / kept, 3),
+            "convert_ms_per_kept_frame": round(convert_s * 1000 / kept, 3),
             "ms_per_kept_frame": round(total_s * 1000 / kept, 3)}

@@ -11,9 +11,10 @@ Two loads, the same number of streams, the same clips, the same pace per stream:
 The clips (``loadtest/clip_video.py``) are photos filmed by the simulated sensor at ``--file-camera-video-fps``
 (default 3 × the pace); the edge's ``CAMERA_FPS`` and every WebSocket client's pace are ``--file-camera-fps``
 (default 1.5: the comparison is like for like only while the edge keeps up), and a client sends the very
-frames a camera keeps at that pace, encoded as the edge encodes a camera's: the workers get the same bytes
-from both kinds of source. Each turn reports the fraction of the offered frames it processed, and the
-section whether every turn kept up (``sustained``).
+frames a camera keeps at that pace, at the size the camera hands them on: a camera hands its workers the
+frame's RGB pixels, a client the JPEG of those pixels (``clip_video.sent_frames``), so the workers see the same
+pictures from both kinds of source and decode only the clients'. Each turn reports the fraction of the offered
+frames it processed, and the section whether every turn kept up (``sustained``).
 
 Each turn is its own ``hgr edge`` (a camera is configured at start), the loads alternating (``websocket``,
 ``mixed``, ``websocket``, …; ``--file-camera-turns``, default 4), so the machine's drift falls on both
@@ -25,7 +26,7 @@ window's start and end. CPU per processed frame = CPU seconds / frames processed
 generator runs in this process: its CPU is not the edge's (reported as ``client_cpu_cores``).
 
 The edge exports no decode time, so the cameras' reading cost (demux + H.264 decode of every frame the
-file plays, swscale + JPEG encode of every frame kept) is measured apart: one clip read by this process
+file plays, swscale to RGB pixels of every frame kept) is measured apart: one clip read by this process
 the way a camera's reader reads it (``clip_video.reading_cost``), at the same rates, in thread CPU time.
 It is included in the ``mixed`` turns' CPU (the edge does it) and reported beside them.
 """
@@ -220,7 +221,7 @@ def summarise(turns: list[dict[str, Any]], reading: dict[str, Any]) -> dict[str,
     total = sum(t["processed"] for t in mixed)
     decode: dict[str, Any] = {"measured_apart": reading}
     if cam and total:
-        per_camera_frame = (reading["decode_ms_per_read_frame"] * read / cam + reading["encode_ms_per_kept_frame"])
+        per_camera_frame = (reading["decode_ms_per_read_frame"] * read / cam + reading["convert_ms_per_kept_frame"])
         decode["ms_per_camera_frame"] = round(per_camera_frame, 3)
         decode["ms_per_mixed_frame"] = round(per_camera_frame * cam / total, 3)  # spread over all frames processed
         a, b = medians["websocket"]["tree"], medians["mixed"]["tree"]

@@ -3,19 +3,25 @@ on loopback (a looped MJPEG file; a server that accepts and then says nothing; a
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import simplejpeg
 
 from hgr.common.camera_spec import CameraSpecError, parse_cameras, valid_name
 from hgr.common.config import load_settings
 from hgr.common.errors import ConfigError
 from hgr.common.masking import mask_url
-from hgr.edge.camera import Pacer, Reader, backoff_delay, reduced_size
-from tests.camera_support import make_clip
+from hgr.common.options import DetectOptions
+from hgr.edge.camera import Camera, Grab, Pacer, Reader, backoff_delay, encode_frame, frame_pixels, reduced_size
+from hgr.edge.stats import EdgeStats
+from tests.camera_support import camera_frame, make_clip
 from tests.support import free_port, poll
 
 # --- CAMERAS ---
@@ -180,3 +186,83 @@ def test_a_port_that_never_answers_is_retried() -> None:
             assert not reader.up and reader.error
         finally:
             reader.stop()
+
+
+# --- a decoded frame's way to the pool ---
+
+
+class _PullingPool:
+    """Just enough of the pool: each turn pulls the camera's frame at once and keeps it (no model runs)."""
+
+    def __init__(self, wanted: int) -> None:
+        self.frames: list[Any] = []
+        self.enough = asyncio.Event()
+        self.wanted = wanted
+
+    async def submit_latest(self, pull: Any, *, stream: str) -> None:
+        frame = pull()
+        if frame is not None:
+            self.frames.append(frame)
+            if len(self.frames) >= self.wanted:
+                self.enough.set()
+
+    def close_stream(self, stream: str) -> None:
+        pass
+
+
+class _Host:
+    def __init__(self, source: str, pool: _PullingPool) -> None:
+        self.settings = load_settings({}, env_file=None, cameras=f"cam={source}", camera_fps=30.0)
+        self.defaults = DetectOptions()
+        self.counts = EdgeStats()
+        self.pool = pool
+
+    def report_frame(self, *args: Any) -> None:
+        pass
+
+    def camera_available(self, name: str, online: bool) -> None:
+        pass
+
+
+def test_a_decoded_frame_reaches_the_pool_as_pixels_at_the_size_its_jpeg_had(
+        tmp_path: Path, hand_photos: list[tuple[Path, int]]) -> None:
+    photo = hand_photos[0][0]
+    clip = make_clip(tmp_path / "clip.mp4", [photo], fps=30, frames_each=6)  # H.264: the edge decodes it
+    pool = _PullingPool(wanted=3)
+
+    async def run() -> None:
+        camera = Camera(_Host(f"file://{clip}", pool), parse_cameras(f"cam=file://{clip}")[0])  # type: ignore[arg-type]
+        await camera.start()
+        try:
+            await asyncio.wait_for(pool.enough.wait(), 60)
+        finally:
+            await camera.stop()
+
+    asyncio.run(run())
+    s = load_settings({}, env_file=None)
+    w, h = reduced_size(640, 480, s.reduced_decode_min_side, s.infer_max_side)
+    for frame in pool.frames:
+        assert frame.rgb_shape == (h, w) and len(frame.image) == h * w * 3  # pixels, not a JPEG
+        assert frame.grab.frame is None  # the decoded frame is let go once converted
+        rgb = np.frombuffer(frame.image, np.uint8).reshape(h, w, 3)
+        assert np.abs(rgb.astype(int) - camera_frame(photo, w, h)).mean() < 6  # the photo, through H.264
+    # the JPEG the edge made of such a frame before is the same size
+    import av
+    with av.open(str(clip)) as container:
+        decoded = next(container.decode(video=0))
+        pixels, shape = frame_pixels(decoded, s.reduced_decode_min_side, s.infer_max_side)
+        assert len(pixels) == h * w * 3
+        assert simplejpeg.decode_jpeg_header(encode_frame(decoded, s.reduced_decode_min_side, s.infer_max_side))[:2] \
+            == shape == (h, w)
+
+
+def test_a_turn_takes_a_newer_mjpeg_part_but_leaves_a_newer_decoded_frame_to_the_reader() -> None:
+    reader = _reader("file:///clips/none.mp4")  # never started: only its newest-frame slot is used
+    try:
+        reader._keep(Grab(1.0, 1000.0, frame=object()))  # type: ignore[arg-type]  # a decoded frame
+        assert reader.take_part() is None and reader.take() is not None
+        reader._keep(Grab(2.0, 2000.0, jpeg=b"\xff\xd8part"))
+        part = reader.take_part()
+        assert part is not None and part.jpeg == b"\xff\xd8part" and reader.take() is None
+    finally:
+        reader.stop()  # its series leave /metrics (a later test checks the camera labels there)

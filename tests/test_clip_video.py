@@ -33,7 +33,7 @@ def test_a_clip_is_a_file_a_camera_reads_and_the_frames_a_client_sends_are_the_o
 
     cost = clip_video.reading_cost(clip, 10, settings, seconds=60)
     assert cost["frames_read"] == 12 and cost["frames_kept"] == 4
-    for key in ("decode_ms_per_read_frame", "encode_ms_per_kept_frame", "ms_per_kept_frame"):
+    for key in ("decode_ms_per_read_frame", "convert_ms_per_kept_frame", "ms_per_kept_frame"):
         assert math.isfinite(cost[key]) and cost[key] > 0
     shorter = clip_video.reading_cost(clip, 10, settings, seconds=0.2)  # 0.2 s of a 30 fps file: 6 frames
     assert shorter["frames_read"] == 6 and shorter["frames_kept"] == 2

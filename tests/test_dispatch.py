@@ -29,6 +29,7 @@ class Frame:
     image: bytes
     opts: DetectOptions = field(default_factory=DetectOptions)
     received_at: float = 0.0
+    rgb_shape: tuple[int, int] | None = None  # a compressed image
 
 
 class Driver:

@@ -20,7 +20,9 @@ import pytest
 
 from hgr.common.config import load_settings
 from hgr.common.contracts import DetectionResult
+from hgr.common.errors import CorruptImage, EmptyImage
 from hgr.common.inference.engine import Detector
+from hgr.common.inference.images import decode_image
 from hgr.loadtest.clips import SAMPLE_PHOTOS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +67,26 @@ def test_each_setting_selects_its_engine(detector: Detector) -> None:
     assert len(frame["hands"]) == 1
     detector.close_stream("s")
     detector.close_stream("s")  # closing twice, or a stream never seen, is nothing
+
+
+def test_a_cameras_pixels_get_the_answer_their_jpeg_decodes_to(detector: Detector) -> None:
+    """A frame the edge decoded reaches the worker as packed RGB pixels (``rgb_shape``): run as they are, the
+    pixels a JPEG decodes to get that JPEG's answer, from either engine; malformed pixels are an image error."""
+    reduce = detector.settings.reduced_decode_min_side if detector.streams is not None else 0  # as each decodes
+    for i, photo in enumerate(sorted(PHOTOS.glob("*.jpg"))[:6]):
+        data = photo.read_bytes()
+        rgb = decode_image(data, detector.limits, reduce_min_side=reduce).rgb
+        jpeg = detector.detect_bytes(data, stream=f"jpeg-{i}")
+        pixels = detector.detect_bytes(rgb.tobytes(), stream=f"rgb-{i}", rgb_shape=(rgb.shape[0], rgb.shape[1]))
+        assert pixels["hands"] == jpeg["hands"] and pixels["total_fingers"] == jpeg["total_fingers"], photo.name
+        assert pixels["image_size"] == jpeg["image_size"] and _shape(pixels) == _shape(jpeg)
+        detector.close_stream(f"jpeg-{i}")
+        detector.close_stream(f"rgb-{i}")
+    with pytest.raises(CorruptImage):
+        detector.detect_bytes(bytes(10), stream="bad", rgb_shape=(4, 4))
+    with pytest.raises(EmptyImage):
+        detector.detect_bytes(b"", stream="bad", rgb_shape=(0, 4))
+    detector.close_stream("bad")
 
 
 def test_a_still_has_the_same_shape_from_both_engines(model_path: str) -> None:

@@ -34,7 +34,7 @@ def test_the_summary_compares_medians_within_the_run_and_sets_the_reading_beside
              _turn("mixed", processed=100, tree=5.4, edge=0.6, cam=50, read=150),
              _turn("websocket", processed=100, tree=6.0, edge=0.1),
              _turn("mixed", processed=100, tree=6.2, edge=0.6, cam=50, read=150, fraction=0.8)]
-    reading = {"decode_ms_per_read_frame": 1.0, "encode_ms_per_kept_frame": 2.0}
+    reading = {"decode_ms_per_read_frame": 1.0, "convert_ms_per_kept_frame": 2.0}
     out = file_cameras.summarise(turns, reading)
     assert out["websocket"]["cpu_ms_per_frame"]["tree"] == 55.0 and out["mixed"]["cpu_ms_per_frame"]["tree"] == 58.0
     assert out["ratio"]["tree"] == round(58 / 55, 3) and out["pair_ratios"] == [1.08, round(62 / 60, 3)]

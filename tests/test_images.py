@@ -22,7 +22,14 @@ from hgr.common.errors import (
     UnsupportedImage,
 )
 from hgr.common.inference import images
-from hgr.common.inference.images import EXPOSURE_BRACKETS, ImageLimits, decode_image, read_header, with_gamma
+from hgr.common.inference.images import (
+    EXPOSURE_BRACKETS,
+    ImageLimits,
+    decode_image,
+    read_header,
+    unpack_rgb,
+    with_gamma,
+)
 
 
 def _encode(fmt: str, w: int = 64, h: int = 48, **save: object) -> bytes:
@@ -135,6 +142,30 @@ def test_large_images_are_downscaled_for_inference_but_report_their_size() -> No
     assert out.size == (16_384, 8) and out.rgb.shape == (2, 4096, 3)
     small = decode_image(_encode("PNG", 640, 480), ImageLimits(infer_max_side=4096))
     assert small.rgb.shape == (480, 640, 3)
+
+
+def test_a_cameras_packed_pixels_are_unpacked_as_they_are() -> None:
+    rgb = np.random.default_rng(3).integers(0, 256, (48, 64, 3), np.uint8)
+    out = unpack_rgb(rgb.tobytes(), (48, 64))
+    assert out.format == "rgb" and out.size == (64, 48) and out.decode_ms >= 0
+    assert np.array_equal(out.rgb, rgb)
+    big = unpack_rgb(bytes(8 * 5000 * 3), (8, 5000), ImageLimits(infer_max_side=4096))
+    assert big.size == (5000, 8) and big.rgb.shape == (7, 4096, 3)  # downscaled as a decoded image would be
+
+
+@pytest.mark.parametrize("data, shape, error", [
+    (bytes(47), (4, 4), CorruptImage),  # one byte short
+    (bytes(49), (4, 4), CorruptImage),  # one too many
+    (bytes(16 * 3), (1, 4), CorruptImage),  # a 4×4 frame's bytes sent as one row
+    (b"", (0, 5), EmptyImage),
+    (b"", (-2, -2), EmptyImage),  # (-2)·(-2)·3 = 12: the sides are checked before the length
+    (b"", (1, 16_385), ImageSideTooLarge),
+    (b"", (7000, 7000), TooManyPixels),
+])
+def test_malformed_packed_pixels_get_an_image_error(data: bytes, shape: tuple[int, int],
+                                                    error: type[HgrError]) -> None:
+    with pytest.raises(error):
+        unpack_rgb(data, shape)
 
 
 def test_a_jpeg_cut_in_the_middle_but_ending_in_ffd9_is_corrupt(hand_photos: list[tuple[Path, int]]) -> None:

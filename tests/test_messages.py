@@ -17,8 +17,22 @@ def _payload(framed: bytes) -> bytes:
 def test_a_batch_is_one_msgpack_array_of_positional_tasks() -> None:
     batch = m.Batch([m.Task(7, b"\xff\xd8jpeg", 2, False, "full", "cam-1"), m.Task(8, b"png", 1, True, "lite", None)])
     wire = msgpack.unpackb(_payload(m.frame(batch)), raw=False)
-    assert wire == ["batch", [[7, b"\xff\xd8jpeg", 2, False, "full", "cam-1"], [8, b"png", 1, True, "lite", None]]]
+    # rgb_shape, appended last with a default, is None: a compressed image
+    assert wire == ["batch", [[7, b"\xff\xd8jpeg", 2, False, "full", "cam-1", None],
+                              [8, b"png", 1, True, "lite", None, None]]]
     assert m.to_worker.decode(_payload(m.frame(batch))) == batch
+    # a task without it (as made before it was added) still decodes, as a compressed image
+    assert m.to_worker.decode(msgpack.packb(["batch", [[7, b"jpeg", 2, False, "full", "cam-1"]]])) == \
+        m.Batch([m.Task(7, b"jpeg", 2, False, "full", "cam-1")])
+
+
+def test_a_cameras_pixels_travel_with_their_height_and_width() -> None:
+    task = m.Task(9, bytes(2 * 3 * 3), 1, False, "full", "cam-1", (2, 3))
+    wire = msgpack.unpackb(_payload(m.frame(m.Batch([task]))), raw=False)
+    assert wire == ["batch", [[9, bytes(18), 1, False, "full", "cam-1", [2, 3]]]]
+    assert m.to_worker.decode(_payload(m.frame(m.Batch([task])))) == m.Batch([task])
+    with pytest.raises(msgspec.ValidationError):  # a shape is two integers
+        m.to_worker.decode(msgpack.packb(["batch", [[9, b"", 1, False, "full", "cam-1", [2, 3, 3]]]]))
 
 
 @pytest.mark.parametrize("msg", [

@@ -16,9 +16,21 @@ import pytest
 import pytest_asyncio
 
 from hgr.common.config import load_settings
-from hgr.common.errors import CorruptImage, HgrError, ImageError, UnsupportedImage
+from hgr.common.contracts import DetectionResult
+from hgr.common.errors import (
+    CorruptImage,
+    EmptyImage,
+    HgrError,
+    ImageError,
+    ImageSideTooLarge,
+    TooManyPixels,
+    UnsupportedImage,
+)
+from hgr.common.inference.images import decode_image
 from hgr.common.inference.pool import InferencePool
 from hgr.common.options import BadOptions, DetectOptions
+from hgr.edge.camera import encode_frame, frame_pixels
+from tests.camera_support import camera_frame
 from tests.support import alive, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -29,6 +41,7 @@ class _Frame:  # a stream's frame as submit_latest pulls it (contracts.PulledFra
     image: bytes
     opts: DetectOptions = field(default_factory=lambda: DetectOptions(num_hands=1))
     received_at: float = field(default_factory=time.monotonic)
+    rgb_shape: tuple[int, int] | None = None  # a compressed image
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +122,65 @@ async def test_submit_latest_pulls_the_frame_when_its_turn_comes(pool: Inference
     failed = await pool.submit_latest(pull, stream="latest")
     assert failed is not None and failed.frame is broken and isinstance(failed.outcome, UnsupportedImage)
     pool.close_stream("latest")
+
+
+async def _turn(pool: InferencePool, frame: _Frame, stream: str) -> DetectionResult | HgrError:
+    ran = await pool.submit_latest(lambda: frame, stream=stream)
+    assert ran is not None and ran.frame is frame
+    return ran.outcome
+
+
+async def test_a_decoded_camera_frame_runs_as_pixels_and_gets_its_jpegs_answer(
+        pool: InferencePool, hand_photos: list[tuple[Path, int]]) -> None:
+    """The edge's camera path, both ways, on labelled photos: a decoded frame (YUV 4:2:0, as H.264 gives it) sent
+    as pixels (``frame_pixels``, today) and as the JPEG the edge used to make of it (``encode_frame``)."""
+    import av
+
+    s = pool.settings
+    right = 0
+    for i, (photo, label) in enumerate(hand_photos[:12]):
+        frame = av.VideoFrame.from_ndarray(camera_frame(photo, 1280, 720), format="rgb24").reformat(format="yuv420p")
+        jpeg = encode_frame(frame, s.reduced_decode_min_side, s.infer_max_side)
+        pixels, shape = frame_pixels(frame, s.reduced_decode_min_side, s.infer_max_side)
+        assert shape == (360, 640)  # reduced_size: the size the JPEG had
+        a = await _turn(pool, _Frame(jpeg, DetectOptions(num_hands=2)), f"jpeg-{i}")
+        b = await _turn(pool, _Frame(pixels, DetectOptions(num_hands=2), rgb_shape=shape), f"rgb-{i}")
+        assert not isinstance(a, HgrError) and not isinstance(b, HgrError)
+        assert b["image_size"] == a["image_size"] == [640, 360]
+        assert b["total_fingers"] == a["total_fingers"], photo.name
+        assert [(h["handedness"], h["fingers"]) for h in b["hands"]] == \
+            [(h["handedness"], h["fingers"]) for h in a["hands"]], photo.name
+        for ha, hb in zip(a["hands"], b["hands"], strict=True):  # a JPEG at quality 90 moves landmarks a little
+            pairs = zip(ha["landmarks"], hb["landmarks"], strict=True)
+            gap = max(abs(p[0] - q[0]) + abs(p[1] - q[1]) for p, q in pairs)
+            assert gap < 0.02, (photo.name, gap)
+        assert list(b["timing"])[:3] == ["queue_ms", "decode_ms", "infer_ms"]
+        right += b["total_fingers"] == label
+        pool.close_stream(f"jpeg-{i}")
+        pool.close_stream(f"rgb-{i}")
+    assert right >= 8, f"{right} of 12 labelled photos counted right"
+
+
+async def test_malformed_pixel_frames_get_an_image_error_and_the_worker_serves_on(
+        pool: InferencePool, photos: list[bytes]) -> None:
+    before = pool.stats()
+    rgb = decode_image(photos[0]).rgb
+    good, shape = rgb.tobytes(), (rgb.shape[0], rgb.shape[1])
+    for data, bad_shape, error in [
+        (good[:-1], shape, CorruptImage),  # a byte short of its height × width
+        (good, (shape[0] + 1, shape[1]), CorruptImage),
+        (b"", (0, 640), EmptyImage),
+        (b"", (-480, -640), EmptyImage),
+        (b"", (1, 20_000), ImageSideTooLarge),
+        (b"", (10_000, 10_000), TooManyPixels),
+    ]:
+        outcome = await _turn(pool, _Frame(data, rgb_shape=bad_shape), "malformed")
+        assert isinstance(outcome, error) and isinstance(outcome, ImageError), (bad_shape, outcome)
+    outcome = await _turn(pool, _Frame(good, rgb_shape=shape), "malformed")
+    assert not isinstance(outcome, HgrError) and outcome["image_size"] == [shape[1], shape[0]]
+    after = pool.stats()
+    assert after["pids"] == before["pids"] and after["restarts"] == before["restarts"], "no worker died"
+    pool.close_stream("malformed")
 
 
 async def test_bad_images_and_options_raise_precise_errors(pool: InferencePool, photos: list[bytes]) -> None:

@@ -133,7 +133,7 @@ async def test_file_mjpeg_and_rtsp_cameras_count_as_websocket_does(
                 assert all(m["result"]["camera"] == name for m in messages), "results carry the camera name"
             counts = {name: Counter(m["result"]["total_fingers"] for m in by[name]) for name in by}
             assert counts["door"].most_common(1)[0][0] == 3, counts  # MJPEG: the JPEG parts as sent
-            assert counts["kitchen"].most_common(1)[0][0] == 1, counts  # RTSP H.264, decoded and re-encoded
+            assert counts["kitchen"].most_common(1)[0][0] == 1, counts  # RTSP H.264, decoded, sent as pixels
             assert {c for c, _ in counts["demo"].most_common(2)} == {5, 2}, counts  # the file, both photos, looped
 
             status = await asyncio.to_thread(status_of, base)

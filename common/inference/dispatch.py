@@ -49,6 +49,7 @@ class Job(Generic[T]):
     received_at: float  # time.monotonic() at arrival; a turn's is replaced by its frame's when pulled
     data: bytes = b""
     opts: DetectOptions = field(default_factory=DetectOptions)
+    rgb_shape: tuple[int, int] | None = None  # (height, width): ``data`` is packed RGB pixels (a pulled camera frame)
     pull: Callable[[], PulledFrame | None] | None = None  # a turn, until its frame is pulled
     frame: PulledFrame | None = None  # what a turn's pull returned
     batch: Batch | None = None
@@ -159,7 +160,7 @@ class Dispatcher(Generic[T]):
         if frame is None:
             settled.append((job, None))
             return False
-        job.data, job.opts, job.received_at = frame.image, frame.opts, frame.received_at
+        job.data, job.rgb_shape, job.opts, job.received_at = frame.image, frame.rgb_shape, frame.opts, frame.received_at
         return True
 
     # --- answers and workers ---

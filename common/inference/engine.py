@@ -25,7 +25,14 @@ import numpy as np
 
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionResult, HandResult
-from hgr.common.inference.images import EXPOSURE_BRACKETS, DecodedImage, ImageLimits, decode_image, with_gamma
+from hgr.common.inference.images import (
+    EXPOSURE_BRACKETS,
+    DecodedImage,
+    ImageLimits,
+    decode_image,
+    unpack_rgb,
+    with_gamma,
+)
 from hgr.common.inference.results import RETRY_NAMES, hand_to_dict, make_result, sort_hands
 from hgr.common.inference.stream_pipeline import StreamPipelines
 from hgr.common.options import DetectOptions, default_options
@@ -78,12 +85,17 @@ class Detector:
         return sort_hands([hand_to_dict(h.landmarks, h.world_landmarks, h.handedness, h.handedness_score,
                                         opts.mirrored) for h in found])
 
-    def detect_bytes(self, data: bytes, opts: DetectOptions | None = None, stream: Any = None) -> DetectionResult:
+    def detect_bytes(self, data: bytes, opts: DetectOptions | None = None, stream: Any = None, *,
+                     rgb_shape: tuple[int, int] | None = None) -> DetectionResult:
+        """``data`` is a compressed image, or with ``rgb_shape`` (height, width) packed RGB pixels (a frame the
+        edge's camera reader decoded: ``StreamPipelines.detect_bytes``)."""
         opts = opts or self.defaults
         if stream is not None and self.streams is not None:
-            return self.streams.detect_bytes(data, opts, stream)  # its own decode and timing (what ran)
+            # its own decode and timing (what ran)
+            return self.streams.detect_bytes(data, opts, stream, rgb_shape=rgb_shape)
         start = time.perf_counter()
-        image: DecodedImage = decode_image(data, self.limits)
+        image: DecodedImage = unpack_rgb(data, rgb_shape, self.limits) if rgb_shape is not None else \
+            decode_image(data, self.limits)
         hands, infer_ms = self.detect_pixels(image.rgb, opts, stream)
         retry = None
         # Stills only: a stream would pay the extra passes on every frame without a hand in view.

@@ -60,7 +60,7 @@ class ImageLimits:
 @dataclass(frozen=True, slots=True)
 class DecodedImage:
     rgb: np.ndarray  # H×W×3 uint8, upright, at most ``infer_max_side`` on its longer side
-    format: str  # jpeg | png | webp | bmp
+    format: str  # jpeg | png | webp | bmp, or rgb: packed pixels from the edge's camera reader (``unpack_rgb``)
     decode_ms: float
     size: tuple[int, int]  # (width, height) of the upright image as sent (before any downscale)
 
@@ -170,6 +170,26 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, reduce_min
         size = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
     rgb = downscale(rgb, limits.infer_max_side)
     return DecodedImage(np.ascontiguousarray(rgb), header.format, (time.perf_counter() - start) * 1000, size)
+
+
+def unpack_rgb(data: bytes, shape: tuple[int, int], limits: ImageLimits = ImageLimits()) -> DecodedImage:
+    """Packed RGB pixels (``shape`` = (height, width), row after row) as a ``DecodedImage``: a camera frame the
+    edge decoded itself (common/inference/messages.py). Trusted in-process bytes, still checked as an image would
+    be — sides, pixel count, exact length — so a malformed task is an ``ImageError``, never a reshape crash.
+    No copy: the array is a read-only view of ``data``. ``decode_ms`` is this unpacking's time (microseconds)."""
+    start = time.perf_counter()
+    height, width = shape
+    if width <= 0 or height <= 0:
+        raise EmptyImage(f"the frame has no pixels ({width}×{height})")
+    if width * height > limits.max_pixels:
+        raise TooManyPixels(f"the frame is {width}×{height} = {width * height} pixels; "
+                            f"the limit is {limits.max_pixels}")
+    if max(width, height) > limits.max_side:
+        raise ImageSideTooLarge(f"the frame is {width}×{height}; each side must be at most {limits.max_side} px")
+    if len(data) != width * height * 3:
+        raise CorruptImage(f"the frame is {len(data)} bytes; {width}×{height} RGB pixels are {width * height * 3}")
+    rgb = downscale(np.frombuffer(data, np.uint8).reshape(height, width, 3), limits.infer_max_side)
+    return DecodedImage(rgb, "rgb", (time.perf_counter() - start) * 1000, (width, height))
 
 
 # libjpeg's warnings that mean the entropy-coded data is damaged (JWRN_HIT_MARKER, JWRN_JPEG_EOF, …): the

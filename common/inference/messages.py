@@ -9,9 +9,14 @@ kind (msgspec's tag on an ``array_like`` struct), the rest are the fields in the
     worker → parent  Ready | Fatal   once, after loading the model (or failing to)
                      Result | Error  one per frame, as each finishes
 
-Compressed image bytes cross the process boundary, never pixels. ``started`` is ``time.monotonic()``, a
-system-wide clock on Linux, so the parent can compute a frame's queueing time. msgspec validates each
-message against its declaration as it decodes, so a malformed one fails loudly at the boundary.
+A task's ``image`` is compressed image bytes (JPEG, PNG, …) unless it carries ``rgb_shape``: then it is packed
+RGB pixels, ``height × width × 3`` bytes, row after row. Only the edge's own camera readers send pixels (a frame
+they decoded themselves: no JPEG made in the edge only to be unmade in the worker); WebSocket and REST images
+are always compressed. The worker checks a pixel task's length and sides (``images.unpack_rgb``).
+
+``started`` is ``time.monotonic()``, a system-wide clock on Linux, so the parent can compute a frame's queueing
+time. msgspec validates each message against its declaration as it decodes, so a malformed one fails loudly at
+the boundary.
 
 Light on purpose (msgspec only): the parent imports it without the model's libraries.
 """
@@ -31,13 +36,16 @@ class Init(msgspec.Struct, array_like=True, tag="init"):
 
 
 class Task(msgspec.Struct, array_like=True):
-    """One frame of a batch. ``stream`` None is IMAGE mode."""
+    """One frame of a batch. ``stream`` None is IMAGE mode. ``rgb_shape`` None: ``image`` is a compressed image;
+    ``(height, width)``: ``image`` is that many packed RGB pixels (a camera frame the edge decoded)."""
     id: int
     image: bytes
     num_hands: int
     mirrored: bool
     model: str
     stream: str | None
+    # Appended with a default: code that makes a compressed task is unchanged, and a six-element task still decodes.
+    rgb_shape: tuple[int, int] | None = None
 
 
 class Batch(msgspec.Struct, array_like=True, tag="batch"):

@@ -3,7 +3,9 @@
 ``submit()`` runs an image (compressed bytes) and its options in a worker process
 (``common.inference.worker``), which decodes and runs the model; the result comes back with its timing.
 ``submit_latest()`` takes a turn for a stream and pulls the stream's newest frame only when the turn
-comes, returning that frame with its result (``contracts.Ran``). One pool serves the edge (frames of
+comes, returning that frame with its result (``contracts.Ran``); a pulled frame may be packed RGB pixels
+(``rgb_shape``: a camera frame the edge decoded), which the worker runs without decoding. ``submit()`` takes
+compressed images only. One pool serves the edge (frames of
 streams) and the hub (REST images) alike.
 
 - *Which worker, and when* — stream affinity, batching, turns, load — is ``common.inference.dispatch``
@@ -226,7 +228,7 @@ class InferencePool:
                     job.ticket.set_exception(error)
             if due.jobs:
                 self._procs.send(slot.index, m.frame(m.Batch([
-                    m.Task(j.id, j.data, j.opts.num_hands, j.opts.mirrored, j.opts.model, j.stream)
+                    m.Task(j.id, j.data, j.opts.num_hands, j.opts.mirrored, j.opts.model, j.stream, j.rgb_shape)
                     for j in due.jobs])))
                 self._m_batch.observe(len(due.jobs))
         armed = self._timers[slot.index]

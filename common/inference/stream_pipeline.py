@@ -22,7 +22,7 @@ from hgr.common.inference.hands.check import Checked, checked_pipeline
 from hgr.common.inference.hands.pipeline import Hand, HandPipeline, Roi, dedupe
 from hgr.common.inference.hands.roi import bounds
 from hgr.common.inference.hands.runtime import Choice, choose_here
-from hgr.common.inference.images import ImageLimits, decode_image
+from hgr.common.inference.images import ImageLimits, decode_image, unpack_rgb
 from hgr.common.inference.results import hand_to_dict, make_result, sort_hands
 from hgr.common.inference.stream_state import (
     ScheduleConfig,
@@ -133,12 +133,15 @@ class StreamPipelines:
         boxes = [bounds(r, width, height) for r in (*track, *(h.next_roi for h in hands))]
         return moved_outside(state, thumb, boxes, self.config)
 
-    def detect_bytes(self, data: bytes, opts: DetectOptions, stream: Any,
-                     now_ms: float | None = None) -> DetectionResult:
-        """A stream's compressed frame in, the common result out (``timing`` says what ran); ``now_ms`` as for
-        ``detect`` (a study replays a clip at its own frame rate: research/stages.py)."""
+    def detect_bytes(self, data: bytes, opts: DetectOptions, stream: Any, now_ms: float | None = None, *,
+                     rgb_shape: tuple[int, int] | None = None) -> DetectionResult:
+        """A stream's frame in, the common result out (``timing`` says what ran); ``now_ms`` as for ``detect`` (a
+        study replays a clip at its own frame rate: research/stages.py). ``data`` is a compressed image, or with
+        ``rgb_shape`` (height, width) packed RGB pixels (a frame the edge's camera reader decoded: no JPEG decode,
+        ``decode_ms`` is the unpacking's microseconds); everything after that is the same."""
         start = time.perf_counter()
-        image = decode_image(data, self.limits, reduce_min_side=self.settings.reduced_decode_min_side)
+        image = unpack_rgb(data, rgb_shape, self.limits) if rgb_shape is not None else \
+            decode_image(data, self.limits, reduce_min_side=self.settings.reduced_decode_min_side)
         frame = self.detect(image.rgb, opts, stream, now_ms)
         result = make_result(frame.hands, image.size, image.decode_ms, frame.infer_ms,
                              (time.perf_counter() - start) * 1000)

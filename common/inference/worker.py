@@ -1,4 +1,4 @@
-"""One inference worker process: decode + detect, one frame at a time, on one core.
+"""One inference worker process: decode (or unpack a camera's pixels) + detect, one frame at a time, on one core.
 
 Started by ``common.inference.supervisor`` as ``python -m hgr.common.inference.worker <fd>``
 (a fresh interpreter, never a fork of the event-loop process), talking over a socketpair inherited as
@@ -69,10 +69,11 @@ def _serve(sock: socket.socket) -> int:
                     started = time.monotonic()
                     try:
                         opts = DetectOptions(task.num_hands, task.mirrored, task.model)
+                        # rgb_shape: packed pixels from the edge's camera reader (checked by images.unpack_rgb)
                         if task.stream is not None and streams is not None:
-                            result = streams.detect_bytes(task.image, opts, task.stream)
+                            result = streams.detect_bytes(task.image, opts, task.stream, rgb_shape=task.rgb_shape)
                         else:
-                            result = detector.detect_bytes(task.image, opts, task.stream)
+                            result = detector.detect_bytes(task.image, opts, task.stream, rgb_shape=task.rgb_shape)
                         send(m.Result(task.id, started, cast(dict[str, Any], result)))
                     except HgrError as exc:
                         send(m.Error(task.id, started, exc.code, exc.message))
