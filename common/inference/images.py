@@ -95,13 +95,7 @@ def read_header(data: bytes, limits: ImageLimits) -> ImageHeader:
     fmt = ACCEPTED_FORMATS.get(pil_format or "")
     if fmt is None:
         raise UnsupportedImage(f"{pil_format} images are not accepted; send JPEG, PNG, WebP or BMP")
-    if width <= 0 or height <= 0:
-        raise EmptyImage(f"the image has no pixels ({width}×{height})")
-    if width * height > limits.max_pixels:
-        raise TooManyPixels(f"the image is {width}×{height} = {width * height} pixels; "
-                            f"the limit is {limits.max_pixels}")
-    if max(width, height) > limits.max_side:
-        raise ImageSideTooLarge(f"the image is {width}×{height}; each side must be at most {limits.max_side} px")
+    check_size(width, height, limits, "image")
     if _is_truncated(fmt, data):
         raise CorruptImage(f"the {fmt.upper()} data is truncated")
     return ImageHeader(fmt, width, height, orientation if orientation in range(1, 9) else 1)
@@ -172,6 +166,18 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, reduce_min
     return DecodedImage(np.ascontiguousarray(rgb), header.format, (time.perf_counter() - start) * 1000, size)
 
 
+def check_size(width: int, height: int, limits: ImageLimits, what: str) -> None:
+    """An ``ImageError`` unless a ``width``×``height`` picture has pixels and is within ``limits``' pixel count
+    and side (``what``: "image" or "frame", as the message names it)."""
+    if width <= 0 or height <= 0:
+        raise EmptyImage(f"the {what} has no pixels ({width}×{height})")
+    if width * height > limits.max_pixels:
+        raise TooManyPixels(f"the {what} is {width}×{height} = {width * height} pixels; "
+                            f"the limit is {limits.max_pixels}")
+    if max(width, height) > limits.max_side:
+        raise ImageSideTooLarge(f"the {what} is {width}×{height}; each side must be at most {limits.max_side} px")
+
+
 def unpack_rgb(data: bytes, shape: tuple[int, int], limits: ImageLimits = ImageLimits()) -> DecodedImage:
     """Packed RGB pixels (``shape`` = (height, width), row after row) as a ``DecodedImage``: a camera frame the
     edge decoded itself (common/inference/messages.py). Trusted in-process bytes, still checked as an image would
@@ -179,13 +185,7 @@ def unpack_rgb(data: bytes, shape: tuple[int, int], limits: ImageLimits = ImageL
     No copy: the array is a read-only view of ``data``. ``decode_ms`` is this unpacking's time (microseconds)."""
     start = time.perf_counter()
     height, width = shape
-    if width <= 0 or height <= 0:
-        raise EmptyImage(f"the frame has no pixels ({width}×{height})")
-    if width * height > limits.max_pixels:
-        raise TooManyPixels(f"the frame is {width}×{height} = {width * height} pixels; "
-                            f"the limit is {limits.max_pixels}")
-    if max(width, height) > limits.max_side:
-        raise ImageSideTooLarge(f"the frame is {width}×{height}; each side must be at most {limits.max_side} px")
+    check_size(width, height, limits, "frame")
     if len(data) != width * height * 3:
         raise CorruptImage(f"the frame is {len(data)} bytes; {width}×{height} RGB pixels are {width * height * 3}")
     rgb = downscale(np.frombuffer(data, np.uint8).reshape(height, width, 3), limits.infer_max_side)
