@@ -92,7 +92,7 @@ from hgr.common.inference import stream_pipeline
 from hgr.common.inference.fingers import count_fingers, fingers_up
 from hgr.common.inference.hands import pipeline as hand_pipeline
 from hgr.common.inference.hands.bundle import Models, read_models
-from hgr.common.inference.hands.openvino_models import OpenVinoModel, keep_f32, mark_f32
+from hgr.common.inference.hands.openvino_models import PRECISE, OpenVinoModel, marked_ir
 from hgr.common.inference.hands.runtime import REFERENCE, Choice
 from hgr.common.inference.images import ImageLimits, decode_image
 from hgr.common.inference.model import model_paths
@@ -313,17 +313,14 @@ def _ov(data: bytes, hint: str, ends: tuple[int, int] | None, workdir: Path) -> 
     ov = _openvino()
     core = ov.Core()
     name = f"{sha256(data)[:16]}-{hint}-{ends[0]}-{ends[1]}" if ends else f"{sha256(data)[:16]}-{hint}"
-    source = workdir / f"{name}.tflite"
-    source.write_bytes(data)
-    ir = workdir / f"{name}.xml"
-    ov.save_model(core.read_model(source), ir, compress_to_fp16=False)  # weights as the tflite has them
+    folder = workdir / name
+    folder.mkdir()
+    ir = marked_ir(data, ends, folder)  # the service's own IR build
     xml = ir.read_text()
     note = f"openvino {ov.__version__}, {hint}"
     if ends:
-        ids = keep_f32(xml, *ends)
-        xml = mark_f32(xml, ids)
-        ir.write_text(xml)
-        note += f", {len(ids)} of {xml.count('<layer ')} layers kept f32 (first={ends[0]}, last={ends[1]})"
+        note += (f", {xml.count(PRECISE)} of {xml.count('<layer ')} layers kept f32 (first={ends[0]}, "
+                 f"last={ends[1]})")
     model = core.read_model(ir)  # now: the files are not read again
     # The pin: the IR as read, less the node names (OpenVINO numbers them by a process-wide counter).
     pin = sha256(re.sub(r' name="[^"]*"', "", xml).encode() + ir.with_suffix(".bin").read_bytes())

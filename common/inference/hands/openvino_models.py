@@ -80,21 +80,31 @@ def mark_f32(xml: str, ids: set[str]) -> str:
     return re.sub(r'(?P<open><layer id="(?P<id>\d+)"[^>]*>)(?P<rt>\s*<rt_info>)?', mark, xml)
 
 
+def marked_ir(tflite: bytes, ends: tuple[int, int] | None, folder: Path) -> Path:
+    """The tflite ``tflite`` saved as IR in ``folder`` (``model.xml`` and ``model.bin``, the weights as the tflite
+    has them), with ``ends`` = (first, last) its end layers (``keep_f32``) marked to stay f32; the XML's path."""
+    import openvino as ov  # the optional extra: imported only when chosen
+
+    source, ir = folder / "model.tflite", folder / "model.xml"
+    source.write_bytes(tflite)
+    ov.save_model(ov.Core().read_model(source), ir, compress_to_fp16=False)
+    if ends is not None:
+        xml = ir.read_text()
+        ir.write_text(mark_f32(xml, keep_f32(xml, *ends)))
+    return ir
+
+
 def read(tflite: bytes, keep_ends: int | None) -> Any:
     """An ``openvino.Model`` of the tflite ``tflite``; with ``keep_ends``, its end layers marked to stay f32."""
-    import openvino as ov  # the optional extra: imported only when chosen
+    import openvino as ov
 
     core = ov.Core()
     with tempfile.TemporaryDirectory(prefix="hgr-openvino-") as tmp:
-        source, ir = Path(tmp) / "model.tflite", Path(tmp) / "model.xml"
-        source.write_bytes(tflite)
-        model = core.read_model(source)
         if keep_ends is None:
-            return model
-        ov.save_model(model, ir, compress_to_fp16=False)  # the weights as the tflite has them
-        xml = ir.read_text()
-        ir.write_text(mark_f32(xml, keep_f32(xml, keep_ends, keep_ends)))
-        marked = core.read_model(ir)  # read now: the files go with the folder
+            source = Path(tmp) / "model.tflite"
+            source.write_bytes(tflite)
+            return core.read_model(source)
+        marked = core.read_model(marked_ir(tflite, (keep_ends, keep_ends), Path(tmp)))  # read before the folder goes
     if not any(MARKED in op.get_rt_info() for op in marked.get_ops()):
         # a release that reads the attribute otherwise would run the whole model in bf16, which moves counts
         raise RuntimeError(f"OpenVINO {ov.__version__} dropped the IR's precise attribute: no layer kept f32")
