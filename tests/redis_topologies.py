@@ -44,7 +44,15 @@ class ClusterOf3:
         # Without replicas a short timeout buys nothing and a busy machine could trip it; with them it
         # is how long a silent master goes before the others call it failed and its replica takes over.
         self.node_timeout_ms = CLUSTER_NODE_TIMEOUT_MS if replicas else 2000
-        self.ports = [free_port() for _ in range(3 * (1 + replicas))]
+        # Every node's port and its cluster bus port, all distinct: free_port() only finds a port free now, so
+        # a bus port picked while the next node had not bound yet could be that node's (it then fails to start:
+        # once, "Connection reset by peer" while creating the cluster).
+        ports: list[int] = []
+        while len(ports) < 2 * 3 * (1 + replicas):
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.ports, self.bus_ports = ports[:len(ports) // 2], ports[len(ports) // 2:]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
@@ -52,15 +60,15 @@ class ClusterOf3:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def start(self) -> ClusterOf3:
-        for port in self.ports:
+        for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
             conf = self.folder / f"nodes-{port}.conf"
             self.procs[port] = start_server(redis_argv(port) + [
                 "--cluster-enabled", "yes", "--cluster-config-file", str(conf), "--dir", str(self.folder),
                 "--cluster-node-timeout", str(self.node_timeout_ms),
                 # a replica writes the snapshot it syncs from to disk even with --save "": one file each
                 "--dbfilename", f"dump-{port}.rdb",
-                # the bus port defaults to port + 10000, which may be taken or above 65535: pick a free one
-                "--cluster-port", str(free_port())], port)
+                # the bus port defaults to port + 10000, which may be taken or above 65535: a free one
+                "--cluster-port", str(bus_port)], port)
         self._create()
         poll(lambda: all(_info_cluster(p) == "ok" for p in self.ports), 30, "cluster_state:ok on every node")
         if self.replicas:
