@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from prometheus_client import Gauge
+
 from hgr.common import metrics
 
 _PER_EDGE = (metrics.FLEET_EDGE_UP, metrics.FLEET_EDGE_FPS, metrics.FLEET_EDGE_LATENCY, metrics.FLEET_EDGE_DROPS,
@@ -18,7 +20,10 @@ _PER_EDGE = (metrics.FLEET_EDGE_UP, metrics.FLEET_EDGE_FPS, metrics.FLEET_EDGE_L
 
 
 class FleetGauges:
-    def __init__(self) -> None:
+    def __init__(self, edges_by_status: Gauge = metrics.FLEET_EDGES) -> None:
+        # The one gauge every hub in a process sets whole (the per-edge series are each edge's own): a test
+        # that reads it back while another hub runs in the same process passes a gauge of its own.
+        self._edges_by_status = edges_by_status
         self._labelled: set[str] = set()  # edge ids that have series now
 
     def update(self, views: Iterable[dict[str, Any]]) -> None:
@@ -55,7 +60,7 @@ class FleetGauges:
 
     def _finish(self, by_status: Counter[str], seen: set[str]) -> None:
         for status in ("online", "offline"):
-            metrics.FLEET_EDGES.labels(status).set(by_status.get(status, 0))
+            self._edges_by_status.labels(status).set(by_status.get(status, 0))
         for gone in self._labelled - seen:
             for gauge in _PER_EDGE:
                 try:
