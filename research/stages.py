@@ -28,7 +28,8 @@ any wrapped call inside it:
 - ``other``: the frame's total less all of the above (the pipeline's own glue, duplicate hands,
   ``make_result``, and the wrappers' own few microseconds).
 
-The two models' ``Interpreter.invoke`` are also timed on their own (inside ``palm`` and ``landmarks``):
+The two models' ``invoke`` (LiteRT's ``Interpreter`` or, with ``INFERENCE_RUNTIME``/``INFERENCE_PRECISION``
+choosing OpenVINO, ``OpenVinoModel``) are also timed on their own (inside ``palm`` and ``landmarks``):
 what a faster model format could shorten. Frames are split by kind, as their ``timing`` says: the palm
 detector ran (``detector``), only tracked hands' landmarks ran (``tracked``), nothing ran (``gated``).
 
@@ -63,6 +64,7 @@ from ai_edge_litert.interpreter import Interpreter
 from hgr.common.config import Settings, load_settings
 from hgr.common.inference import stream_pipeline
 from hgr.common.inference.hands import crop
+from hgr.common.inference.hands.openvino_models import OpenVinoModel
 from hgr.common.inference.hands.pipeline import HandPipeline
 from hgr.common.inference.images import ImageLimits, decode_image
 from hgr.common.inference.model import model_paths
@@ -76,7 +78,7 @@ from research.paths import DEFAULT_PHOTOS
 
 STAGES = ("decode", "gate", "crop", "palm", "landmarks", "geometry", "other")
 KINDS = ("detector", "tracked", "gated")
-MODELS = ("palm", "landmarks")  # the stages whose Interpreter.invoke is timed on its own
+MODELS = ("palm", "landmarks")  # the stages whose model invoke is timed on its own
 PER_CALL = ("crop", "palm", "landmarks")  # one call per model input: their time per call means something
 
 # (owner, attribute, stage): where the stream path looks each function up when it calls it.
@@ -93,7 +95,7 @@ PROBES: tuple[tuple[Any, str, str], ...] = (
     (stream_pipeline, "hand_to_dict", "geometry"),
     (stream_pipeline, "sort_hands", "geometry"),
 )
-INVOKE = (Interpreter, "invoke")
+INVOKES = ((Interpreter, "invoke"), (OpenVinoModel, "invoke"))  # whichever runtime serves
 
 
 @dataclass
@@ -145,11 +147,13 @@ class Profiler:
 @contextmanager
 def installed(profiler: Profiler) -> Iterator[None]:
     """The probes in place for the ``with`` block; the original attributes back afterwards, whatever happens."""
-    saved = [(owner, name, vars(owner)[name]) for owner, name, _ in PROBES] + [(*INVOKE, vars(INVOKE[0])[INVOKE[1]])]
+    targets = [*((owner, name) for owner, name, _ in PROBES), *INVOKES]
+    saved = [(owner, name, vars(owner)[name]) for owner, name in targets]
     try:
         for owner, name, stage in PROBES:
             setattr(owner, name, profiler.wrap(stage, vars(owner)[name]))
-        setattr(*INVOKE, profiler.wrap_invoke(vars(INVOKE[0])[INVOKE[1]]))
+        for owner, name in INVOKES:
+            setattr(owner, name, profiler.wrap_invoke(vars(owner)[name]))
         yield
     finally:
         for owner, name, original in saved:
@@ -165,7 +169,7 @@ class FrameProfile:
     total_ms: float  # CPU, the whole detect_bytes
     wall_ms: float
     stages: dict[str, float]  # CPU ms per stage that ran on this frame ("other" always)
-    invoke: dict[str, float]  # CPU ms in Interpreter.invoke, by the stage that called it
+    invoke: dict[str, float]  # CPU ms in the models' invoke, by the stage that called it
     calls: dict[str, int]  # wrapped calls per stage (landmarks: one per hand looked at)
 
 
@@ -181,8 +185,9 @@ def schedule(clips: Sequence[camclips.Clip], frames: int) -> list[tuple[int, int
 
 
 def profile(settings: Settings, model_path: str, clips: Sequence[camclips.Clip], frames: int, fps: float,
-            opts: DetectOptions) -> list[FrameProfile]:
-    """The in-process run: every scheduled frame through ``detect_bytes``, one stream per clip, with the probes in."""
+            opts: DetectOptions) -> tuple[list[FrameProfile], dict[str, str]]:
+    """The in-process run: every scheduled frame through ``detect_bytes``, one stream per clip, with the probes in;
+    and what ran the models (the choice asked for, the one serving after the start-up check, why it fell back)."""
     limits = ImageLimits.from_settings(settings)
     streams = StreamPipelines(settings, {opts.model: model_path}, limits)
     profiler = Profiler()
@@ -190,6 +195,8 @@ def profile(settings: Settings, model_path: str, clips: Sequence[camclips.Clip],
     try:
         streams.warm_up(opts.model)
         pipe = streams.pipeline(opts.model)
+        checked = streams.checked[opts.model]
+        inference = {"asked": checked.asked.name, "fallback": checked.fallback}
         for clip in clips:  # both models run once on a real frame, untimed (the first invoke sets kernels up)
             pipe.detect(decode_image(clip.frames[0], limits).rgb, opts.num_hands)
         with installed(profiler):
@@ -204,7 +211,7 @@ def profile(settings: Settings, model_path: str, clips: Sequence[camclips.Clip],
                                         wall, stages, invoke, calls))
     finally:
         streams.close()
-    return out
+    return out, inference
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -349,8 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {
         "frames": args.frames, "fps": fps, "mix": args.camera_mix, "seed": args.seed, "num_hands": opts.num_hands,
         "model": model_path, "clock": "time.process_time (CPU of this process)",
-        "in_process": summarise(profile(settings, model_path, clips, args.frames, fps, opts)),
     }
+    frames, report["inference"] = profile(settings, model_path, clips, args.frames, fps, opts)
+    report["in_process"] = summarise(frames)
     if not args.no_ipc:
         log("IPC: one worker, frames one at a time")
         report["ipc"] = asyncio.run(ipc(settings, model_path, clips, args.frames, opts))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hgr.common.config import load_settings
+from hgr.common.inference.hands.runtime import choose_here
 from hgr.common.options import default_options
 from hgr.loadtest import clips as camclips
 from research import stages
@@ -17,7 +18,7 @@ from research.stages import PROBES, Profiler, installed
 
 
 def _attributes() -> list[object]:
-    return [vars(owner)[name] for owner, name, _ in PROBES] + [vars(stages.INVOKE[0])[stages.INVOKE[1]]]
+    return [vars(owner)[name] for owner, name, _ in PROBES] + [vars(owner)[name] for owner, name in stages.INVOKES]
 
 
 def test_a_call_inside_another_is_its_own_stage_and_invoke_is_noted_apart() -> None:
@@ -55,9 +56,12 @@ def test_real_frames_are_classified_and_their_stages_fit_in_their_total(
     clips = [camclips.render_clip(s.source, "x", [s], hold=4, sensor=camclips.Sensor(), seed=i)
              for i, s in enumerate(scenes)]
     before = _attributes()
-    frames = stages.profile(settings, model_path, clips, 8, 30.0, default_options(settings))
+    frames, inference = stages.profile(settings, model_path, clips, 8, 30.0, default_options(settings))
     assert all(a is b for a, b in zip(_attributes(), before, strict=True))
     assert [(f.clip, f.index) for f in frames] == [(c, k) for k in range(4) for c in range(2)]
+    # INFERENCE_RUNTIME/PRECISION=auto: whatever this CPU serves, its models' invoke is what gets timed
+    assert inference["asked"] == choose_here("auto", "auto").name and not inference["fallback"]
+    assert all(f.invoke.get("palm", 0) > 0 for f in frames if f.kind == "detector")
     empty = [f.kind for f in frames if f.clip == 0]
     assert empty == ["detector", "gated", "gated", "gated"]  # nothing there to track: the gate holds from frame 2
     for f in frames:
