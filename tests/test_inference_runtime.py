@@ -139,7 +139,11 @@ def test_openvino_keeps_the_marked_end_layers_f32(model_path: str) -> None:
         assert not any(MARKED in op.get_rt_info() for op in read(tflite, None).get_ops())
         # and the plugin says what it runs: bf16 only where the CPU computes in it
         assert compile_model(tflite, name, "bf16").precision == ("bf16" if HERE_BF16 else "fp32")
-        assert compile_model(tflite, name, "fp32").precision == "fp32"
+        fp32 = compile_model(tflite, name, "fp32")
+        assert fp32.precision == "fp32"
+        # one thread per worker, not pinned: pinned, every worker process's stream sat on the same first core
+        assert fp32.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+        assert fp32.compiled.get_property("ENABLE_CPU_PINNING") is False
 
 
 def _pipe(model_path: str, choice: Choice, min_detection: float = 0.5) -> HandPipeline:
