@@ -23,7 +23,7 @@ from hgr.common.lifespan import lifespan
 from hgr.common.options import default_options
 from hgr.hub import routes_detect, routes_fleet, routes_ops
 from hgr.hub.access import Access
-from hgr.hub.cache import MemoryCache, NoCache, RedisCache, ResultCache, answer_id
+from hgr.hub.cache import MemoryCache, NoCache, RedisCache, ResultCache, answer_id, keyed_inference
 from hgr.hub.detection import Detection, model_ids
 from hgr.hub.fleet import FleetService
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
@@ -58,7 +58,10 @@ class Hub:
         self.limiter = RateLimiter(settings, self.limits_redis)
         self.access = Access(settings, self.keyring, self.limiter)
         self.model_ids = model_ids(pool.model_paths)
-        answer_ids = {variant: answer_id(mid, settings) for variant, mid in self.model_ids.items()}
+        # What runs the workers' models on this CPU, resolved once here (the workers resolve it alike): part of
+        # every cached answer's id.
+        self.inference = keyed_inference(settings)
+        answer_ids = {variant: answer_id(mid, settings, self.inference) for variant, mid in self.model_ids.items()}
         self.detection = Detection(pool, self.cache, answer_ids, settings.redis_key_prefix)
         # The fleet talks to Redis directly (its own retries), not through RedisConn's fail-fast wrapper.
         self.fleet = (FleetService(settings, bus, self.redis.client if self.redis else None)

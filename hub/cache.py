@@ -1,8 +1,8 @@
 """Result cache: the same image, model and options give the same answer, so answer it once.
 
 The key is SHA-256 of the image bytes + the answer's id (the model's id, which changes whenever the
-bundle's bytes do, and a digest of the settings that change a still's answer, ``ANSWER_SETTINGS``) + the
-options' cache key. Two stores
+bundle's bytes do, and a digest of the settings that change a still's answer, ``ANSWER_SETTINGS``, with what
+runs the models on this CPU, ``keyed_inference``) + the options' cache key. Two stores
 behind one interface: Redis (shared by every hub; entries expire after ``CACHE_TTL``, and the server's
 ``maxmemory`` with ``allkeys-lru`` bounds the total) and a
 bounded in-process LRU with the same TTL. A cache failure is only ever a miss: the request goes on
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from hgr.common import metrics
 from hgr.common.config import Settings
 from hgr.common.contracts import DetectionResult
-from hgr.common.inference.hands.runtime import choose_here
+from hgr.common.inference.hands.runtime import Choice, choose_here
 from hgr.common.options import DetectOptions
 from hgr.hub.redis_conn import RedisConn, RedisDown
 
@@ -43,7 +43,7 @@ ANSWER_SETTINGS: tuple[str, ...] = (
     "exposure_retry",                 # a darker/brighter look when no hand is found (`retry`)
     "stream_pipeline",                # the engine (LiteRT or MediaPipe Tasks): the same hands, not the same bits
     "inference_runtime",              # what runs the models, in which number format (bf16 moves a few counts);
-    "inference_precision",            # `auto` is keyed as what it resolves to on this CPU (answer_id)
+    "inference_precision",            # `auto` is keyed as what it resolves to on this CPU (keyed_inference)
     "infer_max_side",                 # the side an image is scaled to before inference
     "max_image_size",                 # the worker's limits: an image one hub refuses must not be answered
     "max_image_pixels",               # from another hub's cache entry
@@ -103,17 +103,27 @@ NOT_ANSWER_SETTINGS: dict[str, str] = {
 }
 
 
-def answer_id(model_id: str, settings: Settings) -> str:
-    """The model's id plus a digest of the settings that change a still's answer (``ANSWER_SETTINGS``):
-    hubs with different settings sharing one Redis never serve each other's answers, and changing a
-    setting retires the old entries at once instead of after ``CACHE_TTL``."""
+def keyed_inference(settings: Settings) -> Choice | None:
+    """What ``INFERENCE_RUNTIME``/``INFERENCE_PRECISION`` resolve to on this CPU, resolved as the workers resolve
+    them, for ``answer_id``: ``auto`` is OpenVINO bf16 on a CPU with bf16 arithmetic and LiteRT fp32 elsewhere, so
+    hubs on such CPUs sharing one cache run different number formats under the same settings. None with
+    ``STREAM_PIPELINE=mediapipe``: MediaPipe Tasks answers and nothing resolves them. Called once, when the hub
+    is made; ValueError (naming the setting) for a choice this machine cannot meet, which hgr.startup refuses
+    before any hub is made."""
+    if settings.stream_pipeline != "litert":
+        return None
+    return choose_here(settings.inference_runtime, settings.inference_precision)
+
+
+def answer_id(model_id: str, settings: Settings, inference: Choice | None) -> str:
+    """The model's id plus a digest of the settings that change a still's answer (``ANSWER_SETTINGS``) and of
+    ``inference``, what runs the models (``keyed_inference``): hubs with different settings or CPUs sharing one
+    Redis never serve each other's answers, and changing a setting retires the old entries at once instead of
+    after ``CACHE_TTL``. (A worker whose start-up check refused bf16 answers in fp32 under the bf16 key: the
+    answers bf16 is held to.)"""
     values = [[name, getattr(settings, name)] for name in ANSWER_SETTINGS]
-    # `auto` resolves by the CPU: hubs on bf16 and on fp32 CPUs sharing one cache keep apart. (A worker whose
-    # start-up check refused bf16 answers in fp32 under the bf16 key: the answers bf16 is held to.)
-    try:
-        values.append(["inference", choose_here(settings.inference_runtime, settings.inference_precision).name])
-    except ValueError:
-        pass  # a start-up error (hgr.startup) before any hub keys a still
+    if inference is not None:
+        values.append(["inference", inference.name])
     digest = hashlib.sha256(json.dumps(values, separators=(",", ":")).encode()).hexdigest()[:16]
     return f"{model_id}+{digest}"
 

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from starlette.middleware import Middleware
 
 from hgr.common.config import Settings, load_settings
 from hgr.hub.app import Hub
+from hgr.hub.fleet_logic import StatusMsg
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 from tests.support import ROOT, free_port, need, serve_app, start_server, stop_process, wait_ready
 
@@ -39,6 +41,26 @@ OPS = {"X-API-Key": OPS_KEY}
 def hub_settings(**overrides: Any) -> Settings:
     """Settings from nothing but the overrides (no .env, no environment), workers kept to one core."""
     return load_settings({}, env_file=None, **{"workers": 1, **overrides})
+
+
+# EDGE_STALE_AFTER of a hub that holds an edge of ``seed_edge`` (see there): an hour, longer than any module's tests.
+SEEDED_EDGE_STALE_AFTER = 3600.0
+
+
+async def seed_edge(hub: Hub, edge_id: str) -> None:
+    """``edge_id`` in ``hub``'s fleet as an online edge born now, for the routes that answer about an edge
+    (``/fleet/edges/{edge_id}``, a stream's throttle). ``hub`` has a bus (its fleet) and was made with
+    ``edge_stale_after=SEEDED_EDGE_STALE_AFTER`` (checked).
+
+    Why both: the edge is heard from once and never again, and the hub's fleet sweep (about every second) forgets
+    an edge heard from for less than EDGE_STALE_AFTER once it has been silent for EDGE_STALE_AFTER
+    (``hub.fleet_store``), 45 s by default, less than a module's fixture lives. So the birth is stamped now (an
+    older one would count as silent already) and the hub waits an hour."""
+    assert hub.fleet is not None, "seed_edge: the hub has no fleet (make it with a bus)"
+    assert hub.settings.edge_stale_after >= SEEDED_EDGE_STALE_AFTER, \
+        "seed_edge: make the hub with edge_stale_after=SEEDED_EDGE_STALE_AFTER, or its sweep forgets the edge"
+    await hub.fleet.store.apply_status(edge_id, StatusMsg(online=True, session="s1", reason="birth", birth_seq=1),
+                                       time.time())
 
 
 def hub_app(hub: Hub) -> Starlette:

@@ -5,7 +5,6 @@ callers see no fleet); the limit on unknown keys and its metric."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -21,8 +20,7 @@ from hgr.common.messaging.bus import LocalBus
 from hgr.edge.app import EdgeNode
 from hgr.hub.access import PUBLIC, ROUTE_SCOPES
 from hgr.hub.app import Hub
-from hgr.hub.fleet_logic import StatusMsg
-from tests.hub_support import hub_app, hub_settings
+from tests.hub_support import SEEDED_EDGE_STALE_AFTER, hub_app, hub_settings, seed_edge
 
 KEYS = {scope: f"key-{scope.replace(':', '-')}-0123456789" for scope in SCOPES}
 API_KEYS = ",".join(f"only-{scope.replace(':', '-')}:{key}:{scope}" for scope, key in KEYS.items())
@@ -35,13 +33,10 @@ def idle_pool(model_path: str) -> InferencePool:
 @pytest_asyncio.fixture
 async def hub(idle_pool: InferencePool) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
     settings = hub_settings(auth_enabled=True, api_keys=API_KEYS, rate_limit_requests=10_000,
-                            edge_stale_after=3600.0)  # cam-b, heard from once, stays while the module runs
+                            edge_stale_after=SEEDED_EDGE_STALE_AFTER)
     hub = Hub(settings, idle_pool, bus=LocalBus(settings, service="hub"))
     await hub.start()
-    assert hub.fleet is not None
-    # now, not long ago: an edge heard from once and silent since is forgotten by the hub's sweep
-    await hub.fleet.store.apply_status("cam-b", StatusMsg(online=True, session="s", reason="birth", birth_seq=1),
-                                       time.time())
+    await seed_edge(hub, "cam-b")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hub_app(hub)), base_url="http://hub") as client:
         yield hub, client
     await hub.stop()
@@ -86,13 +81,11 @@ async def test_row1_a_tenants_key_cannot_throttle_another_tenants_stream(idle_po
     """Issue #20 row 1: tenant A's (scope-less, as every key was before) key got 202 on tenant B's stream, whose
     id it read from the keyless GET /fleet."""
     settings = hub_settings(api_keys="tenant-a:key-a-0123456789,tenant-b:key-b-0123456789,"
-                                     "ops:ops-0123456789:fleet:admin")
+                                     "ops:ops-0123456789:fleet:admin", edge_stale_after=SEEDED_EDGE_STALE_AFTER)
     hub = Hub(settings, idle_pool, bus=LocalBus(settings, service="hub"))
     await hub.start()
     try:
-        assert hub.fleet is not None
-        await hub.fleet.store.apply_status("cam-b", StatusMsg(online=True, session="s", reason="birth", birth_seq=1),
-                                           time.time())
+        await seed_edge(hub, "cam-b")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hub_app(hub)), base_url="http://h") as client:
             assert (await client.get("/fleet")).status_code == 401
             assert (await client.get("/fleet/edges/cam-b")).status_code == 401

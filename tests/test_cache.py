@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import uuid
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -12,7 +13,9 @@ import pytest
 from hgr.common.config import Settings, load_settings
 from hgr.common.contracts import DetectionResult
 from hgr.common.inference.hands import runtime
+from hgr.common.inference.pool import InferencePool
 from hgr.common.options import DetectOptions
+from hgr.hub.app import Hub
 from hgr.hub.cache import (
     ANSWER_SETTINGS,
     KEYED_ELSEWHERE,
@@ -21,6 +24,7 @@ from hgr.hub.cache import (
     RedisCache,
     answer_id,
     cache_key,
+    keyed_inference,
 )
 from hgr.hub.redis_conn import RedisConn
 from tests.support import eventually, redis_argv
@@ -41,25 +45,48 @@ def test_key_depends_on_bytes_model_and_options() -> None:
 
 
 def test_answer_id_changes_with_every_setting_that_changes_a_still() -> None:
-    base = answer_id("model-a", load_settings({}, env_file=None))
+    def answer(model_id: str, env: dict[str, str]) -> str:
+        return answer_id(model_id, load_settings(env, env_file=None), runtime.REFERENCE)
+
+    base = answer("model-a", {})
     assert base.startswith("model-a+")
-    assert answer_id("model-b", load_settings({}, env_file=None)) != base
-    assert answer_id("model-a", load_settings({"EXPOSURE_RETRY": "false"}, env_file=None)) != base
-    assert answer_id("model-a", load_settings({"INFER_MAX_SIDE": "1024"}, env_file=None)) != base
-    assert answer_id("model-a", load_settings({"MIN_HAND_DETECTION_CONFIDENCE": "0.99"}, env_file=None)) != base
-    assert answer_id("model-a", load_settings({"MIN_HAND_PRESENCE_CONFIDENCE": "0.99"}, env_file=None)) != base
-    assert answer_id("model-a", load_settings({"RATE_LIMIT_REQUESTS": "7"}, env_file=None)) == base
+    assert answer("model-b", {}) != base
+    assert answer("model-a", {"EXPOSURE_RETRY": "false"}) != base
+    assert answer("model-a", {"INFER_MAX_SIDE": "1024"}) != base
+    assert answer("model-a", {"MIN_HAND_DETECTION_CONFIDENCE": "0.99"}) != base
+    assert answer("model-a", {"MIN_HAND_PRESENCE_CONFIDENCE": "0.99"}) != base
+    assert answer("model-a", {"RATE_LIMIT_REQUESTS": "7"}) == base
+    assert answer_id("model-a", load_settings({}, env_file=None), runtime.Choice("openvino", "bf16")) != base
 
 
-def test_answer_id_keys_auto_as_what_it_resolves_to_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hubs_on_a_bf16_and_an_avx2_cpu_key_their_answers_apart(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
     # Two hubs with the same settings (INFERENCE_PRECISION=auto) on a bf16 and an AVX2-only CPU, sharing one
-    # cache, run different number formats: their answers must not be served to each other.
-    auto = load_settings({}, env_file=None)
+    # cache, run different number formats: their answers must not be served to each other. Each hub resolves
+    # `auto` once, when it is made, as its workers do.
+    bundle = tmp_path / "hand_landmarker.task"
+    bundle.write_bytes(b"the model id is a digest of these bytes")
+    auto = load_settings({}, env_file=None, workers=1)
+    pool = InferencePool(auto, {"full": str(bundle)}, service="hub", workers=1)  # never started
     monkeypatch.setattr(runtime, "openvino_installed", lambda: True)
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
-    fp32_cpu = answer_id("model-a", auto)
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
-    assert answer_id("model-a", auto) != fp32_cpu
+    hubs = {}
+    for cpu, flags in (("avx2", {"avx2"}), ("bf16", {"avx2", "avx512_bf16"})):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda flags=flags: frozenset(flags))
+        hubs[cpu] = Hub(auto, pool)
+    assert (hubs["avx2"].inference, hubs["bf16"].inference) == (runtime.REFERENCE, runtime.Choice("openvino", "bf16"))
+    keys = {cpu: hub.detection.model_ids["full"] for cpu, hub in hubs.items()}
+    assert keys["avx2"] != keys["bf16"]
+    assert keys["avx2"] == answer_id(hubs["avx2"].model_ids["full"], auto, runtime.REFERENCE)
+
+
+def test_the_mediapipe_engine_keys_no_resolved_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # MediaPipe Tasks answers whatever INFERENCE_* say, and nothing resolves them: not even when OpenVINO is asked
+    # for and absent (hgr.startup checks them for the LiteRT engine only).
+    monkeypatch.setattr(runtime, "openvino_installed", lambda: False)
+    assert keyed_inference(load_settings({"STREAM_PIPELINE": "mediapipe", "INFERENCE_RUNTIME": "openvino"},
+                                         env_file=None)) is None
+    with pytest.raises(ValueError, match="INFERENCE_RUNTIME=openvino"):
+        keyed_inference(load_settings({"INFERENCE_RUNTIME": "openvino"}, env_file=None))
 
 
 def _another_value(f: dataclasses.Field[Any], value: Any) -> Any:
@@ -87,14 +114,16 @@ def test_every_setting_is_in_the_cache_key_or_declared_not_to_change_an_answer()
     assert not set().union(*tables) - set(fields), "hub/cache.py names settings that do not exist"
     assert sum(len(t) for t in tables) == len(fields), "a setting is in two of hub/cache.py's tables"
     base_settings = load_settings({}, env_file=None)
-    base = answer_id("model-a", base_settings)
+    base = answer_id("model-a", base_settings, runtime.REFERENCE)
     for name in ANSWER_SETTINGS:
         other = _another_value(fields[name], getattr(base_settings, name))
         assert other != getattr(base_settings, name)
-        assert answer_id("model-a", dataclasses.replace(base_settings, **{name: other})) != base, name
+        changed = dataclasses.replace(base_settings, **{name: other})
+        assert answer_id("model-a", changed, runtime.REFERENCE) != base, name
     for name in {*KEYED_ELSEWHERE, *NOT_ANSWER_SETTINGS}:
         other = _another_value(fields[name], getattr(base_settings, name))
-        assert answer_id("model-a", dataclasses.replace(base_settings, **{name: other})) == base, name
+        assert answer_id("model-a", dataclasses.replace(base_settings, **{name: other}), runtime.REFERENCE) == base, \
+            name
 
 
 async def test_memory_cache_is_bounded_lru() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,10 +26,9 @@ from hgr.common.inference.pool import InferencePool
 from hgr.common.lifespan import lifespan
 from hgr.common.messaging.bus import LocalBus
 from hgr.hub.app import Hub
-from hgr.hub.fleet_logic import StatusMsg
 from hgr.hub.middleware import EXCEPTION_HANDLERS, HubMiddleware
 from hgr.hub.openapi import OPERATIONS, openapi_schema
-from tests.hub_support import hub_settings
+from tests.hub_support import SEEDED_EDGE_STALE_AFTER, hub_settings, seed_edge
 from tests.support import free_port, poll
 
 MAX_EXAMPLES = 12
@@ -50,9 +48,7 @@ class SeededFleet:
         self.hub = hub
 
     async def start(self) -> None:
-        assert self.hub.fleet is not None
-        await self.hub.fleet.store.apply_status("cam-1", StatusMsg(online=True, session="s1", reason="birth",
-                                                                   birth_seq=1), time.time())
+        await seed_edge(self.hub, "cam-1")
 
     async def stop(self) -> None:
         return None
@@ -63,7 +59,7 @@ def hub_url(model_path: str) -> Iterator[str]:
     """The hub in a thread of its own (uvicorn's own loop), so schemathesis' blocking calls reach it."""
     s = hub_settings(auth_enabled=True, api_keys=f"fuzz:{KEY}:detect+fleet:admin", rate_limit_requests=100_000,
                      max_batch_images=4, max_request_size=2_000_000, max_image_size=1_000_000,
-                     edge_stale_after=3600.0)  # the seeded cam-1 stays while the fuzz runs
+                     edge_stale_after=SEEDED_EDGE_STALE_AFTER)
     pool = InferencePool(s, {"full": model_path}, service="hub", workers=1)
     hub = Hub(s, pool, bus=LocalBus(s, service="hub"))
     app = Starlette(routes=hub.routes, lifespan=lifespan(pool, hub, SeededFleet(hub)),

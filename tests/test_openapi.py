@@ -6,7 +6,6 @@ real hub answers validates against it."""
 from __future__ import annotations
 
 import json
-import time
 import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,9 +25,8 @@ from hgr.common.messaging.bus import LocalBus
 from hgr.common.options import VARIANTS
 from hgr.hub.access import ROUTE_SCOPES
 from hgr.hub.app import Hub
-from hgr.hub.fleet_logic import StatusMsg
 from hgr.hub.openapi import COMPONENT_TYPES, OPERATIONS, openapi_schema
-from tests.hub_support import b64, hub_app, hub_settings, serve_hub
+from tests.hub_support import SEEDED_EDGE_STALE_AFTER, b64, hub_app, hub_settings, seed_edge, serve_hub
 
 SCHEMA = openapi_schema("test")
 KEY = "openapi-test-key-0123456789"
@@ -120,14 +118,11 @@ def test_every_example_fits_its_schema() -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def real_hub(hub_pool: InferencePool) -> AsyncIterator[tuple[str, Hub]]:
-    # cam-1 is heard from once: the sweep must not forget it while the module runs (EDGE_STALE_AFTER)
     settings = hub_settings(api_keys=f"ops:{KEY}:detect+fleet:admin", rate_limit_requests=1000,
-                            edge_stale_after=3600.0)
+                            edge_stale_after=SEEDED_EDGE_STALE_AFTER)
     bus = LocalBus(settings, service="hub")
     async with serve_hub(settings, hub_pool, bus) as (url, hub):
-        assert hub.fleet is not None
-        await hub.fleet.store.apply_status("cam-1", StatusMsg(online=True, session="s1", reason="birth",
-                                                              birth_seq=1), time.time())
+        await seed_edge(hub, "cam-1")
         yield url, hub
 
 

@@ -1,4 +1,4 @@
-"""research/precision.py's own part (issue 24): folding the bundle's fp16 weights is exact, and so is what the
+"""research.precision's own part (issue 24): folding the bundle's fp16 weights is exact, and so is what the
 static int8 candidates do to the folded model before the quantizer sees it (unused tensors dropped, a signature
 added); which ops they keep float; the calibration half; the harness's models reach the pipeline. The layers kept
 f32 under OpenVINO bf16 are tested with the code that serves them (tests/test_inference_runtime.py); the int8
@@ -14,17 +14,10 @@ from ai_edge_litert.tools import flatbuffer_utils
 from hgr.common.inference.hands.bundle import read_models
 from hgr.common.inference.hands.pipeline import HandPipeline
 from research.accuracy import Photo
-from research.precision import (
-    SIGNATURE,
-    Built,
-    _litert,
-    calibration_split,
-    float_ends,
-    fold_fp16,
-    prune_unused,
-    serving,
-    with_signature,
-)
+from research.precision.calibration import calibration_split
+from research.precision.candidates import Built, _litert
+from research.precision.harness import serving
+from research.precision.tflite import SIGNATURE, float_ends, fold_fp16, prune_unused, with_signature
 
 
 def outputs_of(model: bytes, x: np.ndarray) -> list[np.ndarray]:
