@@ -39,7 +39,9 @@ class Task(msgspec.Struct, array_like=True):
     """One frame of a batch. ``stream`` None is IMAGE mode. ``rgb_shape`` None: ``image`` is a compressed image;
     ``(height, width)``: ``image`` is that many packed RGB pixels (a camera frame the edge decoded)."""
     id: int
-    image: bytes
+    # A view: the pool sends a compressed image's bytes or a camera array's pixels as they are, and the worker reads
+    # the field without copying it out of the message (``bytes(image)`` where bytes are needed).
+    image: memoryview
     num_hands: int
     mirrored: bool
     model: str
@@ -89,10 +91,14 @@ FromWorker = Ready | Fatal | Result | Error
 _encoder = msgspec.msgpack.Encoder()
 
 
-def frame(msg: ToWorker | FromWorker) -> bytes:
-    """The message, length-prefixed, ready to write."""
-    payload = _encoder.encode(msg)
-    return len(payload).to_bytes(HEADER_LEN, "big") + payload
+def frame(msg: ToWorker | FromWorker) -> bytearray:
+    """The message, length-prefixed, ready to write: encoded once, after room left for its length (a camera's
+    ~1 MB of pixels copied once, not again to join the length to it). A new buffer each time: the writer may
+    hold on to it until the socket has taken it all."""
+    buf = bytearray(HEADER_LEN)
+    _encoder.encode_into(msg, buf, HEADER_LEN)
+    buf[:HEADER_LEN] = (len(buf) - HEADER_LEN).to_bytes(HEADER_LEN, "big")
+    return buf
 
 
 def length(header: bytes) -> int:

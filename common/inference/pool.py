@@ -228,8 +228,8 @@ class InferencePool:
                     job.ticket.set_exception(error)
             if due.jobs:
                 self._procs.send(slot.index, m.frame(m.Batch([
-                    m.Task(j.id, j.data, j.opts.num_hands, j.opts.mirrored, j.opts.model, j.stream, j.rgb_shape)
-                    for j in due.jobs])))
+                    m.Task(j.id, memoryview(j.data), j.opts.num_hands, j.opts.mirrored, j.opts.model, j.stream,
+                           j.rgb_shape) for j in due.jobs])))
                 self._m_batch.observe(len(due.jobs))
         armed = self._timers[slot.index]
         if armed is not None and armed[0] != slot.deadline:

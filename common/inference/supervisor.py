@@ -61,12 +61,14 @@ class Supervisor:
 
     # --- what the pool asks ---
 
-    def send(self, index: int, data: bytes) -> bool:
+    def send(self, index: int, data: bytearray) -> bool:
         """Write a framed message to slot ``index``'s process if it is live; False if not."""
         p = self._procs[index]
         if not p.alive or p.writer is None:
             return False
-        p.writer.write(data)
+        # As a view: Python 3.11's transport sends what the socket takes at once and keeps the rest (most of a
+        # camera frame's ~1 MB) as ``data[n:]``, a copy when ``data`` is a bytearray, a view when it is a memoryview.
+        p.writer.write(memoryview(data))
         return True
 
     def alive(self, index: int) -> bool:
