@@ -49,7 +49,9 @@ def test_parent_messages_round_trip(msg: m.ToWorker) -> None:
 
 
 @pytest.mark.parametrize("msg", [
-    m.Ready(1234),
+    m.Ready(1234),  # STREAM_PIPELINE=mediapipe: no hand pipeline to report
+    m.Ready(1234, m.Inference("full", "openvino", "bf16", "openvino/bf16")),
+    m.VariantReady(m.Inference("lite", "litert", "fp32", "openvino/bf16", "p_0001.jpg: [] (fp32: [5])")),
     m.Fatal("worker could not load the model: no file"),
     m.Result(3, 12.5, {"hands": [], "total_fingers": 0, "timing": {"infer_ms": 1.0}}),
     m.Error(4, 12.5, "corrupt_image", "the image is truncated"),

@@ -7,6 +7,8 @@ kind (msgspec's tag on an ``array_like`` struct), the rest are the fields in the
                      Batch       the frames to run, in order (one message per batch: the hot path)
                      CloseStream a stream ended: free its tracker
     worker → parent  Ready | Fatal   once, after loading the model (or failing to)
+                     VariantReady    another model variant made and checked (on its first frame: just
+                                     before that frame's answer)
                      Result | Error  one per frame, as each finishes
 
 A task's ``image`` is compressed image bytes (JPEG, PNG, …) unless it carries ``rgb_shape``: then it is packed
@@ -58,13 +60,25 @@ class CloseStream(msgspec.Struct, array_like=True, tag="close_stream"):
     stream: str
 
 
+class Inference(msgspec.Struct, array_like=True):
+    """What runs a model variant's hand models in a worker, once its pipeline is made and checked
+    (``hands.check``): the runtime and precision that serve, what the settings asked for ("openvino/bf16"), and
+    why the check refused that ("" when it did not)."""
+    variant: str
+    runtime: str
+    precision: str
+    asked: str
+    fallback: str = ""
+
+
 class Ready(msgspec.Struct, array_like=True, tag="ready"):
     pid: int
-    # What runs the default variant's hand models ("litert/fp32", "openvino/bf16"; "" on STREAM_PIPELINE=mediapipe),
-    # what the settings asked for, and why the start-up check refused it ("" when it did not).
-    inference: str = ""
-    asked: str = ""
-    fallback: str = ""
+    # The default variant's, made at start-up; None on STREAM_PIPELINE=mediapipe (MediaPipe runs its own models).
+    inference: Inference | None = None
+
+
+class VariantReady(msgspec.Struct, array_like=True, tag="variant_ready"):
+    inference: Inference  # another variant's, made on its first frame, after Ready
 
 
 class Fatal(msgspec.Struct, array_like=True, tag="fatal"):
@@ -86,7 +100,7 @@ class Error(msgspec.Struct, array_like=True, tag="error"):
 
 
 ToWorker = Init | Batch | CloseStream
-FromWorker = Ready | Fatal | Result | Error
+FromWorker = Ready | VariantReady | Fatal | Result | Error
 
 _encoder = msgspec.msgpack.Encoder()
 
