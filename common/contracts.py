@@ -297,10 +297,11 @@ class PulledFrame(Protocol):
 
     ``rgb_shape`` None: ``image`` is a compressed image (every network source). ``(height, width)``: ``image``
     is packed RGB pixels, a frame the edge's own camera reader decoded (edge/camera.py), handed to the worker
-    as they are (common/inference/messages.py)."""
+    as they are (common/inference/messages.py): a view of the reader's array, which the pool encodes without
+    copying it first."""
 
     @property
-    def image(self) -> bytes: ...
+    def image(self) -> bytes | memoryview: ...
     @property
     def rgb_shape(self) -> tuple[int, int] | None: ...
     @property

@@ -39,9 +39,10 @@ WORKERS_ALIVE = Gauge("hgr_workers_alive", "Inference worker processes running."
 WORKER_RESTARTS = Counter("hgr_worker_restarts_total", "Inference workers restarted after dying.", ["service"])
 # INFERENCE_RUNTIME, INFERENCE_PRECISION: what each worker runs after its start-up check (inference.hands.check).
 INFERENCE_WORKERS = Gauge("hgr_inference_workers", "Inference workers by what runs their hand models (after the "
-                          "start-up check).", ["service", "runtime", "precision"])
-INFERENCE_FALLBACK = Gauge("hgr_inference_fallback_workers", "Workers asked for a lower precision that run fp32: "
-                           "their start-up check found a count that differs from fp32's.", ["service"])
+                          "start-up check; a worker once per kind, for any model variant it has made).",
+                          ["service", "runtime", "precision"])
+INFERENCE_FALLBACK = Gauge("hgr_inference_fallback_workers", "Workers asked for a lower precision that run fp32 for "
+                           "a model variant: its check found a count that differs from fp32's.", ["service"])
 
 # --- edge: frames and websockets ---
 FRAMES_RECEIVED = Counter("hgr_frames_received_total", "Frames received.", ["encoding"])

@@ -109,11 +109,15 @@ def frame_rgb(frame: av.video.frame.VideoFrame, min_side: int, max_side: int) ->
     return rgb
 
 
-def frame_pixels(frame: av.video.frame.VideoFrame, min_side: int, max_side: int) -> tuple[bytes, tuple[int, int]]:
+def frame_pixels(frame: av.video.frame.VideoFrame, min_side: int,
+                 max_side: int) -> tuple[memoryview, tuple[int, int]]:
     """What a camera hands the worker for a frame it decoded: ``frame_rgb`` packed row after row, and its
-    (height, width) (``contracts.PulledFrame.rgb_shape``)."""
+    (height, width) (``contracts.PulledFrame.rgb_shape``). A view of the array, not a bytes copy of it: the pool
+    encodes it straight into the worker's message."""
     rgb = frame_rgb(frame, min_side, max_side)
-    return rgb.tobytes(), (rgb.shape[0], rgb.shape[1])  # tobytes: C order, whatever the row padding
+    if not rgb.flags.c_contiguous:  # PyAV's rows padded to its line alignment (e.g. 638 px wide): packed, one copy
+        rgb = rgb.copy()
+    return rgb.data.cast("B"), (rgb.shape[0], rgb.shape[1])
 
 
 def encode_frame(frame: av.video.frame.VideoFrame, min_side: int, max_side: int) -> bytes:
@@ -156,7 +160,7 @@ class _Prepared:
     an MJPEG part (``rgb_shape`` None) or a decoded frame's pixels."""
 
     grab: Grab
-    image: bytes
+    image: bytes | memoryview  # a decoded frame's pixels: a view of its array (``frame_pixels``)
     opts: DetectOptions
     rgb_shape: tuple[int, int] | None = None
 
@@ -394,6 +398,7 @@ class Camera:
             if grab is None:
                 continue
             try:
+                image: bytes | memoryview
                 if grab.jpeg is not None:
                     image, shape = grab.jpeg, None
                 else:

@@ -19,7 +19,17 @@ from hgr.common.config import load_settings
 from hgr.common.errors import ConfigError
 from hgr.common.masking import mask_url
 from hgr.common.options import DetectOptions
-from hgr.edge.camera import Camera, Grab, Pacer, Reader, backoff_delay, encode_frame, frame_pixels, reduced_size
+from hgr.edge.camera import (
+    Camera,
+    Grab,
+    Pacer,
+    Reader,
+    backoff_delay,
+    encode_frame,
+    frame_pixels,
+    frame_rgb,
+    reduced_size,
+)
 from hgr.edge.stats import EdgeStats
 from tests.camera_support import camera_frame, make_clip
 from tests.support import free_port, poll
@@ -254,6 +264,22 @@ def test_a_decoded_frame_reaches_the_pool_as_pixels_at_the_size_its_jpeg_had(
         assert len(pixels) == h * w * 3
         assert simplejpeg.decode_jpeg_header(encode_frame(decoded, s.reduced_decode_min_side, s.infer_max_side))[:2] \
             == shape == (h, w)
+
+
+@pytest.mark.parametrize("width", [640, 638])
+def test_a_decoded_frames_pixels_are_a_packed_view_whatever_the_row_padding(width: int) -> None:
+    """``frame_pixels`` hands the pool a view of the array, no bytes copy; PyAV pads an RGB row to its line
+    alignment (1914 bytes of a 638-px row in 1920), and such an array is packed first: the view is always the
+    pixels row after row."""
+    import av
+
+    rgb = np.random.default_rng(width).integers(0, 256, (480, width, 3), np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    converted = frame_rgb(frame, 0, 4096)
+    assert converted.flags.c_contiguous == (width == 640)  # the case each width stands for
+    pixels, shape = frame_pixels(frame, 0, 4096)
+    assert shape == (480, width) and pixels.ndim == 1 and pixels.contiguous and pixels.nbytes == 480 * width * 3
+    assert pixels == converted.tobytes()
 
 
 def test_a_turn_takes_a_newer_mjpeg_part_but_leaves_a_newer_decoded_frame_to_the_reader() -> None:

@@ -149,6 +149,9 @@ def test_a_cameras_packed_pixels_are_unpacked_as_they_are() -> None:
     out = unpack_rgb(rgb.tobytes(), (48, 64))
     assert out.format == "rgb" and out.size == (64, 48) and out.decode_ms >= 0
     assert np.array_equal(out.rgb, rgb)
+    # as a worker gets them: a view (of the message it read); any view is taken by its bytes, not by its length
+    assert np.array_equal(unpack_rgb(memoryview(rgb.tobytes()), (48, 64)).rgb, rgb)
+    assert len(rgb.data) == 48 and np.array_equal(unpack_rgb(rgb.data, (48, 64)).rgb, rgb)
     big = unpack_rgb(bytes(8 * 5000 * 3), (8, 5000), ImageLimits(infer_max_side=4096))
     assert big.size == (5000, 8) and big.rgb.shape == (7, 4096, 3)  # downscaled as a decoded image would be
 
@@ -157,12 +160,14 @@ def test_a_cameras_packed_pixels_are_unpacked_as_they_are() -> None:
     (bytes(47), (4, 4), CorruptImage),  # one byte short
     (bytes(49), (4, 4), CorruptImage),  # one too many
     (bytes(16 * 3), (1, 4), CorruptImage),  # a 4×4 frame's bytes sent as one row
+    (memoryview(bytes(48))[:47], (4, 4), CorruptImage),  # a view one byte short
+    (memoryview(bytes(16 * 3)).cast("B", (4, 4, 3)), (4, 5), CorruptImage),  # a 4×4 frame's pixels as a 5-wide one
     (b"", (0, 5), EmptyImage),
     (b"", (-2, -2), EmptyImage),  # (-2)·(-2)·3 = 12: the sides are checked before the length
     (b"", (1, 16_385), ImageSideTooLarge),
     (b"", (7000, 7000), TooManyPixels),
 ])
-def test_malformed_packed_pixels_get_an_image_error(data: bytes, shape: tuple[int, int],
+def test_malformed_packed_pixels_get_an_image_error(data: bytes | memoryview, shape: tuple[int, int],
                                                     error: type[HgrError]) -> None:
     with pytest.raises(error):
         unpack_rgb(data, shape)

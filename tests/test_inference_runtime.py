@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from hgr.common.inference.hands.openvino_models import MARKED, compile_model, ke
 from hgr.common.inference.hands.pipeline import HandPipeline
 from hgr.common.inference.hands.runtime import REFERENCE, Choice, choose, cpu_flags, has_bf16
 from hgr.common.inference.pool import InferencePool
-from hgr.common.options import default_options
+from hgr.common.inference.worker import inference
+from hgr.common.options import DetectOptions, default_options
 
 BF16 = frozenset({"avx2", "avx512_bf16"})
 AVX2 = frozenset({"avx2", "fma"})
@@ -150,6 +152,16 @@ def _pipe(model_path: str, choice: Choice, min_detection: float = 0.5) -> HandPi
     return HandPipeline(model_path, min_detection=min_detection, choice=choice)
 
 
+def _counting_differently(model_path: str, asked: Choice, made: list[HandPipeline]) -> Callable[[Choice], HandPipeline]:
+    """A real candidate that answers differently: ``asked`` with a palm threshold that finds no hand (each pipeline
+    made is appended to ``made``)."""
+    def make(choice: Choice) -> HandPipeline:
+        made.append(_pipe(model_path, choice, min_detection=0.9999 if choice == asked else 0.5))
+        return made[-1]
+
+    return make
+
+
 def test_the_check_photos_have_one_photo_for_each_count_and_fp32_finds_hands_on_them(model_path: str) -> None:
     images = check_images()
     labels = [line.split(",")[1] for line in (CHECK_PHOTOS / "labels.csv").read_text().splitlines()[1:]]
@@ -169,16 +181,10 @@ def test_openvino_passes_the_check_and_serves(model_path: str, precision: str) -
 
 def test_a_candidate_that_counts_differently_falls_back_to_fp32_loudly(
         model_path: str, caplog: pytest.LogCaptureFixture) -> None:
-    # A real pipeline that answers differently: OpenVINO with a palm threshold that finds no hand.
     asked = Choice("openvino", "fp32")
     made: list[HandPipeline] = []
-
-    def make(choice: Choice) -> HandPipeline:
-        made.append(_pipe(model_path, choice, min_detection=0.9999 if choice == asked else 0.5))
-        return made[-1]
-
     with caplog.at_level(logging.ERROR, logger="hgr.inference"):
-        checked = checked_pipeline(make, asked, 0.5)
+        checked = checked_pipeline(_counting_differently(model_path, asked, made), asked, 0.5)
     assert checked.pipeline.choice == REFERENCE and checked.pipeline is made[0]
     assert checked.fallback.startswith("openvino/fp32 counted differently from fp32 on ")
     assert "p_0001.jpg: [] (fp32: [5])" in checked.fallback, checked.fallback
@@ -224,8 +230,8 @@ async def test_a_pool_reports_what_its_workers_run(model_path: str, monkeypatch:
         result = await pool.submit(photo.read_bytes(), default_options(settings))
         assert [h["fingers"] for h in result["hands"]] == [5]
         # A worker that fell back says so; /status and the gauge show it (the reason as the worker gave it).
-        pool._worker_ready(0, m.Ready(1, "litert/fp32", runs, "p_0001.jpg: [4] (fp32: [5])"))
-        assert pool.stats()["inference"]["fallbacks"] == ["p_0001.jpg: [4] (fp32: [5])"]
+        pool._worker_ready(0, m.Ready(1, m.Inference("full", "litert", "fp32", runs, "p_0001.jpg: [4] (fp32: [5])")))
+        assert pool.stats()["inference"]["fallbacks"] == ["full: p_0001.jpg: [4] (fp32: [5])"]
         assert metrics.INFERENCE_FALLBACK.labels("test_runtime")._value.get() == 1
         assert metrics.INFERENCE_WORKERS.labels("test_runtime", "litert", "fp32")._value.get() == 1
         if runs != "litert/fp32":  # what no worker runs any more has no series
@@ -233,3 +239,46 @@ async def test_a_pool_reports_what_its_workers_run(model_path: str, monkeypatch:
                                                                        "precision": precision}) is None
     finally:
         await pool.close()
+
+
+async def test_a_pool_hears_of_another_variant_when_a_worker_makes_it(
+        model_path: str, lite_model_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lite variant's pipeline is made and checked on its first frame, after Ready: the worker says what runs
+    it (a VariantReady, before that frame's answer), and the pool counts it as it counts the default's."""
+    monkeypatch.setenv("INFERENCE_RUNTIME", "openvino")
+    monkeypatch.setenv("INFERENCE_PRECISION", "auto")
+    settings = load_settings()
+    pool = InferencePool(settings, {"full": model_path, "lite": lite_model_path}, service="test_variants", workers=1)
+    await pool.start()
+    runs = f"openvino/{'bf16' if HERE_BF16 else 'fp32'}"
+    runtime, precision = runs.split("/")
+    try:
+        assert [i.variant for i in pool._inference[0]] == ["full"]  # lite not made yet
+        photo = (CHECK_PHOTOS / "p_0001.jpg").read_bytes()  # five fingers
+        result = await pool.submit(photo, DetectOptions(model="lite"))
+        assert [h["fingers"] for h in result["hands"]] == [5]
+        # heard before the frame's answer: the check passed, and one worker still counts once
+        assert pool._inference[0] == [m.Inference("full", runtime, precision, runs),
+                                      m.Inference("lite", runtime, precision, runs)]
+        assert pool.stats()["inference"] == {"asked": runs, "running": {runs: 1}, "fallbacks": []}
+        assert metrics.INFERENCE_WORKERS.labels("test_variants", runtime, precision)._value.get() == 1
+        assert metrics.INFERENCE_FALLBACK.labels("test_variants")._value.get() == 0
+        # A lite check that refused the candidate (a real one: the palm threshold that finds no hand), told as the
+        # worker tells it: the worker runs both kinds, counted once each, and one fallback, named by its variant.
+        asked = Choice(runtime, precision)
+        made: list[HandPipeline] = []
+        checked = checked_pipeline(_counting_differently(lite_model_path, asked, made), asked, 0.5)
+        checked.pipeline.close()
+        pool._variant_ready(0, inference("lite", checked))
+        stats = pool.stats()["inference"]
+        assert stats["running"] == {runs: 1, "litert/fp32": 1}
+        assert stats["fallbacks"] == [f"lite: {checked.fallback}"] and "p_0001.jpg: [] (fp32: [5])" in checked.fallback
+        assert metrics.INFERENCE_WORKERS.labels("test_variants", "litert", "fp32")._value.get() == 1
+        assert metrics.INFERENCE_FALLBACK.labels("test_variants")._value.get() == 1
+    finally:
+        await pool.close()
+    # a worker gone takes its variants with it
+    assert pool.stats()["inference"] == {"asked": None, "running": {}, "fallbacks": []}
+    assert metrics.INFERENCE_FALLBACK.labels("test_variants")._value.get() == 0
+    assert REGISTRY.get_sample_value("hgr_inference_workers", {"service": "test_variants", "runtime": runtime,
+                                                               "precision": precision}) is None

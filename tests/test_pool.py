@@ -38,7 +38,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @dataclass
 class _Frame:  # a stream's frame as submit_latest pulls it (contracts.PulledFrame)
-    image: bytes
+    image: bytes | memoryview
     opts: DetectOptions = field(default_factory=lambda: DetectOptions(num_hands=1))
     received_at: float = field(default_factory=time.monotonic)
     rgb_shape: tuple[int, int] | None = None  # a compressed image
@@ -178,6 +178,15 @@ async def test_malformed_pixel_frames_get_an_image_error_and_the_worker_serves_o
         assert isinstance(outcome, error) and isinstance(outcome, ImageError), (bad_shape, outcome)
     outcome = await _turn(pool, _Frame(good, rgb_shape=shape), "malformed")
     assert not isinstance(outcome, HgrError) and outcome["image_size"] == [shape[1], shape[0]]
+    # as a camera hands them: a view (here of an array whose rows PyAV padded, packed by frame_pixels), or a view
+    # a byte short, refused as the bytes are
+    import av
+    padded = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:, :638]), format="rgb24").reformat(format="yuv420p")
+    view, padded_shape = frame_pixels(padded, 0, 4096)
+    outcome = await _turn(pool, _Frame(view[:-1], rgb_shape=padded_shape), "malformed")
+    assert isinstance(outcome, CorruptImage), outcome
+    outcome = await _turn(pool, _Frame(view, rgb_shape=padded_shape), "malformed")
+    assert not isinstance(outcome, HgrError) and outcome["image_size"] == [638, shape[0]]
     after = pool.stats()
     assert after["pids"] == before["pids"] and after["restarts"] == before["restarts"], "no worker died"
     pool.close_stream("malformed")

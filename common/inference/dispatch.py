@@ -47,7 +47,7 @@ class Job(Generic[T]):
     ticket: T
     stream: str | None
     received_at: float  # time.monotonic() at arrival; a turn's is replaced by its frame's when pulled
-    data: bytes = b""
+    data: bytes | memoryview = b""  # a pulled camera frame's pixels: a view of its array
     opts: DetectOptions = field(default_factory=DetectOptions)
     rgb_shape: tuple[int, int] | None = None  # (height, width): ``data`` is packed RGB pixels (a pulled camera frame)
     pull: Callable[[], PulledFrame | None] | None = None  # a turn, until its frame is pulled

@@ -85,17 +85,17 @@ class Detector:
         return sort_hands([hand_to_dict(h.landmarks, h.world_landmarks, h.handedness, h.handedness_score,
                                         opts.mirrored) for h in found])
 
-    def detect_bytes(self, data: bytes, opts: DetectOptions | None = None, stream: Any = None, *,
+    def detect_bytes(self, data: bytes | memoryview, opts: DetectOptions | None = None, stream: Any = None, *,
                      rgb_shape: tuple[int, int] | None = None) -> DetectionResult:
         """``data`` is a compressed image, or with ``rgb_shape`` (height, width) packed RGB pixels (a frame the
-        edge's camera reader decoded: ``StreamPipelines.detect_bytes``)."""
+        edge's camera reader decoded: ``StreamPipelines.detect_bytes``); a view is a worker's task as it came."""
         opts = opts or self.defaults
         if stream is not None and self.streams is not None:
             # its own decode and timing (what ran)
             return self.streams.detect_bytes(data, opts, stream, rgb_shape=rgb_shape)
         start = time.perf_counter()
         image: DecodedImage = unpack_rgb(data, rgb_shape, self.limits) if rgb_shape is not None else \
-            decode_image(data, self.limits)
+            decode_image(bytes(data), self.limits)  # bytes(): a copy of a view only (bytes are returned as they are)
         hands, infer_ms = self.detect_pixels(image.rgb, opts, stream)
         retry = None
         # Stills only: a stream would pay the extra passes on every frame without a hand in view.

@@ -178,17 +178,20 @@ def check_size(width: int, height: int, limits: ImageLimits, what: str) -> None:
         raise ImageSideTooLarge(f"the {what} is {width}×{height}; each side must be at most {limits.max_side} px")
 
 
-def unpack_rgb(data: bytes, shape: tuple[int, int], limits: ImageLimits = ImageLimits()) -> DecodedImage:
+def unpack_rgb(data: bytes | memoryview, shape: tuple[int, int],
+               limits: ImageLimits = ImageLimits()) -> DecodedImage:
     """Packed RGB pixels (``shape`` = (height, width), row after row) as a ``DecodedImage``: a camera frame the
     edge decoded itself (common/inference/messages.py). Trusted in-process bytes, still checked as an image would
     be — sides, pixel count, exact length — so a malformed task is an ``ImageError``, never a reshape crash.
-    No copy: the array is a read-only view of ``data``. ``decode_ms`` is this unpacking's time (microseconds)."""
+    No copy: the array is a view of ``data`` (read-only as a worker gets it). ``decode_ms`` is this unpacking's
+    time (microseconds)."""
     start = time.perf_counter()
     height, width = shape
     check_size(width, height, limits, "frame")
-    if len(data) != width * height * 3:
-        raise CorruptImage(f"the frame is {len(data)} bytes; {width}×{height} RGB pixels are {width * height * 3}")
-    rgb = downscale(np.frombuffer(data, np.uint8).reshape(height, width, 3), limits.infer_max_side)
+    pixels = np.frombuffer(data, np.uint8)  # its bytes, whatever the view's shape
+    if pixels.size != width * height * 3:
+        raise CorruptImage(f"the frame is {pixels.size} bytes; {width}×{height} RGB pixels are {width * height * 3}")
+    rgb = downscale(pixels.reshape(height, width, 3), limits.infer_max_side)
     return DecodedImage(rgb, "rgb", (time.perf_counter() - start) * 1000, (width, height))
 
 

@@ -7,6 +7,8 @@ kind (msgspec's tag on an ``array_like`` struct), the rest are the fields in the
                      Batch       the frames to run, in order (one message per batch: the hot path)
                      CloseStream a stream ended: free its tracker
     worker → parent  Ready | Fatal   once, after loading the model (or failing to)
+                     VariantReady    another model variant made and checked (on its first frame: just
+                                     before that frame's answer)
                      Result | Error  one per frame, as each finishes
 
 A task's ``image`` is compressed image bytes (JPEG, PNG, …) unless it carries ``rgb_shape``: then it is packed
@@ -39,7 +41,9 @@ class Task(msgspec.Struct, array_like=True):
     """One frame of a batch. ``stream`` None is IMAGE mode. ``rgb_shape`` None: ``image`` is a compressed image;
     ``(height, width)``: ``image`` is that many packed RGB pixels (a camera frame the edge decoded)."""
     id: int
-    image: bytes
+    # A view: the pool sends a compressed image's bytes or a camera array's pixels as they are, and the worker reads
+    # the field without copying it out of the message (``bytes(image)`` where bytes are needed).
+    image: memoryview
     num_hands: int
     mirrored: bool
     model: str
@@ -56,13 +60,25 @@ class CloseStream(msgspec.Struct, array_like=True, tag="close_stream"):
     stream: str
 
 
+class Inference(msgspec.Struct, array_like=True):
+    """What runs a model variant's hand models in a worker, once its pipeline is made and checked
+    (``hands.check``): the runtime and precision that serve, what the settings asked for ("openvino/bf16"), and
+    why the check refused that ("" when it did not)."""
+    variant: str
+    runtime: str
+    precision: str
+    asked: str
+    fallback: str = ""
+
+
 class Ready(msgspec.Struct, array_like=True, tag="ready"):
     pid: int
-    # What runs the default variant's hand models ("litert/fp32", "openvino/bf16"; "" on STREAM_PIPELINE=mediapipe),
-    # what the settings asked for, and why the start-up check refused it ("" when it did not).
-    inference: str = ""
-    asked: str = ""
-    fallback: str = ""
+    # The default variant's, made at start-up; None on STREAM_PIPELINE=mediapipe (MediaPipe runs its own models).
+    inference: Inference | None = None
+
+
+class VariantReady(msgspec.Struct, array_like=True, tag="variant_ready"):
+    inference: Inference  # another variant's, made on its first frame, after Ready
 
 
 class Fatal(msgspec.Struct, array_like=True, tag="fatal"):
@@ -84,15 +100,19 @@ class Error(msgspec.Struct, array_like=True, tag="error"):
 
 
 ToWorker = Init | Batch | CloseStream
-FromWorker = Ready | Fatal | Result | Error
+FromWorker = Ready | VariantReady | Fatal | Result | Error
 
 _encoder = msgspec.msgpack.Encoder()
 
 
-def frame(msg: ToWorker | FromWorker) -> bytes:
-    """The message, length-prefixed, ready to write."""
-    payload = _encoder.encode(msg)
-    return len(payload).to_bytes(HEADER_LEN, "big") + payload
+def frame(msg: ToWorker | FromWorker) -> bytearray:
+    """The message, length-prefixed, ready to write: encoded once, after room left for its length (a camera's
+    ~1 MB of pixels copied once, not again to join the length to it). A new buffer each time: the writer may
+    hold on to it until the socket has taken it all."""
+    buf = bytearray(HEADER_LEN)
+    _encoder.encode_into(msg, buf, HEADER_LEN)
+    buf[:HEADER_LEN] = (len(buf) - HEADER_LEN).to_bytes(HEADER_LEN, "big")
+    return buf
 
 
 def length(header: bytes) -> int:

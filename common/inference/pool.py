@@ -67,11 +67,14 @@ class InferencePool:
             self.size, batch_size=settings.batch_size, max_delay=settings.max_batch_delay_ms / 1000,
             model_paths=self.model_paths, wanted=lambda future: not future.done())
         self._procs = Supervisor(self.size, m.Init(dataclasses.asdict(settings), self.model_paths),
-                                 service=service, on_ready=self._worker_ready, on_answer=self._on_answer,
-                                 on_exit=self._worker_exit)
+                                 service=service, on_ready=self._worker_ready,
+                                 on_variant=lambda index, msg: self._variant_ready(index, msg.inference),
+                                 on_answer=self._on_answer, on_exit=self._worker_exit)
         self._timers: list[tuple[float, asyncio.TimerHandle] | None] = [None] * self.size
-        self._ready: list[m.Ready | None] = [None] * self.size  # what each live worker said it runs
-        self._inference_series: set[tuple[str, ...]] = set()  # (runtime, precision) of this pool's series
+        # What runs each live worker's hand models, a model variant each: the default's (its Ready), then each other
+        # variant's as the worker makes it (a VariantReady, on the variant's first frame).
+        self._inference: list[list[m.Inference]] = [[] for _ in range(self.size)]
+        self._inference_series: set[tuple[str, str]] = set()  # (runtime, precision) of this pool's series
         self._ids = itertools.count(1)
         self._started = False
         self._closing = False
@@ -145,23 +148,31 @@ class InferencePool:
         }
 
     def inference(self) -> dict[str, Any]:
-        """What runs the hand models, over the live workers: what was asked, what runs (workers by
-        "runtime/precision") and each worker's fallback reason (docs/accuracy.md "Lower precision")."""
-        said = [r for r in self._ready if r is not None and r.inference]
-        running: dict[str, int] = {}
-        for r in said:
-            running[r.inference] = running.get(r.inference, 0) + 1
-        return {"asked": said[0].asked if said else None, "running": running,
-                "fallbacks": [r.fallback for r in said if r.fallback]}
+        """What runs the hand models, over the live workers and the model variants each has made: what was asked,
+        what runs (workers by "runtime/precision") and each check's fallback reason, named by its variant
+        (docs/accuracy.md "Lower precision")."""
+        said = [i for made in self._inference for i in made]
+        return {"asked": said[0].asked if said else None,
+                "running": {f"{runtime}/{precision}": n for (runtime, precision), n in self._running().items()},
+                "fallbacks": [f"{i.variant}: {i.fallback}" for i in said if i.fallback]}
+
+    def _running(self) -> dict[tuple[str, str], int]:
+        """Live workers by the (runtime, precision) they run, a worker once per kind whatever its variants."""
+        running: dict[tuple[str, str], int] = {}
+        for made in self._inference:
+            for kind in dict.fromkeys((i.runtime, i.precision) for i in made):
+                running[kind] = running.get(kind, 0) + 1
+        return running
 
     def _count_inference(self) -> None:
-        running = {tuple(name.split("/", 1)): n for name, n in self.inference()["running"].items()}
+        running = self._running()
         for gone in self._inference_series - running.keys():  # a kind no live worker runs now
             metrics.INFERENCE_WORKERS.remove(self.service, *gone)
         for (runtime, precision), workers in running.items():
             metrics.INFERENCE_WORKERS.labels(self.service, runtime, precision).set(workers)
         self._inference_series = set(running)
-        metrics.INFERENCE_FALLBACK.labels(self.service).set(sum(1 for r in self._ready if r and r.fallback))
+        metrics.INFERENCE_FALLBACK.labels(self.service).set(sum(any(i.fallback for i in made)
+                                                                for made in self._inference))
 
     # --- submitting ---
 
@@ -228,8 +239,8 @@ class InferencePool:
                     job.ticket.set_exception(error)
             if due.jobs:
                 self._procs.send(slot.index, m.frame(m.Batch([
-                    m.Task(j.id, j.data, j.opts.num_hands, j.opts.mirrored, j.opts.model, j.stream, j.rgb_shape)
-                    for j in due.jobs])))
+                    m.Task(j.id, memoryview(j.data), j.opts.num_hands, j.opts.mirrored, j.opts.model, j.stream,
+                           j.rgb_shape) for j in due.jobs])))
                 self._m_batch.observe(len(due.jobs))
         armed = self._timers[slot.index]
         if armed is not None and armed[0] != slot.deadline:
@@ -248,16 +259,23 @@ class InferencePool:
     # --- what the workers say ---
 
     def _worker_ready(self, index: int, msg: m.Ready) -> None:
-        self._ready[index] = msg
-        self._count_inference()
-        if msg.fallback:
-            log.error("worker %d runs %s, not %s: %s", index, msg.inference, msg.asked, msg.fallback)
+        self._inference[index] = []
+        self._variant_ready(index, msg.inference)
         slot = self._d.slots[index]
         self._d.worker_up(slot)
         self._dispatch(slot)
 
+    def _variant_ready(self, index: int, inference: m.Inference | None) -> None:
+        """Worker ``index`` made a model variant's pipeline: ``inference`` says what runs it (None: MediaPipe)."""
+        if inference is not None:
+            self._inference[index].append(inference)
+            if inference.fallback:
+                log.error("worker %d runs %s/%s for %s, not %s: %s", index, inference.runtime, inference.precision,
+                          inference.variant, inference.asked, inference.fallback)
+        self._count_inference()
+
     def _worker_exit(self, index: int, was_alive: bool) -> None:
-        self._ready[index] = None
+        self._inference[index] = []
         self._count_inference()
         lost = self._d.worker_down(self._d.slots[index])
         self._fail(lost, WorkerRestarted("the worker processing this frame died and is being restarted"))

@@ -133,7 +133,7 @@ class StreamPipelines:
         boxes = [bounds(r, width, height) for r in (*track, *(h.next_roi for h in hands))]
         return moved_outside(state, thumb, boxes, self.config)
 
-    def detect_bytes(self, data: bytes, opts: DetectOptions, stream: Any, now_ms: float | None = None, *,
+    def detect_bytes(self, data: bytes | memoryview, opts: DetectOptions, stream: Any, now_ms: float | None = None, *,
                      rgb_shape: tuple[int, int] | None = None) -> DetectionResult:
         """A stream's frame in, the common result out (``timing`` says what ran); ``now_ms`` as for ``detect`` (a
         study replays a clip at its own frame rate: research/stages.py). ``data`` is a compressed image, or with
@@ -141,7 +141,7 @@ class StreamPipelines:
         ``decode_ms`` is the unpacking's microseconds); everything after that is the same."""
         start = time.perf_counter()
         image = unpack_rgb(data, rgb_shape, self.limits) if rgb_shape is not None else \
-            decode_image(data, self.limits, reduce_min_side=self.settings.reduced_decode_min_side)
+            decode_image(bytes(data), self.limits, reduce_min_side=self.settings.reduced_decode_min_side)
         frame = self.detect(image.rgb, opts, stream, now_ms)
         result = make_result(frame.hands, image.size, image.decode_ms, frame.infer_ms,
                              (time.perf_counter() - start) * 1000)

@@ -3,7 +3,7 @@
 Each slot's process is started as ``python -m hgr.common.inference.worker <fd>`` (a fresh interpreter,
 never a fork of the event-loop process) over a socketpair, sent ``Init``, and is live once it answers
 ``Ready``. A process that dies is restarted (with back-off if it keeps dying); what it had been sent is
-the pool's to fail (``on_exit``). The pool hears of each slot through three callbacks and never
+the pool's to fail (``on_exit``). The pool hears of each slot through four callbacks and never
 touches a process itself.
 """
 
@@ -43,14 +43,16 @@ class _Process:
 class Supervisor:
     def __init__(self, size: int, init: m.Init, *, service: str,
                  on_ready: Callable[[int, m.Ready], None],
+                 on_variant: Callable[[int, m.VariantReady], None],
                  on_answer: Callable[[int, m.Result | m.Error], None],
                  on_exit: Callable[[int, bool], None]) -> None:
         """``on_ready(i, msg)``: slot i's process loaded the model (``msg`` says what runs it).
+        ``on_variant(i, msg)``: it made another model variant (``msg`` says what runs that one).
         ``on_answer(i, msg)``: a frame's answer.
         ``on_exit(i, was_alive)``: slot i's process is gone (restart follows unless stopping)."""
         self._procs = [_Process(i) for i in range(size)]
         self._init = m.frame(init)
-        self._on_ready, self._on_answer, self._on_exit = on_ready, on_answer, on_exit
+        self._on_ready, self._on_variant, self._on_answer, self._on_exit = on_ready, on_variant, on_answer, on_exit
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._stopping = False
@@ -61,12 +63,14 @@ class Supervisor:
 
     # --- what the pool asks ---
 
-    def send(self, index: int, data: bytes) -> bool:
+    def send(self, index: int, data: bytearray) -> bool:
         """Write a framed message to slot ``index``'s process if it is live; False if not."""
         p = self._procs[index]
         if not p.alive or p.writer is None:
             return False
-        p.writer.write(data)
+        # As a view: Python 3.11's transport sends what the socket takes at once and keeps the rest (most of a
+        # camera frame's ~1 MB) as ``data[n:]``, a copy when ``data`` is a bytearray, a view when it is a memoryview.
+        p.writer.write(memoryview(data))
         return True
 
     def alive(self, index: int) -> bool:
@@ -173,6 +177,8 @@ class Supervisor:
                 return
             if isinstance(msg, (m.Result, m.Error)):
                 self._on_answer(p.index, msg)
+            elif isinstance(msg, m.VariantReady):
+                self._on_variant(p.index, msg)
             elif isinstance(msg, m.Ready):
                 p.alive = True
                 p.fatal = None

@@ -14,9 +14,12 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from hgr.common.inference import messages as m
+
+if TYPE_CHECKING:
+    from hgr.common.inference.hands.check import Checked
 
 log = logging.getLogger("hgr.worker")
 
@@ -27,6 +30,12 @@ def read_message(rfile: BinaryIO) -> m.ToWorker | None:
     if len(header) < m.HEADER_LEN:
         return None
     return m.to_worker.decode(rfile.read(m.length(header)))
+
+
+def inference(variant: str, checked: Checked) -> m.Inference:
+    """What the parent is told runs ``variant``'s hand models, from its start-up check."""
+    choice = checked.pipeline.choice
+    return m.Inference(variant, choice.runtime, choice.precision, checked.asked.name, checked.fallback)
 
 
 def _serve(sock: socket.socket) -> int:
@@ -56,17 +65,18 @@ def _serve(sock: socket.socket) -> int:
             paths = init.model_paths
             variant = settings.model_variant if settings.model_variant in paths else next(iter(paths))
             streams.warm_up(variant)  # makes and checks the variant's pipeline (INFERENCE_PRECISION)
-            checked = streams.checked[variant]
-            ready = m.Ready(os.getpid(), checked.pipeline.choice.name, checked.asked.name, checked.fallback)
+            ready = m.Ready(os.getpid(), inference(variant, streams.checked[variant]))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
         send(m.Fatal(f"worker could not load the model: {exc}"))
         return 1
     send(ready)
+    told: set[str] = set() if streams is None else set(streams.checked)  # the variants the parent knows the check of
     try:
         while (msg := read_message(rfile)) is not None:
             if isinstance(msg, m.Batch):
                 for task in msg.tasks:
                     started = time.monotonic()
+                    answer: m.Result | m.Error
                     try:
                         opts = DetectOptions(task.num_hands, task.mirrored, task.model)
                         # rgb_shape: packed pixels from the edge's camera reader (checked by images.unpack_rgb)
@@ -74,12 +84,17 @@ def _serve(sock: socket.socket) -> int:
                             result = streams.detect_bytes(task.image, opts, task.stream, rgb_shape=task.rgb_shape)
                         else:
                             result = detector.detect_bytes(task.image, opts, task.stream, rgb_shape=task.rgb_shape)
-                        send(m.Result(task.id, started, cast(dict[str, Any], result)))
+                        answer = m.Result(task.id, started, cast(dict[str, Any], result))
                     except HgrError as exc:
-                        send(m.Error(task.id, started, exc.code, exc.message))
+                        answer = m.Error(task.id, started, exc.code, exc.message)
                     except Exception:  # one bad frame must not take the worker down
                         log.exception("inference failed")
-                        send(m.Error(task.id, started, "internal_error", "inference failed"))
+                        answer = m.Error(task.id, started, "internal_error", "inference failed")
+                    if streams is not None:  # a variant made on this frame: what runs it, before the frame's answer
+                        for other in streams.checked.keys() - told:
+                            told.add(other)
+                            send(m.VariantReady(inference(other, streams.checked[other])))
+                    send(answer)
             elif isinstance(msg, m.CloseStream):
                 detector.close_stream(msg.stream)
                 if streams is not None:

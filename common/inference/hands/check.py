@@ -3,8 +3,9 @@
 Issue 24's rule: a worker asked for anything but the reference (LiteRT fp32) runs the photos of
 ``check_photos/`` (one for each count 0–5) through both and keeps the faster path only if every photo gets the
 same counts, hand by hand; otherwise it runs fp32 and says so (``Checked.fallback``: the worker's log, its
-``Ready`` message, ``/status`` and ``hgr_inference_fallback_workers``). The photos are decoded as a still is and
-run as a still (palm detector → landmarks, no exposure retry), in a few hundred milliseconds.
+``Ready`` message, or ``VariantReady`` for a model variant made after start-up on its first frame, ``/status``
+and ``hgr_inference_fallback_workers``). The photos are decoded as a still is and run as a still (palm detector →
+landmarks, no exposure retry), in a few hundred milliseconds.
 """
 
 from __future__ import annotations
