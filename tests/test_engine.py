@@ -95,7 +95,9 @@ def test_a_still_has_the_same_shape_from_both_engines(model_path: str) -> None:
     blank = _jpeg(np.full((240, 320, 3), 128, np.uint8))
     results: dict[str, list[DetectionResult]] = {}
     for engine in ENGINES:
-        d = _detector(model_path, engine)
+        # fp32: the bound below is the engines' own (the same models, the same crop); what bf16 moves, where a
+        # CPU's `auto` picks it, is held to the issue's bars in tests/test_engine_parity.py
+        d = _detector(model_path, engine, inference_precision="fp32")
         try:
             results[engine] = [d.detect_bytes(hand), d.detect_bytes(blank)]
         finally:
