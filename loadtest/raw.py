@@ -38,7 +38,7 @@ def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], 
     return n, times
 
 
-async def _raw_run(ctx: BenchContext, processes: int, video: bool = True,
+async def raw_run(ctx: BenchContext, processes: int, video: bool = True,
                    pipeline: str = "mediapipe") -> tuple[int, list[float]]:
     from hgr.common.inference.model import model_paths
 
@@ -59,17 +59,17 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     ceiling the service at saturation is compared with."""
     workers = ctx.args.workers or ctx.settings.resolved_workers()
     ctx.log(f"raw: 1 process × {ctx.args.duration:.0f} s")
-    _, single = await _raw_run(ctx, 1)
+    _, single = await raw_run(ctx, 1)
     ctx.log(f"raw: {workers} processes × {ctx.args.duration:.0f} s")
-    frames, parallel = await _raw_run(ctx, workers)
+    frames, parallel = await raw_run(ctx, workers)
     out = {"workers": workers, "frames": frames, "fps": round(frames / ctx.args.duration, 1),
            "per_frame_ms": percentiles(single), "per_frame_ms_all_workers": percentiles(parallel)}
     if "rest" in ctx.args.sections:  # REST images are stills: compare them with IMAGE mode
         ctx.log(f"raw: {workers} processes in IMAGE mode × {ctx.args.duration:.0f} s")
-        frames, times = await _raw_run(ctx, workers, video=False)
+        frames, times = await raw_run(ctx, workers, video=False)
         out["image_mode"] = {"fps": round(frames / ctx.args.duration, 1), "per_frame_ms": percentiles(times)}
         # The service's own still engine (LiteRT) called directly: what of REST's ratio is the engine's.
         ctx.log(f"raw: {workers} processes, the LiteRT still engine × {ctx.args.duration:.0f} s")
-        frames, times = await _raw_run(ctx, workers, video=False, pipeline="litert")
+        frames, times = await raw_run(ctx, workers, video=False, pipeline="litert")
         out["image_litert"] = {"fps": round(frames / ctx.args.duration, 1), "per_frame_ms": percentiles(times)}
     return out

@@ -41,3 +41,20 @@ def test_a_tiny_raw_section_from_an_unrelated_directory(tmp_path: Path, model_pa
     report = json.loads(proc.stdout)
     assert report["raw"]["workers"] == 1 and report["raw"]["frames"] > 0
     assert str(SAMPLE_PHOTOS) in proc.stderr  # the log names where the frames came from
+
+
+def test_a_tiny_rest_section_is_compared_with_raw_image_mode_around_it(tmp_path: Path, model_path: str) -> None:
+    """The rest section after raw: every request answered, and its ratios to the mean of raw IMAGE mode
+    measured before the hub started and again after it stopped."""
+    proc = subprocess.run([sys.executable, "-m", "hgr", "bench", "--sections", "raw,rest", "--duration", "1",
+                           "--workers", "1", "--hold", "1"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    rest, around = report["rest"], report["rest"]["raw_image_fps"]
+    assert around["before"] == report["raw"]["image_mode"]["fps"] and around["after"] > 0
+    for kind in ("single", "batch"):
+        assert set(rest[kind]["status"]) == {"200"} and rest[kind]["images_per_s"] > 0, rest[kind]
+        baseline = (around["before"] + around["after"]) / 2
+        assert rest[kind]["ratio_to_raw"] == pytest.approx(rest[kind]["images_per_s"] / baseline, abs=1e-3)
+    assert rest["batch"]["concurrency"] == 2  # two batches per worker in flight
