@@ -50,12 +50,25 @@ site=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 # LiteRT's WebGPU accelerator (19 MB) is loaded only for a GPU-accelerated CompiledModel; hgr runs the hand models
 # on the CPU through the Interpreter (XNNPACK), which never opens it (a detection without it logs the same lines).
 rm -f "$site/ai_edge_litert/libLiteRtWebGpuAccelerator.so"
+# LiteRT's ahead-of-time tooling for NPUs: tools/apply_plugin_main (8.3 MB), which only ai_edge_litert.aot runs
+# (as a subprocess), and the vendors' compiler plugins (vendors/*/compiler/, 4.4 MB), which only an Environment
+# (a CompiledModel's) looks up. The Interpreter opens neither: a detection on both hand models opens and runs
+# nothing under tools/ or vendors/ (strace of `hgr detect`, on LiteRT and on OpenVINO).
+rm -rf "$site/ai_edge_litert/tools/apply_plugin_main" "$site"/ai_edge_litert/vendors/*/compiler
 if [ "$keep_openvino" = true ]; then
   # The images serve on the CPU plugin alone: the GPU and NPU plugins (52 MB) find no OpenCL or NPU driver in a
   # container, cache.json (8.8 MB) is the GPU plugin's kernel-tuning table (no other library names it), and
   # include/ holds C++ headers for building against OpenVINO (3.2 MB). The checks below compile both hand models.
   rm -rf "$site/openvino/libs/libopenvino_intel_gpu_plugin.so" "$site/openvino/libs/libopenvino_intel_npu_plugin.so" \
     "$site/openvino/libs/cache.json" "$site/openvino/include"
+  # OpenVINO reads hgr's models through two front ends only: tensorflow_lite (the bundle's tflite) and ir (the IR
+  # that openvino_models.py writes and reads back for bf16). The others, ONNX, PaddlePaddle, PyTorch, TensorFlow,
+  # JAX and GGUF (19 MB), and their Python packages under frontend/ (3.7 MB) read formats hgr never has. The
+  # front-end manager lists what is in libs/; the one import of them, `import openvino`'s model converter (ovc),
+  # takes the TensorFlow package's absence as "no TensorFlow bindings" (an ImportError it catches). Checked below:
+  # exactly those two front ends are left, and both hand models are read from the tflite (f32) and the IR (bf16).
+  rm -rf "$site"/openvino/libs/libopenvino_{onnx,paddle,pytorch,tensorflow,jax,gguf}_frontend.so* \
+    "$site"/openvino/frontend/{onnx,paddle,pytorch,tensorflow,jax}
 fi
 # The wheels' shared libraries keep their symbol tables and debug sections (uvloop's loop.so: 13.6 MB, 1.6 MB
 # without; PyAV's modules, PIL, yaml, LiteRT's wrapper, OpenCV's codecs: ~55 MB in all). `strip --strip-unneeded`
@@ -65,7 +78,7 @@ fi
 # page-aligned"). So each library is stripped into a copy, and the copy replaces it only if it is smaller and the
 # dynamic loader loads it (dlopen in a fresh process); anything strip refuses, gains nothing on (most are stripped
 # already), or fails to load stays as shipped (so also what does not load here even unstripped: LiteRT's unused
-# vendor plugins, and with the fallback engine libmediapipe.so, whose libEGL only the runtime stage installs).
+# Intel dispatch library, and with the fallback engine libmediapipe.so, whose libEGL only the runtime stage installs).
 # The imports and inferences below then run on the stripped files.
 loads() { python -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "$1"; }  # (a function: quiet if it aborts)
 stripped=0
@@ -111,6 +124,8 @@ from hgr.common.inference.hands.bundle import read_models
 from hgr.common.inference.hands.openvino_models import compile_model
 devices = openvino.Core().available_devices
 assert devices == ["CPU"], devices
+readers = sorted(openvino.frontend.FrontEndManager().get_available_front_ends())
+assert readers == ["ir", "tflite"], readers
 for name, model in zip(("palm", "landmark"), read_models("/opt/hgr/models/hand_landmarker.task")):
     for precision in ("fp32", "bf16"):
         compiled = compile_model(model, name, precision)
