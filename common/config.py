@@ -191,7 +191,7 @@ class Settings:
                                 choices=("auto", "litert", "openvino"))
     inference_precision: str = _s("INFERENCE_PRECISION", "auto",
                                   "litert: the hand models' number format: `fp32`; `bf16` = bfloat16 with the "
-                                  "layers at both ends kept fp32 (OpenVINO only; 1.9x faster per model where the "
+                                  "layers at both ends kept fp32 (OpenVINO only; 1.9-2.2x faster per model where the "
                                   "CPU has avx512_bf16 or amx_bf16, docs/accuracy.md); `auto` = bf16 where the CPU "
                                   "has those instructions and OpenVINO is installed, else fp32. Each worker checks "
                                   "a lower precision at start-up against fp32 on the shipped check photos and "
