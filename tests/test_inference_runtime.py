@@ -17,7 +17,17 @@ from hgr.common import metrics
 from hgr.common.config import load_settings
 from hgr.common.inference import messages as m
 from hgr.common.inference.hands.check import CHECK_PHOTOS, check_images, checked_pipeline, counts
-from hgr.common.inference.hands.openvino_models import MARKED, compile_model, keep_f32, mark_f32, read
+from hgr.common.inference.hands.openvino_models import (
+    GATED_IR,
+    KEEP_F32_ENDS,
+    MARKED,
+    compile_model,
+    ir_digest,
+    keep_f32,
+    mark_f32,
+    marked_ir,
+    read,
+)
 from hgr.common.inference.hands.pipeline import HandPipeline
 from hgr.common.inference.hands.runtime import REFERENCE, Choice, choose, cpu_flags, has_bf16
 from hgr.common.inference.pool import InferencePool
@@ -146,6 +156,16 @@ def test_openvino_keeps_the_marked_end_layers_f32(model_path: str) -> None:
         # one thread per worker, not pinned: pinned, every worker process's stream sat on the same first core
         assert fp32.compiled.get_property("INFERENCE_NUM_THREADS") == 1
         assert fp32.compiled.get_property("ENABLE_CPU_PINNING") is False
+
+
+def test_the_ir_built_at_start_up_is_the_one_the_gate_passed(model_path: str, tmp_path: Path) -> None:
+    # Built from the pinned bundle as every worker builds it: the bytes research.precision held to the gate. A new
+    # OpenVINO release that writes the IR otherwise lands here first, before any count moves.
+    for name, tflite in _models(model_path).items():
+        folder = tmp_path / name
+        folder.mkdir()
+        ends = KEEP_F32_ENDS[name]
+        assert ir_digest(marked_ir(tflite, (ends, ends), folder)) == GATED_IR[name], name
 
 
 def _pipe(model_path: str, choice: Choice, min_detection: float = 0.5) -> HandPipeline:

@@ -4,7 +4,6 @@ CPU plugin through the service's own IR build), and what pins it."""
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from hgr.common.inference.hands.openvino_models import PRECISE, OpenVinoModel, marked_ir
+from hgr.common.inference.hands.openvino_models import PRECISE, OpenVinoModel, ir_digest, marked_ir
 from research.precision.quantize import dynamic_int8, static_int8
 from research.precision.tflite import fold_fp16
 from research.precision.variants import ENDS, STATIC, Missing
@@ -62,8 +61,7 @@ def _ov(data: bytes, hint: str, ends: tuple[int, int] | None, workdir: Path) -> 
         note += (f", {xml.count(PRECISE)} of {xml.count('<layer ')} layers kept f32 (first={ends[0]}, "
                  f"last={ends[1]})")
     model = core.read_model(ir)  # now: the files are not read again
-    # The pin: the IR as read, less the node names (OpenVINO numbers them by a process-wide counter).
-    pin = sha256(re.sub(r' name="[^"]*"', "", xml).encode() + ir.with_suffix(".bin").read_bytes())
+    pin = ir_digest(ir)  # the pin, as openvino_models.GATED_IR holds the shipped pair's
     config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1}
 
     def make() -> Any:
