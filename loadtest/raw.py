@@ -39,7 +39,7 @@ def _raw_worker(settings: Settings, paths: dict[str, str], frames: list[bytes], 
 
 
 async def raw_run(ctx: BenchContext, processes: int, video: bool = True,
-                   pipeline: str = "mediapipe") -> tuple[int, list[float]]:
+                  pipeline: str = "mediapipe") -> tuple[int, list[float]]:
     from hgr.common.inference.model import model_paths
 
     paths = model_paths(ctx.settings)

@@ -95,7 +95,7 @@ class Detector:
             return self.streams.detect_bytes(data, opts, stream, rgb_shape=rgb_shape)
         start = time.perf_counter()
         image: DecodedImage = unpack_rgb(data, rgb_shape, self.limits) if rgb_shape is not None else \
-            decode_image(bytes(data), self.limits)  # bytes(): a copy of a view only (bytes are returned as they are)
+            decode_image(data, self.limits)
         hands, infer_ms = self.detect_pixels(image.rgb, opts, stream)
         retry = None
         # Stills only: a stream would pay the extra passes on every frame without a hand in view.

@@ -146,11 +146,14 @@ def _is_truncated(fmt: str, data: bytes) -> bool:
     return False
 
 
-def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, reduce_min_side: int = 0) -> DecodedImage:
+def decode_image(data: bytes | memoryview, limits: ImageLimits = ImageLimits(), *,
+                 reduce_min_side: int = 0) -> DecodedImage:
     """``reduce_min_side`` > 0: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, cheaper
     than decoding everything and resizing) as long as its shorter side stays at least that many pixels.
-    Stream frames only (STREAM_PIPELINE=litert, REDUCED_DECODE_MIN_SIDE): measured in docs/benchmarks.md."""
+    Stream frames only (STREAM_PIPELINE=litert, REDUCED_DECODE_MIN_SIDE): measured in docs/benchmarks.md.
+    A view (a worker's task as it came) is copied to bytes once, here, for the header reader and the decoders."""
     start = time.perf_counter()
+    data = bytes(data)  # bytes come back as they are
     header = read_header(data, limits)
     factor = reduce_factor(header.width, header.height, reduce_min_side) if header.format == "jpeg" else 1
     rgb = _decode_jpeg(data, header, factor) if header.format == "jpeg" else None

@@ -141,7 +141,7 @@ class StreamPipelines:
         ``decode_ms`` is the unpacking's microseconds); everything after that is the same."""
         start = time.perf_counter()
         image = unpack_rgb(data, rgb_shape, self.limits) if rgb_shape is not None else \
-            decode_image(bytes(data), self.limits, reduce_min_side=self.settings.reduced_decode_min_side)
+            decode_image(data, self.limits, reduce_min_side=self.settings.reduced_decode_min_side)
         frame = self.detect(image.rgb, opts, stream, now_ms)
         result = make_result(frame.hands, image.size, image.decode_ms, frame.infer_ms,
                              (time.perf_counter() - start) * 1000)

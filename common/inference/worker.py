@@ -90,7 +90,8 @@ def _serve(sock: socket.socket) -> int:
                     except Exception:  # one bad frame must not take the worker down
                         log.exception("inference failed")
                         answer = m.Error(task.id, started, "internal_error", "inference failed")
-                    if streams is not None:  # a variant made on this frame: what runs it, before the frame's answer
+                    if streams is not None and len(streams.checked) > len(told):
+                        # a variant made on this frame: what runs it, before the frame's answer
                         for other in streams.checked.keys() - told:
                             told.add(other)
                             send(m.VariantReady(inference(other, streams.checked[other])))

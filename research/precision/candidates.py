@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from hgr.common.inference.hands.openvino_models import PRECISE, OpenVinoModel, ir_digest, marked_ir
+from hgr.common.inference.hands.openvino_models import (
+    PRECISE,
+    OpenVinoModel,
+    compile_config,
+    ir_digest,
+    marked_ir,
+)
 from research.precision.quantize import dynamic_int8, static_int8
 from research.precision.tflite import fold_fp16
 from research.precision.variants import ENDS, STATIC, Missing
@@ -62,7 +68,7 @@ def _ov(data: bytes, hint: str, ends: tuple[int, int] | None, workdir: Path) -> 
                  f"last={ends[1]})")
     model = core.read_model(ir)  # now: the files are not read again
     pin = ir_digest(ir)  # the pin, as openvino_models.GATED_IR holds the shipped pair's
-    config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1}
+    config = compile_config(hint)
 
     def make() -> Any:
         return OpenVinoModel(core.compile_model(model, "CPU", config))

@@ -130,12 +130,17 @@ def compile_model(tflite: bytes, model: str, precision: str, threads: int = 1) -
     import openvino as ov
 
     graph = read(tflite, KEEP_F32_ENDS[model] if precision == "bf16" else None)
+    return OpenVinoModel(ov.Core().compile_model(graph, "CPU", compile_config(HINTS[precision], threads)))
+
+
+def compile_config(hint: str, threads: int = 1) -> dict[str, Any]:
+    """The CPU plugin's config for a model at ``hint`` ("f32" or "bf16"): what the service compiles, and what
+    research.precision times."""
     # No CPU pinning: OpenVINO pins a compiled model's stream to the first cores, the same ones in every worker
     # process, so two workers on two cores shared one (landmarks in two processes: ~130 inferences/s each pinned,
     # ~210 unpinned); the kernel's scheduler spreads the workers as it does LiteRT's.
-    config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
-              "ENABLE_CPU_PINNING": False}
-    return OpenVinoModel(ov.Core().compile_model(graph, "CPU", config))
+    return {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+            "ENABLE_CPU_PINNING": False}
 
 
 class OpenVinoModel:
